@@ -1,0 +1,3 @@
+from odin_ood.cli import main
+
+raise SystemExit(main())
