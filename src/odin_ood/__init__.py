@@ -1,3 +1,25 @@
-"""odin-ood: ODIN out-of-distribution detection (Liang, Li & Srikant, ICLR 2018)."""
+"""odin-ood: ODIN out-of-distribution detection (Liang, Li & Srikant, ICLR 2018).
+
+Higher scores mean more in-distribution. The ODIN score lives in :mod:`odin_ood.scores`, the
+paper's metrics in :mod:`odin_ood.metrics`, the (T, epsilon) search in :mod:`odin_ood.tuning`
+and the fitted detector in :mod:`odin_ood.detector`.
+"""
 
 __version__ = "0.1.0"
+
+from odin_ood.detector import Detector  # noqa: E402
+from odin_ood.fingerprint import fingerprint  # noqa: E402
+from odin_ood.scores import msp_scores, odin_scores  # noqa: E402
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, tune  # noqa: E402
+
+__all__ = [
+    "Detector",
+    "PAPER_EPSILONS",
+    "PAPER_TEMPERATURES",
+    "TuningResult",
+    "fingerprint",
+    "msp_scores",
+    "odin_scores",
+    "tune",
+    "__version__",
+]

@@ -1,0 +1,180 @@
+"""MSP and ODIN scores as pure functions of (model, batch, parameters).
+
+Convention throughout odin-ood: a higher score means *more in-distribution*.
+
+ODIN (Liang, Li & Srikant, ICLR 2018, section 3):
+
+* temperature scaling, eq. (1):  S_i(x; T) = exp(f_i(x)/T) / sum_j exp(f_j(x)/T)
+* input preprocessing, eq. (2):  x~ = x - epsilon * sign(-grad_x log S_yhat(x; T))
+
+-log S_yhat(x; T) is the cross-entropy of f(x)/T against the predicted label yhat, so
+x~ = x - epsilon * sign(grad_x CE(f(x)/T, yhat)); the score is S_yhat(x~; T) = max_i S_i(x~; T).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from odin_ood._checks import channel_view, check_batch, check_epsilon, check_temperature
+
+Clamp = tuple[float | Tensor, float | Tensor]
+
+
+@contextmanager
+def scoring_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode with parameter gradients off; every submodule's own mode and every parameter's
+    ``requires_grad`` are restored on exit (restoring only the root's mode would overwrite
+    submodules that were in a different mode)."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, training in modes:
+            m.training = training
+
+
+def model_device(model: nn.Module, default: torch.device) -> torch.device:
+    """The device of the model's first parameter or buffer (``default`` for a stateless model)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return default
+
+
+def softmax_score(logits: Tensor, temperature: float) -> Tensor:
+    """S_yhat(x; T) = max_i softmax(f(x)/T)_i (paper eq. 1), one value per row."""
+    return F.softmax(logits / temperature, dim=1).amax(dim=1)
+
+
+def perturbation_direction(
+    logits: Tensor, x: Tensor, temperature: float, input_std: Tensor | None, retain_graph: bool = False
+) -> Tensor:
+    """d = sign(grad_x CE(f(x)/T, yhat)) / std, so that x~ = x - epsilon * d (paper eq. 2).
+
+    ``logits`` must come from a forward of ``x`` with ``x.requires_grad``. A zero gradient counts
+    as +1, as in the paper's code (``torch.ge(grad, 0)``). The loss is summed over the batch so
+    each row's gradient is its own (no 1/N that could underflow).
+    """
+    loss = F.cross_entropy(logits / temperature, logits.argmax(dim=1), reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
+    direction = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
+    return direction if input_std is None else direction / input_std
+
+
+def _prepare(model: nn.Module, x: Tensor) -> Tensor:
+    check_batch(x)
+    return x.detach().to(model_device(model, x.device))
+
+
+def _perturbed_forward(
+    model: nn.Module, x: Tensor, direction: Tensor, epsilon: float, clamp: Clamp | None
+) -> Tensor:
+    x_tilde = x - epsilon * direction
+    if clamp is not None:
+        x_tilde = torch.clamp(x_tilde, *(torch.as_tensor(c, dtype=x.dtype, device=x.device) for c in clamp))
+    with torch.no_grad():
+        return model(x_tilde)
+
+
+def msp_scores(model: nn.Module, x: Tensor) -> Tensor:
+    """Maximum softmax probability max_i softmax(f(x))_i (Hendrycks & Gimpel, 2017).
+
+    Higher = more in-distribution. One forward pass without a graph, in eval mode.
+    """
+    x = _prepare(model, x)
+    with scoring_mode(model), torch.no_grad():
+        return softmax_score(model(x), 1.0)
+
+
+def odin_scores(
+    model: nn.Module,
+    x: Tensor,
+    temperature: float = 1000.0,
+    epsilon: float = 0.0014,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> Tensor:
+    """ODIN score (paper eq. 1-2): max_i softmax(f(x~)/T)_i with
+    x~ = x - epsilon * sign(-grad_x log S_yhat(x; T)).
+
+    Higher = more in-distribution. ``x`` is a batch in whatever space the model takes.
+    ``epsilon`` is in pixel units: when the model sees inputs normalised by a per-channel
+    ``input_std``, pass it and the step becomes epsilon / std per channel, as the paper's code
+    does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` optionally
+    clips x~ (the paper does not). Costs one forward with an input-only backward and, for
+    epsilon > 0, one forward without a graph; parameter gradients are never computed.
+    """
+    return odin_outputs(model, x, temperature, epsilon, input_std, clamp)[1]
+
+
+def odin_outputs(
+    model: nn.Module,
+    x: Tensor,
+    temperature: float = 1000.0,
+    epsilon: float = 0.0014,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(logits f(x) of the unperturbed input, ODIN scores): :func:`odin_scores` plus the
+    classifier's own output, which the first pass computes anyway (no extra forward)."""
+    temperature = check_temperature(temperature)
+    epsilon = check_epsilon(epsilon)
+    x = _prepare(model, x)
+    std = channel_view(input_std, x)
+    with scoring_mode(model):
+        x = x.requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(x)
+            direction = perturbation_direction(logits, x, temperature, std)
+        x, logits = x.detach(), logits.detach()
+        z = logits if epsilon == 0.0 else _perturbed_forward(model, x, direction, epsilon, clamp)
+        return logits, softmax_score(z, temperature)
+
+
+def odin_grid_scores(
+    model: nn.Module,
+    x: Tensor,
+    temperatures: Sequence[float],
+    epsilons: Sequence[float],
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> Tensor:
+    """ODIN scores for every (T, epsilon) of a grid on one batch: a tensor (len(T), len(eps), N).
+
+    Shares work across the grid, with results equal to calling :func:`odin_scores` per cell:
+    the unperturbed logits do not depend on T, so ONE forward with an input graph serves every
+    temperature; each T then needs one input-only backward (the sign depends on T); epsilon = 0
+    reuses the unperturbed logits, and each epsilon > 0 costs one forward without a graph.
+    """
+    temperatures = [check_temperature(t, "temperatures") for t in temperatures]
+    epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
+    x = _prepare(model, x)
+    std = channel_view(input_std, x)
+    with scoring_mode(model):
+        x = x.requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(x)
+            directions = [
+                perturbation_direction(logits, x, t, std, retain_graph=i < len(temperatures) - 1)
+                for i, t in enumerate(temperatures)
+            ]
+        x, logits = x.detach(), logits.detach()
+        return torch.stack([
+            torch.stack([
+                softmax_score(logits if e == 0.0 else _perturbed_forward(model, x, d, e, clamp), t)
+                for e in epsilons
+            ])
+            for t, d in zip(temperatures, directions)
+        ])

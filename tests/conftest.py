@@ -1,0 +1,64 @@
+"""Shared fixtures: real data under ../shared/data and a small classifier trained on scikit-learn's digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+class DigitsNet(nn.Module):
+    """A small conv net for 8x8 digit images (BatchNorm included, to check eval mode is used)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="session")
+def digits() -> dict[str, torch.Tensor]:
+    """scikit-learn's bundled digits (1,797 real 8x8 images, no download) as (N, 1, 8, 8) in [0, 1],
+    shuffled with a fixed seed and split 900 train / 897 held out."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+    x, y = x[perm], y[perm]
+    return {"x_train": x[:900], "y_train": y[:900], "x_held": x[900:], "y_held": y[900:]}
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits) -> nn.Module:
+    """DigitsNet trained for 150 Adam steps (a few seconds on a CPU); about 95%+ held-out accuracy."""
+    torch.manual_seed(0)
+    model = DigitsNet()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = digits["x_train"], digits["y_train"]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        idx = torch.randint(0, len(x), (64,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return model

@@ -1,0 +1,153 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from odin_ood import msp_scores, odin_scores
+from odin_ood.scores import odin_grid_scores, odin_outputs
+
+
+def reference_odin_float64(model, x, temperature, epsilon):
+    """Independent per-sample float64 implementation of paper eq. (1)-(2), literally:
+    x~ = x - eps * sign(-grad_x log S_yhat(x; T)), with sign(0) taken as +1 like the paper's code."""
+    m = copy.deepcopy(model).double().eval()
+    out = []
+    for xi in x.double():
+        xi = xi.unsqueeze(0).requires_grad_(True)
+        log_s = torch.log_softmax(m(xi) / temperature, dim=1)
+        yhat = int(log_s.argmax())
+        (g,) = torch.autograd.grad(log_s[0, yhat], xi)
+        neg = -g
+        sign = torch.where(neg >= 0, torch.ones_like(neg), -torch.ones_like(neg))
+        x_tilde = xi.detach() - epsilon * sign
+        with torch.no_grad():
+            out.append(torch.softmax(m(x_tilde) / temperature, dim=1).max().item())
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("temperature,epsilon", [(1.0, 0.0), (1000.0, 0.0014), (10.0, 0.004), (1.0, 0.002)])
+def test_odin_equals_float64_reference(digits_model, digits, temperature, epsilon):
+    x = digits["x_held"][:40]
+    got = odin_scores(digits_model, x, temperature, epsilon).double()
+    want = reference_odin_float64(digits_model, x, temperature, epsilon)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_sign_convention_on_linear_model_matches_closed_form():
+    # f(x) = W x + b, two classes: grad_x log S_yhat = (1 - p_yhat)/T (W_yhat - W_other), so
+    # eq. (2) moves x by +eps * sign(W_yhat - W_other): the margin, hence the score, grows.
+    torch.manual_seed(1)
+    lin = nn.Linear(6, 2).double()
+    x = torch.randn(32, 6, dtype=torch.float64)
+    T, eps = 2.0, 0.05
+    with torch.no_grad():
+        logits = lin(x)
+        yhat = logits.argmax(1)
+        w_diff = lin.weight[yhat] - lin.weight[1 - yhat]
+        x_tilde = x + eps * torch.sign(w_diff)
+        want = torch.softmax(lin(x_tilde) / T, 1).max(1).values
+    got = odin_scores(lin, x, temperature=T, epsilon=eps)
+    assert torch.allclose(got, want, atol=1e-12)
+    assert (got > torch.softmax(logits / T, 1).max(1).values).all()
+
+
+def test_input_std_equals_pixel_space_step_through_normalising_wrapper(digits_model, digits):
+    mean, std = torch.tensor([0.3]), torch.tensor([0.2])
+
+    class Normalising(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, p):
+            return self.inner((p - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
+
+    p = digits["x_held"][:50]
+    pixel = odin_scores(Normalising(digits_model), p, 1000.0, 0.002)
+    normalised = odin_scores(digits_model, (p - 0.3) / 0.2, 1000.0, 0.002, input_std=[0.2])
+    assert torch.allclose(pixel, normalised, atol=1e-6)
+    # and without input_std the normalised-space step is a different (too small) step
+    wrong = odin_scores(digits_model, (p - 0.3) / 0.2, 1000.0, 0.002)
+    assert not torch.allclose(pixel, wrong, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_batch_size_invariance(digits_model, digits, batch):
+    x = digits["x_held"][:128]
+    whole = odin_scores(digits_model, x, 1000.0, 0.0014)
+    parts = torch.cat([odin_scores(digits_model, c, 1000.0, 0.0014) for c in x.split(batch)])
+    assert torch.allclose(whole, parts, atol=1e-5)
+
+
+def test_scoring_leaves_parameters_and_mode_untouched(digits_model, digits):
+    model = copy.deepcopy(digits_model).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    odin_scores(model, digits["x_held"][:32], 1000.0, 0.002)
+    msp_scores(model, digits["x_held"][:32])
+    odin_grid_scores(model, digits["x_held"][:8], [1.0, 10.0], [0.0, 0.001])
+    assert model.training  # mode restored
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    # BatchNorm statistics were not updated: scoring ran in eval mode
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_restores_each_submodule_mode_not_only_the_root(digits_model, digits):
+    wrapper = nn.Sequential(digits_model)  # a new root in train mode around an eval-mode model
+    odin_scores(wrapper, digits["x_held"][:4])
+    assert wrapper.training and not digits_model.training
+
+
+def test_scores_are_computed_in_eval_mode(digits_model, digits):
+    x = digits["x_held"][:16]
+    trained = copy.deepcopy(digits_model).train()
+    assert torch.equal(odin_scores(trained, x), odin_scores(digits_model, x))
+
+
+def test_msp_is_max_softmax(digits_model, digits):
+    x = digits["x_held"][:20]
+    with torch.no_grad():
+        want = torch.softmax(digits_model(x).double(), 1).max(1).values
+    assert torch.allclose(msp_scores(digits_model, x).double(), want, atol=1e-6)
+    # ODIN at T=1, eps=0 is exactly the MSP
+    assert torch.allclose(odin_scores(digits_model, x, 1.0, 0.0), msp_scores(digits_model, x), atol=1e-7)
+
+
+def test_odin_outputs_returns_unperturbed_logits(digits_model, digits):
+    x = digits["x_held"][:10]
+    logits, scores = odin_outputs(digits_model, x, 1000.0, 0.002)
+    with torch.no_grad():
+        assert torch.allclose(logits, digits_model(x), atol=1e-6)
+    assert torch.equal(scores, odin_scores(digits_model, x, 1000.0, 0.002))
+
+
+def test_clamp_option_bounds_the_perturbed_input():
+    # identity "model": the score sees x~ directly, so clamping is observable
+    x = torch.tensor([[0.999, 0.0], [0.0, 0.999]])
+    free = odin_scores(nn.Identity(), x, temperature=1.0, epsilon=0.01)
+    clamped = odin_scores(nn.Identity(), x, temperature=1.0, epsilon=0.01, clamp=(0.0, 1.0))
+    with torch.no_grad():
+        want = torch.softmax(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 1).max(1).values
+        want_free = torch.softmax(torch.tensor([[1.009, -0.01], [-0.01, 1.009]]), 1).max(1).values
+    assert torch.allclose(clamped, want, atol=1e-6)
+    assert torch.allclose(free, want_free, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "x,kwargs,match",
+    [
+        (torch.full((2, 1, 8, 8), float("nan")), {}, "NaN"),
+        (torch.zeros(64), {}, "rank"),
+        (torch.zeros(0, 1, 8, 8), {}, "empty"),
+        (torch.zeros(2, 1, 8, 8, dtype=torch.long), {}, "floating"),
+        (torch.zeros(2, 1, 8, 8), {"temperature": 0.0}, "temperature"),
+        (torch.zeros(2, 1, 8, 8), {"temperature": -1.0}, "temperature"),
+        (torch.zeros(2, 1, 8, 8), {"epsilon": -0.1}, "epsilon"),
+        (torch.zeros(2, 1, 8, 8), {"input_std": [0.1, 0.2]}, "input_std"),
+        (torch.zeros(2, 1, 8, 8), {"input_std": [0.0]}, "input_std"),
+    ],
+)
+def test_bad_input_is_rejected_with_a_named_error(digits_model, x, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        odin_scores(digits_model, x, **kwargs)
