@@ -2,7 +2,7 @@
 
 - Gaussian: every value i.i.d. N(0.5, 1), then clipped to [0, 1]. After clipping,
   P(0) = P(1) = Phi(-0.5) ~= 0.3085, the mean stays 0.5 by symmetry and the variance is
-  E[(clip(X) - 0.5)^2] ~= 0.1404 (see the tests for the integral).
+  E[(clip(X) - 0.5)^2] = (2 Phi(0.5) - 1) - phi(0.5) + 0.5 (1 - Phi(0.5)) ~= 0.1851.
 - Uniform: every value i.i.d. U[0, 1] (mean 0.5, variance 1/12).
 
 Values are stored as 8-bit pixels, ``round(255 * v)`` (a change of at most 1/510 per value),
