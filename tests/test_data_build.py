@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 

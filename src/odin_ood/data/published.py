@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from odin_ood.data.build import DEFAULT_RESIZE_METHOD, check_method, crop_dataset, resize_dataset
