@@ -5,9 +5,9 @@
   E[(clip(X) - 0.5)^2] = (2 Phi(0.5) - 1) - phi(0.5) + 0.5 (1 - Phi(0.5)) ~= 0.1851.
 - Uniform: every value i.i.d. U[0, 1] (mean 0.5, variance 1/12).
 
-Values are stored as 8-bit pixels, ``round(255 * v)`` (a change of at most 1/510 per value),
-like every other dataset. Draws use numpy's PCG64 generator seeded with ``seed``: the same
-seed gives the same bytes.
+Values are drawn by :mod:`odin_ood.noise` (torch's seeded CPU generator: the same seed gives the
+same bytes) and stored as 8-bit pixels, ``round(255 * v)`` (a change of at most 1/510 per
+value), like every other dataset.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset
+from odin_ood.noise import gaussian_noise, uniform_noise
 
 DEFAULT_COUNT = 10_000
 DEFAULT_SHAPE = (3, 32, 32)
@@ -36,15 +37,10 @@ def noise_images(kind: str, count: int, shape: Sequence[int], seed: int) -> np.n
     """``count`` images of ``shape`` (C, H, W) as uint8: "gaussian" or "uniform" noise."""
     if count < 1 or len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"count must be >= 1 and shape (C, H, W) positive; got {count}, {shape}")
-    rng = np.random.default_rng(seed)
-    size = (count, *shape)
-    if kind == "gaussian":
-        values = np.clip(rng.normal(0.5, 1.0, size).astype(np.float32), 0.0, 1.0)
-    elif kind == "uniform":
-        values = rng.random(size, dtype=np.float32)
-    else:
+    generators = {"gaussian": gaussian_noise, "uniform": uniform_noise}
+    if kind not in generators:
         raise ValueError(f"kind must be 'gaussian' or 'uniform'; got {kind!r}")
-    return _to_uint8(values)
+    return _to_uint8(generators[kind](count, tuple(shape), seed).numpy())
 
 
 def noise_dataset(kind: str, count: int = DEFAULT_COUNT, shape: Sequence[int] = DEFAULT_SHAPE,
