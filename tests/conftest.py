@@ -1,7 +1,9 @@
-"""Shared fixtures: real data under ../shared/data and a small classifier trained on scikit-learn's digits."""
+"""Shared fixtures: real data under ../shared/data, a private dataset cache, and a small classifier
+trained on scikit-learn's digits."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,22 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The read-only real data folder ``<repo>/../shared/data`` (skips if absent)."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_dataset_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Dataset caches go to a per-session temporary folder, never to ~/.cache."""
+    old = os.environ.get("ODIN_OOD_CACHE")
+    os.environ["ODIN_OOD_CACHE"] = str(tmp_path_factory.mktemp("odin-ood-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ODIN_OOD_CACHE", None)
+    else:
+        os.environ["ODIN_OOD_CACHE"] = old
 
 
 class DigitsNet(nn.Module):
