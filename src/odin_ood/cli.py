@@ -15,6 +15,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "datasets": ("odin_ood.data.registry", "list the datasets that odin_ood.data.load knows"),
     "train": ("odin_ood.training.command", "train a network of the paper with its recipe (resumable)"),
+    "score": ("odin_ood.serving.score", "score image folders, zips or datasets into CSV/JSONL/Parquet (resumable)"),
+    "serve": ("odin_ood.serving.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
 }
 
 
