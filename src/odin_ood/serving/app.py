@@ -104,8 +104,8 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "batches": batcher.batches, "images": batcher.images}
 
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:

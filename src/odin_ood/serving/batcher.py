@@ -37,7 +37,8 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="odin-ood-torch")
         self._task: asyncio.Task | None = None
-        self.batches = 0  # batches run, for monitoring
+        self.batches = 0  # batches run and images scored, for monitoring
+        self.images = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._collect())
@@ -94,6 +95,7 @@ class MicroBatcher:
                     f.set_exception(exc)
             return
         self.batches += 1
+        self.images += sum(len(x) for x, _ in batch)
         start = 0
         for x, f in batch:
             if not f.done():
