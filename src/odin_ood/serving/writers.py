@@ -44,10 +44,10 @@ class RowWriter:
         self.path = Path(path)
         self.fmt = fmt or output_format(self.path)
         self.partial = self.path.with_name(self.path.name + (".parts" if self.fmt == "parquet" else ".partial"))
-        if self.path.exists() and not resume:
-            raise ValueError(f"{self.path} exists: delete it, or pass --resume to keep its rows")
         if not resume:
-            _remove(self.partial)
+            for p in (self.path, self.partial):
+                if p.exists():
+                    raise ValueError(f"{p} exists: pass --resume to keep its rows, or delete it")
         self.done, self.last = self._existing()
 
     def _existing(self) -> tuple[int, Row | None]:
@@ -204,7 +204,7 @@ def _count_parts(folder: Path) -> tuple[int, Row | None]:
         meta = pq.ParquetFile(part).metadata
         done += meta.num_rows
         last = part
-    return done, (pq.read_table(last).slice(-1).to_pylist()[0] if last else None)
+    return done, (_last_of(pq.read_table(last)) if last else None)
 
 
 def _count_finished(path: Path, fmt: str) -> tuple[int, Row | None]:
@@ -216,7 +216,11 @@ def _count_finished(path: Path, fmt: str) -> tuple[int, Row | None]:
     n = f.metadata.num_rows
     if n == 0:
         return 0, None
-    return n, f.read_row_group(f.metadata.num_row_groups - 1).slice(-1).to_pylist()[0]
+    return n, _last_of(f.read_row_group(f.metadata.num_row_groups - 1))
+
+
+def _last_of(table) -> Row:
+    return table.slice(table.num_rows - 1).to_pylist()[0]
 
 
 def _table(rows: list[Row]):
@@ -238,10 +242,3 @@ def _join_parts(folder: Path, target: Path) -> None:
         for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
             out.write_table(pq.read_table(part))
     os.replace(tmp, target)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
