@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("odin_ood.demo", "run the whole ODIN pipeline offline on the shipped MNIST model and sample"),
     "train": ("odin_ood.training.command", "train a network of the paper with its recipe (resumable)"),
     "datasets": ("odin_ood.data.registry", "list the datasets that odin_ood.data.load knows"),
+    "score": ("odin_ood.serving.score", "score image folders, zips or datasets into CSV/JSONL/Parquet (resumable)"),
+    "serve": ("odin_ood.serving.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
 }
 
 

@@ -1,0 +1,219 @@
+"""The HTTP out-of-distribution gate: a FastAPI app around a fitted detector.
+
+* ``POST /v1/predict``: one or more images as ``multipart/form-data`` files (PNG, JPEG, ...) or
+  JSON ``{"images": [{"base64": "<encoded image>"} | {"array": <(C, H, W) floats in [0, 1]>}]}``;
+  answers ``{"predictions": [{predicted_class, confidence, score, threshold,
+  is_out_of_distribution}, ...]}`` in request order.
+* ``GET /v1/detector``: the fitted parameters and the model's fingerprint. ``GET /healthz``.
+* The OpenAPI schema is at ``/openapi.json`` (docs at ``/docs``).
+
+Limits are enforced before decoding: the declared Content-Length and then the bytes actually
+received (413), the number of images (413), each image's width and height read from its header
+(413). Undecodable images, wrong shapes and NaNs answer 422, a wrong content type 415, a missing
+or wrong ``X-API-Key`` (when a key is set) 401; every error is JSON ``{"error": {"status",
+"message"}}`` naming the problem, and the server keeps serving. Requests carry images, never
+paths, and nothing received is unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from torch import Tensor
+
+from odin_ood import __version__
+from odin_ood.detector import Detector
+from odin_ood.serving.batcher import MicroBatcher
+from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.serving.preprocess import InputError, InputSpec, array_tensor, decode, image_tensor
+
+log = logging.getLogger("odin_ood.serve")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_images: int = 64
+
+
+class Prediction(BaseModel):
+    predicted_class: int
+    confidence: float
+    score: float
+    threshold: float
+    is_out_of_distribution: bool
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+            "images": {"type": "array", "items": {"type": "object", "properties": {
+                "base64": {"type": "string", "description": "an encoded image (PNG, JPEG, ...)"},
+                "array": {"type": "array", "description": "floats in [0, 1] of the model's input shape (C, H, W)"},
+            }}}}}},
+    },
+}
+
+
+def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), api_key: str | None = None,
+               max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "") -> FastAPI:
+    """The gate for ``detector``; ``max_batch`` also becomes ``detector.batch_size`` (the fixed
+    batch size that ``pad`` fills, so scores equal the library's in batches of that size)."""
+    detector.batch_size = max_batch
+    batcher = MicroBatcher(partial(fixed_batch_outputs, detector, pad=pad), max_batch, max_wait_ms)
+    threshold = detector.threshold_
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="odin-ood gate", version=__version__, lifespan=lifespan,
+                  description="ODIN out-of-distribution detection in front of a classifier.")
+    app.state.batcher = batcher
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "batches": batcher.batches, "images": batcher.images}
+
+    @app.get("/v1/detector", dependencies=[Depends(check_key)])
+    async def describe() -> dict[str, Any]:
+        return {"model": model_name, "input_shape": list(spec.shape), "resize": spec.resize,
+                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limits": vars(limits),
+                **detector.to_dict()}
+
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
+              openapi_extra={"requestBody": _REQUEST_BODY})
+    async def predict(request: Request) -> dict[str, Any]:
+        body = await _read_limited(request, limits.max_body_bytes)
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            blobs = await _multipart(request, body, limits.max_images)
+            x = await run_in_threadpool(_decode_all, blobs, spec)
+        elif ctype.startswith("application/json"):
+            x = await run_in_threadpool(_json_images, body, spec, limits.max_images)
+        else:
+            raise InputError(f"content type {ctype or 'none'!r} is not supported: send multipart/form-data "
+                             "or application/json", 415)
+        out = await batcher.submit(x)
+        cols = {k: v.tolist() for k, v in out.items()}
+        return {"predictions": [
+            {"predicted_class": cols["predicted_class"][i], "confidence": cols["confidence"][i],
+             "score": cols["score"][i], "threshold": threshold,
+             "is_out_of_distribution": cols["is_out_of_distribution"][i]}
+            for i in range(len(x))
+        ]}
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
+
+    app.add_exception_handler(InputError, lambda r, e: error(e.status, str(e)))
+    app.add_exception_handler(HTTPException, lambda r, e: error(e.status_code, str(e.detail)))
+    app.add_exception_handler(RequestValidationError, lambda r, e: error(422, str(e.errors())))
+
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(Exception, internal)
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InputError(f"Content-Length {declared!r} is not a number", 400)
+        if int(declared) > limit:
+            raise InputError(f"request body of {declared} bytes exceeds the limit of {limit} bytes", 413)
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InputError(f"request body exceeds the limit of {limit} bytes", 413)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _multipart(request: Request, body: bytes, max_images: int) -> list[tuple[str, bytes]]:
+    async def once():
+        yield body
+
+    parser = MultiPartParser(request.headers, once(), max_files=max_images, max_fields=max_images,
+                             max_part_size=len(body) + 1)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        status = 413 if "Too many" in exc.message else 400
+        raise InputError(f"multipart body: {exc.message} (at most {max_images} images per request)", status) from None
+    files = [(f"image {i} ({v.filename or k})", await v.read())
+             for i, (k, v) in enumerate(x for x in form.multi_items() if isinstance(x[1], UploadFile))]
+    await form.close()
+    if not files:
+        raise InputError("multipart body holds no image files", 422)
+    return files
+
+
+def _decode_all(blobs: list[tuple[str, bytes]], spec: InputSpec) -> Tensor:
+    import torch
+
+    return torch.stack([image_tensor(decode(b, spec, label), spec, label) for label, b in blobs])
+
+
+def _json_images(body: bytes, spec: InputSpec, max_images: int) -> Tensor:
+    import torch
+
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"body is not valid JSON ({exc})", 400) from None
+    images = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(images, list) or not images:
+        raise InputError('JSON body must be {"images": [...]} with at least one image', 422)
+    if len(images) > max_images:
+        raise InputError(f"{len(images)} images in one request; the limit is {max_images}", 413)
+    tensors = []
+    for i, item in enumerate(images):
+        label = f"image {i}"
+        if isinstance(item, dict) and isinstance(item.get("base64"), str):
+            try:
+                blob = base64.b64decode(item["base64"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InputError(f"{label}: invalid base64 ({exc})") from None
+            tensors.append(image_tensor(decode(blob, spec, label), spec, label))
+        elif isinstance(item, dict) and "array" in item:
+            tensors.append(array_tensor(item["array"], spec, label))
+        else:
+            raise InputError(f'{label}: expected {{"base64": "..."}} or {{"array": [...]}}')
+    return torch.stack(tensors)

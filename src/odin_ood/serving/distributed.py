@@ -1,0 +1,113 @@
+"""``odin-ood score --distributed`` under torchrun: each rank scores its shard, rank 0 merges.
+
+Rank r of W scores inputs ``range(r, N, W)`` (every item exactly once, no padding duplicates)
+on its own device (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo) into its own resumable
+shard file ``OUT.rank<r>-of-<W>.jsonl``. The ranks then agree on success with one
+``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes); only if
+every rank succeeded does rank 0 merge the shards in input order (item i is row i // W of shard
+i % W) into the partial output and rename it to ``OUT``. A failed rank thus leaves no ``OUT``;
+its finished shards stay for ``--resume`` with the same number of ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from odin_ood.serving.engine import load_detector, resolve_device
+from odin_ood.serving.inputs import Inputs
+from odin_ood.serving.rows import score_inputs
+from odin_ood.serving.writers import RowWriter, read_rows
+
+
+def environment() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) set by torchrun, or None outside it."""
+    if "WORLD_SIZE" not in os.environ:
+        return None
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def shard_path(output: Path, rank: int, world: int) -> Path:
+    return output.with_name(f"{output.name}.rank{rank}-of-{world}.jsonl")
+
+
+def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
+    env = environment()
+    if env is None:
+        raise ValueError("--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
+                         "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`")
+    rank, world, local_rank = env
+    device = resolve_device(args.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = args.backend or ("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
+    try:
+        ok = _score_shard(args, output, rank, world, device)
+        flag = torch.tensor([int(ok)], device=device if backend == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if not int(flag.item()):
+            if rank == 0:
+                print(f"odin-ood score: error: at least one of {world} ranks failed (messages above); "
+                      f"{output} was not written; finished shards are kept for --resume", file=sys.stderr)
+            return 1
+        if rank == 0:
+            merge(output, fmt, world, args)
+        return 0
+    finally:
+        dist.destroy_process_group()
+
+
+def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, device: torch.device) -> bool:
+    try:
+        if output.exists() and not args.resume:
+            raise ValueError(f"{output} exists: delete it, or pass --resume")
+        if output.exists():
+            return True
+        detector, spec = load_detector(args, device)
+        inputs = Inputs(args.inputs, args.data_root)
+        writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
+        score_inputs(detector, spec, inputs, writer, range(rank, len(inputs), world), args.chunk, args.workers,
+                     progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}")
+        writer.finish()
+        return True
+    except Exception as exc:  # reported, then agreed on by all ranks
+        print(f"odin-ood score: rank {rank}/{world} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+
+
+def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
+    """Interleave the shards into ``output`` in input order, then delete them."""
+    if output.exists():
+        return
+    shards = [shard_path(output, r, world) for r in range(world)]
+    streams = [read_rows(s, "jsonl") for s in shards]
+    writer = RowWriter(output, fmt, resume=False)
+    rows, i = [], 0
+    while True:
+        row = next(streams[i % world], None)
+        if row is None:
+            break
+        if row["index"] != i:
+            raise RuntimeError(f"{shards[i % world]}: expected item {i}, found {row['index']}")
+        rows.append(row)
+        i += 1
+        if len(rows) >= args.chunk:
+            writer.write(rows)
+            rows = []
+    writer.write(rows)
+    leftover = [s for s, stream in zip(shards, streams) if next(stream, None) is not None]
+    if leftover:
+        raise RuntimeError(f"shards {leftover} hold rows past item {i}: not merging")
+    writer.finish()
+    for s in shards:
+        s.unlink()
+    if not args.quiet:
+        print(f"odin-ood score: {i} rows from {world} ranks written to {output}", file=sys.stderr)

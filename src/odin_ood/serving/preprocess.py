@@ -1,0 +1,128 @@
+"""From an image (encoded bytes, a uint8 array or a float array) to the model's input tensor.
+
+One path shared by ``odin-ood score`` and ``odin-ood serve``:
+
+    bytes --decode--> PIL image --convert/resize--> uint8 (H, W, C) --> float (C, H, W) in [0, 1]
+          --> (x - input_mean) / input_std  (the normalised input the model takes)
+
+Limits are checked before any pixel is decoded: PIL reads the width and height from the
+header, so an oversized image (or a decompression bomb) is refused without allocating it.
+Every failure is an :class:`InputError` naming the image and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+RESIZE_METHODS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class InputError(ValueError):
+    """An input image that cannot become a model input; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model takes: ``shape`` (C, H, W), per-channel ``mean``/``std`` (None = raw [0, 1]
+    pixels), ``resize`` (a key of :data:`RESIZE_METHODS`, or None to require the exact size) and
+    ``max_side`` (the largest width or height accepted before decoding)."""
+
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: str | None = None
+    max_side: int = 4096
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 3 or self.shape[0] not in (1, 3) or min(self.shape) < 1:
+            raise ValueError(f"shape must be (C, H, W) with C in (1, 3), got {self.shape}")
+        if self.resize is not None and self.resize not in RESIZE_METHODS:
+            raise ValueError(f"resize must be one of {sorted(RESIZE_METHODS)} or None, got {self.resize!r}")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is not None and len(v) not in (1, self.shape[0]):
+                raise ValueError(f"{name} must have 1 or {self.shape[0]} values, got {v}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"std must be > 0, got {self.std}")
+
+
+def decode(blob: bytes, spec: InputSpec, label: str = "image") -> Image.Image:
+    """Open encoded bytes (PNG, JPEG, ...) with PIL, refusing sizes over ``spec.max_side``
+    from the header, then decode the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(blob))
+    except Image.DecompressionBombWarning as exc:
+        raise InputError(f"{label}: {exc}", 413) from None
+    except Exception as exc:  # PIL raises many types for data it does not recognise
+        raise InputError(f"{label}: not an image in a format PIL can decode ({type(exc).__name__})") from None
+    w, h = im.size
+    if max(w, h) > spec.max_side:
+        raise InputError(f"{label}: image is {w}x{h}, larger than the limit of {spec.max_side} pixels a side", 413)
+    try:
+        im.load()
+    except Exception as exc:
+        raise InputError(f"{label}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    return im
+
+
+def image_tensor(image: Image.Image | np.ndarray, spec: InputSpec, label: str = "image") -> Tensor:
+    """A decoded image (PIL, or uint8 (H, W) / (H, W, C)) as the model's input (C, H, W)."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise InputError(f"{label}: expected a uint8 (H, W[, C]) array, got {image.dtype} {image.shape}")
+        image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    c, h, w = spec.shape
+    image = image.convert("L" if c == 1 else "RGB")
+    if image.size != (w, h):
+        if spec.resize is None:
+            raise InputError(
+                f"{label}: image is {image.size[0]}x{image.size[1]} but the model takes {w}x{h} "
+                "(resizing is off: start with --resize METHOD to allow it)"
+            )
+        image = image.resize((w, h), RESIZE_METHODS[spec.resize])
+    pixels = np.asarray(image, dtype=np.uint8).reshape(h, w, c)
+    return normalise(torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0), spec)
+
+
+def array_tensor(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
+    """A nested float array of shape (C, H, W) with pixel values in [0, 1] as the model's input."""
+    try:
+        a = np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{label}: not a rectangular array of numbers ({exc})") from None
+    if a.shape != tuple(spec.shape):
+        raise InputError(f"{label}: array has shape {list(a.shape)}, the model takes {list(spec.shape)} (C, H, W)")
+    if not np.isfinite(a).all():
+        raise InputError(f"{label}: array contains NaN or infinite values")
+    if a.min() < 0.0 or a.max() > 1.0:
+        raise InputError(f"{label}: pixel values must lie in [0, 1], got [{a.min():g}, {a.max():g}]")
+    return normalise(torch.from_numpy(a), spec)
+
+
+def normalise(x: Tensor, spec: InputSpec) -> Tensor:
+    """(x - mean) / std per channel, x (C, H, W); a missing mean or std is skipped."""
+    if spec.mean is not None:
+        x = x - torch.tensor(spec.mean, dtype=x.dtype).view(-1, 1, 1)
+    if spec.std is not None:
+        x = x / torch.tensor(spec.std, dtype=x.dtype).view(-1, 1, 1)
+    return x

@@ -1,0 +1,69 @@
+"""``odin-ood score``: score image folders, zips or datasets into a CSV, JSONL or Parquet file.
+
+    odin-ood score --detector det/ --model mnist-mlp digits/ more.zip mnist --output scores.csv
+
+One row per image (see :mod:`odin_ood.serving.rows`), inputs in a deterministic order (see
+:mod:`odin_ood.serving.inputs`), streamed in chunks with a progress bar and a throughput line,
+resumable with ``--resume`` (see :mod:`odin_ood.serving.writers`). ``--distributed`` under
+torchrun splits the work across processes (see :mod:`odin_ood.serving.distributed`); this
+module also runs as ``python -m odin_ood.serving.score``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from odin_ood.serving import distributed
+from odin_ood.serving.engine import add_model_arguments, load_detector
+from odin_ood.serving.inputs import Inputs
+from odin_ood.serving.rows import score_inputs
+from odin_ood.serving.writers import RowWriter, output_format
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image folder, .zip, or dataset name[:split]")
+    parser.add_argument("--output", required=True, help="scores file: .csv, .jsonl or .parquet")
+    add_model_arguments(parser)
+    parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
+    parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
+    parser.add_argument("--chunk", type=int, default=4096, help="images decoded, scored and written at a time")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or throughput line")
+    parser.add_argument("--distributed", action="store_true", help="one shard per torchrun process")
+    parser.add_argument("--backend", choices=("gloo", "nccl"), default=None,
+                        help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds ranks wait for each other")
+
+
+def run(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    fmt = output_format(output)
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    env = distributed.environment()
+    if args.distributed:
+        return distributed.run(args, output, fmt)
+    if env is not None and env[1] > 1:
+        raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
+                         "or every process would score everything")
+    writer = RowWriter(output, fmt, resume=args.resume)
+    detector, spec = load_detector(args)
+    inputs = Inputs(args.inputs, args.data_root)
+    score_inputs(detector, spec, inputs, writer, None, args.chunk, args.workers, progress=not args.quiet)
+    writer.finish()
+    if not args.quiet:
+        print(f"odin-ood score: {writer.done} rows in {output}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from odin_ood.cli import main as cli_main
+
+    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

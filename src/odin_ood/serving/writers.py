@@ -1,0 +1,244 @@
+"""Resumable row writers for CSV, JSON Lines and Parquet.
+
+The output path exists only once every row is written. Until then rows go to a partial file
+(CSV/JSONL: ``OUT.partial``, appended chunk by chunk, each chunk flushed and fsync'ed) or a
+parts folder (Parquet: ``OUT.parts/rows-<first index>.parquet``, one file per chunk, each
+written to a temporary name and renamed, so a part is whole or absent). Resuming counts the
+rows already there (complete lines; a truncated last line is cut off) and continues after
+them; ``finish`` renames the partial file, or streams the parts into one Parquet file, part by
+part. An interrupted run followed by a resumed one therefore gives exactly the rows of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+COLUMNS = ("index", "source", "predicted_class", "confidence", "score", "is_out_of_distribution", "error")
+FORMATS = ("csv", "jsonl", "parquet")
+_BLOCK = 1 << 20
+
+Row = dict[str, Any]
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The format named by the output file's suffix."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise ValueError(f"--output {path}: the suffix must be one of .csv, .jsonl, .parquet")
+    return suffix
+
+
+class RowWriter:
+    """Append rows to ``path`` in ``fmt``; ``done`` rows (``last`` the latest) already exist."""
+
+    def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.fmt = fmt or output_format(self.path)
+        self.partial = self.path.with_name(self.path.name + (".parts" if self.fmt == "parquet" else ".partial"))
+        if not resume:
+            for p in (self.path, self.partial):
+                if p.exists():
+                    raise ValueError(f"{p} exists: pass --resume to keep its rows, or delete it")
+        self.done, self.last = self._existing()
+
+    def _existing(self) -> tuple[int, Row | None]:
+        if self.path.exists():  # a finished output: nothing left to write
+            return _count_finished(self.path, self.fmt)
+        if not self.partial.exists():
+            return 0, None
+        if self.fmt == "parquet":
+            return _count_parts(self.partial)
+        return _count_lines(self.partial, self.fmt)
+
+    def write(self, rows: list[Row]) -> None:
+        """Append ``rows`` durably (flushed and fsync'ed before returning)."""
+        if not rows:
+            return
+        if self.path.exists():
+            raise RuntimeError(f"{self.path} is already complete")
+        if self.fmt == "parquet":
+            self._write_part(rows)
+        else:
+            first = self.done == 0 and not self.partial.exists()
+            with open(self.partial, "a", encoding="utf-8", newline="") as f:
+                f.write(_encode(rows, self.fmt, header=first))
+                f.flush()
+                os.fsync(f.fileno())
+        self.done += len(rows)
+        self.last = rows[-1]
+
+    def _write_part(self, rows: list[Row]) -> None:
+        import pyarrow.parquet as pq
+
+        self.partial.mkdir(parents=True, exist_ok=True)
+        target = self.partial / f"rows-{self.done:012d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        pq.write_table(_table(rows), tmp)
+        os.replace(tmp, target)
+
+    def finish(self) -> Path:
+        """Publish the output under its final name (idempotent)."""
+        if self.path.exists():
+            return self.path
+        if self.fmt == "parquet":
+            _join_parts(self.partial, self.path)
+            shutil.rmtree(self.partial)
+        else:
+            if not self.partial.exists():  # zero rows
+                self.partial.write_text(_encode([], self.fmt, header=True))
+            os.replace(self.partial, self.path)
+        return self.path
+
+
+def read_rows(path: str | os.PathLike, fmt: str | None = None) -> Iterator[Row]:
+    """The rows of a file written by :class:`RowWriter`, typed as written."""
+    path = Path(path)
+    fmt = fmt or output_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+    elif fmt == "jsonl":
+        with open(path, encoding="utf-8") as f:
+            yield from (json.loads(line) for line in f)
+    else:
+        with open(path, encoding="utf-8", newline="") as f:
+            yield from (_typed_csv(r) for r in csv.DictReader(f))
+
+
+def _encode(rows: list[Row], fmt: str, header: bool) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(COLUMNS)
+    w.writerows([[_csv_cell(r[c]) for c in COLUMNS] for r in rows])
+    return buf.getvalue()
+
+
+def _jsonable(row: Row) -> Row:
+    return {c: (None if isinstance(v, float) and math.isnan(v) else v) for c, v in ((c, row[c]) for c in COLUMNS)}
+
+
+def _csv_cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):  # one row per line, always: escape line breaks
+        return v.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _typed_csv(r: dict[str, str]) -> Row:
+    return {
+        "index": int(r["index"]),
+        "source": _unescape(r["source"]),
+        "predicted_class": int(r["predicted_class"]),
+        "confidence": float(r["confidence"]) if r["confidence"] else None,
+        "score": float(r["score"]) if r["score"] else None,
+        "is_out_of_distribution": r["is_out_of_distribution"] == "true",
+        "error": _unescape(r["error"]),
+    }
+
+
+def _unescape(s: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m.group(1), m.group(1)), s)
+
+
+_UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
+
+
+def _count_lines(path: Path, fmt: str) -> tuple[int, Row | None]:
+    """Complete lines of a partial CSV/JSONL file (header excluded), cutting off a torn last
+    line; reads blocks, so memory stays bounded for any file size."""
+    lines, end, size = 0, 0, path.stat().st_size
+    with open(path, "rb") as f:
+        offset = 0
+        while block := f.read(_BLOCK):
+            lines += block.count(b"\n")
+            last = block.rfind(b"\n")
+            if last >= 0:
+                end = offset + last + 1
+            offset += len(block)
+    if end < size:
+        with open(path, "r+b") as f:
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    rows = lines - (1 if fmt == "csv" and lines else 0)
+    if fmt == "csv" and lines == 0:
+        path.unlink()  # not even a whole header: start afresh
+    return rows, (_last_row(path, end, fmt) if rows else None)
+
+
+def _last_row(path: Path, end: int, fmt: str) -> Row:
+    with open(path, "rb") as f:
+        f.seek(max(0, end - 65536))
+        text = f.read(end - f.tell()).decode("utf-8")
+    line = text.rstrip("\n").rsplit("\n", 1)[-1]
+    if fmt == "jsonl":
+        return json.loads(line)
+    return _typed_csv(dict(zip(COLUMNS, next(csv.reader([line])))))
+
+
+def _count_parts(folder: Path) -> tuple[int, Row | None]:
+    import pyarrow.parquet as pq
+
+    for tmp in folder.glob("*.tmp"):
+        tmp.unlink()
+    done, last = 0, None
+    for part in sorted(folder.glob("rows-*.parquet")):
+        if int(part.stem.split("-")[1]) != done:
+            raise ValueError(f"{folder}: part {part.name} does not continue the {done} rows before it")
+        meta = pq.ParquetFile(part).metadata
+        done += meta.num_rows
+        last = part
+    return done, (_last_of(pq.read_table(last)) if last else None)
+
+
+def _count_finished(path: Path, fmt: str) -> tuple[int, Row | None]:
+    if fmt != "parquet":
+        return _count_lines(path, fmt)
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    n = f.metadata.num_rows
+    if n == 0:
+        return 0, None
+    return n, _last_of(f.read_row_group(f.metadata.num_row_groups - 1))
+
+
+def _last_of(table) -> Row:
+    return table.slice(table.num_rows - 1).to_pylist()[0]
+
+
+def _table(rows: list[Row]):
+    import pyarrow as pa
+
+    schema = pa.schema([
+        ("index", pa.int64()), ("source", pa.string()), ("predicted_class", pa.int64()),
+        ("confidence", pa.float64()), ("score", pa.float64()), ("is_out_of_distribution", pa.bool_()),
+        ("error", pa.string()),
+    ])
+    return pa.Table.from_pylist([_jsonable(r) for r in rows], schema=schema)
+
+
+def _join_parts(folder: Path, target: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = target.with_name(target.name + ".tmp")
+    with pq.ParquetWriter(tmp, _table([]).schema) as out:
+        for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
+            out.write_table(pq.read_table(part))
+    os.replace(tmp, target)

@@ -1,0 +1,98 @@
+"""Helpers for the serving tests (score, serve, distributed): a detector fitted on real MNIST,
+real PNG/JPEG files, and a real uvicorn server process on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def fit_mnist_detector(shared_data: Path, folder: Path, batch_size: int = 16):
+    """The shipped MNIST MLP and an ODIN detector fitted on 300 real MNIST test digits against 300
+    notMNIST letters, saved under ``folder``; returns (detector, mnist, notmnist)."""
+    from odin_ood import Detector, data, models
+
+    torch.set_num_threads(1)
+    mnist = data.load("mnist", root=shared_data)
+    notmnist = data.load("notmnist", root=shared_data)
+    model = models.load("mnist-mlp")
+    det = Detector(model, temperatures=(1.0, 1000.0), epsilons=(0.0, 0.0014), batch_size=batch_size)
+    det.fit(mnist.images[:300].float() / 255, notmnist.images[:300].float() / 255)
+    det.save(folder)
+    return det, mnist, notmnist
+
+
+def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    """A uint8 (H, W) array as PNG or JPEG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def decoded(blob: bytes) -> torch.Tensor:
+    """What PIL decodes from ``blob``, as a float (1, H, W) tensor in [0, 1] (independent of odin_ood)."""
+    with Image.open(io.BytesIO(blob)) as im:
+        return torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[None]
+
+
+def library_outputs(det, x: torch.Tensor) -> dict[str, list]:
+    """``Detector.outputs`` in batches of exactly ``det.batch_size`` (the last one zero-padded)."""
+    b = det.batch_size
+    n = len(x)
+    padded = torch.cat([x, x.new_zeros((-n % b, *x.shape[1:]))])
+    out = det.outputs(padded)
+    return {k: v[:n].tolist() for k, v in out.items()}
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 60.0):
+    """``python -m odin_ood serve ARGS`` on a free loopback port; (process, base URL) once
+    /healthz answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
+         "--threads", "1", "--log-level", "warning"],
+        env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{proc.stdout.read().decode()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError("server did not answer /healthz in time")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,87 @@
+"""``odin-ood score --distributed`` under torchrun: 2 CPU processes (gloo, loopback) give exactly
+the single-process output; a failing rank leaves no output file and a clear error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from serving_support import encode, env, fit_mnist_detector, free_port
+
+from odin_ood.cli import main
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist")
+    _, mnist, notmnist = fit_mnist_detector(shared_data, root / "det", batch_size=16)
+    folder = root / "imgs"
+    folder.mkdir()
+    for i in range(23):  # odd count: the ranks' shards differ in length
+        (folder / f"{i:03d}.png").write_bytes(encode(mnist.images[3000 + i, 0].numpy()))
+    with zipfile.ZipFile(root / "letters.zip", "w") as z:
+        for i in range(14):
+            z.writestr(f"{i:02d}.png", encode(notmnist.images[i, 0].numpy()))
+        z.writestr("99.png", b"broken")
+    args = [str(folder), str(root / "letters.zip"), "--detector", str(root / "det"), "--model", "mnist-mlp",
+            "--threads", "1", "--chunk", "4", "--quiet"]
+    return root, args
+
+
+def torchrun(script: list[str], cwd) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--nnodes", "1",
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *script]
+    return subprocess.run(cmd, env=env(), cwd=cwd, capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.parametrize("fmt", ["csv", pytest.param("parquet", marks=pytest.mark.slow)])
+def test_two_gloo_ranks_write_exactly_the_single_process_output(setup, tmp_path, fmt):
+    root, args = setup
+    single = tmp_path / f"single.{fmt}"
+    assert main(["score", *args, "--output", str(single)]) == 0
+    out = tmp_path / f"dist.{fmt}"
+    proc = torchrun(["-m", "odin_ood", "score", "--distributed", "--backend", "gloo", *args, "--output", str(out)],
+                    tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_bytes() == single.read_bytes() if fmt == "csv" else _table(out).equals(_table(single))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([single.name, out.name])  # shards cleaned up
+
+
+def _table(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
+FAILING = """
+import os, sys
+from odin_ood.serving import rows
+real = rows.score_rows
+def failing(*a, **k):
+    if os.environ["RANK"] == "1":
+        raise OSError("disk on fire")
+    return real(*a, **k)
+rows.score_rows = failing
+from odin_ood.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_a_failing_rank_stops_the_job_without_an_output_file(setup, tmp_path):
+    _, args = setup
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    out = tmp_path / "out.csv"
+    proc = torchrun([str(script), "score", "--distributed", *args, "--output", str(out)], tmp_path)
+    assert proc.returncode != 0
+    assert "rank 1/2 failed: OSError: disk on fire" in proc.stderr
+    assert "out.csv was not written" in proc.stderr
+    assert not out.exists() and not (tmp_path / "out.csv.partial").exists()
+
+
+def test_distributed_without_torchrun_is_a_clear_error(setup, tmp_path, capsys):
+    _, args = setup
+    assert main(["score", "--distributed", *args, "--output", str(tmp_path / "o.csv")]) == 2
+    assert "torchrun" in capsys.readouterr().err
