@@ -1,8 +1,9 @@
 """The `odin-ood` command line: thin wrappers over the library.
 
 Each subcommand lives in the module that owns its concept and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up,
-importing each lazily so `odin-ood --help` stays fast.
+``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up. Command
+modules keep heavy optional imports (FastAPI, matplotlib) inside ``run`` so every command
+works with only the core dependencies installed.
 """
 
 from __future__ import annotations
