@@ -32,7 +32,7 @@ def densenet10(ckpt_dir):
 def test_densenet_bc_100_cifar10_reaches_94_0_on_lossless_1000(densenet10, lossless_1000):
     assert densenet10.input_mean == (0.4914, 0.4822, 0.4465)
     assert densenet10.input_std == (0.2023, 0.1994, 0.2010)
-    assert accuracy(densenet10, lossless_1000, device="cpu") == pytest.approx(0.940, abs=0.002)
+    assert accuracy(densenet10, lossless_1000, batch_size=100, device="cpu") == pytest.approx(0.940, abs=0.002)
 
 
 def test_resnet20_reaches_91_5_on_lossless_1000(ckpt_dir, lossless_1000):
