@@ -25,7 +25,6 @@ def lossless_1000(shared_data):
 
 @pytest.fixture(scope="module")
 def densenet10(ckpt_dir):
-    torch.set_num_threads(2)
     return models.load("densenet-bc-100", weights=ckpt_dir / "densenet-bc-100-cifar10.pth.tar")
 
 
