@@ -28,3 +28,15 @@ def _private_dataset_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("ODIN_OOD_CACHE", None)
     else:
         os.environ["ODIN_OOD_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Run a module's torch work on one thread (restored afterwards): on the shared 2-core
+    machine small CPU models run 2-3x faster on one thread than on two contended ones."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -12,6 +12,8 @@ from safetensors.torch import save_file
 from odin_ood import data, models
 from odin_ood.training import accuracy
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 @pytest.fixture(scope="module")
 def ckpt_dir(shared_data):
@@ -87,6 +89,7 @@ class _Evil:
         return (print, ("arbitrary code ran",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_arbitrary_pickle_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:

@@ -10,6 +10,8 @@ from sklearn.metrics import roc_auc_score
 from odin_ood import assets, data, models
 from odin_ood.training import accuracy
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 @pytest.fixture(scope="module")
 def shipped():

@@ -12,13 +12,7 @@ from odin_ood import cli, data, models, training
 from odin_ood.training import random_crop_flip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models train ~3x faster on one thread than on two when the 2 cores are shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import pytest
 from odin_ood import data, models
 from odin_ood.training import accuracy
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_train_cifar.py"
 
 
