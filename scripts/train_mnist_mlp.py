@@ -6,8 +6,8 @@ Trains ``odin_ood.models.build("mnist-mlp")`` on the 60,000 MNIST training digit
 "mnist-mlp" recipe (Adam, 30 epochs, seed 0), stores the weights in float16 (a few hundred KB) in
 ``src/odin_ood/assets/mnist_mlp.safetensors``, measures the accuracy of exactly those stored
 weights on the 10,000 MNIST test digits, and writes provenance to ``mnist_mlp.json``. Then draws
-the demo sample (1,000 MNIST test digits, 100 notMNIST letters per class, fixed seed) into
-``demo_sample.npz``.
+the demo sample (1,000 MNIST test digits, 100 notMNIST letters per class, 1,000 Omniglot
+characters, fixed seed) into ``demo_sample.npz`` (``--sample-only`` does just that).
 """
 
 from __future__ import annotations
@@ -39,15 +39,19 @@ def demo_indices(labels: torch.Tensor, per_class: int | None, count: int, seed: 
 
 
 def write_demo_sample(root: Path, out: Path, seed: int) -> Path:
+    """1,000 MNIST test digits (uniform), 1,000 notMNIST letters (100 per letter) and 1,000
+    Omniglot characters (uniform, unlabelled; the data package's default 28x28 conversion)."""
     mnist = data.load("mnist", root=root, split="test")
     notmnist = data.load("notmnist", root=root, split="test")
+    omniglot = data.load("omniglot", root=root)
     arrays = {}
     for name, ds, idx in (
         ("mnist", mnist, demo_indices(mnist.labels, None, 1000, seed)),
         ("notmnist", notmnist, demo_indices(notmnist.labels, 100, 1000, seed)),
+        ("omniglot", omniglot, demo_indices(omniglot.labels, None, 1000, seed)),
     ):
         arrays[f"{name}_images"] = ds.images[idx, 0].numpy()
-        arrays[f"{name}_labels"] = ds.labels[idx].numpy().astype(np.uint8)
+        arrays[f"{name}_labels"] = ds.labels[idx].numpy().astype(np.int8)
         arrays[f"{name}_indices"] = idx.astype(np.uint16)
     path = out / "demo_sample.npz"
     np.savez_compressed(path, **arrays)
@@ -61,8 +65,12 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's (30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sample-only", action="store_true", help="only rebuild demo_sample.npz")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sample_only:
+        print(f"wrote {write_demo_sample(args.root, args.out, args.seed)}")
+        return 0
     train_set = data.load("mnist", root=args.root, split="train")
     test_set = data.load("mnist", root=args.root, split="test")
 

@@ -7,6 +7,8 @@ import torch
 
 from odin_ood import models
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 # Published parameter counts for 10 classes: DenseNet-BC-100 (k=12) per the checkpoint's README;
 # CIFAR ResNets per Idelbayev's table (He et al. 2016: 0.27M ... 1.7M); WRNs per the PyTorch port
 # (Zagoruyko & Komodakis 2016, Table 1: 36.5M and 8.9M).

@@ -12,6 +12,8 @@ from safetensors.torch import save_file
 from odin_ood import data, models
 from odin_ood.training import accuracy
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 @pytest.fixture(scope="module")
 def ckpt_dir(shared_data):
@@ -25,14 +27,13 @@ def lossless_1000(shared_data):
 
 @pytest.fixture(scope="module")
 def densenet10(ckpt_dir):
-    torch.set_num_threads(2)
     return models.load("densenet-bc-100", weights=ckpt_dir / "densenet-bc-100-cifar10.pth.tar")
 
 
 def test_densenet_bc_100_cifar10_reaches_94_0_on_lossless_1000(densenet10, lossless_1000):
     assert densenet10.input_mean == (0.4914, 0.4822, 0.4465)
     assert densenet10.input_std == (0.2023, 0.1994, 0.2010)
-    assert accuracy(densenet10, lossless_1000, device="cpu") == pytest.approx(0.940, abs=0.002)
+    assert accuracy(densenet10, lossless_1000, batch_size=100, device="cpu") == pytest.approx(0.940, abs=0.002)
 
 
 def test_resnet20_reaches_91_5_on_lossless_1000(ckpt_dir, lossless_1000):
@@ -88,6 +89,7 @@ class _Evil:
         return (print, ("arbitrary code ran",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_arbitrary_pickle_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:

@@ -2,7 +2,7 @@
 
 ``mnist_mlp.safetensors`` / ``mnist_mlp.json``: the paper's MNIST MLP (Appendix A.1) and how it
 was trained (``scripts/train_mnist_mlp.py`` reproduces it). ``demo_sample.npz``: 1,000 MNIST test
-digits and 1,000 notMNIST letters (licences in ``DEMO_SAMPLE_LICENSES.md``), enough to run the
+digits, 1,000 notMNIST letters and 1,000 Omniglot characters (licences in ``DEMO_SAMPLE_LICENSES.md``), enough to run the
 whole ODIN pipeline with no data and no network.
 """
 
@@ -35,8 +35,9 @@ def mnist_mlp_info() -> dict[str, Any]:
 
 
 def demo_sample() -> dict[str, ImageDataset]:
-    """The embedded sample as ``{"mnist": 1,000 test digits, "notmnist": 1,000 letters}``
-    (in-distribution and out-of-distribution sets for the shipped MNIST MLP)."""
+    """The embedded sample: ``{"mnist": 1,000 test digits (in-distribution), "notmnist": 1,000
+    letters A-J, "omniglot": 1,000 handwritten characters (unlabelled)}``. Manifests give each
+    image's index in its source set."""
     with np.load(asset_path(DEMO_SAMPLE), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     manifest = {"source": f"odin_ood/assets/{DEMO_SAMPLE}"}
@@ -46,5 +47,5 @@ def demo_sample() -> dict[str, ImageDataset]:
             mean=MNIST_MEAN, std=MNIST_STD,
             manifest=dict(manifest, test_set_indices=arrays[f"{name}_indices"].tolist()),
         )
-        for name in ("mnist", "notmnist")
+        for name in ("mnist", "notmnist", "omniglot")
     }

@@ -25,12 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
+    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split accuracy")
 
 
 def run(args: argparse.Namespace) -> int:
     train_set = data.load(args.data, root=args.root, split="train")
+    if args.train_limit is not None:
+        if args.train_limit < 1:
+            raise ValueError(f"--train-limit must be >= 1, got {args.train_limit}")
+        train_set = train_set.subset(torch.arange(min(args.train_limit, len(train_set))))
     torch.manual_seed(args.seed)
     model = models.build(args.model, args.num_classes)
     result = train(model, train_set, epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size,
