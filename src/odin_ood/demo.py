@@ -1,10 +1,16 @@
 """`odin-ood demo`: the whole ODIN pipeline offline, on data shipped inside the package.
 
 The paper's MNIST MLP (shipped weights) is the classifier; the embedded sample holds 1,000
-MNIST test digits (in-distribution) and 1,000 notMNIST letters (out-of-distribution). Each is
-split in half with a fixed seed: one half tunes (T, epsilon) on the paper's grid and sets the
-95%-TPR threshold, the other half is evaluated, together with fresh Gaussian and Uniform noise
+MNIST test digits (in-distribution), 1,000 Omniglot characters and 1,000 notMNIST letters
+(out-of-distribution). MNIST and Omniglot are split in half with a fixed seed: one half tunes
+(T, epsilon) on the paper's grid and sets the 95%-TPR threshold, the other half is evaluated,
+together with the notMNIST letters (never seen in tuning) and fresh Gaussian and Uniform noise
 (section 4.2). Writes ``detector.json``, ``demo.json``, ``scores.png`` and ``summary.html``.
+
+Our MLP separates Omniglot and noise from MNIST but not notMNIST, whose letters fill the frame
+(mean pixel 0.43 against MNIST's 0.13): a ReLU network's logits grow with the input's scale, so
+large T (which ranks by the logit gap U1, paper section 5.2) ranks them *above* the digits. The
+demo reports that as measured; the paper's network reached 8.7% FPR there (Table 3).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     model = load_model("mnist-mlp")
     sample = demo_sample()
     id_x, _ = sample["mnist"].tensors()
-    ood_x, _ = sample["notmnist"].tensors()
+    ood_x, _ = sample["omniglot"].tensors()
     rng = np.random.default_rng(seed)
     id_perm, ood_perm = torch.from_numpy(rng.permutation(len(id_x))), torch.from_numpy(rng.permutation(len(ood_x)))
     half_id, half_ood = len(id_x) // 2, len(ood_x) // 2
@@ -62,7 +68,8 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
 
     shape = tuple(id_x.shape[1:])
     eval_sets = {
-        "notMNIST": ood_eval,
+        "Omniglot": ood_eval,
+        "notMNIST": sample["notmnist"].tensors()[0],
         "Gaussian": gaussian_noise(len(id_eval), shape, seed + 1000),
         "Uniform": uniform_noise(len(id_eval), shape, seed + 1001),
     }
@@ -86,8 +93,8 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
         "model": "mnist-mlp (shipped)",
         "model_test_accuracy": mnist_mlp_info().get("test_accuracy"),
         "model_fingerprint": fingerprint(model),
-        "split": f"{half_id} MNIST + {half_ood} notMNIST tune; {len(id_eval)} MNIST + {len(ood_eval)} notMNIST "
-        f"evaluated, with {len(id_eval)} Gaussian and {len(id_eval)} Uniform noise images (seed {seed})",
+        "split": f"{half_id} MNIST + {half_ood} Omniglot tune; {len(id_eval)} MNIST vs {len(ood_eval)} Omniglot, "
+        f"{len(eval_sets['notMNIST'])} notMNIST, {len(id_eval)} Gaussian and {len(id_eval)} Uniform evaluated (seed {seed})",
         "temperature": detector.temperature_,
         "epsilon": detector.epsilon_,
         "threshold": detector.threshold_,
@@ -106,7 +113,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
 def format_table(result: dict) -> str:
     lines = [
         f"ODIN demo: shipped MNIST MLP (test accuracy {result['model_test_accuracy']:.2%}); {result['split']}",
-        f"tuned on notMNIST: T = {result['temperature']:g}, epsilon = {result['epsilon']:g}; "
+        f"tuned on Omniglot: T = {result['temperature']:g}, epsilon = {result['epsilon']:g}; "
         f"threshold delta = {result['threshold']:.6f} keeps {result['id_kept']:.1%} of unseen MNIST",
         "",
         f"{'OOD set':<10}" + "".join(f"{m:>22}" for m in METRICS),
@@ -136,10 +143,10 @@ def plot_scores(msp: dict, odin: dict, path: Path, threshold: float) -> bytes:
         ax.set(title=f"{title} score", xlabel="score (higher = more in-distribution)", ylabel="density")
         ax.legend(fontsize=8)
     for title, scores, style in [("MSP", msp, "--"), ("ODIN", odin, "-")]:
-        p = roc_points(scores["MNIST"], scores["notMNIST"])
+        p = roc_points(scores["MNIST"], scores["Omniglot"])
         axes[2].plot(np.r_[0, p.fpr], np.r_[0, p.tpr], style, label=title)
     axes[2].axhline(0.95, color="grey", lw=0.8)
-    axes[2].set(title="ROC, MNIST vs notMNIST", xlabel="FPR", ylabel="TPR")
+    axes[2].set(title="ROC, MNIST vs Omniglot", xlabel="FPR", ylabel="TPR")
     axes[2].legend()
     fig.tight_layout()
     buf = io.BytesIO()
@@ -164,12 +171,14 @@ def summary_html(result: dict, png: bytes) -> str:
 td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
 <h1>odin-ood demo</h1>
 <p>{html.escape(result['model'])}, test accuracy {100 * result['model_test_accuracy']:.2f}% on MNIST; {html.escape(result['split'])}.</p>
-<p>Tuned on held-out notMNIST (paper grid, minimum FPR at 95% TPR): <b>T = {result['temperature']:g}</b>,
+<p>Tuned on held-out Omniglot (paper grid, minimum FPR at 95% TPR): <b>T = {result['temperature']:g}</b>,
 <b>&epsilon; = {result['epsilon']:g}</b>; threshold &delta; = {result['threshold']:.6f}, which keeps
 {100 * result['id_kept']:.1f}% of unseen MNIST digits.</p>
 <table><tr><th>OOD set</th>{header}<th>flagged OOD (%)</th></tr>{body}</table>
 <p>All values in %. ID (MNIST) is the positive class; FPR at the first threshold with TPR &ge; 95%;
-detection error 0.5(1-TPR)+0.5FPR there; AUPR as average precision.</p>
+detection error 0.5(1-TPR)+0.5FPR there; AUPR as average precision. notMNIST is not separated
+by this MLP (its letters fill the frame and get larger logits than digits); the paper's network
+reached 8.7% FPR there.</p>
 <img alt="score histograms and ROC curves" src="data:image/png;base64,{image}">
 <p>odin-ood {html.escape(result['odin_ood_version'])}; model {html.escape(result['model_fingerprint'])}.</p>
 </body></html>
