@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "datasets": ("odin_ood.data.registry", "list the datasets that odin_ood.data.load knows"),
     "train": ("odin_ood.training.command", "train a network of the paper with its recipe (resumable)"),
+    "reproduce": ("odin_ood.experiments.command", "run a suite of the paper's experiments into an HTML report"),
 }
 
 
