@@ -129,3 +129,25 @@ def test_second_run_reads_every_score_from_the_cache(tiny_run, shared_data):
                                 distance_m=40, progress=False))
     assert again["provenance"]["cache"]["misses"] == 0 and again["provenance"]["cache"]["hits"] > 0
     assert again["main_table"]["rows"] == results["main_table"]["rows"]
+
+
+def test_sets_whose_files_are_missing_are_listed_as_skipped_with_the_reason(shared_data, tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    for folder in ("mnist", "notmnist"):
+        (root / folder).symlink_to(shared_data / folder)
+    results = run_suite(RunConfig(suite="mnist", out=str(tmp_path / "out"), data_root=str(root), quick=True, limit=60,
+                                  cache_dir=str(tmp_path / "cache"), resamples=5, repeats=1, analysis_n=10,
+                                  distance_m=10, progress=False))
+    skipped = {s["key"]: s["reason"] for s in results["skipped"]}
+    assert set(skipped) == {"omniglot", "cifar10bw"}
+    assert all("FileNotFoundError" in r for r in skipped.values())
+    assert {r["ood"] for r in results["main_table"]["rows"]} == {"notmnist", "gaussian", "uniform"}
+
+
+def test_list_reports_why_a_suite_cannot_run(shared_data):
+    from odin_ood.experiments.run import availability
+
+    assert availability("mnist", str(shared_data)).startswith("ok")
+    assert "no in-distribution set" in availability("cifar100-densenet", str(shared_data))
+    assert "not found" in availability("cifar10-wrn-28-10", str(shared_data))

@@ -41,11 +41,14 @@ def test_fpr_grid_and_select_cell_match_metrics_and_tune_from_scores_with_ties()
     assert select_cell(s_in, s_out) == ref.index
 
 
-def test_paper_parameters_for_available_suites_lie_on_both_grids():
-    for row in ("MNIST", "Dense-BC CIFAR-10"):
-        for T, eps in paper.PARAMETERS[row].values():
-            assert T in PAPER_TEMPERATURES and any(abs(eps - e) < 1e-12 for e in PAPER_EPSILONS)
-            assert T in suites.QUICK_TEMPERATURES and eps in suites.QUICK_EPSILONS
+@pytest.mark.parametrize("name", ["mnist", "cifar10-densenet", "cifar10-resnet20"])
+def test_paper_parameters_of_runnable_suites_lie_on_the_full_and_quick_grids(name):
+    suite = suites.get(name)
+    params = [paper.parameters(suite.paper_label, d.paper_key) for d in suite.ood]
+    assert any(params)
+    for T, eps in filter(None, params):
+        for temperatures, epsilons in (suites.grid(suite, False), suites.grid(suite, True)):
+            assert T in temperatures and any(abs(eps - e) < 1e-12 for e in epsilons)
 
 
 def test_paper_numbers_are_the_printed_ones():

@@ -27,13 +27,11 @@ from odin_ood.experiments.protocol import Experiment, Scored, Scorer, dataset_se
 from odin_ood.experiments.suites import DataSpec, Suite
 from odin_ood.metrics import METRICS
 
-QUICK_LIMIT = 200
-
-
 @dataclass
 class RunConfig:
-    """Settings of one run. ``quick`` subsamples every set to ``limit`` images (default 200) and
-    uses the reduced grid of :func:`suites.grid`, fewer bootstrap resamples and repeats."""
+    """Settings of one run. ``quick`` subsamples every set to ``limit`` images (default: the
+    suite's ``quick_limit``) and uses the suite's reduced grid, fewer bootstrap resamples, repeats
+    and analysis images."""
 
     suite: str
     out: str
@@ -57,11 +55,12 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         q = self.quick
         pick = lambda v, quick, full: v if v is not None else (quick if q else full)  # noqa: E731
-        grid_t, grid_e = suites.grid(q)
+        suite = suites.get(self.suite)
+        grid_t, grid_e = suites.grid(suite, q)
         return RunConfig(**{**asdict(self),
-                            "limit": pick(self.limit, QUICK_LIMIT, None),
+                            "limit": pick(self.limit, suite.quick_limit, None),
                             "resamples": pick(self.resamples, 50, 200), "repeats": pick(self.repeats, 3, 10),
-                            "analysis_n": pick(self.analysis_n, 100, 2000), "distance_m": pick(self.distance_m, 100, 1000),
+                            "analysis_n": pick(self.analysis_n, 30, 2000), "distance_m": pick(self.distance_m, 100, 1000),
                             "temperatures": tuple(self.temperatures or grid_t), "epsilons": tuple(self.epsilons or grid_e)})
 
 
@@ -98,7 +97,7 @@ def load_model(suite: Suite, path: Path | None, device: str) -> torch.nn.Module:
 
 
 def availability(name: str, data_root: str | None = None, weights: str | None = None) -> str:
-    """"ok" or the reason the suite cannot run (model or ID set missing), for ``--list``."""
+    """"ok ..." or the reason the suite cannot run (model or every ID set missing), for ``--list``."""
     suite = suites.get(name)
     try:
         root = resolve_root(data_root)
@@ -107,7 +106,15 @@ def availability(name: str, data_root: str | None = None, weights: str | None = 
             return f"skipped: model weights {path} not found"
     except FileNotFoundError as exc:
         return f"skipped: {exc}"
-    return "ok (model found; missing datasets are skipped when run)"
+    reasons = []
+    for spec in suite.id_candidates:
+        try:
+            ds = data.load(spec.loader, root=root, **spec.kwargs)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            reasons.append(f"{spec.key}: {_reason(exc)}")
+            continue
+        return f"ok: ID {spec.label} ({len(ds)} images); missing OOD sets are skipped when run"
+    return "skipped: no in-distribution set: " + "; ".join(reasons)
 
 
 def _git_commit() -> str | None:
