@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "datasets": ("odin_ood.data.registry", "list the datasets that odin_ood.data.load knows"),
     "score": ("odin_ood.serving.score", "score image folders, zips or datasets into CSV/JSONL/Parquet (resumable)"),
     "serve": ("odin_ood.serving.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
+    "reproduce": ("odin_ood.experiments.command", "run a suite of the paper's experiments into an HTML report"),
 }
 
 

@@ -1,0 +1,97 @@
+"""On-disk cache of computed scores, so re-rendering a report or adding a figure never recomputes.
+
+An entry is one ``.npz`` of named float arrays plus a ``key`` array holding the JSON of the key
+it was computed for. The file name hashes that key: (model fingerprint, dataset manifest and
+image checksum, T grid, epsilon grid, method, library version). Entries are read with
+``allow_pickle=False`` and written atomically (temporary file in the same folder, then
+``os.replace``); a damaged entry, or one whose stored key differs from the requested key, is
+recomputed. Default folder: ``<dataset cache folder>/scores`` (``$ODIN_OOD_CACHE`` or
+``~/.cache/odin-ood``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from odin_ood import __version__
+from odin_ood.data.cache import cache_folder
+
+
+def default_folder() -> Path:
+    return cache_folder() / "scores"
+
+
+def key_json(key: dict[str, Any]) -> str:
+    """Canonical JSON of a key (sorted, library version included)."""
+    return json.dumps({"odin_ood": __version__, **key}, sort_keys=True, default=str)
+
+
+def entry_path(folder: str | os.PathLike, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(key_json(key).encode()).hexdigest()[:24]
+    return Path(folder) / f"{key.get('method', 'scores')}-{digest}.npz"
+
+
+def write_entry(path: str | os.PathLike, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` and the key's JSON to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, key=np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_entry(path: str | os.PathLike, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The arrays stored at ``path`` for ``key``; None when absent, damaged or for another key."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key_json(key):
+                warnings.warn(f"{path}: cache entry holds another key; recomputing", stacklevel=2)
+                return None
+            return {name: z[name] for name in z.files if name != "key"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"{path}: damaged cache entry ({exc}); recomputing", stacklevel=2)
+        return None
+
+
+class ScoreCache:
+    """``get(key, compute)``: the cached arrays for ``key``, computing and storing them on a miss.
+
+    ``enabled=False`` (``--no-cache``) always computes and overwrites the entry. ``hits`` and
+    ``misses`` count lookups, for the report's provenance.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, enabled: bool = True) -> None:
+        self.folder = Path(folder) if folder is not None else default_folder()
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: dict[str, Any], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        path = entry_path(self.folder, key)
+        found = read_entry(path, key) if self.enabled else None
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        arrays = compute()
+        write_entry(path, key, arrays)
+        return arrays

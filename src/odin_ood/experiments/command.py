@@ -1,0 +1,60 @@
+"""``odin-ood reproduce SUITE``: run a suite of the paper's experiments and write the report.
+
+Writes ``report.html`` (self-contained), ``results.json``, ``results.csv`` and the figures as
+PNG into ``--out`` (default ``results/SUITE``, ``results/SUITE-quick`` with ``--quick``).
+``odin-ood reproduce --list`` shows every suite and whether its model is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from odin_ood.experiments.run import RunConfig, availability, run_suite
+from odin_ood.experiments.suites import SUITES
+from odin_ood.report import write_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", nargs="?", choices=list(SUITES), help="the suite to run")
+    parser.add_argument("--list", action="store_true", help="list the suites and whether each can run")
+    parser.add_argument("--data-root", default=None, help="data folder laid out like shared/data (default $ODIN_OOD_DATA)")
+    parser.add_argument("--weights", default=None, help="model checkpoint (default: the suite's file under the data root)")
+    parser.add_argument("--out", default=None, help="results folder (default results/SUITE[-quick])")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: subsample every set (--limit, default 200) and use a reduced 4x4 grid")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per dataset")
+    parser.add_argument("--no-cache", action="store_true", help="recompute scores even when cached")
+    parser.add_argument("--cache-dir", default=None, help="score cache folder (default $ODIN_OOD_CACHE/scores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every split, subsample and bootstrap")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        for name, suite in SUITES.items():
+            print(f"{name:<20} {availability(name, args.data_root, args.weights)}\n{'':<20} {suite.description}")
+        return 0
+    if args.suite is None:
+        raise ValueError("name a suite (or pass --list)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    out = Path(args.out or f"results/{args.suite}{'-quick' if args.quick else ''}")
+    config = RunConfig(suite=args.suite, out=str(out), data_root=args.data_root, weights=args.weights, device=device,
+                       quick=args.quick, limit=args.limit, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                       seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress)
+    results = run_suite(config)
+    report = write_report(results, out)
+    for row in results["main_table"]["rows"]:
+        m = row["metrics"]
+        print(f"{row['label']:<45} {row['method']:<11} FPR95 {100 * m['fpr_at_95_tpr']:5.1f}  AUROC {100 * m['auroc']:5.1f}")
+    for s in results["skipped"]:
+        print(f"skipped {s['label']}: {s['reason']}")
+    print(f"report: {report}")
+    return 0
