@@ -7,6 +7,8 @@ from odin_ood.cli import main
 from odin_ood.demo import run_demo
 from odin_ood.models import load as load_model
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):

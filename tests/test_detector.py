@@ -9,6 +9,8 @@ from odin_ood import Detector, fingerprint
 from odin_ood.detector import NotFittedError, threshold_below
 from odin_ood.noise import gaussian_noise, uniform_noise
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 GRID = dict(temperatures=(1.0, 10.0, 1000.0), epsilons=(0.0, 0.001, 0.002))
 
 

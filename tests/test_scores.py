@@ -7,6 +7,8 @@ from torch import nn
 from odin_ood import msp_scores, odin_scores
 from odin_ood.scores import odin_grid_scores, odin_outputs
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 def reference_odin_float64(model, x, temperature, epsilon):
     """Independent per-sample float64 implementation of paper eq. (1)-(2), literally:

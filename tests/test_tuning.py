@@ -7,6 +7,8 @@ from odin_ood.metrics import evaluate
 from odin_ood.noise import gaussian_noise, uniform_noise
 from odin_ood.tuning import grid_scores, noise_ood_set, tune_from_scores
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 def test_paper_grid():
     assert PAPER_TEMPERATURES == (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
