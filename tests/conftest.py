@@ -1,7 +1,9 @@
-"""Shared fixtures: real data under ../shared/data and a small classifier trained on scikit-learn's digits."""
+"""Shared fixtures: real data under ../shared/data, a private dataset cache and a small classifier
+trained on scikit-learn's digits."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,15 @@ def digits_model(digits) -> nn.Module:
     for p in model.parameters():
         p.grad = None
     return model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_dataset_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Dataset caches go to a per-session temporary folder, never to ~/.cache."""
+    old = os.environ.get("ODIN_OOD_CACHE")
+    os.environ["ODIN_OOD_CACHE"] = str(tmp_path_factory.mktemp("odin-ood-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ODIN_OOD_CACHE", None)
+    else:
+        os.environ["ODIN_OOD_CACHE"] = old

@@ -1,0 +1,130 @@
+"""Reading and writing weights without arbitrary unpickling.
+
+Accepted files: safetensors, and PyTorch pickles (``.pth``, ``.pt``, ``.th``, ``.tar``) read with
+``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers. A PyTorch
+file may hold the state dict itself or wrap it (``{"state_dict": ...}``, ``{"model": ...}``,
+``{"model_state_dict": ...}``, with extra entries such as ``epoch`` ignored); the ``module.``
+prefix left by ``nn.DataParallel`` and ``_orig_mod.`` left by ``torch.compile`` are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict stored in ``path``, unwrapped and with wrapper prefixes removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(path, device=str(map_location))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"{str(path)!r} is not a readable safetensors file: {exc}") from exc
+    else:
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"{str(path)!r} is not a PyTorch checkpoint readable with weights_only=True "
+                f"(expected a state dict saved with torch.save, or a .safetensors file): {exc}"
+            ) from exc
+    return unwrap_state_dict(state, source=str(path))
+
+
+def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the ``name -> tensor`` mapping inside ``obj`` and strip ``module.``-style prefixes."""
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError(f"{source} holds no state dict (found {type(obj).__name__})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if len(tensors) != len(obj):
+        others = sorted(str(k) for k in obj if k not in tensors)[:5]
+        raise ValueError(
+            f"{source} is not a state dict: entries {others} are not tensors "
+            f"(expected a mapping of parameter names to tensors, optionally under {_WRAPPER_KEYS})"
+        )
+    for prefix in _PREFIXES:
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """Empty when ``state`` fits ``model`` exactly; otherwise a readable list of missing keys,
+    unexpected keys and shape mismatches (at most a few of each, with counts). BatchNorm's
+    ``num_batches_tracked`` counters may be absent (checkpoints from PyTorch < 0.4.1 lack them;
+    they do not affect inference)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    lines = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:6]) + (", ..." if len(items) > 6 else "")
+            lines.append(f"{len(items)} {title}: {shown}")
+    return "; ".join(lines)
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
+    """Copy ``state`` into ``model`` (dtype converted) after checking that keys and shapes match
+    exactly; a mismatch raises ``ValueError`` naming what was expected."""
+    report = mismatch_report(model, state)
+    if report:
+        raise ValueError(
+            f"{source} does not match {type(model).__name__} "
+            f"({len(model.state_dict())} tensors expected, {len(state)} found): {report}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None,
+                     dtype: torch.dtype | None = None) -> Path:
+    """Write ``model``'s state dict as safetensors; ``metadata`` values are JSON-encoded.
+    ``dtype`` (e.g. ``torch.float16``) converts floating-point tensors to save space."""
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, path, metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, object]:
+    """The JSON-decoded metadata of a safetensors file written by :func:`save_safetensors`
+    (empty for other files)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return {}
+    with safe_open(path, framework="pt") as f:
+        raw = f.metadata() or {}
+    out: dict[str, object] = {}
+    for k, v in raw.items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
