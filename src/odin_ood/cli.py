@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "datasets": ("odin_ood.data.registry", "list the datasets that odin_ood.data.load knows"),
     "train": ("odin_ood.training.command", "train a network of the paper with its recipe (resumable)"),
 }
 

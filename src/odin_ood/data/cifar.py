@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from odin_ood.data.dataset import (
-    CIFAR_MEAN, CIFAR_STD, ImageDataset, find_file, resolve_root, source_record,
+    CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset, find_file, resolve_root,
+    source_record,
 )
 from odin_ood.data.folders import load_class_folders
 
@@ -174,3 +175,28 @@ def load_cifar10_lossless_1000(root: str | os.PathLike | None = None, split: str
     path = _zip_or_folder(resolve_root(root) / "cifar10", "cifar10-test-lossless-first1000")
     return load_class_folders(path, split, name="cifar10-lossless-1000", mean=CIFAR_MEAN,
                               std=CIFAR_STD, classes=CIFAR10_CLASSES, **kw)
+
+
+def load_cifar10bw(root: str | os.PathLike | None = None, split: str = "test", *,
+                   source: str = "cifar10-jpeg", size: int = 28, method: str = "box",
+                   **kw: Any) -> ImageDataset:
+    """CIFAR-10bw (Appendix A.1): CIFAR-10 ``split`` images converted to greyscale (ITU-R 601-2
+    luma, as PIL's "L") and downsampled to ``size`` x ``size`` with ``method`` for MNIST models.
+
+    ``source`` names the CIFAR-10 copy: ``"cifar10-jpeg"`` (default: the full 10,000 test images
+    available here; JPEG artefacts are immaterial next to the MNIST/CIFAR gap), ``"cifar10"``
+    (official pickles) or ``"cifar10-lossless-1000"``. Unlabelled, like every OOD set.
+    """
+    from odin_ood.data.build import check_method, resize_images, to_grey
+    from odin_ood.data.registry import load
+
+    if source not in ("cifar10", "cifar10-jpeg", "cifar10-lossless-1000"):
+        raise ValueError(f"source must be a CIFAR-10 dataset name; got {source!r}")
+    check_method(method)
+    colour = load(source, root=root, split=split, **kw)
+    grey = resize_images(to_grey(colour.images.permute(0, 2, 3, 1).numpy()), size, method)
+    manifest = {"sources": colour.manifest.get("sources", []), "source_dataset": source,
+                "split": split, "convert": f"luma (PIL 'L'), resize {size}x{size} ({method})",
+                "method": method}
+    return ImageDataset(grey.transpose(0, 3, 1, 2), name="cifar10bw", mean=MNIST_MEAN,
+                        std=MNIST_STD, manifest=manifest)

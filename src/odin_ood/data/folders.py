@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from odin_ood.data.cache import cached
-from odin_ood.data.dataset import ImageDataset, sha256_file
-from odin_ood.data.images import ImageSource, decode_images
+from odin_ood.data.dataset import ImageDataset
+from odin_ood.data.images import ImageSource, decode_images, fingerprint
 
 
 def _order(members: Sequence[str], labels: Sequence[int]) -> list[int]:
@@ -64,15 +64,14 @@ def load_class_folders(
         order = _order(members, labels)
         members = [members[i] for i in order]
         labels = [labels[i] for i in order]
-        sha = sha256_file(path) if path.is_file() else None
+        source = fingerprint(src, members)
 
         def build() -> ImageDataset:
             images = decode_images(src, members, "RGB", workers=workers)
-            source = {"path": str(path), "sha256": sha} if sha else {"path": str(path)}
             manifest = {"sources": [source], "split": split, "format": "class-folders",
                         "members": len(members)}
             return ImageDataset(images.transpose(0, 3, 1, 2), np.asarray(labels), name=name,
                                 mean=mean, std=std, manifest=manifest, classes=class_list)
 
-        params = {"sha256": sha, "split": split, "classes": class_list, "n": len(members)}
-        return cached(name, params, build, cache_dir=cache_dir, use_cache=use_cache and sha is not None)
+        params = {"source": source, "split": split, "classes": class_list, "n": len(members)}
+        return cached(name, params, build, cache_dir=cache_dir, use_cache=use_cache)

@@ -9,6 +9,7 @@ dominate). Decoding is the expensive step: loaders cache its result (see ``cache
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -116,3 +117,17 @@ def decode_images(
         if a.shape != first:
             raise ValueError(f"{lab}: image is {a.shape}, expected {first} like {labels[0]}")
     return np.stack(arrays)
+
+
+def fingerprint(source: ImageSource, members: Sequence[str]) -> dict[str, str]:
+    """Identity of the bytes behind ``members``: the sha256 of a zip file, or for a folder a
+    sha256 over each member's name, size and modification time (cheap; no file is read)."""
+    from odin_ood.data.dataset import sha256_file
+
+    if source.path.is_file():
+        return {"path": str(source.path), "sha256": sha256_file(source.path)}
+    h = hashlib.sha256()
+    for m in members:
+        st = (source.path / m).stat()
+        h.update(f"{m}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"path": str(source.path), "listing_sha256": h.hexdigest()}

@@ -8,6 +8,7 @@ Extra keyword arguments go to the named loader (e.g. ``seed``, ``method``, ``cac
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 from typing import Any
@@ -26,6 +27,27 @@ DATASETS: dict[str, tuple[str, str]] = {
                               "first 1,000 CIFAR-10 test images, lossless PNG zip"),
     "cifar100": ("cifar:load_cifar100",
                  "CIFAR-100, official python pickles root/cifar100/cifar-100-python"),
+    "cifar80": ("cifar_split:load_cifar80",
+                "CIFAR-100's 80 in-distribution classes of a seeded 80/20 split, labels 0..79"),
+    "cifar20": ("cifar_split:load_cifar20",
+                "CIFAR-100's other 20 classes (OOD for CIFAR-80), unlabelled"),
+    "cifar10bw": ("cifar:load_cifar10bw",
+                  "CIFAR-10 in greyscale at 28x28, OOD for MNIST models (built)"),
+    "omniglot": ("omniglot:load_omniglot",
+                 "Omniglot characters from the original zips root/omniglot, MNIST-style 28x28"),
+    "tinyimagenet": ("tiny_imagenet:load_tiny_imagenet",
+                     "Tiny ImageNet 64x64, root/tiny-imagenet (folder or zip)"),
+    "tinyimagenet-crop": ("tiny_imagenet:load_tinyimagenet_crop",
+                          "TinyImageNet (crop): random 32x32 patch per test image (built, seeded)"),
+    "tinyimagenet-resize": ("tiny_imagenet:load_tinyimagenet_resize",
+                            "TinyImageNet (resize): test images downsampled to 32x32 (built)"),
+    "lsun-crop": ("published:load_lsun_crop",
+                  "LSUN (crop): the paper's folder root/LSUN/test, or built from source=..."),
+    "lsun-resize": ("published:load_lsun_resize",
+                    "LSUN (resize): the paper's root/LSUN_resize/LSUN_resize, or built from source=..."),
+    "isun": ("published:load_isun", "iSUN: the paper's folder root/iSUN/iSUN_patches"),
+    "gaussian": ("noise:load_gaussian", "Gaussian noise N(0.5, 1) clipped to [0, 1] (seeded)"),
+    "uniform": ("noise:load_uniform", "Uniform noise U[0, 1] (seeded)"),
 }
 
 
@@ -51,3 +73,28 @@ def load(name: str, root: str | os.PathLike | None = None, split: str = "test",
     module, func = DATASETS[_check(name)][0].split(":")
     loader = getattr(importlib.import_module(f"odin_ood.data.{module}"), func)
     return loader(root=root, split=split, **kw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``odin-ood datasets [--root DIR]``."""
+    parser.add_argument("--root", default=None,
+                        help="data root to check for each dataset's files (default $ODIN_OOD_DATA)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print every dataset name with its description (and, with --root, whether it loads)."""
+    width = max(map(len, DATASETS))
+    for name in DATASETS:
+        line = f"{name:<{width}}  {describe(name)}"
+        if args.root is not None:
+            line += f"  [{_status(name, args.root)}]"
+        print(line)
+    return 0
+
+
+def _status(name: str, root: str) -> str:
+    try:
+        ds = load(name, root=root)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        return f"unavailable: {str(exc).splitlines()[0][:80]}"
+    return f"ok: {len(ds)} x {'x'.join(map(str, ds.shape))}"
