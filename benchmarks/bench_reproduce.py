@@ -83,7 +83,7 @@ def parser():
     p.add_argument("--n", type=int, default=10000, help="images per set")
     p.add_argument("--n-tune", type=int, default=1000, help="held-out images per set for tuning")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--cells-per-forward", type=int, default=8)
+    p.add_argument("--cells-per-forward", type=int, default=1)
     p.add_argument("--temperatures", type=float, nargs="+", default=list(PAPER_TEMPERATURES))
     p.add_argument("--epsilons", type=float, nargs="+", default=list(PAPER_EPSILONS))
     p.add_argument("--dtypes", nargs="+", default=["fp32"], choices=list(common.DTYPES))
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"benchmark": "bench_reproduce", "context": ctx, "model": args.model,
                "weights": str(args.weights) if args.weights else "untrained (timing only)", "data": source,
                "n_per_set": args.n, "n_tune": args.n_tune,
-               "grid": [len(args.temperatures), len(args.epsilons)], "load_seconds": load_s, "runs": runs}
+               "grid": [len(args.temperatures), len(args.epsilons)], "cells_per_forward": args.cells_per_forward, "load_seconds": load_s, "runs": runs}
     common.write_json(args.out, "bench_reproduce", payload)
     rows = [{"dtype": r["dtype"], "ood": name, "seconds_whole_block": r["seconds"], "T": s["temperature"],
              "eps": s["epsilon"], "msp_fpr95": s["msp"]["fpr_at_95_tpr"], "odin_fpr95": s["odin"]["fpr_at_95_tpr"],

@@ -49,7 +49,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, object, list[str]]]:
                                                                     "256", "--batches", "20", "--compile"]),
         ("tuning", bench_tuning, common_argv + weights + data + ["--n", "500", "--batch-size", "256"]),
         ("metrics", bench_metrics, ["--device", "cpu"] + common_argv[2:]),
-        ("reproduce", bench_reproduce, common_argv + weights + data + ["--dtypes", "fp32", "bf16"]),
+        ("reproduce", bench_reproduce, common_argv + weights + data + ["--dtypes", "fp32", "bf16",
+                                                                       "--cells-per-forward", "8"]),
     ]
 
 

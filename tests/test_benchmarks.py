@@ -49,7 +49,7 @@ def test_tuning_json_shows_the_same_optimum_and_fewer_passes(tiny_run):
     d = load(tiny_run, "tuning", "bench_tuning")
     assert d["grid"] == [2, 3] and d["passes_shared"] < d["passes_naive"]
     for r in d["rows"]:
-        assert r["same_optimum"] and r["same_metrics"] and r["max_abs_diff"] <= 1e-6
+        assert r["same_optimum"] and r["same_metrics"] and r["max_abs_diff"] <= 1e-5
         assert r["optimum"] == d["naive_optimum"]
         assert r["shared_over_naive"] == pytest.approx(r["shared_s"] / r["naive_s"])
     assert next(r for r in d["rows"] if r["cells_per_forward"] == 1)["identical_scores"]

@@ -157,17 +157,19 @@ def odin_grid_scores(
     epsilons: Sequence[float],
     input_std: Sequence[float] | Tensor | None = None,
     clamp: Clamp | None = None,
-    cells_per_forward: int = 8,
+    cells_per_forward: int = 1,
 ) -> Tensor:
     """ODIN scores for every (T, epsilon) of a grid on one batch: a tensor (len(T), len(eps), N).
 
     Shares work across the grid, with results equal to calling :func:`odin_scores` per cell:
     the unperturbed logits do not depend on T, so ONE forward with an input graph serves every
     temperature; each T then needs one input-only backward (the sign depends on T); epsilon = 0
-    reuses the unperturbed logits. The perturbed inputs of the cells with epsilon > 0 are
-    stacked ``cells_per_forward`` cells (``cells_per_forward * N`` rows) per forward without a
-    graph, so a small batch still fills the device; the memory bound scales with N, so halving
-    the batch on out-of-memory (:func:`odin_ood.batching.map_batches`) still helps.
+    reuses the unperturbed logits; each cell with epsilon > 0 costs one forward without a graph.
+    ``cells_per_forward > 1`` stacks that many cells' perturbed inputs (``cells_per_forward * N``
+    rows) into one forward, so a small batch fills the device; the rows scale with N, so halving
+    the batch on out-of-memory (:func:`odin_ood.batching.map_batches`) still helps. With the
+    default 1 the scores are bitwise those of per-cell scoring; stacking changes the shape of
+    the kernels' work and may change the last float bits, as another batch size would.
     """
     temperatures = [check_temperature(t, "temperatures") for t in temperatures]
     epsilons = [check_epsilon(e, "epsilons") for e in epsilons]

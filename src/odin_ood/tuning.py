@@ -72,7 +72,7 @@ def grid_scores(
     batch_size: int = 128,
     clamp: Clamp | None = None,
     name: str = "data",
-    cells_per_forward: int = 8,
+    cells_per_forward: int = 1,
 ) -> Tensor:
     """ODIN scores of every image of ``data`` at every grid cell: a CPU tensor (T, E, N).
     ``cells_per_forward`` grid cells share one forward of ``cells_per_forward * batch_size`` rows."""
@@ -149,7 +149,7 @@ def tune(
     clamp: Clamp | None = None,
     noise_size: int = 1000,
     noise_seed: int = 0,
-    cells_per_forward: int = 8,
+    cells_per_forward: int = 1,
 ) -> TuningResult:
     """Tune (T, epsilon) on held-out ID data and held-out OOD data (paper section 4.4).
 
