@@ -6,10 +6,10 @@ paper's grid: T in {1, 2, 5, ..., 1000} and 21 evenly spaced epsilon in [0, 0.00
 
 Work is shared across the grid (:func:`odin_ood.scores.odin_grid_scores`): per batch one
 forward with an input graph, one input-only backward per T and one forward per cell with
-epsilon > 0 (several cells stacked into one larger forward), instead of three passes per cell;
-the scores equal the per-cell computation (tests/test_tuning.py). When no OOD data is given, the grid is tuned against the
-paper's Gaussian and Uniform noise images in the shape of the ID inputs (pooled as one OOD
-set); Appendix H of the paper shows parameters tuned on one OOD set transfer to others.
+epsilon > 0 (``cells_per_forward`` cells optionally stacked into one larger forward), instead
+of three passes per cell; by default the scores equal per-cell scoring bit for bit
+(tests/test_tuning.py). When no OOD data is given, the grid is tuned against the paper's
+Gaussian and Uniform noise images in the shape of the ID inputs (pooled as one OOD set); Appendix H of the paper shows parameters tuned on one OOD set transfer to others.
 """
 
 from __future__ import annotations
