@@ -1,8 +1,9 @@
 """MSP vs ODIN throughput (images/s) on the same batches, per model and precision.
 
 ODIN at fixed (T, eps) costs one forward, one input-only backward and one forward: the floor of
-the ratio ODIN/MSP images/s is about 1/3 on a GPU. Each batch is scored by MSP then ODIN, in
-the same run, after a warm-up batch; peak device memory is recorded per method (CUDA only).
+the ratio ODIN/MSP images/s is about 1/3 on a GPU. Each batch is scored by MSP and ODIN in
+the same run (in alternating order), after a warm-up batch; peak device memory is recorded
+per method (CUDA only).
 ``--baseline`` adds ODIN computed as common libraries do (parameter gradients kept,
 ``loss.backward()``), to show what skipping weight gradients saves.
 
@@ -58,7 +59,7 @@ def bench_model(name: str, args, device: torch.device, dtype: str) -> dict:
     peak = dict.fromkeys(methods, 0.0)
     with common.precision(device, dtype):
         for k, x in enumerate(batches):
-            for m, fn in methods.items():
+            for m, fn in list(methods.items())[:: -1 if k % 2 else 1]:  # alternate order against drift
                 with common.peak_memory(device) as mem:
                     _, s = common.timed(lambda: fn(x), device)
                 if k > 0:  # batch 0 warms up (cuDNN autotuning, compilation)
