@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from odin_ood import msp_scores, odin_scores
-from odin_ood.scores import odin_grid_scores, odin_outputs
+from odin_ood.scores import odin_grid_scores, odin_outputs, softmax_score
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -153,3 +153,36 @@ def test_clamp_option_bounds_the_perturbed_input():
 def test_bad_input_is_rejected_with_a_named_error(digits_model, x, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         odin_scores(digits_model, x, **kwargs)
+
+
+@pytest.mark.parametrize("cells_per_forward", [1, 3, 100])
+def test_grid_stacking_cells_per_forward_equals_per_cell_scoring(digits_model, digits, cells_per_forward):
+    # epsilon = 0 in the middle, a clamp and a normalised-space std: every branch of the grid
+    x = digits["x_held"][:24]
+    temps, eps = (1.0, 20.0, 1000.0), (0.002, 0.0, 0.001, 0.004)
+    kw = dict(input_std=[0.5], clamp=(0.0, 1.0))
+    got = odin_grid_scores(digits_model, x, temps, eps, cells_per_forward=cells_per_forward, **kw)
+    want = torch.stack([torch.stack([odin_scores(digits_model, x, t, e, **kw) for e in eps]) for t in temps])
+    assert torch.equal(got, want)  # identical, not merely close
+
+
+def test_grid_rejects_cells_per_forward_below_one(digits_model, digits):
+    with pytest.raises(ValueError, match="cells_per_forward"):
+        odin_grid_scores(digits_model, digits["x_held"][:2], [1.0], [0.001], cells_per_forward=0)
+
+
+def test_half_precision_logits_are_scored_in_float32():
+    logits = torch.tensor([[10.0, 9.5, -3.0], [0.25, 0.5, 0.125]]).to(torch.bfloat16)
+    got = softmax_score(logits, 1000.0)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, torch.softmax(logits.float() / 1000.0, 1).amax(1))
+    assert softmax_score(logits.double(), 2.0).dtype == torch.float64  # wider stays wider
+
+
+def test_odin_under_bf16_autocast_is_close_to_fp32(digits_model, digits):
+    x = digits["x_held"][:64]
+    fp32 = odin_scores(digits_model, x, 1000.0, 0.002)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = odin_scores(digits_model, x, 1000.0, 0.002)
+    assert bf16.dtype == torch.float32
+    assert (bf16 - fp32).abs().max() < 1e-3 * fp32.mean()  # T = 1000 compresses scores near 1/K

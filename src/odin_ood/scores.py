@@ -53,9 +53,15 @@ def model_device(model: nn.Module, default: torch.device) -> torch.device:
     return default
 
 
+def at_least_fp32(logits: Tensor) -> Tensor:
+    """Logits in float32 or wider: under bf16/fp16 autocast the model's output is half precision,
+    but f(x)/T and the softmax over it are computed in float32."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def softmax_score(logits: Tensor, temperature: float) -> Tensor:
     """S_yhat(x; T) = max_i softmax(f(x)/T)_i (paper eq. 1), one value per row."""
-    return F.softmax(logits / temperature, dim=1).amax(dim=1)
+    return F.softmax(at_least_fp32(logits) / temperature, dim=1).amax(dim=1)
 
 
 def perturbation_direction(
@@ -67,7 +73,7 @@ def perturbation_direction(
     as +1, as in the paper's code (``torch.ge(grad, 0)``). The loss is summed over the batch so
     each row's gradient is its own (no 1/N that could underflow).
     """
-    loss = F.cross_entropy(logits / temperature, logits.argmax(dim=1), reduction="sum")
+    loss = F.cross_entropy(at_least_fp32(logits) / temperature, logits.argmax(dim=1), reduction="sum")
     (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
     direction = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
     return direction if input_std is None else direction / input_std
@@ -78,14 +84,12 @@ def _prepare(model: nn.Module, x: Tensor) -> Tensor:
     return x.detach().to(model_device(model, x.device))
 
 
-def _perturbed_forward(
-    model: nn.Module, x: Tensor, direction: Tensor, epsilon: float, clamp: Clamp | None
-) -> Tensor:
+def perturb(x: Tensor, direction: Tensor, epsilon: float, clamp: Clamp | None = None) -> Tensor:
+    """x~ = x - epsilon * direction (paper eq. 2), optionally clipped to ``clamp=(low, high)``."""
     x_tilde = x - epsilon * direction
-    if clamp is not None:
-        x_tilde = torch.clamp(x_tilde, *(torch.as_tensor(c, dtype=x.dtype, device=x.device) for c in clamp))
-    with torch.no_grad():
-        return model(x_tilde)
+    if clamp is None:
+        return x_tilde
+    return torch.clamp(x_tilde, *(torch.as_tensor(c, dtype=x.dtype, device=x.device) for c in clamp))
 
 
 def msp_scores(model: nn.Module, x: Tensor) -> Tensor:
@@ -139,7 +143,10 @@ def odin_outputs(
             logits = model(x)
             direction = perturbation_direction(logits, x, temperature, std)
         x, logits = x.detach(), logits.detach()
-        z = logits if epsilon == 0.0 else _perturbed_forward(model, x, direction, epsilon, clamp)
+        if epsilon == 0.0:
+            return logits, softmax_score(logits, temperature)
+        with torch.no_grad():
+            z = model(perturb(x, direction, epsilon, clamp))
         return logits, softmax_score(z, temperature)
 
 
@@ -150,16 +157,24 @@ def odin_grid_scores(
     epsilons: Sequence[float],
     input_std: Sequence[float] | Tensor | None = None,
     clamp: Clamp | None = None,
+    cells_per_forward: int = 1,
 ) -> Tensor:
     """ODIN scores for every (T, epsilon) of a grid on one batch: a tensor (len(T), len(eps), N).
 
     Shares work across the grid, with results equal to calling :func:`odin_scores` per cell:
     the unperturbed logits do not depend on T, so ONE forward with an input graph serves every
     temperature; each T then needs one input-only backward (the sign depends on T); epsilon = 0
-    reuses the unperturbed logits, and each epsilon > 0 costs one forward without a graph.
+    reuses the unperturbed logits; each cell with epsilon > 0 costs one forward without a graph.
+    ``cells_per_forward > 1`` stacks that many cells' perturbed inputs (``cells_per_forward * N``
+    rows) into one forward, so a small batch fills the device; the rows scale with N, so halving
+    the batch on out-of-memory (:func:`odin_ood.batching.map_batches`) still helps. With the
+    default 1 the scores are bitwise those of per-cell scoring; stacking changes the shape of
+    the kernels' work and may change the last float bits, as another batch size would.
     """
     temperatures = [check_temperature(t, "temperatures") for t in temperatures]
     epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
+    if cells_per_forward < 1:
+        raise ValueError(f"cells_per_forward must be >= 1, got {cells_per_forward}")
     x = _prepare(model, x)
     std = channel_view(input_std, x)
     with scoring_mode(model):
@@ -171,10 +186,16 @@ def odin_grid_scores(
                 for i, t in enumerate(temperatures)
             ]
         x, logits = x.detach(), logits.detach()
-        return torch.stack([
-            torch.stack([
-                softmax_score(logits if e == 0.0 else _perturbed_forward(model, x, d, e, clamp), t)
-                for e in epsilons
-            ])
-            for t, d in zip(temperatures, directions)
-        ])
+        scores = x.new_empty(len(temperatures), len(epsilons), len(x), dtype=at_least_fp32(logits).dtype)
+        for i, t in enumerate(temperatures):
+            for j in (j for j, e in enumerate(epsilons) if e == 0.0):
+                scores[i, j] = softmax_score(logits, t)
+        cells = [(i, j) for i in range(len(temperatures)) for j, e in enumerate(epsilons) if e > 0.0]
+        for start in range(0, len(cells), cells_per_forward):
+            chunk = cells[start : start + cells_per_forward]
+            x_tilde = torch.cat([perturb(x, directions[i], epsilons[j], clamp) for i, j in chunk])
+            with torch.no_grad():
+                z = model(x_tilde).split(len(x))
+            for (i, j), z_cell in zip(chunk, z):
+                scores[i, j] = softmax_score(z_cell, temperatures[i])
+        return scores

@@ -1,0 +1,107 @@
+"""Tuning grid cost: naive per-cell scoring vs the shared-work grid, in one run.
+
+Naive: every cell (T, eps) scores the ID and OOD images with ``odin_scores`` (forward with an
+input graph, input-only backward, forward; eps = 0 skips the last). Shared
+(``odin_ood.tuning.grid_scores``): per batch one forward with a graph for all T, one
+backward per T, and the eps > 0 cells stacked ``cells_per_forward`` at a time into larger
+forwards. Both pick (T, eps) by FPR at 95% TPR; the benchmark records whether the scores are
+identical (``torch.equal``), their largest difference, and whether the optimum is the same.
+
+    python benchmarks/bench_tuning.py --model densenet-bc-100 --n 1000 --weights CKPT
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores  # noqa: E402
+from odin_ood.batching import map_batches  # noqa: E402
+from odin_ood.tuning import grid_scores, tune_from_scores  # noqa: E402
+
+
+def naive_grid(model, x, temps, eps, input_std, batch_size) -> torch.Tensor:
+    return torch.stack([
+        torch.stack([map_batches(lambda b: odin_scores(model, b, t, e, input_std), x, batch_size) for e in eps])
+        for t in temps
+    ])
+
+
+def passes(temps, eps) -> dict[str, int]:
+    """Passes over each image (forward or input-only backward) of each method."""
+    perturbed = sum(e > 0 for e in eps) * len(temps)
+    return {"passes_naive": 2 * len(temps) * len(eps) + perturbed, "passes_shared": 1 + len(temps) + perturbed}
+
+
+def parser():
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--model", default="densenet-bc-100")
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--data-root", type=common.optional_path, default=common.DEFAULT_DATA_ROOT,
+                   help="real data folder ('' = synthetic data)")
+    p.add_argument("--n", type=int, default=500, help="ID images, and as many OOD images")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--temperatures", type=float, nargs="+", default=list(PAPER_TEMPERATURES))
+    p.add_argument("--epsilons", type=float, nargs="+", default=list(PAPER_EPSILONS))
+    p.add_argument("--cells-per-forward", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--dtype", default="fp32", choices=list(common.DTYPES))
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    if args.tiny:
+        args.n, args.batch_size = 16, 8
+        args.temperatures, args.epsilons, args.cells_per_forward = [1.0, 1000.0], [0.0, 0.001, 0.002], [1, 4]
+    device = common.setup(args)
+    model = common.load_model(args.model, device, args.weights)
+    x_in, x_out, source = common.id_ood_pair(args.model, model, args.n, args.data_root)
+    x_in, x_out = x_in.to(device), x_out.to(device)
+    temps, eps, std = args.temperatures, args.epsilons, model.input_std
+    with common.precision(device, args.dtype):
+        grid_scores(model, x_in[: args.batch_size], temps[:1], eps[:2], std, args.batch_size)  # warm-up
+        (naive_in, naive_out), naive_s = common.timed(
+            lambda: [naive_grid(model, x, temps, eps, std, args.batch_size) for x in (x_in, x_out)], device)
+        naive = tune_from_scores(naive_in, naive_out, temps, eps)
+        rows = []
+        for k in args.cells_per_forward:
+            with common.peak_memory(device) as mem:
+                (s_in, s_out), shared_s = common.timed(lambda: [
+                    grid_scores(model, x, temps, eps, std, args.batch_size, cells_per_forward=k) for x in (x_in, x_out)
+                ], device)
+            shared = tune_from_scores(s_in, s_out, temps, eps)
+            diff = max((s_in - naive_in).abs().max().item(), (s_out - naive_out).abs().max().item())
+            rows.append({
+                "cells_per_forward": k,
+                "naive_s": naive_s,
+                "shared_s": shared_s,
+                "shared_over_naive": shared_s / naive_s,
+                "identical_scores": bool(torch.equal(s_in, naive_in) and torch.equal(s_out, naive_out)),
+                "max_abs_diff": diff,
+                "same_optimum": (shared.temperature, shared.epsilon) == (naive.temperature, naive.epsilon),
+                "same_metrics": bool(np.array_equal(shared.metrics["fpr_at_95_tpr"], naive.metrics["fpr_at_95_tpr"])),
+                "optimum": f"T={shared.temperature:g} eps={shared.epsilon:g}",
+                "peak_mib": mem["peak_mib"],
+            })
+    ctx = common.context(device, batch_size=args.batch_size, dtype=args.dtype, tiny=args.tiny)
+    payload = {
+        "benchmark": "bench_tuning", "context": ctx, "model": args.model, "n_in": len(x_in), "n_out": len(x_out),
+        "data": source, "grid": [len(temps), len(eps)], **passes(temps, eps),
+        "naive_optimum": f"T={naive.temperature:g} eps={naive.epsilon:g}", "rows": rows,
+    }
+    common.write_json(args.out, "bench_tuning", payload)
+    title = f"bench_tuning: {args.model}, {len(temps)}x{len(eps)} grid, {args.n}+{args.n} images" + (
+        " (tiny)" if args.tiny else "")
+    common.append_results(args.results, title, ctx, rows,
+                          f"Data: {source}. Passes per image: naive {payload['passes_naive']}, "
+                          f"shared {payload['passes_shared']}.")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
