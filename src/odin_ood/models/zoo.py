@@ -20,14 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
 from odin_ood.models.checkpoint import load_strict, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
 from odin_ood.models.mlp import MLP
 from odin_ood.models.resnet_cifar import ResNetCifar
 from odin_ood.models.wide_resnet import WideResNet
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
