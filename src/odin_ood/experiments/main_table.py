@@ -66,7 +66,7 @@ def main_table(exp: Experiment, resamples: int = 200) -> dict[str, Any]:
                 "metrics": evaluate(s_in, s_out),
                 "ci95": bootstrap_ci(s_in, s_out, resamples, seed=exp.seed + 7919 * k + METHODS.index(method)),
                 "paper": None if ref is None else
-                {"values": ref["msp" if method == "msp" else "odin"], "source": ref["source"]},
+                {"values": ref["msp" if method == "msp" else "odin"], "unit": "percent", "source": ref["source"]},
                 "n_in": int(s_in.size), "n_out": int(s_out.size),
             })
             if method != "odin-paper":
