@@ -168,26 +168,23 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     def load(spec: DataSpec) -> data.ImageDataset:
         return subsample(load_spec(spec, root, model), cfg.limit, dataset_seed(cfg.seed + 1, spec.key))
 
-    skipped, id_set = [], None
-    for spec in suite.id_candidates:
+    skipped: list[dict[str, str]] = []
+
+    def load_and_score(spec: DataSpec, role: str, n_tune: int):
+        """The scored set, or None (recorded in ``skipped``) when its data cannot be loaded."""
         try:
             ds = _timed(timings, f"load {spec.key}", lambda: load(spec))
         except (FileNotFoundError, ValueError, KeyError) as exc:
-            skipped.append({"key": spec.key, "label": spec.label, "role": "in-distribution", "reason": _reason(exc)})
-            continue
-        id_set = _timed(timings, f"score {spec.key}", lambda: _score(scorer, spec, ds, suite.id_tune, cfg.seed))
-        break
+            skipped.append({"key": spec.key, "label": spec.label, "role": role, "reason": _reason(exc)})
+            return None
+        return _timed(timings, f"score {spec.key}", lambda: _score(scorer, spec, ds, n_tune, cfg.seed))
+
+    id_set = next((s for spec in suite.id_candidates
+                   if (s := load_and_score(spec, "in-distribution", suite.id_tune)) is not None), None)
     if id_set is None:
         raise FileNotFoundError(f"suite {suite.name!r}: no in-distribution set could be loaded: "
                                 + "; ".join(f"{s['key']}: {s['reason']}" for s in skipped))
-    oods = []
-    for spec in suite.ood:
-        try:
-            ds = _timed(timings, f"load {spec.key}", lambda: load(spec))
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            skipped.append({"key": spec.key, "label": spec.label, "role": "out-of-distribution", "reason": _reason(exc)})
-            continue
-        oods.append(_timed(timings, f"score {spec.key}", lambda: _score(scorer, spec, ds, suite.ood_tune, cfg.seed)))
+    oods = [s for spec in suite.ood if (s := load_and_score(spec, "out-of-distribution", suite.ood_tune)) is not None]
     if not oods:
         raise FileNotFoundError(f"suite {suite.name!r}: no OOD set could be loaded")
 
