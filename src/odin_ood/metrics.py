@@ -176,13 +176,6 @@ def evaluate(
     }
 
 
-def is_better(metric: str, a: float, b: float) -> bool:
-    """Whether value ``a`` of ``metric`` is strictly better than ``b``."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-    return a < b if metric in LOWER_IS_BETTER else a > b
-
-
 def tpr_fpr_at_thresholds(scores_in: ArrayLike, scores_out: ArrayLike, thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """TPR and FPR when keeping ``score > threshold`` as ID (the detector g's rule), per threshold."""
     s_in, s_out = np.sort(as_scores(scores_in, "scores_in")), np.sort(as_scores(scores_out, "scores_out"))
