@@ -24,24 +24,56 @@ def check_batch(x: object, name: str = "x") -> Tensor:
     return x
 
 
+# The ranges inside which ODIN's maths stays finite and meaningful in float32: logits / T stays
+# finite for any trained network's logits when T >= 1e-3, and beyond T = 1e6 every softmax is
+# uniform to float32 precision (the paper's grid is 1 ... 1000). epsilon is in pixel units, where
+# pixels lie in [0, 1] (the paper's grid is 0 ... 0.004).
+TEMPERATURE_RANGE = (1e-3, 1e6)
+EPSILON_RANGE = (0.0, 1.0)
+
+
 def check_temperature(temperature: float, name: str = "temperature") -> float:
-    t = float(temperature)
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {temperature!r}")
+    t = _number(temperature, name)
+    low, high = TEMPERATURE_RANGE
+    if not low <= t <= high:
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {t!r}")
     return t
 
 
 def check_epsilon(epsilon: float, name: str = "epsilon") -> float:
-    e = float(epsilon)
-    if not math.isfinite(e) or e < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {epsilon!r}")
+    e = _number(epsilon, name)
+    low, high = EPSILON_RANGE
+    if not low <= e <= high:
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}] (pixel units), got {e!r}")
     return e
 
 
+def check_number(value: object, name: str, low: float, high: float, open_low: bool = False) -> float:
+    """A finite number in [low, high] ((low, high] when ``open_low``)."""
+    v = _number(value, name)
+    if not (math.isfinite(v) and (low < v if open_low else low <= v) and v <= high):
+        where = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be a finite number in {where}, got {v!r}")
+    return v
+
+
+def _number(value: object, name: str) -> float:
+    """A real number (a Python, numpy or 0-d torch scalar; not a bool or a string) as a float;
+    NaN passes through to the caller's range check."""
+    if value is None or isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+
+
 def check_rate(value: float, name: str) -> float:
-    v = float(value)
+    v = _number(value, name)
     if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {v!r}")
     return v
 
 

@@ -6,7 +6,11 @@ that a fraction ``tpr`` of the held-out ID images scores above it.
 
 Saved detectors are one JSON file (never a pickle) recording T, epsilon, delta, the
 normalisation, the target TPR, the library version and a fingerprint of the model's weights;
-``Detector.load`` refuses a file made for other weights.
+``Detector.load`` refuses a file made for other weights, and checks every field against the
+range where ODIN's maths stays finite (see :func:`odin_ood._checks.check_temperature`).
+
+The decision fails closed: a score that is not finite (NaN from a broken model, say) is
+out-of-distribution, because ``score > threshold_`` is false for NaN.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood import __version__
-from odin_ood._checks import check_epsilon, check_rate, check_temperature
+from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
@@ -32,6 +37,9 @@ from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, tu
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
 FILENAME = "detector.json"
+MAX_FILE_BYTES = 1 << 20  # a detector file is well under 1 KiB; anything this large is not one
+MAX_BATCH_SIZE = 1 << 16
+MAX_CHANNELS = 4096
 
 
 class NotFittedError(RuntimeError):
@@ -84,7 +92,7 @@ class Detector:
     def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float) -> None:
         self.temperature_ = check_temperature(temperature)
         self.epsilon_ = check_epsilon(epsilon)
-        self.threshold_ = float(threshold)
+        self.threshold_ = check_number(threshold, "threshold", -math.inf, math.inf)
         self.tpr_ = tpr
         self.model_fingerprint_ = fingerprint(self.model)
 
@@ -95,17 +103,22 @@ class Detector:
     # -- using -------------------------------------------------------------------------------
     def outputs(self, x: Data) -> dict[str, Tensor]:
         """Per image: ``predicted_class`` and ``confidence`` (the classifier's own softmax on the
-        unperturbed input), ``score`` (ODIN), ``is_out_of_distribution`` (score <= threshold_)."""
+        unperturbed input), ``score`` (ODIN), ``is_out_of_distribution`` (not score > threshold_:
+        score <= threshold_, or a score that is not finite, with a ``RuntimeWarning``)."""
         self._check_fitted()
         both = map_batches(self._batch_outputs, x, self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
         probs = torch.softmax(logits, dim=1)
         confidence, predicted = probs.max(dim=1)
+        broken = int((~torch.isfinite(score)).sum())
+        if broken:
+            warnings.warn(f"{broken} of {len(score)} ODIN scores are not finite (NaN or infinite): those images are "
+                          "reported out-of-distribution (the gate fails closed)", RuntimeWarning, stacklevel=2)
         return {
             "predicted_class": predicted,
             "confidence": confidence,
             "score": score,
-            "is_out_of_distribution": score <= self.threshold_,
+            "is_out_of_distribution": ~(score > self.threshold_),
         }
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
@@ -117,7 +130,7 @@ class Detector:
         return self.outputs(x)["score"]
 
     def predict(self, x: Data) -> Tensor:
-        """g(x): 1 = out-of-distribution (score <= threshold_), 0 = in-distribution."""
+        """g(x): 1 = out-of-distribution (score <= threshold_, or not finite), 0 = in-distribution."""
         return self.outputs(x)["is_out_of_distribution"].long()
 
     # -- persistence -------------------------------------------------------------------------
@@ -149,42 +162,61 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: nn.Module) -> "Detector":
-        """Read a detector saved by :meth:`save` for ``model``; refuses files made for other weights."""
+        """Read a detector saved by :meth:`save` for ``model``; refuses files made for other weights
+        and fields outside their valid range (``ValueError`` naming the file and the field)."""
         target = _resolve(Path(path), create=False)
         if not target.is_file():
             raise FileNotFoundError(f"no detector file at {target} (expected a .json file or a folder holding {FILENAME})")
         try:
-            d = json.loads(target.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{target} is not a readable odin-ood detector file: {exc}") from None
+            with open(target, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+            d = json.loads(raw)
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a 5000-digit int
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise ValueError(f"{target} is not a readable odin-ood detector file: {reason}") from None
         return cls.from_dict(d, model, source=str(target))
 
     @classmethod
     def from_dict(cls, d: Any, model: nn.Module, source: str = "detector") -> "Detector":
+        """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
+        field checked: temperature and epsilon in their ranges, threshold in [0, 1], tpr in (0, 1),
+        finite normalisation and clamp with 1 or C values, 1 <= batch_size <= MAX_BATCH_SIZE."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source} is not an odin-ood detector file (missing format={FORMAT!r})")
         if d.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{source} has format_version {d.get('format_version')!r}; this library reads {FORMAT_VERSION}")
+            raise ValueError(f"{source} has format_version {_short(d.get('format_version'))}; "
+                             f"this library reads {FORMAT_VERSION}")
+        channels = _channels(model)
         try:
-            clamp = None if d["clamp"] is None else tuple(_clamp_value(c) for c in d["clamp"])
             det = cls(
-                model, input_std=d["input_std"], input_mean=d["input_mean"], objective=str(d["objective"]),
-                batch_size=int(d["batch_size"]), clamp=clamp,
+                model, input_std=_per_channel(d["input_std"], "input_std", channels, positive=True),
+                input_mean=_per_channel(d["input_mean"], "input_mean", channels),
+                objective=_objective(d["objective"]), batch_size=check_batch_size(d["batch_size"]),
+                clamp=_clamp(d["clamp"], channels),
             )
-            threshold = float(d["threshold"])
-            if not math.isfinite(threshold):
-                raise ValueError("threshold is not finite")
-            det._set_fitted(float(d["temperature"]), float(d["epsilon"]), threshold, check_rate(d["tpr"], "tpr"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{source} is a corrupt odin-ood detector file: {type(exc).__name__}: {exc}") from None
-        if det.objective not in METRICS:
-            raise ValueError(f"{source} is a corrupt odin-ood detector file: unknown objective {det.objective!r}")
+            threshold = check_number(d["threshold"], "threshold", 0.0, 1.0)
+            det._set_fitted(d["temperature"], d["epsilon"], threshold, check_rate(d["tpr"], "tpr"))
+        except KeyError as exc:
+            raise ValueError(f"{source} is a corrupt odin-ood detector file: field {exc} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source} is a corrupt odin-ood detector file: {exc}") from None
         if d.get("model_fingerprint") != det.model_fingerprint_:
             raise ValueError(
-                f"{source} was fitted for a model with weights {d.get('model_fingerprint')!r}, but the given "
+                f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'))}, but the given "
                 f"model's weights are {det.model_fingerprint_!r}: load it with the model it was fitted on"
             )
         return det
+
+
+def check_batch_size(value: Any, name: str = "batch_size") -> int:
+    """An int in [1, MAX_BATCH_SIZE] (a larger batch would try to allocate absurd amounts of memory)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise ValueError(f"{name} must lie in [1, {MAX_BATCH_SIZE}], got {_short(value)}")
+    return value
 
 
 def threshold_below(scores_in: np.ndarray | Tensor, tpr: float) -> float:
@@ -204,8 +236,46 @@ def _floats_or_none(v: Any) -> Any:
     return [float(a) for a in torch.as_tensor(v).flatten().tolist()]
 
 
-def _clamp_value(v: Any) -> float | Tensor:
-    return float(v) if isinstance(v, (int, float)) else torch.tensor([float(a) for a in v])
+def _channels(model: nn.Module) -> int | None:
+    shape = getattr(model, "input_shape", None)
+    return int(shape[0]) if shape is not None else None
+
+
+def _per_channel(v: Any, name: str, channels: int | None, positive: bool = False) -> Any:
+    """None, one number, or a list of 1 or C finite numbers (> 0 when ``positive``)."""
+    if v is None:
+        return None
+    values = v if isinstance(v, list) else [v]
+    allowed = {1, channels} if channels is not None else set(range(1, MAX_CHANNELS + 1))
+    if len(values) not in allowed:
+        raise ValueError(f"{name} has {len(values)} values; the model takes {channels or 'C'} channels (1 or C values)")
+    low = 0.0 if positive else -math.inf
+    out = [check_number(a, name, low, math.inf, open_low=positive) for a in values]
+    return out if isinstance(v, list) else out[0]
+
+
+def _clamp(v: Any, channels: int | None) -> Clamp | None:
+    """None or [low, high], each a number or 1 or C numbers, low <= high."""
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) != 2:
+        raise ValueError("clamp must be null or [low, high]")
+    low, high = (_per_channel(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
+    if not bool((torch.as_tensor(low) <= torch.as_tensor(high)).all()):
+        raise ValueError(f"clamp low {low} exceeds high {high}")
+    return tuple(c if isinstance(c, float) else torch.tensor(c).view(-1, 1, 1) for c in (low, high))
+
+
+def _objective(v: Any) -> str:
+    if not isinstance(v, str) or v not in METRICS:
+        raise ValueError(f"objective must be one of {sorted(METRICS)}, got {_short(v)}")
+    return v
+
+
+def _short(v: Any) -> str:
+    """repr(v) cut to 60 characters (safe for ints of any size)."""
+    text = f"<int of {v.bit_length()} bits>" if isinstance(v, int) and abs(v) > 10**30 else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _resolve(path: Path, create: bool) -> Path:
