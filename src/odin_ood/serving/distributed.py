@@ -72,7 +72,7 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
         if output.exists():
             return True
         detector, spec = load_detector(args, device)
-        inputs = Inputs(args.inputs, args.data_root)
+        inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
         writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
         score_inputs(detector, spec, inputs, writer, range(rank, len(inputs), world), args.chunk, args.workers,
                      progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}")

@@ -1,48 +1,162 @@
 """The images to score, in one deterministic order, addressable by index.
 
 An input argument is an image folder (every image file below it, sorted by relative POSIX
-path), a ``.zip`` (its image members, sorted) or a dataset name known to ``odin_ood.data``
-(``mnist`` or ``mnist:train``; images in the dataset's order). Arguments are concatenated in
-the order given. Only the file listing is held in memory; images are read one at a time.
+path), a ``.zip`` (its image members, sorted by name, duplicates in archive order) or a dataset
+name known to ``odin_ood.data`` (``mnist`` or ``mnist:train``; images in the dataset's order).
+Arguments are concatenated in the order given. Only the file listing is held in memory; images
+are read one at a time, at most ``max_image_bytes`` each (checked from the file's or member's
+declared size before reading, and again while reading: a zip member may lie about its size).
 
-``source(i)`` names image i (``folder/a/b.png``, ``archive.zip!a/b.png``, ``mnist:test/17``);
-``load(i)`` returns its decoded pixels. Members of a zip are read from the archive, never
-extracted, so no name inside it can reach a path outside it.
+``source(i)`` names image i (``folder/a/b.png``, ``archive.zip!a/b.png``, ``mnist:test/17``),
+written losslessly in UTF-8 (see :func:`printable`); ``load(i)`` returns its decoded pixels or
+raises :class:`InputError` (the row's error) for an image that cannot be read: a damaged zip
+member, a file over the byte cap, an I/O error, a skipped symlink. Members of a zip are read
+from the archive by index, never extracted, so no name inside it can reach a path outside it
+and a name that occurs twice is scored twice, once per member. Symbolic links below a folder
+whose target lies outside it are not followed unless ``follow_symlinks`` (each such entry still
+gets its row, with the reason); neither are links to folders inside it (their images are listed
+under their real path).
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-from pathlib import Path
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from odin_ood.serving.preprocess import InputSpec, decode
+from odin_ood.data.images import IMAGE_SUFFIXES
+from odin_ood.serving.preprocess import InputError, InputSpec, decode
+
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
 
-class _Files:
-    def __init__(self, path: Path) -> None:
-        from odin_ood.data.images import ImageSource
+def printable(name: str) -> str:
+    """``name`` in plain UTF-8, losslessly: a backslash becomes ``\\\\`` and each byte that is not
+    UTF-8 (decoded by the OS as a lone surrogate, as ``os.fsdecode`` does) becomes ``\\xNN``."""
+    if name.isascii() and "\\" not in name:
+        return name
+    return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
-        self.source = ImageSource(path)
-        self.members = self.source.images()
-        sep = "!" if path.is_file() else "/"
-        self.prefix = f"{path}{sep}"
-        if not self.members:
-            raise ValueError(f"input {path}: no image files found")
+
+class _Folder:
+    def __init__(self, path: Path, max_bytes: int, follow_symlinks: bool) -> None:
+        self.path, self.max_bytes = path, max_bytes
+        self.prefix = printable(f"{path}/")
+        self.entries = _walk(path, follow_symlinks)  # (relative name, reason it is skipped or "")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def name(self, i: int) -> str:
+        return self.prefix + printable(self.entries[i][0])
+
+    def load(self, i: int, spec: InputSpec) -> Image.Image:
+        member, skipped = self.entries[i]
+        label = self.name(i)
+        if skipped:
+            raise InputError(f"{label}: {skipped}")
+        try:
+            with open(self.path / member, "rb") as f:
+                blob = _read_capped(f, os.fstat(f.fileno()).st_size, self.max_bytes, label)
+        except OSError as exc:
+            raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+        return decode(blob, spec, label)
+
+
+class _Zip:
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        try:
+            self.zip = zipfile.ZipFile(path)
+            infos = self.zip.infolist()
+        except Exception as exc:  # zipfile raises many types for a damaged central directory
+            raise ValueError(f"input {path}: not a readable zip archive ({type(exc).__name__}: {exc})") from None
+        self.members = sorted((i for i in infos if not i.is_dir() and _is_image(i.filename)), key=lambda i: i.filename)
+        self.prefix = printable(f"{path}!")
 
     def __len__(self) -> int:
         return len(self.members)
 
     def name(self, i: int) -> str:
-        return self.prefix + self.members[i]
+        return self.prefix + printable(self.members[i].filename)
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image | np.ndarray:
-        blob = self.source.read(self.members[i])  # an unreadable file stops the run (ValueError)
-        return decode(blob, spec, self.name(i))
+    def load(self, i: int, spec: InputSpec) -> Image.Image:
+        info, label = self.members[i], self.name(i)
+        try:
+            with self.zip.open(info) as f:
+                blob = _read_capped(f, info.file_size, self.max_bytes, label)
+        except InputError:
+            raise
+        except Exception as exc:  # damaged member: encrypted, unknown method, bad deflate data, CRC...
+            raise InputError(f"{label}: cannot read this zip member ({type(exc).__name__}: {exc})") from None
+        return decode(blob, spec, label)
+
+
+def _read_capped(f, declared: int, limit: int, label: str) -> bytes:
+    too_big = f"{label}: over the limit of {limit} bytes per image (--max-image-bytes)"
+    if declared > limit:
+        raise InputError(f"{too_big}: it is {declared} bytes", 413)
+    blob = f.read(limit + 1)
+    if len(blob) > limit:
+        raise InputError(too_big, 413)
+    return blob
+
+
+def _is_image(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _walk(root: Path, follow_symlinks: bool) -> list[tuple[str, str]]:
+    """(POSIX path relative to ``root``, reason it is skipped or "") for each image file below
+    ``root`` and each link leaving it, sorted by path."""
+    real_root = os.path.realpath(root)
+    outside = "a symbolic link to outside the input folder: not followed (pass --follow-symlinks to follow it)"
+    entries: list[tuple[str, str]] = []
+    seen = {real_root}
+    for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
+        kept = []
+        for d in dirs:
+            full = os.path.join(folder, d)
+            real = os.path.realpath(full)
+            if not os.path.islink(full):
+                kept.append(d)
+            elif follow_symlinks and real not in seen:  # links are followed once each: no cycles
+                seen.add(real)
+                kept.append(d)
+            elif not follow_symlinks and not _inside(real, real_root):
+                entries.append((_relative(full, root), outside))
+        dirs[:] = kept
+        for f in files:
+            if _is_image(f):
+                full = os.path.join(folder, f)
+                entries.append((_relative(full, root), _skip_reason(full, real_root, follow_symlinks, outside)))
+    return sorted(entries)
+
+
+def _skip_reason(path: str, real_root: str, follow_symlinks: bool, outside: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return "a broken symbolic link" if os.path.islink(path) else f"cannot read ({exc.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if os.path.islink(path) and not follow_symlinks and not _inside(os.path.realpath(path), real_root):
+        return outside
+    return ""
+
+
+def _inside(real: str, real_root: str) -> bool:
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _relative(path: str, root: Path) -> str:
+    return os.path.relpath(path, root).replace(os.sep, "/")
 
 
 class _Dataset:
@@ -65,10 +179,13 @@ class _Dataset:
 class Inputs:
     """The concatenation of input folders, zips and datasets (see the module docstring)."""
 
-    def __init__(self, arguments: Sequence[str | os.PathLike], data_root: str | None = None) -> None:
+    def __init__(self, arguments: Sequence[str | os.PathLike], data_root: str | None = None,
+                 max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False) -> None:
         if not arguments:
             raise ValueError("no INPUT given: pass image folders, zips or dataset names")
-        self.parts = [_part(str(a), data_root) for a in arguments]
+        if max_image_bytes < 1:
+            raise ValueError(f"--max-image-bytes must be >= 1, got {max_image_bytes}")
+        self.parts = [_part(str(a), data_root, max_image_bytes, follow_symlinks) for a in arguments]
         self.starts = [0]
         for p in self.parts:
             self.starts.append(self.starts[-1] + len(p))
@@ -76,7 +193,7 @@ class Inputs:
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def _locate(self, i: int) -> tuple[_Files | _Dataset, int]:
+    def _locate(self, i: int) -> tuple[_Folder | _Zip | _Dataset, int]:
         if not 0 <= i < len(self):
             raise IndexError(f"input index {i} out of range 0..{len(self) - 1}")
         k = bisect.bisect_right(self.starts, i) - 1
@@ -87,20 +204,30 @@ class Inputs:
         return part.name(j)
 
     def load(self, i: int, spec: InputSpec) -> Image.Image | np.ndarray:
-        """The pixels of image i; an undecodable image raises ``InputError`` naming it."""
+        """The pixels of image i; an unreadable or undecodable image raises ``InputError`` naming it."""
         part, j = self._locate(i)
         return part.load(j, spec)
 
 
-def _part(argument: str, data_root: str | None) -> _Files | _Dataset:
+def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool) -> _Folder | _Zip | _Dataset:
     path = Path(argument)
-    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
-        return _Files(path)
+    if path.is_dir():
+        part: _Folder | _Zip = _Folder(path, max_bytes, follow_symlinks)
+    elif path.is_file() and path.suffix.lower() == ".zip":
+        part = _Zip(path, max_bytes)
+    else:
+        return _dataset(argument, path, data_root)
+    if not len(part):
+        raise ValueError(f"input {printable(argument)}: no image files found")
+    return part
+
+
+def _dataset(argument: str, path: Path, data_root: str | None) -> _Dataset:
     from odin_ood import data
 
     name, _, split = argument.partition(":")
     if name in data.names():
         return _Dataset(name, split or "test", data_root)
     if path.exists():
-        raise ValueError(f"input {argument}: not a folder or a .zip archive")
-    raise ValueError(f"input {argument}: no such folder or zip, and not a dataset name ({', '.join(data.names())})")
+        raise ValueError(f"input {printable(argument)}: not a folder or a .zip archive")
+    raise ValueError(f"input {printable(argument)}: no such folder or zip, and not a dataset name ({', '.join(data.names())})")

@@ -5,9 +5,16 @@ One path shared by ``odin-ood score`` and ``odin-ood serve``:
     bytes --decode--> PIL image --convert/resize--> uint8 (H, W, C) --> float (C, H, W) in [0, 1]
           --> (x - input_mean) / input_std  (the normalised input the model takes)
 
+Images of more than 8 bits are scaled by their mode's range, never clipped: 16-bit grey
+(``I;16``) divides by 65535, so a 16-bit copy of an 8-bit picture (values v * 257) gives
+exactly the same input; 32-bit float (``F``) must already lie in [0, 1]; 32-bit integer (``I``)
+has no defined range and is refused (415).
+
 Limits are checked before any pixel is decoded: PIL reads the width and height from the
-header, so an oversized image (or a decompression bomb) is refused without allocating it.
-Every failure is an :class:`InputError` naming the image and the problem.
+header, so an oversized image (or a decompression bomb, whichever limit trips: ``max_side`` or
+PIL's pixel limit) is refused with 413 without allocating it, and so is an image of the wrong
+size when resizing is off (422). Every failure is an :class:`InputError` naming the image and
+the problem.
 """
 
 from __future__ import annotations
@@ -65,19 +72,22 @@ class InputSpec:
 
 
 def decode(blob: bytes, spec: InputSpec, label: str = "image") -> Image.Image:
-    """Open encoded bytes (PNG, JPEG, ...) with PIL, refusing sizes over ``spec.max_side``
-    from the header, then decode the pixels."""
+    """Open encoded bytes (PNG, JPEG, ...) with PIL, refusing from the header an image over
+    ``spec.max_side`` or PIL's pixel limit (413) or, when ``spec.resize`` is None, of another
+    size than the model's (422); then decode the pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(blob))
-    except Image.DecompressionBombWarning as exc:
-        raise InputError(f"{label}: {exc}", 413) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise InputError(f"{label}: too many pixels: {exc}", 413) from None
     except Exception as exc:  # PIL raises many types for data it does not recognise
         raise InputError(f"{label}: not an image in a format PIL can decode ({type(exc).__name__})") from None
     w, h = im.size
     if max(w, h) > spec.max_side:
         raise InputError(f"{label}: image is {w}x{h}, larger than the limit of {spec.max_side} pixels a side", 413)
+    if spec.resize is None:
+        _check_size(im.size, spec, label)
     try:
         im.load()
     except Exception as exc:
@@ -92,16 +102,45 @@ def image_tensor(image: Image.Image | np.ndarray, spec: InputSpec, label: str = 
             raise InputError(f"{label}: expected a uint8 (H, W[, C]) array, got {image.dtype} {image.shape}")
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     c, h, w = spec.shape
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return normalise(_wide_grey(image, spec, label).expand(c, h, w).clone(), spec)
     image = image.convert("L" if c == 1 else "RGB")
-    if image.size != (w, h):
-        if spec.resize is None:
-            raise InputError(
-                f"{label}: image is {image.size[0]}x{image.size[1]} but the model takes {w}x{h} "
-                "(resizing is off: start with --resize METHOD to allow it)"
-            )
-        image = image.resize((w, h), RESIZE_METHODS[spec.resize])
+    image = _sized(image, spec, label)
     pixels = np.asarray(image, dtype=np.uint8).reshape(h, w, c)
     return normalise(torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0), spec)
+
+
+def _wide_grey(image: Image.Image, spec: InputSpec, label: str) -> Tensor:
+    """A 16-bit or float grey image as (1, H, W) floats in [0, 1], scaled by the mode's range."""
+    if image.mode == "I":
+        raise InputError(f"{label}: 32-bit integer images have no defined pixel range: "
+                         "save them as 8- or 16-bit, or as float in [0, 1]", 415)
+    a = np.asarray(image, dtype=np.float32)
+    if image.mode != "F":
+        a = a / np.float32(65535.0)
+    elif not np.isfinite(a).all() or a.min() < 0.0 or a.max() > 1.0:
+        raise InputError(f"{label}: a float image's values must be finite and lie in [0, 1]")
+    resized = _sized(Image.fromarray(a, "F"), spec, label)
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32).copy())[None]
+
+
+def _sized(image: Image.Image, spec: InputSpec, label: str) -> Image.Image:
+    """``image`` at the model's size: resized with ``spec.resize``, or refused when that is None."""
+    _, h, w = spec.shape
+    if image.size == (w, h):
+        return image
+    if spec.resize is None:
+        _check_size(image.size, spec, label)
+    return image.resize((w, h), RESIZE_METHODS[spec.resize])
+
+
+def _check_size(size: tuple[int, int], spec: InputSpec, label: str) -> None:
+    _, h, w = spec.shape
+    if size != (w, h):
+        raise InputError(
+            f"{label}: image is {size[0]}x{size[1]} but the model takes {w}x{h} "
+            "(resizing is off: start with --resize METHOD to allow it)"
+        )
 
 
 def array_tensor(values: Any, spec: InputSpec, label: str = "array") -> Tensor:

@@ -4,12 +4,15 @@ A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``,
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
 and ``error``. An image that cannot be decoded or does not fit the model gets a row with
 ``predicted_class = -1``, no confidence or score, ``is_out_of_distribution = true`` (the gate
-fails closed) and the reason in ``error``; an unreadable file (I/O error) stops the run.
-Memory is bounded by one chunk of images whatever the number of inputs.
+fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
+member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
+image whose score is not finite keeps its class but no score, is out-of-distribution and says
+so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +27,8 @@ from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.serving.inputs import Inputs
 from odin_ood.serving.preprocess import InputError, InputSpec, image_tensor
 from odin_ood.serving.writers import Row, RowWriter
+
+NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 
 
 def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Sequence[int],
@@ -48,6 +53,8 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
         if k in position:
             j = position[k]
             row.update({key: values[key][j] for key in values}, error="")
+            if not math.isfinite(row["score"]):
+                row.update(is_out_of_distribution=True, error=NOT_FINITE)
         else:
             row.update(predicted_class=-1, confidence=None, score=None, is_out_of_distribution=True, error=prepared[k])
         rows.append(row)

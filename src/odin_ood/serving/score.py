@@ -18,7 +18,7 @@ from pathlib import Path
 
 from odin_ood.serving import distributed
 from odin_ood.serving.engine import add_model_arguments, load_detector
-from odin_ood.serving.inputs import Inputs
+from odin_ood.serving.inputs import MAX_IMAGE_BYTES, Inputs
 from odin_ood.serving.rows import score_inputs
 from odin_ood.serving.writers import RowWriter, output_format
 
@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
     parser.add_argument("--chunk", type=int, default=4096, help="images decoded, scored and written at a time")
+    parser.add_argument("--max-image-bytes", type=int, default=MAX_IMAGE_BYTES,
+                        help="largest image file or zip member read; larger ones get an error row (default: 32 MiB)")
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="follow symbolic links that leave an input folder (default: give them an error row)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or throughput line")
     parser.add_argument("--distributed", action="store_true", help="one shard per torchrun process")
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                          "or every process would score everything")
     writer = RowWriter(output, fmt, resume=args.resume)
     detector, spec = load_detector(args)
-    inputs = Inputs(args.inputs, args.data_root)
+    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
     score_inputs(detector, spec, inputs, writer, None, args.chunk, args.workers, progress=not args.quiet)
     writer.finish()
     if not args.quiet:

@@ -127,11 +127,11 @@ def _encode(rows: list[Row], fmt: str, header: bool) -> str:
 
 
 def _jsonable(row: Row) -> Row:
-    return {c: (None if isinstance(v, float) and math.isnan(v) else v) for c, v in ((c, row[c]) for c in COLUMNS)}
+    return {c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in ((c, row[c]) for c in COLUMNS)}
 
 
 def _csv_cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
