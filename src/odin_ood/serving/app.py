@@ -5,13 +5,21 @@
   answers ``{"predictions": [{predicted_class, confidence, score, threshold,
   is_out_of_distribution}, ...]}`` in request order.
 * ``GET /v1/detector``: the fitted parameters and the model's fingerprint. ``GET /healthz``.
-* The OpenAPI schema is at ``/openapi.json`` (docs at ``/docs``).
+* The OpenAPI schema is at ``/openapi.json`` (``X-API-Key`` declared in it). There is no
+  ``/docs`` page: FastAPI's loads its scripts from a CDN, which fails offline and tells a third
+  party who opens it; any OpenAPI viewer can read the schema.
 
 Limits are enforced before decoding: the declared Content-Length and then the bytes actually
-received (413), the number of images (413), each image's width and height read from its header
-(413). Undecodable images, wrong shapes and NaNs answer 422, a wrong content type 415, a missing
-or wrong ``X-API-Key`` (when a key is set) 401; every error is JSON ``{"error": {"status",
-"message"}}`` naming the problem, and the server keeps serving. Requests carry images, never
+received (413; JSON bodies have their own, smaller limit, since parsed JSON costs several times
+its size in Python objects), the time taken to send the body (408), the number of images (413),
+each image's width and height read from its header (413, or 422 for a size the model does not
+take when resizing is off). Undecodable images, wrong shapes, NaNs, JSON nested too deeply
+answer 4xx, a wrong content type 415, a missing or wrong ``X-API-Key`` (when a key is set)
+401; every error is JSON ``{"error": {"status", "message"}}`` naming the problem, and the
+server keeps serving. A client that goes away mid-request costs one info line in the log.
+
+The decision fails closed: a prediction whose score is not finite is out-of-distribution, with
+``score: null`` and the reason in its ``error`` (null otherwise). Requests carry images, never
 paths, and nothing received is unpickled.
 """
 
@@ -20,8 +28,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import asyncio
 import json
 import logging
+import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -30,8 +40,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -46,18 +58,31 @@ from odin_ood.serving.preprocess import InputError, InputSpec, array_tensor, dec
 log = logging.getLogger("odin_ood.serve")
 
 
+NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
+
+
 @dataclass(frozen=True)
 class Limits:
+    """Per-request limits: body bytes (multipart), JSON body bytes, images, seconds to send the body."""
+
     max_body_bytes: int = 16 * 1024 * 1024
     max_images: int = 64
+    max_json_bytes: int = 4 * 1024 * 1024
+    body_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
 class Prediction(BaseModel):
     predicted_class: int
-    confidence: float
-    score: float
+    confidence: float | None
+    score: float | None
     threshold: float
     is_out_of_distribution: bool
+    error: str | None = None
 
 
 class PredictResponse(BaseModel):
@@ -81,7 +106,11 @@ _REQUEST_BODY = {
 def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), api_key: str | None = None,
                max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "") -> FastAPI:
     """The gate for ``detector``; ``max_batch`` also becomes ``detector.batch_size`` (the fixed
-    batch size that ``pad`` fills, so scores equal the library's in batches of that size)."""
+    batch size that ``pad`` fills, so scores equal the library's in batches of that size).
+    ``api_key`` (compared with the header's raw bytes as UTF-8) None turns authentication off."""
+    if api_key is not None and not api_key:
+        raise ValueError("the API key is empty: give a non-empty key, or None for no authentication")
+    key = None if api_key is None else api_key.encode("utf-8")
     detector.batch_size = max_batch
     batcher = MicroBatcher(partial(fixed_batch_outputs, detector, pad=pad), max_batch, max_wait_ms)
     threshold = detector.threshold_
@@ -92,15 +121,16 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
         yield
         await batcher.stop()
 
-    app = FastAPI(title="odin-ood gate", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="odin-ood gate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="ODIN out-of-distribution detection in front of a classifier.")
     app.state.batcher = batcher
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key the server was started with")
 
-    def check_key(request: Request) -> None:
-        if api_key is None:
+    def check_key(request: Request, _: str | None = Depends(header)) -> None:
+        if key is None:
             return
-        given = request.headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
+        given = next((v for k, v in request.scope["headers"] if k == b"x-api-key"), b"")
+        if not hmac.compare_digest(given, key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     @app.get("/healthz")
@@ -116,24 +146,20 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
               openapi_extra={"requestBody": _REQUEST_BODY})
     async def predict(request: Request) -> dict[str, Any]:
-        body = await _read_limited(request, limits.max_body_bytes)
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
+            body = await _read_limited(request, limits.max_body_bytes, limits.body_timeout)
             blobs = await _multipart(request, body, limits.max_images)
             x = await run_in_threadpool(_decode_all, blobs, spec)
         elif ctype.startswith("application/json"):
+            body = await _read_limited(request, limits.max_json_bytes, limits.body_timeout)
             x = await run_in_threadpool(_json_images, body, spec, limits.max_images)
         else:
             raise InputError(f"content type {ctype or 'none'!r} is not supported: send multipart/form-data "
                              "or application/json", 415)
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
-        return {"predictions": [
-            {"predicted_class": cols["predicted_class"][i], "confidence": cols["confidence"][i],
-             "score": cols["score"][i], "threshold": threshold,
-             "is_out_of_distribution": cols["is_out_of_distribution"][i]}
-            for i in range(len(x))
-        ]}
+        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold) for i in range(len(x))]}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
@@ -141,6 +167,12 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
     app.add_exception_handler(InputError, lambda r, e: error(e.status, str(e)))
     app.add_exception_handler(HTTPException, lambda r, e: error(e.status_code, str(e.detail)))
     app.add_exception_handler(RequestValidationError, lambda r, e: error(422, str(e.errors())))
+
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        log.info("client %s went away before sending the whole request to %s", _client(request), request.url.path)
+        return error(400, "client disconnected")
+
+    app.add_exception_handler(ClientDisconnect, gone)
 
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
@@ -150,13 +182,37 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
     return app
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+def _prediction(row: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """One image's answer; a score that is not finite is reported out-of-distribution, with the reason."""
+    finite = math.isfinite(row["score"])
+    return {"predicted_class": row["predicted_class"],
+            "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
+            "score": row["score"] if finite else None, "threshold": threshold,
+            "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
+            "error": None if finite else NOT_FINITE}
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"
+
+
+async def _read_limited(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused (413) when its declared or actual size exceeds ``limit`` bytes, and
+    (408) when it takes longer than ``timeout`` seconds to arrive."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
-            raise InputError(f"Content-Length {declared!r} is not a number", 400)
+        if not declared.isdigit() or len(declared) > 18:
+            raise InputError(f"Content-Length {declared[:20]!r} is not a number of bytes", 400)
         if int(declared) > limit:
-            raise InputError(f"request body of {declared} bytes exceeds the limit of {limit} bytes", 413)
+            raise InputError(f"request body of {declared} bytes exceeds the limit of {limit} bytes for "
+                             f"{request.headers.get('content-type', 'this content type')}", 413)
+    try:
+        return await asyncio.wait_for(_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise InputError(f"request body not received within {timeout:g} s", 408) from None
+
+
+async def _body(request: Request, limit: int) -> bytes:
     parts, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -194,9 +250,11 @@ def _decode_all(blobs: list[tuple[str, bytes]], spec: InputSpec) -> Tensor:
 def _json_images(body: bytes, spec: InputSpec, max_images: int) -> Tensor:
     import torch
 
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    try:  # integers parse as floats: no 5,000-digit int conversions, and 10**400 becomes inf (refused below)
+        doc = json.loads(body, parse_int=float)
+    except RecursionError:
+        raise InputError("body is JSON nested too deeply", 400) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise InputError(f"body is not valid JSON ({exc})", 400) from None
     images = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(images, list) or not images:

@@ -147,7 +147,7 @@ def array_tensor(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
     """A nested float array of shape (C, H, W) with pixel values in [0, 1] as the model's input."""
     try:
         a = np.asarray(values, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise InputError(f"{label}: not a rectangular array of numbers ({exc})") from None
     if a.shape != tuple(spec.shape):
         raise InputError(f"{label}: array has shape {list(a.shape)}, the model takes {list(spec.shape)} (C, H, W)")

@@ -3,12 +3,23 @@
     ODIN_OOD_API_KEY=secret odin-ood serve --detector det/ --model mnist-mlp --port 8000
 
 Binds to 127.0.0.1 unless ``--host`` says otherwise. The API key comes from ``--api-key`` or,
-better (it stays out of the process list), the environment variable ODIN_OOD_API_KEY.
+better (it stays out of the process list), the environment variable ODIN_OOD_API_KEY; it is
+UTF-8, and a key set but empty (a missing secret) is an error, never "no authentication":
+serving without a key takes an explicit ``--no-auth``.
+
+Slow or idle clients are bounded: a connection must send a whole request head within
+``--header-timeout`` seconds of opening (or of its previous answer) and the body within
+``--body-timeout``; idle keep-alive connections close after ``--timeout-keep-alive``; beyond
+``--limit-concurrency`` connections or requests, new requests get 503 at once; a request head
+may not exceed ``--h11-max-incomplete-event-size`` bytes. For the open internet, put a reverse
+proxy (nginx, Caddy, a cloud load balancer) in front to terminate TLS and absorb slow clients.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import os
 import sys
 
@@ -26,27 +37,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-padding", action="store_true",
                         help="run micro-batches at their natural size (faster when idle; scores may then "
                              "differ from the library's in the last float bits)")
-    parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="multipart body limit (16 MiB)")
+    parser.add_argument("--max-json-bytes", type=int, default=4 * 1024 * 1024, help="JSON body limit (4 MiB)")
     parser.add_argument("--max-images", type=int, default=64, help="images per request")
     parser.add_argument("--api-key", default=None, help=f"required X-API-Key header (default: ${API_KEY_ENV})")
+    parser.add_argument("--no-auth", action="store_true", help="serve without an API key (explicit choice)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request head")
+    parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send a request body (else 408)")
+    parser.add_argument("--timeout-keep-alive", type=int, default=5, help="seconds an idle keep-alive connection lives")
+    parser.add_argument("--limit-concurrency", type=int, default=256,
+                        help="connections or requests at once before new requests get 503")
+    parser.add_argument("--h11-max-incomplete-event-size", type=int, default=16 * 1024,
+                        help="largest request head in bytes (h11's limit)")
     parser.add_argument("--log-level", default="info")
+
+
+def api_key(given: str | None, environ: dict[str, str], no_auth: bool) -> str | None:
+    """The key to require: ``given``, else ``$ODIN_OOD_API_KEY``; None only with ``no_auth``."""
+    key, origin = (given, "--api-key") if given is not None else (environ.get(API_KEY_ENV), f"${API_KEY_ENV}")
+    if no_auth:
+        if key is not None:
+            raise ValueError(f"--no-auth, but {origin} gives a key: choose one")
+        return None
+    if key is None:
+        raise ValueError(f"no API key: set {API_KEY_ENV} (or --api-key), or pass --no-auth to serve without one")
+    if not key:
+        raise ValueError(f"{origin} is set but empty (a missing secret?): give a key, or pass --no-auth")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{origin} is not valid UTF-8") from None
+    if key != key.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise ValueError(f"{origin} has surrounding spaces or control characters, which HTTP headers cannot carry")
+    return key
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from odin_ood.serving.app import Limits, create_app
+    from odin_ood.serving.protocol import TimedH11Protocol
 
-    for name in ("max_batch", "max_body_bytes", "max_images"):
+    for name in ("max_batch", "max_images", "limit_concurrency", "timeout_keep_alive", "h11_max_incomplete_event_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.header_timeout > 0:
+        raise ValueError(f"--header-timeout must be > 0, got {args.header_timeout}")
+    key = api_key(args.api_key, dict(os.environ), args.no_auth)
+    limits = Limits(args.max_body_bytes, args.max_images, args.max_json_bytes, args.body_timeout)
     detector, spec = load_detector(args)
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     app = create_app(
-        detector, spec, Limits(args.max_body_bytes, args.max_images), api_key=api_key,
+        detector, spec, limits, api_key=key,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),
     )
+    _log_to_stderr(args.log_level)
     print(f"odin-ood serve: {args.model} on http://{args.host}:{args.port} "
-          f"(API key {'required' if api_key else 'off'})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+          f"(API key {'required' if key else 'off (--no-auth)'})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                http=functools.partial(TimedH11Protocol, header_timeout=args.header_timeout),
+                timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
+                h11_max_incomplete_event_size=args.h11_max_incomplete_event_size)
     return 0
+
+
+def _log_to_stderr(level: str) -> None:
+    """The app's own log lines (``odin_ood.serve``) go to stderr beside uvicorn's."""
+    log = logging.getLogger("odin_ood.serve")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if level == "trace" else level.upper())
+    log.propagate = False
