@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 import os
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -41,6 +44,25 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
+def encode16(image: np.ndarray) -> bytes:
+    """A uint8 (H, W) array as a 16-bit grey PNG (mode I;16) of the same picture: values v * 257."""
+    buf = io.BytesIO()
+    Image.fromarray(image.astype(np.uint16) * 257).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_header(width: int, height: int, bit_depth: int = 8, color_type: int = 0, pixels: bytes | None = None) -> bytes:
+    """A PNG declaring ``width`` x ``height`` in its IHDR chunk (valid CRCs), with one IDAT chunk of
+    ``pixels`` (default: a few zlib-compressed zero bytes, far fewer than the size needs): PIL
+    opens it and learns the size from the header; decoding it would fail or allocate the whole image."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(bytes(64)) if pixels is None else pixels
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
 def decoded(blob: bytes) -> torch.Tensor:
     """What PIL decodes from ``blob``, as a float (1, H, W) tensor in [0, 1] (independent of odin_ood)."""
     with Image.open(io.BytesIO(blob)) as im:
@@ -66,20 +88,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 60.0):
+def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 60.0,
+                 log_level: str = "warning"):
     """``python -m odin_ood serve ARGS`` on a free loopback port; (process, base URL) once
-    /healthz answers."""
+    /healthz answers. The server's output goes to the file ``proc.log_path`` (see :func:`server_log`)."""
     port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
-         "--threads", "1", "--log-level", "warning"],
-        env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+         "--threads", "1", "--log-level", log_level],
+        env={**env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
     )
+    log.close()
+    proc.log_path = Path(log.name)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{proc.stdout.read().decode()}")
+            raise RuntimeError(f"server exited early:\n{server_log(proc)}")
         try:
             if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
                 return proc, url
@@ -89,6 +115,10 @@ def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeo
     raise RuntimeError("server did not answer /healthz in time")
 
 
+def server_log(proc: subprocess.Popen) -> str:
+    return proc.log_path.read_text(errors="replace")
+
+
 def stop_server(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -96,3 +126,4 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    proc.log_path.unlink(missing_ok=True)

@@ -119,12 +119,15 @@ def read_metadata(path: str | Path) -> dict[str, object]:
     path = Path(path)
     if path.suffix != ".safetensors":
         return {}
-    with safe_open(path, framework="pt") as f:
-        raw = f.metadata() or {}
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
     out: dict[str, object] = {}
     for k, v in raw.items():
         try:
             out[k] = json.loads(v)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON: keep the string
             out[k] = v
     return out

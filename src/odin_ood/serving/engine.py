@@ -17,7 +17,7 @@ import os
 import torch
 from torch import Tensor
 
-from odin_ood.detector import Detector
+from odin_ood.detector import Detector, check_batch_size
 from odin_ood.serving.preprocess import RESIZE_METHODS, InputSpec
 
 OUTPUT_KEYS = ("predicted_class", "confidence", "score", "is_out_of_distribution")
@@ -53,9 +53,7 @@ def load_detector(args: argparse.Namespace, device: torch.device | None = None) 
     model = models.load(args.model, weights=args.weights, map_location=device)
     detector = Detector.load(os.fspath(args.detector), model)
     if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        detector.batch_size = args.batch_size
+        detector.batch_size = check_batch_size(args.batch_size, "--batch-size")
     return detector, input_spec(detector, resize=args.resize, max_side=args.max_side)
 
 
