@@ -37,6 +37,22 @@ def fit_mnist_detector(shared_data: Path, folder: Path, batch_size: int = 16):
     return det, mnist, notmnist
 
 
+def nan_mnist_detector(folder: Path) -> Path:
+    """The shipped MNIST MLP with one NaN in its last bias (every score becomes NaN), saved as
+    ``folder/nan.safetensors``, and a detector for it (paper parameters, threshold 0.5) saved as
+    ``folder/det``: a gate that must fail closed. Returns the weights file."""
+    from odin_ood import Detector, models
+
+    model = models.load("mnist-mlp")
+    with torch.no_grad():
+        model.fc3.bias[0] = float("nan")
+    weights = models.save_safetensors(model, folder / "nan.safetensors")
+    det = Detector(model)
+    det._set_fitted(1000.0, 0.0014, 0.5, 0.95)
+    det.save(folder / "det")
+    return weights
+
+
 def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     """A uint8 (H, W) array as PNG or JPEG bytes."""
     buf = io.BytesIO()
