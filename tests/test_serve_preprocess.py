@@ -79,3 +79,65 @@ def test_fixed_batches_make_results_independent_of_batch_company(digits_model, d
     alone = [fixed_batch_outputs(det, x[i:i + 1])["score"] for i in range(len(x))]
     together = fixed_batch_outputs(det, x)["score"]
     assert torch.equal(torch.cat(alone), together)
+
+
+def _saved(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("resize", [None, "bilinear"])
+def test_sixteen_bit_and_float_images_equal_their_eight_bit_copy(resize):
+    a = np.random.default_rng(5).integers(0, 256, (6, 7), dtype=np.uint8)
+    spec = InputSpec((3, 6, 7) if resize is None else (3, 4, 5), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25),
+                     resize=resize)
+    eight = image_tensor(decode(png(a), spec), spec)
+    sixteen = _saved(Image.fromarray(a.astype(np.uint16) * 257), "PNG")
+    as_float = _saved(Image.fromarray(a.astype(np.float32) / np.float32(255.0)), "TIFF")
+    for blob, mode in ((sixteen, "I;16"), (as_float, "F")):
+        im = decode(blob, spec)
+        assert im.mode == mode
+        x = image_tensor(im, spec)
+        if resize is None:  # exactly the same input: v * 257 / 65535 == v / 255
+            assert torch.equal(x, eight)
+        else:  # resized in float rather than in uint8: within one 8-bit step
+            assert (x - eight).abs().max().item() <= 1 / 255 / min(spec.std) + 1e-6
+    white = image_tensor(decode(_saved(Image.fromarray(np.full((6, 7), 65535, np.uint16)), "PNG"), spec), spec)
+    assert torch.allclose(white, image_tensor(np.full((6, 7), 255, np.uint8), spec))
+
+
+def test_float_images_out_of_range_and_32_bit_integers_are_refused():
+    spec = InputSpec((1, 4, 5))
+    with pytest.raises(InputError, match=r"lie in \[0, 1\]") as e:
+        image_tensor(decode(_saved(Image.fromarray(np.full((4, 5), 2.0, np.float32)), "TIFF"), spec), spec)
+    assert e.value.status == 422
+    with pytest.raises(InputError, match="32-bit integer") as e:
+        image_tensor(Image.fromarray(np.zeros((4, 5), np.int32)), spec)
+    assert e.value.status == 415
+
+
+def test_pixel_bombs_are_413_whichever_limit_trips(monkeypatch):
+    from serving_support import png_header
+
+    spec = InputSpec((1, 28, 28), max_side=100_000)
+    for side in (10_000, 20_000):  # over PIL's pixel limit (89 M: a warning) and twice over it (an error)
+        with pytest.raises(InputError, match="too many pixels") as e:
+            decode(png_header(side, side), spec, "bomb")
+        assert e.value.status == 413
+    with pytest.raises(InputError, match="larger than the limit of 4096") as e:
+        decode(png_header(5000, 10), InputSpec((1, 28, 28)), "wide")
+    assert e.value.status == 413
+
+
+def test_wrong_size_is_refused_from_the_header_before_decoding(monkeypatch):
+    from serving_support import png_header
+
+    def no_decoding(self):
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", no_decoding)
+    with pytest.raises(InputError, match="image is 4096x4096 but the model takes 28x28") as e:
+        decode(png_header(4096, 4096), InputSpec((1, 28, 28)), "big")
+    assert e.value.status == 422
