@@ -1,0 +1,133 @@
+"""The HTTP gate under a broken model and misbehaving clients, on a real uvicorn process on
+loopback: NaN scores fail closed, a client that goes away costs one info line, idle and slow
+clients are cut off by the header and body deadlines, over-limit connections get 503 at once,
+and a missing or empty API key stops the server from starting."""
+
+from __future__ import annotations
+
+import select
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from serving_support import encode, env, free_port, nan_mnist_detector, server_log, start_server, stop_server
+
+from odin_ood.serving.serve import api_key
+
+LIMIT = 24
+
+
+@pytest.fixture(scope="module")
+def nan_gate(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nan-gate")
+    weights = nan_mnist_detector(folder)
+    proc, url = start_server(
+        ["--detector", str(folder / "det"), "--model", "mnist-mlp", "--weights", str(weights), "--no-auth",
+         "--max-batch", "8", "--header-timeout", "1", "--body-timeout", "1", "--timeout-keep-alive", "1",
+         "--limit-concurrency", str(LIMIT)],
+        log_level="info",
+    )
+    yield {"proc": proc, "url": url, "port": int(url.rsplit(":", 1)[1]), "folder": folder}
+    stop_server(proc)
+
+
+def connect(gate) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", gate["port"]), timeout=5)
+    return s
+
+
+def closed_by_server(s: socket.socket, within: float) -> bool:
+    s.settimeout(within)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_nan_scores_answer_out_of_distribution_with_the_reason(nan_gate):
+    digits = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    r = httpx.post(nan_gate["url"] + "/v1/predict", files=[("images", (f"{i}.png", encode(d))) for i, d in enumerate(digits)])
+    assert r.status_code == 200, r.text
+    for p in r.json()["predictions"]:
+        assert p["is_out_of_distribution"] is True and p["score"] is None and p["confidence"] is None
+        assert "not finite" in p["error"] and "fails closed" in p["error"]
+
+
+def test_a_client_that_goes_away_costs_one_info_line(nan_gate):
+    head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"images\": [")
+    for _ in range(5):
+        with connect(nan_gate) as s:
+            s.sendall(head)
+            time.sleep(0.1)
+    time.sleep(0.5)
+    log = server_log(nan_gate["proc"])
+    assert log.count("went away before sending the whole request") == 5, log[-2000:]
+    assert "Traceback" not in log and "ERROR" not in log, log[-2000:]
+
+
+def test_idle_and_trickling_connections_are_closed_and_over_limit_ones_get_503(nan_gate):
+    idle = [connect(nan_gate) for _ in range(LIMIT + 4)]
+    try:
+        r = httpx.get(nan_gate["url"] + "/healthz", timeout=5)
+        assert r.status_code == 503  # over --limit-concurrency: refused at once, not left hanging
+        trickler, start, cut = connect(nan_gate), time.monotonic(), None
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 40:
+            try:
+                trickler.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                cut = time.monotonic() - start
+                break
+            if select.select([trickler], [], [], 0.1)[0] and closed_by_server(trickler, 0.1):
+                cut = time.monotonic() - start
+                break
+        trickler.close()
+        assert cut is not None and cut < 2.5, cut  # --header-timeout 1, however slowly the head trickles
+        assert all(closed_by_server(s, 2.0) for s in idle)
+        assert httpx.get(nan_gate["url"] + "/healthz", timeout=5).status_code == 200
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_a_body_that_trickles_gets_408(nan_gate):
+    with connect(nan_gate) as s:
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n{\"images\"")
+        s.settimeout(4)
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"not received within 1 s" in answer
+
+
+def _serve_exit(args: list[str], key_env: dict[str, str]) -> tuple[int, str]:
+    run_env = {k: v for k, v in env().items() if k != "ODIN_OOD_API_KEY"}
+    proc = subprocess.run([sys.executable, "-m", "odin_ood", "serve", *args, "--port", str(free_port())],
+                          env={**run_env, **key_env}, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("args,key_env,message", [
+    ([], {"ODIN_OOD_API_KEY": ""}, "ODIN_OOD_API_KEY is set but empty"),
+    ([], {}, "no API key: set ODIN_OOD_API_KEY"),
+    (["--api-key", ""], {}, "--api-key is set but empty"),
+    (["--no-auth"], {"ODIN_OOD_API_KEY": "k"}, "--no-auth, but $ODIN_OOD_API_KEY gives a key"),
+], ids=["empty env key", "no key at all", "empty --api-key", "no-auth with a key"])
+def test_a_missing_or_empty_key_stops_the_server_at_start(nan_gate, args, key_env, message):
+    code, err = _serve_exit(["--detector", str(nan_gate["folder"] / "det"), "--model", "mnist-mlp", *args], key_env)
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1
+
+
+def test_keys_are_utf8_without_spaces_or_control_characters():
+    assert api_key(None, {"ODIN_OOD_API_KEY": "clé-🔑"}, False) == "clé-🔑"
+    assert api_key("k", {}, False) == "k" and api_key(None, {}, True) is None
+    for bad in (" key", "key\n", "k\x00y", "\udcff"):
+        with pytest.raises(ValueError):
+            api_key(bad, {}, False)
