@@ -28,7 +28,7 @@ def nan_gate(tmp_path_factory):
     proc, url = start_server(
         ["--detector", str(folder / "det"), "--model", "mnist-mlp", "--weights", str(weights), "--no-auth",
          "--max-batch", "8", "--header-timeout", "1", "--body-timeout", "1", "--timeout-keep-alive", "1",
-         "--limit-concurrency", str(LIMIT)],
+         "--limit-concurrency", str(LIMIT), "--h11-max-incomplete-event-size", "4096"],
         log_level="info",
     )
     yield {"proc": proc, "url": url, "port": int(url.rsplit(":", 1)[1]), "folder": folder}
@@ -38,6 +38,24 @@ def nan_gate(tmp_path_factory):
 def connect(gate) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", gate["port"]), timeout=5)
     return s
+
+
+def read_answer(s: socket.socket, timeout: float = 4.0) -> bytes:
+    """A whole HTTP answer (head and Content-Length bytes of body) from a raw socket."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _length(data: bytes) -> int:
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    found = [line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.startswith(b"content-length:")]
+    return int(found[0]) if found else 0
 
 
 def closed_by_server(s: socket.socket, within: float) -> bool:
@@ -100,10 +118,16 @@ def test_a_body_that_trickles_gets_408(nan_gate):
     with connect(nan_gate) as s:
         s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 100\r\n\r\n{\"images\"")
-        s.settimeout(4)
-        answer = s.recv(4096)
+        answer = read_answer(s)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"not received within 1 s" in answer
+
+
+def test_a_request_head_growing_past_the_h11_limit_is_refused(nan_gate):
+    with connect(nan_gate) as s:  # 8 kB of head and still no end: refused without waiting for more
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000)
+        assert read_answer(s).startswith(b"HTTP/1.1 400")
+    assert httpx.get(nan_gate["url"] + "/healthz").status_code == 200
 
 
 def _serve_exit(args: list[str], key_env: dict[str, str]) -> tuple[int, str]:
