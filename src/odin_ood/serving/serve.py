@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info")
 
 
-def api_key(given: str | None, environ: dict[str, str], no_auth: bool) -> str | None:
+def resolve_api_key(given: str | None, environ: dict[str, str], no_auth: bool) -> str | None:
     """The key to require: ``given``, else ``$ODIN_OOD_API_KEY``; None only with ``no_auth``."""
     key, origin = (given, "--api-key") if given is not None else (environ.get(API_KEY_ENV), f"${API_KEY_ENV}")
     if no_auth:
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.header_timeout > 0:
         raise ValueError(f"--header-timeout must be > 0, got {args.header_timeout}")
-    key = api_key(args.api_key, dict(os.environ), args.no_auth)
+    key = resolve_api_key(args.api_key, dict(os.environ), args.no_auth)
     limits = Limits(args.max_body_bytes, args.max_images, args.max_json_bytes, args.body_timeout)
     detector, spec = load_detector(args)
     app = create_app(
