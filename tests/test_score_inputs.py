@@ -190,7 +190,7 @@ def test_nan_scores_are_out_of_distribution_with_the_reason(setup, tmp_path):
         assert r["is_out_of_distribution"] and r["score"] is None and "not finite" in r["error"]
 
 
-def _detector_with(setup, tmp_path, text: str) -> Path:
+def _detector_with(tmp_path, text: str) -> Path:
     p = tmp_path / "edited.json"
     p.write_text(text)
     return p
@@ -209,7 +209,7 @@ UNTRUSTED = [
 @pytest.mark.parametrize("case,edit,message", UNTRUSTED, ids=[c[0] for c in UNTRUSTED])
 def test_untrusted_detector_files_end_in_one_error_line(setup, tmp_path, capsys, case, edit, message):
     d = json.loads((setup["root"] / "det" / "detector.json").read_text())
-    assert score(setup, ["mnist"], tmp_path / "x.csv", detector=_detector_with(setup, tmp_path, edit(d))) == 2
+    assert score(setup, ["mnist"], tmp_path / "x.csv", detector=_detector_with(tmp_path, edit(d))) == 2
     err = capsys.readouterr().err
     assert err.startswith("odin-ood score: error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "x.csv").exists()
