@@ -42,7 +42,9 @@ class Detector:
     """ODIN out-of-distribution detector around a trained classifier.
 
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
-    ``input_mean`` is only needed to build noise tuning sets for such a model. Fitted
+    ``input_mean`` is only needed to build noise tuning sets for such a model; ``input_shape``
+    (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
+    not say it (a TorchScript or ``.pt2`` file) takes. Fitted
     attributes end in ``_``: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
     ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
@@ -57,6 +59,7 @@ class Detector:
         objective: str = "fpr_at_95_tpr",
         batch_size: int = 128,
         clamp: Clamp | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         self.model = model
         self.input_std = input_std
@@ -66,6 +69,7 @@ class Detector:
         self.objective = objective
         self.batch_size = batch_size
         self.clamp = clamp
+        self.input_shape = input_shape
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
@@ -134,6 +138,7 @@ class Detector:
             "objective": self.objective,
             "input_std": _floats_or_none(self.input_std),
             "input_mean": _floats_or_none(self.input_mean),
+            "input_shape": None if self.input_shape is None else [int(s) for s in self.input_shape],
             "clamp": None if self.clamp is None else [_floats_or_none(c) for c in self.clamp],
             "batch_size": self.batch_size,
             "model_fingerprint": self.model_fingerprint_,
@@ -170,6 +175,7 @@ class Detector:
             det = cls(
                 model, input_std=d["input_std"], input_mean=d["input_mean"], objective=str(d["objective"]),
                 batch_size=int(d["batch_size"]), clamp=clamp,
+                input_shape=None if d.get("input_shape") is None else tuple(int(s) for s in d["input_shape"]),
             )
             threshold = float(d["threshold"])
             if not math.isfinite(threshold):

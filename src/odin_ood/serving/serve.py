@@ -13,6 +13,7 @@ import os
 import sys
 
 from odin_ood.serving.engine import add_model_arguments, load_detector
+from odin_ood.serving.options import ModelOptions
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("max_batch", "max_body_bytes", "max_images"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    detector, spec = load_detector(args)
+    detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     app = create_app(
         detector, spec, Limits(args.max_body_bytes, args.max_images), api_key=api_key,
