@@ -66,14 +66,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 60.0):
-    """``python -m odin_ood serve ARGS`` on a free loopback port; (process, base URL) once
-    /healthz answers."""
+def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 60.0,
+                 cwd: Path | None = None):
+    """``python -m odin_ood serve ARGS`` (in ``cwd``) on a free loopback port; (process, base URL)
+    once /healthz answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
          "--threads", "1", "--log-level", "warning"],
-        env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
