@@ -10,7 +10,6 @@ import zipfile
 
 import httpx
 import pytest
-import torch
 from serving_support import encode, start_server, stop_server
 from test_models_sources import export_program, export_torchscript
 

@@ -25,6 +25,7 @@ input size is a one-line ``ValueError`` at load time, not a failure in the middl
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 import sys
@@ -79,8 +80,8 @@ def load(
         model = load_packaged(path, packaging, map_location)
         return describe(model, text, map_location, _given(overrides), num_classes)
     if Path(text).exists() or text in zoo.names():
-        if Path(text).is_file() and packaging_of(Path(text)) is not None:
-            found = packaging_of(Path(text))
+        found = packaging_of(Path(text)) if Path(text).is_file() else None
+        if found is not None:
             raise ValueError(f"{text!r} is a {found} archive, which runs code when loaded; if you trust it, "
                              f"pass it as {found}:{text}")
         model = zoo.load(text, weights=weights, num_classes=num_classes, map_location=map_location)
@@ -171,9 +172,9 @@ def describe(model: nn.Module, source: str, map_location: str | torch.device = "
 def probe(model: nn.Module, shape: Sequence[int], source: str = "the model") -> int:
     """Run a batch of zeros of ``shape`` through ``model``; the number of classes, or a
     ``ValueError`` saying that the model does not take that input."""
-    from odin_ood.scores import model_device
-
-    x = torch.zeros(PROBE_BATCH, *shape, device=model_device(model, torch.device("cpu")))
+    device = next(itertools.chain((t.device for t in model.parameters()), (t.device for t in model.buffers())),
+                  torch.device("cpu"))
+    x = torch.zeros(PROBE_BATCH, *shape, device=device)
     size = "x".join(str(s) for s in shape)
     try:
         with torch.no_grad():

@@ -80,7 +80,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-std", type=floats_arg, default=None, metavar="S[,S,S]",
                         help="per-channel std the model's inputs are normalised with (pixels in [0, 1])")
     parser.add_argument("--device", default="auto", help="torch device; auto = cuda if available, else cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's; fit: 128)")
     parser.add_argument("--resize", choices=sorted(RESIZE_METHODS), default=None,
                         help="resize images of another size with this PIL filter (default: refuse them)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
