@@ -215,3 +215,14 @@ def test_undecodable_image_names_the_file(datasets, tmp_path, capsys):
     (folder / "broken.png").write_bytes(io.BytesIO(b"\x89PNG\r\n\x1a\n nope").getvalue())
     assert fit(tmp_path / "det", "--model", "mnist-mlp", "--id", folder, "--quiet") == 2
     assert "broken.png: not an image" in capsys.readouterr().err
+
+
+def test_detector_file_round_trips_input_shape_and_older_files_still_load(mnist_run, tmp_path):
+    out, _ = mnist_run
+    model = models.load("mnist-mlp")
+    saved = json.loads((out / "detector.json").read_text())
+    assert Detector.load(out, model).to_dict() == saved
+    del saved["input_shape"]  # a detector written before input_shape was recorded
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    old = Detector.load(tmp_path / "old.json", model)
+    assert old.input_shape is None and old.threshold_ == saved["threshold"]

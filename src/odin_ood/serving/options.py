@@ -79,7 +79,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-channel mean the model's inputs are normalised with (pixels in [0, 1])")
     parser.add_argument("--input-std", type=floats_arg, default=None, metavar="S[,S,S]",
                         help="per-channel std the model's inputs are normalised with (pixels in [0, 1])")
-    parser.add_argument("--device", default="auto", help="torch device; auto = cuda if available, else cpu")
+    parser.add_argument("--device", default="auto", help="torch device; auto = cuda, else mps, else cpu")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's; fit: 128)")
     parser.add_argument("--resize", choices=sorted(RESIZE_METHODS), default=None,
                         help="resize images of another size with this PIL filter (default: refuse them)")
