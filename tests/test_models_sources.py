@@ -199,6 +199,14 @@ def test_wrong_input_size_is_a_one_line_error_at_load(mnist_packages):
         assert "\n" not in str(info.value)
 
 
+def test_program_exported_for_one_batch_size_is_refused_at_load(tmp_path):
+    program = torch.export.export(models.load("mnist-mlp"), (torch.zeros(2, 1, 28, 28),))  # batch fixed to 2
+    torch.export.save(program, str(tmp_path / "fixed.pt2"))
+    with pytest.raises(ValueError, match="in a batch of 3 .*dynamic batch dimension") as info:
+        models.load(tmp_path / "fixed.pt2", input_shape=(1, 28, 28))
+    assert "\n" not in str(info.value)
+
+
 def test_mean_and_std_must_match_the_channels():
     with pytest.raises(ValueError, match="input_std has 3 values but the input has 1 channels"):
         models.load("mnist-mlp", input_std=(0.2, 0.2, 0.2))

@@ -181,7 +181,8 @@ def probe(model: nn.Module, shape: Sequence[int], source: str = "the model") -> 
             out = model(x)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise ValueError(f"{source} does not take inputs of size {size} (--input-size): "
+        raise ValueError(f"{source} does not take inputs of size {size} in a batch of {PROBE_BATCH} (check "
+                         f"--input-size; export .pt2 programs with a dynamic batch dimension): "
                          f"{type(exc).__name__}: {first}") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != PROBE_BATCH or out.shape[1] < 2:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
