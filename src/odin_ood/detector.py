@@ -50,7 +50,9 @@ class Detector:
     """ODIN out-of-distribution detector around a trained classifier.
 
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
-    ``input_mean`` is only needed to build noise tuning sets for such a model. Fitted
+    ``input_mean`` is only needed to build noise tuning sets for such a model; ``input_shape``
+    (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
+    not say it (a TorchScript or ``.pt2`` file) takes. Fitted
     attributes end in ``_``: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
     ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
@@ -65,6 +67,7 @@ class Detector:
         objective: str = "fpr_at_95_tpr",
         batch_size: int = 128,
         clamp: Clamp | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         self.model = model
         self.input_std = input_std
@@ -74,6 +77,7 @@ class Detector:
         self.objective = objective
         self.batch_size = batch_size
         self.clamp = clamp
+        self.input_shape = input_shape
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
@@ -147,6 +151,7 @@ class Detector:
             "objective": self.objective,
             "input_std": _floats_or_none(self.input_std),
             "input_mean": _floats_or_none(self.input_mean),
+            "input_shape": None if self.input_shape is None else [int(s) for s in self.input_shape],
             "clamp": None if self.clamp is None else [_floats_or_none(c) for c in self.clamp],
             "batch_size": self.batch_size,
             "model_fingerprint": self.model_fingerprint_,
@@ -195,6 +200,7 @@ class Detector:
                 input_mean=_per_channel(d["input_mean"], "input_mean", channels),
                 objective=_objective(d["objective"]), batch_size=check_batch_size(d["batch_size"]),
                 clamp=_clamp(d["clamp"], channels),
+                input_shape=None if d.get("input_shape") is None else _input_shape(d["input_shape"]),
             )
             threshold = check_number(d["threshold"], "threshold", 0.0, 1.0)
             det._set_fitted(d["temperature"], d["epsilon"], threshold, check_rate(d["tpr"], "tpr"))
@@ -264,6 +270,15 @@ def _clamp(v: Any, channels: int | None) -> Clamp | None:
     if not bool((torch.as_tensor(low) <= torch.as_tensor(high)).all()):
         raise ValueError(f"clamp low {low} exceeds high {high}")
     return tuple(c if isinstance(c, float) else torch.tensor(c).view(-1, 1, 1) for c in (low, high))
+
+
+def _input_shape(v: Any) -> tuple[int, ...]:
+    """A list of 1 to 4 positive integers, each at most 65,536 (the model's (C, H, W) or similar)."""
+    if not isinstance(v, list) or not 1 <= len(v) <= 4:
+        raise ValueError(f"input_shape must be a list of 1 to 4 sizes, got {_short(v)}")
+    if not all(isinstance(a, int) and not isinstance(a, bool) and 1 <= a <= 65_536 for a in v):
+        raise ValueError(f"input_shape sizes must be integers in [1, 65536], got {_short(v)}")
+    return tuple(v)
 
 
 def _objective(v: Any) -> str:

@@ -1,10 +1,14 @@
-"""Networks of the ODIN paper (section 4.1, Appendix A.1) and checkpoint loading.
+"""Networks of the ODIN paper (section 4.1, Appendix A.1), checkpoint loading, and any other
+PyTorch classifier.
 
-``build(name)`` gives an untrained network, ``load(name_or_path, weights=...)`` a trained one in
-eval mode; both carry ``input_mean``, ``input_std``, ``input_shape``, ``num_classes``.
+``build(name)`` gives an untrained zoo network; ``load(spec, weights=...)`` a trained classifier
+in eval mode from a zoo name, a checkpoint, ``torchvision:NAME``/``timm:NAME``, a TorchScript
+archive, a ``torch.export`` program or ``package.module:factory`` (see :mod:`.sources`); both
+carry ``input_mean``, ``input_std``, ``input_shape``, ``num_classes``.
 """
 
 from odin_ood.models.checkpoint import read_state_dict, save_safetensors
-from odin_ood.models.zoo import ModelSpec, build, load, names, spec
+from odin_ood.models.sources import load
+from odin_ood.models.zoo import ModelSpec, build, names, spec
 
 __all__ = ["ModelSpec", "build", "load", "names", "read_state_dict", "save_safetensors", "spec"]

@@ -139,9 +139,8 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
 
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:
-        return {"model": model_name, "input_shape": list(spec.shape), "resize": spec.resize,
-                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limits": vars(limits),
-                **detector.to_dict()}
+        return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.shape), "resize": spec.resize,
+                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limits": vars(limits)}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
               openapi_extra={"requestBody": _REQUEST_BODY})

@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from odin_ood.serving.engine import load_detector, resolve_device
+from odin_ood.serving.engine import load_detector
 from odin_ood.serving.inputs import Inputs
+from odin_ood.serving.options import ModelOptions
 from odin_ood.serving.rows import score_inputs
 from odin_ood.serving.writers import RowWriter, read_rows
+from odin_ood.training.loop import resolve_device
 
 
 def environment() -> tuple[int, int, int] | None:
@@ -71,7 +73,7 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
             raise ValueError(f"{output} exists: delete it, or pass --resume")
         if output.exists():
             return True
-        detector, spec = load_detector(args, device)
+        detector, spec = load_detector(ModelOptions.from_args(args), args.detector, device)
         inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
         writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
         score_inputs(detector, spec, inputs, writer, range(rank, len(inputs), world), args.chunk, args.workers,

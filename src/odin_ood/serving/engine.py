@@ -17,53 +17,44 @@ import os
 import torch
 from torch import Tensor
 
-from odin_ood.detector import Detector, check_batch_size
-from odin_ood.serving.preprocess import RESIZE_METHODS, InputSpec
+from odin_ood.detector import Detector
+from odin_ood.serving.options import ModelOptions
+from odin_ood.serving.options import add_model_arguments as add_options
+from odin_ood.serving.preprocess import InputSpec
 
 OUTPUT_KEYS = ("predicted_class", "confidence", "score", "is_out_of_distribution")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``score`` and ``serve``: which detector, model and preprocessing."""
+    """The options shared by ``score`` and ``serve``: which detector, and :class:`ModelOptions`."""
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
-    parser.add_argument("--model", required=True, help="model name (odin_ood.models.names()) or a checkpoint file")
-    parser.add_argument("--weights", default=None, help="checkpoint for --model NAME (loaded with weights_only=True)")
-    parser.add_argument("--device", default="auto", help="torch device; auto = cuda if available, else cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's)")
-    parser.add_argument("--resize", choices=sorted(RESIZE_METHODS), default=None,
-                        help="resize images of another size with this PIL filter (default: refuse them)")
-    parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_options(parser)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def load_detector(args: argparse.Namespace, device: torch.device | None = None) -> tuple[Detector, InputSpec]:
-    """The model (``odin_ood.models.load``), its detector (``Detector.load``, fingerprint checked)
-    and the input spec; the detector's normalisation wins over the model's attributes."""
-    from odin_ood import models
-
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = device if device is not None else resolve_device(args.device)
-    model = models.load(args.model, weights=args.weights, map_location=device)
-    detector = Detector.load(os.fspath(args.detector), model)
-    if args.batch_size is not None:
-        detector.batch_size = check_batch_size(args.batch_size, "--batch-size")
-    return detector, input_spec(detector, resize=args.resize, max_side=args.max_side)
+def load_detector(options: ModelOptions, detector: str | os.PathLike,
+                  device: torch.device | None = None) -> tuple[Detector, InputSpec]:
+    """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked)
+    and the input spec; the detector's recorded input wins over the model's attributes."""
+    model = options.load_model(device)
+    fitted = Detector.load(os.fspath(detector), model)
+    if options.batch_size is not None:
+        fitted.batch_size = options.batch_size
+    return fitted, input_spec(fitted, resize=options.resize, max_side=options.max_side)
 
 
 def input_spec(detector: Detector, resize: str | None = None, max_side: int = 4096) -> InputSpec:
-    """The :class:`InputSpec` of a detector's model: ``model.input_shape`` and the normalisation
-    stored in the detector (``input_mean``/``input_std``), else the model's own attributes."""
+    """The :class:`InputSpec` of a detector's model: the input size and normalisation stored in
+    the detector (``input_shape``, ``input_mean``, ``input_std``), else the model's own attributes."""
     model = detector.model
     shape = getattr(model, "input_shape", None)
+    if detector.input_shape is not None:
+        if shape is not None and tuple(shape) != tuple(detector.input_shape):
+            raise ValueError(f"the detector was fitted for inputs of size {tuple(detector.input_shape)} but the "
+                             f"model takes {tuple(shape)}")
+        shape = detector.input_shape
     if shape is None:
-        raise ValueError("the model has no input_shape attribute (C, H, W): load it with odin_ood.models.load")
+        raise ValueError("the model does not say what input size it takes and the detector does not record it: "
+                         "pass --input-size C,H,W")
     mean = detector.input_mean if detector.input_mean is not None else getattr(model, "input_mean", None)
     std = detector.input_std if detector.input_std is not None else getattr(model, "input_std", None)
     return InputSpec(tuple(int(s) for s in shape), _floats(mean), _floats(std), resize, max_side)

@@ -19,6 +19,7 @@ from pathlib import Path
 from odin_ood.serving import distributed
 from odin_ood.serving.engine import add_model_arguments, load_detector
 from odin_ood.serving.inputs import MAX_IMAGE_BYTES, Inputs
+from odin_ood.serving.options import ModelOptions
 from odin_ood.serving.rows import score_inputs
 from odin_ood.serving.writers import RowWriter, output_format
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
                          "or every process would score everything")
     writer = RowWriter(output, fmt, resume=args.resume)
-    detector, spec = load_detector(args)
+    detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
     inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
     score_inputs(detector, spec, inputs, writer, None, args.chunk, args.workers, progress=not args.quiet)
     writer.finish()

@@ -24,6 +24,7 @@ import os
 import sys
 
 from odin_ood.serving.engine import add_model_arguments, load_detector
+from odin_ood.serving.options import ModelOptions
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--header-timeout must be > 0, got {args.header_timeout}")
     key = resolve_api_key(args.api_key, dict(os.environ), args.no_auth)
     limits = Limits(args.max_body_bytes, args.max_images, args.max_json_bytes, args.body_timeout)
-    detector, spec = load_detector(args)
+    detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
     app = create_app(
         detector, spec, limits, api_key=key,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),

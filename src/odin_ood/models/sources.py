@@ -1,0 +1,191 @@
+"""``odin_ood.models.load``: any PyTorch classifier from one model spec.
+
+A spec is one of (first match wins):
+
+============================  =====================================================  ============
+spec                          what is loaded                                          runs code?
+============================  =====================================================  ============
+``torchvision:NAME``          torchvision's architecture NAME, ``weights`` file       no (weights)
+``timm:NAME``                 timm's architecture NAME, ``weights`` file              no (weights)
+``torchscript:PATH``, ``*.ts``  a TorchScript archive                                 **yes**
+``export:PATH``, ``*.pt2``    a ``torch.export`` program                              **yes**
+an existing file              a checkpoint of a zoo architecture (:mod:`.zoo`)        no
+a zoo name                    :func:`odin_ood.models.names`, ``weights`` optional     no
+``package.module:factory``    ``factory()`` from the user's importable module         **yes**
+============================  =====================================================  ============
+
+Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors and
+loaded strictly. Every model comes back in eval mode on ``map_location`` with ``input_shape``,
+``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
+arguments, else the library's metadata, else the model's own attributes. When the input shape is
+known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
+input size is a one-line ``ValueError`` at load time, not a failure in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from odin_ood.models import zoo
+from odin_ood.models.checkpoint import load_strict, read_state_dict
+from odin_ood.models.library import build_library_model, split_library_spec
+from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
+
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+_PACKAGING_PREFIXES = {"torchscript:": "torchscript", "export:": "export"}
+FORMS = ("a zoo name", "a checkpoint file", "torchvision:NAME", "timm:NAME", "torchscript:PATH (or *.ts)",
+         "export:PATH (or *.pt2)", "package.module:factory")
+PROBE_BATCH = 3
+
+
+def load(
+    spec: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    map_location: str | torch.device = "cpu",
+    *,
+    input_shape: Sequence[int] | None = None,
+    input_mean: Sequence[float] | None = None,
+    input_std: Sequence[float] | None = None,
+) -> nn.Module:
+    """A trained classifier in eval mode from ``spec`` (see the module docstring).
+
+    ``weights``: a checkpoint for a zoo name, ``torchvision:``/``timm:`` (required there: nothing
+    is downloaded) or a factory's model. ``input_shape`` (C, H, W), ``input_mean`` and
+    ``input_std`` (per channel, pixel values in [0, 1]) set what the model expects where its
+    source does not say, or override it.
+    """
+    text = os.fspath(spec)
+    overrides = {"input_shape": input_shape, "input_mean": input_mean, "input_std": input_std}
+    library = split_library_spec(text)
+    packaging, path = _packaging(text)
+    if library is not None:
+        if weights is None:
+            raise ValueError(f"{text} needs weights=FILE (--weights): odin-ood never downloads weights")
+        model, metadata = build_library_model(*library, num_classes=num_classes)
+        load_strict(model, read_state_dict(weights), source=f"{str(weights)!r}")
+        return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
+    if packaging is not None:
+        if weights is not None:
+            raise ValueError(f"{text} carries its own weights: drop weights= (--weights)")
+        model = load_packaged(path, packaging, map_location)
+        return describe(model, text, map_location, _given(overrides), num_classes)
+    if Path(text).exists() or text in zoo.names():
+        found = packaging_of(Path(text)) if Path(text).is_file() else None
+        if found is not None:
+            raise ValueError(f"{text!r} is a {found} archive, which runs code when loaded; if you trust it, "
+                             f"pass it as {found}:{text}")
+        model = zoo.load(text, weights=weights, num_classes=num_classes, map_location=map_location)
+        if not _given(overrides):
+            return model
+        return describe(model, text, map_location, _given(overrides), num_classes)
+    if _FACTORY.match(text):
+        model = _from_factory(text)
+        if weights is not None:
+            load_strict(model, read_state_dict(weights), source=f"{str(weights)!r}")
+        return describe(model, text, map_location, _given(overrides), num_classes)
+    raise ValueError(f"model {text!r} is neither a known model name ({', '.join(zoo.names())}) nor an existing "
+                     f"file, nor any of: {', '.join(FORMS[2:])}")
+
+
+def _packaging(text: str) -> tuple[str | None, Path]:
+    for prefix, packaging in _PACKAGING_PREFIXES.items():
+        if text.startswith(prefix):
+            return packaging, Path(text[len(prefix):])
+    suffix = Path(text).suffix.lower()
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return "torchscript", Path(text)
+    if suffix in EXPORT_SUFFIXES:
+        return "export", Path(text)
+    return None, Path(text)
+
+
+def _given(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _from_factory(spec: str) -> nn.Module:
+    """``factory()`` from ``package.module:factory``, importable from the current folder too (as
+    uvicorn does for its apps). Importing the module runs its code."""
+    module_name, attr = spec.split(":")
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(f"model {spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); the module "
+                         "must be installed, on PYTHONPATH or under the current folder") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"model {spec}: {module_name!r} has no callable {attr!r}")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ValueError(f"model {spec}: the factory raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {spec}: the factory returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def describe(model: nn.Module, source: str, map_location: str | torch.device = "cpu",
+             metadata: dict[str, Any] | None = None, num_classes: int | None = None) -> nn.Module:
+    """Set ``input_shape``/``input_mean``/``input_std`` from ``metadata`` (else keep the model's
+    own, else None), move to ``map_location``, eval mode, and probe the input shape when known:
+    ``num_classes`` becomes the width of the logits."""
+    metadata = metadata or {}
+    for key in ("input_shape", "input_mean", "input_std"):
+        value = metadata.get(key, getattr(model, key, None))
+        value = None if value is None else tuple((int if key == "input_shape" else float)(v) for v in value)
+        setattr(model, key, value)
+    shape, channels = model.input_shape, (model.input_shape or (None,))[0]
+    for key in ("input_mean", "input_std"):
+        value = getattr(model, key)
+        if value is not None and channels is not None and len(value) not in (1, channels):
+            raise ValueError(f"{source}: {key} has {len(value)} values but the input has {channels} channels")
+    if model.input_std is not None and min(model.input_std) <= 0:
+        raise ValueError(f"{source}: input_std must be > 0, got {model.input_std}")
+    model = model.to(map_location).eval()
+    if shape is not None:
+        found = probe(model, shape, source)
+        if num_classes is not None and num_classes != found:
+            raise ValueError(f"num_classes={num_classes} requested but {source} gives {found} logits")
+        model.num_classes = found
+    elif num_classes is not None:
+        model.num_classes = num_classes
+    return model
+
+
+def probe(model: nn.Module, shape: Sequence[int], source: str = "the model") -> int:
+    """Run a batch of zeros of ``shape`` through ``model``; the number of classes, or a
+    ``ValueError`` saying that the model does not take that input."""
+    device = next(itertools.chain((t.device for t in model.parameters()), (t.device for t in model.buffers())),
+                  torch.device("cpu"))
+    x = torch.zeros(PROBE_BATCH, *shape, device=device)
+    size = "x".join(str(s) for s in shape)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"{source} does not take inputs of size {size} in a batch of {PROBE_BATCH} (check "
+                         f"--input-size; export .pt2 programs with a dynamic batch dimension): "
+                         f"{type(exc).__name__}: {first}") from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != PROBE_BATCH or out.shape[1] < 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{source} maps {PROBE_BATCH} inputs of size {size} to {got}: expected class logits "
+                         f"of shape ({PROBE_BATCH}, classes >= 2)")
+    return int(out.shape[1])

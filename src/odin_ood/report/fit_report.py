@@ -1,0 +1,126 @@
+"""The small report ``odin-ood fit`` writes beside ``detector.json``: why these parameters.
+
+``fit_report.png``: the tuning grid's FPR at the target TPR as a heatmap (temperature x epsilon)
+with the chosen cell outlined, and the ODIN score histograms of the ID and OOD images of the
+evaluation split (the tuning split when there is none) with the threshold delta.
+``fit_report.html``: a self-contained page (inline CSS, the PNG embedded) with the parameters,
+the metrics on the held-out split (ODIN at the fitted parameters beside the MSP baseline), the
+grid as a table and the provenance. Both are drawn from the ``fit.json`` record alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odin_ood.metrics import METRICS
+
+LABELS = {"fpr_at_95_tpr": "FPR at TPR", "detection_error": "Detection error", "auroc": "AUROC",
+          "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #bbb;padding:3px 7px;"
+       "text-align:right}th{background:#f0f0f0}td.chosen{background:#ffe28a;font-weight:bold}img{max-width:100%}"
+       ".note{color:#555;font-size:.9em}")
+
+
+def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
+    """The heatmap and the histograms as PNG bytes; ``scores`` holds ODIN scores ``id``/``ood``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    grid = record["grid"]
+    fpr = 100 * np.asarray(grid["fpr_at_95_tpr"])
+    i, j = grid["chosen"]
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1.4, 1]})
+    im = ax.imshow(fpr, aspect="auto", cmap="viridis_r", origin="lower")
+    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
+    ax.set_xticks(range(len(grid["epsilons"])), [f"{e:g}" for e in grid["epsilons"]], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(grid["temperatures"])), [f"{t:g}" for t in grid["temperatures"]], fontsize=8)
+    ax.set(xlabel="epsilon", ylabel="temperature T",
+           title=f"tuning split: FPR (%) at {record['tpr']:.0%} TPR; chosen T={record['temperature']:g}, "
+                 f"eps={record['epsilon']:g} (red)")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    lo = min(float(s.min()) for s in scores.values())
+    hi = max(float(s.max()) for s in scores.values())
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
+    split = record["histogram_split"]
+    for key, colour in (("id", "tab:blue"), ("ood", "tab:red")):
+        hx.hist(scores[key], bins=bins, alpha=0.55, density=True, color=colour,
+                label=f"{key.upper()} ({split}, n={len(scores[key])})")
+    hx.axvline(record["threshold"], color="k", ls="--", lw=1, label=f"threshold {record['threshold']:.6g}")
+    hx.set(title=f"ODIN scores at the fitted parameters ({split} split)",
+           xlabel="score (higher = more in-distribution)", ylabel="density")
+    hx.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def report_html(record: dict[str, Any], png: bytes) -> str:
+    """A self-contained page; metric cells carry ``data-key="<method>|<metric>"``."""
+    tpr = f"{record['tpr']:.0%}"
+    held = record.get("heldout")
+    if held is not None:
+        head = "".join(f"<th>{LABELS[m].replace('TPR', tpr + ' TPR')} (%)</th>" for m in METRICS)
+        rows = "".join(
+            f"<tr><td>{name}</td>" + "".join(f'<td data-key="{key}|{m}">{100 * held[key][m]:.2f}</td>' for m in METRICS)
+            + "</tr>"
+            for key, name in (("odin", "ODIN (fitted T, &epsilon;)"), ("msp", "MSP baseline"))
+        )
+        metrics = (f"<h2>Held-out split</h2><p>{held['id']['count']} ID vs {held['ood']['count']} OOD images "
+                   f"({escape(held['ood']['what'])}), none used in tuning. At the threshold the detector keeps "
+                   f'<b data-key="id_kept">{100 * held["id_kept"]:.2f}%</b> of the ID images and flags '
+                   f'<b data-key="ood_flagged">{100 * held["ood_flagged"]:.2f}%</b> of the OOD images.</p>'
+                   f"<table><tr><th>score</th>{head}</tr>{rows}</table>")
+    else:
+        metrics = "<h2>Held-out split</h2><p>None (<code>--holdout 0</code>): every image tuned.</p>"
+    grid = record["grid"]
+    ci, cj = grid["chosen"]
+    grid_rows = "".join(
+        f"<tr><th>{t:g}</th>" + "".join(
+            f'<td{" class=chosen" if (i, j) == (ci, cj) else ""}>{100 * grid["fpr_at_95_tpr"][i][j]:.1f}</td>'
+            for j in range(len(grid["epsilons"]))) + "</tr>"
+        for i, t in enumerate(grid["temperatures"])
+    )
+    eps_head = "".join(f"<th>{e:g}</th>" for e in grid["epsilons"])
+    tuning = record["tuning"]
+    image = base64.b64encode(png).decode()
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>odin-ood fit report</title>
+<style>{CSS}</style></head><body>
+<h1>odin-ood fit: {escape(record['model'])}</h1>
+<p>Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images ({escape(tuning['ood']['what'])}):
+the grid cell with the lowest FPR at {tpr} TPR is <b data-key="temperature">T = {record['temperature']:g}</b>,
+<b data-key="epsilon">&epsilon; = {record['epsilon']:g}</b>; threshold
+<b data-key="threshold">&delta; = {record['threshold']:.9g}</b> keeps {tpr} of the tuning ID images
+(an image is out-of-distribution when its score is &le; &delta;).</p>
+{metrics}
+<img alt="FPR heatmap of the tuning grid and score histograms" src="data:image/png;base64,{image}">
+<h2>Tuning grid: FPR (%) at {tpr} TPR (rows T, columns &epsilon;)</h2>
+<table><tr><th>T \\ &epsilon;</th>{eps_head}</tr>{grid_rows}</table>
+<p class="note">Higher score = more in-distribution; ID is the positive class. Input: size
+{escape(str(tuple(record['input']['shape'])))}, mean {escape(str(record['input']['mean']))}, std
+{escape(str(record['input']['std']))}, resize {escape(str(record['input']['resize']))}.
+Duplicates skipped (by content): {record['duplicates']['id']} ID, {record['duplicates']['ood']} OOD.
+Seed {record['seed']}. odin-ood {escape(record['odin_ood_version'])}; model weights
+{escape(record['model_fingerprint'])}. Every number here comes from fit.json beside this page.</p>
+</body></html>
+"""
+
+
+def write_fit_report(folder: Path, record: dict[str, Any], scores: dict[str, np.ndarray]) -> tuple[Path, Path]:
+    """Write ``fit_report.png`` and ``fit_report.html`` into ``folder``."""
+    png = figure_png(record, scores)
+    png_path, html_path = folder / "fit_report.png", folder / "fit_report.html"
+    png_path.write_bytes(png)
+    html_path.write_text(report_html(record, png))
+    return png_path, html_path

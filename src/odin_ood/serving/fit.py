@@ -1,0 +1,222 @@
+"""``odin-ood fit``: fit an ODIN detector for a classifier from image folders, zips or datasets.
+
+    odin-ood fit --model my_model.pt2 --id val_images/ --ood other_images/ --out det/
+
+Inputs are read like ``odin-ood score``'s (:mod:`odin_ood.serving.inputs`) and preprocessed the
+same way, deduplicated by content and split into a tuning and a held-out evaluation part
+(:mod:`odin_ood.serving.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
+part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs, or
+against its noise default when there are none, and sets the threshold at ``--tpr``. Written to
+``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
+splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
+A run is not resumable: scoring the grid is one pass, rerun it whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+
+from odin_ood import __version__, msp_scores
+from odin_ood.batching import map_batches
+from odin_ood.detector import FILENAME, Detector
+from odin_ood.metrics import METRICS, evaluate
+from odin_ood.serving.heldout import Selection, check_disjoint, select, split
+from odin_ood.serving.inputs import Inputs
+from odin_ood.serving.options import ModelOptions, add_model_arguments, floats_arg
+from odin_ood.serving.preprocess import InputSpec
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
+
+DEFAULT_BATCH = 128
+NOISE = "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; no OOD inputs
+    = noise), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
+    ``limit`` (at most that many distinct images per side, a seeded random sample) and ``seed``."""
+
+    id_inputs: tuple[str, ...]
+    ood_inputs: tuple[str, ...] = ()
+    data_root: str | None = None
+    tpr: float = 0.95
+    temperatures: tuple[float, ...] = PAPER_TEMPERATURES
+    epsilons: tuple[float, ...] = PAPER_EPSILONS
+    holdout: float = 0.5
+    limit: int | None = None
+    seed: int = 0
+    workers: int = 4
+    progress: bool = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
+                        help="in-distribution images (not used to train the model): folder, .zip or dataset[:split]")
+    parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
+                        help="out-of-distribution images to tune against (default: Detector.fit's noise)")
+    parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")
+    add_model_arguments(parser)
+    parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
+    parser.add_argument("--tpr", type=float, default=0.95, help="fraction of ID images the threshold keeps")
+    parser.add_argument("--temperatures", type=floats_arg, default=PAPER_TEMPERATURES, metavar="T,T,...",
+                        help="temperature grid (default: the paper's 1,2,5,...,1000)")
+    parser.add_argument("--epsilons", type=floats_arg, default=PAPER_EPSILONS, metavar="E,E,...",
+                        help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])")
+    parser.add_argument("--holdout", type=float, default=0.5,
+                        help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample order and the evaluation noise")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding threads")
+    parser.add_argument("--overwrite", action="store_true", help="replace a detector.json already in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if (out / FILENAME).exists() and not args.overwrite:
+        raise ValueError(f"{out / FILENAME} exists: choose another --out, or pass --overwrite")
+    options = FitOptions(
+        id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
+        temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
+        limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet,
+    )
+    record = fit(ModelOptions.from_args(args), options, out)
+    print(summary(record, out))
+    return 0
+
+
+def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str, Any]:
+    """Fit, write ``out/detector.json``, ``fit.json`` and the report; returns the record."""
+    from odin_ood.report.fit_report import write_fit_report
+
+    model = model_options.load_model()
+    spec = InputSpec(_shape(model), model.input_mean, model.input_std, model_options.resize, model_options.max_side)
+    id_images = _select(options.id_inputs, spec, options, "ID")
+    ood_images = _select(options.ood_inputs, spec, options, "OOD") if options.ood_inputs else None
+    if ood_images is not None:
+        check_disjoint(id_images, ood_images)
+    id_tune, id_eval = split(id_images, options.holdout)
+    ood_tune, ood_eval = split(ood_images, options.holdout) if ood_images is not None else (None, None)
+
+    batch = model_options.batch_size or DEFAULT_BATCH
+    loader = _Loader(batch, options.progress)
+    detector = Detector(model, input_std=spec.std, input_mean=spec.mean, input_shape=spec.shape,
+                        temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch)
+    detector.fit(loader(id_tune.x, "tuning: ID"), None if ood_tune is None else loader(ood_tune.x, "tuning: OOD"),
+                 tpr=options.tpr)
+    result = detector.tuning_
+    i, j = result.index
+    record: dict[str, Any] = {
+        "format": "odin-ood-fit", "odin_ood_version": __version__, "model": model_options.model,
+        "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
+        "input": {"shape": list(spec.shape), "mean": spec.mean, "std": spec.std, "resize": spec.resize},
+        "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
+        "tpr": detector.tpr_, "objective": detector.objective,
+        "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
+                 **{m: result.metrics[m].tolist() for m in METRICS}},
+        "tuning": {"id": _part(id_tune), "ood": _part(ood_tune, count=result.scores_out.shape[-1])},
+        "duplicates": {"id": id_images.duplicates, "ood": ood_images.duplicates if ood_images is not None else 0},
+        "holdout": options.holdout, "limit": options.limit, "seed": options.seed, "heldout": None,
+    }
+    scores = {"id": result.scores_in[i, j], "ood": result.scores_out[i, j]}
+    if id_eval is not None:
+        record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, loader)
+    record["histogram_split"] = "tuning" if id_eval is None else "held-out"
+    out.mkdir(parents=True, exist_ok=True)
+    detector.save(out)
+    (out / "fit.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_fit_report(out, record, scores)
+    return record
+
+
+def _shape(model: Any) -> tuple[int, int, int]:
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError("the model does not say what input size it takes: pass --input-size C,H,W "
+                         "(and --input-mean/--input-std if it expects normalised inputs)")
+    return tuple(shape)
+
+
+def _select(arguments: tuple[str, ...], spec: InputSpec, options: FitOptions, label: str) -> Selection:
+    return select(Inputs(arguments, options.data_root), spec, options.limit, options.seed, options.workers,
+                  options.progress, label)
+
+
+def _part(images: Selection | None, count: int | None = None) -> dict[str, Any]:
+    if images is None:
+        return {"count": count, "what": NOISE, "sources": []}
+    return {"count": len(images), "what": "the OOD inputs", "sources": list(images.sources)}
+
+
+def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: InputSpec,
+              options: FitOptions, loader: "_Loader") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Held-out metrics of ODIN (fitted) and MSP; without OOD inputs, fresh noise (a seed the
+    tuning noise does not use) is the OOD side."""
+    if ood_eval is not None:
+        x_out, ood = ood_eval.x, _part(ood_eval)
+    else:
+        x_out = noise_ood_set(id_eval.x, len(id_eval), spec.mean, spec.std, seed=options.seed + 1000)
+        ood = {"count": len(x_out), "what": f"fresh Gaussian + Uniform noise (seeds {options.seed + 1000}, "
+                                             f"{options.seed + 1001})", "sources": []}
+    odin = {k: detector.score(loader(x, f"held-out: {k.upper()}")).numpy() for k, x in (("id", id_eval.x), ("ood", x_out))}
+    model, batch = detector.model, detector.batch_size
+    msp = {k: map_batches(lambda b: msp_scores(model, b), x, batch).numpy() for k, x in (("id", id_eval.x), ("ood", x_out))}
+    held = {
+        "id": _part(id_eval), "ood": ood,
+        "odin": evaluate(odin["id"], odin["ood"], tpr=detector.tpr_),
+        "msp": evaluate(msp["id"], msp["ood"], tpr=detector.tpr_),
+        "id_kept": float(np.mean(odin["id"] > detector.threshold_)),
+        "ood_flagged": float(np.mean(odin["ood"] <= detector.threshold_)),
+    }
+    return held, odin
+
+
+class _Loader:
+    """A tensor as a DataLoader of ``batch`` rows in order (the same batches as the tensor gives
+    ``Detector``) that shows a progress bar per pass."""
+
+    def __init__(self, batch: int, progress: bool) -> None:
+        self.batch, self.progress = batch, progress
+
+    def __call__(self, x: Tensor, label: str) -> DataLoader | Tensor:
+        if not self.progress:
+            return x
+        return DataLoader(TensorDataset(x), batch_sampler=_BarSampler(len(x), self.batch, label))
+
+
+class _BarSampler:
+    def __init__(self, n: int, batch: int, label: str) -> None:
+        self.n, self.batch, self.label = n, batch, label
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch)
+
+    def __iter__(self):
+        with tqdm(total=self.n, desc=self.label, unit="img", file=sys.stderr, leave=False) as bar:
+            for start in range(0, self.n, self.batch):
+                yield list(range(start, min(start + self.batch, self.n)))
+                bar.update(min(self.batch, self.n - start))
+
+
+def summary(record: dict[str, Any], out: Path) -> str:
+    lines = [f"odin-ood fit: T = {record['temperature']:g}, epsilon = {record['epsilon']:g}, "
+             f"threshold = {record['threshold']:.9g} (keeps {record['tpr']:.0%} of {record['tuning']['id']['count']} "
+             f"tuning ID images; tuned against {record['tuning']['ood']['count']} OOD images)"]
+    held = record["heldout"]
+    if held is not None:
+        cells = ", ".join(f"{m} {100 * held['odin'][m]:.2f}% (MSP {100 * held['msp'][m]:.2f}%)" for m in METRICS)
+        lines.append(f"held-out ({held['id']['count']} ID vs {held['ood']['count']} OOD): {cells}; "
+                     f"ID kept {100 * held['id_kept']:.2f}%, OOD flagged {100 * held['ood_flagged']:.2f}%")
+    lines.append(f"wrote {out / FILENAME}, fit.json, fit_report.html and fit_report.png")
+    return "\n".join(lines)

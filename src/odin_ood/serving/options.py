@@ -1,0 +1,108 @@
+"""The model and input options that ``odin-ood fit``, ``score`` and ``serve`` share.
+
+Each command turns its parsed arguments into one :class:`ModelOptions` (``ModelOptions.from_args``)
+and the library takes that plain value from there on; nothing below the command line sees an
+``argparse.Namespace``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from odin_ood.detector import check_batch_size
+from odin_ood.serving.preprocess import RESIZE_METHODS
+from odin_ood.training.loop import resolve_device
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which classifier (``model`` spec and ``weights``, see :func:`odin_ood.models.load`), what
+    it takes where its source does not say (``input_shape`` (C, H, W), per-channel
+    ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
+    per forward (``batch_size``, None = the detector's or 128) and how images are read
+    (``resize``: a PIL filter or None to refuse other sizes; ``max_side``)."""
+
+    model: str
+    weights: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    resize: str | None = None
+    max_side: int = 4096
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size, "--batch-size")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.max_side < 1:
+            raise ValueError(f"--max-side must be >= 1, got {self.max_side}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
+        return cls(
+            model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
+            input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
+            max_side=args.max_side, threads=args.threads,
+        )
+
+    def load_model(self, device: torch.device | None = None) -> nn.Module:
+        """The classifier in eval mode on ``device`` (default: :attr:`device`), with its input
+        attributes set (:func:`odin_ood.models.load`)."""
+        from odin_ood import models
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return models.load(
+            self.model, weights=self.weights, map_location=device if device is not None else resolve_device(self.device),
+            input_shape=self.input_shape, input_mean=self.input_mean, input_std=self.input_std,
+        )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options behind :class:`ModelOptions`."""
+    parser.add_argument("--model", required=True,
+                        help="zoo name (odin_ood.models.names()), checkpoint file, torchvision:NAME, timm:NAME, "
+                             "torchscript:PATH or *.ts, export:PATH or *.pt2, or package.module:factory "
+                             "(TorchScript, .pt2 and factories run code when loaded: trusted files only)")
+    parser.add_argument("--weights", default=None,
+                        help="checkpoint for a zoo name, torchvision:/timm: or a factory (read with weights_only=True)")
+    parser.add_argument("--input-size", type=ints_arg, default=None, metavar="C,H,W",
+                        help="input size the model takes, where its source does not say (e.g. 3,224,224)")
+    parser.add_argument("--input-mean", type=floats_arg, default=None, metavar="M[,M,M]",
+                        help="per-channel mean the model's inputs are normalised with (pixels in [0, 1])")
+    parser.add_argument("--input-std", type=floats_arg, default=None, metavar="S[,S,S]",
+                        help="per-channel std the model's inputs are normalised with (pixels in [0, 1])")
+    parser.add_argument("--device", default="auto", help="torch device; auto = cuda, else mps, else cpu")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's; fit: 128)")
+    parser.add_argument("--resize", choices=sorted(RESIZE_METHODS), default=None,
+                        help="resize images of another size with this PIL filter (default: refuse them)")
+    parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def ints_arg(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 3,32,32, got {text!r}") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    return values
+
+
+def floats_arg(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,0.5,0.5, got {text!r}") from None
+    if not all(abs(v) < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"values must be finite, got {text!r}")
+    return values

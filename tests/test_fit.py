@@ -1,0 +1,228 @@
+"""``odin-ood fit`` on real MNIST / notMNIST with the shipped MNIST model: the command reproduces
+the Python ``Detector.fit`` exactly, its record and report tell the truth, splits never share an
+image (by content), and bad input ends in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from serving_support import encode
+from sklearn.metrics import roc_auc_score
+
+from odin_ood import Detector, data, models, msp_scores
+from odin_ood.cli import main
+from odin_ood.metrics import METRICS, evaluate
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def fit(out, *args):
+    return main(["fit", "--out", str(out), "--threads", "1", "--workers", "1", *map(str, args)])
+
+
+def pixels(images: torch.Tensor, sources: list[str]) -> torch.Tensor:
+    """Images named ``dataset:test/i`` in a fit record, from the dataset itself, in [0, 1]."""
+    return images[[int(s.rsplit("/", 1)[1]) for s in sources]].float() / 255
+
+
+@pytest.fixture(scope="module")
+def datasets(shared_data):
+    return data.load("mnist", root=shared_data), data.load("notmnist", root=shared_data)
+
+
+@pytest.fixture(scope="module")
+def mnist_run(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "det"
+    assert fit(out, "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--data-root", shared_data,
+               "--limit", 600, "--holdout", 0.5) == 0
+    return out, json.loads((out / "fit.json").read_text())
+
+
+def test_cli_fit_reproduces_python_detector_fit_exactly(mnist_run, datasets):
+    out, record = mnist_run
+    mnist, notmnist = datasets
+    x_id = pixels(mnist.images, record["tuning"]["id"]["sources"])
+    x_ood = pixels(notmnist.images, record["tuning"]["ood"]["sources"])
+    assert len(x_id) == len(x_ood) == 300
+    model = models.load("mnist-mlp")
+    det = Detector(model, input_std=model.input_std).fit(x_id, x_ood)
+    saved = json.loads((out / "detector.json").read_text())
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    assert saved["model_fingerprint"] == det.model_fingerprint_ and saved["input_shape"] == [1, 28, 28]
+    for m in METRICS:
+        assert np.array_equal(np.array(record["grid"][m]), det.tuning_.metrics[m])
+    assert record["grid"]["chosen"] == list(det.tuning_.index)
+    loaded = Detector.load(out, model)  # what score and serve will use
+    assert loaded.threshold_ == det.threshold_ and loaded.input_shape == (1, 28, 28)
+
+
+def test_held_out_metrics_are_those_of_the_unseen_images(mnist_run, datasets):
+    out, record = mnist_run
+    mnist, notmnist = datasets
+    held = record["heldout"]
+    x_in, x_out = pixels(mnist.images, held["id"]["sources"]), pixels(notmnist.images, held["ood"]["sources"])
+    assert len(x_in) == len(x_out) == 300
+    model = models.load("mnist-mlp")
+    det = Detector.load(out, model)
+    s_in, s_out = det.score(x_in).numpy(), det.score(x_out).numpy()
+    labels = np.r_[np.ones(300), np.zeros(300)]
+    assert held["odin"]["auroc"] == pytest.approx(roc_auc_score(labels, np.r_[s_in, s_out]), abs=1e-12)
+    msp = torch.cat([msp_scores(model, x_in), msp_scores(model, x_out)]).numpy()
+    assert held["msp"]["auroc"] == pytest.approx(roc_auc_score(labels, msp), abs=1e-12)
+    assert held["odin"] == evaluate(s_in, s_out)
+    assert held["id_kept"] == pytest.approx(np.mean(s_in > det.threshold_))
+    assert held["ood_flagged"] == pytest.approx(np.mean(s_out <= det.threshold_))
+    # no image (by content) both tunes and evaluates
+    for images, side in ((mnist.images, "id"), (notmnist.images, "ood")):
+        tuned = {hashlib.sha256(x.numpy().tobytes()).digest() for x in pixels(images, record["tuning"][side]["sources"])}
+        kept = {hashlib.sha256(x.numpy().tobytes()).digest() for x in pixels(images, held[side]["sources"])}
+        assert len(tuned) == 300 and len(kept) == 300 and not tuned & kept
+
+
+def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
+    out, record = mnist_run
+    with Image.open(out / "fit_report.png") as im:
+        assert im.format == "PNG" and im.size == (1260, 432)
+    page = (out / "fit_report.html").read_text()
+    grid = np.array(record["grid"]["fpr_at_95_tpr"])
+    i, j = np.unravel_index(np.argmin(grid), grid.shape)  # first minimum in grid order, as tuning picks
+    assert [int(i), int(j)] == record["grid"]["chosen"]
+    assert record["temperature"] == record["grid"]["temperatures"][i] and record["epsilon"] == record["grid"]["epsilons"][j]
+    cells = re.findall(r"<td( class=chosen)?>([\d.]+)</td>", page.split("Tuning grid")[1])
+    assert len(cells) == grid.size and [k for k, (c, _) in enumerate(cells) if c] == [i * grid.shape[1] + j]
+    assert [float(v) for _, v in cells] == [round(100 * v, 1) for v in grid.flatten()]
+    for method in ("odin", "msp"):
+        for m in METRICS:
+            value = re.search(rf'data-key="{method}\|{m}">([\d.]+)<', page).group(1)
+            assert float(value) == round(100 * record["heldout"][method][m], 2)
+    assert f"T = {record['temperature']:g}" in page and f"{record['threshold']:.9g}" in page
+    assert "<script" not in page and not re.search(r'(src|href)="(?!data:)', page)  # self-contained
+
+
+def write_pngs(folder, images, names=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(images):
+        (folder / (names[k] if names else f"{k:03d}.png")).write_bytes(encode(image))
+    return folder
+
+
+def test_fit_without_ood_inputs_tunes_against_noise_like_detector_fit(datasets, tmp_path):
+    mnist, _ = datasets
+    digits = mnist.images[5000:5120, 0].numpy()
+    folder = write_pngs(tmp_path / "digits", digits)
+    out = tmp_path / "det"
+    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet",
+               "--temperatures", "1,10,1000", "--epsilons", "0,0.001,0.002") == 0
+    record = json.loads((out / "fit.json").read_text())
+    assert "noise" in record["tuning"]["ood"]["what"] and record["heldout"] is None
+    order = [int(s.rsplit("/", 1)[1][:3]) for s in record["tuning"]["id"]["sources"]]
+    x = torch.from_numpy(digits[order]).float().div(255)[:, None]
+    model = models.load("mnist-mlp")
+    det = Detector(model, input_std=model.input_std, input_mean=model.input_mean, temperatures=(1, 10, 1000),
+                   epsilons=(0, 0.001, 0.002)).fit(x)
+    saved = json.loads((out / "detector.json").read_text())
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    assert record["tuning"]["ood"]["count"] == det.tuning_.scores_out.shape[-1]
+    assert (out / "fit_report.png").stat().st_size > 0 and "None (<code>--holdout 0</code>)" in (out / "fit_report.html").read_text()
+
+
+def test_duplicate_images_are_dropped_so_no_picture_sits_in_both_splits(datasets, tmp_path):
+    mnist, notmnist = datasets
+    digits = mnist.images[6000:6030, 0].numpy()
+    # 30 digits, and the first 10 again under other names (as a second PNG encoding and a BMP)
+    folder = write_pngs(tmp_path / "digits", digits)
+    for k in range(10):
+        Image.fromarray(digits[k]).save(folder / f"copy_{k}.bmp")
+    letters = write_pngs(tmp_path / "letters", notmnist.images[:20, 0].numpy())
+    out = tmp_path / "det"
+    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--ood", letters, "--holdout", 0.5, "--quiet",
+               "--temperatures", "1,1000", "--epsilons", "0,0.002") == 0
+    record = json.loads((out / "fit.json").read_text())
+    assert record["duplicates"] == {"id": 10, "ood": 0}
+
+    def contents(sources):
+        return {np.asarray(Image.open(s).convert("L")).tobytes() for s in sources}
+
+    tuned, held = record["tuning"]["id"]["sources"], record["heldout"]["id"]["sources"]
+    assert len(tuned) + len(held) == 30
+    assert len(contents(tuned)) == len(tuned) and not contents(tuned) & contents(held)
+
+
+def test_images_among_both_id_and_ood_inputs_are_refused(datasets, tmp_path, capsys):
+    mnist, _ = datasets
+    digits = mnist.images[:10, 0].numpy()
+    a = write_pngs(tmp_path / "a", digits)
+    b = write_pngs(tmp_path / "b", digits[:3], names=["x.png", "y.png", "z.png"])
+    assert fit(tmp_path / "det", "--model", "mnist-mlp", "--id", a, "--ood", b, "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert "3 image(s) appear among both the ID and the OOD inputs" in err and "\n" not in err
+    assert not (tmp_path / "det").exists()
+
+
+def test_an_existing_detector_is_not_overwritten(datasets, tmp_path, capsys):
+    folder = write_pngs(tmp_path / "d", datasets[0].images[:20, 0].numpy())
+    args = ["--model", "mnist-mlp", "--id", folder, "--quiet", "--temperatures", "1", "--epsilons", "0"]
+    assert fit(tmp_path / "det", *args) == 0
+    before = (tmp_path / "det" / "detector.json").read_bytes()
+    assert fit(tmp_path / "det", *args, "--seed", 1) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "det" / "detector.json").read_bytes() == before
+    assert fit(tmp_path / "det", *args, "--seed", 1, "--overwrite") == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--holdout", "1"], "--holdout must lie in [0, 1)"),
+    (["--limit", "0"], "--limit must be >= 1"),
+    (["--tpr", "1.5"], "tpr must lie strictly between 0 and 1"),
+    (["--epsilons", "-1"], "epsilons must be a finite number >= 0"),
+    (["--model", "mnist-mlp", "--input-size", "3,32,32"], "does not take inputs of size 3x32x32"),
+    (["--model", "wrn-28-10"], "no weights shipped"),
+    (["--model", "densenet-bc-100", "--weights", "missing.pth"], "does not exist"),
+    (["--model", "no-such-net"], "neither a known model name"),
+])
+def test_bad_fit_arguments_end_in_one_line(datasets, tmp_path, capsys, args, message):
+    folder = write_pngs(tmp_path / "d", datasets[0].images[:10, 0].numpy())
+    model = [] if "--model" in args else ["--model", "mnist-mlp"]
+    assert fit(tmp_path / "det", *model, "--id", folder, "--quiet", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("odin-ood fit: error:")
+
+
+def test_a_model_that_does_not_say_its_input_size_asks_for_it(datasets, tmp_path, capsys):
+    program = torch.export.export(models.load("mnist-mlp"), (torch.zeros(2, 1, 28, 28),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    torch.export.save(program, str(tmp_path / "m.pt2"))
+    folder = write_pngs(tmp_path / "d", datasets[0].images[:10, 0].numpy())
+    assert fit(tmp_path / "det", "--model", tmp_path / "m.pt2", "--id", folder, "--quiet") == 2
+    assert "pass --input-size C,H,W" in capsys.readouterr().err
+
+
+def test_bad_input_size_text_is_an_argument_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        fit(tmp_path / "det", "--model", "mnist-mlp", "--id", tmp_path, "--input-size", "28x28")
+    assert info.value.code == 2 and "comma-separated integers" in capsys.readouterr().err
+
+
+def test_undecodable_image_names_the_file(datasets, tmp_path, capsys):
+    folder = write_pngs(tmp_path / "d", datasets[0].images[:5, 0].numpy())
+    (folder / "broken.png").write_bytes(io.BytesIO(b"\x89PNG\r\n\x1a\n nope").getvalue())
+    assert fit(tmp_path / "det", "--model", "mnist-mlp", "--id", folder, "--quiet") == 2
+    assert "broken.png: not an image" in capsys.readouterr().err
+
+
+def test_detector_file_round_trips_input_shape_and_older_files_still_load(mnist_run, tmp_path):
+    out, _ = mnist_run
+    model = models.load("mnist-mlp")
+    saved = json.loads((out / "detector.json").read_text())
+    assert Detector.load(out, model).to_dict() == saved
+    del saved["input_shape"]  # a detector written before input_shape was recorded
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    old = Detector.load(tmp_path / "old.json", model)
+    assert old.input_shape is None and old.threshold_ == saved["threshold"]
