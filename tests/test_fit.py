@@ -181,7 +181,7 @@ def test_an_existing_detector_is_not_overwritten(datasets, tmp_path, capsys):
     (["--holdout", "1"], "--holdout must lie in [0, 1)"),
     (["--limit", "0"], "--limit must be >= 1"),
     (["--tpr", "1.5"], "tpr must lie strictly between 0 and 1"),
-    (["--epsilons", "-1"], "epsilons must be a finite number >= 0"),
+    (["--epsilons", "-1"], "epsilons must be a finite number in [0, 1]"),
     (["--model", "mnist-mlp", "--input-size", "3,32,32"], "does not take inputs of size 3x32x32"),
     (["--model", "wrn-28-10"], "no weights shipped"),
     (["--model", "densenet-bc-100", "--weights", "missing.pth"], "does not exist"),

@@ -144,6 +144,7 @@ def user_module(tmp_path, monkeypatch):
 
 def train_user_net(shared_data, folder):
     sys.path.insert(0, str(folder))
+    torch.manual_seed(0)  # the initial weights too: the net must not depend on what ran before
     try:
         net = importlib.import_module("user_models").build()
     finally:

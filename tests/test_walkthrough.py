@@ -33,6 +33,11 @@ def readme_commands() -> dict[str, list[str]]:
     return {c[1]: c[2:] for c in commands}
 
 
+def readme_api_key() -> str:
+    """The key the walk-through exports before ``odin-ood serve``."""
+    return re.search(r"export ODIN_OOD_API_KEY=(\S+)", README.read_text().split("## Use it", 1)[1]).group(1)
+
+
 def test_the_readme_has_the_three_commands():
     assert list(readme_commands()) == ["fit", "score", "serve"]
 
@@ -81,10 +86,10 @@ def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     assert max(abs(r["score"] - s) for r, s in zip(rows, want["score"])) <= 1e-6
     assert sum(r["is_out_of_distribution"] for r in rows[10:]) > sum(r["is_out_of_distribution"] for r in rows[:10])
 
-    proc, url = start_server(commands["serve"], cwd=root)
+    proc, url = start_server(commands["serve"], extra_env={"ODIN_OOD_API_KEY": readme_api_key()}, cwd=root)
     try:
         files = [("images", (f"{k}.png", (root / "new_images" / f"{k:02d}.png").read_bytes())) for k in (0, 15)]
-        r = httpx.post(url + "/v1/predict", files=files, timeout=30.0)
+        r = httpx.post(url + "/v1/predict", files=files, headers={"X-API-Key": readme_api_key()}, timeout=30.0)
     finally:
         stop_server(proc)
     assert r.status_code == 200, r.text
