@@ -2,7 +2,8 @@
 
 g(x; delta, T, epsilon) = 1 (out-of-distribution) if S(x~; T) <= delta, else 0 (paper section 3).
 ``fit`` tunes (T, epsilon) on held-out data (section 4.4) and sets ``threshold_`` (delta) so
-that a fraction ``tpr`` of the held-out ID images scores above it.
+that a fraction ``tpr`` of the held-out ID images scores above it. ``score`` selects ODIN (the
+default) or one of its successors (:mod:`odin_ood.score_choice`), tuned and thresholded alike.
 
 Saved detectors are one JSON file (never a pickle) recording T, epsilon, delta, the
 normalisation, the target TPR, the library version and a fingerprint of the model's weights;
@@ -26,8 +27,9 @@ from odin_ood._checks import check_epsilon, check_rate, check_temperature
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
-from odin_ood.scores import Clamp, odin_outputs
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, tune
+from odin_ood.score_choice import check_score, score_outputs, tune_score
+from odin_ood.scores import Clamp
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult
 
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
@@ -42,7 +44,9 @@ class Detector:
     """ODIN out-of-distribution detector around a trained classifier.
 
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
-    ``input_mean`` is only needed to build noise tuning sets for such a model. Fitted
+    ``input_mean`` is only needed to build noise tuning sets for such a model. ``score``:
+    "odin" (default), "energy-odin", "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`).
+    Fitted
     attributes end in ``_``: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
     ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
@@ -57,8 +61,10 @@ class Detector:
         objective: str = "fpr_at_95_tpr",
         batch_size: int = 128,
         clamp: Clamp | None = None,
+        score: str = "odin",
     ) -> None:
         self.model = model
+        self.score_name = check_score(score)
         self.input_std = input_std
         self.input_mean = input_mean
         self.temperatures = temperatures
@@ -72,9 +78,9 @@ class Detector:
         """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (the paper's Gaussian and
         Uniform noise when None) and set ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
-        result = tune(
-            self.model, id_data, ood_data, self.temperatures, self.epsilons, self.input_std, self.objective,
-            input_mean=self.input_mean, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
+        result = tune_score(
+            self.model, id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.input_std,
+            self.objective, input_mean=self.input_mean, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
         )
         i, j = result.index
         self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)
@@ -95,7 +101,8 @@ class Detector:
     # -- using -------------------------------------------------------------------------------
     def outputs(self, x: Data) -> dict[str, Tensor]:
         """Per image: ``predicted_class`` and ``confidence`` (the classifier's own softmax on the
-        unperturbed input), ``score`` (ODIN), ``is_out_of_distribution`` (score <= threshold_)."""
+        unperturbed input), ``score`` (ODIN or the chosen score), ``is_out_of_distribution``
+        (score <= threshold_)."""
         self._check_fitted()
         both = map_batches(self._batch_outputs, x, self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
@@ -109,11 +116,12 @@ class Detector:
         }
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
-        logits, score = odin_outputs(self.model, x, self.temperature_, self.epsilon_, self.input_std, self.clamp)
+        logits, score = score_outputs(self.model, x, self.score_name, self.temperature_, self.epsilon_, self.input_std,
+                                      self.clamp)
         return torch.cat([logits, score[:, None]], dim=1).T
 
     def score(self, x: Data) -> Tensor:
-        """ODIN scores S(x~; T) at the fitted (T, epsilon); higher = more in-distribution."""
+        """Scores at the fitted (T, epsilon) (ODIN's S(x~; T) by default); higher = more in-distribution."""
         return self.outputs(x)["score"]
 
     def predict(self, x: Data) -> Tensor:
@@ -127,6 +135,7 @@ class Detector:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "odin_ood_version": __version__,
+            "score": self.score_name,
             "temperature": self.temperature_,
             "epsilon": self.epsilon_,
             "threshold": self.threshold_,
@@ -169,7 +178,7 @@ class Detector:
             clamp = None if d["clamp"] is None else tuple(_clamp_value(c) for c in d["clamp"])
             det = cls(
                 model, input_std=d["input_std"], input_mean=d["input_mean"], objective=str(d["objective"]),
-                batch_size=int(d["batch_size"]), clamp=clamp,
+                batch_size=int(d["batch_size"]), clamp=clamp, score=str(d.get("score", "odin")),
             )
             threshold = float(d["threshold"])
             if not math.isfinite(threshold):
