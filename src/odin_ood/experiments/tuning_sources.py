@@ -191,5 +191,7 @@ def verdict(summary: dict[str, dict[str, float]], pick: Callable[[str], bool] = 
     others = ", ".join(fmt(k) for k in (*OOD_FREE, "loo (mean over sources)", "same-set", "oracle", "msp")
                        if k in summary and k != best)
     n = summary[best]["sets"]
-    return (f"best OOD-free tuning here: {fmt(best)} (mean FPR@95 / AUROC over {n} real OOD set{'s' * (n != 1)}); "
+    tied = [k for k in free if k != best and free[k]["mean_fpr_at_95_tpr"] == free[best]["mean_fpr_at_95_tpr"]]
+    tie = f", tied with {', '.join(tied)}" if tied else ""
+    return (f"best OOD-free tuning here: {fmt(best)} (mean FPR@95 / AUROC over {n} real OOD set{'s' * (n != 1)}{tie}); "
             f"others: {others}")
