@@ -29,7 +29,7 @@ from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.score_choice import check_score, score_outputs, tune_score
 from odin_ood.scores import Clamp
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
@@ -45,10 +45,10 @@ class Detector:
 
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
     ``input_mean`` is only needed to build noise tuning sets for such a model. ``score``:
-    "odin" (default), "energy-odin", "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`).
-    Fitted
-    attributes end in ``_``: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
-    ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
+    "odin" (default), "energy-odin", "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`),
+    kept as ``score_name`` (``score`` is the scoring method). Fitted attributes end in ``_``:
+    ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``, ``model_fingerprint_`` and, after
+    ``fit``, ``tuning_`` (the whole grid).
     """
 
     def __init__(
