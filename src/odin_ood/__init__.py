@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from odin_ood.detector import Detector  # noqa: E402
 from odin_ood.fingerprint import fingerprint  # noqa: E402
 from odin_ood.scores import msp_scores, odin_scores  # noqa: E402
+from odin_ood.successors import energy_odin_scores, energy_scores, maxlogit_scores  # noqa: E402
 from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, tune  # noqa: E402
 
 __all__ = [
@@ -17,7 +18,10 @@ __all__ = [
     "PAPER_EPSILONS",
     "PAPER_TEMPERATURES",
     "TuningResult",
+    "energy_odin_scores",
+    "energy_scores",
     "fingerprint",
+    "maxlogit_scores",
     "msp_scores",
     "odin_scores",
     "tune",

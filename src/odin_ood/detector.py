@@ -2,7 +2,8 @@
 
 g(x; delta, T, epsilon) = 1 (out-of-distribution) if S(x~; T) <= delta, else 0 (paper section 3).
 ``fit`` tunes (T, epsilon) on held-out data (section 4.4) and sets ``threshold_`` (delta) so
-that a fraction ``tpr`` of the held-out ID images scores above it.
+that a fraction ``tpr`` of the held-out ID images scores above it. ``score`` selects ODIN (the
+default) or one of its successors (:mod:`odin_ood.score_choice`), tuned and thresholded alike.
 
 Saved detectors are one JSON file (never a pickle) recording T, epsilon, delta, the
 normalisation, the target TPR, the library version and a fingerprint of the model's weights;
@@ -31,8 +32,9 @@ from odin_ood._checks import check_epsilon, check_number, check_rate, check_temp
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
-from odin_ood.scores import Clamp, odin_outputs
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, tune
+from odin_ood.score_choice import check_score, score_outputs, tune_score
+from odin_ood.scores import Clamp
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
@@ -40,6 +42,8 @@ FILENAME = "detector.json"
 MAX_FILE_BYTES = 1 << 20  # a detector file is well under 1 KiB; anything this large is not one
 MAX_BATCH_SIZE = 1 << 16
 MAX_CHANNELS = 4096
+# softmax scores lie in [0, 1]; energy and MaxLogit are logits: any finite value of a sane size
+THRESHOLD_RANGE = {"odin": (0.0, 1.0), "msp": (0.0, 1.0)}
 
 
 class NotFittedError(RuntimeError):
@@ -52,9 +56,10 @@ class Detector:
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
     ``input_mean`` is only needed to build noise tuning sets for such a model; ``input_shape``
     (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
-    not say it (a TorchScript or ``.pt2`` file) takes. Fitted
-    attributes end in ``_``: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
-    ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
+    not say it (a TorchScript or ``.pt2`` file) takes. ``score``: "odin" (default), "energy-odin",
+    "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`), kept as ``score_name`` (``score``
+    is the scoring method). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    ``threshold_``, ``tpr_``, ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
 
     def __init__(
@@ -68,8 +73,10 @@ class Detector:
         batch_size: int = 128,
         clamp: Clamp | None = None,
         input_shape: Sequence[int] | None = None,
+        score: str = "odin",
     ) -> None:
         self.model = model
+        self.score_name = check_score(score)
         self.input_std = input_std
         self.input_mean = input_mean
         self.temperatures = temperatures
@@ -84,9 +91,9 @@ class Detector:
         """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (the paper's Gaussian and
         Uniform noise when None) and set ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
-        result = tune(
-            self.model, id_data, ood_data, self.temperatures, self.epsilons, self.input_std, self.objective,
-            input_mean=self.input_mean, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
+        result = tune_score(
+            self.model, id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.input_std,
+            self.objective, input_mean=self.input_mean, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
         )
         i, j = result.index
         self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)
@@ -107,8 +114,8 @@ class Detector:
     # -- using -------------------------------------------------------------------------------
     def outputs(self, x: Data) -> dict[str, Tensor]:
         """Per image: ``predicted_class`` and ``confidence`` (the classifier's own softmax on the
-        unperturbed input), ``score`` (ODIN), ``is_out_of_distribution`` (not score > threshold_:
-        score <= threshold_, or a score that is not finite, with a ``RuntimeWarning``)."""
+        unperturbed input), ``score`` (ODIN or the chosen score), ``is_out_of_distribution`` (not
+        score > threshold_: score <= threshold_, or a score that is not finite, with a ``RuntimeWarning``)."""
         self._check_fitted()
         both = map_batches(self._batch_outputs, x, self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
@@ -126,11 +133,12 @@ class Detector:
         }
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
-        logits, score = odin_outputs(self.model, x, self.temperature_, self.epsilon_, self.input_std, self.clamp)
+        logits, score = score_outputs(self.model, x, self.score_name, self.temperature_, self.epsilon_, self.input_std,
+                                      self.clamp)
         return torch.cat([logits, score[:, None]], dim=1).T
 
     def score(self, x: Data) -> Tensor:
-        """ODIN scores S(x~; T) at the fitted (T, epsilon); higher = more in-distribution."""
+        """Scores at the fitted (T, epsilon) (ODIN's S(x~; T) by default); higher = more in-distribution."""
         return self.outputs(x)["score"]
 
     def predict(self, x: Data) -> Tensor:
@@ -144,6 +152,7 @@ class Detector:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "odin_ood_version": __version__,
+            "score": self.score_name,
             "temperature": self.temperature_,
             "epsilon": self.epsilon_,
             "threshold": self.threshold_,
@@ -186,7 +195,8 @@ class Detector:
     @classmethod
     def from_dict(cls, d: Any, model: nn.Module, source: str = "detector") -> "Detector":
         """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
-        field checked: temperature and epsilon in their ranges, threshold in [0, 1], tpr in (0, 1),
+        field checked: temperature and epsilon in their ranges, threshold in [0, 1] for the softmax
+        scores (finite for energy and MaxLogit), tpr in (0, 1),
         finite normalisation and clamp with 1 or C values, 1 <= batch_size <= MAX_BATCH_SIZE."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source} is not an odin-ood detector file (missing format={FORMAT!r})")
@@ -201,8 +211,9 @@ class Detector:
                 objective=_objective(d["objective"]), batch_size=check_batch_size(d["batch_size"]),
                 clamp=_clamp(d["clamp"], channels),
                 input_shape=None if d.get("input_shape") is None else _input_shape(d["input_shape"]),
+                score=check_score(d.get("score", "odin")),
             )
-            threshold = check_number(d["threshold"], "threshold", 0.0, 1.0)
+            threshold = check_number(d["threshold"], "threshold", *THRESHOLD_RANGE.get(det.score_name, (-1e30, 1e30)))
             det._set_fitted(d["temperature"], d["epsilon"], threshold, check_rate(d["tpr"], "tpr"))
         except KeyError as exc:
             raise ValueError(f"{source} is a corrupt odin-ood detector file: field {exc} is missing") from None

@@ -1,5 +1,6 @@
 """Tables 2/3 (and 12): MSP vs ODIN on every OOD set, five metrics, with bootstrap intervals,
-plus ODIN at the paper's published parameters (Appendix A.2) and the ROC curves of Figure 1.
+plus ODIN at the paper's published parameters (Appendix A.2) and the ROC curves of Figure 1;
+beyond the paper, ODIN's successors on the same splits (:mod:`score_family`).
 
 Per OOD set: MSP = grid cell (T=1, eps=0); "ODIN (tuned)" = the cell minimising FPR at 95% TPR
 on the tuning splits (section 4.4); "ODIN (paper parameters)" = the paper's (T, eps) for this
@@ -12,19 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from odin_ood.experiments import paper
+from odin_ood.experiments import paper, score_family
 from odin_ood.experiments.bootstrap import bootstrap_ci
 from odin_ood.experiments.protocol import Experiment, Scored
 from odin_ood.metrics import evaluate, roc_points
 
-METHODS = ("msp", "odin-tuned", "odin-paper")
-METHOD_LABELS = {"msp": "Baseline (MSP)", "odin-tuned": "ODIN (tuned, sec. 4.4)", "odin-paper": "ODIN (paper's T, eps)"}
+PAPER_METHODS = ("msp", "odin-tuned", "odin-paper")
+METHODS = PAPER_METHODS + score_family.METHODS
+METHOD_LABELS = {"msp": "Baseline (MSP)", "odin-tuned": "ODIN (tuned, sec. 4.4)", "odin-paper": "ODIN (paper's T, eps)",
+                 **score_family.METHOD_LABELS}
 
 
 def method_scores(exp: Experiment, ood: Scored, method: str) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """(ID eval scores, OOD eval scores, T, epsilon) of a method, or None when it does not apply
     (no paper parameters for this set)."""
     s = exp.scorer
+    if method in score_family.METHODS:
+        return score_family.method_scores(exp, ood, method)
     if method == "msp":
         i, j = s.msp_index()
         return exp.id_set.eval(i, j), ood.eval(i, j), 1.0, 0.0
@@ -65,11 +70,11 @@ def main_table(exp: Experiment, resamples: int = 200) -> dict[str, Any]:
                 "ood": ood.key, "label": ood.label, "method": method, "temperature": T, "epsilon": eps,
                 "metrics": evaluate(s_in, s_out),
                 "ci95": bootstrap_ci(s_in, s_out, resamples, seed=exp.seed + 7919 * k + METHODS.index(method)),
-                "paper": None if ref is None else
+                "paper": None if ref is None or method not in PAPER_METHODS else
                 {"values": ref["msp" if method == "msp" else "odin"], "unit": "percent", "source": ref["source"]},
                 "n_in": int(s_in.size), "n_out": int(s_out.size),
             })
-            if method != "odin-paper":
+            if method in ("msp", "odin-tuned"):
                 roc[ood.key][method] = roc_curve(s_in, s_out)
     return {"rows": rows, "roc": roc, "bootstrap": {"resamples": resamples, "level": 0.95,
                                                      "method": "percentile, ID and OOD resampled independently"}}

@@ -21,7 +21,7 @@ import torch
 import odin_ood
 from odin_ood import data, models
 from odin_ood.data.dataset import resolve_root, sha256_file
-from odin_ood.experiments import analysis, distances, main_table, parameters, suites, transfer
+from odin_ood.experiments import analysis, distances, main_table, parameters, suites, transfer, tuning_sources
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Experiment, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
@@ -200,6 +200,10 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     results["profiles"] = analysis.class_profiles(exp)
     results["accuracy"] = _timed(timings, "accuracy vs threshold", lambda: analysis.accuracy_vs_threshold(exp))
     results["distances"] = _timed(timings, "distances", lambda: distances.distances(exp, cfg.distance_m))
+    # beyond the paper: which tuning source transfers (fresh noise draws tune only, never evaluated)
+    results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
+        exp, [tuning_sources.tuning_only(scorer, spec, load(spec)) for spec in tuning_sources.NOISE_SPECS],
+        cfg.resamples))
     results["skipped"] = skipped
     timings["total"] = round(time.perf_counter() - started, 2)
     results["provenance"] = provenance(cfg, suite, model, path, exp, scorer, timings)

@@ -17,6 +17,7 @@ from odin_ood.experiments.main_table import METHOD_LABELS
 from odin_ood.experiments.paper import DISTANCES
 from odin_ood.metrics import LOWER_IS_BETTER, METRICS
 from odin_ood.report.plots import render_all
+from odin_ood.report.sources import tuning_sources_html
 
 METRIC_LABELS = {"fpr_at_95_tpr": "FPR at 95% TPR &darr;", "detection_error": "Detection error &darr;",
                  "auroc": "AUROC &uarr;", "aupr_in": "AUPR-In &uarr;", "aupr_out": "AUPR-Out &uarr;"}
@@ -152,6 +153,7 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
         "<h2>Table 2/3: baseline vs ODIN</h2>", main_table_html(results),
         f"<p>95% intervals: {escape(json.dumps(results['main_table']['bootstrap']))}.</p>",
         "<h2>Skipped</h2>" + (f"<ul>{skipped}</ul>" if skipped else "<p>Nothing skipped.</p>"),
+        tuning_sources_html(results),
     ]
     for name, (title, png) in figures.items():
         if name == "fig14_cross_dataset":

@@ -1,0 +1,107 @@
+"""The score a :class:`odin_ood.Detector` uses, by name, and how each one is tuned.
+
+=============  ==========================================  ======================================
+score          value (higher = more in-distribution)       parameters chosen by ``tune_score``
+=============  ==========================================  ======================================
+``odin``       max softmax(f(x~)/T), paper eq. 1-2         T and epsilon on the grid (section 4.4)
+``energy-odin`` T logsumexp(f(x~)/T), x~ raising E          epsilon on the grid, T = 1
+``energy``     T logsumexp(f(x)/T) (Liu et al., 2020)      none (T = 1, as Liu et al.)
+``maxlogit``   max_i f_i(x) (Hendrycks et al., 2022)       none
+``msp``        max softmax(f(x)) (Hendrycks & Gimpel)      none
+=============  ==========================================  ======================================
+
+Every score is tuned the same way: grid scores (T, E, N) of the held-out ID and OOD data, the
+cell minimising the objective wins (:func:`odin_ood.tuning.tune_from_scores`); without OOD data
+the OOD side is the paper's Gaussian + Uniform noise, as for ODIN. A parameter-free score has a
+1 x 1 grid, so only the threshold depends on the data.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor, nn
+
+from odin_ood._checks import check_epsilon, check_grid
+from odin_ood.batching import Data, map_batches
+from odin_ood.scores import Clamp, odin_outputs, softmax_score
+from odin_ood.successors import energy_odin_grid_scores, maxlogit_from_logits
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, noise_ood_set, tune, tune_from_scores
+
+SCORES: tuple[str, ...] = ("odin", "energy-odin", "energy", "maxlogit", "msp")
+FIXED_TEMPERATURE = 1.0  # every score but ODIN runs at T = 1 (Liu et al.'s energy setting)
+
+
+def check_score(score: str) -> str:
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    return score
+
+
+def score_outputs(
+    model: nn.Module,
+    x: Tensor,
+    score: str,
+    temperature: float,
+    epsilon: float,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(logits f(x) of the unperturbed input, the named score at (T, epsilon)) for one batch.
+
+    ``msp``, ``energy`` and ``maxlogit`` take no perturbation: they need ``epsilon == 0``
+    (``msp`` also T = 1). ``energy`` uses ``temperature``; ``maxlogit`` ignores it.
+    """
+    check_score(score)
+    if score == "odin":
+        return odin_outputs(model, x, temperature, epsilon, input_std, clamp)
+    if score != "energy-odin" and check_epsilon(epsilon) != 0.0:
+        raise ValueError(f"score {score!r} has no input perturbation: epsilon must be 0, got {epsilon!r}")
+    if score == "msp" and temperature != 1.0:
+        raise ValueError(f"score 'msp' is the softmax at T = 1, got temperature {temperature!r}")
+    logits, energies = energy_odin_grid_scores(model, x, temperature, [epsilon], input_std, clamp)
+    if score in ("energy-odin", "energy"):
+        return logits, energies[0]
+    return logits, softmax_score(logits, 1.0) if score == "msp" else maxlogit_from_logits(logits)
+
+
+def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std, clamp):
+    """Batch -> (1, len(epsilons), N) scores of a non-ODIN score at T = 1."""
+
+    def fn(x: Tensor) -> Tensor:
+        if score == "energy-odin":
+            return energy_odin_grid_scores(model, x, FIXED_TEMPERATURE, epsilons, input_std, clamp)[1][None]
+        return score_outputs(model, x, score, FIXED_TEMPERATURE, 0.0)[1][None, None]
+
+    return fn
+
+
+def tune_score(
+    model: nn.Module,
+    id_data: Data,
+    ood_data: Data | None = None,
+    score: str = "odin",
+    temperatures: Sequence[float] = PAPER_TEMPERATURES,
+    epsilons: Sequence[float] = PAPER_EPSILONS,
+    input_std: Sequence[float] | Tensor | None = None,
+    objective: str = "fpr_at_95_tpr",
+    *,
+    input_mean: Sequence[float] | None = None,
+    tpr: float = 0.95,
+    batch_size: int = 128,
+    clamp: Clamp | None = None,
+) -> TuningResult:
+    """Choose the named score's parameters on held-out data, like :func:`odin_ood.tuning.tune`
+    (which this is for ``score="odin"``). ``temperatures`` only matter for ODIN, ``epsilons``
+    for ODIN and energy-odin; the result's grid is (1, 1) for a parameter-free score."""
+    check_score(score)
+    if score == "odin":
+        return tune(model, id_data, ood_data, temperatures, epsilons, input_std, objective, input_mean=input_mean,
+                    tpr=tpr, batch_size=batch_size, clamp=clamp)
+    if ood_data is None:
+        ood_data = noise_ood_set(id_data, input_mean=input_mean, input_std=input_std)
+    eps = check_grid(epsilons, check_epsilon, "epsilons") if score == "energy-odin" else (0.0,)
+    fn = _grid(model, score, eps, input_std, clamp)
+    s_in = map_batches(fn, id_data, batch_size, "id_data")
+    s_out = map_batches(fn, ood_data, batch_size, "ood_data")
+    return tune_from_scores(s_in.numpy(), s_out.numpy(), (FIXED_TEMPERATURE,), eps, objective, tpr)

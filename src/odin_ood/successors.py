@@ -1,0 +1,134 @@
+"""ODIN's successors as pure functions, with the conventions of :mod:`odin_ood.scores` (ODIN and
+MSP live there): higher = more in-distribution, batched, eval mode with parameter gradients off
+(every module's mode restored), computed on the model's device, logits in float32 or wider.
+
+* **Energy** (Liu, Wang, Owens & Li, NeurIPS 2020, eq. 4 with the sign flipped so that higher
+  means in-distribution): E(x; T) = T * log sum_i exp(f_i(x) / T), the negative free energy.
+  Liu et al. use T = 1.
+* **MaxLogit** (Hendrycks et al., ICML 2022): max_i f_i(x), the unnormalised top logit.
+* **Energy with ODIN's input perturbation** (ODIN's eq. 2 applied to the energy score):
+
+      x~ = x - epsilon * sign(-grad_x E(x; T)) / std,     score E(x~; T).
+
+  -E is the loss whose gradient step is taken, so the step *raises* the energy score, as eq. 2
+  raises the softmax score; in-distribution inputs gain more (the paper's section 5 argument).
+  As in ODIN, epsilon is in pixel units and divided by the per-channel ``input_std`` when the
+  model sees normalised inputs, and a zero gradient counts as sign +1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from odin_ood._checks import channel_view, check_epsilon, check_temperature
+from odin_ood.scores import Clamp, _prepare, at_least_fp32, perturb, scoring_mode
+
+
+def energy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """E(x; T) = T * logsumexp(f(x) / T), one value per row (float32 or wider)."""
+    t = check_temperature(temperature)
+    return t * torch.logsumexp(at_least_fp32(logits) / t, dim=1)
+
+
+def maxlogit_from_logits(logits: Tensor) -> Tensor:
+    """max_i f_i(x), one value per row (float32 or wider)."""
+    return at_least_fp32(logits).amax(dim=1)
+
+
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    x = _prepare(model, x)
+    with scoring_mode(model), torch.no_grad():
+        return model(x)
+
+
+def energy_scores(model: nn.Module, x: Tensor, temperature: float = 1.0) -> Tensor:
+    """Energy score T * logsumexp(f(x) / T) (Liu et al., 2020); one forward without a graph."""
+    return energy_from_logits(_logits(model, x), temperature)
+
+
+def maxlogit_scores(model: nn.Module, x: Tensor) -> Tensor:
+    """MaxLogit score max_i f_i(x) (Hendrycks et al., 2022); one forward without a graph."""
+    return maxlogit_from_logits(_logits(model, x))
+
+
+def energy_direction(
+    logits: Tensor, x: Tensor, temperature: float, input_std: Tensor | None, retain_graph: bool = False
+) -> Tensor:
+    """d = sign(-grad_x E(x; T)) / std (zero gradient -> +1), so that x~ = x - epsilon * d.
+
+    ``logits`` must come from a forward of ``x`` with ``x.requires_grad``; the energies are
+    summed over the batch, so each row's gradient is its own.
+    """
+    loss = -energy_from_logits(logits, temperature).sum()
+    (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
+    direction = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
+    return direction if input_std is None else direction / input_std
+
+
+def energy_odin_grid_scores(
+    model: nn.Module,
+    x: Tensor,
+    temperature: float,
+    epsilons: Sequence[float],
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(logits f(x), energy scores E(x~; T) for every epsilon: (len(epsilons), N)).
+
+    One forward with an input graph and one input-only backward serve every epsilon (no graph
+    when every epsilon is 0); epsilon = 0 reuses the unperturbed logits and each epsilon > 0 costs
+    one forward without a graph.
+    """
+    temperature = check_temperature(temperature)
+    epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
+    x = _prepare(model, x)
+    std = channel_view(input_std, x)
+    perturbed = any(e > 0 for e in epsilons)
+    with scoring_mode(model):
+        x = x.requires_grad_(perturbed)
+        with torch.set_grad_enabled(perturbed):
+            logits = model(x)
+            direction = energy_direction(logits, x, temperature, std) if perturbed else None
+        x, logits = x.detach(), logits.detach()
+        rows = []
+        for e in epsilons:
+            if e == 0.0:
+                rows.append(energy_from_logits(logits, temperature))
+                continue
+            with torch.no_grad():
+                rows.append(energy_from_logits(model(perturb(x, direction, e, clamp)), temperature))
+        return logits, torch.stack(rows)
+
+
+def energy_odin_outputs(
+    model: nn.Module,
+    x: Tensor,
+    temperature: float = 1.0,
+    epsilon: float = 0.0014,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(logits of the unperturbed input, :func:`energy_odin_scores`)."""
+    logits, scores = energy_odin_grid_scores(model, x, temperature, [epsilon], input_std, clamp)
+    return logits, scores[0]
+
+
+def energy_odin_scores(
+    model: nn.Module,
+    x: Tensor,
+    temperature: float = 1.0,
+    epsilon: float = 0.0014,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> Tensor:
+    """Energy score after ODIN's input perturbation: E(x~; T) with
+    x~ = x - epsilon * sign(-grad_x E(x; T)) / std (the step increases the energy score).
+
+    ``epsilon`` is in pixel units (divided by the per-channel ``input_std`` when given, as in
+    :func:`odin_ood.scores.odin_scores`); ``clamp=(low, high)`` optionally clips x~. Costs one
+    forward with an input-only backward and, for epsilon > 0, one forward without a graph.
+    """
+    return energy_odin_outputs(model, x, temperature, epsilon, input_std, clamp)[1]

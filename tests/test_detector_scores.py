@@ -1,0 +1,94 @@
+"""Detector(score=...) and tune_score (score_choice.py): every score tuned, thresholded, saved and
+loaded like ODIN; ODIN stays the default."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from odin_ood import Detector
+from odin_ood.metrics import fpr_at_tpr
+from odin_ood.score_choice import SCORES, score_outputs, tune_score
+from odin_ood.scores import msp_scores
+from odin_ood.successors import energy_odin_scores, energy_scores, maxlogit_scores
+from odin_ood.noise import gaussian_noise, uniform_noise
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+EPS = (0.0, 0.002, 0.004)
+
+
+@pytest.fixture(scope="module")
+def halves(digits):
+    x = digits["x_held"]
+    noise = torch.cat([gaussian_noise(200, (1, 8, 8), seed=5), uniform_noise(200, (1, 8, 8), seed=6)])
+    return x[:448], x[448:], noise
+
+
+def test_odin_is_the_default_score_and_is_saved(digits_model, halves, tmp_path):
+    det = Detector(digits_model, temperatures=(1.0, 1000.0), epsilons=EPS).fit(halves[0])
+    assert det.score_name == "odin"
+    assert json.loads(det.save(tmp_path / "d.json").read_text())["score"] == "odin"
+
+
+@pytest.mark.parametrize("score,fn", [("energy", energy_scores), ("maxlogit", maxlogit_scores), ("msp", msp_scores)])
+def test_parameter_free_scores_fit_only_the_threshold(digits_model, halves, score, fn):
+    fit, unseen, noise = halves
+    det = Detector(digits_model, score=score).fit(fit, noise)
+    assert (det.temperature_, det.epsilon_) == (1.0, 0.0)
+    want = fn(digits_model, unseen)
+    assert torch.allclose(det.score(unseen), want, atol=1e-6)
+    # threshold: at least 95% of the fitting ID data scores above it, as for ODIN
+    assert (fn(digits_model, fit) > det.threshold_).float().mean().item() >= 0.95
+
+
+def test_energy_odin_tunes_epsilon_at_t1_against_the_given_ood_set(digits_model, halves):
+    fit, unseen, noise = halves
+    det = Detector(digits_model, score="energy-odin", epsilons=EPS).fit(fit, noise)
+    assert det.temperature_ == 1.0 and det.epsilon_ in EPS
+    fprs = [fpr_at_tpr(energy_odin_scores(digits_model, fit, 1.0, e).numpy(),
+                       energy_odin_scores(digits_model, noise, 1.0, e).numpy()) for e in EPS]
+    assert det.epsilon_ == EPS[int(np.argmin(fprs))]  # first minimum, as tune_from_scores
+    assert torch.equal(det.score(unseen), energy_odin_scores(digits_model, unseen, 1.0, det.epsilon_))
+
+
+def test_tune_score_odin_is_tune(digits_model, halves):
+    from odin_ood import tune
+
+    fit, _, noise = halves
+    a = tune_score(digits_model, fit, noise, "odin", (1.0, 10.0), EPS)
+    b = tune(digits_model, fit, noise, (1.0, 10.0), EPS)
+    assert (a.temperature, a.epsilon) == (b.temperature, b.epsilon) and np.array_equal(a.scores_in, b.scores_in)
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_every_score_survives_save_and_load(digits_model, halves, score, tmp_path):
+    fit, unseen, noise = halves
+    det = Detector(digits_model, score=score, temperatures=(1.0, 1000.0), epsilons=EPS).fit(fit, noise)
+    loaded = Detector.load(det.save(tmp_path / "det"), digits_model)
+    assert loaded.score_name == score
+    assert torch.equal(loaded.score(unseen), det.score(unseen))
+    assert torch.equal(loaded.predict(noise), det.predict(noise))
+
+
+def test_detector_file_without_a_score_field_loads_as_odin(digits_model, halves, tmp_path):
+    det = Detector(digits_model, temperatures=(1.0,), epsilons=(0.0, 0.002)).fit(halves[0], halves[2])
+    d = det.to_dict()
+    del d["score"]
+    assert Detector.from_dict(d, digits_model).score_name == "odin"
+
+
+def test_unknown_score_is_refused_at_construction_and_load(digits_model, halves):
+    with pytest.raises(ValueError, match="score must be one of"):
+        Detector(digits_model, score="mahalanobis")
+    det = Detector(digits_model, score="energy").fit(halves[0], halves[2])
+    with pytest.raises(ValueError, match="corrupt"):
+        Detector.from_dict({**det.to_dict(), "score": "mahalanobis"}, digits_model)
+
+
+def test_parameter_free_scores_refuse_a_perturbation(digits_model, halves):
+    with pytest.raises(ValueError, match="epsilon must be 0"):
+        score_outputs(digits_model, halves[1], "energy", 1.0, 0.001)
+    with pytest.raises(ValueError, match="T = 1"):
+        score_outputs(digits_model, halves[1], "msp", 1000.0, 0.0)
