@@ -226,3 +226,22 @@ def test_detector_file_round_trips_input_shape_and_older_files_still_load(mnist_
     (tmp_path / "old.json").write_text(json.dumps(saved))
     old = Detector.load(tmp_path / "old.json", model)
     assert old.input_shape is None and old.threshold_ == saved["threshold"]
+
+
+def test_fit_with_another_score_matches_detector_fit_with_that_score(datasets, tmp_path):
+    mnist, notmnist = datasets
+    id_folder = write_pngs(tmp_path / "digits", mnist.images[6000:6080, 0].numpy())
+    ood_folder = write_pngs(tmp_path / "letters", notmnist.images[6000:6080, 0].numpy())
+    out = tmp_path / "det"
+    assert fit(out, "--model", "mnist-mlp", "--id", id_folder, "--ood", ood_folder, "--holdout", 0, "--quiet",
+               "--score", "energy-odin", "--epsilons", "0,0.001,0.002") == 0
+    record = json.loads((out / "fit.json").read_text())
+    saved = json.loads((out / "detector.json").read_text())
+    assert saved["score"] == record["score"] == "energy-odin"
+    order = {k: [int(s.rsplit("/", 1)[1][:3]) for s in record["tuning"][k]["sources"]] for k in ("id", "ood")}
+    x_id = torch.from_numpy(mnist.images[6000:6080, 0].numpy()[order["id"]]).float().div(255)[:, None]
+    x_ood = torch.from_numpy(notmnist.images[6000:6080, 0].numpy()[order["ood"]]).float().div(255)[:, None]
+    model = models.load("mnist-mlp")
+    det = Detector(model, input_std=model.input_std, epsilons=(0, 0.001, 0.002), score="energy-odin").fit(x_id, x_ood)
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    assert saved["temperature"] == 1.0 and "Energy + perturbation" in (out / "fit_report.html").read_text()

@@ -56,7 +56,7 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
         hx.hist(scores[key], bins=bins, alpha=0.55, density=True, color=colour,
                 label=f"{key.upper()} ({split}, n={len(scores[key])})")
     hx.axvline(record["threshold"], color="k", ls="--", lw=1, label=f"threshold {record['threshold']:.6g}")
-    hx.set(title=f"ODIN scores at the fitted parameters ({split} split)",
+    hx.set(title=f"{score_label(record)} scores at the fitted parameters ({split} split)",
            xlabel="score (higher = more in-distribution)", ylabel="density")
     hx.legend(fontsize=8)
     fig.tight_layout()
@@ -64,6 +64,13 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def score_label(record: dict[str, Any]) -> str:
+    """The fitted score's name for people (fit records before ``score`` existed are ODIN's)."""
+    name = record.get("score", "odin")
+    return {"odin": "ODIN", "msp": "MSP", "maxlogit": "MaxLogit", "energy": "Energy",
+            "energy-odin": "Energy + perturbation"}.get(name, name)
 
 
 def report_html(record: dict[str, Any], png: bytes) -> str:
@@ -75,7 +82,7 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
         rows = "".join(
             f"<tr><td>{name}</td>" + "".join(f'<td data-key="{key}|{m}">{100 * held[key][m]:.2f}</td>' for m in METRICS)
             + "</tr>"
-            for key, name in (("odin", "ODIN (fitted T, &epsilon;)"), ("msp", "MSP baseline"))
+            for key, name in (("odin", f"{score_label(record)} (fitted)"), ("msp", "MSP baseline"))
         )
         metrics = (f"<h2>Held-out split</h2><p>{held['id']['count']} ID vs {held['ood']['count']} OOD images "
                    f"({escape(held['ood']['what'])}), none used in tuning. At the threshold the detector keeps "
@@ -98,7 +105,7 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>odin-ood fit report</title>
 <style>{CSS}</style></head><body>
 <h1>odin-ood fit: {escape(record['model'])}</h1>
-<p>Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images ({escape(tuning['ood']['what'])}):
+<p>Score: <b data-key="score">{score_label(record)}</b>. Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images ({escape(tuning['ood']['what'])}):
 the grid cell with the lowest FPR at {tpr} TPR is <b data-key="temperature">T = {record['temperature']:g}</b>,
 <b data-key="epsilon">&epsilon; = {record['epsilon']:g}</b>; threshold
 <b data-key="threshold">&delta; = {record['threshold']:.9g}</b> keeps {tpr} of the tuning ID images

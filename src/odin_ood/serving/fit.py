@@ -31,6 +31,7 @@ from odin_ood import __version__, msp_scores
 from odin_ood.batching import map_batches
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
+from odin_ood.score_choice import SCORES
 from odin_ood.serving.heldout import Selection, check_disjoint, select, split
 from odin_ood.serving.inputs import Inputs
 from odin_ood.serving.options import ModelOptions, add_model_arguments, floats_arg
@@ -45,7 +46,8 @@ NOISE = "noise: Detector.fit's default without OOD data (Gaussian + Uniform, pap
 class FitOptions:
     """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; no OOD inputs
     = noise), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
-    ``limit`` (at most that many distinct images per side, a seeded random sample) and ``seed``."""
+    ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed`` and
+    ``score`` (:data:`odin_ood.score_choice.SCORES`; ODIN by default)."""
 
     id_inputs: tuple[str, ...]
     ood_inputs: tuple[str, ...] = ()
@@ -58,6 +60,7 @@ class FitOptions:
     seed: int = 0
     workers: int = 4
     progress: bool = True
+    score: str = "odin"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="temperature grid (default: the paper's 1,2,5,...,1000)")
     parser.add_argument("--epsilons", type=floats_arg, default=PAPER_EPSILONS, metavar="E,E,...",
                         help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])")
+    parser.add_argument("--score", choices=SCORES, default="odin",
+                        help="the detector's score (default: ODIN; the others are its successors, see README)")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     options = FitOptions(
         id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
         temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
-        limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet,
+        limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet, score=args.score,
     )
     record = fit(ModelOptions.from_args(args), options, out)
     print(summary(record, out))
@@ -112,7 +117,8 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     batch = model_options.batch_size or DEFAULT_BATCH
     loader = _Loader(batch, options.progress)
     detector = Detector(model, input_std=spec.std, input_mean=spec.mean, input_shape=spec.shape,
-                        temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch)
+                        temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
+                        score=options.score)
     detector.fit(loader(id_tune.x, "tuning: ID"), None if ood_tune is None else loader(ood_tune.x, "tuning: OOD"),
                  tpr=options.tpr)
     result = detector.tuning_
@@ -122,7 +128,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
         "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
         "input": {"shape": list(spec.shape), "mean": spec.mean, "std": spec.std, "resize": spec.resize},
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
-        "tpr": detector.tpr_, "objective": detector.objective,
+        "tpr": detector.tpr_, "objective": detector.objective, "score": detector.score_name,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
                  **{m: result.metrics[m].tolist() for m in METRICS}},
         "tuning": {"id": _part(id_tune), "ood": _part(ood_tune, count=result.scores_out.shape[-1])},
