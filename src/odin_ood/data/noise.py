@@ -41,7 +41,7 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def _conventions(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Noise sets are fed to the ID model as is: report that model family's normalisation."""
+    """The conventional statistics of the family the noise imitates (information only)."""
     return (CIFAR_MEAN, CIFAR_STD) if channels == 3 else (MNIST_MEAN, MNIST_STD)
 
 
