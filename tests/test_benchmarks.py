@@ -71,3 +71,15 @@ def test_reproduce_json_has_four_ood_sets_per_precision(tiny_run):
     bf16 = d["runs"][1]["sets"]["gaussian"]
     assert bf16["fpr_points_vs_fp32"] == pytest.approx(
         100 * (bf16["odin"]["fpr_at_95_tpr"] - d["runs"][0]["sets"]["gaussian"]["odin"]["fpr_at_95_tpr"]))
+
+
+def test_scoring_at_epsilon_zero_records_the_one_forward_floor(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_scoring
+
+    d = bench_scoring.main(["--tiny", "--device", "cpu", "--models", "mnist-mlp", "--epsilon", "0", "--baseline",
+                            "--out", str(tmp_path), "--results", str(tmp_path / "R.md")])
+    (row,) = d["rows"]
+    assert d["epsilon"] == 0.0 and row["epsilon"] == 0.0
+    assert row["floor_fraction"] == pytest.approx(row["odin_over_msp"])  # the floor is 1.0 at epsilon = 0
+    assert "one forward, as MSP" in (tmp_path / "R.md").read_text()
