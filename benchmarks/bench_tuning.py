@@ -17,6 +17,7 @@ floor is reported at the measured b and at b = 1 and 2 (the 10 x 21 grid: 0.35 a
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -53,9 +54,10 @@ def floor_ratio(temps, eps, backward_cost: float) -> float:
     return (1 + len(temps) * backward_cost + perturbed) / (perturbed * (2 + backward_cost) + zero)
 
 
-def backward_cost(model, x, input_std, device, reps: int = 3) -> dict[str, float]:
-    """Seconds (best of ``reps``) of a forward without a graph and of a forward with an input graph
-    plus the input-only backward on batch ``x``; ``backward_over_forward`` = b."""
+def backward_cost(model, x, input_std, device, rounds: int = 5) -> dict[str, float]:
+    """Seconds of a forward without a graph and of a forward with an input graph plus the
+    input-only backward on batch ``x``, timed back to back in each of ``rounds`` rounds (medians);
+    ``backward_over_forward`` = b, the median over rounds of (both / forward - 1)."""
     def forward():
         with torch.no_grad():
             model(x)
@@ -66,9 +68,9 @@ def backward_cost(model, x, input_std, device, reps: int = 3) -> dict[str, float
 
     std = channel_view(input_std, x)
     with scoring_mode(model):
-        fwd = min(common.timed(forward, device)[1] for _ in range(reps))
-        both = min(common.timed(forward_backward, device)[1] for _ in range(reps))
-    return {"forward_s": fwd, "forward_backward_s": both, "backward_over_forward": both / fwd - 1.0}
+        times = [(common.timed(forward, device)[1], common.timed(forward_backward, device)[1]) for _ in range(rounds)]
+    return {"forward_s": statistics.median(f for f, _ in times), "forward_backward_s": statistics.median(b for _, b in times),
+            "backward_over_forward": statistics.median(b / f - 1.0 for f, b in times)}
 
 
 def parser():
