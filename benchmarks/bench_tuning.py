@@ -9,7 +9,7 @@ are identical (``torch.equal``), their largest difference, and whether the optim
 
 The floor of shared/naive by pass count: with T temperatures, C cells with eps > 0 and Z with
 eps = 0, and an input-only backward costing b forwards, shared = 1 + T b + C and naive =
-C (2 + b) + Z forward-equivalents. b is measured on the model's first batch (best of 3): the
+C (2 + b) + Z forward-equivalents. b is measured on the model's first batch (median of 5 rounds): the
 floor is reported at the measured b and at b = 1 and 2 (the 10 x 21 grid: 0.35 and 0.27).
 
     python benchmarks/bench_tuning.py --model resnet20 --weights resnet20-cifar10.th --n 200 --cells-per-forward 1
