@@ -9,8 +9,10 @@ are identical (``torch.equal``), their largest difference, and whether the optim
 
 The floor of shared/naive by pass count: with T temperatures, C cells with eps > 0 and Z with
 eps = 0, and an input-only backward costing b forwards, shared = 1 + T b + C and naive =
-C (2 + b) + Z forward-equivalents. b is measured on the model's first batch (median of 5 rounds): the
-floor is reported at the measured b and at b = 1 and 2 (the 10 x 21 grid: 0.35 and 0.27).
+C (2 + b) + Z forward-equivalents. b is measured on the model's first batch (median of 5 rounds
+of >= 0.2 s blocks); the floor is reported at the measured b and at b = 1 and 2 (the 10 x 21
+grid: 0.35 and 0.27). Per-call overhead (many small calls cell by cell) can put a small model
+below the floor.
 
     python benchmarks/bench_tuning.py --model resnet20 --weights resnet20-cifar10.th --n 200 --cells-per-forward 1
 """
@@ -54,10 +56,11 @@ def floor_ratio(temps, eps, backward_cost: float) -> float:
     return (1 + len(temps) * backward_cost + perturbed) / (perturbed * (2 + backward_cost) + zero)
 
 
-def backward_cost(model, x, input_std, device, rounds: int = 5) -> dict[str, float]:
+def backward_cost(model, x, input_std, device, rounds: int = 5, min_block_s: float = 0.2) -> dict[str, float]:
     """Seconds of a forward without a graph and of a forward with an input graph plus the
-    input-only backward on batch ``x``, timed back to back in each of ``rounds`` rounds (medians);
-    ``backward_over_forward`` = b, the median over rounds of (both / forward - 1)."""
+    input-only backward on batch ``x``. Each is timed as a block of repetitions lasting at least
+    ``min_block_s`` (small models take milliseconds), the two blocks back to back in each of
+    ``rounds`` rounds; medians, and ``backward_over_forward`` = b = median of (both / forward - 1)."""
     def forward():
         with torch.no_grad():
             model(x)
@@ -66,9 +69,13 @@ def backward_cost(model, x, input_std, device, rounds: int = 5) -> dict[str, flo
         xg = x.detach().requires_grad_(True)
         perturbation_direction(model(xg), xg, 1000.0, std)
 
+    def block(fn, k):
+        return common.timed(lambda: [fn() for _ in range(k)], device)[1] / k
+
     std = channel_view(input_std, x)
     with scoring_mode(model):
-        times = [(common.timed(forward, device)[1], common.timed(forward_backward, device)[1]) for _ in range(rounds)]
+        k = max(1, int(min_block_s / max(block(forward, 1), 1e-6)))
+        times = [(block(forward, k), block(forward_backward, k)) for _ in range(rounds)]
     return {"forward_s": statistics.median(f for f, _ in times), "forward_backward_s": statistics.median(b for _, b in times),
             "backward_over_forward": statistics.median(b / f - 1.0 for f, b in times)}
 
