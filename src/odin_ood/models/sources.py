@@ -14,8 +14,9 @@ a zoo name                    :func:`odin_ood.models.names`, ``weights`` optiona
 ``package.module:factory``    ``factory()`` from the user's importable module         **yes**
 ============================  =====================================================  ============
 
-Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors and
-loaded strictly. Every model comes back in eval mode on ``map_location`` with ``input_shape``,
+Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors, their
+keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
+comes back in eval mode on ``map_location`` with ``input_shape``,
 ``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
 arguments, else the library's metadata, else the model's own attributes. When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
