@@ -172,6 +172,7 @@ def to_device(x: Tensor, model: nn.Module, device: torch.device, channels_last: 
 REAL_PAIRS = {
     "densenet-bc-100": ("cifar10-lossless-1000", "tinyimagenet-crop"),
     "wrn-28-10": ("cifar10-lossless-1000", "tinyimagenet-crop"),
+    "resnet20": ("cifar10-lossless-1000", "tinyimagenet-crop"),
     "mnist-mlp": ("mnist", "notmnist"),
 }
 

@@ -45,6 +45,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, object, list[str]]]:
     return [
         ("scoring", bench_scoring, common_argv + weights + ["--batch-size", "256", "--batches", "20", "--dtypes",
                                                             "fp32", "bf16", "--channels-last", "--baseline"]),
+        ("scoring_eps0", bench_scoring, common_argv + weights + ["--batch-size", "256", "--batches", "20",
+                                                                 "--epsilon", "0"]),
         ("scoring_compile", bench_scoring, common_argv + weights + ["--models", "densenet-bc-100", "--batch-size",
                                                                     "256", "--batches", "20", "--compile"]),
         ("tuning", bench_tuning, common_argv + weights + data + ["--n", "500", "--batch-size", "256"]),

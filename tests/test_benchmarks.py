@@ -71,3 +71,30 @@ def test_reproduce_json_has_four_ood_sets_per_precision(tiny_run):
     bf16 = d["runs"][1]["sets"]["gaussian"]
     assert bf16["fpr_points_vs_fp32"] == pytest.approx(
         100 * (bf16["odin"]["fpr_at_95_tpr"] - d["runs"][0]["sets"]["gaussian"]["odin"]["fpr_at_95_tpr"]))
+
+
+def test_scoring_at_epsilon_zero_records_the_one_forward_floor(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_scoring
+
+    d = bench_scoring.main(["--tiny", "--device", "cpu", "--models", "mnist-mlp", "--epsilon", "0", "--baseline",
+                            "--out", str(tmp_path), "--results", str(tmp_path / "R.md")])
+    (row,) = d["rows"]
+    assert d["epsilon"] == 0.0 and row["epsilon"] == 0.0
+    assert row["floor_fraction"] == pytest.approx(row["odin_over_msp"])  # the floor is 1.0 at epsilon = 0
+    assert "one forward, as MSP" in (tmp_path / "R.md").read_text()
+
+
+def test_tuning_floor_by_pass_count_on_the_papers_grid(tiny_run):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_tuning
+    from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES
+
+    # 10 x 21 grid, 200 cells with eps > 0 and 10 at eps = 0: shared = 1 + 10 b + 200 forward-equivalents,
+    # cell by cell = 200 (2 + b) + 10 (a forward, a backward, a forward; one forward at eps = 0)
+    assert bench_tuning.passes(PAPER_TEMPERATURES, PAPER_EPSILONS) == {"passes_naive": 610, "passes_shared": 211}
+    assert bench_tuning.floor_ratio(PAPER_TEMPERATURES, PAPER_EPSILONS, 1.0) == pytest.approx(211 / 610)
+    assert bench_tuning.floor_ratio(PAPER_TEMPERATURES, PAPER_EPSILONS, 2.0) == pytest.approx(221 / 810)  # ~0.27
+    d = load(tiny_run, "tuning", "bench_tuning")
+    assert d["backward_over_forward"] > 0 and d["floor_at_measured_b"] == pytest.approx(
+        bench_tuning.floor_ratio([1.0, 1000.0], [0.0, 0.001, 0.002], d["backward_over_forward"]))

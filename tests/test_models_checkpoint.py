@@ -131,3 +131,71 @@ def test_unrecognisable_checkpoint_asks_for_a_name(tmp_path):
     torch.save({"fc.weight": torch.zeros(10, 5), "fc.bias": torch.zeros(10)}, path)
     with pytest.raises(ValueError, match="cannot tell the architecture"):
         models.load(path)
+
+
+@pytest.fixture(scope="module")
+def densenet_under_encoder(ckpt_dir, tmp_path_factory):
+    """The real DenseNet-BC-100 checkpoint re-saved as another library lays it out: a plain state
+    dict with the body under ``encoder.`` and the head called ``output_layer``."""
+    state = models.read_state_dict(ckpt_dir / "densenet-bc-100-cifar10.pth.tar")
+    renamed = {(f"output_layer{k[2:]}" if k.startswith("fc.") else f"encoder.{k}"): v for k, v in state.items()}
+    path = tmp_path_factory.mktemp("encoder") / "densenet-encoder.pt"
+    torch.save(renamed, path)
+    return path
+
+
+def test_checkpoint_under_other_key_names_is_refused_with_the_flags_to_pass(densenet_under_encoder):
+    with pytest.raises(ValueError, match=r"unexpected keys: encoder\.conv1\.weight.*strip_prefixes=\('encoder\.',\)"
+                                         r".*--strip-prefix encoder\..*--rename-key OLD=NEW"):
+        models.load("densenet-bc-100", weights=densenet_under_encoder)
+    with pytest.raises(ValueError, match="cannot tell the architecture"):
+        models.load(densenet_under_encoder)
+    with pytest.raises(ValueError, match="missing keys: fc.weight"):  # stripping alone leaves the head unnamed
+        models.load("densenet-bc-100", weights=densenet_under_encoder, strip_prefixes=("encoder.",))
+
+
+def test_key_mapping_loads_the_checkpoint_with_identical_logits(densenet10, densenet_under_encoder, lossless_1000):
+    mapping = dict(strip_prefixes=("encoder.",), rename_keys={"output_layer": "fc"})
+    named = models.load("densenet-bc-100", weights=densenet_under_encoder, **mapping)
+    recognised = models.load(densenet_under_encoder, **mapping)  # the architecture is recognised after mapping
+    x = (lossless_1000.tensors()[0][:8] - torch.tensor(named.input_mean).view(1, 3, 1, 1)) / torch.tensor(
+        named.input_std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        want = densenet10(x)
+        assert torch.equal(named(x), want) and torch.equal(recognised(x), want)
+
+
+@pytest.mark.parametrize("mapping,match", [
+    (dict(strip_prefixes=("decoder.",)), "strip prefix 'decoder.' matches no checkpoint key"),
+    (dict(strip_prefixes=("encoder.",), rename_keys={"head": "fc"}), "rename 'head' -> 'fc': no checkpoint key"),
+    (dict(strip_prefixes=("encoder.",), rename_keys={"output_layer": "conv1"}), "two checkpoint keys to 'conv1.weight'"),
+])
+def test_key_mapping_that_does_nothing_or_collides_is_an_error(densenet_under_encoder, mapping, match):
+    with pytest.raises(ValueError, match=match):
+        models.load("densenet-bc-100", weights=densenet_under_encoder, **mapping)
+
+
+def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(densenet10, densenet_under_encoder,
+                                                                          lossless_1000, tmp_path):
+    from odin_ood import Detector
+    from odin_ood.cli import build_parser
+    from odin_ood.serving.engine import load_detector
+    from odin_ood.serving.options import ModelOptions
+
+    def load(argv):
+        args = build_parser().parse_args(argv)
+        return load_detector(ModelOptions.from_args(args), args.detector)
+
+    x = (lossless_1000.tensors()[0][:16] - torch.tensor(densenet10.input_mean).view(1, 3, 1, 1)) / torch.tensor(
+        densenet10.input_std).view(1, 3, 1, 1)
+    det = Detector(densenet10, input_std=densenet10.input_std, temperatures=(1000.0,), epsilons=(0.0,), batch_size=16)
+    det.fit(x, torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))).save(tmp_path / "det")
+    argv = ["score", "in/", "--output", "s.csv", "--detector", str(tmp_path / "det"), "--model", "densenet-bc-100",
+            "--weights", str(densenet_under_encoder), "--device", "cpu"]
+    with pytest.raises(ValueError, match="--strip-prefix encoder"):
+        load(argv)
+    loaded, _ = load(argv + ["--strip-prefix", "encoder.", "--rename-key", "output_layer=fc"])
+    # Detector.load checks the weights' fingerprint: identical weights
+    assert loaded.model_fingerprint_ == det.model_fingerprint_
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv + ["--rename-key", "output_layer"])

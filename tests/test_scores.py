@@ -186,3 +186,58 @@ def test_odin_under_bf16_autocast_is_close_to_fp32(digits_model, digits):
         bf16 = odin_scores(digits_model, x, 1000.0, 0.002)
     assert bf16.dtype == torch.float32
     assert (bf16 - fp32).abs().max() < 1e-3 * fp32.mean()  # T = 1000 compresses scores near 1/K
+
+
+class _BackwardForbidden(torch.autograd.Function):
+    """Identity whose backward raises: any gradient pass through the model fails loudly."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("a backward pass ran")
+
+
+class _NoBackward(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(_BackwardForbidden.apply(x))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1000.0])
+def test_odin_at_epsilon_zero_runs_no_backward_and_equals_float64_reference(digits_model, digits, temperature):
+    x = digits["x_held"][:40]
+    guarded = _NoBackward(digits_model)
+    with pytest.raises(AssertionError, match="backward"):
+        odin_scores(guarded, x, temperature, 0.001)  # the guard works: eps > 0 needs the backward
+    got = odin_scores(guarded, x, temperature, 0.0, input_std=[0.5])
+    logits, scores = odin_outputs(guarded, x, temperature, 0.0)
+    assert torch.equal(got, scores) and logits.grad_fn is None
+    want = reference_odin_float64(digits_model, x, temperature, 0.0)
+    assert torch.allclose(got.double(), want, atol=1e-6, rtol=0)
+    # the shared-work grid: an all-zero epsilon grid needs no backward either, same scores
+    grid = odin_grid_scores(guarded, x, (temperature, 2.0), (0.0,))
+    assert torch.equal(grid[0, 0], got)
+
+
+def test_detector_and_serving_at_epsilon_zero_run_no_backward(digits_model, digits):
+    # Detector.fit (the grid), Detector.outputs and the serving path (fixed-size batches) all
+    # go through the epsilon = 0 branch: the guarded model would raise on any backward
+    from odin_ood import Detector
+    from odin_ood.serving.engine import fixed_batch_outputs
+
+    guarded = _NoBackward(digits_model)
+    ood = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    det = Detector(guarded, temperatures=(1.0, 1000.0), epsilons=(0.0,), batch_size=16)
+    det.fit(digits["x_held"][:60], ood)
+    x = digits["x_held"][60:97]
+    served = fixed_batch_outputs(det, x)["score"]
+    with torch.no_grad():
+        want = torch.softmax(digits_model(x).double() / det.temperature_, 1).amax(1)
+    assert det.epsilon_ == 0.0 and torch.allclose(served.double(), want, atol=1e-6, rtol=0)
+    assert torch.allclose(det.score(x), odin_scores(digits_model, x, det.temperature_, 0.0), atol=1e-7, rtol=0)

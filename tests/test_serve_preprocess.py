@@ -64,12 +64,16 @@ def test_float_arrays_are_checked_then_normalised():
             array_tensor(bad.tolist() if isinstance(bad, np.ndarray) else bad, CIFAR)
 
 
-def test_input_spec_takes_the_detectors_normalisation_over_the_models(digits_model):
+def test_input_spec_uses_the_models_normalisation_and_refuses_a_detector_fitted_with_other_statistics(digits_model):
     digits_model = copy.deepcopy(digits_model)
-    digits_model.input_shape, digits_model.input_mean, digits_model.input_std = (1, 8, 8), (0.0,), (1.0,)
-    det = Detector(digits_model, input_std=(0.3,), input_mean=(0.1,))
-    spec = input_spec(det)
+    digits_model.input_shape, digits_model.input_mean, digits_model.input_std = (1, 8, 8), (0.1,), (0.3,)
+    spec = input_spec(Detector(digits_model, input_std=(0.3,)))
     assert spec.shape == (1, 8, 8) and spec.mean == pytest.approx((0.1,)) and spec.std == pytest.approx((0.3,))
+    with pytest.raises(ValueError, match=r"fitted with input_mean \(0.5,\) but the model takes \(0.1,\)"):
+        input_spec(Detector(digits_model, input_std=(0.3,), input_mean=(0.5,)))
+    del digits_model.input_mean, digits_model.input_std  # a model without statistics: the detector's serve
+    spec = input_spec(Detector(digits_model, input_std=(0.3,), input_mean=(0.5,)))
+    assert spec.mean == pytest.approx((0.5,)) and spec.std == pytest.approx((0.3,))
 
 
 def test_fixed_batches_make_results_independent_of_batch_company(digits_model, digits):

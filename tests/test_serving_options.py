@@ -42,3 +42,14 @@ def test_bad_numbers_are_argument_errors(text):
 def test_out_of_range_options_name_the_flag(field, value, message):
     with pytest.raises(ValueError, match=message):
         ModelOptions("mnist-mlp", **{field: value})
+
+
+def test_checkpoint_key_mapping_flags_reach_the_options_of_every_command():
+    parser = build_parser()
+    flags = ["--model", "densenet-bc-100", "--weights", "w.pt", "--strip-prefix", "encoder.", "--strip-prefix", "net.",
+             "--rename-key", "output_layer=fc"]
+    for head in COMMANDS.values():
+        options = ModelOptions.from_args(parser.parse_args([*head, *flags]))
+        assert options.strip_prefixes == ("encoder.", "net.") and options.rename_keys == (("output_layer", "fc"),)
+    with pytest.raises(SystemExit):
+        parser.parse_args([*COMMANDS["score"], *flags, "--rename-key", "output_layer"])

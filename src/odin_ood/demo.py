@@ -46,14 +46,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_input(pixels: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """Pixels in [0, 1] -> the model's input ``(x - input_mean) / input_std`` (its own statistics)."""
+    mean, std = (torch.tensor(v, dtype=pixels.dtype).view(1, -1, 1, 1) for v in (model.input_mean, model.input_std))
+    return (pixels - mean) / std
+
+
 def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     """Run the demo and write its files to ``out``; returns what ``demo.json`` holds."""
     torch.manual_seed(seed)
     steps = tqdm(total=5, desc="odin-ood demo", disable=not progress, unit="step")
     model = load_model("mnist-mlp")
     sample = demo_sample()
-    id_x, _ = sample["mnist"].tensors()
-    ood_x, _ = sample["omniglot"].tensors()
+    id_x = model_input(sample["mnist"].tensors()[0], model)
+    ood_x = model_input(sample["omniglot"].tensors()[0], model)
     rng = np.random.default_rng(seed)
     id_perm, ood_perm = torch.from_numpy(rng.permutation(len(id_x))), torch.from_numpy(rng.permutation(len(ood_x)))
     half_id, half_ood = len(id_x) // 2, len(ood_x) // 2
@@ -62,16 +68,16 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     steps.set_postfix_str("loaded model and sample")
     steps.update()
 
-    detector = Detector(model, input_std=model.input_std).fit(id_tune, ood_tune, tpr=0.95)
+    detector = Detector(model, input_std=model.input_std, input_mean=model.input_mean).fit(id_tune, ood_tune, tpr=0.95)
     steps.set_postfix_str(f"tuned T={detector.temperature_:g}, eps={detector.epsilon_:g}")
     steps.update()
 
     shape = tuple(id_x.shape[1:])
     eval_sets = {
         "Omniglot": ood_eval,
-        "notMNIST": sample["notmnist"].tensors()[0],
-        "Gaussian": gaussian_noise(len(id_eval), shape, seed + 1000),
-        "Uniform": uniform_noise(len(id_eval), shape, seed + 1001),
+        "notMNIST": model_input(sample["notmnist"].tensors()[0], model),
+        "Gaussian": model_input(gaussian_noise(len(id_eval), shape, seed + 1000), model),
+        "Uniform": model_input(uniform_noise(len(id_eval), shape, seed + 1001), model),
     }
     msp = {name: map_batches(lambda b: msp_scores(model, b), x) for name, x in {"MNIST": id_eval, **eval_sets}.items()}
     steps.update()

@@ -18,9 +18,9 @@ def _generator(seed: int) -> torch.Generator:
 
 def gaussian_noise(n: int, shape: Sequence[int], seed: int = 0) -> Tensor:
     """n images of ``shape`` (C, H, W), values clamp(N(0.5, 1), 0, 1); seeded, on the CPU."""
-    return torch.randn(n, *shape, generator=_generator(seed)).add_(0.5).clamp_(0.0, 1.0)
+    return torch.randn(n, *shape, generator=_generator(seed), dtype=torch.float32).add_(0.5).clamp_(0.0, 1.0)
 
 
 def uniform_noise(n: int, shape: Sequence[int], seed: int = 0) -> Tensor:
     """n images of ``shape`` (C, H, W), values U[0, 1); seeded, on the CPU."""
-    return torch.rand(n, *shape, generator=_generator(seed))
+    return torch.rand(n, *shape, generator=_generator(seed), dtype=torch.float32)

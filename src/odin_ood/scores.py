@@ -117,8 +117,9 @@ def odin_scores(
     ``epsilon`` is in pixel units: when the model sees inputs normalised by a per-channel
     ``input_std``, pass it and the step becomes epsilon / std per channel, as the paper's code
     does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` optionally
-    clips x~ (the paper does not). Costs one forward with an input-only backward and, for
-    epsilon > 0, one forward without a graph; parameter gradients are never computed.
+    clips x~ (the paper does not). Costs one forward with an input-only backward and one forward
+    without a graph; parameter gradients are never computed. At epsilon = 0 (the paper's MNIST
+    setting) x~ = x, so the score is S_yhat(x; T) of ONE forward without a graph: no backward.
     """
     return odin_outputs(model, x, temperature, epsilon, input_std, clamp)[1]
 
@@ -138,13 +139,15 @@ def odin_outputs(
     x = _prepare(model, x)
     std = channel_view(input_std, x)
     with scoring_mode(model):
+        if epsilon == 0.0:  # x~ = x: the gradient's sign is not needed
+            with torch.no_grad():
+                logits = model(x)
+            return logits, softmax_score(logits, temperature)
         x = x.requires_grad_(True)
         with torch.enable_grad():
             logits = model(x)
             direction = perturbation_direction(logits, x, temperature, std)
         x, logits = x.detach(), logits.detach()
-        if epsilon == 0.0:
-            return logits, softmax_score(logits, temperature)
         with torch.no_grad():
             z = model(perturb(x, direction, epsilon, clamp))
         return logits, softmax_score(z, temperature)
@@ -177,13 +180,14 @@ def odin_grid_scores(
         raise ValueError(f"cells_per_forward must be >= 1, got {cells_per_forward}")
     x = _prepare(model, x)
     std = channel_view(input_std, x)
+    needs_direction = any(e > 0.0 for e in epsilons)  # an all-zero epsilon grid needs no backward
     with scoring_mode(model):
-        x = x.requires_grad_(True)
-        with torch.enable_grad():
+        x = x.requires_grad_(needs_direction)
+        with torch.set_grad_enabled(needs_direction):
             logits = model(x)
             directions = [
                 perturbation_direction(logits, x, t, std, retain_graph=i < len(temperatures) - 1)
-                for i, t in enumerate(temperatures)
+                for i, t in enumerate(temperatures) if needs_direction
             ]
         x, logits = x.detach(), logits.detach()
         scores = x.new_empty(len(temperatures), len(epsilons), len(x), dtype=at_least_fp32(logits).dtype)

@@ -1,8 +1,9 @@
 """Datasets of the ODIN paper, loaded from local files (nothing downloads at run time).
 
 ``load(name, root=..., split=..., **kw)`` returns an :class:`ImageDataset` (uint8 images in
-memory, ``ds[i] -> (float [0,1] (C,H,W), label)``, ``.mean``/``.std`` = the normalisation of
-the models it is meant for, ``.manifest`` = provenance); ``names()`` lists the registry, as
+memory, ``ds[i] -> (float [0,1] (C,H,W), label)``, ``.mean``/``.std`` = the family's
+conventional channel statistics, for information only (odin-ood normalises with the model's
+``input_mean``/``input_std``), ``.manifest`` = provenance); ``names()`` lists the registry, as
 does ``odin-ood datasets``. ``root`` is laid out like the project's shared data folder.
 
 Proven on the real files: mnist, notmnist, omniglot, cifar10-jpeg (train/test),

@@ -111,7 +111,8 @@ def to_grey(images: np.ndarray) -> np.ndarray:
 def crop_dataset(images: np.ndarray | Sequence[np.ndarray], *, name: str, sources: list[dict],
                  size: int = 32, per_image: int = 1, seed: int = 0) -> ImageDataset:
     """An OOD set of random crops (see :func:`random_crops`), with its recipe in the manifest.
-    Like all 32x32 RGB OOD sets it reports CIFAR's normalisation (it is fed to CIFAR models)."""
+    Like all 32x32 RGB sets it reports CIFAR's channel statistics (information only: the model's
+    ``input_mean``/``input_std`` normalise it)."""
     patches, _ = random_crops(images, size, per_image, seed)
     manifest = {"sources": sources, "build": "crop", "size": size, "per_image": per_image,
                 "seed": seed, "generator": "numpy PCG64", "numpy": np.__version__}

@@ -3,9 +3,11 @@
 An :class:`ImageDataset` holds the whole set as one uint8 tensor ``images`` of shape
 ``(N, C, H, W)`` and an int64 tensor ``labels`` (``-1`` = unlabelled, as for OOD sets).
 Indexing returns ``(x, y)`` with ``x = images[i] / 255`` (float32 in [0, 1]) — the only
-transform applied. Normalisation is *not* applied: each dataset reports the conventional
-per-channel ``mean``/``std`` of the models it is meant for, and the model (or scoring, via
-``input_std``) applies ``(x - mean) / std``. ``manifest`` is JSON-serialisable provenance:
+transform applied. Normalisation is *not* applied, and never taken from the dataset:
+``mean``/``std`` are the conventional channel statistics of the dataset's family (CIFAR's for
+32x32 RGB sets, raw pixels for MNIST-like sets), for information only. A checkpoint may have been
+trained with other statistics (the public ResNet-20 used ImageNet's), so odin-ood always applies
+the model's own ``(x - input_mean) / input_std``. ``manifest`` is JSON-serialisable provenance:
 source files with their sha256, seed, build method, count.
 """
 

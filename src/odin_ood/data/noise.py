@@ -5,20 +5,32 @@
   E[(clip(X) - 0.5)^2] = (2 Phi(0.5) - 1) - phi(0.5) + 0.5 (1 - Phi(0.5)) ~= 0.1851.
 - Uniform: every value i.i.d. U[0, 1] (mean 0.5, variance 1/12).
 
-Values are drawn by :mod:`odin_ood.noise` (torch's seeded CPU generator: the same seed gives the
-same bytes) and stored as 8-bit pixels, ``round(255 * v)`` (a change of at most 1/510 per
-value), like every other dataset.
+Values are drawn by :mod:`odin_ood.noise` from torch's seeded CPU generator (``torch.Generator``,
+Mersenne Twister; the same seed and torch version give the same bytes) and stored as 8-bit
+pixels, ``round(255 * v)`` (a change of at most 1/510 per value), like every other dataset. The
+manifest records the generator, the draw, the quantisation, the torch and numpy versions and the
+sha256 of the pixels; :func:`rebuild` makes the set again from the manifest alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset
 from odin_ood.noise import gaussian_noise, uniform_noise
+
+GENERATOR = "torch.Generator() on the CPU (Mersenne Twister mt19937), manual_seed(seed)"
+QUANTISATION = "numpy.rint(float32 values * 255.0).astype(uint8)"
+_RECIPES = {  # kind -> (distribution, the draw with g = GENERATOR)
+    "gaussian": ("N(0.5, 1) clipped to [0, 1]",
+                 "torch.randn(count, *shape, generator=g, dtype=float32).add_(0.5).clamp_(0.0, 1.0)"),
+    "uniform": ("U[0, 1]", "torch.rand(count, *shape, generator=g, dtype=float32)"),
+}
 
 DEFAULT_COUNT = 10_000
 DEFAULT_SHAPE = (3, 32, 32)
@@ -29,7 +41,7 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def _conventions(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Noise sets are fed to the ID model as is: report that model family's normalisation."""
+    """The conventional statistics of the family the noise imitates (information only)."""
     return (CIFAR_MEAN, CIFAR_STD) if channels == 3 else (MNIST_MEAN, MNIST_STD)
 
 
@@ -45,14 +57,36 @@ def noise_images(kind: str, count: int, shape: Sequence[int], seed: int) -> np.n
 
 def noise_dataset(kind: str, count: int = DEFAULT_COUNT, shape: Sequence[int] = DEFAULT_SHAPE,
                   seed: int = 0) -> ImageDataset:
-    """A seeded noise set (unlabelled) with its recipe in the manifest."""
+    """A seeded noise set (unlabelled) with its full recipe in the manifest (see :func:`rebuild`)."""
     shape = tuple(int(s) for s in shape)
+    images = noise_images(kind, count, shape, seed)
+    distribution, draw = _RECIPES[kind]
+    manifest = {"kind": kind, "distribution": distribution, "seed": seed, "shape": shape,
+                "generator": GENERATOR, "draw": draw, "quantisation": QUANTISATION,
+                "torch": torch.__version__, "numpy": np.__version__,
+                "images_sha256": hashlib.sha256(images.tobytes()).hexdigest()}
     mean, std = _conventions(shape[0])
-    recipe = ("N(0.5, 1) clipped to [0, 1]" if kind == "gaussian" else "U[0, 1]")
-    manifest = {"kind": kind, "distribution": recipe, "seed": seed, "shape": shape,
-                "generator": "numpy PCG64", "numpy": np.__version__, "quantisation": "round(255*v)"}
-    return ImageDataset(noise_images(kind, count, shape, seed), name=kind, mean=mean, std=std,
-                        manifest=manifest)
+    return ImageDataset(images, name=kind, mean=mean, std=std, manifest=manifest)
+
+
+def rebuild(manifest: Mapping[str, Any]) -> np.ndarray:
+    """The uint8 images (count, C, H, W) of the noise set that ``manifest`` describes, drawn again
+    from its kind, count, shape and seed. A manifest with another generator, draw or quantisation
+    is refused, and so are pixels whose sha256 differs from the recorded one (e.g. a torch
+    release whose generator draws differently: the manifest names the version that made it)."""
+    kind = manifest.get("kind")
+    if kind not in _RECIPES:
+        raise ValueError(f"not a noise manifest: kind must be one of {sorted(_RECIPES)}, got {kind!r}")
+    recipe = {"generator": GENERATOR, "draw": _RECIPES[kind][1], "quantisation": QUANTISATION}
+    other = {k: manifest.get(k) for k, v in recipe.items() if manifest.get(k) != v}
+    if other:
+        raise ValueError(f"this noise manifest was made by another recipe ({other}); this code draws {recipe}")
+    images = noise_images(kind, int(manifest["count"]), tuple(int(s) for s in manifest["shape"]), int(manifest["seed"]))
+    want = manifest.get("images_sha256")
+    if want is not None and hashlib.sha256(images.tobytes()).hexdigest() != want:
+        raise ValueError(f"rebuilt {kind} noise differs from the recorded sha256 {want} (made with torch "
+                         f"{manifest.get('torch')}, numpy {manifest.get('numpy')}; this is torch {torch.__version__})")
+    return images
 
 
 def _registry_loader(kind: str):

@@ -5,6 +5,8 @@ Accepted files: safetensors, and PyTorch pickles (``.pth``, ``.pt``, ``.th``, ``
 file may hold the state dict itself or wrap it (``{"state_dict": ...}``, ``{"model": ...}``,
 ``{"model_state_dict": ...}``, with extra entries such as ``epoch`` ignored); the ``module.``
 prefix left by ``nn.DataParallel`` and ``_orig_mod.`` left by ``torch.compile`` are removed.
+Other layouts (weights stored under ``encoder.``, a head called ``output_layer``) load through an
+explicit key mapping (:func:`map_keys`) applied before the strict check, which stays.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -65,6 +68,53 @@ def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torc
     return tensors
 
 
+def map_keys(
+    state: dict[str, torch.Tensor], strip_prefixes: Sequence[str] = (), rename_keys: Mapping[str, str] | None = None
+) -> dict[str, torch.Tensor]:
+    """``state`` with its keys mapped explicitly: first each of ``strip_prefixes`` is removed from
+    the keys that start with it (``"encoder."``: ``encoder.conv1.weight -> conv1.weight``), then
+    each ``old -> new`` of ``rename_keys`` renames a key or a module (``{"output_layer": "fc"}``:
+    ``output_layer.weight -> fc.weight``). A prefix or name that matches no key, or two keys
+    mapped to one name, raise ``ValueError``: a mapping that does nothing is a mistake."""
+    for prefix in strip_prefixes:
+        if not prefix or not any(k.startswith(prefix) for k in state):
+            raise ValueError(f"strip prefix {prefix!r} matches no checkpoint key (keys look like {_sample(state)})")
+        state = _renamed(state, lambda k, p=prefix: k[len(p):] if k.startswith(p) else k)
+    for old, new in (rename_keys or {}).items():
+        if not old or not new or not any(k == old or k.startswith(old + ".") for k in state):
+            raise ValueError(f"rename {old!r} -> {new!r}: no checkpoint key is {old!r} or starts with "
+                             f"{old + '.'!r} (keys look like {_sample(state)})")
+        state = _renamed(state, lambda k, o=old, n=new: n + k[len(o):] if k == o or k.startswith(o + ".") else k)
+    return state
+
+
+def _renamed(state: dict[str, torch.Tensor], rename: Callable[[str], str]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        new = rename(k)
+        if new in out:
+            raise ValueError(f"key mapping sends two checkpoint keys to {new!r}")
+        out[new] = v
+    return out
+
+
+def _sample(state: dict[str, torch.Tensor]) -> str:
+    keys = list(state)
+    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+
+def _prefix_hint(expected: dict[str, torch.Tensor], unexpected: list[str]) -> str:
+    """A suggested ``strip_prefixes`` when removing one leading module name from unexpected keys
+    gives expected ones (e.g. weights saved under ``encoder.``)."""
+    prefixes = sorted({k.split(".", 1)[0] + "." for k in unexpected if "." in k and k.split(".", 1)[1] in expected})
+    if not prefixes:
+        return ""
+    flags = " ".join(f"--strip-prefix {p}" for p in prefixes)
+    return (f"; the checkpoint stores weights under {prefixes}: pass strip_prefixes={tuple(prefixes)} "
+            f"({flags} on the command line), and rename_keys={{old: new}} (--rename-key OLD=NEW) for "
+            f"layers named differently")
+
+
 def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     """Empty when ``state`` fits ``model`` exactly; otherwise a readable list of missing keys,
     unexpected keys and shape mismatches (at most a few of each, with counts). BatchNorm's
@@ -83,7 +133,7 @@ def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
         if items:
             shown = ", ".join(items[:6]) + (", ..." if len(items) > 6 else "")
             lines.append(f"{len(items)} {title}: {shown}")
-    return "; ".join(lines)
+    return "; ".join(lines) + (_prefix_hint(expected, unexpected) if lines else "")
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:

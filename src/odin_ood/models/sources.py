@@ -14,8 +14,9 @@ a zoo name                    :func:`odin_ood.models.names`, ``weights`` optiona
 ``package.module:factory``    ``factory()`` from the user's importable module         **yes**
 ============================  =====================================================  ============
 
-Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors and
-loaded strictly. Every model comes back in eval mode on ``map_location`` with ``input_shape``,
+Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors, their
+keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
+comes back in eval mode on ``map_location`` with ``input_shape``,
 ``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
 arguments, else the library's metadata, else the model's own attributes. When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
@@ -30,13 +31,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from odin_ood.models import zoo
-from odin_ood.models.checkpoint import load_strict, read_state_dict
+from odin_ood.models.checkpoint import load_strict, map_keys, read_state_dict
 from odin_ood.models.library import build_library_model, split_library_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
 
@@ -56,15 +57,20 @@ def load(
     input_shape: Sequence[int] | None = None,
     input_mean: Sequence[float] | None = None,
     input_std: Sequence[float] | None = None,
+    strip_prefixes: Sequence[str] = (),
+    rename_keys: Mapping[str, str] | None = None,
 ) -> nn.Module:
     """A trained classifier in eval mode from ``spec`` (see the module docstring).
 
     ``weights``: a checkpoint for a zoo name, ``torchvision:``/``timm:`` (required there: nothing
     is downloaded) or a factory's model. ``input_shape`` (C, H, W), ``input_mean`` and
     ``input_std`` (per channel, pixel values in [0, 1]) set what the model expects where its
-    source does not say, or override it.
+    source does not say, or override it. ``strip_prefixes`` and ``rename_keys`` map a checkpoint's
+    keys before the strict check (:func:`odin_ood.models.checkpoint.map_keys`), e.g.
+    ``strip_prefixes=("encoder.",), rename_keys={"output_layer": "fc"}``.
     """
     text = os.fspath(spec)
+    mapping = {"strip_prefixes": tuple(strip_prefixes), "rename_keys": dict(rename_keys or {})}
     overrides = {"input_shape": input_shape, "input_mean": input_mean, "input_std": input_std}
     library = split_library_spec(text)
     packaging, path = _packaging(text)
@@ -72,11 +78,11 @@ def load(
         if weights is None:
             raise ValueError(f"{text} needs weights=FILE (--weights): odin-ood never downloads weights")
         model, metadata = build_library_model(*library, num_classes=num_classes)
-        load_strict(model, read_state_dict(weights), source=f"{str(weights)!r}")
+        load_strict(model, map_keys(read_state_dict(weights), **mapping), source=f"{str(weights)!r}")
         return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if packaging is not None:
-        if weights is not None:
-            raise ValueError(f"{text} carries its own weights: drop weights= (--weights)")
+        if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
+            raise ValueError(f"{text} carries its own weights: drop weights= (--weights) and any key mapping")
         model = load_packaged(path, packaging, map_location)
         return describe(model, text, map_location, _given(overrides), num_classes)
     if Path(text).exists() or text in zoo.names():
@@ -84,14 +90,14 @@ def load(
         if found is not None:
             raise ValueError(f"{text!r} is a {found} archive, which runs code when loaded; if you trust it, "
                              f"pass it as {found}:{text}")
-        model = zoo.load(text, weights=weights, num_classes=num_classes, map_location=map_location)
+        model = zoo.load(text, weights=weights, num_classes=num_classes, map_location=map_location, **mapping)
         if not _given(overrides):
             return model
         return describe(model, text, map_location, _given(overrides), num_classes)
     if _FACTORY.match(text):
         model = _from_factory(text)
         if weights is not None:
-            load_strict(model, read_state_dict(weights), source=f"{str(weights)!r}")
+            load_strict(model, map_keys(read_state_dict(weights), **mapping), source=f"{str(weights)!r}")
         return describe(model, text, map_location, _given(overrides), num_classes)
     raise ValueError(f"model {text!r} is neither a known model name ({', '.join(zoo.names())}) nor an existing "
                      f"file, nor any of: {', '.join(FORMS[2:])}")

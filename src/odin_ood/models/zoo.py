@@ -13,7 +13,7 @@ checkpoints (Idelbayev) were trained with ImageNet's, mean (0.485, 0.456, 0.406)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
-from odin_ood.models.checkpoint import load_strict, mismatch_report, read_metadata, read_state_dict
+from odin_ood.models.checkpoint import load_strict, map_keys, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
 from odin_ood.models.mlp import MLP
 from odin_ood.models.resnet_cifar import ResNetCifar
@@ -96,6 +96,9 @@ def load(
     weights: str | Path | None = None,
     num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
+    *,
+    strip_prefixes: Sequence[str] = (),
+    rename_keys: Mapping[str, str] | None = None,
 ) -> nn.Module:
     """A trained model in eval mode.
 
@@ -103,10 +106,12 @@ def load(
     builds architecture NAME and loads FILE strictly. ``load(FILE)`` reads the architecture from
     the file's safetensors metadata (files written by ``odin-ood train``) or, failing that,
     recognises it from the checkpoint's key names and shapes. ``num_classes`` defaults to the
-    checkpoint's; a different value raises ``ValueError``.
+    checkpoint's; a different value raises ``ValueError``. ``strip_prefixes`` and ``rename_keys``
+    map the checkpoint's keys first (:func:`odin_ood.models.checkpoint.map_keys`), e.g.
+    ``strip_prefixes=("encoder.",), rename_keys={"output_layer": "fc"}``; loading stays strict.
     """
     name, weights = _resolve(str(name_or_path), weights)
-    state = read_state_dict(weights, map_location=map_location)
+    state = map_keys(read_state_dict(weights, map_location=map_location), strip_prefixes, rename_keys)
     if name is None:
         name = _recognise(state, source=str(weights))
     found = _classes_in(name, state)

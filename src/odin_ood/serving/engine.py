@@ -34,7 +34,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_detector(options: ModelOptions, detector: str | os.PathLike,
                   device: torch.device | None = None) -> tuple[Detector, InputSpec]:
     """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked)
-    and the input spec; the detector's recorded input wins over the model's attributes."""
+    and the input spec (the model's normalisation, see :func:`input_spec`)."""
     model = options.load_model(device)
     fitted = Detector.load(os.fspath(detector), model)
     if options.batch_size is not None:
@@ -43,8 +43,10 @@ def load_detector(options: ModelOptions, detector: str | os.PathLike,
 
 
 def input_spec(detector: Detector, resize: str | None = None, max_side: int = 4096) -> InputSpec:
-    """The :class:`InputSpec` of a detector's model: the input size and normalisation stored in
-    the detector (``input_shape``, ``input_mean``, ``input_std``), else the model's own attributes."""
+    """The :class:`InputSpec` of a detector's model: its input size and the model's own
+    ``input_mean``/``input_std`` (the statistics its weights were trained with: the single source
+    of truth). The detector's recorded values serve a model that does not say; a detector fitted
+    for another size or with other statistics is refused (its epsilon step assumed them)."""
     model = detector.model
     shape = getattr(model, "input_shape", None)
     if detector.input_shape is not None:
@@ -55,9 +57,19 @@ def input_spec(detector: Detector, resize: str | None = None, max_side: int = 40
     if shape is None:
         raise ValueError("the model does not say what input size it takes and the detector does not record it: "
                          "pass --input-size C,H,W")
-    mean = detector.input_mean if detector.input_mean is not None else getattr(model, "input_mean", None)
-    std = detector.input_std if detector.input_std is not None else getattr(model, "input_std", None)
-    return InputSpec(tuple(int(s) for s in shape), _floats(mean), _floats(std), resize, max_side)
+    mean = _model_statistic(model, detector, "input_mean")
+    std = _model_statistic(model, detector, "input_std")
+    return InputSpec(tuple(int(s) for s in shape), mean, std, resize, max_side)
+
+
+def _model_statistic(model: torch.nn.Module, detector: Detector, name: str) -> tuple[float, ...] | None:
+    own, stored = _floats(getattr(model, name, None)), _floats(getattr(detector, name))
+    if own is None:
+        return stored
+    if stored is not None and (len(stored) != len(own) or any(abs(a - b) > 1e-6 for a, b in zip(stored, own))):
+        raise ValueError(f"the detector was fitted with {name} {stored} but the model takes {own}: refit it "
+                         f"with {name}=model.{name}")
+    return own
 
 
 def fixed_batch_outputs(detector: Detector, x: Tensor, pad: bool = True) -> dict[str, Tensor]:
@@ -74,4 +86,4 @@ def fixed_batch_outputs(detector: Detector, x: Tensor, pad: bool = True) -> dict
 def _floats(v: object) -> tuple[float, ...] | None:
     if v is None:
         return None
-    return tuple(float(a) for a in torch.as_tensor(v).flatten().tolist())
+    return tuple(float(a) for a in torch.as_tensor(v, dtype=torch.float64).flatten().tolist())

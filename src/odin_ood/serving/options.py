@@ -20,7 +20,8 @@ from odin_ood.training.loop import resolve_device
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which classifier (``model`` spec and ``weights``, see :func:`odin_ood.models.load`), what
+    """Which classifier (``model`` spec, ``weights`` and the checkpoint key mapping
+    ``strip_prefixes``/``rename_keys``, see :func:`odin_ood.models.load`), what
     it takes where its source does not say (``input_shape`` (C, H, W), per-channel
     ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
     per forward (``batch_size``, None = the detector's or 128) and how images are read
@@ -36,6 +37,8 @@ class ModelOptions:
     resize: str | None = None
     max_side: int = 4096
     threads: int | None = None
+    strip_prefixes: tuple[str, ...] = ()
+    rename_keys: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
@@ -50,7 +53,8 @@ class ModelOptions:
         return cls(
             model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
-            max_side=args.max_side, threads=args.threads,
+            max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
+            rename_keys=tuple(args.rename_key),
         )
 
     def load_model(self, device: torch.device | None = None) -> nn.Module:
@@ -63,6 +67,7 @@ class ModelOptions:
         return models.load(
             self.model, weights=self.weights, map_location=device if device is not None else resolve_device(self.device),
             input_shape=self.input_shape, input_mean=self.input_mean, input_std=self.input_std,
+            strip_prefixes=self.strip_prefixes, rename_keys=dict(self.rename_keys),
         )
 
 
@@ -74,6 +79,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(TorchScript, .pt2 and factories run code when loaded: trusted files only)")
     parser.add_argument("--weights", default=None,
                         help="checkpoint for a zoo name, torchvision:/timm: or a factory (read with weights_only=True)")
+    parser.add_argument("--strip-prefix", action="append", default=[], metavar="PREFIX",
+                        help="remove PREFIX from the checkpoint's keys that start with it, e.g. encoder. (repeatable)")
+    parser.add_argument("--rename-key", action="append", default=[], type=key_rename, metavar="OLD=NEW",
+                        help="then rename checkpoint key or module OLD to NEW, e.g. output_layer=fc (repeatable)")
     parser.add_argument("--input-size", type=ints_arg, default=None, metavar="C,H,W",
                         help="input size the model takes, where its source does not say (e.g. 3,224,224)")
     parser.add_argument("--input-mean", type=floats_arg, default=None, metavar="M[,M,M]",
@@ -86,6 +95,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize images of another size with this PIL filter (default: refuse them)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def key_rename(text: str) -> tuple[str, str]:
+    """``OLD=NEW`` -> (OLD, NEW)."""
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW, got {text!r}")
+    return old, new
 
 
 def ints_arg(text: str) -> tuple[int, ...]:
