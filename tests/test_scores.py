@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from odin_ood import msp_scores, odin_scores
-from odin_ood.scores import odin_grid_scores, odin_outputs, softmax_score
+from odin_ood.scores import perturb, odin_grid_scores, odin_outputs, softmax_score
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -134,6 +134,18 @@ def test_clamp_option_bounds_the_perturbed_input():
         want_free = torch.softmax(torch.tensor([[1.009, -0.01], [-0.01, 1.009]]), 1).max(1).values
     assert torch.allclose(clamped, want, atol=1e-6)
     assert torch.allclose(free, want_free, atol=1e-6)
+
+
+def test_per_channel_clamp_bounds_each_channel_not_the_width():
+    # 3 channels of 2 x 3 pixels: a 1-D bound of length C must clip channel c to its own range
+    # (broadcasting it along the last axis would mix channels with columns)
+    x = torch.linspace(-1, 2, 3 * 2 * 3).view(1, 3, 2, 3)
+    direction = torch.ones_like(x)
+    low, high = torch.tensor([0.0, -0.5, 0.2]), torch.tensor([1.0, 0.5, 1.5])
+    got = perturb(x, direction, 0.1, (low, high))
+    want = torch.stack([(x[:, c] - 0.1).clamp(float(low[c]), float(high[c])) for c in range(3)], 1)
+    assert torch.equal(got, want)
+    assert torch.equal(perturb(x, direction, 0.1, (low.view(3, 1, 1), high.view(3, 1, 1))), want)
 
 
 @pytest.mark.parametrize(

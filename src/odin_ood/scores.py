@@ -85,11 +85,13 @@ def _prepare(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def perturb(x: Tensor, direction: Tensor, epsilon: float, clamp: Clamp | None = None) -> Tensor:
-    """x~ = x - epsilon * direction (paper eq. 2), optionally clipped to ``clamp=(low, high)``."""
+    """x~ = x - epsilon * direction (paper eq. 2), optionally clipped to ``clamp=(low, high)``:
+    each bound one number or one per channel (dimension 1 of x)."""
     x_tilde = x - epsilon * direction
     if clamp is None:
         return x_tilde
-    return torch.clamp(x_tilde, *(torch.as_tensor(c, dtype=x.dtype, device=x.device) for c in clamp))
+    low, high = (channel_view(c, x, f"clamp[{k}]", positive=False) for k, c in enumerate(clamp))
+    return torch.clamp(x_tilde, low, high)
 
 
 def msp_scores(model: nn.Module, x: Tensor) -> Tensor:
