@@ -93,7 +93,8 @@ def test_mnist_fit_and_score_equal_the_eager_model_whatever_the_packaging(mnist,
 @pytest.mark.parametrize("name", ["torchscript", "export"])
 def test_mnist_serve_answers_like_the_eager_model(mnist, name):
     root, sources, results = mnist
-    proc, url = start_server(["--detector", str(root / f"det-{name}"), *_model_only(sources[name]), "--max-batch", "16"])
+    proc, url = start_server(["--detector", str(root / f"det-{name}"), *_model_only(sources[name]), "--max-batch", "16",
+                               "--no-auth"])
     try:
         files = [("images", (f"{k}.png", (root / folder / f"{k:02d}.png").read_bytes()))
                  for folder, k in (("digits", 0), ("digits", 7), ("letters", 3))]
@@ -148,7 +149,7 @@ def test_densenet_fit_and_score_equal_the_eager_model_whatever_the_packaging(den
 def test_densenet_pt2_served_answers_like_the_checkpoint(densenet):
     root, sources, results = densenet
     proc, url = start_server(["--detector", str(root / "det-export"), *_model_only(sources["export"]),
-                              "--max-batch", "4", "--resize", "bilinear"])
+                              "--max-batch", "4", "--resize", "bilinear", "--no-auth"])
     try:
         files = [("images", ("a.png", (root / "cifar" / "2.png").read_bytes())),
                  ("images", ("b.jpg", (root / "tiny" / "test_1.JPEG").read_bytes()))]
