@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for name, suite in SUITES.items():
             print(f"{name:<20} {availability(name, args.data_root, args.weights)}\n{'':<20} {suite.description}")
-        for name, parts in COMPOSITES.items():
-            print(f"{name:<20} runs {', '.join(parts)} and reports them side by side")
+        for name, composite in COMPOSITES.items():
+            print(f"{name:<20} runs {', '.join(composite.parts)} and reports them side by side")
         return 0
     if args.suite is None:
         raise ValueError("name a suite (or pass --list)")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     out = Path(args.out or f"results/{args.suite}{'-quick' if args.quick else ''}")
-    parts = COMPOSITES.get(args.suite, (args.suite,))
+    parts = COMPOSITES[args.suite].parts if args.suite in COMPOSITES else (args.suite,)
     results = {}
     for part in parts:
         folder = out / part if args.suite in COMPOSITES else out
@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {s['label']}: {s['reason']}")
     if args.suite in COMPOSITES:
         comparison = compare(results)
-        report = write_comparison(comparison, out, f"odin-ood: suite {args.suite} ({', '.join(parts)})")
+        report = write_comparison(comparison, out, f"odin-ood: suite {args.suite} ({', '.join(parts)})",
+                                  COMPOSITES[args.suite].description)
         for line in comparison["findings"]:
             print(line)
     print(f"report: {report}")
