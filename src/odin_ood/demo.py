@@ -37,6 +37,7 @@ from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 MODEL = "mnist-lenet"
 TUNING_SET = "notMNIST"
 EPSILONS = PAPER_EPSILONS[::4]
+BATCH = 1000  # a small CNN on a CPU runs ~4x faster per image in batches of 1,000 than of 128
 HEADLINE = ("Tuned on typeset letters (notMNIST) only, ODIN tells MNIST digits from unseen handwritten "
             "characters and noise better than the max-softmax baseline")
 
@@ -83,14 +84,14 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     steps.set_postfix_str("loaded model and sample")
     steps.update()
 
-    detector = Detector(model, input_std=model.input_std, input_mean=model.input_mean,
-                        temperatures=PAPER_TEMPERATURES, epsilons=EPSILONS).fit(id_tune, ood_tune, tpr=0.95)
+    detector = Detector(model, input_std=model.input_std, input_mean=model.input_mean, temperatures=PAPER_TEMPERATURES,
+                        epsilons=EPSILONS, batch_size=BATCH).fit(id_tune, ood_tune, tpr=0.95)
     steps.set_postfix_str(f"tuned T={detector.temperature_:g}, eps={detector.epsilon_:g}")
     steps.update()
 
     unseen = {name: x for name, x in inputs.items() if name not in ("MNIST", TUNING_SET)}
     evaluated = {"MNIST": id_eval, **unseen}
-    msp = {name: map_batches(lambda b: msp_scores(model, b), x) for name, x in evaluated.items()}
+    msp = {name: map_batches(lambda b: msp_scores(model, b), x, BATCH) for name, x in evaluated.items()}
     steps.update()
     odin = {name: detector.score(x) for name, x in evaluated.items()}
     steps.update()
