@@ -1,4 +1,4 @@
-"""A tiny end-to-end run of the mnist suite (subsampled, reduced grid) through the report
+"""A tiny end-to-end run of the mnist-mlp suite (subsampled, reduced grid) through the report
 (experiments/run.py, report/html.py, report/plots.py), on the real data."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ LIMIT = 240
 @pytest.fixture(scope="module")
 def tiny_run(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist-tiny")
-    config = RunConfig(suite="mnist", out=str(out), data_root=str(shared_data), quick=True, limit=LIMIT,
+    config = RunConfig(suite="mnist-mlp", out=str(out), data_root=str(shared_data), quick=True, limit=LIMIT,
                        cache_dir=str(out / "cache"), resamples=20, repeats=2, analysis_n=40, distance_m=40,
                        progress=False)
     results = run_suite(config)
@@ -59,7 +59,8 @@ def _rows(results, method):
 def test_main_table_holds_finite_metrics_in_range_for_every_set(tiny_run):
     _, results, _ = tiny_run
     assert not results["skipped"]
-    assert {r["ood"] for r in results["main_table"]["rows"]} == {"omniglot", "notmnist", "cifar10bw", "gaussian", "uniform"}
+    assert {r["ood"] for r in results["main_table"]["rows"]} == {"omniglot", "omniglot-inverted", "notmnist", "cifar10bw",
+                                                                  "gaussian", "uniform"}
     for r in results["main_table"]["rows"]:
         for m in METRICS:
             v, (lo, hi) = r["metrics"][m], r["ci95"][m]
@@ -67,12 +68,13 @@ def test_main_table_holds_finite_metrics_in_range_for_every_set(tiny_run):
         assert r["n_in"] == LIMIT // 2 and r["n_out"] == LIMIT - LIMIT // 2
 
 
-def test_tuned_odin_is_never_worse_than_msp_and_better_somewhere_on_notmnist_and_noise(tiny_run):
-    """The shipped MLP gains little from ODIN (see docs/results/mnist): on notMNIST the tuning may
-    pick the MSP cell itself. So: never worse at FPR@95, strictly better on some set."""
+def test_tuned_odin_is_never_worse_than_msp_and_better_somewhere_on_noise(tiny_run):
+    """The paper's MLP gains little from ODIN on the natural sets (see docs/results/mnist), and
+    120 tuning images can overfit there; on noise it helps. So: never worse at FPR@95 on the noise
+    sets, strictly better on some metric."""
     _, results, _ = tiny_run
     msp, odin = _rows(results, "msp"), _rows(results, "odin-tuned")
-    keys = ("notmnist", "gaussian", "uniform")
+    keys = ("gaussian", "uniform")
     for key in keys:
         assert odin[key]["metrics"]["fpr_at_95_tpr"] <= msp[key]["metrics"]["fpr_at_95_tpr"], key
     assert any(odin[k]["metrics"][m] > msp[k]["metrics"][m] for k in keys for m in ("auroc", "aupr_in", "aupr_out"))
@@ -124,7 +126,7 @@ def test_paper_parameter_column_uses_mnist_parameters(tiny_run):
 
 def test_second_run_reads_every_score_from_the_cache(tiny_run, shared_data):
     out, results, _ = tiny_run
-    again = run_suite(RunConfig(suite="mnist", out=str(out / "again"), data_root=str(shared_data), quick=True,
+    again = run_suite(RunConfig(suite="mnist-mlp", out=str(out / "again"), data_root=str(shared_data), quick=True,
                                 limit=LIMIT, cache_dir=str(out / "cache"), resamples=20, repeats=2, analysis_n=40,
                                 distance_m=40, progress=False))
     assert again["provenance"]["cache"]["misses"] == 0 and again["provenance"]["cache"]["hits"] > 0
@@ -136,11 +138,11 @@ def test_sets_whose_files_are_missing_are_listed_as_skipped_with_the_reason(shar
     root.mkdir()
     for folder in ("mnist", "notmnist"):
         (root / folder).symlink_to(shared_data / folder)
-    results = run_suite(RunConfig(suite="mnist", out=str(tmp_path / "out"), data_root=str(root), quick=True, limit=60,
+    results = run_suite(RunConfig(suite="mnist-mlp", out=str(tmp_path / "out"), data_root=str(root), quick=True, limit=60,
                                   cache_dir=str(tmp_path / "cache"), resamples=5, repeats=1, analysis_n=10,
                                   distance_m=10, progress=False))
     skipped = {s["key"]: s["reason"] for s in results["skipped"]}
-    assert set(skipped) == {"omniglot", "cifar10bw"}
+    assert set(skipped) == {"omniglot", "omniglot-inverted", "cifar10bw"}
     assert all("FileNotFoundError" in r for r in skipped.values())
     assert {r["ood"] for r in results["main_table"]["rows"]} == {"notmnist", "gaussian", "uniform"}
 
@@ -148,7 +150,7 @@ def test_sets_whose_files_are_missing_are_listed_as_skipped_with_the_reason(shar
 def test_list_reports_why_a_suite_cannot_run(shared_data):
     from odin_ood.experiments.run import availability
 
-    assert availability("mnist", str(shared_data)).startswith("ok")
+    assert availability("mnist-mlp", str(shared_data)).startswith("ok")
     assert "no in-distribution set" in availability("cifar100-densenet", str(shared_data))
     assert "not found" in availability("cifar10-wrn-28-10", str(shared_data))
 

@@ -41,7 +41,7 @@ def test_fpr_grid_and_select_cell_match_metrics_and_tune_from_scores_with_ties()
     assert select_cell(s_in, s_out) == ref.index
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10-densenet", "cifar10-resnet20"])
+@pytest.mark.parametrize("name", ["mnist-lenet", "mnist-mlp", "cifar10-densenet", "cifar10-resnet20"])
 def test_paper_parameters_of_runnable_suites_lie_on_the_full_and_quick_grids(name):
     suite = suites.get(name)
     params = [paper.parameters(suite.paper_label, d.paper_key) for d in suite.ood]

@@ -21,7 +21,8 @@ PARAMS = {
     "resnet110": 1_727_962,
     "wrn-28-10": 36_479_194,
     "wrn-40-4": 8_949_210,
-    "mnist-mlp": 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,
+    "mnist-mlp": 784 * 256 + 256 + 2 * (256 * 256 + 256) + 256 * 10 + 10,  # 335,114
+    "mnist-lenet": (10 * 25 + 10) + (20 * 10 * 25 + 20) + (320 * 50 + 50) + (50 * 10 + 10),  # 21,840
 }
 
 
@@ -40,7 +41,7 @@ def test_names_cover_the_paper_and_common_checkpoints():
     assert set(models.names()) == set(PARAMS)
 
 
-@pytest.mark.parametrize("name", ["densenet-bc-100", "resnet20", "mnist-mlp"])
+@pytest.mark.parametrize("name", ["densenet-bc-100", "resnet20", "mnist-mlp", "mnist-lenet"])
 def test_build_sets_input_attributes_and_output_shape(name):
     model = models.build(name, num_classes=7).eval()
     x = torch.rand(2, *model.input_shape)
@@ -78,11 +79,39 @@ def test_option_a_shortcut_is_parameter_free_subsample_and_zero_pad():
     assert s[:, :8].abs().sum() == 0 and s[:, 24:].abs().sum() == 0
 
 
-def test_mlp_flattens_images():
+def test_mlp_is_hendrycks_and_gimpels_three_gelu_layers():
+    model = models.build("mnist-mlp").double()
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+
+    def gelu(u):  # the tanh approximation, written out as in their notebook
+        return 0.5 * u * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (u + 0.044715 * u**3)))
+
+    h = x.reshape(3, 784)
+    for layer in (model.fc1, model.fc2, model.fc3):
+        h = gelu(h @ layer.weight.T + layer.bias)
+    assert torch.allclose(model(x), h @ model.fc4.weight.T + model.fc4.bias)
+
+
+def test_mlp_initialisation_has_unit_rows_scaled_per_layer():
+    torch.manual_seed(0)
     model = models.build("mnist-mlp")
-    x = torch.rand(3, 1, 28, 28)
-    ref = model.fc3(torch.relu(model.fc2(torch.relu(model.fc1(x.reshape(3, 784))))))
-    assert torch.allclose(model(x), ref)
+    for layer, scale in zip((model.fc1, model.fc2, model.fc3, model.fc4), (1.425, 0.85, 0.85, 1.425)):
+        norms = layer.weight.norm(dim=1)
+        assert torch.allclose(norms, torch.full_like(norms, scale ** -0.5), atol=1e-6)
+        assert layer.bias.abs().sum() == 0
+
+
+def test_lenet_layers_in_train_and_eval_mode():
+    torch.manual_seed(0)
+    model = models.build("mnist-lenet")
+    x = torch.rand(4, 1, 28, 28)
+    model.eval()
+    h = torch.relu(torch.nn.functional.max_pool2d(model.conv1(x), 2))
+    h = torch.relu(torch.nn.functional.max_pool2d(model.conv2(h), 2))
+    ref = model.fc2(torch.relu(model.fc1(h.reshape(4, 320))))
+    assert torch.allclose(model(x), ref, atol=1e-6)
+    model.train()
+    assert not torch.allclose(model(x), ref)  # dropout is active in training only
 
 
 @pytest.mark.parametrize("name,depth", [("densenet-bc-100", 0), ("densenet-bc-100", 101)])

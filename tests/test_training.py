@@ -34,6 +34,29 @@ def test_paper_recipes():
     assert (d.crop_padding, d.flip) == (4, True)
 
 
+def test_mnist_recipes_are_their_sources_and_have_no_augmentation():
+    m, n = training.recipe("mnist-mlp"), training.recipe("mnist-lenet")
+    assert (m.optimizer, m.lr, m.batch_size, m.epochs, m.weight_decay) == ("adam", 1e-3, 128, 30, 0.0)
+    assert (m.l2_penalty, m.l2_parameters) == (1e-5, ("fc1.weight", "fc2.weight", "fc3.weight"))
+    steps = 469  # per epoch of 60,000 images in batches of 128
+    assert [m.lr_at(e * steps / (30 * steps)) for e in (0, 19, 20, 29)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    assert (n.optimizer, n.lr, n.momentum, n.nesterov, n.batch_size, n.epochs) == ("sgd", 0.01, 0.9, False, 64, 20)
+    assert n.lr_at(0.0) == n.lr_at(1.0) == 0.01
+    for r in (m, n, training.Recipe("custom", "sgd", lr=0.1, epochs=1, batch_size=8)):
+        assert (r.crop_padding, r.flip) == (0, False)  # augmentation is opt-in
+
+
+def test_l2_penalty_is_tensorflow_l2_loss_on_the_named_weights_only():
+    model = models.build("mnist-mlp")
+    named = dict(model.named_parameters())
+    expected = 1e-5 * sum(float((named[k].detach().double() ** 2).sum()) / 2 for k in ("fc1.weight", "fc2.weight", "fc3.weight"))
+    assert float(training.recipe("mnist-mlp").penalty(named).detach()) == pytest.approx(expected, rel=1e-6)
+    assert training.recipe("mnist-lenet").penalty(named) == 0.0
+    bad = training.Recipe("bad", "adam", lr=1e-3, epochs=1, batch_size=8, l2_penalty=1.0, l2_parameters=("fc9.weight",))
+    with pytest.raises(ValueError, match="fc9.weight"):
+        bad.penalty(named)
+
+
 @pytest.mark.parametrize("progress,expected", [(0.0, 0.1), (0.4999, 0.1), (0.5, 0.01), (0.7499, 0.01),
                                                (0.75, 0.001), (1.0, 0.001)])
 def test_lr_divided_by_10_at_50_and_75_percent(progress, expected):

@@ -84,8 +84,22 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "test") -> Im
                            classes=tuple(str(d) for d in range(10)))
 
 
-def load_notmnist(root: str | os.PathLike | None = None, split: str = "test") -> ImageDataset:
-    """notMNIST from ``root/notmnist/t10k-*-ubyte[.gz]`` (letters A-J as labels 0-9, 28x28 grey)."""
+def load_notmnist(root: str | os.PathLike | None = None, split: str = "test", *,
+                  deduplicate: bool = False) -> ImageDataset:
+    """notMNIST from ``root/notmnist/t10k-*-ubyte[.gz]`` (letters A-J as labels 0-9, 28x28 grey,
+    white glyphs on black, values /255 in [0, 1] like MNIST's). notMNIST holds repeated glyphs
+    (196 of the 10,000 here); ``deduplicate`` keeps the first image of each content, so that
+    no glyph can sit in both a tuning and an evaluation split. The manifest records both choices
+    (Hendrycks & Gimpel fed the Udacity pickle's values in [-0.5, 0.5] instead)."""
+    from odin_ood.data.content import unique_by_content
+
     folder = resolve_root(root) / "notmnist"
-    return load_idx_images(folder, _split_prefix(split), name="notmnist",
-                           classes=tuple("ABCDEFGHIJ"))
+    ds = load_idx_images(folder, _split_prefix(split), name="notmnist", classes=tuple("ABCDEFGHIJ"))
+    ds.manifest["value_range"] = "[0, 1]: uint8 / 255, as MNIST"
+    if deduplicate:
+        keep = unique_by_content(ds.images.numpy())
+        dropped = len(ds) - len(keep)
+        ds = ds.subset(keep)
+        ds.manifest["duplicates_dropped"] = int(dropped)
+    ds.manifest["deduplicate"] = bool(deduplicate)
+    return ds

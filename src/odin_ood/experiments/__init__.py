@@ -1,6 +1,6 @@
 """The paper's experiments, one module per table or figure family, run by suite.
 
-``run_suite(RunConfig(suite="mnist", out="results/mnist"))`` (or ``odin-ood reproduce mnist``)
+``run_suite(RunConfig(suite="mnist-lenet", out="results/mnist-lenet"))`` (or ``odin-ood reproduce mnist``, both MNIST models)
 loads the suite's model and data, scores every dataset once over the T x epsilon grid (cached),
 and derives from those scores: the main table (:mod:`main_table`), the parameter sweeps and
 threshold curves (:mod:`parameters`), the cross-dataset matrix and tuning-size curve

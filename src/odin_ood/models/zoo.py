@@ -8,7 +8,8 @@ perturbation ``epsilon`` can be divided by ``input_std`` without constants in us
 Normalisations: the DenseNet-BC checkpoints and the Wide ResNets use CIFAR-10's channel
 statistics, mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010); the public CIFAR ResNet
 checkpoints (Idelbayev) were trained with ImageNet's, mean (0.485, 0.456, 0.406), std (0.229,
-0.224, 0.225); the MNIST MLP takes raw pixels (mean 0, std 1).
+0.224, 0.225); the MNIST MLP takes raw pixels (mean 0, std 1), as Hendrycks & Gimpel's; the MNIST LeNet MNIST's
+pixel statistics (mean 0.1307, std 0.3081), as PyTorch's MNIST example.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from torch import nn
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
 from odin_ood.models.checkpoint import load_strict, map_keys, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
+from odin_ood.models.lenet import LeNet
 from odin_ood.models.mlp import MLP
 from odin_ood.models.resnet_cifar import ResNetCifar
 from odin_ood.models.wide_resnet import WideResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MNIST_LENET_MEAN = (0.1307,)
+MNIST_LENET_STD = (0.3081,)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,9 @@ _SPECS: dict[str, ModelSpec] = {
             for d in (20, 32, 44, 56, 110)
         ),
         ModelSpec("mnist-mlp", lambda c: MLP(784, 256, c), (0.0,), (1.0,), (1, 28, 28), 10, "mnist-mlp",
-                  "fc3", shipped_weights="mnist_mlp.safetensors"),
+                  "fc4", shipped_weights="mnist_mlp.safetensors"),
+        ModelSpec("mnist-lenet", LeNet, MNIST_LENET_MEAN, MNIST_LENET_STD, (1, 28, 28), 10, "mnist-lenet",
+                  "fc2", shipped_weights="mnist_lenet.safetensors"),
     ]
 }
 
@@ -102,7 +108,7 @@ def load(
 ) -> nn.Module:
     """A trained model in eval mode.
 
-    ``load("mnist-mlp")`` returns the MLP shipped in the package. ``load(NAME, weights=FILE)``
+    ``load("mnist-mlp")`` and ``load("mnist-lenet")`` return the MNIST models shipped in the package. ``load(NAME, weights=FILE)``
     builds architecture NAME and loads FILE strictly. ``load(FILE)`` reads the architecture from
     the file's safetensors metadata (files written by ``odin-ood train``) or, failing that,
     recognises it from the checkpoint's key names and shapes. ``num_classes`` defaults to the

@@ -95,7 +95,8 @@ def train(
     """Train ``model`` in place for ``epochs`` (default: the recipe's) and return a summary.
 
     ``recipe`` defaults to the one of the model's architecture (``model.arch``, set by
-    ``odin_ood.models.build``): "densenet", "wrn", "resnet" or "mnist-mlp".
+    ``odin_ood.models.build``): "densenet", "wrn", "resnet", "mnist-mlp" or "mnist-lenet". The
+    recipe's L2 penalty (if any) is added to the cross-entropy; the logged loss excludes it.
 
     With ``checkpoint_dir`` the state is saved after every epoch and a run finding a checkpoint
     there resumes from it. ``max_steps`` stops early (the schedule still spans ``epochs``), for
@@ -115,6 +116,7 @@ def train(
     model.to(dev).train()
     optimizer = make_optimizer(model, r)
     mean, std = normaliser(model, dev)
+    named = dict(model.named_parameters())
     steps_per_epoch = -(-len(train_data) // batch_size)
     total_steps = epochs * steps_per_epoch
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -141,12 +143,14 @@ def train(
             idx = order[i * batch_size : (i + 1) * batch_size]
             x = train_data.images[idx].to(dev, non_blocking=True).float().div_(255.0)
             y = train_data.labels[idx].to(dev, non_blocking=True)
-            x = random_crop_flip(x, r.crop_padding, r.flip, g)
+            if r.crop_padding or r.flip:
+                x = random_crop_flip(x, r.crop_padding, r.flip, g)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model((x - mean) / std)
             loss = F.cross_entropy(logits.float(), y)
+            objective = loss + r.penalty(named)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             step += 1
             sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), torch.tensor(len(y), device=dev)])
