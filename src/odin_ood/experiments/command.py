@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-from odin_ood.experiments.run import RunConfig, availability, run_suite
+from odin_ood.experiments.protocol import PRECISIONS
+from odin_ood.experiments.run import DEFAULT_SEARCH, STAGES, RunConfig, availability, run_suite
+from odin_ood.search import SEARCHES
 from odin_ood.experiments.suites import SUITES
 from odin_ood.report import write_report
 
@@ -31,7 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="score cache folder (default $ODIN_OOD_CACHE/scores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every split, subsample and bootstrap")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (on a shared, loaded CPU 1 beats 2: benchmarks/RESULTS.md)")
+    parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,
+                        help="how (T, eps) is chosen on the tuning splits: the paper's full grid, or successive "
+                             f"halving over the grid (default {DEFAULT_SEARCH}; agreement in benchmarks/RESULTS.md)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="model arithmetic; bf16 autocast keeps scores in float32 (gap in benchmarks/RESULTS.md)")
+    parser.add_argument("--eval-grid", action=argparse.BooleanOptionalAction, default=None,
+                        help="score every image at every grid cell (needed for the sweeps, cross-dataset and tuning-size "
+                             "figures; default: on with --quick or a GPU, off on a CPU, where only the cells needed are scored)")
+    parser.add_argument("--stop-after", choices=STAGES, default=None,
+                        help="stop after this stage and write its rows, marked incomplete (rerun to continue)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -48,13 +61,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/{args.suite}{'-quick' if args.quick else ''}")
     config = RunConfig(suite=args.suite, out=str(out), data_root=args.data_root, weights=args.weights, device=device,
                        quick=args.quick, limit=args.limit, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                       seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress)
+                       seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, search=args.search,
+                       precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after)
     results = run_suite(config)
     report = write_report(results, out)
-    for row in results["main_table"]["rows"]:
+    for row in results["every_image"]:
+        print(f"{row['label']:<45} every image ({row['n_out']}/{row['n_out_total']}) T={row['temperature']:g} "
+              f"eps={row['epsilon']:g}: FPR95 MSP {100 * row['msp']['fpr_at_95_tpr']:5.1f} -> ODIN "
+              f"{100 * row['odin']['fpr_at_95_tpr']:5.1f}")
+    for row in results.get("main_table", {}).get("rows", []):
         m = row["metrics"]
         print(f"{row['label']:<45} {row['method']:<11} FPR95 {100 * m['fpr_at_95_tpr']:5.1f}  AUROC {100 * m['auroc']:5.1f}")
     for s in results["skipped"]:
         print(f"skipped {s['label']}: {s['reason']}")
-    print(f"report: {report}")
+    print(f"report: {report}" + ("" if results["complete"] else "  (INCOMPLETE: rerun the command to continue)"))
     return 0
