@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood.batching import map_batches
 from odin_ood.metrics import fpr_at_tpr
 from odin_ood.scores import odin_grid_scores
 
@@ -152,7 +151,7 @@ def model_scorer(model: nn.Module, data_in: Tensor, data_out: Tensor, temperatur
             with context() if context is not None else torch.enable_grad():
                 return odin_grid_scores(model, b, [temperatures[i] for i in ts], [epsilons[j] for j in es],
                                         input_std).float()
-        return map_batches(fn, x, batch_size, "tuning images")
+        return torch.cat([fn(b) for b in x.split(batch_size)], dim=-1)
 
     def score(side: str, cells: Sequence[Cell], rows: np.ndarray) -> np.ndarray:
         x = (data_in if side == "in" else data_out)[torch.as_tensor(rows, dtype=torch.long)]
