@@ -96,6 +96,10 @@ class ScoreCache:
         write_entry(path, key, arrays)
         return arrays
 
+    def peek(self, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        """The cached arrays for ``key``, or None; computes nothing."""
+        return read_entry(entry_path(self.folder, key), key) if self.enabled else None
+
     def chunk(self, key: dict[str, Any], start: int, stop: int,
               compute: Callable[[int, int], dict[str, np.ndarray]] | None) -> tuple[dict[str, np.ndarray] | None, bool]:
         """(arrays, cached) of rows ``start:stop`` of a chunked entry (key plus ``"rows"``): read

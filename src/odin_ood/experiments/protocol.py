@@ -151,17 +151,22 @@ class Scorer:
         starts = range(0, len(ds), CHUNK)
         return tqdm(starts, desc=f"{what} {ds.name}", unit="chunk", disable=not self.progress, leave=False)
 
-    def grid(self, ds: ImageDataset) -> dict[str, np.ndarray]:
-        """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``."""
-        key = self._key(ds, "odin-grid", temperatures=self.temperatures, epsilons=self.epsilons)
+    def grid(self, ds: ImageDataset, compute: bool = True) -> dict[str, np.ndarray] | None:
+        """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``
+        (``compute=False``: None unless cached)."""
+        key = self._key(ds, "odin-grid", temperatures=self.temperatures, epsilons=self.epsilons,
+                        precision=self.precision)
+        if not compute:
+            return self.cache.peek(key)
 
         def compute() -> dict[str, np.ndarray]:
             grids, logits = [], []
             for s in self._chunks(ds, "grid"):
                 x = self.inputs(ds.images[s:s + CHUNK])
-                grids.append(grid_scores(self.model, x, self.temperatures, self.epsilons,
-                                         input_std=self.model.input_std, batch_size=self.batch_size).numpy())
-                logits.append(self.logits(x))
+                with self.autocast():
+                    grids.append(grid_scores(self.model, x, self.temperatures, self.epsilons,
+                                             input_std=self.model.input_std, batch_size=self.batch_size).numpy())
+                    logits.append(self.logits(x))
             return {"grid": np.concatenate(grids, axis=-1).astype(np.float32),
                     "logits": np.concatenate(logits).astype(np.float32)}
 
