@@ -92,3 +92,20 @@ def test_model_scorer_equals_per_cell_odin(digits_model, digits):
     got = score("out", [(1, 1)], rows)
     np.testing.assert_allclose(got[0], odin_scores(digits_model, x_out[torch.as_tensor(rows)], 10.0, 0.001).numpy(),
                                rtol=0, atol=1e-6)
+
+
+def test_fpr_noise_hand_worked():
+    from odin_ood.search import fpr_noise
+    assert fpr_noise(0.1, 100, 100) == pytest.approx(0.03 + np.sqrt(0.0475 / 100))
+    assert fpr_noise(0.0, 400, 10, tpr=0.95) == pytest.approx(np.sqrt(0.0475 / 400))
+
+
+def test_margin_zero_keeps_a_third_and_a_wide_margin_keeps_everything():
+    g_in, g_out = smooth_grid(shape=(6, 9), n_in=500, n_out=1000, seed=4)
+    pure = search(array_scorer(g_in, g_out), 500, 1000, (6, 9), "halving", margin=0.0)
+    cells = [r["cells"] for r in pure.rounds]
+    assert cells[0] == 54 and all(np.ceil(a / 3) <= b < a for a, b in zip(cells, cells[1:]))  # a third, plus ties
+    wide = search(array_scorer(g_in, g_out), 500, 1000, (6, 9), "halving", margin=1e9)
+    assert [r["cells"] for r in wide.rounds] == [54, 54, 54]
+    full = search(array_scorer(g_in, g_out), 500, 1000, (6, 9), "grid")
+    assert wide.index == full.index and np.array_equal(wide.fpr, full.fpr)

@@ -98,11 +98,21 @@ def halving_sizes(n: int, eta: float, min_images: int) -> list[int]:
     return sizes[::-1]
 
 
+def fpr_noise(fpr: float, m_in: int, m_out: int, tpr: float = 0.95) -> float:
+    """A rough standard error of an FPR at ``tpr`` measured on ``m_in`` ID and ``m_out`` OOD
+    images: the binomial error of the OOD fraction, sqrt(p(1-p)/m_out), plus that of the ID
+    quantile setting the threshold, sqrt(tpr(1-tpr)/m_in) (in TPR units, a conservative proxy)."""
+    return math.sqrt(fpr * (1 - fpr) / m_out) + math.sqrt(tpr * (1 - tpr) / m_in)
+
+
 def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method: str = "halving", *,
-           eta: float = 3.0, min_images: int = 100, tpr: float = 0.95, seed: int = 0) -> SearchResult:
+           eta: float = 3.0, min_images: int = 100, margin: float = 2.0, tpr: float = 0.95,
+           seed: int = 0) -> SearchResult:
     """Choose a cell of a ``shape`` = (len(T), len(eps)) grid with ``n_in`` ID and ``n_out`` OOD
     tuning images. ``method="grid"`` scores every cell on every image (the paper);
-    ``"halving"`` runs successive halving (module docstring)."""
+    ``"halving"`` runs successive halving (module docstring): each cut keeps the best
+    1/``eta`` of the cells and also every cell within ``margin`` noise units
+    (:func:`fpr_noise`) of the round's best, so a winner unlucky on a small subset survives."""
     if method not in SEARCHES:
         raise ValueError(f"search must be one of {SEARCHES}, got {method!r}")
     if eta <= 1:
@@ -119,7 +129,7 @@ def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method
         rounds.append({"cells": len(cells), "n_in": m_in, "n_out": m_out})
         if r < len(fractions) - 1:
             keep = max(1, int(math.ceil(len(cells) / eta)))
-            cut = np.sort(fpr)[keep - 1]
+            cut = max(np.sort(fpr)[keep - 1], fpr.min() + margin * fpr_noise(fpr.min(), m_in, m_out, tpr))
             cells = [c for c, f in zip(cells, fpr) if f <= cut]
     full = np.full(shape, np.nan)
     for c, f in zip(cells, fpr):
