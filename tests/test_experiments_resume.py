@@ -137,3 +137,14 @@ def test_progress_rate_ignores_cached_images(capsys):
     assert p.rate() == 0.0 and "ETA ?" in buf.getvalue()
     p.advance("x", 10, cached=False)
     assert p.rate() > 0 and "60/100 img (50 cached)" in buf.getvalue()
+
+
+def test_a_time_limit_stops_before_the_next_chunk(tmp_path):
+    from odin_ood.experiments.protocol import OutOfTime
+    scorer = Scorer(TinyConv().eval(), (1.0,), (0.0,), ScoreCache(tmp_path), batch_size=64, progress=False)
+    ds = _set(CELL_CHUNK + 5, 3, "x")
+    scorer.cell_chunk(ds, 1000.0, 0.0014, 0)
+    scorer.deadline = 0.0  # long past
+    with pytest.raises(OutOfTime):
+        scorer.cell_outputs(ds, 1000.0, 0.0014)
+    assert scorer.cell_prefix(ds, 1000.0, 0.0014)["scores"].size == CELL_CHUNK  # the finished chunk is kept

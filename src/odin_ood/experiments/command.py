@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-grid", action=argparse.BooleanOptionalAction, default=None,
                         help="score every image at every grid cell (needed for the sweeps, cross-dataset and tuning-size "
                              "figures; default: on with --quick or a GPU, off on a CPU, where only the cells needed are scored)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="start no new chunk after this many seconds; write what finished, marked incomplete "
+                             "(0 = only report what the cache already holds)")
     parser.add_argument("--stop-after", choices=STAGES, default=None,
                         help="stop after this stage and write its rows, marked incomplete (rerun to continue)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     config = RunConfig(suite=args.suite, out=str(out), data_root=args.data_root, weights=args.weights, device=device,
                        quick=args.quick, limit=args.limit, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                        seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, search=args.search,
-                       precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after)
+                       precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after,
+                       time_limit=args.time_limit)
     results = run_suite(config)
     report = write_report(results, out)
     for row in results["every_image"]:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -36,6 +37,11 @@ from odin_ood.tuning import grid_scores
 CHUNK = 1024  # images per progress step
 CELL_CHUNK = 512  # images per cached chunk of a one-cell pass (a killed run loses at most this many)
 PRECISIONS = ("fp32", "bf16")
+
+
+class OutOfTime(Exception):
+    """Raised before computing a chunk once the scorer's ``deadline`` has passed (the run then
+    writes what is finished, marked incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class Scorer:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
+        self.deadline: float | None = None  # time.monotonic() after which no new chunk starts
         self.channels_last = channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -191,6 +198,8 @@ class Scorer:
         device = next(self.model.parameters()).device
 
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise OutOfTime(f"time limit reached before {ds.name} rows {start}:{stop}")
             logits, scores = [], []
             for b in range(start, stop, self.batch_size):
                 x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)

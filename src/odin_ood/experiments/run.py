@@ -23,7 +23,7 @@ from odin_ood import data, models
 from odin_ood.data.dataset import resolve_root, sha256_file
 from odin_ood.experiments import analysis, distances, main_table, parameters, suites, transfer
 from odin_ood.experiments.cache import ScoreCache
-from odin_ood.experiments.protocol import Experiment, Scored, Scorer, dataset_seed, split_indices, subsample
+from odin_ood.experiments.protocol import Experiment, OutOfTime, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
 from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
 from odin_ood.experiments.progress import Progress
@@ -60,6 +60,7 @@ class RunConfig:
     precision: str = "fp32"
     eval_grid: bool | None = None
     stop_after: str | None = None
+    time_limit: float | None = None
 
     def resolved(self) -> "RunConfig":
         q = self.quick
@@ -194,6 +195,18 @@ def _eval_cells(exp: Experiment, progress: bool) -> None:
         exp.scorer.cell_outputs(s.data, T, eps, progress=bar)
 
 
+def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, timings: dict[str, float]) -> None:
+    """Tune every set (progress per set), then score every image at the tuned cells."""
+    for o in scored:
+        t = _timed(timings, f"tune {o.key}", lambda: exp.tuning(o))
+        if cfg.progress:
+            print(f"[tuning, {cfg.search}] {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
+                  f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost)",
+                  file=sys.stderr, flush=True)
+    if cfg.stop_after != "tuning":
+        _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
+
+
 def run_suite(config: RunConfig) -> dict[str, Any]:
     """Run every experiment of ``config.suite``; write results.json/results.csv into ``config.out``
     and return the results. Stages: every image at the paper's parameters, tuning (``search``
@@ -213,6 +226,8 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     scorer = Scorer(model, cfg.temperatures, cfg.epsilons, ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
                     cfg.batch_size, cfg.progress, precision=cfg.precision)
     scorer.msp_index()
+    if cfg.time_limit is not None:
+        scorer.deadline = time.monotonic() + cfg.time_limit
     begin(out, cfg)
     skipped: list[dict[str, str]] = []
 
@@ -235,10 +250,13 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"suite {suite.name!r}: no OOD set could be loaded")
     results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "quick": cfg.quick,
                                "complete": False, "search": cfg.search}
-    _timed(timings, "every-image pass", lambda: every_image_pass(scorer, id_ds, oods, suite.paper_label, cfg.progress))
+    try:
+        _timed(timings, "every-image pass", lambda: every_image_pass(scorer, id_ds, oods, suite.paper_label, cfg.progress))
+    except OutOfTime as exc:
+        results["stopped"] = str(exc)
     results["every_image"] = every_image_rows(scorer, id_ds, oods, suite.paper_label)
     results["skipped"] = skipped
-    if cfg.stop_after == "every-image":
+    if cfg.stop_after == "every-image" or "stopped" in results:
         return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods)
 
     at = None if cfg.eval_grid else logits_cell(suite.paper_label, [spec for spec, _ in oods])
@@ -247,16 +265,13 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
               for spec, ds in oods]
     exp = Experiment(scorer=scorer, id_set=id_set, oods=scored, paper_row=suite.paper_label,
                      paper_matches=suite.paper_row is not None, seed=cfg.seed, search=cfg.search)
-    for o in scored:
-        t = _timed(timings, f"tune {o.key}", lambda: exp.tuning(o))
-        if cfg.progress:
-            print(f"[tuning, {cfg.search}] {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
-                  f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost)",
-                  file=sys.stderr, flush=True)
-    results["tuning"] = {o.key: exp.tuning(o).describe() for o in scored}
-    if cfg.stop_after == "tuning":
+    try:
+        _tune_and_evaluate(exp, scored, cfg, timings)
+    except OutOfTime as exc:
+        results["stopped"] = str(exc)
+    results["tuning"] = {o.key: t.describe() for o in scored if (t := exp.tunings.get(o.key)) is not None}
+    if cfg.stop_after == "tuning" or "stopped" in results:
         return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
-    _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
     results["main_table"] = _timed(timings, "main table", lambda: main_table.main_table(exp, cfg.resamples))
     full = exp.full_grid
     results["sweeps"] = _timed(timings, "sweeps", lambda: parameters.sweeps(exp)) if full else {"skipped": FULL_GRID_ONLY}

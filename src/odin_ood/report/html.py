@@ -159,7 +159,8 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
                  "A smoke run: its numbers are noisy and not comparable with the paper's.</p>")
     if not results.get("complete", True):
         quick += ('<p class="banner">INCOMPLETE RUN: only the stages shown below finished (rows marked partial cover '
-                  "the images scored so far). Rerun the same command to continue; cached passes are reused.</p>")
+                  "the images scored so far). Rerun the same command to continue; cached passes are reused."
+                  + (f" Stopped: {escape(results['stopped'])}." if results.get("stopped") else "") + "</p>")
     same = p["paper_row_matches_model"]
     paper_note = ("No matching row in the paper." if p["paper_row"] is None else
                   f"Columns marked <b>paper</b> (shaded) are copied from the paper, row &ldquo;{escape(p['paper_row'])}&rdquo;"
