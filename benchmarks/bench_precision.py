@@ -42,8 +42,9 @@ def parser():
 def prefix(scorer: Scorer, ds, cell, chunks: int) -> dict[str, np.ndarray]:
     for start in range(0, min(len(ds), chunks * CELL_CHUNK), CELL_CHUNK):
         scorer.cell_chunk(ds, *cell, start)
-    out = scorer.cell_prefix(ds, *cell)
-    return {k: v[: chunks * CELL_CHUNK] for k, v in out.items()}
+    out = scorer.cell_finished(ds, *cell)
+    keep = out["rows"] < chunks * CELL_CHUNK
+    return {k: v[keep] for k, v in out.items() if k != "rows"}
 
 
 def main(argv: list[str] | None = None) -> dict:

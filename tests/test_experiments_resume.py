@@ -39,7 +39,7 @@ def test_chunked_entry_resumes_at_the_first_missing_chunk(tmp_path):
 
     with pytest.raises(Killed):
         cache.get_chunked(key, 10, 4, compute)
-    assert cache.prefix(key, 10, 4)["v"].tolist() == list(range(8))  # two finished chunks survive
+    assert cache.finished(key, 10, 4)["v"].tolist() == list(range(8))  # two finished chunks survive
     calls.clear()
     whole = cache.get_chunked(key, 10, 4, lambda a, b: calls.append((a, b)) or {"v": np.arange(a, b, dtype=np.float32)})
     assert calls == [(8, 10)]  # only the missing chunk is computed
@@ -51,10 +51,11 @@ def test_chunked_entry_resumes_at_the_first_missing_chunk(tmp_path):
 def test_look_only_returns_none_until_complete(tmp_path):
     cache = ScoreCache(tmp_path)
     key = {"method": "toy"}
-    assert cache.get_chunked(key, 6, 4, None) is None and cache.prefix(key, 6, 4) is None
-    cache.chunk(key, 0, 4, lambda a, b: {"v": np.zeros(b - a)})
+    assert cache.get_chunked(key, 6, 4, None) is None and cache.finished(key, 6, 4) is None
+    cache.chunk(key, 4, 6, lambda a, b: {"v": np.ones(b - a)})  # a second worker finished the last chunk
     assert cache.get_chunked(key, 6, 4, None) is None
-    assert cache.prefix(key, 6, 4)["v"].shape == (4,)
+    got = cache.finished(key, 6, 4)
+    assert got["v"].tolist() == [1, 1] and got["rows"].tolist() == [4, 5]
 
 
 class TinyConv(torch.nn.Module):
@@ -147,4 +148,4 @@ def test_a_time_limit_stops_before_the_next_chunk(tmp_path):
     scorer.deadline = 0.0  # long past
     with pytest.raises(OutOfTime):
         scorer.cell_outputs(ds, 1000.0, 0.0014)
-    assert scorer.cell_prefix(ds, 1000.0, 0.0014)["scores"].size == CELL_CHUNK  # the finished chunk is kept
+    assert scorer.cell_finished(ds, 1000.0, 0.0014)["scores"].size == CELL_CHUNK  # the finished chunk is kept

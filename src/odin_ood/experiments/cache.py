@@ -142,16 +142,16 @@ class ScoreCache:
             entry_path(self.folder, {**key, "rows": [start, min(start + chunk, n)]}).unlink(missing_ok=True)
         return arrays
 
-    def prefix(self, key: dict[str, Any], n: int, chunk: int) -> dict[str, np.ndarray] | None:
-        """The rows finished so far of a chunked entry: the whole entry, else the longest run of
-        stored chunks from row 0 joined (None when not even the first chunk exists)."""
+    def finished(self, key: dict[str, Any], n: int, chunk: int) -> dict[str, np.ndarray] | None:
+        """The rows finished so far of a chunked entry: the whole entry, else every stored chunk
+        joined in row order, with their row indices under ``"rows"`` (None when no chunk exists).
+        Chunks may come from several workers, so the finished rows need not be a prefix."""
         whole = read_entry(entry_path(self.folder, key), key) if self.enabled else None
         if whole is not None:
-            return whole
+            return {**whole, "rows": np.arange(n)}
         parts = []
         for start in range(0, n, chunk):
             part, _ = self.chunk(key, start, min(start + chunk, n), None)
-            if part is None:
-                break
-            parts.append(part)
+            if part is not None:
+                parts.append({**part, "rows": np.arange(start, min(start + chunk, n))})
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else None

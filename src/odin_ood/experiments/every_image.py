@@ -55,15 +55,16 @@ def every_image_rows(scorer: Scorer, id_data: ImageDataset, oods: Sequence[tuple
                      paper_row: str | None) -> list[dict[str, Any]]:
     """One row per OOD set: MSP and ODIN at the paper's parameters (``paper_parameters`` False:
     another set's, for a set the paper gives none) on every image scored so far (``complete``
-    False and ``n_out`` < ``n_out_total`` while the pass is unfinished; a set whose ID or first
-    OOD chunk is missing is left out). Computes nothing."""
+    False and ``n_out`` < ``n_out_total`` while the pass is unfinished: the finished chunks, a
+    seeded-order subset; a set whose ID pass or every OOD chunk is missing is left out).
+    Computes nothing."""
     default = logits_cell(paper_row, [spec for spec, _ in oods])
     rows = []
     for spec, ds in oods:
         own = paper.parameters(paper_row, spec.paper_key)
         cell = own or default
         s_in = scorer.cell_outputs(id_data, *cell, compute=False)
-        out = scorer.cell_prefix(ds, *cell)
+        out = scorer.cell_finished(ds, *cell)
         if s_in is None or out is None:
             continue
         rows.append({

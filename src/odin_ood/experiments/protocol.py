@@ -230,9 +230,9 @@ class Scorer:
         if progress is not None:
             progress.advance(ds.name, stop - start, cached)
 
-    def cell_prefix(self, ds: ImageDataset, temperature: float, epsilon: float) -> dict[str, np.ndarray] | None:
-        """The rows of :meth:`cell_outputs` finished so far (a prefix of ``ds``), or None."""
-        return self.cache.prefix(self.cell_key(ds, temperature, epsilon), len(ds), CELL_CHUNK)
+    def cell_finished(self, ds: ImageDataset, temperature: float, epsilon: float) -> dict[str, np.ndarray] | None:
+        """The rows of :meth:`cell_outputs` finished so far ("rows": their indices in ``ds``), or None."""
+        return self.cache.finished(self.cell_key(ds, temperature, epsilon), len(ds), CELL_CHUNK)
 
     def grid_index(self, temperature: float, epsilon: float) -> tuple[int, int] | None:
         """(i, j) of a cell on the grid (epsilon compared to 1e-12), or None when off the grid."""
