@@ -26,7 +26,7 @@ from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Experiment, OutOfTime, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
 from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
-from odin_ood.experiments.progress import Progress
+from odin_ood.experiments.progress import Progress, eta_text
 from odin_ood.metrics import METRICS
 
 DEFAULT_SEARCH = "halving"
@@ -197,11 +197,13 @@ def _eval_cells(exp: Experiment, progress: bool) -> None:
 
 def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, timings: dict[str, float]) -> None:
     """Tune every set (progress per set), then score every image at the tuned cells."""
-    for o in scored:
+    start = time.perf_counter()
+    for k, o in enumerate(scored, 1):
         t = _timed(timings, f"tune {o.key}", lambda: exp.tuning(o))
         if cfg.progress:
-            print(f"[tuning, {cfg.search}] {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
-                  f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost)",
+            eta = eta_text((time.perf_counter() - start) / k * (len(scored) - k))
+            print(f"[tuning, {cfg.search}] {k}/{len(scored)} {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
+                  f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost), ETA {eta}",
                   file=sys.stderr, flush=True)
     if cfg.stop_after != "tuning":
         _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
