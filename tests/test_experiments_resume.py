@@ -149,3 +149,32 @@ def test_a_time_limit_stops_before_the_next_chunk(tmp_path):
     with pytest.raises(OutOfTime):
         scorer.cell_outputs(ds, 1000.0, 0.0014)
     assert scorer.cell_finished(ds, 1000.0, 0.0014)["scores"].size == CELL_CHUNK  # the finished chunk is kept
+
+
+def test_cpu_path_suite_tunes_on_the_splits_and_stops_cleanly(shared_data, tmp_path):
+    """The mnist suite without the every-image grid: halving and grid searches, the report naming
+    the search and listing the grid-only figures as skipped; a zero time limit writes an
+    incomplete result from the cache alone."""
+    from odin_ood.experiments import RunConfig, run_suite
+    from odin_ood.report import write_report
+
+    def config(search, **kw):
+        return RunConfig(suite="mnist", out=str(tmp_path / search), data_root=str(shared_data), limit=160,
+                         cache_dir=str(tmp_path / "cache"), resamples=10, repeats=2, analysis_n=10, distance_m=10,
+                         progress=False, temperatures=(1.0, 10.0, 1000.0), epsilons=(0.0, 0.002, 0.004),
+                         eval_grid=False, search=search, **kw)
+
+    grid = run_suite(config("grid"))
+    halving = run_suite(config("halving"))
+    assert grid["complete"] and halving["complete"] and halving["search"] == "halving"
+    assert {k: v["temperature"] for k, v in grid["tuning"].items()} == {k: v["temperature"] for k, v in halving["tuning"].items()}
+    assert all(v["search"] == "grid" and v["cost_fraction_of_grid"] == 1.0 for v in grid["tuning"].values())
+    html = write_report(halving, tmp_path / "halving").read_text()
+    assert "<b>halving</b>" in html and "Figures 3, 4, 7-9" in html and "--eval-grid" in html
+    rows = {(r["ood"], r["method"]): r for r in grid["main_table"]["rows"]}
+    assert rows[("omniglot", "odin-tuned")]["search"] == "grid" and rows[("omniglot", "msp")]["n_in"] == 80
+    stopped = run_suite(RunConfig(**{**config("grid").__dict__, "out": str(tmp_path / "stopped"), "limit": 150,
+                                     "time_limit": 0.0}))  # other images: nothing cached
+    assert not stopped["complete"] and "time limit" in stopped["stopped"]
+    assert (tmp_path / "stopped" / "RUNNING.json").exists()
+    assert "INCOMPLETE RUN" in write_report(stopped, tmp_path / "stopped").read_text()
