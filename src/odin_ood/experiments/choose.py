@@ -10,6 +10,7 @@ run re-tunes at most the set it was on.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -77,6 +78,9 @@ def tune_set(exp: "Experiment", ood: "Scored") -> Tuned:
            "id_tune": _sha(exp.id_set, exp.id_set.split.tune), "ood_tune": _sha(ood, ood.split.tune)}
 
     def compute() -> dict[str, np.ndarray]:
+        if s.deadline is not None and time.monotonic() > s.deadline:
+            from odin_ood.experiments.protocol import OutOfTime
+            raise OutOfTime(f"time limit reached before tuning on {ood.key}")
         grids = _tuning_grids(exp, ood)
         score = array_scorer(*grids) if grids is not None else _model_rows(exp, ood)
         r = search(score, n_in, n_out, shape, exp.search, seed=exp.seed)

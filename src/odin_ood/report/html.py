@@ -105,6 +105,15 @@ def distances_html(results: dict) -> str:
             f"<b>Paper</b> (Appendix G, CIFAR-100/80 as ID, not available here): {escape(ref)}.</p>")
 
 
+def tuning_html(results: dict) -> str:
+    """The cells chosen on the tuning splits so far (a run stopped before its evaluation stage)."""
+    out = ['<table class="main"><tr><th class="l">OOD set</th><th>T</th><th>&epsilon;</th><th>search</th>'
+           "<th>tuning FPR95</th><th>cost (fraction of the grid)</th></tr>"]
+    out += [f'<tr><td class="l">{escape(k)}</td><td>{t["temperature"]:g}</td><td>{t["epsilon"]:g}</td><td>{escape(t["search"])}</td>'
+            f'<td>{pct(t["tuning_fpr_at_95_tpr"])}</td><td>{t["cost_fraction_of_grid"]:.2f}</td></tr>' for k, t in results["tuning"].items()]
+    return "\n".join(out + ["</table>"])
+
+
 def every_image_html(results: dict) -> str:
     """MSP and ODIN at the paper's (T, epsilon) on every ID and OOD image (nothing tuned, nothing
     held out), FPR at 95% TPR and AUROC beside the paper's."""
@@ -186,7 +195,8 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
            f"<p>ODIN (tuned): (T, &epsilon;) chosen on the tuning splits by the <b>{escape(results.get('search', 'grid'))}</b> "
            "search (grid: the paper's, every cell on every tuning image; halving: successive halving over the grid, "
            "odin_ood.search). 95% intervals: "
-           f"{escape(json.dumps(results['main_table']['bootstrap']))}.</p>"] if "main_table" in results else []),
+           f"{escape(json.dumps(results['main_table']['bootstrap']))}.</p>"] if "main_table" in results else
+          ["<h2>Tuning finished so far</h2>", tuning_html(results)] if results.get("tuning") else []),
         "<h2>Skipped</h2>" + (f"<ul>{skipped}{figures_skipped}</ul>" if skipped or figures_skipped
                               else "<p>Nothing skipped.</p>"),
     ]
