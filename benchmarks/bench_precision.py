@@ -23,7 +23,7 @@ from odin_ood.data.dataset import resolve_root  # noqa: E402
 from odin_ood.experiments import run, suites  # noqa: E402
 from odin_ood.experiments.cache import ScoreCache  # noqa: E402
 from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
-from odin_ood.experiments.protocol import CELL_CHUNK, Scorer  # noqa: E402
+from odin_ood.experiments.protocol import CELL_CHUNK, Scorer, images_sha256  # noqa: E402
 from odin_ood.metrics import evaluate  # noqa: E402
 
 
@@ -36,7 +36,34 @@ def parser():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
+    p.add_argument("--msp-sets", nargs="*", default=[],
+                   help="OOD sets whose MSP is also compared on EVERY image: fp32 logits (one forward, cached) vs "
+                        "the bf16 logits of the suite's finished every-image pass")
     return p
+
+
+def fp32_logits(scorer: Scorer, ds) -> np.ndarray:
+    """fp32 logits of every image (no-grad forwards, cached by image content)."""
+    key = {"model": scorer.fingerprint, "images_sha256": images_sha256(ds), "method": "logits", "precision": "fp32"}
+    return scorer.cache.get(key, lambda: {"logits": scorer.logits(scorer.inputs(ds.images))})["logits"]
+
+
+def msp_rows(scorers, id_ds, sets, cell) -> list[dict]:
+    """MSP FPR@95 / AUROC on every image: fp32 logits vs the bf16 every-image pass's logits."""
+    z_in = fp32_logits(scorers["fp32"], id_ds)
+    b_in = scorers["bf16"].cell_outputs(id_ds, *cell, compute=False)["logits"]
+    rows = []
+    for key, ds in sets:
+        b_out = scorers["bf16"].cell_outputs(ds, *cell, compute=False)
+        if b_out is None:
+            continue
+        f = evaluate(msp_from_logits(z_in), msp_from_logits(fp32_logits(scorers["fp32"], ds)))
+        b = evaluate(msp_from_logits(b_in), msp_from_logits(b_out["logits"]))
+        rows.append({"set": key, "n_in": len(id_ds), "n_out": len(ds), "msp_fpr95_fp32": round(100 * f["fpr_at_95_tpr"], 2),
+                     "msp_fpr95_bf16": round(100 * b["fpr_at_95_tpr"], 2), "msp_auroc_fp32": round(100 * f["auroc"], 2),
+                     "msp_auroc_bf16": round(100 * b["auroc"], 2)})
+        print(rows[-1], flush=True)
+    return rows
 
 
 def prefix(scorer: Scorer, ds, cell, chunks: int) -> dict[str, np.ndarray]:
@@ -58,8 +85,17 @@ def main(argv: list[str] | None = None) -> dict:
                for p in ("fp32", "bf16")}
     id_spec = suite.id_candidates[-1]
     id_ds = run.load_spec(id_spec, root, model)
-    ids = {p: s.cell_outputs(id_ds, *cell) for p, s in scorers.items()}
     specs = {s.key: s for s in suite.ood}
+    if not args.msp_sets:
+        ids = {p: s.cell_outputs(id_ds, *cell) for p, s in scorers.items()}
+    if args.msp_sets:
+        rows = msp_rows(scorers, id_ds, [(k, run.load_spec(specs[k], root, model)) for k in args.msp_sets], cell)
+        ctx = common.context(device, batch_size=args.batch_size, dtype="fp32 vs bf16", threads=torch.get_num_threads())
+        common.write_json(args.out, f"bench_precision_msp_{args.suite}", {"benchmark": "bench_precision", "context": ctx,
+                                                                          "rows": rows})
+        common.append_results(args.results, f"bench_precision: {args.suite}, MSP on every image, fp32 vs bf16 logits",
+                              ctx, rows, f"ID = {id_spec.label}; bf16 logits from the every-image pass at T=1000, eps=0.0014.")
+        return {"rows": rows}
     rows = []
     for key in args.sets:
         ds = run.load_spec(specs[key], root, model)
