@@ -46,6 +46,8 @@ def test_chunked_entry_resumes_at_the_first_missing_chunk(tmp_path):
     assert whole["v"].tolist() == list(range(10))
     assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["toy"]  # chunk entries joined and removed
     assert cache.get_chunked(key, 10, 4, None)["v"].tolist() == list(range(10))
+    part, cached = cache.chunk(key, 4, 8, compute)  # a chunk of a joined entry is a slice of it
+    assert cached and part["v"].tolist() == [4, 5, 6, 7] and calls == [(8, 10)]
 
 
 def test_look_only_returns_none_until_complete(tmp_path):

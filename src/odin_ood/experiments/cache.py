@@ -105,6 +105,9 @@ class ScoreCache:
         """(arrays, cached) of rows ``start:stop`` of a chunked entry (key plus ``"rows"``): read
         from the cache, else computed and stored (``compute=None``: look only, (None, False) on a
         miss). Finished chunks survive a killed run, which resumes at the first missing one."""
+        whole = self.peek(key)
+        if whole is not None:  # already joined: the chunk entries are gone
+            return {name: v[start:stop] for name, v in whole.items()}, True
         ckey = {**key, "rows": [int(start), int(stop)]}
         path = entry_path(self.folder, ckey)
         found = read_entry(path, ckey) if self.enabled else None
