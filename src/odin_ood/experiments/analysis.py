@@ -141,7 +141,7 @@ def accuracy_vs_threshold(exp: Experiment) -> dict[str, Any]:
     methods = {"msp": (1.0, 0.0), "odin": params}
     out: dict[str, Any] = {"tprs": list(TPRS), "accuracy": float(correct.mean()), "methods": {}}
     for name, (T, eps) in methods.items():
-        s = exp.scorer.scores_at(ids, T, eps)[ev]
+        s = (exp.msp(ids) if (T, eps) == (1.0, 0.0) else exp.scores(ids, T, eps))[ev]
         above, below = [], []
         for tpr in TPRS:
             keep = s >= threshold_at_tpr(s, tpr)

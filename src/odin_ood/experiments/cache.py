@@ -95,3 +95,66 @@ class ScoreCache:
         arrays = compute()
         write_entry(path, key, arrays)
         return arrays
+
+    def peek(self, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        """The cached arrays for ``key``, or None; computes nothing."""
+        return read_entry(entry_path(self.folder, key), key) if self.enabled else None
+
+    def chunk(self, key: dict[str, Any], start: int, stop: int,
+              compute: Callable[[int, int], dict[str, np.ndarray]] | None) -> tuple[dict[str, np.ndarray] | None, bool]:
+        """(arrays, cached) of rows ``start:stop`` of a chunked entry (key plus ``"rows"``): read
+        from the cache, else computed and stored (``compute=None``: look only, (None, False) on a
+        miss). Finished chunks survive a killed run, which resumes at the first missing one."""
+        whole = self.peek(key)
+        if whole is not None:  # already joined: the chunk entries are gone
+            return {name: v[start:stop] for name, v in whole.items()}, True
+        ckey = {**key, "rows": [int(start), int(stop)]}
+        path = entry_path(self.folder, ckey)
+        found = read_entry(path, ckey) if self.enabled else None
+        if found is not None or compute is None:
+            return found, found is not None
+        arrays = compute(start, stop)
+        write_entry(path, ckey, arrays)
+        return arrays, False
+
+    def get_chunked(self, key: dict[str, Any], n: int, chunk: int,
+                    compute: Callable[[int, int], dict[str, np.ndarray]] | None,
+                    progress: Callable[[int, bool], None] | None = None) -> dict[str, np.ndarray] | None:
+        """Like :meth:`get` for arrays whose first axis has ``n`` rows computed ``chunk`` rows at a
+        time by ``compute(start, stop)``, each chunk stored as it finishes (:meth:`chunk`). When
+        every chunk exists they are joined into the whole entry and the chunk entries removed.
+        ``compute=None`` only looks: None unless the whole entry or every chunk exists.
+        ``progress(rows, cached)`` is called after each chunk."""
+        path = entry_path(self.folder, key)
+        found = read_entry(path, key) if self.enabled else None
+        if found is not None:
+            self.hits += 1
+            return found
+        parts = []
+        for start in range(0, n, chunk):
+            part, cached = self.chunk(key, start, min(start + chunk, n), compute)
+            if part is None:
+                return None
+            parts.append(part)
+            if progress is not None:
+                progress(min(start + chunk, n) - start, cached)
+        self.misses += 1
+        arrays = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        write_entry(path, key, arrays)
+        for start in range(0, n, chunk):
+            entry_path(self.folder, {**key, "rows": [start, min(start + chunk, n)]}).unlink(missing_ok=True)
+        return arrays
+
+    def finished(self, key: dict[str, Any], n: int, chunk: int) -> dict[str, np.ndarray] | None:
+        """The rows finished so far of a chunked entry: the whole entry, else every stored chunk
+        joined in row order, with their row indices under ``"rows"`` (None when no chunk exists).
+        Chunks may come from several workers, so the finished rows need not be a prefix."""
+        whole = read_entry(entry_path(self.folder, key), key) if self.enabled else None
+        if whole is not None:
+            return {**whole, "rows": np.arange(n)}
+        parts = []
+        for start in range(0, n, chunk):
+            part, _ = self.chunk(key, start, min(start + chunk, n), None)
+            if part is not None:
+                parts.append({**part, "rows": np.arange(start, min(start + chunk, n))})
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else None

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
-from odin_ood.experiments.run import RunConfig, availability, run_suite
 from odin_ood.experiments.comparison import compare
+from odin_ood.experiments.protocol import PRECISIONS
+from odin_ood.experiments.run import DEFAULT_SEARCH, STAGES, RunConfig, availability, run_suite
 from odin_ood.experiments.suites import COMPOSITES, SUITES
+from odin_ood.search import SEARCHES
 from odin_ood.report import write_report
 from odin_ood.report.comparison import write_comparison
 
@@ -40,7 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="score cache folder (default $ODIN_OOD_CACHE/scores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every split, subsample and bootstrap")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (on a shared, loaded CPU 1 beats 2: benchmarks/RESULTS.md)")
+    parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,
+                        help=f"how (T, eps) is chosen on the tuning splits (default {DEFAULT_SEARCH}): the paper's full grid, "
+                             "or successive halving over it (0.3-0.6 of the cost; picked the grid's cell in 50/50 MNIST "
+                             "runs but 7/10 on ResNet-20 TinyImageNet crop, within 2 tuning-FPR points: "
+                             "benchmarks/RESULTS.md)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="model arithmetic; bf16 autocast keeps scores in float32 (gap in benchmarks/RESULTS.md)")
+    parser.add_argument("--eval-grid", action=argparse.BooleanOptionalAction, default=None,
+                        help="score every image at every grid cell (needed for the sweeps, cross-dataset and tuning-size "
+                             "figures; default: on with --quick or a GPU, off on a CPU, where only the cells needed are scored)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="start no new chunk after this many seconds; write what finished, marked incomplete "
+                             "(0 = only report what the cache already holds)")
+    parser.add_argument("--stop-after", choices=STAGES, default=None,
+                        help="stop after this stage and write its rows, marked incomplete (rerun to continue)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -71,20 +89,32 @@ def run(args: argparse.Namespace) -> int:
         config = RunConfig(suite=part, out=str(folder), data_root=args.data_root, weights=args.weights, device=device,
                            quick=args.quick, limit=args.limit, cache_dir=args.cache_dir, use_cache=not args.no_cache,
                            seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
-                           temperatures=args.temperatures, epsilons=args.epsilons)
+                           temperatures=args.temperatures, epsilons=args.epsilons, search=args.search,
+                           precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after,
+                           time_limit=args.time_limit)
         results[part] = run_suite(config)
         report = write_report(results[part], folder)
-        for row in results[part]["main_table"]["rows"]:
-            m = row["metrics"]
-            print(f"{part:<12} {row['label']:<40} {row['method']:<11} FPR95 {100 * m['fpr_at_95_tpr']:5.1f}  "
-                  f"AUROC {100 * m['auroc']:5.1f}")
-        for s in results[part]["skipped"]:
-            print(f"skipped {s['label']}: {s['reason']}")
+        _print_rows(part, results[part])
+        print(f"report: {report}" + ("" if results[part]["complete"] else "  (INCOMPLETE: rerun the command to continue)"))
     if args.suite in COMPOSITES:
         comparison = compare(results)
         report = write_comparison(comparison, out, f"odin-ood: suite {args.suite} ({', '.join(parts)})",
                                   COMPOSITES[args.suite].description)
         for line in comparison["findings"]:
             print(line)
-    print(f"report: {report}")
+        print(f"report: {report}")
+    return 0
+
+
+def _print_rows(part: str, results: dict) -> None:
+    for row in results["every_image"]:
+        print(f"{part:<12} {row['label']:<45} every image ({row['n_out']}/{row['n_out_total']}) T={row['temperature']:g} "
+              f"eps={row['epsilon']:g}: FPR95 MSP {100 * row['msp']['fpr_at_95_tpr']:5.1f} -> ODIN "
+              f"{100 * row['odin']['fpr_at_95_tpr']:5.1f}")
+    for row in results.get("main_table", {}).get("rows", []):
+        m = row["metrics"]
+        print(f"{part:<12} {row['label']:<45} {row['method']:<11} FPR95 {100 * m['fpr_at_95_tpr']:5.1f}  "
+              f"AUROC {100 * m['auroc']:5.1f}")
+    for s in results["skipped"]:
+        print(f"skipped {s['label']}: {s['reason']}")
     return 0

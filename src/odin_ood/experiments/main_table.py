@@ -27,23 +27,20 @@ METHOD_LABELS = {"msp": "Baseline (MSP)", "odin-tuned": "ODIN (tuned, sec. 4.4)"
 def method_scores(exp: Experiment, ood: Scored, method: str) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """(ID eval scores, OOD eval scores, T, epsilon) of a method, or None when it does not apply
     (no paper parameters for this set)."""
-    s = exp.scorer
     if method in score_family.METHODS:
         return score_family.method_scores(exp, ood, method)
+    ids = exp.id_set
     if method == "msp":
-        i, j = s.msp_index()
-        return exp.id_set.eval(i, j), ood.eval(i, j), 1.0, 0.0
+        return exp.msp(ids)[ids.split.eval], exp.msp(ood)[ood.split.eval], 1.0, 0.0
     if method == "odin-tuned":
         t = exp.tuning(ood)
-        i, j = t.index
-        return exp.id_set.eval(i, j), ood.eval(i, j), t.temperature, t.epsilon
-    params = paper.parameters(exp.paper_row, ood.paper_key)
-    if params is None:
-        return None
-    T, eps = params
-    s_in = s.scores_at(exp.id_set, T, eps)[exp.id_set.split.eval]
-    s_out = s.scores_at(ood, T, eps)[ood.split.eval]
-    return s_in, s_out, T, eps
+        T, eps = t.temperature, t.epsilon
+    else:
+        params = paper.parameters(exp.paper_row, ood.paper_key)
+        if params is None:
+            return None
+        T, eps = params
+    return exp.scores(ids, T, eps)[ids.split.eval], exp.scores(ood, T, eps)[ood.split.eval], T, eps
 
 
 def roc_curve(s_in: np.ndarray, s_out: np.ndarray, max_points: int = 400) -> dict[str, list[float]]:
@@ -68,6 +65,7 @@ def main_table(exp: Experiment, resamples: int = 200) -> dict[str, Any]:
             s_in, s_out, T, eps = found
             rows.append({
                 "ood": ood.key, "label": ood.label, "method": method, "temperature": T, "epsilon": eps,
+                "search": exp.tuning(ood).search if method == "odin-tuned" else None,
                 "metrics": evaluate(s_in, s_out),
                 "ci95": bootstrap_ci(s_in, s_out, resamples, seed=exp.seed + 7919 * k + METHODS.index(method)),
                 "paper": None if ref is None or method not in PAPER_METHODS else

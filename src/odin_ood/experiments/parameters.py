@@ -38,13 +38,12 @@ def sweeps(exp: Experiment) -> dict[str, Any]:
 
 def threshold_curves(exp: Experiment, points: int = 200) -> dict[str, Any]:
     """Figure 13: TPR and FPR vs delta; delta at 95% TPR is set on the ID tuning split."""
-    s = exp.scorer
     params = [paper.parameters(exp.paper_row, o.paper_key) for o in exp.oods]
     T, eps = next((p for p in params if p is not None), None) or (
         exp.tuning(exp.oods[0]).temperature, exp.tuning(exp.oods[0]).epsilon)
-    id_all = s.scores_at(exp.id_set, T, eps)
+    id_all = exp.scores(exp.id_set, T, eps)
     s_in = id_all[exp.id_set.split.eval]
-    outs = {o.key: s.scores_at(o, T, eps)[o.split.eval] for o in exp.oods}
+    outs = {o.key: exp.scores(o, T, eps)[o.split.eval] for o in exp.oods}
     pooled = np.concatenate([s_in, *outs.values()])
     delta = np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, points)))
     tpr, _ = tpr_fpr_at_thresholds(s_in, s_in[:1], delta)

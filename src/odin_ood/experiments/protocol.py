@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -26,12 +27,21 @@ from tqdm.auto import tqdm
 
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
+from odin_ood.experiments.progress import Progress
 from odin_ood.fingerprint import fingerprint
-from odin_ood.metrics import evaluate
-from odin_ood.scores import odin_scores
-from odin_ood.tuning import TuningResult, grid_scores, tune_from_scores
+from odin_ood.scores import odin_outputs
+from odin_ood.experiments.choose import SharedRows, Tuned, tune_set
+from odin_ood.scores import softmax_score
+from odin_ood.tuning import grid_scores
 
 CHUNK = 1024  # images per progress step
+CELL_CHUNK = 512  # images per cached chunk of a one-cell pass (a killed run loses at most this many)
+PRECISIONS = ("fp32", "bf16")
+
+
+class OutOfTime(Exception):
+    """Raised before computing a chunk once the scorer's ``deadline`` has passed (the run then
+    writes what is finished, marked incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +89,13 @@ def images_sha256(ds: ImageDataset) -> str:
 
 @dataclass
 class Scored:
-    """A dataset with its cached scores: ``grid`` (T, E, N) ODIN scores, ``logits`` (N, C)."""
+    """A dataset with its cached scores: ``grid`` (T, E, N) ODIN scores of every image at every
+    cell (None on the CPU path, which scores only the cells it needs), ``logits`` (N, C)."""
 
     key: str
     label: str
     data: ImageDataset
-    grid: np.ndarray
+    grid: np.ndarray | None
     logits: np.ndarray
     split: Split
     paper_key: str | None = None
@@ -109,7 +120,15 @@ class Scorer:
     """
 
     def __init__(self, model: nn.Module, temperatures: Sequence[float], epsilons: Sequence[float],
-                 cache: ScoreCache, batch_size: int = 128, progress: bool = True) -> None:
+                 cache: ScoreCache, batch_size: int = 128, progress: bool = True, precision: str = "fp32",
+                 channels_last: bool = True) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.deadline: float | None = None  # time.monotonic() after which no new chunk starts
+        self.channels_last = channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.temperatures = tuple(float(t) for t in temperatures)
         self.epsilons = tuple(float(e) for e in epsilons)
@@ -121,8 +140,15 @@ class Scorer:
         self.std = torch.tensor(model.input_std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> the model's normalised float input."""
-        return (images.float().div_(255.0) - self.mean) / self.std
+        """uint8 (N, C, H, W) -> the model's normalised float input (channels-last for conv nets:
+        same values, faster CPU kernels, benchmarks/RESULTS.md)."""
+        x = (images.float().div_(255.0) - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self):
+        """bf16 autocast for ``precision="bf16"`` (scores are still computed in float32)."""
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _key(self, ds: ImageDataset, method: str, **extra: Any) -> dict[str, Any]:
         return {"model": self.fingerprint, "data": ds.manifest, "images_sha256": images_sha256(ds),
@@ -132,17 +158,22 @@ class Scorer:
         starts = range(0, len(ds), CHUNK)
         return tqdm(starts, desc=f"{what} {ds.name}", unit="chunk", disable=not self.progress, leave=False)
 
-    def grid(self, ds: ImageDataset) -> dict[str, np.ndarray]:
-        """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``."""
-        key = self._key(ds, "odin-grid", temperatures=self.temperatures, epsilons=self.epsilons)
+    def grid(self, ds: ImageDataset, compute: bool = True) -> dict[str, np.ndarray] | None:
+        """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``
+        (``compute=False``: None unless cached)."""
+        key = self._key(ds, "odin-grid", temperatures=self.temperatures, epsilons=self.epsilons,
+                        precision=self.precision)
+        if not compute:
+            return self.cache.peek(key)
 
         def compute() -> dict[str, np.ndarray]:
             grids, logits = [], []
             for s in self._chunks(ds, "grid"):
                 x = self.inputs(ds.images[s:s + CHUNK])
-                grids.append(grid_scores(self.model, x, self.temperatures, self.epsilons,
-                                         input_std=self.model.input_std, batch_size=self.batch_size).numpy())
-                logits.append(self.logits(x))
+                with self.autocast():
+                    grids.append(grid_scores(self.model, x, self.temperatures, self.epsilons,
+                                             input_std=self.model.input_std, batch_size=self.batch_size).numpy())
+                    logits.append(self.logits(x))
             return {"grid": np.concatenate(grids, axis=-1).astype(np.float32),
                     "logits": np.concatenate(logits).astype(np.float32)}
 
@@ -154,27 +185,60 @@ class Scorer:
         return torch.cat([self.model(b.to(device)).float().cpu() for b in x.split(self.batch_size)]).numpy()
 
     def cell(self, ds: ImageDataset, temperature: float, epsilon: float) -> np.ndarray:
-        """ODIN scores at one (T, epsilon) off the grid (cached)."""
-        key = self._key(ds, "odin-cell", temperature=float(temperature), epsilon=float(epsilon))
+        """ODIN scores of every image of ``ds`` at one (T, epsilon) (cached)."""
+        return self.cell_outputs(ds, temperature, epsilon)["scores"]
 
-        def compute() -> dict[str, np.ndarray]:
-            parts = [odin_scores(self.model, self.inputs(ds.images[s:s + CHUNK]).to(next(self.model.parameters()).device),
-                                 temperature, epsilon, input_std=self.model.input_std).cpu().numpy()
-                     for s in self._chunks(ds, f"T={temperature:g} eps={epsilon:g}")]
-            return {"scores": np.concatenate(parts).astype(np.float32)}
+    def cell_key(self, ds: ImageDataset, temperature: float, epsilon: float) -> dict[str, Any]:
+        """Content-addressed key of a one-cell pass: model fingerprint, image bytes, T, epsilon
+        and precision (so identical image sets, e.g. box and bilinear 2x downsampling, share it)."""
+        return {"model": self.fingerprint, "images_sha256": images_sha256(ds), "n": len(ds), "method": "odin-outputs",
+                "temperature": float(temperature), "epsilon": float(epsilon), "precision": self.precision}
 
-        return self.cache.get(key, compute)["scores"]
+    def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float):
+        device = next(self.model.parameters()).device
+
+        def compute(start: int, stop: int) -> dict[str, np.ndarray]:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise OutOfTime(f"time limit reached before {ds.name} rows {start}:{stop}")
+            logits, scores = [], []
+            for b in range(start, stop, self.batch_size):
+                x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)
+                with self.autocast():
+                    z, s = odin_outputs(self.model, x, temperature, epsilon, input_std=self.model.input_std)
+                logits.append(z.float().cpu())
+                scores.append(s.float().cpu())
+            return {"scores": torch.cat(scores).numpy(), "logits": torch.cat(logits).numpy()}
+
+        return compute
+
+    def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float,
+                     progress: Progress | None = None, compute: bool = True) -> dict[str, np.ndarray] | None:
+        """{"scores": (N,), "logits": (N, C)}: ODIN scores of every image of ``ds`` at one
+        (T, epsilon) and the unperturbed logits from the same pass (MSP = max softmax of the
+        logits comes free). Cached per chunk of ``CELL_CHUNK`` images (:meth:`cell_key`), so a
+        killed run resumes at its last finished chunk. ``compute=False``: None unless cached."""
+        fn = self._cell_compute(ds, temperature, epsilon) if compute else None
+        step = None if progress is None else (lambda rows, cached: progress.advance(ds.name, rows, cached))
+        return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon), len(ds), CELL_CHUNK, fn, step)
+
+    def cell_chunk(self, ds: ImageDataset, temperature: float, epsilon: float, start: int,
+                   progress: Progress | None = None) -> None:
+        """Compute (or find cached) one chunk of :meth:`cell_outputs`, for round-robin passes."""
+        stop = min(start + CELL_CHUNK, len(ds))
+        _, cached = self.cache.chunk(self.cell_key(ds, temperature, epsilon), start, stop,
+                                     self._cell_compute(ds, temperature, epsilon))
+        if progress is not None:
+            progress.advance(ds.name, stop - start, cached)
+
+    def cell_finished(self, ds: ImageDataset, temperature: float, epsilon: float) -> dict[str, np.ndarray] | None:
+        """The rows of :meth:`cell_outputs` finished so far ("rows": their indices in ``ds``), or None."""
+        return self.cache.finished(self.cell_key(ds, temperature, epsilon), len(ds), CELL_CHUNK)
 
     def grid_index(self, temperature: float, epsilon: float) -> tuple[int, int] | None:
         """(i, j) of a cell on the grid (epsilon compared to 1e-12), or None when off the grid."""
         i = [k for k, t in enumerate(self.temperatures) if abs(t - temperature) < 1e-9]
         j = [k for k, e in enumerate(self.epsilons) if abs(e - epsilon) < 1e-12]
         return (i[0], j[0]) if i and j else None
-
-    def scores_at(self, scored: Scored, temperature: float, epsilon: float) -> np.ndarray:
-        """All scores of ``scored`` at (T, epsilon): from the grid when on it, else computed once."""
-        ij = self.grid_index(temperature, epsilon)
-        return scored.grid[ij[0], ij[1]] if ij is not None else self.cell(scored.data, temperature, epsilon)
 
     def msp_index(self) -> tuple[int, int]:
         ij = self.grid_index(1.0, 0.0)
@@ -201,21 +265,12 @@ def select_cell(scores_in: np.ndarray, scores_out: np.ndarray, tpr: float = 0.95
     return tuple(int(k) for k in np.unravel_index(int(np.argmin(f)), f.shape))  # type: ignore[return-value]
 
 
-def tune_on(id_set: Scored, ood: Scored, scorer: Scorer) -> TuningResult:
-    """Section 4.4: the grid cell minimising FPR at 95% TPR on the tuning splits."""
-    return tune_from_scores(id_set.tune(), ood.tune(), scorer.temperatures, scorer.epsilons)
-
-
-def evaluate_cell(id_set: Scored, ood: Scored, i: int, j: int) -> dict[str, float]:
-    """The five metrics of cell (i, j) on the evaluation splits."""
-    return evaluate(id_set.eval(i, j), ood.eval(i, j))
-
-
 @dataclass
 class Experiment:
     """Everything the experiment modules share: the scorer, the scored ID set and OOD sets,
     the paper row to compare with (``paper_row``; ``paper_matches`` is False when it is another
-    model's row shown for reference) and the per-set tunings (filled by the main table)."""
+    model's row shown for reference), the tuning ``search`` ("grid" or "halving",
+    :mod:`odin_ood.experiments.choose`) and the per-set tunings (filled on first use)."""
 
     scorer: Scorer
     id_set: Scored
@@ -223,9 +278,33 @@ class Experiment:
     paper_row: str | None
     paper_matches: bool
     seed: int = 0
-    tunings: dict[str, TuningResult] = field(default_factory=dict)
+    search: str = "grid"
+    tunings: dict[str, Tuned] = field(default_factory=dict)
+    shared_id: SharedRows | None = None
 
-    def tuning(self, ood: Scored) -> TuningResult:
+    @property
+    def full_grid(self) -> bool:
+        """True when every image was scored at every cell (sweeps, cross-dataset and tuning-size
+        curves need it)."""
+        return self.id_set.grid is not None
+
+    def tuning(self, ood: Scored) -> Tuned:
         if ood.key not in self.tunings:
-            self.tunings[ood.key] = tune_on(self.id_set, ood, self.scorer)
+            self.tunings[ood.key] = tune_set(self, ood)
         return self.tunings[ood.key]
+
+    def scores(self, scored: Scored, temperature: float, epsilon: float) -> np.ndarray:
+        """ODIN scores of every image of ``scored`` at (T, epsilon): from the grid when it holds
+        the cell, else one cached pass (:meth:`Scorer.cell`)."""
+        ij = self.scorer.grid_index(temperature, epsilon)
+        if ij is not None and scored.grid is not None:
+            return scored.grid[ij[0], ij[1]]
+        return self.scorer.cell(scored.data, temperature, epsilon)
+
+    def msp(self, scored: Scored) -> np.ndarray:
+        """Baseline scores of every image: the grid's (T=1, eps=0) cell, else the max softmax
+        of the logits (bitwise the same computation)."""
+        if scored.grid is not None:
+            i, j = self.scorer.msp_index()
+            return scored.grid[i, j]
+        return softmax_score(torch.from_numpy(scored.logits), 1.0).numpy()

@@ -23,9 +23,14 @@ from odin_ood import data, models
 from odin_ood.data.dataset import resolve_root, sha256_file
 from odin_ood.experiments import analysis, distances, main_table, parameters, suites, transfer, tuning_sources
 from odin_ood.experiments.cache import ScoreCache
-from odin_ood.experiments.protocol import Experiment, Scored, Scorer, dataset_seed, split_indices, subsample
+from odin_ood.experiments.protocol import Experiment, OutOfTime, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
+from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
+from odin_ood.experiments.progress import Progress, eta_text
 from odin_ood.metrics import METRICS
+
+DEFAULT_SEARCH = "grid"  # halving did not always pick the grid's cell on ResNet-20 (benchmarks/RESULTS.md)
+STAGES = ("every-image", "tuning")
 
 @dataclass
 class RunConfig:
@@ -51,16 +56,22 @@ class RunConfig:
     progress: bool = True
     temperatures: tuple[float, ...] | None = None
     epsilons: tuple[float, ...] | None = None
+    search: str = DEFAULT_SEARCH
+    precision: str = "fp32"
+    eval_grid: bool | None = None
+    stop_after: str | None = None
+    time_limit: float | None = None
 
     def resolved(self) -> "RunConfig":
         q = self.quick
         pick = lambda v, quick, full: v if v is not None else (quick if q else full)  # noqa: E731
         suite = suites.get(self.suite)
         grid_t, grid_e = suites.grid(suite, q)
-        return RunConfig(**{**asdict(self),
+        eval_grid = self.eval_grid if self.eval_grid is not None else (q or self.device.startswith("cuda"))
+        return RunConfig(**{**asdict(self), "eval_grid": eval_grid,
                             "limit": pick(self.limit, suite.quick_limit, None),
                             "resamples": pick(self.resamples, 50, 200), "repeats": pick(self.repeats, 3, 10),
-                            "analysis_n": pick(self.analysis_n, 30, 2000), "distance_m": pick(self.distance_m, 100, 1000),
+                            "analysis_n": pick(self.analysis_n, 30, 2000 if eval_grid else 300), "distance_m": pick(self.distance_m, 100, 1000),
                             "temperatures": tuple(self.temperatures or grid_t), "epsilons": tuple(self.epsilons or grid_e)})
 
 
@@ -132,8 +143,14 @@ def _device_name(device: str) -> str:
     return f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _score(scorer: Scorer, spec: DataSpec, ds: data.ImageDataset, n_tune: int, seed: int) -> Scored:
-    arrays = scorer.grid(ds)
+def _score(scorer: Scorer, spec: DataSpec, ds: data.ImageDataset, n_tune: int, seed: int,
+           logits_at: tuple[float, float] | None) -> Scored:
+    """The scored set: the grid on every image (``logits_at`` None), or only the logits of the
+    every-image pass at ``logits_at`` (the CPU path; further cells are scored when needed)."""
+    if logits_at is None:
+        arrays = scorer.grid(ds)
+    else:
+        arrays = {"grid": None, "logits": scorer.cell_outputs(ds, *logits_at)["logits"]}
     split = split_indices(len(ds), min(n_tune, len(ds) // 2), dataset_seed(seed, spec.key))
     return Scored(key=spec.key, label=spec.label, data=ds, grid=arrays["grid"], logits=arrays["logits"],
                   split=split, paper_key=spec.paper_key,
@@ -149,53 +166,122 @@ def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
         timings[name] = round(time.perf_counter() - start, 2)
 
 
+FULL_GRID_ONLY = "needs every image scored at every grid cell: run with --eval-grid (the GPU default)"
+
+
+def begin(out: Path, cfg: RunConfig) -> None:
+    """Mark ``out`` as holding a run in progress: stale results of an earlier run are renamed
+    ``*.previous`` and ``RUNNING.json`` says what is under way until the run completes."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("results.json", "results.csv", "report.html"):
+        if (out / name).exists():
+            os.replace(out / name, out / f"{name}.previous")
+    (out / "RUNNING.json").write_text(json.dumps({"suite": cfg.suite, "quick": cfg.quick, "started_utc": _now(),
+                                                  "note": "incomplete: a run is under way or was stopped; "
+                                                          "rerun the same command to resume"}, indent=1) + "\n")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _eval_cells(exp: Experiment, progress: bool) -> None:
+    """Score every image at each set's tuned cell (one resumable pass per distinct cell)."""
+    jobs = [(exp.id_set, t) for t in {(exp.tuning(o).temperature, exp.tuning(o).epsilon) for o in exp.oods}]
+    jobs += [(o, (exp.tuning(o).temperature, exp.tuning(o).epsilon)) for o in exp.oods]
+    jobs = [(s, c) for s, c in jobs if exp.scorer.grid_index(*c) is None or s.grid is None]
+    bar = Progress("tuned cells, every image", sum(len(s.data) for s, _ in jobs), enabled=progress)
+    for s, (T, eps) in jobs:
+        exp.scorer.cell_outputs(s.data, T, eps, progress=bar)
+
+
+def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, timings: dict[str, float]) -> None:
+    """Tune every set (progress per set), then score every image at the tuned cells."""
+    start = time.perf_counter()
+    for k, o in enumerate(scored, 1):
+        t = _timed(timings, f"tune {o.key}", lambda: exp.tuning(o))
+        if cfg.progress:
+            eta = eta_text((time.perf_counter() - start) / k * (len(scored) - k))
+            print(f"[tuning, {cfg.search}] {k}/{len(scored)} {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
+                  f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost), ETA {eta}",
+                  file=sys.stderr, flush=True)
+    if cfg.stop_after != "tuning":
+        _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
+
+
 def run_suite(config: RunConfig) -> dict[str, Any]:
     """Run every experiment of ``config.suite``; write results.json/results.csv into ``config.out``
-    and return the results."""
+    and return the results. Stages: every image at the paper's parameters, tuning (``search``
+    on the tuning splits), every image at the tuned cells, then the experiments. Every pass is
+    cached per chunk, so rerunning a stopped run resumes it; ``stop_after="every-image"`` writes
+    the first stage's rows only, marked incomplete."""
     cfg = config.resolved()
+    if cfg.stop_after not in (None, *STAGES):
+        raise ValueError(f"stop_after must be one of {STAGES}, got {cfg.stop_after!r}")
     suite = suites.get(cfg.suite)
     root = resolve_root(cfg.data_root)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     path = weights_path(suite, root, cfg.weights)
     model = load_model(suite, path, cfg.device)
     scorer = Scorer(model, cfg.temperatures, cfg.epsilons, ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
-                    cfg.batch_size, cfg.progress)
+                    cfg.batch_size, cfg.progress, precision=cfg.precision)
     scorer.msp_index()
-
-    def load(spec: DataSpec) -> data.ImageDataset:
-        return subsample(load_spec(spec, root, model), cfg.limit, dataset_seed(cfg.seed + 1, spec.key))
-
+    if cfg.time_limit is not None:
+        scorer.deadline = time.monotonic() + cfg.time_limit
+    begin(out, cfg)
     skipped: list[dict[str, str]] = []
 
-    def load_and_score(spec: DataSpec, role: str, n_tune: int):
-        """The scored set, or None (recorded in ``skipped``) when its data cannot be loaded."""
+    def load(spec: DataSpec, role: str) -> data.ImageDataset | None:
+        """The (subsampled) set, or None (recorded in ``skipped``) when it cannot be loaded."""
         try:
-            ds = _timed(timings, f"load {spec.key}", lambda: load(spec))
+            return _timed(timings, f"load {spec.key}", lambda: subsample(
+                load_spec(spec, root, model), cfg.limit, dataset_seed(cfg.seed + 1, spec.key)))
         except (FileNotFoundError, ValueError, KeyError) as exc:
             skipped.append({"key": spec.key, "label": spec.label, "role": role, "reason": _reason(exc)})
             return None
-        return _timed(timings, f"score {spec.key}", lambda: _score(scorer, spec, ds, n_tune, cfg.seed))
 
-    id_set = next((s for spec in suite.id_candidates
-                   if (s := load_and_score(spec, "in-distribution", suite.id_tune)) is not None), None)
-    if id_set is None:
+    id_spec, id_ds = next(((spec, ds) for spec in suite.id_candidates
+                           if (ds := load(spec, "in-distribution")) is not None), (None, None))
+    if id_ds is None:
         raise FileNotFoundError(f"suite {suite.name!r}: no in-distribution set could be loaded: "
                                 + "; ".join(f"{s['key']}: {s['reason']}" for s in skipped))
-    oods = [s for spec in suite.ood if (s := load_and_score(spec, "out-of-distribution", suite.ood_tune)) is not None]
+    oods = [(spec, ds) for spec in suite.ood if (ds := load(spec, "out-of-distribution")) is not None]
     if not oods:
         raise FileNotFoundError(f"suite {suite.name!r}: no OOD set could be loaded")
+    results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "quick": cfg.quick,
+                               "complete": False, "search": cfg.search}
+    try:
+        _timed(timings, "every-image pass", lambda: every_image_pass(scorer, id_ds, oods, suite.paper_label, cfg.progress))
+    except OutOfTime as exc:
+        results["stopped"] = str(exc)
+    results["every_image"] = every_image_rows(scorer, id_ds, oods, suite.paper_label)
+    results["skipped"] = skipped
+    if cfg.stop_after == "every-image" or "stopped" in results:
+        return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods)
 
-    exp = Experiment(scorer=scorer, id_set=id_set, oods=oods, paper_row=suite.paper_label,
-                     paper_matches=suite.paper_row is not None, seed=cfg.seed)
-    results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "quick": cfg.quick}
+    at = None if cfg.eval_grid else logits_cell(suite.paper_label, [spec for spec, _ in oods])
+    id_set = _timed(timings, f"score {id_spec.key}", lambda: _score(scorer, id_spec, id_ds, suite.id_tune, cfg.seed, at))
+    scored = [_timed(timings, f"score {spec.key}", lambda: _score(scorer, spec, ds, suite.ood_tune, cfg.seed, at))
+              for spec, ds in oods]
+    exp = Experiment(scorer=scorer, id_set=id_set, oods=scored, paper_row=suite.paper_label,
+                     paper_matches=suite.paper_row is not None, seed=cfg.seed, search=cfg.search)
+    try:
+        _tune_and_evaluate(exp, scored, cfg, timings)
+    except OutOfTime as exc:
+        results["stopped"] = str(exc)
+    results["tuning"] = {o.key: t.describe() for o in scored if (t := exp.tunings.get(o.key)) is not None}
+    if cfg.stop_after == "tuning" or "stopped" in results:
+        return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
     results["main_table"] = _timed(timings, "main table", lambda: main_table.main_table(exp, cfg.resamples))
-    results["sweeps"] = _timed(timings, "sweeps", lambda: parameters.sweeps(exp))
+    full = exp.full_grid
+    results["sweeps"] = _timed(timings, "sweeps", lambda: parameters.sweeps(exp)) if full else {"skipped": FULL_GRID_ONLY}
     results["threshold"] = _timed(timings, "threshold", lambda: parameters.threshold_curves(exp))
-    results["cross_dataset"] = _timed(timings, "cross-dataset", lambda: transfer.cross_dataset(exp))
-    results["tuning_size"] = _timed(timings, "tuning size", lambda: transfer.tuning_size_curve(exp, cfg.repeats))
+    results["cross_dataset"] = (_timed(timings, "cross-dataset", lambda: transfer.cross_dataset(exp)) if full
+                                else {"skipped": FULL_GRID_ONLY})
+    results["tuning_size"] = (_timed(timings, "tuning size", lambda: transfer.tuning_size_curve(exp, cfg.repeats)) if full
+                              else {"skipped": FULL_GRID_ONLY})
     results["analysis"] = _timed(timings, "section 5", lambda: analysis.section5(exp, cfg.analysis_n))
     results["profiles"] = analysis.class_profiles(exp)
     results["accuracy"] = _timed(timings, "accuracy vs threshold", lambda: analysis.accuracy_vs_threshold(exp))
@@ -204,18 +290,34 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
         exp, [tuning_sources.tuning_only(scorer, spec, load(spec)) for spec in tuning_sources.NOISE_SPECS],
         cfg.resamples))
-    results["skipped"] = skipped
+    results["complete"] = True
+    return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
+
+
+def _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp=None):
     timings["total"] = round(time.perf_counter() - started, 2)
-    results["provenance"] = provenance(cfg, suite, model, path, exp, scorer, timings)
+    results["provenance"] = provenance(cfg, suite, model, path, scorer, timings, id_spec, id_ds, oods, exp)
     write_results(results, out)
+    if results["complete"]:
+        (out / "RUNNING.json").unlink(missing_ok=True)
     return results
 
 
-def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path | None, exp: Experiment,
-               scorer: Scorer, timings: dict[str, float]) -> dict[str, Any]:
-    ids = exp.id_set
-    ev = ids.split.eval
-    acc = float((ids.logits[ev].argmax(1) == ids.labels[ev]).mean()) if (ids.labels[ev] >= 0).all() else None
+def _dataset_entry(spec: DataSpec, ds: data.ImageDataset, scored: Scored | None) -> dict[str, Any]:
+    if scored is not None:
+        return {"key": spec.key, "label": spec.label, **scored.manifest}
+    return {"key": spec.key, "label": spec.label, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds),
+            "split": None, "dataset": ds.manifest}
+
+
+def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path | None, scorer: Scorer,
+               timings: dict[str, float], id_spec: DataSpec, id_ds: data.ImageDataset, oods, exp: Experiment | None
+               ) -> dict[str, Any]:
+    acc = None
+    if exp is not None and (exp.id_set.labels[exp.id_set.split.eval] >= 0).all():
+        ids, ev = exp.id_set, exp.id_set.split.eval
+        acc = float((ids.logits[ev].argmax(1) == ids.labels[ev]).mean())
+    scored = {s.key: s for s in ([exp.id_set, *exp.oods] if exp is not None else [])}
     return {
         "library": {"odin_ood": odin_ood.__version__, "torch": torch.__version__, "numpy": np.__version__,
                     "python": sys.version.split()[0], "git_commit": _git_commit()},
@@ -229,9 +331,11 @@ def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path 
                   "num_classes": int(model.num_classes), "id_eval_accuracy": acc},
         "grid": {"temperatures": list(scorer.temperatures), "epsilons": list(scorer.epsilons),
                  "epsilon_units": "pixel units of [0, 1] images; the step is divided by the model's input_std"},
-        "paper_row": exp.paper_row, "paper_row_matches_model": exp.paper_matches,
-        "datasets": {"id": {"key": ids.key, "label": ids.label, **ids.manifest},
-                     "ood": [{"key": o.key, "label": o.label, **o.manifest} for o in exp.oods]},
+        "paper_row": suite.paper_label, "paper_row_matches_model": suite.paper_row is not None,
+        "search": {"method": cfg.search, "applies_to": "ODIN (tuned) rows: the cell chosen on the tuning splits"},
+        "precision": cfg.precision, "threads": torch.get_num_threads(),
+        "datasets": {"id": _dataset_entry(id_spec, id_ds, scored.get(id_spec.key)),
+                     "ood": [_dataset_entry(spec, ds, scored.get(spec.key)) for spec, ds in oods]},
         "cache": {"hits": scorer.cache.hits, "misses": scorer.cache.misses, "enabled": scorer.cache.enabled},
         "timings_s": timings,
     }
@@ -242,6 +346,8 @@ def write_results(results: dict[str, Any], out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
     fields = ["suite", "ood", "label", "method", "temperature", "epsilon", "n_in", "n_out"]
     fields += [f"{m}{s}" for m in METRICS for s in ("", "_ci_low", "_ci_high", "_paper")] + ["paper_source"]
+    if "main_table" not in results:
+        return
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()

@@ -16,7 +16,7 @@ from typing import Any
 from odin_ood.experiments.main_table import METHOD_LABELS
 from odin_ood.experiments.paper import DISTANCES
 from odin_ood.metrics import LOWER_IS_BETTER, METRICS
-from odin_ood.report.plots import render_all
+from odin_ood.report.plots import FIGURES, figure_skipped, render_all
 from odin_ood.report.sources import tuning_sources_html
 
 METRIC_LABELS = {"fpr_at_95_tpr": "FPR at 95% TPR &darr;", "detection_error": "Detection error &darr;",
@@ -106,6 +106,40 @@ def distances_html(results: dict) -> str:
             f"<b>Paper</b> (Appendix G, CIFAR-100/80 as ID, not available here): {escape(ref)}.</p>")
 
 
+def tuning_html(results: dict) -> str:
+    """The cells chosen on the tuning splits so far (a run stopped before its evaluation stage)."""
+    out = ['<table class="main"><tr><th class="l">OOD set</th><th>T</th><th>&epsilon;</th><th>search</th>'
+           "<th>tuning FPR95</th><th>cost (fraction of the grid)</th></tr>"]
+    out += [f'<tr><td class="l">{escape(k)}</td><td>{t["temperature"]:g}</td><td>{t["epsilon"]:g}</td><td>{escape(t["search"])}</td>'
+            f'<td>{pct(t["tuning_fpr_at_95_tpr"])}</td><td>{t["cost_fraction_of_grid"]:.2f}</td></tr>' for k, t in results["tuning"].items()]
+    return "\n".join(out + ["</table>"])
+
+
+def every_image_html(results: dict) -> str:
+    """MSP and ODIN at the paper's (T, epsilon) on every ID and OOD image (nothing tuned, nothing
+    held out), FPR at 95% TPR and AUROC beside the paper's."""
+    rows = results.get("every_image") or []
+    if not rows:
+        return "<p>Not computed.</p>"
+    out = ['<table class="main"><tr><th class="l">OOD set</th><th>T</th><th>&epsilon;</th><th>n ID / OOD</th>'
+           "<th>FPR95 MSP</th><th>paper</th><th>FPR95 ODIN</th><th>paper</th><th>AUROC MSP</th><th>paper</th>"
+           "<th>AUROC ODIN</th><th>paper</th></tr>"]
+    for r in rows:
+        p = r["paper"]
+        ref = (lambda m, k: "&ndash;" if p is None else f'{p[k][m]:.1f}')  # noqa: E731
+        n = f'{r["n_in"]} / {r["n_out"]}' + ("" if r["complete"] else f' <b>of {r["n_out_total"]} (partial)</b>')
+        params = "" if r.get("paper_parameters", True) else " (paper gives none: same as the other sets)"
+        out.append(f'<tr><td class="l">{escape(r["label"])}{params}</td><td>{r["temperature"]:g}</td><td>{r["epsilon"]:g}</td>'
+                   f"<td>{n}</td><td>{pct(r['msp']['fpr_at_95_tpr'])}</td><td class=\"paper\">{ref('fpr_at_95_tpr', 'msp')}</td>"
+                   f"<td>{pct(r['odin']['fpr_at_95_tpr'])}</td><td class=\"paper\">{ref('fpr_at_95_tpr', 'odin')}</td>"
+                   f"<td>{pct(r['msp']['auroc'])}</td><td class=\"paper\">{ref('auroc', 'msp')}</td>"
+                   f"<td>{pct(r['odin']['auroc'])}</td><td class=\"paper\">{ref('auroc', 'odin')}</td></tr>")
+    out.append("</table>")
+    precision = rows[0].get("precision", "fp32")
+    return "\n".join(out) + (f"<p>Model arithmetic: {escape(precision)} (scores in float32). MSP is the max softmax of "
+                             "the logits of the same pass.</p>")
+
+
 def provenance_html(results: dict) -> str:
     p = results["provenance"]
     items = [("library", p["library"]), ("device", p["device"]), ("platform", p["platform"]), ("date (UTC)", p["date_utc"]),
@@ -133,11 +167,17 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
         quick = (f'<p class="banner">QUICK RUN (--quick): every set subsampled to at most {cfg["limit"]} images, reduced grid '
                  f'T &isin; {cfg["temperatures"]}, &epsilon; &isin; {cfg["epsilons"]}, {cfg["resamples"]} bootstrap resamples. '
                  "A smoke run: its numbers are noisy and not comparable with the paper's.</p>")
+    if not results.get("complete", True):
+        quick += ('<p class="banner">INCOMPLETE RUN: only the stages shown below finished (rows marked partial cover '
+                  "the images scored so far). Rerun the same command to continue; cached passes are reused."
+                  + (f" Stopped: {escape(results['stopped'])}." if results.get("stopped") else "") + "</p>")
     same = p["paper_row_matches_model"]
     paper_note = ("No matching row in the paper." if p["paper_row"] is None else
                   f"Columns marked <b>paper</b> (shaded) are copied from the paper, row &ldquo;{escape(p['paper_row'])}&rdquo;"
                   + ("" if same else " &mdash; <b>a different model</b>, shown for reference only") + ". Everything else is computed by this run.")
     skipped = "".join(f"<li><b>{escape(s['label'])}</b> ({s['role']}): {escape(s['reason'])}</li>" for s in results["skipped"])
+    figures_skipped = "".join(f"<li>{escape(FIGURES[n][0])}: {escape(why)}</li>" for n in FIGURES
+                              if (why := figure_skipped(results, n)))
     ids = p["datasets"]["id"]
     acc = p["model"]["id_eval_accuracy"]
     sections = [
@@ -146,13 +186,20 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
         f'<p class="note">{paper_note} Our metrics are the exact empirical ones of <code>odin_ood.metrics</code> '
         "(ID positive; percentages), measured on the evaluation splits only.</p>",
         f"<p>Model <code>{escape(p['model']['name'])}</code> ({escape(str(p['model']['weights']))}); "
-        f"ID set {escape(ids['label'])}: {ids['n']} images, {ids['split']['tune']} held out for tuning, "
-        f"{ids['split']['eval']} evaluated; accuracy on the evaluated ID images: {pct(acc) if acc is not None else '&ndash;'}%. "
+        f"ID set {escape(ids['label'])}: {ids['n']} images"
+        + (f", {ids['split']['tune']} held out for tuning, {ids['split']['eval']} evaluated" if ids.get("split") else "")
+        + f"; accuracy on the evaluated ID images: {pct(acc) if acc is not None else '&ndash;'}%. "
         f"Each OOD set: at most 1,000 images tune (T, &epsilon;), the rest are evaluated (section 4.4). Device: {escape(p['device'])}; "
         f"total time {p['timings_s']['total']:.0f} s.</p>",
-        "<h2>Table 2/3: baseline vs ODIN</h2>", main_table_html(results),
-        f"<p>95% intervals: {escape(json.dumps(results['main_table']['bootstrap']))}.</p>",
-        "<h2>Skipped</h2>" + (f"<ul>{skipped}</ul>" if skipped else "<p>Nothing skipped.</p>"),
+        "<h2>Table 2/3 at the paper's parameters on every image</h2>", every_image_html(results),
+        *(["<h2>Table 2/3: baseline vs ODIN (evaluation splits)</h2>", main_table_html(results),
+           f"<p>ODIN (tuned): (T, &epsilon;) chosen on the tuning splits by the <b>{escape(results.get('search', 'grid'))}</b> "
+           "search (grid: the paper's, every cell on every tuning image; halving: successive halving over the grid, "
+           "odin_ood.search). 95% intervals: "
+           f"{escape(json.dumps(results['main_table']['bootstrap']))}.</p>"] if "main_table" in results else
+          ["<h2>Tuning finished so far</h2>", tuning_html(results)] if results.get("tuning") else []),
+        "<h2>Skipped</h2>" + (f"<ul>{skipped}{figures_skipped}</ul>" if skipped or figures_skipped
+                              else "<p>Nothing skipped.</p>"),
         tuning_sources_html(results),
     ]
     for name, (title, png) in figures.items():

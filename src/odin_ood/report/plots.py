@@ -236,12 +236,30 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+# The results entry each figure draws from; a figure is left out when it is absent (a partial
+# run) or says {"skipped": reason} (e.g. the sweeps on the CPU path).
+FIGURE_DATA = {"fig01_roc": "main_table", "fig03_sweeps": "sweeps", "fig13_threshold": "threshold",
+               "fig14_cross_dataset": "cross_dataset", "fig15_tuning_size": "tuning_size", "fig16_accuracy": "accuracy",
+               "fig05_section5": "analysis", "fig05_profiles": "profiles", "fig02_distances": "distances"}
+
+
+def figure_skipped(results: dict, name: str) -> str | None:
+    """Why figure ``name`` cannot be drawn from ``results``, or None when it can."""
+    entry = results.get(FIGURE_DATA[name])
+    if entry is None:
+        return "not computed (incomplete run)"
+    return entry.get("skipped") if isinstance(entry, dict) and name != "fig16_accuracy" else None
+
+
 def render_all(results: dict, out: str | Path) -> dict[str, tuple[str, bytes]]:
-    """Draw every figure, write ``<out>/<name>.png`` and return {name: (title, png bytes)}."""
+    """Draw every figure that ``results`` holds data for, write ``<out>/<name>.png`` and return
+    {name: (title, png bytes)}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {}
     for name, (title, draw) in FIGURES.items():
+        if figure_skipped(results, name):
+            continue
         data = png_bytes(draw(results))
         (out / f"{name}.png").write_bytes(data)
         pngs[name] = (title, data)

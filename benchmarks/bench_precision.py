@@ -1,0 +1,125 @@
+"""bf16 autocast vs float32 on the CPU: how far the ODIN scores and metrics move.
+
+The suite's one-cell passes (``Scorer.cell_outputs``: ODIN at the paper's T, eps plus the logits)
+are computed in both precisions on the same images: the whole ID set and the first ``--chunks``
+cached chunks of each OOD set (the same chunks the suite caches, so nothing is recomputed that
+a run already holds). Recorded per set: FPR@95 and AUROC of MSP and ODIN in each precision, the
+largest score difference and the share of images whose predicted class changes.
+
+    python benchmarks/bench_precision.py --suite cifar10-densenet --sets tinyimagenet-crop gaussian
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from odin_ood.data.dataset import resolve_root  # noqa: E402
+from odin_ood.experiments import run, suites  # noqa: E402
+from odin_ood.experiments.cache import ScoreCache  # noqa: E402
+from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
+from odin_ood.experiments.protocol import CELL_CHUNK, Scorer, images_sha256  # noqa: E402
+from odin_ood.metrics import evaluate  # noqa: E402
+
+
+def parser():
+    p = common.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--suite", default="cifar10-densenet")
+    p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
+    p.add_argument("--sets", nargs="+", default=["tinyimagenet-crop", "gaussian"])
+    p.add_argument("--chunks", type=int, default=2, help=f"OOD chunks of {CELL_CHUNK} images per set")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1000.0)
+    p.add_argument("--epsilon", type=float, default=0.0014)
+    p.add_argument("--msp-sets", nargs="*", default=[],
+                   help="OOD sets whose MSP is also compared on EVERY image: fp32 logits (one forward, cached) vs "
+                        "the bf16 logits of the suite's finished every-image pass")
+    return p
+
+
+def fp32_logits(scorer: Scorer, ds) -> np.ndarray:
+    """fp32 logits of every image (no-grad forwards, cached by image content)."""
+    key = {"model": scorer.fingerprint, "images_sha256": images_sha256(ds), "method": "logits", "precision": "fp32"}
+    return scorer.cache.get(key, lambda: {"logits": scorer.logits(scorer.inputs(ds.images))})["logits"]
+
+
+def msp_rows(scorers, id_ds, sets, cell) -> list[dict]:
+    """MSP FPR@95 / AUROC on every image: fp32 logits vs the bf16 every-image pass's logits."""
+    z_in = fp32_logits(scorers["fp32"], id_ds)
+    b_in = scorers["bf16"].cell_outputs(id_ds, *cell, compute=False)["logits"]
+    rows = []
+    for key, ds in sets:
+        b_out = scorers["bf16"].cell_outputs(ds, *cell, compute=False)
+        if b_out is None:
+            continue
+        f = evaluate(msp_from_logits(z_in), msp_from_logits(fp32_logits(scorers["fp32"], ds)))
+        b = evaluate(msp_from_logits(b_in), msp_from_logits(b_out["logits"]))
+        rows.append({"set": key, "n_in": len(id_ds), "n_out": len(ds), "msp_fpr95_fp32": round(100 * f["fpr_at_95_tpr"], 2),
+                     "msp_fpr95_bf16": round(100 * b["fpr_at_95_tpr"], 2), "msp_auroc_fp32": round(100 * f["auroc"], 2),
+                     "msp_auroc_bf16": round(100 * b["auroc"], 2)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def prefix(scorer: Scorer, ds, cell, chunks: int) -> dict[str, np.ndarray]:
+    for start in range(0, min(len(ds), chunks * CELL_CHUNK), CELL_CHUNK):
+        scorer.cell_chunk(ds, *cell, start)
+    out = scorer.cell_finished(ds, *cell)
+    keep = out["rows"] < chunks * CELL_CHUNK
+    return {k: v[keep] for k, v in out.items() if k != "rows"}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    device = common.setup(args)
+    suite = suites.get(args.suite)
+    root = resolve_root(args.data_root)
+    model = run.load_model(suite, run.weights_path(suite, root, None), str(device))
+    cell = (args.temperature, args.epsilon)
+    scorers = {p: Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=p)
+               for p in ("fp32", "bf16")}
+    id_spec = suite.id_candidates[-1]
+    id_ds = run.load_spec(id_spec, root, model)
+    specs = {s.key: s for s in suite.ood}
+    if not args.msp_sets:
+        ids = {p: s.cell_outputs(id_ds, *cell) for p, s in scorers.items()}
+    if args.msp_sets:
+        rows = msp_rows(scorers, id_ds, [(k, run.load_spec(specs[k], root, model)) for k in args.msp_sets], cell)
+        ctx = common.context(device, batch_size=args.batch_size, dtype="fp32 vs bf16", threads=torch.get_num_threads())
+        common.write_json(args.out, f"bench_precision_msp_{args.suite}", {"benchmark": "bench_precision", "context": ctx,
+                                                                          "rows": rows})
+        common.append_results(args.results, f"bench_precision: {args.suite}, MSP on every image, fp32 vs bf16 logits",
+                              ctx, rows, f"ID = {id_spec.label}; bf16 logits from the every-image pass at T=1000, eps=0.0014.")
+        return {"rows": rows}
+    rows = []
+    for key in args.sets:
+        ds = run.load_spec(specs[key], root, model)
+        outs = {p: prefix(s, ds, cell, args.chunks) for p, s in scorers.items()}
+        row = {"set": key, "n_in": len(id_ds), "n_out": int(outs["fp32"]["scores"].size)}
+        for p in ("fp32", "bf16"):
+            msp = evaluate(msp_from_logits(ids[p]["logits"]), msp_from_logits(outs[p]["logits"]))
+            odin = evaluate(ids[p]["scores"], outs[p]["scores"])
+            row |= {f"msp_fpr95_{p}": round(100 * msp["fpr_at_95_tpr"], 2), f"odin_fpr95_{p}": round(100 * odin["fpr_at_95_tpr"], 2),
+                    f"odin_auroc_{p}": round(100 * odin["auroc"], 2)}
+        both = [np.concatenate([ids[p]["scores"], outs[p]["scores"]]) for p in ("fp32", "bf16")]
+        logits = [np.concatenate([ids[p]["logits"], outs[p]["logits"]]) for p in ("fp32", "bf16")]
+        row["max_abs_score_diff"] = float(np.abs(both[0] - both[1]).max())
+        row["score_spread_fp32"] = float(both[0].max() - both[0].min())
+        row["argmax_changed"] = float((logits[0].argmax(1) != logits[1].argmax(1)).mean())
+        rows.append(row)
+        print(row, flush=True)
+    ctx = common.context(device, batch_size=args.batch_size, dtype="fp32 vs bf16", threads=torch.get_num_threads())
+    common.write_json(args.out, f"bench_precision_{args.suite}", {"benchmark": "bench_precision", "context": ctx, "rows": rows})
+    common.append_results(args.results, f"bench_precision: {args.suite}, ODIN T={args.temperature:g} eps={args.epsilon:g}, "
+                          "bf16 autocast vs fp32", ctx, rows,
+                          f"ID = {id_spec.label}, all images; OOD = the first {args.chunks} chunks of {CELL_CHUNK} images.")
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()
