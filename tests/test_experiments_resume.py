@@ -161,7 +161,7 @@ def test_cpu_path_suite_tunes_on_the_splits_and_stops_cleanly(shared_data, tmp_p
     from odin_ood.report import write_report
 
     def config(search, **kw):
-        return RunConfig(suite="mnist", out=str(tmp_path / search), data_root=str(shared_data), limit=160,
+        return RunConfig(suite="mnist-mlp", out=str(tmp_path / search), data_root=str(shared_data), limit=160,
                          cache_dir=str(tmp_path / "cache"), resamples=10, repeats=2, analysis_n=10, distance_m=10,
                          progress=False, temperatures=(1.0, 10.0, 1000.0), epsilons=(0.0, 0.002, 0.004),
                          eval_grid=False, search=search, **kw)

@@ -287,9 +287,9 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     results["accuracy"] = _timed(timings, "accuracy vs threshold", lambda: analysis.accuracy_vs_threshold(exp))
     results["distances"] = _timed(timings, "distances", lambda: distances.distances(exp, cfg.distance_m))
     # beyond the paper: which tuning source transfers (fresh noise draws tune only, never evaluated)
-    results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
-        exp, [tuning_sources.tuning_only(scorer, spec, load(spec)) for spec in tuning_sources.NOISE_SPECS],
-        cfg.resamples))
+    results["tuning_sources"] = (_timed(timings, "tuning sources", lambda: tuning_sources.compare(
+        exp, [tuning_sources.tuning_only(scorer, spec, load(spec, "tuning source")) for spec in tuning_sources.NOISE_SPECS],
+        cfg.resamples)) if full else {"skipped": FULL_GRID_ONLY})
     results["complete"] = True
     return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
 

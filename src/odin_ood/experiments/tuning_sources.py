@@ -137,8 +137,8 @@ def compare(exp: Experiment, noise: list[Scored], resamples: int = 200) -> dict[
     def measure(target: Scored, choice: Choice) -> dict[str, Any]:
         key = (target.key, *choice)
         if key not in cache:
-            s_in = s.scores_at(exp.id_set, *choice)[exp.id_set.split.eval]
-            s_out = s.scores_at(target, *choice)[target.split.eval]
+            s_in = exp.scores(exp.id_set, *choice)[exp.id_set.split.eval]
+            s_out = exp.scores(target, *choice)[target.split.eval]
             seed = exp.seed + zlib.crc32(repr(key).encode()) % 100_000
             ci = bootstrap_ci(s_in, s_out, resamples, seed=seed)
             m = evaluate(s_in, s_out)

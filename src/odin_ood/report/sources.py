@@ -35,6 +35,9 @@ def tuning_sources_html(results: dict[str, Any]) -> str:
     ts = results.get("tuning_sources")
     if not ts:
         return ""
+    if "skipped" in ts:
+        return ("<h2>Beyond the paper: which tuning source transfers to unseen OOD sets</h2>"
+                f"<p>Not computed in this run: {escape(ts['skipped'])}.</p>")
     out = ["<h2>Beyond the paper: which tuning source transfers to unseen OOD sets</h2>",
            '<p class="note">Each source chooses ODIN\'s (T, &epsilon;) from the data named; FPR at 95% TPR and AUROC '
            "are measured on the evaluation splits (95% bootstrap intervals). Only the oracle sees the images it is "
