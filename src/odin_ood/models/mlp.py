@@ -45,7 +45,8 @@ class MLP(nn.Module):
             layer.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)
-        for layer in (self.fc1, self.fc2, self.fc3):
-            x = nn.functional.gelu(layer(x), approximate="tanh")
+        # written out (no loop over a tuple of modules) so that torch.jit.script compiles it
+        x = nn.functional.gelu(self.fc1(x.flatten(1)), approximate="tanh")
+        x = nn.functional.gelu(self.fc2(x), approximate="tanh")
+        x = nn.functional.gelu(self.fc3(x), approximate="tanh")
         return self.fc4(x)
