@@ -180,3 +180,14 @@ def test_cpu_path_suite_tunes_on_the_splits_and_stops_cleanly(shared_data, tmp_p
     assert not stopped["complete"] and "time limit" in stopped["stopped"]
     assert (tmp_path / "stopped" / "RUNNING.json").exists()
     assert "INCOMPLETE RUN" in write_report(stopped, tmp_path / "stopped").read_text()
+
+
+def test_the_full_grid_is_the_cpu_default_only_for_the_cheap_mnist_suites():
+    from odin_ood.experiments import RunConfig
+
+    def default(suite, **kw):
+        return RunConfig(suite=suite, out="unused", device="cpu", **kw).resolved().eval_grid
+
+    assert default("mnist-lenet") and default("mnist-mlp")
+    assert not default("cifar10-densenet") and not default("cifar10-resnet20")
+    assert default("cifar10-densenet", quick=True) and not default("mnist-lenet", eval_grid=False)

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model arithmetic; bf16 autocast keeps scores in float32 (gap in benchmarks/RESULTS.md)")
     parser.add_argument("--eval-grid", action=argparse.BooleanOptionalAction, default=None,
                         help="score every image at every grid cell (needed for the sweeps, cross-dataset and tuning-size "
-                             "figures; default: on with --quick or a GPU, off on a CPU, where only the cells needed are scored)")
+                             "figures; default: on with --quick, a GPU or the cheap MNIST suites, off otherwise on a CPU, where only the cells needed are scored)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="start no new chunk after this many seconds; write what finished, marked incomplete "
                              "(0 = only report what the cache already holds)")

@@ -67,7 +67,8 @@ class RunConfig:
         pick = lambda v, quick, full: v if v is not None else (quick if q else full)  # noqa: E731
         suite = suites.get(self.suite)
         grid_t, grid_e = suites.grid(suite, q)
-        eval_grid = self.eval_grid if self.eval_grid is not None else (q or self.device.startswith("cuda"))
+        eval_grid = self.eval_grid if self.eval_grid is not None else (
+            q or self.device.startswith("cuda") or suite.full_grid_on_cpu)
         return RunConfig(**{**asdict(self), "eval_grid": eval_grid,
                             "limit": pick(self.limit, suite.quick_limit, None),
                             "resamples": pick(self.resamples, 50, 200), "repeats": pick(self.repeats, 3, 10),

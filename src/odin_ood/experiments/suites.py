@@ -62,6 +62,7 @@ class Suite:
     requires_weights_argument: bool = False
     quick_limit: int = 100
     quick_grid: tuple[tuple[float, ...], tuple[float, ...]] = (QUICK_TEMPERATURES_CIFAR, QUICK_EPSILONS_CIFAR)
+    full_grid_on_cpu: bool = False  # score every image at every cell on a CPU too (cheap models)
 
     @property
     def paper_label(self) -> str | None:
@@ -130,7 +131,7 @@ def _mnist_suite(name: str, model: str, row: str | None, reference: str | None, 
     return Suite(name=name, description=description, model=model, weights=None,
                  id_candidates=(DataSpec("mnist", "MNIST test", "mnist", {}, None),), ood=_mnist_ood(),
                  paper_row=row, reference_row=reference, id_tune=1000, quick_limit=300,
-                 quick_grid=(QUICK_TEMPERATURES, QUICK_EPSILONS))
+                 quick_grid=(QUICK_TEMPERATURES, QUICK_EPSILONS), full_grid_on_cpu=True)
 
 
 def _cifar_suite(name: str, model: str, weights: str | None, id_sets, ood, row: str | None, **kw) -> Suite:
