@@ -34,7 +34,7 @@ from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
 
 def parser():
     p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--suite", default="mnist")
+    p.add_argument("--suite", default="mnist-mlp")
     p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--batch-size", type=int, default=128)
