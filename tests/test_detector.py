@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from odin_ood import Detector, fingerprint
+from odin_ood import Detector, fingerprint, odin_scores
 from odin_ood.detector import NotFittedError, threshold_below
 from odin_ood.noise import gaussian_noise, uniform_noise
 
@@ -121,3 +121,23 @@ def test_unfitted_detector_and_bad_tpr(digits_model, digits):
     for tpr in (0.0, 1.0, 1.2):
         with pytest.raises(ValueError, match="tpr"):
             Detector(digits_model, **GRID).fit(digits["x_held"][:16], tpr=tpr)
+
+
+def test_detector_takes_the_models_own_statistics_when_none_are_given(tmp_path):
+    # a model that carries input_std / input_mean (as models.load sets them): epsilon must be divided
+    # by the model's std without the user repeating it, and the file records what was used
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
+    model.input_std, model.input_mean = (0.2, 0.5, 0.25), (0.4, 0.5, 0.6)
+    x, x_out = torch.randn(40, 3, 4, 4), 3 * torch.rand(40, 3, 4, 4)
+    implicit = Detector(model, temperatures=(1.0, 10.0), epsilons=(0.0, 0.01)).fit(x, x_out)
+    explicit = Detector(model, input_std=model.input_std, input_mean=model.input_mean,
+                        temperatures=(1.0, 10.0), epsilons=(0.0, 0.01)).fit(x, x_out)
+    assert (implicit.temperature_, implicit.epsilon_, implicit.threshold_) == (
+        explicit.temperature_, explicit.epsilon_, explicit.threshold_)
+    want = odin_scores(model, x, 10.0, 0.01, input_std=model.input_std)
+    implicit._set_fitted(10.0, 0.01, 0.5, 0.95)
+    assert torch.equal(implicit.score(x), want)
+    assert not torch.equal(want, odin_scores(model, x, 10.0, 0.01))  # the std matters here
+    saved = json.loads(implicit.save(tmp_path / "d.json").read_text())
+    assert saved["input_std"] == list(model.input_std) and saved["input_mean"] == list(model.input_mean)

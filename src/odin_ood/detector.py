@@ -54,7 +54,10 @@ class Detector:
     """ODIN out-of-distribution detector around a trained classifier.
 
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
-    ``input_mean`` is only needed to build noise tuning sets for such a model; ``input_shape``
+    ``input_mean`` is only needed to build noise tuning sets for such a model. Both default to the
+    model's own ``input_std``/``input_mean`` attributes when it has them (every model that
+    :func:`odin_ood.models.load` returns does): the model's statistics are the single source of
+    truth (``std_``, ``mean_``; pass ``input_std=1.0`` for a step in the model's input units). ``input_shape``
     (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
     not say it (a TorchScript or ``.pt2`` file) takes. ``score``: "odin" (default), "energy-odin",
     "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`), kept as ``score_name`` (``score``
@@ -86,14 +89,25 @@ class Detector:
         self.clamp = clamp
         self.input_shape = input_shape
 
+    @property
+    def std_(self) -> Sequence[float] | None:
+        """The per-channel std that divides epsilon: ``input_std``, else the model's own
+        ``input_std`` attribute (set by :func:`odin_ood.models.load`), else None (raw inputs)."""
+        return self.input_std if self.input_std is not None else getattr(self.model, "input_std", None)
+
+    @property
+    def mean_(self) -> Sequence[float] | None:
+        """``input_mean``, else the model's own ``input_mean`` attribute, else None."""
+        return self.input_mean if self.input_mean is not None else getattr(self.model, "input_mean", None)
+
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
         """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (the paper's Gaussian and
         Uniform noise when None) and set ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
         result = tune_score(
-            self.model, id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.input_std,
-            self.objective, input_mean=self.input_mean, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
+            self.model, id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
+            self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
         )
         i, j = result.index
         self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)
@@ -133,7 +147,7 @@ class Detector:
         }
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
-        logits, score = score_outputs(self.model, x, self.score_name, self.temperature_, self.epsilon_, self.input_std,
+        logits, score = score_outputs(self.model, x, self.score_name, self.temperature_, self.epsilon_, self.std_,
                                       self.clamp)
         return torch.cat([logits, score[:, None]], dim=1).T
 
@@ -158,8 +172,8 @@ class Detector:
             "threshold": self.threshold_,
             "tpr": self.tpr_,
             "objective": self.objective,
-            "input_std": _floats_or_none(self.input_std),
-            "input_mean": _floats_or_none(self.input_mean),
+            "input_std": _floats_or_none(self.std_),
+            "input_mean": _floats_or_none(self.mean_),
             "input_shape": None if self.input_shape is None else [int(s) for s in self.input_shape],
             "clamp": None if self.clamp is None else [_floats_or_none(c) for c in self.clamp],
             "batch_size": self.batch_size,
@@ -250,7 +264,7 @@ def _floats_or_none(v: Any) -> Any:
         return None
     if isinstance(v, (int, float)):
         return float(v)
-    return [float(a) for a in torch.as_tensor(v).flatten().tolist()]
+    return [float(a) for a in torch.as_tensor(v, dtype=torch.float64).flatten().tolist()]  # no float32 rounding
 
 
 def _channels(model: nn.Module) -> int | None:
