@@ -161,8 +161,9 @@ class Scorer:
     def grid(self, ds: ImageDataset, compute: bool = True) -> dict[str, np.ndarray] | None:
         """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``
         (``compute=False``: None unless cached)."""
+        # fp32 grids keep the key they had before precisions existed, so earlier caches stay valid
         key = self._key(ds, "odin-grid", temperatures=self.temperatures, epsilons=self.epsilons,
-                        precision=self.precision)
+                        **({} if self.precision == "fp32" else {"precision": self.precision}))
         if not compute:
             return self.cache.peek(key)
 
