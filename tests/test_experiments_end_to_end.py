@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-from html.parser import HTMLParser
 
 import pytest
 
 from odin_ood.experiments import RunConfig, run_suite
 from odin_ood.metrics import METRICS
 from odin_ood.report import write_report
+from report_support import Cells
 
 LIMIT = 240
 
@@ -26,30 +26,6 @@ def tiny_run(shared_data, tmp_path_factory):
     results = run_suite(config)
     html = write_report(results, out).read_text(encoding="utf-8")
     return out, results, html
-
-
-class _Cells(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: dict[str, str] = {}
-        self._key: str | None = None
-        self._depth = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "td" and dict(attrs).get("data-key"):
-            self._key, self.cells[dict(attrs)["data-key"]] = dict(attrs)["data-key"], ""
-        elif tag == "span" and self._key:
-            self._depth += 1
-
-    def handle_endtag(self, tag):
-        if tag == "td":
-            self._key = None
-        elif tag == "span" and self._key:
-            self._depth -= 1
-
-    def handle_data(self, data):
-        if self._key and self._depth == 0:
-            self.cells[self._key] += data
 
 
 def _rows(results, method):
@@ -82,7 +58,7 @@ def test_tuned_odin_is_never_worse_than_msp_and_better_somewhere_on_noise(tiny_r
 
 def test_html_tables_show_the_json_numbers(tiny_run):
     out, results, html = tiny_run
-    parser = _Cells()
+    parser = Cells()
     parser.feed(html)
     checked = 0
     for r in results["main_table"]["rows"]:
@@ -172,7 +148,7 @@ def test_tuning_sources_never_tune_on_evaluated_images_and_the_oracle_bounds_the
     _, results, html = tiny_run
     ts = results["tuning_sources"]
     assert set(ts["sets"]) == set(_rows(results, "msp")) >= {"omniglot", "notmnist", "cifar10bw", "gaussian", "uniform"}
-    parser = _Cells()
+    parser = Cells()
     parser.feed(html)
     for key, entry in ts["sets"].items():
         rows = {r["source"]: r for r in entry["rows"]}

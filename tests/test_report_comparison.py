@@ -5,42 +5,16 @@ results.json; and the findings computed on a hand-made case."""
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
 
 import pytest
 
 from odin_ood.cli import main
 from odin_ood.experiments.comparison import compare
 from odin_ood.metrics import METRICS
+from report_support import Cells
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 PARTS = ("mnist-lenet", "mnist-mlp")
-
-
-class _Cells(HTMLParser):
-    """Text of every ``<td data-key=...>`` outside its nested ``<span>``s."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: dict[str, str] = {}
-        self._key, self._depth = None, 0
-
-    def handle_starttag(self, tag, attrs):
-        key = dict(attrs).get("data-key")
-        if tag == "td" and key:
-            self._key, self.cells[key] = key, ""
-        elif tag == "span" and self._key:
-            self._depth += 1
-
-    def handle_endtag(self, tag):
-        if tag == "td":
-            self._key = None
-        elif tag == "span" and self._key:
-            self._depth -= 1
-
-    def handle_data(self, data):
-        if self._key and self._depth == 0:
-            self.cells[self._key] += data
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +27,7 @@ def composite(shared_data, tmp_path_factory):
 
 
 def test_side_by_side_report_shows_each_models_rows_and_the_papers(composite):
-    parser = _Cells()
+    parser = Cells()
     parser.feed((composite / "report.html").read_text(encoding="utf-8"))
     comparison = json.loads((composite / "comparison.json").read_text())
     assert list(comparison["models"]) == list(PARTS)
