@@ -74,6 +74,12 @@ def perturbation_direction(
     each row's gradient is its own (no 1/N that could underflow).
     """
     loss = F.cross_entropy(at_least_fp32(logits) / temperature, logits.argmax(dim=1), reduction="sum")
+    return sign_direction(loss, x, input_std, retain_graph)
+
+
+def sign_direction(loss: Tensor, x: Tensor, input_std: Tensor | None, retain_graph: bool = False) -> Tensor:
+    """sign(grad_x loss) / std per channel, a zero gradient counting as +1: the step direction
+    of eq. 2 for any scalar ``loss`` computed from ``x`` (summed over the batch)."""
     (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
     direction = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
     return direction if input_std is None else direction / input_std

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._checks import channel_view, check_epsilon, check_temperature
-from odin_ood.scores import Clamp, _prepare, at_least_fp32, perturb, scoring_mode
+from odin_ood.scores import Clamp, _prepare, at_least_fp32, perturb, scoring_mode, sign_direction
 
 
 def energy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -62,10 +62,7 @@ def energy_direction(
     ``logits`` must come from a forward of ``x`` with ``x.requires_grad``; the energies are
     summed over the batch, so each row's gradient is its own.
     """
-    loss = -energy_from_logits(logits, temperature).sum()
-    (grad,) = torch.autograd.grad(loss, x, retain_graph=retain_graph)
-    direction = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
-    return direction if input_std is None else direction / input_std
+    return sign_direction(-energy_from_logits(logits, temperature).sum(), x, input_std, retain_graph)
 
 
 def energy_odin_grid_scores(
