@@ -27,8 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from odin_ood import __version__, msp_scores
-from odin_ood.batching import map_batches
+from odin_ood import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
 from odin_ood.score_choice import SCORES
@@ -175,9 +174,11 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
         x_out = noise_ood_set(id_eval.x, len(id_eval), spec.mean, spec.std, seed=options.seed + 1000)
         ood = {"count": len(x_out), "what": f"fresh Gaussian + Uniform noise (seeds {options.seed + 1000}, "
                                              f"{options.seed + 1001})", "sources": []}
-    odin = {k: detector.score(loader(x, f"held-out: {k.upper()}")).numpy() for k, x in (("id", id_eval.x), ("ood", x_out))}
-    model, batch = detector.model, detector.batch_size
-    msp = {k: map_batches(lambda b: msp_scores(model, b), x, batch).numpy() for k, x in (("id", id_eval.x), ("ood", x_out))}
+    # one pass per side: the detector's outputs carry the MSP baseline too (the softmax of the
+    # unperturbed logits that its score's first forward computes)
+    outputs = {k: detector.outputs(loader(x, f"held-out: {k.upper()}")) for k, x in (("id", id_eval.x), ("ood", x_out))}
+    odin = {k: o["score"].numpy() for k, o in outputs.items()}
+    msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
     held = {
         "id": _part(id_eval), "ood": ood,
         "odin": evaluate(odin["id"], odin["ood"], tpr=detector.tpr_),
