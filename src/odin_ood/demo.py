@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from odin_ood import Detector, __version__, fingerprint, msp_scores
+from odin_ood import Detector, __version__, fingerprint
 from odin_ood.assets import demo_sample, model_info
-from odin_ood.batching import map_batches
 from odin_ood.metrics import METRICS, evaluate, roc_points
 from odin_ood.models import load as load_model
 from odin_ood.noise import gaussian_noise, uniform_noise
@@ -91,14 +90,17 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
 
     unseen = {name: x for name, x in inputs.items() if name not in ("MNIST", TUNING_SET)}
     evaluated = {"MNIST": id_eval, **unseen}
-    msp = {name: map_batches(lambda b: msp_scores(model, b), x, BATCH) for name, x in evaluated.items()}
+    # one pass per set: the outputs carry ODIN's score, the decision and MSP (the softmax of the
+    # unperturbed logits that ODIN's first forward computes)
+    outputs = {name: detector.outputs(x) for name, x in evaluated.items()}
+    msp = {name: o["confidence"] for name, o in outputs.items()}
     steps.update()
-    odin = {name: detector.score(x) for name, x in evaluated.items()}
+    odin = {name: o["score"] for name, o in outputs.items()}
     steps.update()
 
     rows = [{"ood": name, "n": len(x), "msp": evaluate(msp["MNIST"], msp[name]),
              "odin": evaluate(odin["MNIST"], odin[name]),
-             "flagged_ood": float(detector.predict(x).float().mean())} for name, x in unseen.items()]
+             "flagged_ood": float(outputs[name]["is_out_of_distribution"].float().mean())} for name, x in unseen.items()]
     wins = [r["ood"] for r in rows if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"]
             and r["odin"]["auroc"] > r["msp"]["auroc"]]
     out.mkdir(parents=True, exist_ok=True)
