@@ -175,6 +175,14 @@ def test_cpu_path_suite_tunes_on_the_splits_and_stops_cleanly(shared_data, tmp_p
     assert "<b>halving</b>" in html and "Figures 3, 4, 7-9" in html and "--eval-grid" in html
     rows = {(r["ood"], r["method"]): r for r in grid["main_table"]["rows"]}
     assert rows[("omniglot", "odin-tuned")]["search"] == "grid" and rows[("omniglot", "msp")]["n_in"] == 80
+    # beyond the paper on the CPU path: energy + perturbation rows and the tuning-source table
+    assert rows[("omniglot", "energy-odin")]["n_out"] == rows[("omniglot", "msp")]["n_out"]
+    sources = {r["source"]: r for r in grid["tuning_sources"]["sets"]["omniglot"]["rows"]}
+    assert {"noise", "id-only-t1000", "paper", "same-set", "oracle"} <= set(sources)
+    tuned = grid["tuning"]["omniglot"]
+    assert (sources["same-set"]["temperature"], sources["same-set"]["epsilon"]) == (tuned["temperature"], tuned["epsilon"])
+    assert sources["same-set"]["metrics"]["fpr_at_95_tpr"] == rows[("omniglot", "odin-tuned")]["metrics"]["fpr_at_95_tpr"]
+    assert grid["tuning_sources"]["evaluated"]["limit"] == 2000 and "tuning source" in write_report(grid, tmp_path / "grid").read_text()
     stopped = run_suite(RunConfig(**{**config("grid").__dict__, "out": str(tmp_path / "stopped"), "limit": 150,
                                      "time_limit": 0.0}))  # other images: nothing cached
     assert not stopped["complete"] and "time limit" in stopped["stopped"]

@@ -18,6 +18,7 @@ from odin_ood.experiments.comparison import compare
 from odin_ood.experiments.protocol import PRECISIONS
 from odin_ood.experiments.run import DEFAULT_SEARCH, STAGES, RunConfig, availability, run_suite
 from odin_ood.experiments.suites import COMPOSITES, SUITES
+from odin_ood.experiments.tuning_sources import EVAL_LIMIT_CPU
 from odin_ood.search import SEARCHES
 from odin_ood.report import write_report
 from odin_ood.report.comparison import write_comparison
@@ -57,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="start no new chunk after this many seconds; write what finished, marked incomplete "
                              "(0 = only report what the cache already holds)")
+    parser.add_argument("--sources-limit", type=int, default=EVAL_LIMIT_CPU, metavar="N",
+                        help="without --eval-grid, the tuning-source comparison evaluates a seeded subsample of at most "
+                             f"N images per evaluation split (default {EVAL_LIMIT_CPU})")
     parser.add_argument("--stop-after", choices=STAGES, default=None,
                         help="stop after this stage and write its rows, marked incomplete (rerun to continue)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                            seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
                            temperatures=args.temperatures, epsilons=args.epsilons, search=args.search,
                            precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after,
-                           time_limit=args.time_limit)
+                           time_limit=args.time_limit, sources_limit=args.sources_limit)
         results[part] = run_suite(config)
         report = write_report(results[part], folder)
         _print_rows(part, results[part])

@@ -29,14 +29,16 @@ from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.progress import Progress
 from odin_ood.fingerprint import fingerprint
-from odin_ood.scores import odin_outputs
 from odin_ood.experiments.choose import SharedRows, Tuned, tune_set
-from odin_ood.scores import softmax_score
+from odin_ood.scores import odin_outputs, softmax_score
+from odin_ood.successors import energy_odin_outputs
 from odin_ood.tuning import grid_scores
 
 CHUNK = 1024  # images per progress step
 CELL_CHUNK = 512  # images per cached chunk of a one-cell pass (a killed run loses at most this many)
 PRECISIONS = ("fp32", "bf16")
+# one-cell passes: (logits, scores) of a batch at (T, epsilon); "energy-odin" is beyond the paper
+CELL_SCORES = {"odin": odin_outputs, "energy-odin": energy_odin_outputs}
 
 
 class OutOfTime(Exception):
@@ -158,11 +160,13 @@ class Scorer:
         starts = range(0, len(ds), CHUNK)
         return tqdm(starts, desc=f"{what} {ds.name}", unit="chunk", disable=not self.progress, leave=False)
 
-    def grid(self, ds: ImageDataset, compute: bool = True) -> dict[str, np.ndarray] | None:
+    def grid(self, ds: ImageDataset, compute: bool = True,
+             temperatures: Sequence[float] | None = None) -> dict[str, np.ndarray] | None:
         """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``
-        (``compute=False``: None unless cached)."""
+        (``compute=False``: None unless cached); ``temperatures``: only these rows (default: all)."""
+        temperatures = self.temperatures if temperatures is None else tuple(float(t) for t in temperatures)
         # fp32 grids keep the key they had before precisions existed, so earlier caches stay valid
-        key = self._key(ds, "odin-grid", temperatures=self.temperatures, epsilons=self.epsilons,
+        key = self._key(ds, "odin-grid", temperatures=temperatures, epsilons=self.epsilons,
                         **({} if self.precision == "fp32" else {"precision": self.precision}))
         if not compute:
             return self.cache.peek(key)
@@ -172,7 +176,7 @@ class Scorer:
             for s in self._chunks(ds, "grid"):
                 x = self.inputs(ds.images[s:s + CHUNK])
                 with self.autocast():
-                    grids.append(grid_scores(self.model, x, self.temperatures, self.epsilons,
+                    grids.append(grid_scores(self.model, x, temperatures, self.epsilons,
                                              input_std=self.model.input_std, batch_size=self.batch_size).numpy())
                     logits.append(self.logits(x))
             return {"grid": np.concatenate(grids, axis=-1).astype(np.float32),
@@ -185,18 +189,21 @@ class Scorer:
         device = next(self.model.parameters()).device
         return torch.cat([self.model(b.to(device)).float().cpu() for b in x.split(self.batch_size)]).numpy()
 
-    def cell(self, ds: ImageDataset, temperature: float, epsilon: float) -> np.ndarray:
-        """ODIN scores of every image of ``ds`` at one (T, epsilon) (cached)."""
-        return self.cell_outputs(ds, temperature, epsilon)["scores"]
+    def cell(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin") -> np.ndarray:
+        """``score`` (ODIN by default) of every image of ``ds`` at one (T, epsilon) (cached)."""
+        return self.cell_outputs(ds, temperature, epsilon, score=score)["scores"]
 
-    def cell_key(self, ds: ImageDataset, temperature: float, epsilon: float) -> dict[str, Any]:
-        """Content-addressed key of a one-cell pass: model fingerprint, image bytes, T, epsilon
-        and precision (so identical image sets, e.g. box and bilinear 2x downsampling, share it)."""
-        return {"model": self.fingerprint, "images_sha256": images_sha256(ds), "n": len(ds), "method": "odin-outputs",
+    def cell_key(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin") -> dict[str, Any]:
+        """Content-addressed key of a one-cell pass: model fingerprint, image bytes, score, T,
+        epsilon and precision (so identical image sets, e.g. box and bilinear 2x downsampling, share it)."""
+        if score not in CELL_SCORES:
+            raise ValueError(f"score must be one of {tuple(CELL_SCORES)}, got {score!r}")
+        return {"model": self.fingerprint, "images_sha256": images_sha256(ds), "n": len(ds), "method": f"{score}-outputs",
                 "temperature": float(temperature), "epsilon": float(epsilon), "precision": self.precision}
 
-    def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float):
+    def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin"):
         device = next(self.model.parameters()).device
+        outputs = CELL_SCORES[score]
 
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
             if self.deadline is not None and time.monotonic() > self.deadline:
@@ -205,7 +212,7 @@ class Scorer:
             for b in range(start, stop, self.batch_size):
                 x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)
                 with self.autocast():
-                    z, s = odin_outputs(self.model, x, temperature, epsilon, input_std=self.model.input_std)
+                    z, s = outputs(self.model, x, temperature, epsilon, input_std=self.model.input_std)
                 logits.append(z.float().cpu())
                 scores.append(s.float().cpu())
             return {"scores": torch.cat(scores).numpy(), "logits": torch.cat(logits).numpy()}
@@ -213,14 +220,16 @@ class Scorer:
         return compute
 
     def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float,
-                     progress: Progress | None = None, compute: bool = True) -> dict[str, np.ndarray] | None:
-        """{"scores": (N,), "logits": (N, C)}: ODIN scores of every image of ``ds`` at one
-        (T, epsilon) and the unperturbed logits from the same pass (MSP = max softmax of the
-        logits comes free). Cached per chunk of ``CELL_CHUNK`` images (:meth:`cell_key`), so a
-        killed run resumes at its last finished chunk. ``compute=False``: None unless cached."""
-        fn = self._cell_compute(ds, temperature, epsilon) if compute else None
+                     progress: Progress | None = None, compute: bool = True,
+                     score: str = "odin") -> dict[str, np.ndarray] | None:
+        """{"scores": (N,), "logits": (N, C)}: ``score`` (ODIN, or energy with ODIN's perturbation)
+        of every image of ``ds`` at one (T, epsilon) and the unperturbed logits from the same pass
+        (MSP = max softmax of the logits comes free). Cached per chunk of ``CELL_CHUNK`` images
+        (:meth:`cell_key`), so a killed run resumes at its last finished chunk. ``compute=False``:
+        None unless cached."""
+        fn = self._cell_compute(ds, temperature, epsilon, score) if compute else None
         step = None if progress is None else (lambda rows, cached: progress.advance(ds.name, rows, cached))
-        return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon), len(ds), CELL_CHUNK, fn, step)
+        return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon, score), len(ds), CELL_CHUNK, fn, step)
 
     def cell_chunk(self, ds: ImageDataset, temperature: float, epsilon: float, start: int,
                    progress: Progress | None = None) -> None:
@@ -301,6 +310,20 @@ class Experiment:
         if ij is not None and scored.grid is not None:
             return scored.grid[ij[0], ij[1]]
         return self.scorer.cell(scored.data, temperature, epsilon)
+
+    def scores_at(self, scored: Scored, temperature: float, epsilon: float, rows: np.ndarray,
+                  score: str = "odin") -> np.ndarray:
+        """``score`` of the images ``rows`` of ``scored`` at (T, epsilon): from the grid or a
+        pass over the whole set when either is at hand, else one cached pass over those rows only."""
+        ij = self.scorer.grid_index(temperature, epsilon)
+        if score == "odin" and ij is not None and scored.grid is not None:
+            return scored.grid[ij[0], ij[1], rows]
+        whole = self.scorer.cell_outputs(scored.data, temperature, epsilon, compute=False, score=score)
+        if whole is not None:
+            return whole["scores"][rows]
+        if rows.size == len(scored.data) and np.array_equal(rows, np.arange(rows.size)):
+            return self.scorer.cell(scored.data, temperature, epsilon, score)
+        return self.scorer.cell(scored.data.subset(torch.from_numpy(rows)), temperature, epsilon, score)
 
     def msp(self, scored: Scored) -> np.ndarray:
         """Baseline scores of every image: the grid's (T=1, eps=0) cell, else the max softmax

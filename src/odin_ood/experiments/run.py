@@ -21,7 +21,8 @@ import torch
 import odin_ood
 from odin_ood import data, models
 from odin_ood.data.dataset import resolve_root, sha256_file
-from odin_ood.experiments import analysis, distances, main_table, parameters, suites, transfer, tuning_sources
+from odin_ood.experiments import (analysis, distances, main_table, parameters, score_family, suites, transfer,
+                                  tuning_sources)
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Experiment, OutOfTime, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
@@ -61,6 +62,7 @@ class RunConfig:
     eval_grid: bool | None = None
     stop_after: str | None = None
     time_limit: float | None = None
+    sources_limit: int = tuning_sources.EVAL_LIMIT_CPU
 
     def resolved(self) -> "RunConfig":
         q = self.quick
@@ -208,6 +210,7 @@ def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, ti
                   file=sys.stderr, flush=True)
     if cfg.stop_after != "tuning":
         _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
+        _timed(timings, "energy + perturbation pass", lambda: score_family.prepare(exp, cfg.progress))
 
 
 def run_suite(config: RunConfig) -> dict[str, Any]:
@@ -219,6 +222,8 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     cfg = config.resolved()
     if cfg.stop_after not in (None, *STAGES):
         raise ValueError(f"stop_after must be one of {STAGES}, got {cfg.stop_after!r}")
+    if cfg.sources_limit < 20:
+        raise ValueError(f"sources_limit must be at least 20 images, got {cfg.sources_limit}")
     suite = suites.get(cfg.suite)
     root = resolve_root(cfg.data_root)
     out = Path(cfg.out)
@@ -288,9 +293,10 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     results["accuracy"] = _timed(timings, "accuracy vs threshold", lambda: analysis.accuracy_vs_threshold(exp))
     results["distances"] = _timed(timings, "distances", lambda: distances.distances(exp, cfg.distance_m))
     # beyond the paper: which tuning source transfers (fresh noise draws tune only, never evaluated)
-    results["tuning_sources"] = (_timed(timings, "tuning sources", lambda: tuning_sources.compare(
-        exp, [tuning_sources.tuning_only(scorer, spec, load(spec, "tuning source")) for spec in tuning_sources.NOISE_SPECS],
-        cfg.resamples)) if full else {"skipped": FULL_GRID_ONLY})
+    noise = [(spec, ds) for spec in tuning_sources.NOISE_SPECS if (ds := load(spec, "tuning source")) is not None]
+    results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
+        exp, tuning_sources.noise_set(scorer, noise, full), cfg.resamples,
+        eval_limit=None if full else cfg.sources_limit))
     results["complete"] = True
     return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
 

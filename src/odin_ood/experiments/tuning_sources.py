@@ -1,12 +1,12 @@
 """Which tuning source transfers to unseen OOD sets (beyond the paper): the question users ask
-when they have no OOD data, answered from the suite's cached grid scores.
+when they have no OOD data, answered from the suite's scores.
 
 Each source chooses ODIN's (T, epsilon) from data it may see; every choice is then evaluated on
 each OOD set's EVALUATION split against the ID evaluation split, with bootstrap intervals:
 
 (a) ``noise`` — fresh Gaussian + Uniform noise (seeds 0 and 1, as ``Detector.fit`` draws it; the
     suite's own noise sets use seeds 101 and 102), pooled, vs the ID tuning split: the cell
-    minimising FPR at 95% TPR. Today's no-OOD default of ``Detector.fit``.
+    minimising FPR at 95% TPR, found by the suite's search. Today's no-OOD default of ``Detector.fit``.
 (b) ``id-only-t1000`` / ``id-only-t1`` — ID data only, the Generalized-ODIN criterion (Hsu et
     al., CVPR 2020, section 3.3): the epsilon maximising the MEAN score of the ID tuning split.
     The criterion cannot choose T (a larger T lowers every max-softmax score), so T is fixed by
@@ -17,27 +17,35 @@ each OOD set's EVALUATION split against the ID evaluation split, with bootstrap 
     (Appendix H, leave-one-out). Sets built from the same source images (TinyImageNet crop and
     resize) are different images but the same scenes, as in the paper's Table 10.
 (e) ``same-set`` — the evaluated set's own tuning split (section 4.4, the main table's tuned ODIN).
-(f) ``oracle`` — the evaluated set's evaluation split itself: an upper bound, and the only source
-    that sees the data it is evaluated on.
+(f) ``oracle`` — the evaluated images themselves: an upper bound, and the only source that sees
+    the data it is evaluated on.
 
 ``msp`` (T = 1, epsilon = 0) is shown for reference. No source other than the oracle reads an
 evaluation split, and for every source the images it tuned on are compared by content with the
 evaluated images: each row records ``overlap``, the number of its tuning images that also occur
 among them (0 unless a dataset holds exact duplicates).
+
+Cost. With the full grid scored on every image (GPU, MNIST) every number is read from arrays and
+every evaluation image counts. Without it (the CPU path) each choice costs the suite's search on
+the images it tunes on, and each evaluated set is a seeded subsample of at most ``eval_limit``
+images of its evaluation split (recorded), scored at the cells chosen, once each (cached).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zlib
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from odin_ood.data import ImageDataset
 from odin_ood.experiments import paper
 from odin_ood.experiments.bootstrap import bootstrap_ci
-from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, select_cell
+from odin_ood.experiments.choose import tune_set
+from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, dataset_seed, select_cell
 from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
 
@@ -45,15 +53,22 @@ NOISE_SPECS = (DataSpec("tuning-gaussian", "Gaussian (tuning draw, seed 0)", "ga
                DataSpec("tuning-uniform", "Uniform (tuning draw, seed 1)", "uniform", {"count": 1000, "seed": 1}))
 OOD_FREE = ("noise", "id-only-t1000", "id-only-t1", "paper")
 REPORTED = ("fpr_at_95_tpr", "auroc")
+EVAL_LIMIT_CPU = 2000  # evaluated images per set without the full grid (the CPU path)
 Choice = tuple[float, float]
 
 
-def tuning_only(scorer: Scorer, spec: DataSpec, ds: ImageDataset) -> Scored:
-    """A scored set used only for tuning: every image in its tuning split, none evaluated."""
-    arrays = scorer.grid(ds)
-    split = Split(tune=np.arange(len(ds)), eval=np.arange(0), seed=-1)
-    return Scored(key=spec.key, label=spec.label, data=ds, grid=arrays["grid"], logits=arrays["logits"], split=split,
-                  manifest={"loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds), "dataset": ds.manifest})
+def noise_set(scorer: Scorer, draws: list[tuple[DataSpec, ImageDataset]], full_grid: bool) -> Scored:
+    """The noise draws pooled into one set used only for tuning (every image tunes, none is
+    evaluated); scored at every cell when the suite scores the full grid, else on demand."""
+    images = torch.cat([ds.images for _, ds in draws])
+    first = draws[0][1]
+    pooled = ImageDataset(images, name="tuning-noise", mean=first.mean, std=first.std,
+                          manifest={"pooled": [ds.manifest for _, ds in draws]})
+    arrays = scorer.grid(pooled) if full_grid else {"grid": None, "logits": None}
+    return Scored(key="tuning-noise", label=" + ".join(spec.label for spec, _ in draws), data=pooled,
+                  grid=arrays["grid"], logits=arrays["logits"], split=Split(np.arange(len(pooled)), np.arange(0), -1),
+                  manifest={"sets": [{"key": spec.key, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds),
+                                      "dataset": ds.manifest} for spec, ds in draws]})
 
 
 def is_natural(s: Scored) -> bool:
@@ -64,9 +79,10 @@ def _cell(scorer: Scorer, i: int, j: int) -> Choice:
     return scorer.temperatures[i], scorer.epsilons[j]
 
 
-def noise_choice(exp: Experiment, noise: list[Scored]) -> Choice:
-    """(a): the cell minimising FPR at 95% TPR, ID tuning split vs the pooled noise tuning draws."""
-    return _cell(exp.scorer, *select_cell(exp.id_set.tune(), np.concatenate([n.tune() for n in noise], axis=-1)))
+def noise_choice(exp: Experiment, noise: Scored) -> Choice:
+    """(a): the cell minimising FPR at 95% TPR, ID tuning split vs the pooled noise draws, by the
+    suite's search (not stored among the per-set tunings)."""
+    return _cell(exp.scorer, *tune_set(exp, noise).index)
 
 
 def id_only_choice(exp: Experiment, temperature: float) -> Choice | None:
@@ -76,13 +92,51 @@ def id_only_choice(exp: Experiment, temperature: float) -> Choice | None:
     rows = [k for k, t in enumerate(s.temperatures) if abs(t - temperature) < 1e-9]
     if not rows:
         return None
-    means = exp.id_set.tune()[rows[0]].astype(np.float64).mean(axis=-1)
-    return s.temperatures[rows[0]], s.epsilons[int(np.argmax(means))]
+    ids = exp.id_set
+    if ids.grid is not None:
+        scores = ids.tune()[rows[0]]
+    else:
+        scores = s.grid(ids.data.subset(torch.from_numpy(ids.split.tune)), temperatures=[s.temperatures[rows[0]]])["grid"][0]
+    return s.temperatures[rows[0]], s.epsilons[int(np.argmax(scores.astype(np.float64).mean(axis=-1)))]
 
 
-def choices(exp: Experiment, noise: list[Scored], target: Scored) -> dict[str, tuple[Choice, str]]:
+def evaluated_rows(scored: Scored, limit: int | None, seed: int) -> np.ndarray:
+    """The evaluation split, or a seeded subsample of at most ``limit`` of its images (sorted)."""
+    ev = scored.split.eval
+    if limit is None or ev.size <= limit:
+        return ev
+    return np.sort(np.random.default_rng(dataset_seed(seed, f"{scored.key}/tuning-sources")).choice(ev, limit, replace=False))
+
+
+class Evaluation:
+    """What the oracle sees: the ID and target images evaluated (rows), with a sibling experiment
+    whose tuning splits ARE those rows (so the suite's search chooses the oracle's cell when the
+    full grid is not at hand)."""
+
+    def __init__(self, exp: Experiment, limit: int | None) -> None:
+        self.exp, self.limit = exp, limit
+        self.id_rows = evaluated_rows(exp.id_set, limit, exp.seed)
+        self.oracle_exp = dataclasses.replace(
+            exp, id_set=dataclasses.replace(exp.id_set, split=Split(self.id_rows, self.id_rows, -1)),
+            tunings={}, shared_id=None)
+
+    def rows(self, target: Scored) -> np.ndarray:
+        return evaluated_rows(target, self.limit, self.exp.seed)
+
+    def oracle(self, target: Scored) -> Choice:
+        """(f): the cell minimising FPR at 95% TPR on the evaluated images themselves."""
+        rows, ids = self.rows(target), self.exp.id_set
+        if ids.grid is not None and target.grid is not None:
+            return _cell(self.exp.scorer, *select_cell(ids.grid[..., self.id_rows], target.grid[..., rows]))
+        seen = dataclasses.replace(target, split=Split(rows, rows, -1))
+        return _cell(self.exp.scorer, *tune_set(self.oracle_exp, seen).index)
+
+
+def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluation | None = None
+            ) -> dict[str, tuple[Choice, str]]:
     """{source key: ((T, epsilon), what it was tuned on)} for one evaluated set."""
     s = exp.scorer
+    evaluation = evaluation or Evaluation(exp, None)
     out: dict[str, tuple[Choice, str]] = {
         "msp": ((1.0, 0.0), "nothing (reference)"),
         "noise": (noise_choice(exp, noise), "ID tuning split + fresh noise"),
@@ -99,8 +153,7 @@ def choices(exp: Experiment, noise: list[Scored], target: Scored) -> dict[str, t
         if a.key != target.key and is_natural(a):
             out[f"loo:{a.key}"] = (_cell(s, *exp.tuning(a).index), f"ID tuning split + {a.label} tuning split")
     out["same-set"] = (_cell(s, *exp.tuning(target).index), "ID tuning split + this set's tuning split")
-    out["oracle"] = (_cell(s, *select_cell(exp.id_set.eval(), target.eval())),
-                     "ORACLE: ID and this set's evaluation splits")
+    out["oracle"] = (evaluation.oracle(target), "ORACLE: the evaluated ID and OOD images")
     return out
 
 
@@ -108,10 +161,10 @@ def _hashes(images: np.ndarray) -> set[bytes]:
     return {hashlib.sha1(row.tobytes()).digest() for row in images.reshape(len(images), -1)}
 
 
-def _tuning_images(exp: Experiment, noise: list[Scored], key: str, target: Scored) -> list[np.ndarray]:
+def _tuning_images(exp: Experiment, noise: Scored, key: str, target: Scored) -> list[np.ndarray]:
     """The images a non-oracle source tuned on (the ID tuning split is always among them)."""
     ids = [exp.id_set.data.images.numpy()[exp.id_set.split.tune]]
-    sources = {"noise": noise, "same-set": [target]}
+    sources = {"noise": [noise], "same-set": [target]}
     if key.startswith("loo:"):
         sources[key] = [o for o in exp.oods if o.key == key[4:]]
     if not key.startswith("id-only") and key not in sources:
@@ -119,26 +172,29 @@ def _tuning_images(exp: Experiment, noise: list[Scored], key: str, target: Score
     return ids + [s.data.images.numpy()[s.split.tune] for s in sources.get(key, [])]
 
 
-def overlaps(exp: Experiment, noise: list[Scored], target: Scored, keys: list[str]) -> dict[str, int]:
+def overlaps(exp: Experiment, noise: Scored, target: Scored, keys: list[str],
+             evaluation: Evaluation | None = None) -> dict[str, int]:
     """{source: how many of the images it tuned on occur, by content, among the evaluated images
-    (ID and ``target`` evaluation splits)}, for non-oracle sources."""
-    evaluated = _hashes(exp.id_set.data.images.numpy()[exp.id_set.split.eval]) | _hashes(
-        target.data.images.numpy()[target.split.eval])
+    (ID and ``target``)}, for non-oracle sources."""
+    evaluation = evaluation or Evaluation(exp, None)
+    evaluated = _hashes(exp.id_set.data.images.numpy()[evaluation.id_rows]) | _hashes(
+        target.data.images.numpy()[evaluation.rows(target)])
     return {key: sum(len(_hashes(images) & evaluated) for images in _tuning_images(exp, noise, key, target))
             for key in keys if key != "oracle"}
 
 
-def compare(exp: Experiment, noise: list[Scored], resamples: int = 200) -> dict[str, Any]:
+def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: int | None = None) -> dict[str, Any]:
     """Per OOD set: each source's (T, epsilon) and its FPR at 95% TPR and AUROC (with 95%
-    bootstrap intervals) on the evaluation splits; a summary over the real OOD sets and a verdict."""
-    s = exp.scorer
+    bootstrap intervals) on the evaluated images (the evaluation splits, or seeded subsamples of
+    at most ``eval_limit`` images); a summary over the real OOD sets and a verdict."""
+    evaluation = Evaluation(exp, eval_limit)
     cache: dict[tuple[str, float, float], dict[str, Any]] = {}
 
     def measure(target: Scored, choice: Choice) -> dict[str, Any]:
         key = (target.key, *choice)
         if key not in cache:
-            s_in = exp.scores(exp.id_set, *choice)[exp.id_set.split.eval]
-            s_out = exp.scores(target, *choice)[target.split.eval]
+            s_in = exp.scores_at(exp.id_set, *choice, evaluation.id_rows)
+            s_out = exp.scores_at(target, *choice, evaluation.rows(target))
             seed = exp.seed + zlib.crc32(repr(key).encode()) % 100_000
             ci = bootstrap_ci(s_in, s_out, resamples, seed=seed)
             m = evaluate(s_in, s_out)
@@ -148,14 +204,18 @@ def compare(exp: Experiment, noise: list[Scored], resamples: int = 200) -> dict[
 
     sets = {}
     for target in exp.oods:
-        found = choices(exp, noise, target)
-        shared = overlaps(exp, noise, target, list(found))
+        found = choices(exp, noise, target, evaluation)
+        shared = overlaps(exp, noise, target, list(found), evaluation)
         sets[target.key] = {"label": target.label, "natural": is_natural(target), "rows": [
             {"source": k, "temperature": c[0], "epsilon": c[1], "tuned_on": what, "overlap": shared.get(k),
              **measure(target, c)} for k, (c, what) in found.items()]}
     summary = summarise(sets)
     return {"sets": sets, "summary": summary, "verdict": verdict(summary),
-            "noise_tuning_sets": [{"key": n.key, "label": n.label, **n.manifest} for n in noise],
+            "noise_tuning_sets": noise.manifest.get("sets", [{"key": noise.key}]), "search": exp.search,
+            "evaluated": {"limit": eval_limit, "seed": exp.seed,
+                          "note": "every image of each evaluation split" if eval_limit is None else
+                          f"a seeded subsample of at most {eval_limit} images of each evaluation split "
+                          "(the full grid was not scored on every image)"},
             "bootstrap": {"resamples": resamples, "level": 0.95}}
 
 

@@ -41,7 +41,9 @@ def tuning_sources_html(results: dict[str, Any]) -> str:
     out = ["<h2>Beyond the paper: which tuning source transfers to unseen OOD sets</h2>",
            '<p class="note">Each source chooses ODIN\'s (T, &epsilon;) from the data named; FPR at 95% TPR and AUROC '
            "are measured on the evaluation splits (95% bootstrap intervals). Only the oracle sees the images it is "
-           "evaluated on; <i>overlap</i> counts the tuning images found, by content, among the evaluated ones.</p>",
+           "evaluated on; <i>overlap</i> counts the tuning images found, by content, among the evaluated ones. "
+           f"Evaluated: {escape(ts.get('evaluated', {}).get('note', 'every image of each evaluation split'))}; "
+           f"choices by the {escape(ts.get('search', 'grid'))} search.</p>",
            f"<p><b>Verdict:</b> {escape(ts['verdict'])}</p>",
            '<table><tr><th class="l">source (mean over real OOD sets)</th><th>sets</th><th>FPR at 95% TPR &darr;</th>'
            "<th>AUROC &uarr;</th></tr>"]
