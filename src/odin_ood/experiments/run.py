@@ -296,7 +296,7 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     noise = [(spec, ds) for spec in tuning_sources.NOISE_SPECS if (ds := load(spec, "tuning source")) is not None]
     results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
         exp, tuning_sources.noise_set(scorer, noise, full), cfg.resamples,
-        eval_limit=None if full else cfg.sources_limit))
+        eval_limit=None if full else cfg.sources_limit, progress=cfg.progress))
     results["complete"] = True
     return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
+import time
 import zlib
 from typing import Any, Callable
 
@@ -183,10 +185,12 @@ def overlaps(exp: Experiment, noise: Scored, target: Scored, keys: list[str],
             for key in keys if key != "oracle"}
 
 
-def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: int | None = None) -> dict[str, Any]:
+def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: int | None = None,
+            progress: bool = False) -> dict[str, Any]:
     """Per OOD set: each source's (T, epsilon) and its FPR at 95% TPR and AUROC (with 95%
     bootstrap intervals) on the evaluated images (the evaluation splits, or seeded subsamples of
-    at most ``eval_limit`` images); a summary over the real OOD sets and a verdict."""
+    at most ``eval_limit`` images); a summary over the real OOD sets and a verdict. ``progress``
+    prints one line per set (with the time it took) to stderr."""
     evaluation = Evaluation(exp, eval_limit)
     cache: dict[tuple[str, float, float], dict[str, Any]] = {}
 
@@ -203,12 +207,16 @@ def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: in
         return cache[key]
 
     sets = {}
-    for target in exp.oods:
+    for number, target in enumerate(exp.oods, 1):
+        started = time.perf_counter()
         found = choices(exp, noise, target, evaluation)
         shared = overlaps(exp, noise, target, list(found), evaluation)
         sets[target.key] = {"label": target.label, "natural": is_natural(target), "rows": [
             {"source": k, "temperature": c[0], "epsilon": c[1], "tuned_on": what, "overlap": shared.get(k),
              **measure(target, c)} for k, (c, what) in found.items()]}
+        if progress:
+            print(f"[tuning sources] {number}/{len(exp.oods)} {target.key}: {len(found)} sources, oracle T={found['oracle'][0][0]:g} "
+                  f"eps={found['oracle'][0][1]:g} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     summary = summarise(sets)
     return {"sets": sets, "summary": summary, "verdict": verdict(summary),
             "noise_tuning_sets": noise.manifest.get("sets", [{"key": noise.key}]), "search": exp.search,
