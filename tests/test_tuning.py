@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 
 from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores, tune
 from odin_ood.metrics import evaluate
@@ -138,27 +139,7 @@ def test_id_only_criterion_refuses_more_than_one_temperature_or_no_images():
 
 @pytest.fixture(scope="module")
 def lenet_digits():
-    """The shipped MNIST LeNet and 64 digits of the embedded demo sample, normalised as it expects."""
-    from odin_ood import models
-    from odin_ood.assets import demo_sample
-
-    model = models.load("mnist-lenet")
-    pixels = demo_sample()["mnist"].images[:64].float() / 255
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (model.input_mean, model.input_std))
-    return model, (pixels - mean) / std
-
-
-# at T = 1000 the LeNet's mean ID score peaks inside this grid (at 0.16), not at an end
-WIDE_EPSILONS = (0.0, 0.004, 0.02, 0.08, 0.16, 0.3)
-
-
-def float64_id_only_choice(model, x, epsilons):
-    """Independent reference: per epsilon, float64 ODIN scores at T = 1000, their mean, the argmax."""
-    import copy
-
-    model64, x64 = copy.deepcopy(model).double(), x.double()
-    means = np.array([odin_scores(model64, x64, 1000.0, e, input_std=model.input_std).mean().item() for e in epsilons])
-    return epsilons[int(np.argmax(means))], means
+    return lenet_and_digits()
 
 
 def test_tune_id_only_equals_a_float64_loop_over_epsilon_at_t_1000(lenet_digits):
