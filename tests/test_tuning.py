@@ -148,7 +148,8 @@ def test_tune_id_only_equals_a_float64_loop_over_epsilon_at_t_1000(lenet_digits)
     epsilon, means = float64_id_only_choice(model, x, WIDE_EPSILONS)
     assert 0 < WIDE_EPSILONS.index(epsilon) < len(WIDE_EPSILONS) - 1  # a real choice, not a grid end
     assert (r.temperature, r.epsilon, r.temperatures) == (1000.0, epsilon, (1000.0,))
-    assert np.allclose(r.metrics["mean_id_score"][0], means, rtol=0, atol=1e-7) and r.value == pytest.approx(means.max())
+    assert np.allclose(r.metrics["mean_id_score"][0], means, rtol=0, atol=1e-7)
+    assert r.value == pytest.approx(means.max())
     assert r.scores_in.shape == (1, len(WIDE_EPSILONS), 64) and r.scores_out.shape == (1, len(WIDE_EPSILONS), 0)
     assert r.objective == "mean_id_score"
     assert r.index == tune_id_only(model, x, 1000.0, WIDE_EPSILONS, model.input_std).index

@@ -45,7 +45,8 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
         ax.plot(np.take(grid["epsilons"], order), np.take(grid["mean_id_score"][0], order), "o-", color="tab:blue")
         ax.plot([record["epsilon"]], [grid["mean_id_score"][0][j]], "o", ms=12, mfc="none", mec="red", mew=2.5)
         ax.set(xlabel="epsilon", ylabel="mean ID score",
-               title=f"tuning split: mean ID score at T={record['temperature']:g}; chosen eps={record['epsilon']:g} (red)")
+               title=f"tuning split: mean ID score at T={record['temperature']:g}; "
+                     f"chosen eps={record['epsilon']:g} (red)")
     else:
         im = ax.imshow(100 * np.asarray(grid["fpr_at_95_tpr"]), aspect="auto", cmap="viridis_r", origin="lower")
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
@@ -108,9 +109,10 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
         metrics = "<h2>Held-out split</h2><p>None (<code>--holdout 0</code>): every image tuned.</p>"
     tuning = record["tuning"]
     if is_id_only(record):
-        tuned = (f"Tuned on {tuning['id']['count']} ID images alone, no OOD images, by the Generalized-ODIN criterion "
-                 f'(Hsu et al. 2020, section 3.3): at the fixed <b data-key="temperature">T = {record["temperature"]:g}</b>, '
-                 "the epsilon with the highest mean ID score is")
+        tuned = (f"Tuned on {tuning['id']['count']} ID images alone, no OOD images, by the Generalized-ODIN "
+                 "criterion (Hsu et al. 2020, section 3.3): at the fixed "
+                 f'<b data-key="temperature">T = {record["temperature"]:g}</b>, the epsilon with the highest mean '
+                 "ID score is")
         grid_title, cell = "mean ID score at the fixed T", lambda v: f"{v:.8g}"
     else:
         tuned = (f"Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images "

@@ -91,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
                         help="what tunes without --ood (an error with it): noise = Gaussian + Uniform noise as the "
                              "OOD side (default); id-only = the ID images alone, the epsilon with the highest mean "
-                             f"ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, {FIXED_TEMPERATURE:g} for energy-odin; "
+                             f"ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, {FIXED_TEMPERATURE:g} for "
+                             "energy-odin; "
                              "Generalized-ODIN criterion; --temperatures unused)")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
