@@ -1,9 +1,11 @@
 import copy
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
+from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 
 from odin_ood import Detector, fingerprint, odin_scores
 from odin_ood.detector import NotFittedError, threshold_below
@@ -141,3 +143,23 @@ def test_detector_takes_the_models_own_statistics_when_none_are_given(tmp_path):
     assert not torch.equal(want, odin_scores(model, x, 10.0, 0.01))  # the std matters here
     saved = json.loads(implicit.save(tmp_path / "d.json").read_text())
     assert saved["input_std"] == list(model.input_std) and saved["input_mean"] == list(model.input_mean)
+
+
+def test_id_only_fit_takes_t_1000_the_float64_mean_score_epsilon_and_keeps_95_percent():
+    model, x = lenet_and_digits()
+    det = Detector(model, epsilons=WIDE_EPSILONS, ood_free="id-only").fit(x)
+    epsilon, _ = float64_id_only_choice(model, x, WIDE_EPSILONS)
+    assert (det.temperature_, det.epsilon_, det.ood_free) == (1000.0, epsilon, "id-only")
+    kept = int((odin_scores(model, x, 1000.0, epsilon, input_std=model.input_std) > det.threshold_).sum())
+    assert kept == math.ceil(0.95 * len(x)) == 61  # no ties among these scores: exactly ceil(0.95 N)
+    assert det.tuning_.objective == "mean_id_score" and det.tuning_.scores_out.shape[-1] == 0
+
+
+def test_ood_free_is_checked_at_construction_and_ignored_with_ood_data(digits_model, digits):
+    with pytest.raises(ValueError, match="ood_free must be one of"):
+        Detector(digits_model, ood_free="ID-only")
+    x_in, x_out = digits["x_held"][:64], digits["x_held"][64:128]
+    a = Detector(digits_model, **GRID, ood_free="id-only").fit(x_in, x_out)
+    b = Detector(digits_model, **GRID).fit(x_in, x_out)
+    assert (a.temperature_, a.epsilon_, a.threshold_) == (b.temperature_, b.epsilon_, b.threshold_)
+    assert a.tuning_.objective == "fpr_at_95_tpr"

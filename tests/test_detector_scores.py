@@ -92,3 +92,27 @@ def test_parameter_free_scores_refuse_a_perturbation(digits_model, halves):
         score_outputs(digits_model, halves[1], "energy", 1.0, 0.001)
     with pytest.raises(ValueError, match="T = 1"):
         score_outputs(digits_model, halves[1], "msp", 1000.0, 0.0)
+
+
+def test_id_only_energy_odin_takes_the_epsilon_of_highest_mean_id_energy_at_t1(digits_model, halves):
+    fit = halves[0]
+    eps = (0.02, 0.01, 0.004, 0.002, 0.0)  # E rises with epsilon here; high to low, so "the last cell" fails
+    det = Detector(digits_model, score="energy-odin", epsilons=eps, ood_free="id-only").fit(fit)
+    means = [energy_odin_scores(digits_model, fit, 1.0, e).double().mean().item() for e in eps]
+    assert (det.temperature_, det.epsilon_) == (1.0, eps[int(np.argmax(means))]) == (1.0, 0.02)
+    assert det.tuning_.metrics["mean_id_score"][0] == pytest.approx(means, rel=1e-6)
+    assert (energy_odin_scores(digits_model, fit, 1.0, det.epsilon_) > det.threshold_).float().mean().item() >= 0.95
+
+
+@pytest.mark.parametrize("score", ["energy", "maxlogit", "msp"])
+def test_id_only_parameter_free_scores_have_nothing_to_choose(digits_model, halves, score):
+    fit = halves[0]
+    r = tune_score(digits_model, fit, score=score, ood_free="id-only")
+    assert (r.temperature, r.epsilon, r.objective) == (1.0, 0.0, "mean_id_score") and r.scores_out.shape == (1, 1, 0)
+    det = Detector(digits_model, score=score, ood_free="id-only").fit(fit)
+    assert det.threshold_ == Detector(digits_model, score=score).fit(fit).threshold_  # same ID scores, same rule
+
+
+def test_tune_score_refuses_an_unknown_ood_free(digits_model, halves):
+    with pytest.raises(ValueError, match="ood_free must be one of"):
+        tune_score(digits_model, halves[0], score="msp", ood_free="oracle")

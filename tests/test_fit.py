@@ -16,7 +16,7 @@ from PIL import Image
 from serving_support import encode
 from sklearn.metrics import roc_auc_score
 
-from odin_ood import Detector, data, models, msp_scores
+from odin_ood import Detector, data, models, msp_scores, odin_scores
 from odin_ood.cli import main
 from odin_ood.metrics import METRICS, evaluate
 
@@ -186,6 +186,7 @@ def test_an_existing_detector_is_not_overwritten(datasets, tmp_path, capsys):
     (["--model", "wrn-28-10"], "no weights shipped"),
     (["--model", "densenet-bc-100", "--weights", "missing.pth"], "does not exist"),
     (["--model", "no-such-net"], "neither a known model name"),
+    (["--ood", "letters/", "--ood-free", "id-only"], "pass --ood or --ood-free, not both"),
 ])
 def test_bad_fit_arguments_end_in_one_line(datasets, tmp_path, capsys, args, message):
     folder = write_pngs(tmp_path / "d", datasets[0].images[:10, 0].numpy())
@@ -245,3 +246,42 @@ def test_fit_with_another_score_matches_detector_fit_with_that_score(datasets, t
     det = Detector(model, input_std=model.input_std, epsilons=(0, 0.001, 0.002), score="energy-odin").fit(x_id, x_ood)
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert saved["temperature"] == 1.0 and "Energy + perturbation" in (out / "fit_report.html").read_text()
+
+
+def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(datasets, tmp_path):
+    mnist, _ = datasets
+    digits = mnist.images[7000:7080, 0].numpy()
+    folder = write_pngs(tmp_path / "digits", digits)
+    eps = (0.3, 0.16, 0.08, 0.02, 0.004, 0.0)  # this MLP's mean score rises with epsilon: high to low
+    out = tmp_path / "det"
+    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--holdout", 0.5, "--quiet", "--ood-free", "id-only",
+               "--epsilons", ",".join(map(str, eps))) == 0
+    record = json.loads((out / "fit.json").read_text())
+    assert record["tuning_source"] == "id-only" and record["objective"] == "mean_id_score"
+    assert record["tuning"]["ood"]["count"] == 0 and "Generalized-ODIN" in record["tuning"]["ood"]["what"]
+    grid = record["grid"]
+    assert grid["temperatures"] == [1000.0] and "fpr_at_95_tpr" not in grid
+    # the same Python fit on the same tuning images, and the mean score it maximises, recomputed
+    order = [int(s.rsplit("/", 1)[1][:3]) for s in record["tuning"]["id"]["sources"]]
+    x = torch.from_numpy(digits[order]).float().div(255)[:, None]
+    model = models.load("mnist-mlp")
+    det = Detector(model, input_std=model.input_std, epsilons=eps, ood_free="id-only").fit(x)
+    saved = json.loads((out / "detector.json").read_text())
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (1000.0, det.epsilon_, det.threshold_)
+    means = [odin_scores(model, x, 1000.0, e, input_std=model.input_std).double().mean().item() for e in eps]
+    assert grid["chosen"] == [0, int(np.argmax(means))] and saved["epsilon"] == eps[int(np.argmax(means))]
+    assert grid["mean_id_score"][0] == pytest.approx(means, rel=1e-6)
+    # held-out: 40 unseen digits against fresh noise, as without --ood-free
+    held = record["heldout"]
+    assert held["id"]["count"] == 40 and "fresh Gaussian + Uniform noise" in held["ood"]["what"]
+    page = (out / "fit_report.html").read_text()
+    assert "ID images alone" in page and "lowest FPR" not in page and "Tuning grid: mean ID score" in page
+    cells = re.findall(r"<td( class=chosen)?>([-\d.e]+)</td>", page.split("Tuning grid")[1])
+    assert [float(v) for _, v in cells] == pytest.approx(means, rel=1e-6)
+    assert [k for k, (c, _) in enumerate(cells) if c] == [int(np.argmax(means))]
+    with Image.open(out / "fit_report.png") as im:
+        assert im.format == "PNG" and im.size == (1260, 432)
+    # without a held-out split there are no OOD scores to draw: the report still renders
+    assert fit(tmp_path / "all", "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet", "--ood-free",
+               "id-only", "--epsilons", "0,0.002") == 0
+    assert "None (<code>--holdout 0</code>)" in (tmp_path / "all" / "fit_report.html").read_text()

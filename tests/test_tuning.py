@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 
 from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores, tune
 from odin_ood.metrics import evaluate
 from odin_ood.noise import gaussian_noise, uniform_noise
-from odin_ood.tuning import grid_scores, noise_ood_set, tune_from_scores
+from odin_ood.tuning import grid_scores, id_only_from_scores, noise_ood_set, tune_from_scores, tune_id_only
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -111,3 +112,54 @@ def test_cell_stacking_keeps_scores_within_float_rounding_and_the_same_optimum_o
     assert np.abs(runs[0].scores_in - runs[1].scores_in).max() <= 1e-5
     assert np.abs(runs[0].scores_out - runs[1].scores_out).max() <= 1e-5
     assert runs[0].index == runs[1].index and np.array_equal(runs[0].metrics["auroc"], runs[1].metrics["auroc"])
+
+
+def test_id_only_criterion_hand_worked_ties_go_to_the_smallest_epsilon_not_the_first():
+    # epsilons in decreasing order: np.argmax would return 0.001 (index 1), the rule says 0.0
+    epsilons = (0.002, 0.001, 0.0)
+    scores = np.array([[0.125, 0.125, 0.125, 0.125],  # mean 0.125
+                       [0.75, 0.25, 0.5, 0.5],  # mean 0.5 (tie)
+                       [0.5, 0.5, 0.5, 0.5]], dtype=np.float32)  # mean 0.5 (tie)
+    r = id_only_from_scores(scores, 1000.0, epsilons)  # (E, N) is read as (1, E, N)
+    assert (r.temperature, r.epsilon, r.value, r.objective) == (1000.0, 0.0, 0.5, "mean_id_score")
+    assert r.index == (0, 2) and r.temperatures == (1000.0,) and r.epsilons == epsilons
+    assert np.array_equal(r.metrics["mean_id_score"], [[0.125, 0.5, 0.5]])
+    assert r.scores_in.shape == (1, 3, 4) and r.scores_out.shape == (1, 3, 0)
+    assert r.table()[2] == {"temperature": 1000.0, "epsilon": 0.0, "mean_id_score": 0.5}
+    scores[2, 0] = 0.25  # the 0.0 row's mean drops to 0.4375: 0.001 is the only maximum
+    assert id_only_from_scores(scores[None], 1.0, epsilons).epsilon == 0.001
+
+
+def test_id_only_criterion_refuses_more_than_one_temperature_or_no_images():
+    with pytest.raises(ValueError, match="shape"):
+        id_only_from_scores(np.zeros((2, 3, 4)), 1000.0, (0.0, 0.001, 0.002))
+    with pytest.raises(ValueError, match="N >= 1"):
+        id_only_from_scores(np.zeros((1, 3, 0)), 1000.0, (0.0, 0.001, 0.002))
+
+
+@pytest.fixture(scope="module")
+def lenet_digits():
+    return lenet_and_digits()
+
+
+def test_tune_id_only_equals_a_float64_loop_over_epsilon_at_t_1000(lenet_digits):
+    model, x = lenet_digits
+    r = tune(model, x, epsilons=WIDE_EPSILONS, input_std=model.input_std, batch_size=32, ood_free="id-only")
+    epsilon, means = float64_id_only_choice(model, x, WIDE_EPSILONS)
+    assert 0 < WIDE_EPSILONS.index(epsilon) < len(WIDE_EPSILONS) - 1  # a real choice, not a grid end
+    assert (r.temperature, r.epsilon, r.temperatures) == (1000.0, epsilon, (1000.0,))
+    assert np.allclose(r.metrics["mean_id_score"][0], means, rtol=0, atol=1e-7)
+    assert r.value == pytest.approx(means.max())
+    assert r.scores_in.shape == (1, len(WIDE_EPSILONS), 64) and r.scores_out.shape == (1, len(WIDE_EPSILONS), 0)
+    assert r.objective == "mean_id_score"
+    assert r.index == tune_id_only(model, x, 1000.0, WIDE_EPSILONS, model.input_std).index
+
+
+def test_ood_free_is_ignored_with_ood_data_and_checked_always(digits_model, digits):
+    x_in, x_out = digits["x_held"][:16], digits["x_held"][16:32]
+    grid = dict(temperatures=(1.0, 10.0), epsilons=(0.0, 0.002))
+    with_ood = tune(digits_model, x_in, x_out, **grid, ood_free="id-only")
+    assert with_ood.objective == "fpr_at_95_tpr" and with_ood.scores_out.shape == (2, 2, 16)
+    for bad in ("id_only", "none", None):
+        with pytest.raises(ValueError, match="ood_free must be one of"):
+            tune(digits_model, x_in, x_out, **grid, ood_free=bad)

@@ -34,7 +34,7 @@ from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.score_choice import check_score, score_outputs, tune_score
 from odin_ood.scores import Clamp
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
 
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
@@ -61,7 +61,9 @@ class Detector:
     (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
     not say it (a TorchScript or ``.pt2`` file) takes. ``score``: "odin" (default), "energy-odin",
     "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`), kept as ``score_name`` (``score``
-    is the scoring method). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "noise"
+    (default: the paper's Gaussian + Uniform noise) or "id-only" (the ID data alone, Generalized-ODIN
+    criterion: :func:`odin_ood.tuning.id_only_from_scores`). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
     ``threshold_``, ``tpr_``, ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
 
@@ -77,9 +79,11 @@ class Detector:
         clamp: Clamp | None = None,
         input_shape: Sequence[int] | None = None,
         score: str = "odin",
+        ood_free: str = "noise",
     ) -> None:
         self.model = model
         self.score_name = check_score(score)
+        self.ood_free = check_ood_free(ood_free)
         self.input_std = input_std
         self.input_mean = input_mean
         self.temperatures = temperatures
@@ -102,12 +106,14 @@ class Detector:
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
-        """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (the paper's Gaussian and
-        Uniform noise when None) and set ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
+        """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (when None: as ``ood_free``
+        says, against the paper's Gaussian and Uniform noise or on ``id_data`` alone) and set
+        ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
         result = tune_score(
             self.model, id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
             self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
+            ood_free=self.ood_free,
         )
         i, j = result.index
         self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)

@@ -12,8 +12,10 @@ score          value (higher = more in-distribution)       parameters chosen by 
 
 Every score is tuned the same way: grid scores (T, E, N) of the held-out ID and OOD data, the
 cell minimising the objective wins (:func:`odin_ood.tuning.tune_from_scores`); without OOD data
-the OOD side is the paper's Gaussian + Uniform noise, as for ODIN. A parameter-free score has a
-1 x 1 grid, so only the threshold depends on the data.
+the OOD side is the paper's Gaussian + Uniform noise, as for ODIN (``ood_free="noise"``), or, with
+``ood_free="id-only"``, the epsilon maximising the mean score of the ID data wins at a fixed T
+(:func:`odin_ood.tuning.id_only_from_scores`): T = 1000 for ODIN, T = 1 for energy-odin. A
+parameter-free score has a 1 x 1 grid, so only the threshold depends on the data.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from odin_ood._checks import check_epsilon, check_grid
 from odin_ood.batching import Data, map_batches
 from odin_ood.scores import Clamp, odin_outputs, softmax_score
 from odin_ood.successors import energy_odin_grid_scores, maxlogit_from_logits
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, noise_ood_set, tune, tune_from_scores
+from odin_ood.tuning import (PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, check_ood_free, id_only_from_scores,
+                             noise_ood_set, tune, tune_from_scores)
 
 SCORES: tuple[str, ...] = ("odin", "energy-odin", "energy", "maxlogit", "msp")
 FIXED_TEMPERATURE = 1.0  # every score but ODIN runs at T = 1 (Liu et al.'s energy setting)
@@ -90,18 +93,23 @@ def tune_score(
     tpr: float = 0.95,
     batch_size: int = 128,
     clamp: Clamp | None = None,
+    ood_free: str = "noise",
 ) -> TuningResult:
     """Choose the named score's parameters on held-out data, like :func:`odin_ood.tuning.tune`
     (which this is for ``score="odin"``). ``temperatures`` only matter for ODIN, ``epsilons``
-    for ODIN and energy-odin; the result's grid is (1, 1) for a parameter-free score."""
+    for ODIN and energy-odin; the result's grid is (1, 1) for a parameter-free score.
+    ``ood_free`` ("noise" or "id-only") says what tunes when ``ood_data`` is None (module docstring)."""
     check_score(score)
+    check_ood_free(ood_free)
     if score == "odin":
         return tune(model, id_data, ood_data, temperatures, epsilons, input_std, objective, input_mean=input_mean,
-                    tpr=tpr, batch_size=batch_size, clamp=clamp)
-    if ood_data is None:
+                    tpr=tpr, batch_size=batch_size, clamp=clamp, ood_free=ood_free)
+    if ood_data is None and ood_free == "noise":
         ood_data = noise_ood_set(id_data, input_mean=input_mean, input_std=input_std)
     eps = check_grid(epsilons, check_epsilon, "epsilons") if score == "energy-odin" else (0.0,)
     fn = _grid(model, score, eps, input_std, clamp)
     s_in = map_batches(fn, id_data, batch_size, "id_data")
+    if ood_data is None:  # ood_free == "id-only"
+        return id_only_from_scores(s_in.numpy(), FIXED_TEMPERATURE, eps)
     s_out = map_batches(fn, ood_data, batch_size, "ood_data")
     return tune_from_scores(s_in.numpy(), s_out.numpy(), (FIXED_TEMPERATURE,), eps, objective, tpr)

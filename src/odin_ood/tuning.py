@@ -10,6 +10,8 @@ epsilon > 0 (``cells_per_forward`` cells optionally stacked into one larger forw
 of three passes per cell; by default the scores equal per-cell scoring bit for bit
 (tests/test_tuning.py). When no OOD data is given, the grid is tuned against the paper's
 Gaussian and Uniform noise images in the shape of the ID inputs (pooled as one OOD set); Appendix H of the paper shows parameters tuned on one OOD set transfer to others.
+``ood_free="id-only"`` instead tunes on the ID data alone, by the Generalized-ODIN criterion
+(:func:`id_only_from_scores`).
 """
 
 from __future__ import annotations
@@ -29,14 +31,25 @@ from odin_ood.scores import Clamp, odin_grid_scores
 
 PAPER_TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 PAPER_EPSILONS: tuple[float, ...] = tuple(round(i * 0.0002, 4) for i in range(21))
+OOD_FREE: tuple[str, ...] = ("noise", "id-only")  # what tunes when no OOD data is given
+ID_ONLY_TEMPERATURE = 1000.0  # ODIN's T under the ID-only criterion, which cannot choose T
+ID_ONLY_OBJECTIVE = "mean_id_score"
+
+
+def check_ood_free(ood_free: str) -> str:
+    if ood_free not in OOD_FREE:
+        raise ValueError(f"ood_free must be one of {OOD_FREE}, got {ood_free!r}")
+    return ood_free
 
 
 @dataclass
 class TuningResult:
     """The chosen cell and the whole grid.
 
-    ``metrics[name]`` is a (len(temperatures), len(epsilons)) array of that metric per cell;
-    ``scores_in``/``scores_out`` are (len(temperatures), len(epsilons), N) arrays of ODIN scores.
+    ``metrics[name]`` is a (len(temperatures), len(epsilons)) array of that metric per cell
+    (the five of :mod:`odin_ood.metrics`, or ``mean_id_score`` alone for ID-only tuning);
+    ``scores_in``/``scores_out`` are (len(temperatures), len(epsilons), N) arrays of ODIN scores
+    (``scores_out`` has N = 0 for ID-only tuning).
     """
 
     temperature: float
@@ -55,9 +68,9 @@ class TuningResult:
         return self.temperatures.index(self.temperature), self.epsilons.index(self.epsilon)
 
     def table(self) -> list[dict[str, float]]:
-        """One row per cell: temperature, epsilon and the five metrics."""
+        """One row per cell: temperature, epsilon and every metric of ``metrics``."""
         return [
-            {"temperature": t, "epsilon": e, **{m: float(self.metrics[m][i, j]) for m in METRICS}}
+            {"temperature": t, "epsilon": e, **{m: float(v[i, j]) for m, v in self.metrics.items()}}
             for i, t in enumerate(self.temperatures)
             for j, e in enumerate(self.epsilons)
         ]
@@ -117,6 +130,60 @@ def tune_from_scores(
     )
 
 
+def id_only_from_scores(
+    scores_in: np.ndarray | Tensor, temperature: float, epsilons: Sequence[float]
+) -> TuningResult:
+    """The Generalized-ODIN criterion (Hsu et al., CVPR 2020, section 3.3) on precomputed scores
+    of held-out ID data at ONE temperature, shape (1, E, N) or (E, N):
+
+        epsilon* = argmax_epsilon (1/N) sum_n S(x~_n(epsilon); T),
+
+    the mean (in float64) of the ID scores; ties go to the smallest epsilon. No OOD data is
+    needed. The criterion cannot choose T: a larger T flattens every softmax and so lowers every
+    max-softmax score, whatever the data, so T is fixed by the caller (:data:`ID_ONLY_TEMPERATURE`
+    for ODIN). The result's grid is (T,) x ``epsilons``, its objective ``mean_id_score`` and its
+    ``scores_out`` an empty (1, E, 0) array.
+    """
+    s = np.asarray(scores_in)
+    s = s[None] if s.ndim == 2 else s
+    if s.ndim != 3 or s.shape[:2] != (1, len(epsilons)) or s.shape[2] == 0:
+        raise ValueError(f"ID scores must have shape (1, {len(epsilons)}, N) with N >= 1, got {s.shape}")
+    means = s.astype(np.float64).mean(axis=-1)
+    j = int(np.lexsort((np.asarray(epsilons, dtype=np.float64), -means[0]))[0])  # highest mean, then smallest epsilon
+    return TuningResult(
+        temperature=float(temperature),
+        epsilon=float(epsilons[j]),
+        objective=ID_ONLY_OBJECTIVE,
+        value=float(means[0, j]),
+        temperatures=(float(temperature),),
+        epsilons=tuple(float(e) for e in epsilons),
+        metrics={ID_ONLY_OBJECTIVE: means},
+        scores_in=s,
+        scores_out=np.empty((1, len(epsilons), 0), dtype=s.dtype),
+    )
+
+
+def tune_id_only(
+    model: nn.Module,
+    id_data: Data,
+    temperature: float = ID_ONLY_TEMPERATURE,
+    epsilons: Sequence[float] = PAPER_EPSILONS,
+    input_std: Sequence[float] | Tensor | None = None,
+    *,
+    batch_size: int = 128,
+    clamp: Clamp | None = None,
+    cells_per_forward: int = 1,
+) -> TuningResult:
+    """Tune epsilon on held-out ID data alone at a fixed ``temperature``: ODIN scores of
+    ``id_data`` at every epsilon (one input gradient per batch shared by all of them, parameter
+    gradients off), then :func:`id_only_from_scores` (Hsu et al., 2020, section 3.3)."""
+    temperature = check_temperature(temperature)
+    epsilons = check_grid(epsilons, check_epsilon, "epsilons")
+    scores_in = grid_scores(model, id_data, (temperature,), epsilons, input_std, batch_size, clamp, "id_data",
+                            cells_per_forward)
+    return id_only_from_scores(scores_in.numpy(), temperature, epsilons)
+
+
 def noise_ood_set(
     like: Data, n: int = 1000, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None, seed: int = 0
 ) -> Tensor:
@@ -150,16 +217,23 @@ def tune(
     noise_size: int = 1000,
     noise_seed: int = 0,
     cells_per_forward: int = 1,
+    ood_free: str = "noise",
 ) -> TuningResult:
     """Tune (T, epsilon) on held-out ID data and held-out OOD data (paper section 4.4).
 
     ``id_data``/``ood_data``: a tensor, Dataset or DataLoader yielding ``x`` or ``(x, y)``, in
-    the space the model takes. When ``ood_data`` is None, the paper's Gaussian and Uniform
-    noise sets (``noise_size`` images each, seeded) are used. The result holds the chosen cell,
-    every cell's metrics and the grid scores.
+    the space the model takes. When ``ood_data`` is None, ``ood_free`` says what tunes:
+    ``"noise"`` (default), the paper's Gaussian and Uniform noise sets (``noise_size`` images
+    each, seeded) as the OOD side; ``"id-only"``, the ID data alone (:func:`tune_id_only`: T fixed
+    at :data:`ID_ONLY_TEMPERATURE`, ``temperatures`` and ``objective`` unused). ``ood_free`` is
+    unused when ``ood_data`` is given. The result holds the chosen cell, every cell's metrics
+    and the grid scores.
     """
     temperatures = check_grid(temperatures, check_temperature, "temperatures")
     epsilons = check_grid(epsilons, check_epsilon, "epsilons")
+    if check_ood_free(ood_free) == "id-only" and ood_data is None:
+        return tune_id_only(model, id_data, ID_ONLY_TEMPERATURE, epsilons, input_std, batch_size=batch_size,
+                            clamp=clamp, cells_per_forward=cells_per_forward)
     if ood_data is None:
         ood_data = noise_ood_set(id_data, noise_size, input_mean, input_std, noise_seed)
     kwargs = dict(

@@ -50,6 +50,7 @@ from odin_ood.experiments.choose import tune_set
 from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, dataset_seed, select_cell
 from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
+from odin_ood.tuning import id_only_from_scores
 
 NOISE_SPECS = (DataSpec("tuning-gaussian", "Gaussian (tuning draw, seed 0)", "gaussian", {"count": 1000, "seed": 0}),
                DataSpec("tuning-uniform", "Uniform (tuning draw, seed 1)", "uniform", {"count": 1000, "seed": 1}))
@@ -89,7 +90,7 @@ def noise_choice(exp: Experiment, noise: Scored) -> Choice:
 
 def id_only_choice(exp: Experiment, temperature: float) -> Choice | None:
     """(b): at fixed T, the epsilon maximising the mean score of the ID tuning split (ties: the
-    smallest epsilon); None when T is not on the grid."""
+    smallest epsilon; :func:`odin_ood.tuning.id_only_from_scores`); None when T is not on the grid."""
     s = exp.scorer
     rows = [k for k, t in enumerate(s.temperatures) if abs(t - temperature) < 1e-9]
     if not rows:
@@ -99,7 +100,8 @@ def id_only_choice(exp: Experiment, temperature: float) -> Choice | None:
         scores = ids.tune()[rows[0]]
     else:
         scores = s.grid(ids.data.subset(torch.from_numpy(ids.split.tune)), temperatures=[s.temperatures[rows[0]]])["grid"][0]
-    return s.temperatures[rows[0]], s.epsilons[int(np.argmax(scores.astype(np.float64).mean(axis=-1)))]
+    chosen = id_only_from_scores(scores, s.temperatures[rows[0]], s.epsilons)
+    return chosen.temperature, chosen.epsilon
 
 
 def evaluated_rows(scored: Scored, limit: int | None, seed: int) -> np.ndarray:

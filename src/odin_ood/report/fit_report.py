@@ -1,7 +1,8 @@
 """The small report ``odin-ood fit`` writes beside ``detector.json``: why these parameters.
 
 ``fit_report.png``: the tuning grid's FPR at the target TPR as a heatmap (temperature x epsilon)
-with the chosen cell outlined, and the ODIN score histograms of the ID and OOD images of the
+with the chosen cell outlined (for ID-only tuning, which has no FPR: the mean ID score per epsilon
+with the chosen epsilon marked), and the ODIN score histograms of the ID and OOD images of the
 evaluation split (the tuning split when there is none) with the threshold delta.
 ``fit_report.html``: a self-contained page (inline CSS, the PNG embedded) with the parameters,
 the metrics on the held-out split (ODIN at the fitted parameters beside the MSP baseline), the
@@ -37,24 +38,33 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
     from matplotlib.patches import Rectangle
 
     grid = record["grid"]
-    fpr = 100 * np.asarray(grid["fpr_at_95_tpr"])
     i, j = grid["chosen"]
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1.4, 1]})
-    im = ax.imshow(fpr, aspect="auto", cmap="viridis_r", origin="lower")
-    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
-    ax.set_xticks(range(len(grid["epsilons"])), [f"{e:g}" for e in grid["epsilons"]], rotation=90, fontsize=7)
-    ax.set_yticks(range(len(grid["temperatures"])), [f"{t:g}" for t in grid["temperatures"]], fontsize=8)
-    ax.set(xlabel="epsilon", ylabel="temperature T",
-           title=f"tuning split: FPR (%) at {record['tpr']:.0%} TPR; chosen T={record['temperature']:g}, "
-                 f"eps={record['epsilon']:g} (red)")
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    lo = min(float(s.min()) for s in scores.values())
-    hi = max(float(s.max()) for s in scores.values())
+    if is_id_only(record):
+        order = np.argsort(grid["epsilons"])
+        ax.plot(np.take(grid["epsilons"], order), np.take(grid["mean_id_score"][0], order), "o-", color="tab:blue")
+        ax.plot([record["epsilon"]], [grid["mean_id_score"][0][j]], "o", ms=12, mfc="none", mec="red", mew=2.5)
+        ax.set(xlabel="epsilon", ylabel="mean ID score",
+               title=f"tuning split: mean ID score at T={record['temperature']:g}; "
+                     f"chosen eps={record['epsilon']:g} (red)")
+    else:
+        im = ax.imshow(100 * np.asarray(grid["fpr_at_95_tpr"]), aspect="auto", cmap="viridis_r", origin="lower")
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
+        ax.set_xticks(range(len(grid["epsilons"])), [f"{e:g}" for e in grid["epsilons"]], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(grid["temperatures"])), [f"{t:g}" for t in grid["temperatures"]], fontsize=8)
+        ax.set(xlabel="epsilon", ylabel="temperature T",
+               title=f"tuning split: FPR (%) at {record['tpr']:.0%} TPR; chosen T={record['temperature']:g}, "
+                     f"eps={record['epsilon']:g} (red)")
+        fig.colorbar(im, ax=ax, fraction=0.04)
+    shown = {k: s for k, s in scores.items() if s.size}  # no OOD scores: ID-only tuning without a held-out split
+    lo = min(float(s.min()) for s in shown.values())
+    hi = max(float(s.max()) for s in shown.values())
     bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
     split = record["histogram_split"]
     for key, colour in (("id", "tab:blue"), ("ood", "tab:red")):
-        hx.hist(scores[key], bins=bins, alpha=0.55, density=True, color=colour,
-                label=f"{key.upper()} ({split}, n={len(scores[key])})")
+        if key in shown:
+            hx.hist(shown[key], bins=bins, alpha=0.55, density=True, color=colour,
+                    label=f"{key.upper()} ({split}, n={len(shown[key])})")
     hx.axvline(record["threshold"], color="k", ls="--", lw=1, label=f"threshold {record['threshold']:.6g}")
     hx.set(title=f"{score_label(record)} scores at the fitted parameters ({split} split)",
            xlabel="score (higher = more in-distribution)", ylabel="density")
@@ -64,6 +74,12 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def is_id_only(record: dict[str, Any]) -> bool:
+    """Whether the parameters were chosen on ID data alone (fit records before ``tuning_source``
+    existed were tuned against OOD inputs or noise)."""
+    return record.get("tuning_source") == "id-only"
 
 
 def score_label(record: dict[str, Any]) -> str:
@@ -91,28 +107,39 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
                    f"<table><tr><th>score</th>{head}</tr>{rows}</table>")
     else:
         metrics = "<h2>Held-out split</h2><p>None (<code>--holdout 0</code>): every image tuned.</p>"
+    tuning = record["tuning"]
+    if is_id_only(record):
+        tuned = (f"Tuned on {tuning['id']['count']} ID images alone, no OOD images, by the Generalized-ODIN "
+                 "criterion (Hsu et al. 2020, section 3.3): at the fixed "
+                 f'<b data-key="temperature">T = {record["temperature"]:g}</b>, the epsilon with the highest mean '
+                 "ID score is")
+        grid_title, cell = "mean ID score at the fixed T", lambda v: f"{v:.8g}"
+    else:
+        tuned = (f"Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images "
+                 f"({escape(tuning['ood']['what'])}): the grid cell with the lowest FPR at {tpr} TPR is "
+                 f'<b data-key="temperature">T = {record["temperature"]:g}</b>,')
+        grid_title, cell = f"FPR (%) at {tpr} TPR", lambda v: f"{100 * v:.1f}"
     grid = record["grid"]
+    values = grid["mean_id_score" if is_id_only(record) else "fpr_at_95_tpr"]
     ci, cj = grid["chosen"]
     grid_rows = "".join(
         f"<tr><th>{t:g}</th>" + "".join(
-            f'<td{" class=chosen" if (i, j) == (ci, cj) else ""}>{100 * grid["fpr_at_95_tpr"][i][j]:.1f}</td>'
+            f'<td{" class=chosen" if (i, j) == (ci, cj) else ""}>{cell(values[i][j])}</td>'
             for j in range(len(grid["epsilons"]))) + "</tr>"
         for i, t in enumerate(grid["temperatures"])
     )
     eps_head = "".join(f"<th>{e:g}</th>" for e in grid["epsilons"])
-    tuning = record["tuning"]
     image = base64.b64encode(png).decode()
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>odin-ood fit report</title>
 <style>{CSS}</style></head><body>
 <h1>odin-ood fit: {escape(record['model'])}</h1>
-<p>Score: <b data-key="score">{score_label(record)}</b>. Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images ({escape(tuning['ood']['what'])}):
-the grid cell with the lowest FPR at {tpr} TPR is <b data-key="temperature">T = {record['temperature']:g}</b>,
+<p>Score: <b data-key="score">{score_label(record)}</b>. {tuned}
 <b data-key="epsilon">&epsilon; = {record['epsilon']:g}</b>; threshold
 <b data-key="threshold">&delta; = {record['threshold']:.9g}</b> keeps {tpr} of the tuning ID images
 (an image is out-of-distribution when its score is &le; &delta;).</p>
 {metrics}
-<img alt="FPR heatmap of the tuning grid and score histograms" src="data:image/png;base64,{image}">
-<h2>Tuning grid: FPR (%) at {tpr} TPR (rows T, columns &epsilon;)</h2>
+<img alt="the tuning grid ({grid_title}) and score histograms" src="data:image/png;base64,{image}">
+<h2>Tuning grid: {grid_title} (rows T, columns &epsilon;)</h2>
 <table><tr><th>T \\ &epsilon;</th>{eps_head}</tr>{grid_rows}</table>
 <p class="note">Higher score = more in-distribution; ID is the positive class. Input: size
 {escape(str(tuple(record['input']['shape'])))}, mean {escape(str(record['input']['mean']))}, std

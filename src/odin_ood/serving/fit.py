@@ -5,8 +5,13 @@
 Inputs are read like ``odin-ood score``'s (:mod:`odin_ood.serving.inputs`) and preprocessed the
 same way, deduplicated by content and split into a tuning and a held-out evaluation part
 (:mod:`odin_ood.serving.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
-part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs, or
-against its noise default when there are none, and sets the threshold at ``--tpr``. Written to
+part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs. Without
+``--ood``, ``--ood-free`` says what tunes: ``noise`` (default), the paper's Gaussian + Uniform noise
+as the OOD side; ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID score
+at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`; ``--temperatures`` unused). Passing
+``--ood-free`` with ``--ood`` is an error, as it would be ignored. Either way the held-out metrics
+are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.json`` records
+which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
 ``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
 splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
 A run is not resumable: scoring the grid is one pass, rerun it whole.
@@ -30,23 +35,28 @@ from tqdm import tqdm
 from odin_ood import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
-from odin_ood.score_choice import SCORES
+from odin_ood.score_choice import FIXED_TEMPERATURE, SCORES
 from odin_ood.serving.heldout import Selection, check_disjoint, select, split
 from odin_ood.serving.inputs import Inputs
 from odin_ood.serving.options import ModelOptions, add_model_arguments, floats_arg
 from odin_ood.serving.preprocess import InputSpec
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
+from odin_ood.tuning import ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
 
 DEFAULT_BATCH = 128
-NOISE = "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)"
+WITHOUT_OOD = {
+    "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
+    "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
+               "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
+}
 
 
 @dataclass(frozen=True)
 class FitOptions:
-    """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; no OOD inputs
-    = noise), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
-    ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed`` and
-    ``score`` (:data:`odin_ood.score_choice.SCORES`; ODIN by default)."""
+    """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; without OOD
+    inputs ``ood_free`` says what tunes), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
+    ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed``,
+    ``score`` (:data:`odin_ood.score_choice.SCORES`; ODIN by default) and ``ood_free``
+    (:data:`odin_ood.tuning.OOD_FREE`: what tunes when there are no OOD inputs)."""
 
     id_inputs: tuple[str, ...]
     ood_inputs: tuple[str, ...] = ()
@@ -60,13 +70,14 @@ class FitOptions:
     workers: int = 4
     progress: bool = True
     score: str = "odin"
+    ood_free: str = "noise"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
                         help="in-distribution images (not used to train the model): folder, .zip or dataset[:split]")
     parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
-                        help="out-of-distribution images to tune against (default: Detector.fit's noise)")
+                        help="out-of-distribution images to tune against (without them: see --ood-free)")
     parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
@@ -77,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])")
     parser.add_argument("--score", choices=SCORES, default="odin",
                         help="the detector's score (default: ODIN; the others are its successors, see README)")
+    parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
+                        help="what tunes without --ood (an error with it): noise = Gaussian + Uniform noise as the "
+                             "OOD side (default); id-only = the ID images alone, the epsilon with the highest mean "
+                             f"ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, {FIXED_TEMPERATURE:g} for "
+                             "energy-odin; "
+                             "Generalized-ODIN criterion; --temperatures unused)")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
@@ -90,10 +107,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / FILENAME).exists() and not args.overwrite:
         raise ValueError(f"{out / FILENAME} exists: choose another --out, or pass --overwrite")
+    if args.ood and args.ood_free is not None:
+        raise ValueError("--ood-free chooses what tunes without OOD inputs: pass --ood or --ood-free, not both")
     options = FitOptions(
         id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
         temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
         limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet, score=args.score,
+        ood_free=args.ood_free or "noise",
     )
     record = fit(ModelOptions.from_args(args), options, out)
     print(summary(record, out))
@@ -117,7 +137,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     loader = _Loader(batch, options.progress)
     detector = Detector(model, input_std=spec.std, input_mean=spec.mean, input_shape=spec.shape,
                         temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score)
+                        score=options.score, ood_free=options.ood_free)
     detector.fit(loader(id_tune.x, "tuning: ID"), None if ood_tune is None else loader(ood_tune.x, "tuning: OOD"),
                  tpr=options.tpr)
     result = detector.tuning_
@@ -127,10 +147,12 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
         "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
         "input": {"shape": list(spec.shape), "mean": spec.mean, "std": spec.std, "resize": spec.resize},
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
-        "tpr": detector.tpr_, "objective": detector.objective, "score": detector.score_name,
+        "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_name,
+        "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
-                 **{m: result.metrics[m].tolist() for m in METRICS}},
-        "tuning": {"id": _part(id_tune), "ood": _part(ood_tune, count=result.scores_out.shape[-1])},
+                 **{m: v.tolist() for m, v in result.metrics.items()}},
+        "tuning": {"id": _part(id_tune),
+                   "ood": _part(ood_tune, count=result.scores_out.shape[-1], what=WITHOUT_OOD[options.ood_free])},
         "duplicates": {"id": id_images.duplicates, "ood": ood_images.duplicates if ood_images is not None else 0},
         "holdout": options.holdout, "limit": options.limit, "seed": options.seed, "heldout": None,
     }
@@ -158,9 +180,9 @@ def _select(arguments: tuple[str, ...], spec: InputSpec, options: FitOptions, la
                   options.progress, label)
 
 
-def _part(images: Selection | None, count: int | None = None) -> dict[str, Any]:
+def _part(images: Selection | None, count: int | None = None, what: str = "") -> dict[str, Any]:
     if images is None:
-        return {"count": count, "what": NOISE, "sources": []}
+        return {"count": count, "what": what, "sources": []}
     return {"count": len(images), "what": "the OOD inputs", "sources": list(images.sources)}
 
 
@@ -217,9 +239,11 @@ class _BarSampler:
 
 
 def summary(record: dict[str, Any], out: Path) -> str:
+    tuned = ("tuned on the ID images alone (highest mean ID score)" if record["tuning_source"] == "id-only"
+             else f"tuned against {record['tuning']['ood']['count']} OOD images")
     lines = [f"odin-ood fit: T = {record['temperature']:g}, epsilon = {record['epsilon']:g}, "
              f"threshold = {record['threshold']:.9g} (keeps {record['tpr']:.0%} of {record['tuning']['id']['count']} "
-             f"tuning ID images; tuned against {record['tuning']['ood']['count']} OOD images)"]
+             f"tuning ID images; {tuned})"]
     held = record["heldout"]
     if held is not None:
         cells = ", ".join(f"{m} {100 * held['odin'][m]:.2f}% (MSP {100 * held['msp'][m]:.2f}%)" for m in METRICS)
