@@ -199,3 +199,16 @@ def test_the_full_grid_is_the_cpu_default_only_for_the_cheap_mnist_suites():
     assert default("mnist-lenet") and default("mnist-mlp")
     assert not default("cifar10-densenet") and not default("cifar10-resnet20")
     assert default("cifar10-densenet", quick=True) and not default("mnist-lenet", eval_grid=False)
+
+
+def test_progress_counts_a_pass_found_whole_in_the_cache(tmp_path):
+    """A finished pass read back whole advances the stage's progress as cached images (it used
+    to advance nothing, so the stage never reached its total and the ETA counted it as to do)."""
+    import io
+    scorer = Scorer(TinyConv().eval(), (1.0,), (0.0,), ScoreCache(tmp_path), batch_size=64, progress=False)
+    ds = _set(CELL_CHUNK + 5, 3, "x")
+    scorer.cell_outputs(ds, 1000.0, 0.0014)  # computed and joined into one entry
+    buf = io.StringIO()
+    bar = Progress("stage", 2 * len(ds), every=0.0, stream=buf)
+    scorer.cell_outputs(ds, 1000.0, 0.0014, progress=bar)
+    assert bar.done == len(ds) and bar.cached == len(ds) and bar.computed == 0

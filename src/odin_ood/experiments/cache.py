@@ -129,6 +129,8 @@ class ScoreCache:
         found = read_entry(path, key) if self.enabled else None
         if found is not None:
             self.hits += 1
+            if progress is not None:
+                progress(n, True)
             return found
         parts = []
         for start in range(0, n, chunk):
