@@ -113,20 +113,25 @@ def write_pngs(folder, images, names=None):
     return folder
 
 
-def test_fit_without_ood_inputs_tunes_against_noise_like_detector_fit(datasets, tmp_path):
+@pytest.mark.parametrize("ood_free", [None, "noise"])
+def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free):
+    """No --ood: the default (the ID-only criterion) or --ood-free noise, each equal to Detector.fit."""
     mnist, _ = datasets
     digits = mnist.images[5000:5120, 0].numpy()
     folder = write_pngs(tmp_path / "digits", digits)
     out = tmp_path / "det"
+    flags = [] if ood_free is None else ["--ood-free", ood_free]
     assert fit(out, "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet",
-               "--temperatures", "1,10,1000", "--epsilons", "0,0.001,0.002") == 0
+               "--temperatures", "1,10,1000", "--epsilons", "0,0.001,0.002", *flags) == 0
     record = json.loads((out / "fit.json").read_text())
-    assert "noise" in record["tuning"]["ood"]["what"] and record["heldout"] is None
+    expected = "noise" if ood_free == "noise" else "ID images only"
+    assert expected in record["tuning"]["ood"]["what"] and record["heldout"] is None
+    assert record["tuning_source"] == (ood_free or "id-only")
     order = [int(s.rsplit("/", 1)[1][:3]) for s in record["tuning"]["id"]["sources"]]
     x = torch.from_numpy(digits[order]).float().div(255)[:, None]
     model = models.load("mnist-mlp")
     det = Detector(model, input_std=model.input_std, input_mean=model.input_mean, temperatures=(1, 10, 1000),
-                   epsilons=(0, 0.001, 0.002)).fit(x)
+                   epsilons=(0, 0.001, 0.002), **({} if ood_free is None else {"ood_free": ood_free})).fit(x)
     saved = json.loads((out / "detector.json").read_text())
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert record["tuning"]["ood"]["count"] == det.tuning_.scores_out.shape[-1]

@@ -34,7 +34,7 @@ from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.score_choice import check_score, score_outputs, tune_score
 from odin_ood.scores import Clamp
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
+from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
 
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
@@ -61,9 +61,9 @@ class Detector:
     (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
     not say it (a TorchScript or ``.pt2`` file) takes. ``score``: "odin" (default), "energy-odin",
     "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`), kept as ``score_name`` (``score``
-    is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "noise"
-    (default: the paper's Gaussian + Uniform noise) or "id-only" (the ID data alone, Generalized-ODIN
-    criterion: :func:`odin_ood.tuning.id_only_from_scores`). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "id-only"
+    (default: the ID data alone, Generalized-ODIN criterion at T = 1000,
+    :func:`odin_ood.tuning.id_only_from_scores`) or "noise" (the paper's Gaussian + Uniform noise). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
     ``threshold_``, ``tpr_``, ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
 
@@ -79,7 +79,7 @@ class Detector:
         clamp: Clamp | None = None,
         input_shape: Sequence[int] | None = None,
         score: str = "odin",
-        ood_free: str = "noise",
+        ood_free: str = DEFAULT_OOD_FREE,
     ) -> None:
         self.model = model
         self.score_name = check_score(score)

@@ -11,10 +11,10 @@ score          value (higher = more in-distribution)       parameters chosen by 
 =============  ==========================================  ======================================
 
 Every score is tuned the same way: grid scores (T, E, N) of the held-out ID and OOD data, the
-cell minimising the objective wins (:func:`odin_ood.tuning.tune_from_scores`); without OOD data
-the OOD side is the paper's Gaussian + Uniform noise, as for ODIN (``ood_free="noise"``), or, with
-``ood_free="id-only"``, the epsilon maximising the mean score of the ID data wins at a fixed T
-(:func:`odin_ood.tuning.id_only_from_scores`): T = 1000 for ODIN, T = 1 for energy-odin. A
+cell minimising the objective wins (:func:`odin_ood.tuning.tune_from_scores`); without OOD data,
+by default (``ood_free="id-only"``), the epsilon maximising the mean score of the ID data wins at a
+fixed T (:func:`odin_ood.tuning.id_only_from_scores`): T = 1000 for ODIN, T = 1 for energy-odin;
+with ``ood_free="noise"`` the OOD side is the paper's Gaussian + Uniform noise. A
 parameter-free score has a 1 x 1 grid, so only the threshold depends on the data.
 """
 
@@ -28,7 +28,7 @@ from odin_ood._checks import check_epsilon, check_grid
 from odin_ood.batching import Data, map_batches
 from odin_ood.scores import Clamp, odin_outputs, softmax_score
 from odin_ood.successors import energy_odin_grid_scores, maxlogit_from_logits
-from odin_ood.tuning import (PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, check_ood_free, id_only_from_scores,
+from odin_ood.tuning import (DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, check_ood_free, id_only_from_scores,
                              noise_ood_set, tune, tune_from_scores)
 
 SCORES: tuple[str, ...] = ("odin", "energy-odin", "energy", "maxlogit", "msp")
@@ -93,7 +93,7 @@ def tune_score(
     tpr: float = 0.95,
     batch_size: int = 128,
     clamp: Clamp | None = None,
-    ood_free: str = "noise",
+    ood_free: str = DEFAULT_OOD_FREE,
 ) -> TuningResult:
     """Choose the named score's parameters on held-out data, like :func:`odin_ood.tuning.tune`
     (which this is for ``score="odin"``). ``temperatures`` only matter for ODIN, ``epsilons``

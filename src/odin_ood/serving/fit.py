@@ -6,9 +6,9 @@ Inputs are read like ``odin-ood score``'s (:mod:`odin_ood.serving.inputs`) and p
 same way, deduplicated by content and split into a tuning and a held-out evaluation part
 (:mod:`odin_ood.serving.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
 part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs. Without
-``--ood``, ``--ood-free`` says what tunes: ``noise`` (default), the paper's Gaussian + Uniform noise
-as the OOD side; ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID score
-at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`; ``--temperatures`` unused). Passing
+``--ood``, ``--ood-free`` says what tunes: ``id-only`` (default), the ID tuning part alone (the
+epsilon with the highest mean ID score at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`;
+``--temperatures`` unused); ``noise``, the paper's Gaussian + Uniform noise as the OOD side. Passing
 ``--ood-free`` with ``--ood`` is an error, as it would be ignored. Either way the held-out metrics
 are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.json`` records
 which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
@@ -40,11 +40,11 @@ from odin_ood.serving.heldout import Selection, check_disjoint, select, split
 from odin_ood.serving.inputs import Inputs
 from odin_ood.serving.options import ModelOptions, add_model_arguments, floats_arg
 from odin_ood.serving.preprocess import InputSpec
-from odin_ood.tuning import ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
+from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
 
 DEFAULT_BATCH = 128
 WITHOUT_OOD = {
-    "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
+    "noise": "noise: Gaussian + Uniform as the OOD side (paper Appendix H; --ood-free noise)",
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
                "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
 }
@@ -70,7 +70,7 @@ class FitOptions:
     workers: int = 4
     progress: bool = True
     score: str = "odin"
-    ood_free: str = "noise"
+    ood_free: str = DEFAULT_OOD_FREE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,11 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", choices=SCORES, default="odin",
                         help="the detector's score (default: ODIN; the others are its successors, see README)")
     parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
-                        help="what tunes without --ood (an error with it): noise = Gaussian + Uniform noise as the "
-                             "OOD side (default); id-only = the ID images alone, the epsilon with the highest mean "
-                             f"ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, {FIXED_TEMPERATURE:g} for "
-                             "energy-odin; "
-                             "Generalized-ODIN criterion; --temperatures unused)")
+                        help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): id-only = "
+                             "the ID images alone, the epsilon with the highest mean ID score at a fixed T "
+                             f"({ID_ONLY_TEMPERATURE:g} for ODIN, {FIXED_TEMPERATURE:g} for energy-odin; "
+                             "Generalized-ODIN criterion; --temperatures unused); noise = Gaussian + Uniform noise as "
+                             "the OOD side")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
         temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
         limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet, score=args.score,
-        ood_free=args.ood_free or "noise",
+        ood_free=args.ood_free or DEFAULT_OOD_FREE,
     )
     record = fit(ModelOptions.from_args(args), options, out)
     print(summary(record, out))
