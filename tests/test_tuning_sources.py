@@ -215,3 +215,13 @@ def test_energy_odin_rows_match_between_the_cpu_and_full_grid_paths(tmp_path):
         ref = energy_odin_scores(cpu.scorer.model.double(), x.double(), 1.0, fb[3], input_std=(0.25,))
         cpu.scorer.model.float()
         np.testing.assert_allclose(fb[1], ref.numpy(), atol=1e-4)
+
+
+def test_the_oracle_can_be_left_out_and_the_rest_is_unchanged(tmp_path):
+    e, noise = _model_experiment(tmp_path, False)
+    full = compare(e, noise, resamples=5, eval_limit=25)
+    lean = compare(e, noise, resamples=5, eval_limit=25, oracle=False)
+    assert "oracle" not in lean["summary"] and lean["oracle"].startswith("left out") and full["oracle"] == "computed"
+    for key in full["sets"]:
+        a = {r["source"]: r["metrics"] for r in full["sets"][key]["rows"] if r["source"] != "oracle"}
+        assert a == {r["source"]: r["metrics"] for r in lean["sets"][key]["rows"]}

@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources-limit", type=int, default=EVAL_LIMIT_CPU, metavar="N",
                         help="without --eval-grid, the tuning-source comparison evaluates a seeded subsample of at most "
                              f"N images per evaluation split (default {EVAL_LIMIT_CPU})")
+    parser.add_argument("--sources-oracle", action=argparse.BooleanOptionalAction, default=True,
+                        help="without --eval-grid, include the tuning-source comparison's oracle (the best cell on the "
+                             "evaluated images, found by the search: its costliest part)")
     parser.add_argument("--stop-after", choices=STAGES, default=None,
                         help="stop after this stage and write its rows, marked incomplete (rerun to continue)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                            seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
                            temperatures=args.temperatures, epsilons=args.epsilons, search=args.search,
                            precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after,
-                           time_limit=args.time_limit, sources_limit=args.sources_limit)
+                           time_limit=args.time_limit, sources_limit=args.sources_limit,
+                           sources_oracle=args.sources_oracle)
         results[part] = run_suite(config)
         report = write_report(results[part], folder)
         _print_rows(part, results[part])

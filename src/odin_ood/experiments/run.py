@@ -63,6 +63,7 @@ class RunConfig:
     stop_after: str | None = None
     time_limit: float | None = None
     sources_limit: int = tuning_sources.EVAL_LIMIT_CPU
+    sources_oracle: bool = True
 
     def resolved(self) -> "RunConfig":
         q = self.quick
@@ -296,7 +297,7 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     noise = [(spec, ds) for spec in tuning_sources.NOISE_SPECS if (ds := load(spec, "tuning source")) is not None]
     results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
         exp, tuning_sources.noise_set(scorer, noise, full), cfg.resamples,
-        eval_limit=None if full else cfg.sources_limit, progress=cfg.progress))
+        eval_limit=None if full else cfg.sources_limit, progress=cfg.progress, oracle=full or cfg.sources_oracle))
     results["complete"] = True
     return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
 

@@ -136,9 +136,11 @@ class Evaluation:
         return _cell(self.exp.scorer, *tune_set(self.oracle_exp, seen).index)
 
 
-def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluation | None = None
-            ) -> dict[str, tuple[Choice, str]]:
-    """{source key: ((T, epsilon), what it was tuned on)} for one evaluated set."""
+def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluation | None = None,
+            oracle: bool = True) -> dict[str, tuple[Choice, str]]:
+    """{source key: ((T, epsilon), what it was tuned on)} for one evaluated set (``oracle=False``:
+    without the oracle, whose search on the evaluated images is the costliest source without
+    the full grid)."""
     s = exp.scorer
     evaluation = evaluation or Evaluation(exp, None)
     out: dict[str, tuple[Choice, str]] = {
@@ -157,7 +159,8 @@ def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluati
         if a.key != target.key and is_natural(a):
             out[f"loo:{a.key}"] = (_cell(s, *exp.tuning(a).index), f"ID tuning split + {a.label} tuning split")
     out["same-set"] = (_cell(s, *exp.tuning(target).index), "ID tuning split + this set's tuning split")
-    out["oracle"] = (evaluation.oracle(target), "ORACLE: the evaluated ID and OOD images")
+    if oracle:
+        out["oracle"] = (evaluation.oracle(target), "ORACLE: the evaluated ID and OOD images")
     return out
 
 
@@ -188,11 +191,11 @@ def overlaps(exp: Experiment, noise: Scored, target: Scored, keys: list[str],
 
 
 def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: int | None = None,
-            progress: bool = False) -> dict[str, Any]:
+            progress: bool = False, oracle: bool = True) -> dict[str, Any]:
     """Per OOD set: each source's (T, epsilon) and its FPR at 95% TPR and AUROC (with 95%
     bootstrap intervals) on the evaluated images (the evaluation splits, or seeded subsamples of
     at most ``eval_limit`` images); a summary over the real OOD sets and a verdict. ``progress``
-    prints one line per set (with the time it took) to stderr."""
+    prints one line per set (with the time it took) to stderr; ``oracle=False`` leaves the oracle out."""
     evaluation = Evaluation(exp, eval_limit)
     cache: dict[tuple[str, float, float], dict[str, Any]] = {}
 
@@ -211,17 +214,19 @@ def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: in
     sets = {}
     for number, target in enumerate(exp.oods, 1):
         started = time.perf_counter()
-        found = choices(exp, noise, target, evaluation)
+        found = choices(exp, noise, target, evaluation, oracle)
         shared = overlaps(exp, noise, target, list(found), evaluation)
         sets[target.key] = {"label": target.label, "natural": is_natural(target), "rows": [
             {"source": k, "temperature": c[0], "epsilon": c[1], "tuned_on": what, "overlap": shared.get(k),
              **measure(target, c)} for k, (c, what) in found.items()]}
         if progress:
-            print(f"[tuning sources] {number}/{len(exp.oods)} {target.key}: {len(found)} sources, oracle T={found['oracle'][0][0]:g} "
-                  f"eps={found['oracle'][0][1]:g} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            print(f"[tuning sources] {number}/{len(exp.oods)} {target.key}: {len(found)} sources "
+                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     summary = summarise(sets)
     return {"sets": sets, "summary": summary, "verdict": verdict(summary),
             "noise_tuning_sets": noise.manifest.get("sets", [{"key": noise.key}]), "search": exp.search,
+            "oracle": "computed" if oracle else "left out (--no-sources-oracle): its search on the evaluated images "
+                                                "was not affordable in this run",
             "evaluated": {"limit": eval_limit, "seed": exp.seed,
                           "note": "every image of each evaluation split" if eval_limit is None else
                           f"a seeded subsample of at most {eval_limit} images of each evaluation split "

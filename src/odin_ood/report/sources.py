@@ -43,7 +43,7 @@ def tuning_sources_html(results: dict[str, Any]) -> str:
            "are measured on the evaluation splits (95% bootstrap intervals). Only the oracle sees the images it is "
            "evaluated on; <i>overlap</i> counts the tuning images found, by content, among the evaluated ones. "
            f"Evaluated: {escape(ts.get('evaluated', {}).get('note', 'every image of each evaluation split'))}; "
-           f"choices by the {escape(ts.get('search', 'grid'))} search.</p>",
+           f"choices by the {escape(ts.get('search', 'grid'))} search; oracle: {escape(ts.get('oracle', 'computed'))}.</p>",
            f"<p><b>Verdict:</b> {escape(ts['verdict'])}</p>",
            '<table><tr><th class="l">source (mean over real OOD sets)</th><th>sets</th><th>FPR at 95% TPR &darr;</th>'
            "<th>AUROC &uarr;</th></tr>"]
