@@ -113,9 +113,9 @@ def write_pngs(folder, images, names=None):
     return folder
 
 
-@pytest.mark.parametrize("ood_free", [None, "noise"])
+@pytest.mark.parametrize("ood_free", [None, "id-only"])
 def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free):
-    """No --ood: the default (the ID-only criterion) or --ood-free noise, each equal to Detector.fit."""
+    """No --ood: the default (noise) or --ood-free id-only, each equal to Detector.fit."""
     mnist, _ = datasets
     digits = mnist.images[5000:5120, 0].numpy()
     folder = write_pngs(tmp_path / "digits", digits)
@@ -124,9 +124,9 @@ def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_
     assert fit(out, "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet",
                "--temperatures", "1,10,1000", "--epsilons", "0,0.001,0.002", *flags) == 0
     record = json.loads((out / "fit.json").read_text())
-    expected = "noise" if ood_free == "noise" else "ID images only"
+    expected = "ID images only" if ood_free == "id-only" else "noise"
     assert expected in record["tuning"]["ood"]["what"] and record["heldout"] is None
-    assert record["tuning_source"] == (ood_free or "id-only")
+    assert record["tuning_source"] == (ood_free or "noise")
     order = [int(s.rsplit("/", 1)[1][:3]) for s in record["tuning"]["id"]["sources"]]
     x = torch.from_numpy(digits[order]).float().div(255)[:, None]
     model = models.load("mnist-mlp")

@@ -61,9 +61,9 @@ class Detector:
     (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
     not say it (a TorchScript or ``.pt2`` file) takes. ``score``: "odin" (default), "energy-odin",
     "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`), kept as ``score_name`` (``score``
-    is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "id-only"
-    (default: the ID data alone, Generalized-ODIN criterion at T = 1000,
-    :func:`odin_ood.tuning.id_only_from_scores`) or "noise" (the paper's Gaussian + Uniform noise). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "noise"
+    (default: the paper's Gaussian + Uniform noise) or "id-only" (the ID data alone, Generalized-ODIN
+    criterion at T = 1000, :func:`odin_ood.tuning.id_only_from_scores`). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
     ``threshold_``, ``tpr_``, ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
     """
 

@@ -12,9 +12,9 @@ score          value (higher = more in-distribution)       parameters chosen by 
 
 Every score is tuned the same way: grid scores (T, E, N) of the held-out ID and OOD data, the
 cell minimising the objective wins (:func:`odin_ood.tuning.tune_from_scores`); without OOD data,
-by default (``ood_free="id-only"``), the epsilon maximising the mean score of the ID data wins at a
-fixed T (:func:`odin_ood.tuning.id_only_from_scores`): T = 1000 for ODIN, T = 1 for energy-odin;
-with ``ood_free="noise"`` the OOD side is the paper's Gaussian + Uniform noise. A
+by default (``ood_free="noise"``), the OOD side is the paper's Gaussian + Uniform noise; with
+``ood_free="id-only"`` the epsilon maximising the mean score of the ID data wins at a fixed T
+(:func:`odin_ood.tuning.id_only_from_scores`): T = 1000 for ODIN, T = 1 for energy-odin. A
 parameter-free score has a 1 x 1 grid, so only the threshold depends on the data.
 """
 

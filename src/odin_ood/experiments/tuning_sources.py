@@ -6,7 +6,7 @@ each OOD set's EVALUATION split against the ID evaluation split, with bootstrap 
 
 (a) ``noise`` — fresh Gaussian + Uniform noise (seeds 0 and 1, as ``Detector.fit`` draws it; the
     suite's own noise sets use seeds 101 and 102), pooled, vs the ID tuning split: the cell
-    minimising FPR at 95% TPR, found by the suite's search (``Detector(ood_free="noise")``).
+    minimising FPR at 95% TPR, found by the suite's search. ``Detector.fit``'s default without OOD data.
 (b) ``id-only-t1000`` / ``id-only-t1`` — ID data only, the Generalized-ODIN criterion (Hsu et
     al., CVPR 2020, section 3.3): the epsilon maximising the MEAN score of the ID tuning split.
     The criterion cannot choose T (a larger T lowers every max-softmax score), so T is fixed by

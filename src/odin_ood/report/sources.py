@@ -10,8 +10,8 @@ from html import escape
 from typing import Any
 
 SOURCE_LABELS = {
-    "msp": "MSP (no tuning, reference)", "noise": "(a) noise: Gaussian + Uniform (ood_free=\"noise\")",
-    "id-only-t1000": "(b) ID only, G-ODIN criterion, T = 1000 (default without OOD data)", "id-only-t1": "(b) ID only, G-ODIN criterion, T = 1",
+    "msp": "MSP (no tuning, reference)", "noise": "(a) noise: Gaussian + Uniform (default without OOD data)",
+    "id-only-t1000": "(b) ID only, G-ODIN criterion, T = 1000", "id-only-t1": "(b) ID only, G-ODIN criterion, T = 1",
     "paper": "(c) the paper's parameters", "same-set": "(e) this set's tuning split (sec. 4.4)",
     "oracle": "(f) ORACLE: the evaluated images themselves", "loo (mean over sources)": "(d) other real OOD sets (mean)",
 }

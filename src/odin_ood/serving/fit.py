@@ -6,9 +6,9 @@ Inputs are read like ``odin-ood score``'s (:mod:`odin_ood.serving.inputs`) and p
 same way, deduplicated by content and split into a tuning and a held-out evaluation part
 (:mod:`odin_ood.serving.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
 part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs. Without
-``--ood``, ``--ood-free`` says what tunes: ``id-only`` (default), the ID tuning part alone (the
-epsilon with the highest mean ID score at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`;
-``--temperatures`` unused); ``noise``, the paper's Gaussian + Uniform noise as the OOD side. Passing
+``--ood``, ``--ood-free`` says what tunes: ``noise`` (default), the paper's Gaussian + Uniform
+noise as the OOD side; ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID
+score at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`; ``--temperatures`` unused). Passing
 ``--ood-free`` with ``--ood`` is an error, as it would be ignored. Either way the held-out metrics
 are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.json`` records
 which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
@@ -44,7 +44,7 @@ from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAP
 
 DEFAULT_BATCH = 128
 WITHOUT_OOD = {
-    "noise": "noise: Gaussian + Uniform as the OOD side (paper Appendix H; --ood-free noise)",
+    "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
                "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
 }
@@ -89,11 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", choices=SCORES, default="odin",
                         help="the detector's score (default: ODIN; the others are its successors, see README)")
     parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
-                        help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): id-only = "
-                             "the ID images alone, the epsilon with the highest mean ID score at a fixed T "
-                             f"({ID_ONLY_TEMPERATURE:g} for ODIN, {FIXED_TEMPERATURE:g} for energy-odin; "
-                             "Generalized-ODIN criterion; --temperatures unused); noise = Gaussian + Uniform noise as "
-                             "the OOD side")
+                        help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): noise = "
+                             "Gaussian + Uniform noise as the OOD side; id-only = the ID images alone, the epsilon "
+                             f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
+                             f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
