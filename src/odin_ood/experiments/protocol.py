@@ -314,15 +314,14 @@ class Experiment:
     def scores_at(self, scored: Scored, temperature: float, epsilon: float, rows: np.ndarray,
                   score: str = "odin") -> np.ndarray:
         """``score`` of the images ``rows`` of ``scored`` at (T, epsilon): from the grid or a
-        pass over the whole set when either is at hand, else one cached pass over those rows only."""
+        pass over the whole set when either is at hand, else one cached pass over those rows only
+        (content-addressed, so all the rows in order share the whole set's entry)."""
         ij = self.scorer.grid_index(temperature, epsilon)
         if score == "odin" and ij is not None and scored.grid is not None:
             return scored.grid[ij[0], ij[1], rows]
         whole = self.scorer.cell_outputs(scored.data, temperature, epsilon, compute=False, score=score)
         if whole is not None:
             return whole["scores"][rows]
-        if rows.size == len(scored.data) and np.array_equal(rows, np.arange(rows.size)):
-            return self.scorer.cell(scored.data, temperature, epsilon, score)
         return self.scorer.cell(scored.data.subset(torch.from_numpy(rows)), temperature, epsilon, score)
 
     def msp(self, scored: Scored) -> np.ndarray:

@@ -136,13 +136,8 @@ class Evaluation:
         return _cell(self.exp.scorer, *tune_set(self.oracle_exp, seen).index)
 
 
-def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluation | None = None,
-            oracle: bool = True) -> dict[str, tuple[Choice, str]]:
-    """{source key: ((T, epsilon), what it was tuned on)} for one evaluated set (``oracle=False``:
-    without the oracle, whose search on the evaluated images is the costliest source without
-    the full grid)."""
-    s = exp.scorer
-    evaluation = evaluation or Evaluation(exp, None)
+def set_free_choices(exp: Experiment, noise: Scored) -> dict[str, tuple[Choice, str]]:
+    """The choices that do not depend on the evaluated set: MSP, (a) noise and (b) ID only."""
     out: dict[str, tuple[Choice, str]] = {
         "msp": ((1.0, 0.0), "nothing (reference)"),
         "noise": (noise_choice(exp, noise), "ID tuning split + fresh noise"),
@@ -151,6 +146,17 @@ def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluati
         c = id_only_choice(exp, t)
         if c is not None:
             out[f"id-only-t{t:g}"] = (c, "ID tuning split only (mean score)")
+    return out
+
+
+def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluation | None = None,
+            oracle: bool = True, free: dict[str, tuple[Choice, str]] | None = None) -> dict[str, tuple[Choice, str]]:
+    """{source key: ((T, epsilon), what it was tuned on)} for one evaluated set (``oracle=False``:
+    without the oracle, whose search on the evaluated images is the costliest source without
+    the full grid; ``free``: :func:`set_free_choices`, when already computed for another set)."""
+    s = exp.scorer
+    evaluation = evaluation or Evaluation(exp, None)
+    out = dict(free if free is not None else set_free_choices(exp, noise))
     p = paper.parameters(exp.paper_row, target.paper_key)
     if p is not None:
         out["paper"] = ((float(p[0]), float(p[1])), f"the paper's table ({exp.paper_row})"
@@ -212,9 +218,10 @@ def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: in
         return cache[key]
 
     sets = {}
+    free = set_free_choices(exp, noise)
     for number, target in enumerate(exp.oods, 1):
         started = time.perf_counter()
-        found = choices(exp, noise, target, evaluation, oracle)
+        found = choices(exp, noise, target, evaluation, oracle, free)
         shared = overlaps(exp, noise, target, list(found), evaluation)
         sets[target.key] = {"label": target.label, "natural": is_natural(target), "rows": [
             {"source": k, "temperature": c[0], "epsilon": c[1], "tuned_on": what, "overlap": shared.get(k),
