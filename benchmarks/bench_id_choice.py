@@ -23,8 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from odin_ood import data  # noqa: E402
-from odin_ood.data.dataset import resolve_root  # noqa: E402
-from odin_ood.experiments import run, suites  # noqa: E402
+from odin_ood.experiments import run  # noqa: E402
 from odin_ood.experiments.cache import ScoreCache  # noqa: E402
 from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
 from odin_ood.experiments.protocol import Scorer  # noqa: E402
@@ -32,11 +31,8 @@ from odin_ood.metrics import evaluate  # noqa: E402
 
 
 def parser():
-    p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--suite", default="cifar10-densenet")
-    p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
+    p = common.suite_parser(__doc__.splitlines()[0], "cifar10-densenet", batch_size=64)
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--full-jpeg", action="store_true", help="also score all 10,000 JPEG test images")
     return p
 
@@ -56,9 +52,7 @@ def paired_jpeg(lossless, jpeg) -> tuple[data.ImageDataset, float]:
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     device = common.setup(args)
-    suite = suites.get(args.suite)
-    root = resolve_root(args.data_root)
-    model = run.load_model(suite, run.weights_path(suite, root, None), str(device))
+    suite, root, model = common.suite_model(args, device)
     scorer = Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=args.precision)
     lossless = data.load("cifar10-lossless-1000", root=root)
     jpeg = data.load("cifar10-jpeg", root=root)

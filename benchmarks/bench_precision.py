@@ -19,8 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from odin_ood.data.dataset import resolve_root  # noqa: E402
-from odin_ood.experiments import run, suites  # noqa: E402
+from odin_ood.experiments import run  # noqa: E402
 from odin_ood.experiments.cache import ScoreCache  # noqa: E402
 from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
 from odin_ood.experiments.protocol import CELL_CHUNK, Scorer, images_sha256  # noqa: E402
@@ -28,12 +27,9 @@ from odin_ood.metrics import evaluate  # noqa: E402
 
 
 def parser():
-    p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--suite", default="cifar10-densenet")
-    p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
+    p = common.suite_parser(__doc__.splitlines()[0], "cifar10-densenet", batch_size=64)
     p.add_argument("--sets", nargs="+", default=["tinyimagenet-crop", "gaussian"])
     p.add_argument("--chunks", type=int, default=2, help=f"OOD chunks of {CELL_CHUNK} images per set")
-    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
     p.add_argument("--msp-sets", nargs="*", default=[],
@@ -77,9 +73,7 @@ def prefix(scorer: Scorer, ds, cell, chunks: int) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     device = common.setup(args)
-    suite = suites.get(args.suite)
-    root = resolve_root(args.data_root)
-    model = run.load_model(suite, run.weights_path(suite, root, None), str(device))
+    suite, root, model = common.suite_model(args, device)
     cell = (args.temperature, args.epsilon)
     scorers = {p: Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=p)
                for p in ("fp32", "bf16")}

@@ -23,8 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from odin_ood.data.dataset import resolve_root  # noqa: E402
-from odin_ood.experiments import run, suites  # noqa: E402
+from odin_ood.experiments import run  # noqa: E402
 from odin_ood.experiments.cache import ScoreCache  # noqa: E402
 from odin_ood.experiments.protocol import Scorer, dataset_seed, split_indices  # noqa: E402
 from odin_ood.metrics import fpr_at_tpr  # noqa: E402
@@ -33,11 +32,8 @@ from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
 
 
 def parser():
-    p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--suite", default="mnist-mlp")
-    p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
+    p = common.suite_parser(__doc__.splitlines()[0], "mnist-mlp", batch_size=128)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--eta", type=float, default=3.0)
     p.add_argument("--min-images", type=int, default=100)
@@ -54,9 +50,7 @@ def tuning_subset(spec, ds, n_tune: int, seed: int):
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     device = common.setup(args)
-    suite = suites.get(args.suite)
-    root = resolve_root(args.data_root)
-    model = run.load_model(suite, run.weights_path(suite, root, None), str(device))
+    suite, root, model = common.suite_model(args, device)
     temps, eps = (PAPER_TEMPERATURES[:2], PAPER_EPSILONS[:3]) if args.tiny else (PAPER_TEMPERATURES, PAPER_EPSILONS)
     scorer = Scorer(model, temps, eps, ScoreCache(), args.batch_size, progress=False, precision=args.precision)
     id_spec = next(s for s in suite.id_candidates if _loads(s, root, model))

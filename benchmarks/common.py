@@ -49,6 +49,27 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def suite_parser(description: str, suite: str, batch_size: int) -> argparse.ArgumentParser:
+    """:func:`base_parser` plus ``--suite``, ``--data-root`` and ``--batch-size``, for the benchmarks
+    that run an experiment suite's model on its data."""
+    p = base_parser(description)
+    p.add_argument("--suite", default=suite)
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    return p
+
+
+def suite_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, Path, nn.Module]:
+    """(the suite named by ``--suite``, the data root, its model on ``device``: the suite's own
+    checkpoint under the data root, loaded as ``odin-ood reproduce`` loads it)."""
+    from odin_ood.data.dataset import resolve_root
+    from odin_ood.experiments import run, suites
+
+    suite = suites.get(args.suite)
+    root = resolve_root(args.data_root)
+    return suite, root, run.load_model(suite, run.weights_path(suite, root, None), str(device))
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     if args.threads:
         torch.set_num_threads(args.threads)
