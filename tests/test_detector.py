@@ -9,7 +9,7 @@ from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_dig
 
 from odin_ood import Detector, fingerprint, odin_scores
 from odin_ood.detector import NotFittedError, threshold_below
-from odin_ood.noise import gaussian_noise, uniform_noise
+from odin_ood.data.noise import gaussian_noise, uniform_noise
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -1,4 +1,4 @@
-"""Detector(score=...) and tune_score (score_choice.py): every score tuned, thresholded, saved and
+"""Detector(score=...) and tune_score (score_family.py): every score tuned, thresholded, saved and
 loaded like ODIN; ODIN stays the default."""
 
 import json
@@ -9,10 +9,10 @@ import torch
 
 from odin_ood import Detector
 from odin_ood.metrics import fpr_at_tpr
-from odin_ood.score_choice import SCORES, score_outputs, tune_score
+from odin_ood.score_family import SCORES, score_outputs, tune_score
 from odin_ood.scores import msp_scores
 from odin_ood.successors import energy_odin_scores, energy_scores, maxlogit_scores
-from odin_ood.noise import gaussian_noise, uniform_noise
+from odin_ood.data.noise import gaussian_noise, uniform_noise
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

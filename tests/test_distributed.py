@@ -57,7 +57,7 @@ def _table(path):
 
 FAILING = """
 import os, sys
-from odin_ood.serving import rows
+from odin_ood.commands import rows
 real = rows.score_rows
 def failing(*a, **k):
     if os.environ["RANK"] == "1":

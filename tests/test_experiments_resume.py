@@ -143,7 +143,7 @@ def test_progress_rate_ignores_cached_images(capsys):
 
 
 def test_a_time_limit_stops_before_the_next_chunk(tmp_path):
-    from odin_ood.experiments.protocol import OutOfTime
+    from odin_ood.experiments.progress import OutOfTime
     scorer = Scorer(TinyConv().eval(), (1.0,), (0.0,), ScoreCache(tmp_path), batch_size=64, progress=False)
     ds = _set(CELL_CHUNK + 5, 3, "x")
     scorer.cell_chunk(ds, 1000.0, 0.0014, 0)

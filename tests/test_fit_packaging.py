@@ -15,7 +15,7 @@ from test_models_sources import export_program, export_torchscript
 
 from odin_ood import data, models
 from odin_ood.cli import main
-from odin_ood.serving.writers import read_rows
+from odin_ood.commands.writers import read_rows
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")]

@@ -179,8 +179,8 @@ def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(dense
                                                                           lossless_1000, tmp_path):
     from odin_ood import Detector
     from odin_ood.cli import build_parser
-    from odin_ood.serving.engine import load_detector
-    from odin_ood.serving.options import ModelOptions
+    from odin_ood.commands.loading import load_detector
+    from odin_ood.commands.options import ModelOptions
 
     def load(argv):
         args = build_parser().parse_args(argv)

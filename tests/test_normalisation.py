@@ -11,9 +11,10 @@ from odin_ood import Detector, data, models
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Scorer
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
-from odin_ood.serving.engine import fixed_batch_outputs, input_spec
-from odin_ood.serving.inputs import Inputs
-from odin_ood.serving.preprocess import image_tensor
+from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.commands.loading import input_spec
+from odin_ood.commands.inputs import Inputs
+from odin_ood.preprocess import image_tensor
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from odin_ood import odin_scores
-from odin_ood.noise import uniform_noise
+from odin_ood.data.noise import uniform_noise
 from odin_ood.search import array_scorer, halving_sizes, model_scorer, search
 from odin_ood.tuning import tune_from_scores
 

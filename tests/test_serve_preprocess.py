@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from odin_ood import Detector
-from odin_ood.serving.engine import fixed_batch_outputs, input_spec
-from odin_ood.serving.preprocess import InputError, InputSpec, array_tensor, decode, image_tensor
+from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.commands.loading import input_spec
+from odin_ood.preprocess import InputError, InputSpec, array_tensor, decode, image_tensor
 
 CIFAR = InputSpec((3, 4, 5), mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010))
 

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from odin_ood.cli import build_parser
-from odin_ood.serving.options import ModelOptions, floats_arg, ints_arg
+from odin_ood.commands.options import ModelOptions, floats_arg, ints_arg
 
 FLAGS = ["--model", "net.pt2", "--input-size", "3,32,32", "--input-mean", "0.5,0.4,0.3", "--input-std", "0.2",
          "--device", "cpu", "--batch-size", "16", "--resize", "bilinear", "--max-side", "512", "--threads", "2"]

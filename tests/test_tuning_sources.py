@@ -1,4 +1,4 @@
-"""Tuning sources (experiments/tuning_sources.py) and the score-family rows (score_family.py), on
+"""Tuning sources (experiments/tuning_sources.py) and the score-family rows (successor_rows.py), on
 synthetic grid scores where what each source may see is controlled exactly."""
 
 from __future__ import annotations
@@ -200,14 +200,14 @@ def test_energy_odin_rows_match_between_the_cpu_and_full_grid_paths(tmp_path):
     one pass at the chosen epsilon; and they equal the pure function on the evaluated images."""
     import torch
 
-    from odin_ood.experiments import score_family
+    from odin_ood.experiments import successor_rows
     from odin_ood.successors import energy_odin_scores
 
     full, _ = _model_experiment(tmp_path, True)
     cpu, _ = _model_experiment(tmp_path, False)
-    score_family.prepare(cpu, progress=False)
+    successor_rows.prepare(cpu, progress=False)
     for a, b in zip(full.oods, cpu.oods):
-        fa, fb = (score_family.method_scores(e, o, "energy-odin") for e, o in ((full, a), (cpu, b)))
+        fa, fb = (successor_rows.method_scores(e, o, "energy-odin") for e, o in ((full, a), (cpu, b)))
         assert fa[3] == fb[3]
         np.testing.assert_allclose(fb[0], fa[0], atol=1e-5)
         np.testing.assert_allclose(fb[1], fa[1], atol=1e-5)

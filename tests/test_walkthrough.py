@@ -18,7 +18,7 @@ from serving_support import decoded, encode, env, library_outputs, start_server,
 from test_models_sources import USER_MODULE, export_program, train_user_net
 
 from odin_ood import Detector, data, models
-from odin_ood.serving.writers import read_rows
+from odin_ood.commands.writers import read_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 
@@ -96,3 +98,17 @@ def channel_view(
     if not bool(torch.isfinite(s).all()) or (positive and bool((s <= 0).any())):
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {s.tolist()}")
     return s.view(1, -1, *([1] * (x.ndim - 2)))
+
+
+def as_scores(scores: ArrayLike, name: str) -> np.ndarray:
+    """A non-empty, finite, 1-D float64 array (accepts lists, numpy arrays and tensors)."""
+    if hasattr(scores, "detach"):
+        scores = scores.detach().cpu().numpy()
+    a = np.asarray(scores, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: both in- and out-of-distribution scores are needed")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a

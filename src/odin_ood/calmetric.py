@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from odin_ood.metrics import as_scores
+from odin_ood._checks import as_scores
 
 TPR_WINDOW = (0.9495, 0.9505)
 

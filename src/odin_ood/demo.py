@@ -30,7 +30,7 @@ from odin_ood import Detector, __version__, fingerprint
 from odin_ood.assets import demo_sample, model_info
 from odin_ood.metrics import METRICS, evaluate, roc_points
 from odin_ood.models import load as load_model
-from odin_ood.noise import gaussian_noise, uniform_noise
+from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 MODEL = "mnist-lenet"

@@ -3,7 +3,7 @@
 g(x; delta, T, epsilon) = 1 (out-of-distribution) if S(x~; T) <= delta, else 0 (paper section 3).
 ``fit`` tunes (T, epsilon) on held-out data (section 4.4) and sets ``threshold_`` (delta) so
 that a fraction ``tpr`` of the held-out ID images scores above it. ``score`` selects ODIN (the
-default) or one of its successors (:mod:`odin_ood.score_choice`), tuned and thresholded alike.
+default) or one of its successors (:mod:`odin_ood.score_family`), tuned and thresholded alike.
 
 Saved detectors are one JSON file (never a pickle) recording T, epsilon, delta, the
 normalisation, the target TPR, the library version and a fingerprint of the model's weights;
@@ -32,7 +32,7 @@ from odin_ood._checks import check_epsilon, check_number, check_rate, check_temp
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
-from odin_ood.score_choice import check_score, score_outputs, tune_score
+from odin_ood.score_family import check_score, score_outputs, tune_score
 from odin_ood.scores import Clamp
 from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
 
@@ -60,7 +60,7 @@ class Detector:
     truth (``std_``, ``mean_``; pass ``input_std=1.0`` for a step in the model's input units). ``input_shape``
     (C, H, W) is only recorded, so that ``odin-ood score``/``serve`` know what a model that does
     not say it (a TorchScript or ``.pt2`` file) takes. ``score``: "odin" (default), "energy-odin",
-    "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_choice`), kept as ``score_name`` (``score``
+    "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_family`), kept as ``score_name`` (``score``
     is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "noise"
     (default: the paper's Gaussian + Uniform noise) or "id-only" (the ID data alone, Generalized-ODIN
     criterion at T = 1000, :func:`odin_ood.tuning.id_only_from_scores`). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,

@@ -28,24 +28,10 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from odin_ood._checks import check_rate
+from odin_ood._checks import as_scores, check_rate
 
 METRICS = ("fpr_at_95_tpr", "detection_error", "auroc", "aupr_in", "aupr_out")
 LOWER_IS_BETTER = frozenset({"fpr_at_95_tpr", "detection_error"})
-
-
-def as_scores(scores: ArrayLike, name: str) -> np.ndarray:
-    """A non-empty, finite, 1-D float64 array (accepts lists, numpy arrays and tensors)."""
-    if hasattr(scores, "detach"):
-        scores = scores.detach().cpu().numpy()
-    a = np.asarray(scores, dtype=np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty: both in- and out-of-distribution scores are needed")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
 
 
 @dataclass(frozen=True)

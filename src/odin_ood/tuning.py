@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from odin_ood._checks import channel_view, check_epsilon, check_grid, check_temperature
 from odin_ood.batching import Data, iter_batches, map_batches
 from odin_ood.metrics import LOWER_IS_BETTER, METRICS, evaluate
-from odin_ood.noise import gaussian_noise, uniform_noise
+from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.scores import Clamp, odin_grid_scores
 
 PAPER_TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)

@@ -5,7 +5,8 @@
   E[(clip(X) - 0.5)^2] = (2 Phi(0.5) - 1) - phi(0.5) + 0.5 (1 - Phi(0.5)) ~= 0.1851.
 - Uniform: every value i.i.d. U[0, 1] (mean 0.5, variance 1/12).
 
-Values are drawn by :mod:`odin_ood.noise` from torch's seeded CPU generator (``torch.Generator``,
+Values are drawn by :func:`gaussian_noise` / :func:`uniform_noise` (also used as tensors by
+tuning without OOD data) from torch's seeded CPU generator (``torch.Generator``,
 Mersenne Twister; the same seed and torch version give the same bytes) and stored as 8-bit
 pixels, ``round(255 * v)`` (a change of at most 1/510 per value), like every other dataset. The
 manifest records the generator, the draw, the quantisation, the torch and numpy versions and the
@@ -22,7 +23,6 @@ import numpy as np
 import torch
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset
-from odin_ood.noise import gaussian_noise, uniform_noise
 
 GENERATOR = "torch.Generator() on the CPU (Mersenne Twister mt19937), manual_seed(seed)"
 QUANTISATION = "numpy.rint(float32 values * 255.0).astype(uint8)"
@@ -34,6 +34,20 @@ _RECIPES = {  # kind -> (distribution, the draw with g = GENERATOR)
 
 DEFAULT_COUNT = 10_000
 DEFAULT_SHAPE = (3, 32, 32)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def gaussian_noise(n: int, shape: Sequence[int], seed: int = 0) -> Tensor:
+    """n images of ``shape`` (C, H, W), values clamp(N(0.5, 1), 0, 1); seeded, on the CPU."""
+    return torch.randn(n, *shape, generator=_generator(seed), dtype=torch.float32).add_(0.5).clamp_(0.0, 1.0)
+
+
+def uniform_noise(n: int, shape: Sequence[int], seed: int = 0) -> Tensor:
+    """n images of ``shape`` (C, H, W), values U[0, 1); seeded, on the CPU."""
+    return torch.rand(n, *shape, generator=_generator(seed), dtype=torch.float32)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:

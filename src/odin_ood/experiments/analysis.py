@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from odin_ood.experiments import paper
+from odin_ood.experiments.choose import tuned
 from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer
 from odin_ood.metrics import threshold_at_tpr
 from odin_ood.scores import model_device, scoring_mode
@@ -136,7 +137,7 @@ def accuracy_vs_threshold(exp: Experiment) -> dict[str, Any]:
     correct = ids.logits[ev].argmax(1) == labels
     params = next((p for p in (paper.parameters(exp.paper_row, o.paper_key) for o in exp.oods) if p), None)
     if params is None:
-        t = exp.tuning(exp.oods[0])
+        t = tuned(exp, exp.oods[0])
         params = (t.temperature, t.epsilon)
     methods = {"msp": (1.0, 0.0), "odin": params}
     out: dict[str, Any] = {"tprs": list(TPRS), "accuracy": float(correct.mean()), "methods": {}}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from odin_ood.experiments.progress import OutOfTime
 from odin_ood.search import Cell, ScoreFn, SearchResult, array_scorer, model_scorer, search
 
 if TYPE_CHECKING:
@@ -65,6 +66,13 @@ class SharedRows:
         return np.array([[self.known[(side, c, int(r))] for r in rows] for c in cells], dtype=np.float32)
 
 
+def tuned(exp: "Experiment", ood: "Scored") -> Tuned:
+    """The suite's tuned (T, epsilon) for ``ood`` (:func:`tune_set`), computed once per experiment."""
+    if ood.key not in exp.tunings:
+        exp.tunings[ood.key] = tune_set(exp, ood)
+    return exp.tunings[ood.key]
+
+
 def tune_set(exp: "Experiment", ood: "Scored") -> Tuned:
     """The cell chosen for ``ood`` by ``exp.search`` on the tuning splits."""
     s = exp.scorer
@@ -79,7 +87,6 @@ def tune_set(exp: "Experiment", ood: "Scored") -> Tuned:
 
     def compute() -> dict[str, np.ndarray]:
         if s.deadline is not None and time.monotonic() > s.deadline:
-            from odin_ood.experiments.protocol import OutOfTime
             raise OutOfTime(f"time limit reached before tuning on {ood.key}")
         grids = _tuning_grids(exp, ood)
         score = array_scorer(*grids) if grids is not None else _model_rows(exp, ood)

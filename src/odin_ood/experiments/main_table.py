@@ -1,6 +1,6 @@
 """Tables 2/3 (and 12): MSP vs ODIN on every OOD set, five metrics, with bootstrap intervals,
 plus ODIN at the paper's published parameters (Appendix A.2) and the ROC curves of Figure 1;
-beyond the paper, ODIN's successors on the same splits (:mod:`score_family`).
+beyond the paper, ODIN's successors on the same splits (:mod:`successor_rows`).
 
 Per OOD set: MSP = grid cell (T=1, eps=0); "ODIN (tuned)" = the cell minimising FPR at 95% TPR
 on the tuning splits (section 4.4); "ODIN (paper parameters)" = the paper's (T, eps) for this
@@ -13,27 +13,28 @@ from typing import Any
 
 import numpy as np
 
-from odin_ood.experiments import paper, score_family
+from odin_ood.experiments import paper, successor_rows
 from odin_ood.experiments.bootstrap import bootstrap_ci
+from odin_ood.experiments.choose import tuned
 from odin_ood.experiments.protocol import Experiment, Scored
 from odin_ood.metrics import evaluate, roc_points
 
 PAPER_METHODS = ("msp", "odin-tuned", "odin-paper")
-METHODS = PAPER_METHODS + score_family.METHODS
+METHODS = PAPER_METHODS + successor_rows.METHODS
 METHOD_LABELS = {"msp": "Baseline (MSP)", "odin-tuned": "ODIN (tuned, sec. 4.4)", "odin-paper": "ODIN (paper's T, eps)",
-                 **score_family.METHOD_LABELS}
+                 **successor_rows.METHOD_LABELS}
 
 
 def method_scores(exp: Experiment, ood: Scored, method: str) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """(ID eval scores, OOD eval scores, T, epsilon) of a method, or None when it does not apply
     (no paper parameters for this set)."""
-    if method in score_family.METHODS:
-        return score_family.method_scores(exp, ood, method)
+    if method in successor_rows.METHODS:
+        return successor_rows.method_scores(exp, ood, method)
     ids = exp.id_set
     if method == "msp":
         return exp.msp(ids)[ids.split.eval], exp.msp(ood)[ood.split.eval], 1.0, 0.0
     if method == "odin-tuned":
-        t = exp.tuning(ood)
+        t = tuned(exp, ood)
         T, eps = t.temperature, t.epsilon
     else:
         params = paper.parameters(exp.paper_row, ood.paper_key)
@@ -65,7 +66,7 @@ def main_table(exp: Experiment, resamples: int = 200) -> dict[str, Any]:
             s_in, s_out, T, eps = found
             rows.append({
                 "ood": ood.key, "label": ood.label, "method": method, "temperature": T, "epsilon": eps,
-                "search": exp.tuning(ood).search if method == "odin-tuned" else None,
+                "search": tuned(exp, ood).search if method == "odin-tuned" else None,
                 "metrics": evaluate(s_in, s_out),
                 "ci95": bootstrap_ci(s_in, s_out, resamples, seed=exp.seed + 7919 * k + METHODS.index(method)),
                 "paper": None if ref is None or method not in PAPER_METHODS else

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from odin_ood.experiments import paper
+from odin_ood.experiments.choose import tuned
 from odin_ood.experiments.protocol import Experiment
 from odin_ood.metrics import threshold_at_tpr, tpr_fpr_at_thresholds
 from odin_ood.tuning import tune_from_scores
@@ -30,7 +31,7 @@ def sweeps(exp: Experiment) -> dict[str, Any]:
     for ood in exp.oods:
         grid = tune_from_scores(exp.id_set.eval(), ood.eval(), s.temperatures, s.epsilons).metrics
         out["sets"][ood.key] = {
-            "label": ood.label, "best_t_index": exp.tuning(ood).index[0],
+            "label": ood.label, "best_t_index": tuned(exp, ood).index[0],
             **{m: grid[m].tolist() for m in SWEEP_METRICS},
         }
     return out
@@ -40,7 +41,7 @@ def threshold_curves(exp: Experiment, points: int = 200) -> dict[str, Any]:
     """Figure 13: TPR and FPR vs delta; delta at 95% TPR is set on the ID tuning split."""
     params = [paper.parameters(exp.paper_row, o.paper_key) for o in exp.oods]
     T, eps = next((p for p in params if p is not None), None) or (
-        exp.tuning(exp.oods[0]).temperature, exp.tuning(exp.oods[0]).epsilon)
+        tuned(exp, exp.oods[0]).temperature, tuned(exp, exp.oods[0]).epsilon)
     id_all = exp.scores(exp.id_set, T, eps)
     s_in = id_all[exp.id_set.split.eval]
     outs = {o.key: exp.scores(o, T, eps)[o.split.eval] for o in exp.oods}

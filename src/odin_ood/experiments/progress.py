@@ -16,6 +16,11 @@ from datetime import timedelta
 from typing import TextIO
 
 
+class OutOfTime(Exception):
+    """Raised before computing a chunk once the scorer's ``deadline`` has passed (the run then
+    writes what is finished, marked incomplete)."""
+
+
 def eta_text(seconds: float) -> str:
     return str(timedelta(seconds=int(max(seconds, 0.0))))
 

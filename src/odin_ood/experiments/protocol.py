@@ -27,9 +27,8 @@ from tqdm.auto import tqdm
 
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
-from odin_ood.experiments.progress import Progress
+from odin_ood.experiments.progress import OutOfTime, Progress
 from odin_ood.fingerprint import fingerprint
-from odin_ood.experiments.choose import SharedRows, Tuned, tune_set
 from odin_ood.scores import odin_outputs, softmax_score
 from odin_ood.successors import energy_odin_outputs
 from odin_ood.tuning import grid_scores
@@ -39,11 +38,6 @@ CELL_CHUNK = 512  # images per cached chunk of a one-cell pass (a killed run los
 PRECISIONS = ("fp32", "bf16")
 # one-cell passes: (logits, scores) of a batch at (T, epsilon); "energy-odin" is beyond the paper
 CELL_SCORES = {"odin": odin_outputs, "energy-odin": energy_odin_outputs}
-
-
-class OutOfTime(Exception):
-    """Raised before computing a chunk once the scorer's ``deadline`` has passed (the run then
-    writes what is finished, marked incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -289,19 +283,15 @@ class Experiment:
     paper_matches: bool
     seed: int = 0
     search: str = "grid"
-    tunings: dict[str, Tuned] = field(default_factory=dict)
-    shared_id: SharedRows | None = None
+    # filled by odin_ood.experiments.choose.tuned (set key -> Tuned) and its shared ID rows
+    tunings: dict[str, Any] = field(default_factory=dict)
+    shared_id: Any = None
 
     @property
     def full_grid(self) -> bool:
         """True when every image was scored at every cell (sweeps, cross-dataset and tuning-size
         curves need it)."""
         return self.id_set.grid is not None
-
-    def tuning(self, ood: Scored) -> Tuned:
-        if ood.key not in self.tunings:
-            self.tunings[ood.key] = tune_set(self, ood)
-        return self.tunings[ood.key]
 
     def scores(self, scored: Scored, temperature: float, epsilon: float) -> np.ndarray:
         """ODIN scores of every image of ``scored`` at (T, epsilon): from the grid when it holds

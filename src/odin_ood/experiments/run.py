@@ -21,10 +21,12 @@ import torch
 import odin_ood
 from odin_ood import data, models
 from odin_ood.data.dataset import resolve_root, sha256_file
-from odin_ood.experiments import (analysis, distances, main_table, parameters, score_family, suites, transfer,
+from odin_ood.experiments import (analysis, distances, main_table, parameters, successor_rows, suites, transfer,
                                   tuning_sources)
 from odin_ood.experiments.cache import ScoreCache
-from odin_ood.experiments.protocol import Experiment, OutOfTime, Scored, Scorer, dataset_seed, split_indices, subsample
+from odin_ood.experiments.choose import tuned
+from odin_ood.experiments.progress import OutOfTime
+from odin_ood.experiments.protocol import Experiment, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
 from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
 from odin_ood.experiments.progress import Progress, eta_text
@@ -191,8 +193,8 @@ def _now() -> str:
 
 def _eval_cells(exp: Experiment, progress: bool) -> None:
     """Score every image at each set's tuned cell (one resumable pass per distinct cell)."""
-    jobs = [(exp.id_set, t) for t in {(exp.tuning(o).temperature, exp.tuning(o).epsilon) for o in exp.oods}]
-    jobs += [(o, (exp.tuning(o).temperature, exp.tuning(o).epsilon)) for o in exp.oods]
+    jobs = [(exp.id_set, t) for t in {(tuned(exp, o).temperature, tuned(exp, o).epsilon) for o in exp.oods}]
+    jobs += [(o, (tuned(exp, o).temperature, tuned(exp, o).epsilon)) for o in exp.oods]
     jobs = [(s, c) for s, c in jobs if exp.scorer.grid_index(*c) is None or s.grid is None]
     bar = Progress("tuned cells, every image", sum(len(s.data) for s, _ in jobs), enabled=progress)
     for s, (T, eps) in jobs:
@@ -203,7 +205,7 @@ def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, ti
     """Tune every set (progress per set), then score every image at the tuned cells."""
     start = time.perf_counter()
     for k, o in enumerate(scored, 1):
-        t = _timed(timings, f"tune {o.key}", lambda: exp.tuning(o))
+        t = _timed(timings, f"tune {o.key}", lambda: tuned(exp, o))
         if cfg.progress:
             eta = eta_text((time.perf_counter() - start) / k * (len(scored) - k))
             print(f"[tuning, {cfg.search}] {k}/{len(scored)} {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
@@ -211,7 +213,7 @@ def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, ti
                   file=sys.stderr, flush=True)
     if cfg.stop_after != "tuning":
         _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
-        _timed(timings, "energy + perturbation pass", lambda: score_family.prepare(exp, cfg.progress))
+        _timed(timings, "energy + perturbation pass", lambda: successor_rows.prepare(exp, cfg.progress))
 
 
 def run_suite(config: RunConfig) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from odin_ood.experiments import paper
+from odin_ood.experiments.choose import tuned
 from odin_ood.experiments.protocol import Experiment, permutation, select_cell
 from odin_ood.metrics import fpr_at_tpr
 
@@ -30,7 +31,7 @@ def cross_dataset(exp: Experiment) -> dict[str, Any]:
     for test in exp.oods:
         row = []
         for tuned in exp.oods:
-            i, j = exp.tuning(tuned).index
+            i, j = tuned(exp, tuned).index
             row.append(fpr_at_tpr(exp.id_set.eval(i, j), test.eval(i, j)))
         fpr.append(row)
         baseline.append(fpr_at_tpr(exp.id_set.eval(i1, j0), test.eval(i1, j0)))

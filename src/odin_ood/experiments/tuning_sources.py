@@ -46,7 +46,7 @@ import torch
 from odin_ood.data import ImageDataset
 from odin_ood.experiments import paper
 from odin_ood.experiments.bootstrap import bootstrap_ci
-from odin_ood.experiments.choose import tune_set
+from odin_ood.experiments.choose import tune_set, tuned
 from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, dataset_seed, select_cell
 from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
@@ -163,8 +163,8 @@ def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluati
                         + ("" if exp.paper_matches else ", another network"))
     for a in exp.oods:
         if a.key != target.key and is_natural(a):
-            out[f"loo:{a.key}"] = (_cell(s, *exp.tuning(a).index), f"ID tuning split + {a.label} tuning split")
-    out["same-set"] = (_cell(s, *exp.tuning(target).index), "ID tuning split + this set's tuning split")
+            out[f"loo:{a.key}"] = (_cell(s, *tuned(exp, a).index), f"ID tuning split + {a.label} tuning split")
+    out["same-set"] = (_cell(s, *tuned(exp, target).index), "ID tuning split + this set's tuning split")
     if oracle:
         out["oracle"] = (evaluation.oracle(target), "ORACLE: the evaluated ID and OOD images")
     return out

@@ -1,7 +1,8 @@
-"""Deploying a fitted detector: ``odin-ood score`` (files, resumable, torch.distributed) and
-``odin-ood serve`` (an HTTP gate with server-side micro-batching).
+"""The HTTP out-of-distribution gate (FastAPI on uvicorn): :mod:`~odin_ood.serving.app` (the
+endpoints, request limits, authentication), :mod:`~odin_ood.serving.batcher` (server-side
+micro-batching), :mod:`~odin_ood.serving.protocol` (deadlines on request heads and bodies) and
+:mod:`~odin_ood.serving.engine` (scoring in fixed-size batches, shared with ``odin-ood score``).
 
-Shared by both: :mod:`~odin_ood.serving.preprocess` (bytes or arrays -> model input, limits
-checked before decoding) and :mod:`~odin_ood.serving.engine` (loading a detector from command
-line arguments; scoring in fixed-size batches so results do not depend on batch composition).
+Images become model inputs in :mod:`odin_ood.preprocess`; the ``odin-ood serve`` command that
+starts the gate lives with the other commands in :mod:`odin_ood.commands.serve`.
 """

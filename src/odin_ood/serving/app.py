@@ -53,7 +53,7 @@ from odin_ood import __version__
 from odin_ood.detector import Detector
 from odin_ood.serving.batcher import MicroBatcher
 from odin_ood.serving.engine import fixed_batch_outputs
-from odin_ood.serving.preprocess import InputError, InputSpec, array_tensor, decode, image_tensor
+from odin_ood.preprocess import InputError, InputSpec, array_tensor, decode, image_tensor
 
 log = logging.getLogger("odin_ood.serve")
 

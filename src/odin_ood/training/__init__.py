@@ -1,7 +1,7 @@
 """Training the paper's networks with the paper's recipe (section 4.1, Appendix A.1)."""
 
 from odin_ood.training.augment import random_crop_flip
-from odin_ood.training.loop import TrainResult, accuracy, resolve_device, train
+from odin_ood.training.loop import TrainResult, accuracy, train
 from odin_ood.training.recipe import RECIPES, Recipe, recipe
 
-__all__ = ["RECIPES", "Recipe", "TrainResult", "accuracy", "random_crop_flip", "recipe", "resolve_device", "train"]
+__all__ = ["RECIPES", "Recipe", "TrainResult", "accuracy", "random_crop_flip", "recipe", "train"]

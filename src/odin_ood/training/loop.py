@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from odin_ood.data import ImageDataset
+from odin_ood.devices import resolve_device
 from odin_ood.models.zoo import spec
 from odin_ood.training.augment import random_crop_flip
 from odin_ood.training.recipe import Recipe, recipe as get_recipe
@@ -35,17 +36,6 @@ class TrainResult:
     steps: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, else MPS, else CPU; anything else as given."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def normaliser(model: nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,9 +2,9 @@
 
     odin-ood fit --model my_model.pt2 --id val_images/ --ood other_images/ --out det/
 
-Inputs are read like ``odin-ood score``'s (:mod:`odin_ood.serving.inputs`) and preprocessed the
+Inputs are read like ``odin-ood score``'s (:mod:`odin_ood.commands.inputs`) and preprocessed the
 same way, deduplicated by content and split into a tuning and a held-out evaluation part
-(:mod:`odin_ood.serving.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
+(:mod:`odin_ood.commands.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
 part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs. Without
 ``--ood``, ``--ood-free`` says what tunes: ``noise`` (default), the paper's Gaussian + Uniform
 noise as the OOD side; ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID
@@ -35,11 +35,11 @@ from tqdm import tqdm
 from odin_ood import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
-from odin_ood.score_choice import FIXED_TEMPERATURE, SCORES
-from odin_ood.serving.heldout import Selection, check_disjoint, select, split
-from odin_ood.serving.inputs import Inputs
-from odin_ood.serving.options import ModelOptions, add_model_arguments, floats_arg
-from odin_ood.serving.preprocess import InputSpec
+from odin_ood.score_family import FIXED_TEMPERATURE, SCORES
+from odin_ood.commands.heldout import Selection, check_disjoint, select, split
+from odin_ood.commands.inputs import Inputs
+from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
+from odin_ood.preprocess import InputSpec
 from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
 
 DEFAULT_BATCH = 128
@@ -55,7 +55,7 @@ class FitOptions:
     """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; without OOD
     inputs ``ood_free`` says what tunes), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
     ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed``,
-    ``score`` (:data:`odin_ood.score_choice.SCORES`; ODIN by default) and ``ood_free``
+    ``score`` (:data:`odin_ood.score_family.SCORES`; ODIN by default) and ``ood_free``
     (:data:`odin_ood.tuning.OOD_FREE`: what tunes when there are no OOD inputs)."""
 
     id_inputs: tuple[str, ...]

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.serving.preprocess import InputError, InputSpec, decode
+from odin_ood.preprocess import InputError, InputSpec, decode
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Scoring inputs chunk by chunk into rows of a :class:`~odin_ood.serving.writers.RowWriter`.
+"""Scoring inputs chunk by chunk into rows of a :class:`~odin_ood.commands.writers.RowWriter`.
 
 A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from odin_ood.detector import Detector
 from odin_ood.serving.engine import fixed_batch_outputs
-from odin_ood.serving.inputs import Inputs
-from odin_ood.serving.preprocess import InputError, InputSpec, image_tensor
-from odin_ood.serving.writers import Row, RowWriter
+from odin_ood.commands.inputs import Inputs
+from odin_ood.preprocess import InputError, InputSpec, image_tensor
+from odin_ood.commands.writers import Row, RowWriter
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 

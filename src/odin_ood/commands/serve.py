@@ -23,8 +23,8 @@ import logging
 import os
 import sys
 
-from odin_ood.serving.engine import add_model_arguments, load_detector
-from odin_ood.serving.options import ModelOptions
+from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
+from odin_ood.commands.options import ModelOptions
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
 

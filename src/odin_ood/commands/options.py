@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from odin_ood.detector import check_batch_size
-from odin_ood.serving.preprocess import RESIZE_METHODS
-from odin_ood.training.loop import resolve_device
+from odin_ood.preprocess import RESIZE_METHODS
+from odin_ood.devices import resolve_device
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from odin_ood.serving.inputs import Inputs
-from odin_ood.serving.preprocess import InputSpec, image_tensor
+from odin_ood.commands.inputs import Inputs
+from odin_ood.preprocess import InputSpec, image_tensor
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from odin_ood.serving.engine import load_detector
-from odin_ood.serving.inputs import Inputs
-from odin_ood.serving.options import ModelOptions
-from odin_ood.serving.rows import score_inputs
-from odin_ood.serving.writers import RowWriter, read_rows
-from odin_ood.training.loop import resolve_device
+from odin_ood.commands.loading import load_detector
+from odin_ood.commands.inputs import Inputs
+from odin_ood.commands.options import ModelOptions
+from odin_ood.commands.rows import score_inputs
+from odin_ood.commands.writers import RowWriter, read_rows
+from odin_ood.devices import resolve_device
 
 
 def environment() -> tuple[int, int, int] | None:

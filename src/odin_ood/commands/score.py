@@ -2,11 +2,11 @@
 
     odin-ood score --detector det/ --model mnist-mlp digits/ more.zip mnist --output scores.csv
 
-One row per image (see :mod:`odin_ood.serving.rows`), inputs in a deterministic order (see
-:mod:`odin_ood.serving.inputs`), streamed in chunks with a progress bar and a throughput line,
-resumable with ``--resume`` (see :mod:`odin_ood.serving.writers`). ``--distributed`` under
-torchrun splits the work across processes (see :mod:`odin_ood.serving.distributed`); this
-module also runs as ``python -m odin_ood.serving.score``.
+One row per image (see :mod:`odin_ood.commands.rows`), inputs in a deterministic order (see
+:mod:`odin_ood.commands.inputs`), streamed in chunks with a progress bar and a throughput line,
+resumable with ``--resume`` (see :mod:`odin_ood.commands.writers`). ``--distributed`` under
+torchrun splits the work across processes (see :mod:`odin_ood.commands.distributed`); this
+module also runs as ``python -m odin_ood.commands.score``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-from odin_ood.serving import distributed
-from odin_ood.serving.engine import add_model_arguments, load_detector
-from odin_ood.serving.inputs import MAX_IMAGE_BYTES, Inputs
-from odin_ood.serving.options import ModelOptions
-from odin_ood.serving.rows import score_inputs
-from odin_ood.serving.writers import RowWriter, output_format
+from odin_ood.commands import distributed
+from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
+from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs
+from odin_ood.commands.options import ModelOptions
+from odin_ood.commands.rows import score_inputs
+from odin_ood.commands.writers import RowWriter, output_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
