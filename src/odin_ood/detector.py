@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood import __version__
+from odin_ood._version import __version__
 from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint

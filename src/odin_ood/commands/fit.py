@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from odin_ood import __version__
+from odin_ood._version import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
 from odin_ood.score_family import FIXED_TEMPERATURE, SCORES

@@ -49,7 +49,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from torch import Tensor
 
-from odin_ood import __version__
+from odin_ood._version import __version__
 from odin_ood.detector import Detector
 from odin_ood.serving.batcher import MicroBatcher
 from odin_ood.serving.engine import fixed_batch_outputs
