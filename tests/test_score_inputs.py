@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_images_over_the_byte_cap_are_error_rows_read_no_further(setup, tmp_path
     rows = list(read_rows(tmp_path / "cap.csv"))
     assert rows[0]["score"] == library(setup, [small])["score"][0]
     assert "over the limit of 2000 bytes per image" in rows[1]["error"] and rows[1]["is_out_of_distribution"]
-    assert score(setup, [tmp_path / "bomb.zip"], tmp_path / "bomb.csv") == 0  # default cap: 32 MiB
+    assert score(setup, [tmp_path / "bomb.zip"], tmp_path / "bomb.csv") == 1  # default cap: 32 MiB; nothing scored: exit 1
     (row,) = read_rows(tmp_path / "bomb.csv")
     assert f"it is {64 << 20} bytes" in row["error"] and "over the limit of 33554432 bytes" in row["error"]
 
@@ -137,12 +138,15 @@ def test_names_that_are_not_utf8_are_written_losslessly_and_resume_matches_them(
         calls.append(1)
         real_write(self, chunk)
 
+    one = ("--chunk", "1", "--batch-size", "1")  # a chunk is a whole batch: one image per write
+    assert score(setup, [folder], tmp_path / f"ones.{fmt}", *one) == 0
     monkeypatch.setattr(writers.RowWriter, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        score(setup, [folder], out, "--chunk", "1")
+        score(setup, [folder], out, *one)
     monkeypatch.setattr(writers.RowWriter, "write", real_write)
-    assert score(setup, [folder], out, "--chunk", "1", "--resume") == 0
-    assert list(read_rows(out)) == rows
+    assert score(setup, [folder], out, *one, "--resume") == 0
+    assert list(read_rows(out)) == list(read_rows(tmp_path / f"ones.{fmt}"))
+    assert [r["source"] for r in read_rows(out)] == [r["source"] for r in rows]
 
 
 def test_symlinks_leaving_the_folder_get_a_row_unless_followed(setup, tmp_path):
@@ -175,15 +179,17 @@ def test_symlinks_leaving_the_folder_get_a_row_unless_followed(setup, tmp_path):
     assert [rows["dir_out/x.png"]["score"], rows["link_out.png"]["score"]] == want
 
 
-def test_nan_scores_are_out_of_distribution_with_the_reason(setup, tmp_path):
+def test_nan_scores_are_out_of_distribution_with_the_reason(setup, tmp_path, capsys):
     weights = nan_mnist_detector(tmp_path)
     folder = tmp_path / "d"
     folder.mkdir()
     for k in range(3):
         (folder / f"{k}.png").write_bytes(encode(setup["digits"][k]))
-    with pytest.warns(RuntimeWarning, match="not finite"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw RuntimeWarning counting the padded rows too
         assert score(setup, [folder], tmp_path / "n.csv", detector=tmp_path / "det",
                      model=("--model", "mnist-mlp", "--weights", str(weights))) == 0
+    assert "3 of 3 images have a score that is not finite" in capsys.readouterr().err
     rows = list(read_rows(tmp_path / "n.csv"))
     assert len(rows) == 3
     for r in rows:

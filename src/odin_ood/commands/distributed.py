@@ -25,7 +25,7 @@ from odin_ood.commands.loading import load_detector
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.rows import score_inputs
-from odin_ood.commands.writers import RowWriter, read_rows
+from odin_ood.commands.writers import RowWriter, read_rows, require_format
 from odin_ood.devices import resolve_device
 
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
         raise ValueError("--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
                          "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`")
     rank, world, local_rank = env
+    require_format(fmt)  # rank 0 merges into it: refuse a missing writer before any rank scores
     device = resolve_device(args.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
