@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import tracemalloc
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 from odin_ood.cli import main
 from odin_ood.commands import writers
+from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.writers import read_rows
 
 
@@ -86,6 +88,34 @@ def test_duplicate_member_names_are_each_scored_by_index(setup, tmp_path):
     assert [r["index"] for r in rows] == [0, 1]
     assert [r["score"] for r in rows] == library(setup, blobs)["score"]
     assert rows[0]["score"] != rows[1]["score"]
+
+
+def test_a_zip_of_many_members_is_listed_compactly(tmp_path):
+    """70,000 members (a zip64 end record): listing keeps a name and an offset per member, not
+    zipfile's table (about 570 bytes a member, measured with tracemalloc on the old listing)."""
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(70000):
+            z.writestr(f"{i:06d}.png", b"")
+    tracemalloc.start()
+    try:
+        listed = Inputs([path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(listed) == 70000 and listed.source(69999) == f"{path}!069999.png"
+    assert peak / 70000 < 300
+
+
+def test_a_zip_after_other_data_reads_its_members(setup, tmp_path):
+    blobs = [encode(setup["digits"][4]), encode(setup["letters"][4])]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, b in enumerate(blobs):
+            z.writestr(f"{k}.png", b)
+    (tmp_path / "sfx.zip").write_bytes(b"#!/bin/sh\nexit 0\n" * 50 + buf.getvalue())  # like a self-extracting zip
+    assert score(setup, [tmp_path / "sfx.zip"], tmp_path / "z.csv") == 0
+    assert [r["score"] for r in read_rows(tmp_path / "z.csv")] == library(setup, blobs)["score"]
 
 
 def test_images_over_the_byte_cap_are_error_rows_read_no_further(setup, tmp_path):

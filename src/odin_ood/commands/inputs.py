@@ -24,13 +24,13 @@ import bisect
 import errno
 import os
 import stat
-import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
 from odin_ood.preprocess import InputError, InputSpec, decode
 
@@ -98,23 +98,22 @@ class _Zip:
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         try:
-            self.zip = zipfile.ZipFile(path)
-            infos = self.zip.infolist()
-        except Exception as exc:  # zipfile raises many types for a damaged central directory
+            self.members = Members(path, _is_image)
+        except Exception as exc:  # a damaged central directory: BadZipFile, struct.error, UnicodeDecodeError...
             raise ValueError(f"input {path}: not a readable zip archive ({type(exc).__name__}: {exc})") from None
-        self.members = sorted((i for i in infos if not i.is_dir() and _is_image(i.filename)), key=lambda i: i.filename)
         self.prefix = printable(f"{path}!")
 
     def __len__(self) -> int:
         return len(self.members)
 
     def name(self, i: int) -> str:
-        return self.prefix + printable(self.members[i].filename)
+        return self.prefix + printable(self.members.names[i])
 
     def load(self, i: int, spec: InputSpec) -> Image.Image:
-        info, label = self.members[i], self.name(i)
+        label = self.name(i)
         try:
-            with self.zip.open(info) as f:
+            info = self.members.info(i)
+            with self.members.zip.open(info) as f:
                 blob = _read_capped(f, info.file_size, self.max_bytes, label)
         except InputError:
             raise
