@@ -15,7 +15,11 @@ from the archive by index, never extracted, so no name inside it can reach a pat
 and a name that occurs twice is scored twice, once per member. Symbolic links below a folder
 whose target lies outside it are not followed unless ``follow_symlinks`` (each such entry still
 gets its row, with the reason); neither are links to folders inside it (their images are listed
-under their real path).
+under their real path). The listing records each file's device and inode; a file is read only
+through a descriptor that was opened without blocking and without following a link the listing
+did not see, and that is that very regular file, so whatever is swapped in after the listing (a
+link to outside, a FIFO, another file) gets an error row and is never read or waited on. A zip
+is listed compactly (:mod:`odin_ood.commands.zips`).
 """
 
 from __future__ import annotations

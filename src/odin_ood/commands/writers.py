@@ -8,6 +8,14 @@ rows already there (complete lines; a truncated last line is cut off) and contin
 them; ``finish`` renames the partial file, or streams the parts into one Parquet file, part by
 part. An interrupted run followed by a resumed one therefore gives exactly the rows of an
 uninterrupted one.
+
+Only odin-ood's own files are touched: an existing output or partial file must start with the
+exact CSV header (JSONL: the first key ``index``; Parquet: exactly these columns) and end in a
+row of these columns, or it is refused, unchanged, in one line. Nothing is written through a
+symbolic link: a link at the output, partial or parts path is refused, the partial file is opened
+with ``O_NOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files come from ``mkstemp``, and
+the partial file must still be the one written before it is renamed. A format whose writer cannot
+be imported (Parquet without pyarrow) is refused when the writer is made, before any scoring.
 """
 
 from __future__ import annotations
