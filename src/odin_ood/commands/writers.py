@@ -13,7 +13,7 @@ Only odin-ood's own files are touched: an existing output or partial file must s
 exact CSV header (JSONL: the first key ``index``; Parquet: exactly these columns) and end in a
 row of these columns, or it is refused, unchanged, in one line. Nothing is written through a
 symbolic link: a link at the output, partial or parts path is refused, the partial file is opened
-with ``O_NOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files come from ``mkstemp``, and
+with ``O_NOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files are created ``O_EXCL``, and
 the partial file must still be the one written before it is renamed. A format whose writer cannot
 be imported (Parquet without pyarrow) is refused when the writer is made, before any scoring.
 """
@@ -26,11 +26,12 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import stat
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 COLUMNS = ("index", "source", "predicted_class", "confidence", "score", "is_out_of_distribution", "error")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -109,7 +110,7 @@ class RowWriter:
         self.partial.mkdir(parents=True, exist_ok=True)
         _refuse_links(self.partial, folder=True)
         target = self.partial / f"rows-{self.done:012d}.parquet"
-        with _exclusive_temporary(target) as (f, tmp):
+        with _new_temporary(target) as (f, tmp):
             pq.write_table(_table(rows), f)
         os.replace(tmp, target)
 
@@ -124,7 +125,7 @@ class RowWriter:
             if not os.path.lexists(self.partial):  # zero rows
                 self._append(_encode([], self.fmt, header=True))
             st = os.lstat(self.partial)
-            if self.identity is not None and (st.st_dev, st.st_ino) != self.identity or not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISREG(st.st_mode) or (self.identity is not None and (st.st_dev, st.st_ino) != self.identity):
                 raise ValueError(f"{self.partial} was replaced while scoring: not published; delete it and rerun")
             os.replace(self.partial, self.path)
         return self.path
@@ -156,21 +157,18 @@ def _refuse_links(path: Path, folder: bool = False) -> None:
         raise ValueError(f"{path} is not a {'folder' if folder else 'regular file'}: {_NOT_OURS}")
 
 
-class _exclusive_temporary:
-    """A new file beside ``target`` (``mkstemp``: created exclusively, never through a link), as
-    (binary file, path); removed again if the block fails."""
-
-    def __init__(self, target: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-        self.file, self.path = os.fdopen(fd, "wb"), Path(name)
-
-    def __enter__(self):
-        return self.file, self.path
-
-    def __exit__(self, kind, *_) -> None:
-        self.file.close()
-        if kind is not None:
-            self.path.unlink(missing_ok=True)
+@contextmanager
+def _new_temporary(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
+    """(binary file, path) of a new file beside ``target``, created exclusively (``O_EXCL``, so
+    never through a link; permissions as the umask gives), removed again if the block fails."""
+    tmp = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        with os.fdopen(os.open(tmp, flags, 0o666), "wb") as f:
+            yield f, tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _check_head(path: Path, fmt: str) -> None:
@@ -337,7 +335,7 @@ def _table(rows: list[Row]):
 def _join_parts(folder: Path, target: Path) -> None:
     import pyarrow.parquet as pq
 
-    with _exclusive_temporary(target) as (f, tmp):
+    with _new_temporary(target) as (f, tmp):
         with pq.ParquetWriter(f, _table([]).schema) as out:
             for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
                 out.write_table(pq.read_table(part))
