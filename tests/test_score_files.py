@@ -185,3 +185,62 @@ def test_no_image_scored_exits_1_and_says_so(setup, tmp_path, capsys):
     (folder / "3.png").write_bytes(setup["blobs"][0])
     assert score(setup, [folder], tmp_path / "t.csv") == 0
     assert "3 of 4 images could not be scored" in capsys.readouterr().err
+
+
+KILLED = """
+import os, signal, sys
+from odin_ood.commands import writers
+
+real_append, real_part = writers.RowWriter._append, writers.RowWriter._write_part
+
+def torn(self, text):  # the second chunk: half of it reaches the disk, then the process dies
+    if self.done:
+        real_append(self, text[:len(text) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_append(self, text)
+
+def unrenamed(self, rows):  # the second chunk: a temporary part half written, then the process dies
+    if self.done:
+        with writers._new_temporary(self.partial / f"rows-{self.done:012d}.parquet") as (f, _):
+            f.write(b"PAR1 half a part")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_part(self, rows)
+
+writers.RowWriter._append, writers.RowWriter._write_part = torn, unrenamed
+from odin_ood.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_sigkill_mid_write_then_resume_gives_the_uninterrupted_output(setup, tmp_path, monkeypatch, fmt):
+    """A process killed (SIGKILL) in the middle of writing a chunk, resumed with another --chunk,
+    writes exactly the uninterrupted output; with a model whose rounding depends on the batch
+    position, so the resumed rows must sit at their original positions."""
+    import subprocess
+
+    from serving_support import SRC, env
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.syspath_prepend(tests)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"{i:02d}.png").write_bytes(setup["blobs"][i % 4][:-1] if i == 5 else setup["blobs"][i % 4])
+    args = [str(folder), "--detector", str(setup["root"] / "det"), "--model", "position_support:make",
+            "--threads", "1", "--quiet", "--workers", "1"]
+    whole = tmp_path / f"whole.{fmt}"
+    assert main(["score", *args, "--chunk", "8", "--output", str(whole)]) == 0
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    out = tmp_path / f"cut.{fmt}"
+    proc = subprocess.run([sys.executable, str(script), "score", *args, "--chunk", "8", "--output", str(out)],
+                          env=dict(env(), PYTHONPATH=f"{SRC}:{tests}"), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not out.exists()
+    assert main(["score", *args, "--chunk", "3", "--output", str(out), "--resume"]) == 0
+    if fmt == "parquet":
+        assert list(read_rows(out)) == list(read_rows(whole))
+    else:
+        assert out.read_bytes() == whole.read_bytes()
