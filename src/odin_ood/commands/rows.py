@@ -48,7 +48,7 @@ class Shard(Sequence[int]):
     shard's batch ``p // batch``; every batch is whole except the inputs' last one."""
 
     def __init__(self, n: int, batch: int, rank: int = 0, world: int = 1) -> None:
-        self.n, self.batch, self.rank, self.world = n, batch, rank, world
+        self.batch = batch
         count = -(-n // batch)
         self.batches = range(rank, count, world)
         holds_last = len(self.batches) > 0 and self.batches[-1] == count - 1
