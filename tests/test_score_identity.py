@@ -87,3 +87,17 @@ def test_resume_after_a_torn_line_with_another_chunk_is_byte_identical(setup, tm
     partial.write_bytes(text[:text.rindex(b"\n", 0, len(text) - 1) + 9])  # row 7 torn: 7 whole rows remain
     assert run_score(setup, out, "--chunk", "5", "--resume") == 0
     assert out.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_ranks_take_whole_aligned_batches_covering_every_input_once(world):
+    from odin_ood.commands.rows import Shard
+
+    for n in range(1, 40):
+        for b in (1, 3, 8):
+            shards = [list(Shard(n, b, r, world)) for r in range(world)]
+            assert sorted(i for s in shards for i in s) == list(range(n))
+            for r, s in enumerate(shards):
+                batches = [s[k:k + b] for k in range(0, len(s), b)]
+                assert all(batch == list(range(batch[0], batch[0] + len(batch))) and batch[0] % b == 0
+                           and (batch[0] // b) % world == r for batch in batches)
