@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.preprocess import InputError, InputSpec, decode
+from odin_ood.preprocess import InputError, Preprocessing, decode
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
@@ -56,7 +56,7 @@ class _Folder:
     def name(self, i: int) -> str:
         return self.prefix + printable(self.entries[i][0])
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
         member, skipped = self.entries[i]
         label = self.name(i)
         if skipped:
@@ -86,7 +86,7 @@ class _Zip:
     def name(self, i: int) -> str:
         return self.prefix + printable(self.members[i].filename)
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
         info, label = self.members[i], self.name(i)
         try:
             with self.zip.open(info) as f:
@@ -172,7 +172,7 @@ class _Dataset:
     def name(self, i: int) -> str:
         return f"{self.prefix}{i}"
 
-    def load(self, i: int, spec: InputSpec) -> np.ndarray:
+    def load(self, i: int, spec: Preprocessing) -> np.ndarray:
         return self.dataset.images[i].permute(1, 2, 0).numpy()
 
 
@@ -203,7 +203,7 @@ class Inputs:
         part, j = self._locate(i)
         return part.name(j)
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image | np.ndarray:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray:
         """The pixels of image i; an unreadable or undecodable image raises ``InputError`` naming it."""
         part, j = self._locate(i)
         return part.load(j, spec)

@@ -25,13 +25,13 @@ from tqdm import tqdm
 from odin_ood.detector import Detector
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import InputError, InputSpec, image_tensor
+from odin_ood.preprocess import InputError, Preprocessing, image_tensor
 from odin_ood.commands.writers import Row, RowWriter
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 
 
-def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Sequence[int],
+def score_rows(detector: Detector, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
                pool: ThreadPoolExecutor | None = None) -> list[Row]:
     """Rows for ``inputs[indices]``: decoded in ``pool`` (threads), scored in fixed-size batches."""
     def prepare(i: int) -> Tensor | str:
@@ -61,7 +61,7 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
     return rows
 
 
-def score_inputs(detector: Detector, spec: InputSpec, inputs: Inputs, writer: RowWriter,
+def score_inputs(detector: Detector, spec: Preprocessing, inputs: Inputs, writer: RowWriter,
                  indices: Sequence[int] | None = None, chunk: int = 4096, workers: int = 4,
                  progress: bool = True, label: str = "scoring") -> int:
     """Score ``inputs[indices]`` (default: all) into ``writer``, after the ``writer.done`` rows
