@@ -69,7 +69,7 @@ def resample(image: Image.Image, size: tuple[int, int], method: str) -> Image.Im
     if method in PIL_FILTERS:
         return image.resize(size, PIL_FILTERS[method])
     hw = (size[1], size[0])
-    a = np.asarray(image)
+    a = np.array(image)  # a writable copy: torch.from_numpy needs one
     if image.mode == "F":
         y = torch_resample(torch.from_numpy(a.astype(np.float32))[None, None], hw, method)[0, 0]
         return Image.fromarray(y.numpy(), "F")
