@@ -45,7 +45,7 @@ def gradient_norms(scorer: Scorer, images: torch.Tensor, temperature: float) -> 
     """(||grad_x log S_yhat(x; T)||_1 in pixel space, S_yhat(x; T)) for uint8 ``images``."""
     model = scorer.model
     device = model_device(model, torch.device("cpu"))
-    std = torch.tensor(scorer.preprocessing.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = scorer.std.to(device)
     norms, scores = [], []
     with scoring_mode(model):
         for batch in images.split(scorer.batch_size):

@@ -29,7 +29,6 @@ from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.progress import OutOfTime, Progress
 from odin_ood.fingerprint import fingerprint
-from odin_ood.preprocess import normalise, of_model
 from odin_ood.scores import odin_outputs, softmax_score
 from odin_ood.successors import energy_odin_outputs
 from odin_ood.tuning import grid_scores
@@ -133,12 +132,13 @@ class Scorer:
         self.batch_size = batch_size
         self.progress = progress
         self.fingerprint = fingerprint(model)
-        self.preprocessing = of_model(model)  # native size: only the normalisation applies
+        self.mean = torch.tensor(model.input_mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(model.input_std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> the model's normalised float input (channels-last for conv nets:
         same values, faster CPU kernels, benchmarks/RESULTS.md)."""
-        x = normalise(images.float().div_(255.0), self.preprocessing)
+        x = (images.float().div_(255.0) - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self):
