@@ -101,10 +101,10 @@ def test_timm_data_config_transform_equals_odin_ood_inputs(images, name, overlay
         assert torch.equal(odin_ood_input(blob, p), library_input(blob, t)), label
 
 
-def test_timm_border_crop_mode_is_refused_with_what_to_do():
+def test_timm_border_crop_mode_is_not_followed_but_refuses_other_sizes():
     model = timm.create_model("resnet18", pretrained=False, pretrained_cfg_overlay={"crop_mode": "border"})
-    with pytest.raises(ValueError, match="crop_mode 'border'.*--resize squash"):
-        timm_preprocessing(timm, model, "resnet18")
+    p, _ = timm_preprocessing(timm, model, "resnet18")
+    assert (p.resize, p.input_shape, p.mean) == ("none", (3, 224, 224), (0.485, 0.456, 0.406))
 
 
 def test_loaded_models_carry_their_transform_and_class_names(tmp_path):

@@ -253,10 +253,8 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
     target = spec.resized_size(image.size)
     if target != image.size:
         image = resample(image, target, spec.interpolation)
+    # resize_size >= the input size (checked at construction): the crop always fits
     left, top = int(round((target[0] - w) / 2.0)), int(round((target[1] - h) / 2.0))
-    if left < 0 or top < 0:
-        raise InputError(f"{label}: image is {image.size[0]}x{image.size[1]} after resizing, smaller than the "
-                         f"{w}x{h} crop")
     return image if (left, top, target) == (0, 0, (w, h)) else image.crop((left, top, left + w, top + h))
 
 

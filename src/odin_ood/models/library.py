@@ -11,7 +11,8 @@ The model's own evaluation transform comes with it, as a :class:`~odin_ood.prepr
 - ``timm:NAME``: the resolved data config (``timm.data.resolve_data_config({}, model=m)``):
   ``input_size``, ``interpolation``, ``crop_pct`` (resize to ``floor(size / crop_pct)``),
   ``crop_mode`` (``center``: the shorter side, then a centre crop; ``squash``: both sides, then a
-  centre crop; ``border`` is refused), ``mean``, ``std``; class names from timm's ImageNet info
+  centre crop; ``border``, and ``center`` at a non-square size, are not followed: ``resize none``,
+  choose ``--resize`` at fit), ``mean``, ``std``; class names from timm's ImageNet info
   when the head has that subset's classes.
 - ``torchvision:NAME:WEIGHTS`` (e.g. ``torchvision:resnet50:IMAGENET1K_V1``): that weights enum's
   ``transforms()`` (``resize_size``, ``crop_size``, ``interpolation``, ``mean``, ``std``) and
@@ -101,8 +102,9 @@ def torchvision_preprocessing(tv: Any, name: str, enum: str | None = None) -> tu
 
 
 def timm_preprocessing(timm: Any, model: nn.Module, name: str) -> tuple[Preprocessing, list[str] | None]:
-    """(the evaluation transform of timm's resolved data config for ``model``, ImageNet class
-    descriptions when timm can tell the model's label subset)."""
+    """(the evaluation transform of timm's resolved data config for ``model`` (``resize none``
+    where odin-ood has no equivalent), ImageNet class descriptions when timm can tell the
+    model's label subset)."""
     config = timm.data.resolve_data_config({}, model=model)
     shape = tuple(int(s) for s in config["input_size"])
     crop_pct = config.get("crop_pct") or CROP_FRACTION
@@ -114,9 +116,8 @@ def timm_preprocessing(timm: Any, model: nn.Module, name: str) -> tuple[Preproce
     elif mode == "center" and shape[1] == shape[2]:
         p = Preprocessing(shape, "resize-shorter-then-center-crop", interpolation, math.floor(shape[1] / crop_pct),
                           tuple(config["mean"]), tuple(config["std"]))
-    else:
-        raise ValueError(f"timm:{name}'s data config (crop_mode {mode!r}, input size {shape}) has no odin-ood "
-                         "equivalent yet: pass --resize squash (and --resize-size) at fit time")
+    else:  # border mode, or centre mode at a non-square size (timm's ResizeKeepRatio): not followed
+        p = Preprocessing(shape, "none", mean=tuple(config["mean"]), std=tuple(config["std"]))
     return p, _timm_categories(timm, model)
 
 
