@@ -41,7 +41,8 @@ from odin_ood.score_family import FIXED_TEMPERATURE, SCORES
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
-from odin_ood.preprocess import InputSpec
+from odin_ood.commands.loading import apply_flags
+from odin_ood.preprocess import Preprocessing, of_model
 from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
 
 DEFAULT_BATCH = 128
@@ -126,7 +127,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     from odin_ood.report.fit_report import write_fit_report
 
     model = model_options.load_model()
-    spec = InputSpec(_shape(model), model.input_mean, model.input_std, model_options.resize, model_options.max_side)
+    spec = model_preprocessing(model, model_options)
     id_images = _select(options.id_inputs, spec, options, "ID")
     ood_images = _select(options.ood_inputs, spec, options, "OOD") if options.ood_inputs else None
     if ood_images is not None:
@@ -136,9 +137,8 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     batch = model_options.batch_size or DEFAULT_BATCH
     loader = _Loader(batch, options.progress)
-    detector = Detector(model, input_std=spec.std, input_mean=spec.mean, input_shape=spec.shape,
-                        temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score, ood_free=options.ood_free)
+    detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
+                        score=options.score, ood_free=options.ood_free, preprocessing=spec)
     if ood_tune is not None:
         ood_data = loader(ood_tune.x, "tuning: OOD")
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
@@ -152,7 +152,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     record: dict[str, Any] = {
         "format": "odin-ood-fit", "odin_ood_version": __version__, "model": model_options.model,
         "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
-        "input": {"shape": list(spec.shape), "mean": spec.mean, "std": spec.std, "resize": spec.resize},
+        "preprocessing": spec.to_dict(),
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
         "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_name,
         "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
@@ -176,15 +176,19 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     return record
 
 
-def _shape(model: Any) -> tuple[int, int, int]:
-    shape = getattr(model, "input_shape", None)
-    if shape is None:
+def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
+    """The model's own preprocessing (:func:`odin_ood.preprocess.of_model`: the library's
+    evaluation transform, or the native size with no resizing) with the resize flags applied."""
+    own = of_model(model)
+    if own is None:
         raise ValueError("the model does not say what input size it takes: pass --input-size C,H,W "
                          "(and --input-mean/--input-std if it expects normalised inputs)")
-    return tuple(shape)
+    given = {name: getattr(options, name) for name in ("resize", "interpolation", "resize_size")
+             if getattr(options, name) is not None}
+    return apply_flags(own, given, max_side=options.max_side)
 
 
-def _select(arguments: tuple[str, ...], spec: InputSpec, options: FitOptions, label: str) -> Selection:
+def _select(arguments: tuple[str, ...], spec: Preprocessing, options: FitOptions, label: str) -> Selection:
     return select(Inputs(arguments, options.data_root), spec, options.limit, options.seed, options.workers,
                   options.progress, label)
 
@@ -215,7 +219,7 @@ def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_nam
             f"{', '.join(names)}: remove them from the inputs (or fix the model on them) and rerun") from None
 
 
-def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: InputSpec,
+def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: Preprocessing,
               options: FitOptions, loader: "_Loader") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Held-out metrics of ODIN (fitted) and MSP; without OOD inputs, fresh noise (a seed the
     tuning noise does not use) is the OOD side."""

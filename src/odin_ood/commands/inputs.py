@@ -36,7 +36,7 @@ from PIL import Image
 
 from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.preprocess import InputError, InputSpec, decode
+from odin_ood.preprocess import InputError, Preprocessing, decode
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
@@ -61,7 +61,7 @@ class _Folder:
     def name(self, i: int) -> str:
         return self.prefix + printable(self.entries[i][0])
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
         member, skipped, identity = self.entries[i]
         label = self.name(i)
         if skipped:
@@ -113,7 +113,7 @@ class _Zip:
     def name(self, i: int) -> str:
         return self.prefix + printable(self.members.names[i])
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
         label = self.name(i)
         try:
             info = self.members.info(i)
@@ -205,7 +205,7 @@ class _Dataset:
     def name(self, i: int) -> str:
         return f"{self.prefix}{i}"
 
-    def load(self, i: int, spec: InputSpec) -> np.ndarray:
+    def load(self, i: int, spec: Preprocessing) -> np.ndarray:
         return self.dataset.images[i].permute(1, 2, 0).numpy()
 
 
@@ -236,7 +236,7 @@ class Inputs:
         part, j = self._locate(i)
         return part.name(j)
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image | np.ndarray:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray:
         """The pixels of image i; an unreadable or undecodable image raises ``InputError`` naming it."""
         part, j = self._locate(i)
         return part.load(j, spec)

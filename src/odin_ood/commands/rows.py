@@ -34,9 +34,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from odin_ood.commands.inputs import Inputs
+from odin_ood.preprocess import InputError, Preprocessing, image_tensor
 from odin_ood.commands.writers import Row, RowWriter
 from odin_ood.detector import Detector
-from odin_ood.preprocess import InputError, InputSpec, image_tensor
 from odin_ood.serving.engine import fixed_batch_outputs
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
@@ -85,7 +85,7 @@ class Tally:
                 self.not_finite += 1
 
 
-def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Sequence[int],
+def score_rows(detector: Detector, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
                pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
     """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
     docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""
@@ -98,7 +98,7 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
     prepared = list(pool.map(prepare, indices) if pool is not None else map(prepare, indices))
     values: dict[str, list] = {}
     if any(isinstance(p, Tensor) for p in prepared):
-        zero = torch.zeros(spec.shape)
+        zero = torch.zeros(spec.input_shape)
         x = torch.stack([p if isinstance(p, Tensor) else zero for p in prepared])
         with warnings.catch_warnings():  # non-finite scores are counted per real row, in ``error``
             warnings.filterwarnings("ignore", r".* scores are not finite", RuntimeWarning)
@@ -117,7 +117,7 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
     return rows
 
 
-def score_inputs(detector: Detector, spec: InputSpec, inputs: Inputs, writer: RowWriter, rank: int = 0,
+def score_inputs(detector: Detector, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
                  world: int = 1, chunk: int = 4096, workers: int = 4, progress: bool = True,
                  label: str = "scoring") -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
