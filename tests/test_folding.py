@@ -175,3 +175,12 @@ def test_detector_refolds_after_the_weights_change():
     torch.testing.assert_close(det.score(x), odin_scores(model, x, 1000.0, 0.0014, model.input_std), rtol=0, atol=1e-6)
     assert not torch.equal(det.score(x), first)
     assert Detector(model)._scoring_model() == (model, False)  # the default scores the model as given
+
+
+def test_torchvision_resnet_folds_every_batch_norm_including_the_downsampling_ones():
+    torchvision = pytest.importorskip("torchvision")
+    model = with_batch_statistics(torchvision.models.resnet18(num_classes=10)).double()
+    folded = fold_batch_norm(model)
+    assert (len(foldable_pairs(model)), batch_norms(folded)) == (20, 0)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(folded(x), model(x), rtol=0, atol=1e-10)
