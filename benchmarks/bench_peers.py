@@ -2,7 +2,7 @@
 
 Every method scores the same real CIFAR-10 batches (the 1,000 lossless test images, normalised
 for the model) with the same eval-mode module, in one run, in alternating order per batch (the
-first batch warms up), on the threads ``--threads`` sets (default 1). Scores are compared with
+first batch of ``WARM_UP`` images warms up), on the threads ``--threads`` sets (default 1). Scores are compared with
 odin-ood's eager result in the "higher = more in-distribution" convention: both peers return
 the negated softmax score, which is negated back. Conventions that differ (checked in their
 source, pytorch-ood 0.4.0, oodeel 0.4.0):
@@ -44,6 +44,7 @@ Scorer = Callable[[Tensor], Tensor]
 CHECKPOINTS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
 # --runtime NAME -> factory(model, temperature, epsilon) returning an ODIN scorer (x -> scores)
 RUNTIMES: dict[str, Callable[[nn.Module, float, float], Scorer]] = {}
+WARM_UP = 8  # images in the untimed first batch of every method
 
 
 def odin_ood_methods(model: nn.Module, temperature: float, epsilon: float, variants: list[str]) -> dict[str, Scorer]:
@@ -120,8 +121,8 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
         raise SystemExit(f"the CIFAR-10 lossless images are not under {root}: pass --data-root")
     rows = []
     for batch_size in args.batch_sizes:
-        batches = [images[torch.arange(k * batch_size, (k + 1) * batch_size) % len(images)]
-                   for k in range(args.batches + 1)]
+        batches = [images[:WARM_UP]] + [images[torch.arange(k * batch_size, (k + 1) * batch_size) % len(images)]
+                                        for k in range(args.batches)]
         methods = odin_ood_methods(model, args.temperature, args.epsilon, args.variants)
         peers, notes = peer_methods(model, args.temperature, args.epsilon, args.peers)
         methods.update(peers)
@@ -131,7 +132,8 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
             outputs = {}
             for m, fn in list(methods.items())[:: -1 if k % 2 else 1]:  # alternate order against drift
                 outputs[m], s = common.timed(lambda: fn(x.clone()), torch.device("cpu"))
-                seconds[m] += s if k > 0 else 0.0  # batch 0 warms up
+                seconds[m] += s if k > 0 else 0.0  # batch 0 (WARM_UP images) warms up
+            print(f"{name} batch {batch_size}: {k} of {args.batches} timed batches done", file=sys.stderr, flush=True)
             for m, d in max_diffs(outputs, model, x, args.temperature, args.epsilon).items():
                 diffs[m] = max(diffs[m], d)
         n = batch_size * args.batches
@@ -160,7 +162,7 @@ def parser():
     p.set_defaults(threads=1)
     p.add_argument("--models", nargs="+", default=list(CHECKPOINTS), choices=list(CHECKPOINTS))
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
-    p.add_argument("--batches", type=int, default=3, help="timed batches per method (after one warm-up batch)")
+    p.add_argument("--batches", type=int, default=3, help=f"timed batches per method (after {WARM_UP} warm-up images)")
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
     p.add_argument("--variants", nargs="+", default=["eager", "folded"], help="odin-ood variants: eager, folded")
