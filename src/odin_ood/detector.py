@@ -37,8 +37,8 @@ from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.models.folding import scoring_copy
 from odin_ood.preprocess import Preprocessing, close_values, floats, of_model
-from odin_ood.score_family import check_score, score_outputs, tune_score
-from odin_ood.scores import Clamp
+from odin_ood.score_family import check_parameters, check_score, check_threshold, score_outputs, tune_score
+from odin_ood.scores import Clamp, model_device, scoring_mode
 from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
 
 FORMAT = "odin-ood-detector"
@@ -47,8 +47,6 @@ FILENAME = "detector.json"
 MAX_FILE_BYTES = 1 << 20  # a detector file is well under 1 KiB; anything this large is not one
 MAX_BATCH_SIZE = 1 << 16
 MAX_CHANNELS = 4096
-# softmax scores lie in [0, 1]; energy and MaxLogit are logits: any finite value of a sane size
-THRESHOLD_RANGE = {"odin": (0.0, 1.0), "msp": (0.0, 1.0)}
 
 
 class NotFittedError(RuntimeError):
@@ -285,8 +283,11 @@ class Detector:
     @classmethod
     def from_dict(cls, d: Any, model: nn.Module, source: str = "detector") -> "Detector":
         """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
-        field checked: temperature and epsilon in their ranges, threshold in [0, 1] for the softmax
-        scores (finite for energy and MaxLogit), tpr in (0, 1),
+        field checked: temperature and epsilon in the ranges of the file's score family (ODIN's
+        T >= 1, T = 1 and epsilon = 0 where the family fixes them:
+        :func:`odin_ood.score_family.check_parameters`), threshold in [1/K, 1] for the softmax
+        scores with K the model's classes (below 1/K the gate keeps every input; finite for energy
+        and MaxLogit), tpr in (0, 1),
         finite normalisation and clamp with 1 or C values, 1 <= batch_size <= MAX_BATCH_SIZE."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source} is not an odin-ood detector file (missing format={FORMAT!r})")
@@ -304,8 +305,9 @@ class Detector:
                 score=check_score(d.get("score", "odin")),
                 preprocessing=_preprocessing(d.get("preprocessing")),
             )
-            threshold = check_number(d["threshold"], "threshold", *THRESHOLD_RANGE.get(det.score_name, (-1e30, 1e30)))
-            det._set_fitted(d["temperature"], d["epsilon"], threshold, check_rate(d["tpr"], "tpr"))
+            temperature, epsilon = check_parameters(det.score_name, d["temperature"], d["epsilon"])
+            threshold = check_threshold(det.score_name, d["threshold"], _num_classes(model, det.input_shape))
+            det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
         except KeyError as exc:
             raise ValueError(f"{source} is a corrupt odin-ood detector file: field {exc} is missing") from None
         except (TypeError, ValueError) as exc:
@@ -342,6 +344,24 @@ def _floats_or_none(v: Any) -> Any:
     if isinstance(v, (int, float)):
         return float(v)
     return [float(a) for a in torch.as_tensor(v, dtype=torch.float64).flatten().tolist()]  # no float32 rounding
+
+
+def _num_classes(model: nn.Module, input_shape: Sequence[int] | None) -> int | None:
+    """K: the model's ``num_classes`` attribute (every :func:`odin_ood.models.load` model has
+    one), else the width of its logits on one zero input of ``input_shape`` (the model's or the
+    file's), else None (unknown: the softmax threshold is then only checked against [0, 1])."""
+    k = getattr(model, "num_classes", None)
+    if isinstance(k, int) and k >= 1:
+        return k
+    shape = getattr(model, "input_shape", None) or input_shape
+    if shape is None:
+        return None
+    try:
+        with scoring_mode(model), torch.no_grad():
+            logits = model(torch.zeros(1, *shape, device=model_device(model, torch.device("cpu"))))
+    except RuntimeError:  # the model does not take that shape: scoring will say so
+        return None
+    return int(logits.shape[-1]) if isinstance(logits, Tensor) and logits.ndim == 2 else None
 
 
 def _channels(model: nn.Module) -> int | None:
