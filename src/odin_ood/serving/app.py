@@ -146,15 +146,16 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
               openapi_extra={"requestBody": _REQUEST_BODY})
     async def predict(request: Request) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
+        media = media_type(ctype)
+        if media == "multipart/form-data":
             body = await _read_limited(request, limits.max_body_bytes, limits.body_timeout)
             blobs = await _multipart(request, body, limits.max_images)
             x = await run_in_threadpool(_decode_all, blobs, spec)
-        elif ctype.startswith("application/json"):
+        elif media == "application/json":
             body = await _read_limited(request, limits.max_json_bytes, limits.body_timeout)
             x = await run_in_threadpool(_json_images, body, spec, limits.max_images)
         else:
-            raise InputError(f"content type {ctype or 'none'!r} is not supported: send multipart/form-data "
+            raise InputError(f"content type {ctype[:80] or 'none'!r} is not supported: send multipart/form-data "
                              "or application/json", 415)
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
@@ -179,6 +180,13 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
 
     app.add_exception_handler(Exception, internal)
     return app
+
+
+def media_type(content_type: str) -> str:
+    """The ``type/subtype`` of a Content-Type header, lower-cased (media types are
+    case-insensitive, RFC 9110 section 8.3.1), without its parameters (``; boundary=...``,
+    ``; charset=...``); compared whole, never as a prefix."""
+    return content_type.split(";", 1)[0].strip(" \t").lower()
 
 
 def _prediction(row: dict[str, Any], threshold: float) -> dict[str, Any]:
@@ -246,6 +254,20 @@ def _decode_all(blobs: list[tuple[str, bytes]], spec: Preprocessing) -> Tensor:
     return torch.stack([image_tensor(decode(b, spec, label), spec, label) for label, b in blobs])
 
 
+def _numbers_only(values: Any, label: str) -> Any:
+    """``values`` if it is nested JSON lists of numbers (floats: integers parse as floats here);
+    a string such as "0.5", a bool, null or an object anywhere is refused (422), not converted."""
+    stack = [values]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif type(v) is not float:
+            kind = {str: "a string", bool: "true or false", type(None): "null", dict: "an object"}[type(v)]
+            raise InputError(f"{label}: array values must be JSON numbers, got {kind}")
+    return values
+
+
 def _json_images(body: bytes, spec: Preprocessing, max_images: int) -> Tensor:
     import torch
 
@@ -270,7 +292,7 @@ def _json_images(body: bytes, spec: Preprocessing, max_images: int) -> Tensor:
                 raise InputError(f"{label}: invalid base64 ({exc})") from None
             tensors.append(image_tensor(decode(blob, spec, label), spec, label))
         elif isinstance(item, dict) and "array" in item:
-            tensors.append(array_tensor(item["array"], spec, label))
+            tensors.append(array_tensor(_numbers_only(item["array"], label), spec, label))
         else:
             raise InputError(f'{label}: expected {{"base64": "..."}} or {{"array": [...]}}')
     return torch.stack(tensors)
