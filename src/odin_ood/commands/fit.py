@@ -24,7 +24,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
                          "(and --input-mean/--input-std if it expects normalised inputs)")
     given = {name: getattr(options, name) for name in ("resize", "interpolation", "resize_size")
              if getattr(options, name) is not None}
-    return apply_flags(own, given, max_side=options.max_side)
+    return replace(apply_flags(own, given, max_side=options.max_side), min_side=options.min_side)
 
 
 def _select(arguments: tuple[str, ...], spec: Preprocessing, options: FitOptions, label: str) -> Selection:

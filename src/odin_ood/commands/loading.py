@@ -63,9 +63,9 @@ def preprocessing_for(detector: Detector, options: ModelOptions | None = None) -
     if detector.preprocessing_recorded_:
         recorded = detector.preprocessing
         _check_flags(recorded, given)
-        return dataclasses.replace(recorded, max_side=options.max_side)
+        return dataclasses.replace(recorded, max_side=options.max_side, min_side=options.min_side)
     base = legacy_preprocessing(detector)
-    return apply_flags(base, given, max_side=options.max_side)
+    return dataclasses.replace(apply_flags(base, given, max_side=options.max_side), min_side=options.min_side)
 
 
 def apply_flags(base: Preprocessing, given: dict[str, Any], max_side: int = 4096) -> Preprocessing:

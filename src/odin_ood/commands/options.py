@@ -28,7 +28,8 @@ class ModelOptions:
     per forward (``batch_size``, None = the detector's or 128) and how images are read: ``resize``
     (:data:`odin_ood.preprocess.RESIZES`), ``interpolation``
     (:data:`odin_ood.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
-    at ``fit``, the detector's at ``score``/``serve``; ``max_side``."""
+    at ``fit``, the detector's at ``score``/``serve``; ``max_side``; ``min_side`` (None = half the
+    model's side)."""
 
     model: str
     weights: str | None = None
@@ -44,6 +45,7 @@ class ModelOptions:
     threads: int | None = None
     strip_prefixes: tuple[str, ...] = ()
     rename_keys: tuple[tuple[str, str], ...] = ()
+    min_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
@@ -52,13 +54,15 @@ class ModelOptions:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.max_side < 1:
             raise ValueError(f"--max-side must be >= 1, got {self.max_side}")
+        if self.min_side is not None and self.min_side < 1:
+            raise ValueError(f"--min-side must be >= 1, got {self.min_side}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
         return cls(
             model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
-            interpolation=args.interpolation, resize_size=args.resize_size, max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
+            interpolation=args.interpolation, resize_size=args.resize_size, max_side=args.max_side, min_side=args.min_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
             rename_keys=tuple(args.rename_key),
         )
 
@@ -107,6 +111,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the size --resize resizes to before the centre crop: the shorter side for "
                              "resize-shorter-then-center-crop, H,W for squash (default: the model's own)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
+    parser.add_argument("--min-side", type=int, default=None, metavar="PIXELS",
+                        help="when resizing, smallest image width and height accepted (default: half the model's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
