@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
+
+
+_COMMAND_LINE = contextvars.ContextVar("odin_ood_command_line", default=False)
+
+
+def named(api: str, flag: str) -> str:
+    """How an error message names an argument: ``flag`` (e.g. ``--weights FILE``) while the
+    command line runs (:func:`command_line_wording`), else ``api`` (e.g. ``weights=PATH``)."""
+    return flag if _COMMAND_LINE.get() else api
+
+
+@contextlib.contextmanager
+def command_line_wording() -> Iterator[None]:
+    """Within this block, :func:`named` gives command-line wording (used by ``odin-ood``'s main)."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
 
 
 def check_batch(x: object, name: str = "x") -> Tensor:

@@ -12,6 +12,9 @@ import argparse
 import importlib
 import sys
 
+from odin_ood._checks import command_line_wording
+from odin_ood._version import __version__
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("odin_ood.demo", "run the whole ODIN pipeline offline on the shipped MNIST model and sample"),
@@ -26,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="odin-ood", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"odin-ood {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -41,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        with command_line_wording():  # errors name --flags, not Python arguments
+            return int(importlib.import_module(args._module).run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"odin-ood {args.command}: error: {exc}", file=sys.stderr)
         return 2

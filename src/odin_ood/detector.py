@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._version import __version__
-from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature
+from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature, named
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
@@ -314,8 +314,9 @@ class Detector:
             raise ValueError(f"{source} is a corrupt odin-ood detector file: {exc}") from None
         if d.get("model_fingerprint") != det.model_fingerprint_:
             raise ValueError(
-                f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'))}, but the given "
-                f"model's weights are {det.model_fingerprint_!r}: load it with the model it was fitted on"
+                f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'), 80)}, but the given "
+                f"model's weights are {det.model_fingerprint_!r}: "
+                f"{named('load it with the model it was fitted on', 'pass the --model and --weights it was fitted with')}"
             )
         return det
 
@@ -423,10 +424,13 @@ def _objective(v: Any) -> str:
     return v
 
 
-def _short(v: Any) -> str:
-    """repr(v) cut to 60 characters (safe for ints of any size)."""
+def _short(v: Any, limit: int = 60) -> str:
+    """repr(v) cut to ``limit`` characters (safe for ints of any size); a cut string keeps its closing quote."""
     text = f"<int of {v.bit_length()} bits>" if isinstance(v, int) and abs(v) > 10**30 else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= limit:
+        return text
+    quote = text[-1] if isinstance(v, str) else ""
+    return text[:limit - 3 - len(quote)] + "..." + quote
 
 
 def _resolve(path: Path, create: bool) -> Path:

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute scores even when cached")
     parser.add_argument("--cache-dir", default=None, help="score cache folder (default $ODIN_OOD_CACHE/scores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every split, subsample and bootstrap")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (on a shared, loaded CPU 1 beats 2: benchmarks/RESULTS.md)")
     parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,

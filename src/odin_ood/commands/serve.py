@@ -32,7 +32,7 @@ API_KEY_ENV = "ODIN_OOD_API_KEY"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     parser.add_argument("--max-batch", type=int, default=64, help="images per micro-batch (the fixed batch size)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
     parser.add_argument("--no-padding", action="store_true",
@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="connections or requests at once before new requests get 503")
     parser.add_argument("--h11-max-incomplete-event-size", type=int, default=16 * 1024,
                         help="largest request head in bytes (h11's limit)")
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"],
+                        help="uvicorn's and the gate's log level")
 
 
 def resolve_api_key(given: str | None, environ: dict[str, str], no_auth: bool) -> str | None:

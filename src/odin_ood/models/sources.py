@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from odin_ood._checks import named
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import load_strict, map_keys, read_state_dict
 from odin_ood.models.library import build_library_model, split_library_spec
@@ -79,13 +80,14 @@ def load(
     packaging, path = _packaging(text)
     if library is not None:
         if weights is None:
-            raise ValueError(f"{text} needs weights=FILE (--weights): odin-ood never downloads weights")
+            raise ValueError(f"{text} needs {named('weights=FILE', '--weights FILE')}: odin-ood never downloads weights")
         model, metadata = build_library_model(*library, num_classes=num_classes)
         load_strict(model, map_keys(read_state_dict(weights), **mapping), source=f"{str(weights)!r}")
         return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if packaging is not None:
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
-            raise ValueError(f"{text} carries its own weights: drop weights= (--weights) and any key mapping")
+            raise ValueError(f"{text} carries its own weights: drop "
+                             f"{named('weights= and any key mapping', '--weights, --strip-prefix and --rename-key')}")
         model = load_packaged(path, packaging, map_location)
         return describe(model, text, map_location, _given(overrides), num_classes)
     if Path(text).exists() or text in zoo.names():
