@@ -37,6 +37,7 @@ from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.models.folding import scoring_copy
 from odin_ood.preprocess import Preprocessing, close_values, floats, of_model
+from odin_ood.model_input import check_normalise, declared, model_data
 from odin_ood.score_family import check_parameters, check_score, check_threshold, score_outputs, tune_score
 from odin_ood.scores import Clamp, model_device, scoring_mode
 from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
@@ -78,7 +79,10 @@ class Detector:
     The default False scores ``model`` as given, bitwise as :func:`odin_ood.odin_scores`. Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
     ``threshold_``, ``tpr_``, ``model_fingerprint_``, after ``fit`` ``tuning_`` (the whole grid);
     ``preprocessing_recorded_`` is False while the preprocessing is derived from the model (no
-    ``preprocessing`` given, or a file written before it was recorded).
+    ``preprocessing`` given, or a file written before it was recorded). ``normalise``: "auto"
+    (default: data in [0, 1] for a model with a declared normalisation is pixels, normalised with
+    ``mean_``/``std_``; other data is the model's input), True (pixels) or False (the model's
+    input as is), :mod:`odin_ood.model_input`.
     """
 
     def __init__(
@@ -96,10 +100,12 @@ class Detector:
         ood_free: str = DEFAULT_OOD_FREE,
         preprocessing: Preprocessing | None = None,
         optimize: bool = False,
+        normalise: str | bool = "auto",
     ) -> None:
         if preprocessing is not None:
             _check_agrees(preprocessing, input_std, input_mean, input_shape)
         self.model = model
+        self.normalise = check_normalise(normalise)
         self.score_name = check_score(score)
         self.ood_free = check_ood_free(ood_free)
         self.input_std = input_std
@@ -159,6 +165,8 @@ class Detector:
         says, against the paper's Gaussian and Uniform noise or on ``id_data`` alone) and set
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
+        id_data = self._model_data(id_data, "id_data")
+        ood_data = None if ood_data is None else self._model_data(ood_data, "ood_data")
         result = tune_score(
             self._scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
             self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
@@ -186,7 +194,7 @@ class Detector:
         unperturbed input), ``score`` (ODIN or the chosen score), ``is_out_of_distribution`` (not
         score > threshold_: score <= threshold_, or a score that is not finite, with a ``RuntimeWarning``)."""
         self._check_fitted()
-        both = map_batches(self._batch_outputs, x, self.batch_size, "x")
+        both = map_batches(self._batch_outputs, self._model_data(x, "x"), self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
         probs = torch.softmax(logits, dim=1)
         confidence, predicted = probs.max(dim=1)
@@ -213,6 +221,11 @@ class Detector:
         if self._scoring is None or self._scoring[0] != key:
             self._scoring = (key, *scoring_copy(self.model))
         return self._scoring[1], self._scoring[2]
+
+    def _model_data(self, data: Data, name: str) -> Data:
+        """``data`` as the model takes it: pixels normalised with ``mean_``/``std_`` as
+        ``normalise`` says (:func:`odin_ood.model_input.model_data`)."""
+        return model_data(data, declared(self.model, self.mean_, self.std_), self.normalise, self.batch_size, name)
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
         model, channels_last = self._scoring_model()

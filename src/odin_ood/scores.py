@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odin_ood._checks import channel_view, check_batch, check_epsilon, check_temperature
+from odin_ood.model_input import scoring_input
 
 Clamp = tuple[float | Tensor, float | Tensor]
 
@@ -100,12 +101,13 @@ def perturb(x: Tensor, direction: Tensor, epsilon: float, clamp: Clamp | None = 
     return torch.clamp(x_tilde, low, high)
 
 
-def msp_scores(model: nn.Module, x: Tensor) -> Tensor:
+def msp_scores(model: nn.Module, x: Tensor, *, normalise: str | bool = "auto") -> Tensor:
     """Maximum softmax probability max_i softmax(f(x))_i (Hendrycks & Gimpel, 2017).
 
-    Higher = more in-distribution. One forward pass without a graph, in eval mode.
+    Higher = more in-distribution. One forward pass without a graph, in eval mode. ``normalise``:
+    pixels in [0, 1] go through the model's own normalisation (:mod:`odin_ood.model_input`).
     """
-    x = _prepare(model, x)
+    x = _prepare(model, scoring_input(model, x, normalise, None)[0])
     with scoring_mode(model), torch.no_grad():
         return softmax_score(model(x), 1.0)
 
@@ -117,19 +119,25 @@ def odin_scores(
     epsilon: float = 0.0014,
     input_std: Sequence[float] | Tensor | None = None,
     clamp: Clamp | None = None,
+    *,
+    normalise: str | bool = "auto",
 ) -> Tensor:
     """ODIN score (paper eq. 1-2): max_i softmax(f(x~)/T)_i with
     x~ = x - epsilon * sign(-grad_x log S_yhat(x; T)).
 
-    Higher = more in-distribution. ``x`` is a batch in whatever space the model takes.
+    Higher = more in-distribution. ``x``: pixels in [0, 1] for a model that declares its
+    ``input_mean``/``input_std`` (every :func:`odin_ood.models.load` model), which are then
+    normalised with them and the step divided by its std (``normalise="auto"``, the default; see
+    :mod:`odin_ood.model_input`), or a batch in whatever space the model takes.
     ``epsilon`` is in pixel units: when the model sees inputs normalised by a per-channel
-    ``input_std``, pass it and the step becomes epsilon / std per channel, as the paper's code
-    does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` optionally
+    ``input_std``, pass it (or let the model's be used) and the step becomes epsilon / std per channel, as the paper's code
+    does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` (in the model's input units) optionally
     clips x~ (the paper does not). Costs one forward with an input-only backward and one forward
     without a graph; parameter gradients are never computed. At epsilon = 0 (the paper's MNIST
     setting) x~ = x, so the score is S_yhat(x; T) of ONE forward without a graph: no backward.
     """
-    return odin_outputs(model, x, temperature, epsilon, input_std, clamp)[1]
+    x, std = scoring_input(model, x, normalise, input_std)
+    return odin_outputs(model, x, temperature, epsilon, std, clamp)[1]
 
 
 def odin_outputs(

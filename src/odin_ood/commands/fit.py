@@ -138,7 +138,8 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     batch = model_options.batch_size or DEFAULT_BATCH
     loader = _Loader(batch, options.progress)
     detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score, ood_free=options.ood_free, preprocessing=spec)
+                        score=options.score, ood_free=options.ood_free, preprocessing=spec,
+                        normalise=False)  # the preprocessing normalised the images
     if ood_tune is not None:
         ood_data = loader(ood_tune.x, "tuning: OOD")
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too

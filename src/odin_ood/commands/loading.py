@@ -45,6 +45,7 @@ def load_detector(options: ModelOptions, detector: str | os.PathLike, device: to
     model = options.load_model(device)
     fitted = Detector.load(os.fspath(detector), model)
     fitted.optimize = optimize
+    fitted.normalise = False  # odin_ood.preprocess gives the model's normalised input
     if options.batch_size is not None:
         fitted.batch_size = options.batch_size
     preprocessing = preprocessing_for(fitted, options)
