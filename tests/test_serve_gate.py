@@ -11,9 +11,10 @@ import socket
 import httpx
 import numpy as np
 import pytest
+import torch
 from serving_support import encode, server_log, start_server, stop_server
 
-from odin_ood import Detector, models
+from odin_ood import Detector, models, odin_scores
 from odin_ood.cli import build_parser
 from odin_ood.commands.options import ModelOptions
 from odin_ood.preprocess import InputError, InputSpec, image_tensor
@@ -86,6 +87,19 @@ def test_min_side_is_a_flag_and_a_spec_field():
     assert image_tensor(tiny, InputSpec((1, 28, 28), resize="bilinear", min_side=1)).shape == (1, 28, 28)
     with pytest.raises(InputError, match=r"at least 3x3"):
         image_tensor(np.zeros((2, 30), np.uint8), InputSpec((1, 28, 28), resize="bilinear", min_side=3))
+
+
+def test_a_normalised_image_within_0_1_is_not_normalised_twice(gate):
+    """Greys in [0.15, 0.4] become (p - 0.1307) / 0.3081 in [0.06, 0.87] after preprocessing:
+    inside [0, 1], where the library's normalise="auto" would take them for pixels; the gate
+    scores them as they are."""
+    grey = np.random.default_rng(0).uniform(0.15, 0.4, (1, 28, 28)).astype(np.float32)
+    r = gate["client"].post("/v1/predict", json={"images": [{"array": grey.tolist()}]})
+    lenet = models.load("mnist-lenet")
+    x = torch.from_numpy(grey)[None]
+    want, twice = (odin_scores(lenet, x, 1000.0, 0.0), odin_scores(lenet, (x - 0.1307) / 0.3081, 1000.0, 0.0))
+    assert float(want[0]) != pytest.approx(float(twice[0]), rel=1e-5)  # the test can tell them apart
+    assert r.json()["predictions"][0]["score"] == pytest.approx(float(want[0]), rel=1e-6)
 
 
 def raw_head_answer(port: int, padding: int) -> bytes:
