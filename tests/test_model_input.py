@@ -92,3 +92,11 @@ def test_detector_default_noise_tuning_on_pixels_uses_one_space(lenet, pixels):
     det = Detector(lenet, temperatures=(1000.0,), epsilons=(0.0,)).fit(x_in)
     by = Detector(lenet, temperatures=(1000.0,), epsilons=(0.0,), normalise=False).fit(by_hand(lenet, x_in))
     assert det.threshold_ == by.threshold_
+
+
+@pytest.mark.parametrize("name", ["mnist", "notmnist", "omniglot"])
+def test_no_real_normalised_image_lies_within_0_1_where_auto_would_read_pixels(lenet, shared_data, name):
+    """The premise of normalise="auto": a normalised image lies within [0, 1] only if all its pixels
+    are at least the mean, which no real image of these sets does (with the LeNet's statistics)."""
+    z = by_hand(lenet, data.load(name, root=shared_data).images.float() / 255)
+    assert int(((z >= 0) & (z <= 1)).flatten(1).all(1).sum()) == 0
