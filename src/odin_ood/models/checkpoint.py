@@ -21,8 +21,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from odin_ood._checks import named
-
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -112,9 +110,9 @@ def _prefix_hint(expected: dict[str, torch.Tensor], unexpected: list[str]) -> st
     if not prefixes:
         return ""
     flags = " ".join(f"--strip-prefix {p}" for p in prefixes)
-    api = f"strip_prefixes={tuple(prefixes)}, and rename_keys={{old: new}}"
-    return (f"; the checkpoint stores weights under {prefixes}: pass {named(api, flags + ', and --rename-key OLD=NEW')} "
-            "for layers named differently")
+    return (f"; the checkpoint stores weights under {prefixes}: pass strip_prefixes={tuple(prefixes)} "
+            f"({flags} on the command line), and rename_keys={{old: new}} (--rename-key OLD=NEW) for "
+            f"layers named differently")
 
 
 def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:

@@ -260,11 +260,15 @@ def _numbers_only(values: Any, label: str) -> Any:
     stack = [values]
     while stack:
         v = stack.pop()
-        if isinstance(v, list):
-            stack.extend(v)
-        elif type(v) is not float:
-            kind = {str: "a string", bool: "true or false", type(None): "null", dict: "an object"}[type(v)]
-            raise InputError(f"{label}: array values must be JSON numbers, got {kind}")
+        if not isinstance(v, list):
+            v = [v]
+        kinds = set(map(type, v))  # one C-speed pass per innermost row of numbers
+        if kinds <= {float}:
+            continue
+        if kinds - {float, list}:
+            name = {str: "a string", bool: "true or false", type(None): "null", dict: "an object"}
+            raise InputError(f"{label}: array values must be JSON numbers, got {name[min(kinds - {float, list}, key=str)]}")
+        stack.extend(a for a in v if isinstance(a, list))
     return values
 
 
