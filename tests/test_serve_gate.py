@@ -1,4 +1,4 @@
-"""What reaches the HTTP gate, on a real uvicorn process on loopback with ``--resize`` on: media
+"""What reaches the HTTP gate, on a real uvicorn process on loopback with a resizing preprocessing: media
 types are parsed (case-insensitive, parameters allowed, never a prefix match), JSON pixels are
 JSON numbers only, an image far smaller than the model's input is refused rather than upscaled,
 and a request head over the limit gets 400 however it arrives (raw sockets, one write each)."""
@@ -17,7 +17,7 @@ from serving_support import encode, server_log, start_server, stop_server
 from odin_ood import Detector, models, odin_scores
 from odin_ood.cli import build_parser
 from odin_ood.commands.options import ModelOptions
-from odin_ood.preprocess import InputError, InputSpec, image_tensor
+from odin_ood.preprocess import InputError, Preprocessing, image_tensor
 from odin_ood.serving.app import media_type
 
 HEAD_LIMIT = 16 * 1024  # the default --h11-max-incomplete-event-size
@@ -26,11 +26,13 @@ HEAD_LIMIT = 16 * 1024  # the default --h11-max-incomplete-event-size
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gate")
-    det = Detector(models.load("mnist-lenet"))
+    lenet = models.load("mnist-lenet")
+    squash = Preprocessing((1, 28, 28), resize="squash", mean=lenet.input_mean, std=lenet.input_std)
+    det = Detector(lenet, preprocessing=squash)
     det._set_fitted(1000.0, 0.0, 0.101, 0.95)
     det.save(folder / "det")
     proc, url = start_server(["--detector", str(folder / "det"), "--model", "mnist-lenet", "--no-auth",
-                              "--max-batch", "4", "--resize", "bilinear"], log_level="info")
+                              "--max-batch", "4"], log_level="info")
     client = httpx.Client(base_url=url, timeout=30.0)
     yield {"proc": proc, "client": client, "port": int(url.rsplit(":", 1)[1])}
     client.close()
@@ -82,11 +84,12 @@ def test_min_side_is_a_flag_and_a_spec_field():
     args = build_parser().parse_args(["score", "--model", "mnist-lenet", "--detector", "d", "--min-side", "1", "--output", "o.csv", "x"])
     assert ModelOptions.from_args(args).min_side == 1
     tiny = np.full((1, 1), 200, np.uint8)
-    with pytest.raises(InputError, match="too small"):
-        image_tensor(tiny, InputSpec((1, 28, 28), resize="bilinear"))
-    assert image_tensor(tiny, InputSpec((1, 28, 28), resize="bilinear", min_side=1)).shape == (1, 28, 28)
-    with pytest.raises(InputError, match=r"at least 3x3"):
-        image_tensor(np.zeros((2, 30), np.uint8), InputSpec((1, 28, 28), resize="bilinear", min_side=3))
+    for resize in ("squash", "resize-shorter-then-center-crop"):
+        with pytest.raises(InputError, match="too small"):
+            image_tensor(tiny, Preprocessing((1, 28, 28), resize=resize))
+        assert image_tensor(tiny, Preprocessing((1, 28, 28), resize=resize, min_side=1)).shape == (1, 28, 28)
+        with pytest.raises(InputError, match=r"at least 3x3"):
+            image_tensor(np.zeros((2, 30), np.uint8), Preprocessing((1, 28, 28), resize=resize, min_side=3))
 
 
 def test_a_normalised_image_within_0_1_is_not_normalised_twice(gate):
