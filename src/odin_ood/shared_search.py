@@ -72,6 +72,13 @@ def worst_case_passes(epsilons: Sequence[float]) -> int:
     return 1 + (positive > 0) + surveyed + (2 + min(3, positive)) + 3 * (positive > 0)
 
 
+def planned_passes(search: str, temperatures: Sequence[float], epsilons: Sequence[float]) -> int:
+    """Passes per image ``search`` plans on this grid (the shared search's worst case, or the grid
+    where that would cost no less)."""
+    grid = grid_passes(len(temperatures), epsilons)
+    return min(worst_case_passes(epsilons), grid) if check_search(search) == "shared" else grid
+
+
 class Backend(Protocol):
     """Scores of one side ("in" or "out") of the tuning data."""
 
