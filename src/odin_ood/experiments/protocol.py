@@ -23,13 +23,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.progress import OutOfTime, Progress
 from odin_ood.fingerprint import fingerprint
+from odin_ood.pass_progress import PassProgress
 from odin_ood.scores import odin_outputs, softmax_score
+from odin_ood.shared_search import grid_passes
 from odin_ood.successors import energy_odin_outputs
 from odin_ood.tuning import grid_scores
 
@@ -150,9 +151,17 @@ class Scorer:
         return {"model": self.fingerprint, "data": ds.manifest, "images_sha256": images_sha256(ds),
                 "method": method, **extra}
 
-    def _chunks(self, ds: ImageDataset, what: str):
-        starts = range(0, len(ds), CHUNK)
-        return tqdm(starts, desc=f"{what} {ds.name}", unit="chunk", disable=not self.progress, leave=False)
+    def _chunks(self, ds: ImageDataset, what: str, passes_per_image: int):
+        """Chunk starts of ``ds``, under a bar in images that advances at every pass of the model
+        (:class:`odin_ood.pass_progress.PassProgress`), not once per chunk of the whole grid."""
+        meter = PassProgress(len(ds), passes_per_image, f"{what} {ds.name}", self.progress)
+        try:
+            with meter.watching(self.model):
+                for s in range(0, len(ds), CHUNK):
+                    yield s
+                    meter.settle(min(s + CHUNK, len(ds)))
+        finally:
+            meter.close()
 
     def grid(self, ds: ImageDataset, compute: bool = True,
              temperatures: Sequence[float] | None = None) -> dict[str, np.ndarray] | None:
@@ -167,7 +176,8 @@ class Scorer:
 
         def compute() -> dict[str, np.ndarray]:
             grids, logits = [], []
-            for s in self._chunks(ds, "grid"):
+            # the grid's passes, and one forward more for the logits
+            for s in self._chunks(ds, "grid", grid_passes(len(temperatures), self.epsilons) + 1):
                 x = self.inputs(ds.images[s:s + CHUNK])
                 with self.autocast():
                     grids.append(grid_scores(self.model, x, temperatures, self.epsilons,
