@@ -39,6 +39,7 @@ def parser():
     p.add_argument("--sets", nargs="+", required=True, help="OOD set keys of the suite")
     p.add_argument("--n", type=int, default=1000, help="images per side (a seeded sample of the tuning split)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--ood-only", action="store_true", help="skip the ID sample (cached with another --n)")
     return p
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     mean = torch.tensor(model.input_mean).view(1, -1, 1, 1)
     std = torch.tensor(model.input_std).view(1, -1, 1, 1)
     id_spec = next(s for s in suite.id_candidates if _loads(s, root, model))
-    specs = [(id_spec, suite.id_tune)] + [(next(s for s in suite.ood if s.key == k), suite.ood_tune) for k in args.sets]
+    specs = [(id_spec, suite.id_tune)] * (not args.ood_only) + [(next(s for s in suite.ood if s.key == k), suite.ood_tune) for k in args.sets]
     for spec, n_tune in specs:
         path = cache_path(args.cache, suite.name, spec.key, args.n)
         if path.exists():
