@@ -17,6 +17,8 @@ tuning split, and records wall seconds (1 thread, interleaved with the other sea
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,11 +37,14 @@ from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, tune_from_scores
 
 def parser():
     p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--pairs", nargs="+", required=True, metavar="SUITE:OOD:N", help="cached samples to replay")
+    p.add_argument("--pairs", nargs="+", required=True, metavar="SUITE:OOD:N[:N_OOD]",
+                   help="cached samples to replay (N ID images, N_OOD OOD images; default N_OOD = N)")
     p.add_argument("--splits", type=int, default=20)
     p.add_argument("--cache", type=Path, default=grid_logits.DEFAULT_CACHE)
     p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
     p.add_argument("--timed", action="store_true", help="also time Detector.fit per search on the model")
+    p.add_argument("--timed-images", type=int, default=None, help="at most this many tuning images per side when timed")
+    p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True, help="replay on the cache")
     return p
 
 
@@ -60,10 +65,10 @@ def first_order_choice(z_in: dict, z_out: dict, rows_in: np.ndarray, rows_out: n
     return np.unravel_index(int(np.argmin(fpr)), fpr.shape)
 
 
-def replay(suite: str, ood: str, n: int, splits: int, cache: Path) -> tuple[list[dict], dict]:
+def replay(suite: str, ood: str, n: int, n_out: int, splits: int, cache: Path) -> tuple[list[dict], dict]:
     id_key = "mnist" if suite.startswith("mnist") else "cifar10-lossless-1000"
     z_in = dict(np.load(grid_logits.cache_path(cache, suite, id_key, n)))
-    z_out = dict(np.load(grid_logits.cache_path(cache, suite, ood, n)))
+    z_out = dict(np.load(grid_logits.cache_path(cache, suite, ood, n_out)))
     g_in, g_out = exact_grid(torch.as_tensor(z_in["logits"])), exact_grid(torch.as_tensor(z_out["logits"]))
     rows = []
     for seed in range(splits):
@@ -92,7 +97,7 @@ def _cell(index) -> str:
     return f"T={PAPER_TEMPERATURES[index[0]]:g} eps={PAPER_EPSILONS[index[1]]:g}"
 
 
-def timed_fit(suite_name: str, ood: str, n: int, data_root: str) -> dict:
+def timed_fit(suite_name: str, ood: str, n: int, n_out: int, data_root: str, limit: int | None) -> dict:
     """Detector.fit on the model, grid vs shared, on the first tuning half of the cached sample
     (same images as the replay's split 0), 1 thread, grid and shared interleaved."""
     from odin_ood import Detector
@@ -103,11 +108,11 @@ def timed_fit(suite_name: str, ood: str, n: int, data_root: str) -> dict:
     model = run.load_model(suite, run.weights_path(suite, root, None), "cpu")
     out = {}
     sides = []
-    for key in ("mnist" if suite_name.startswith("mnist") else "cifar10-lossless-1000", ood):
+    for key, size in (("mnist" if suite_name.startswith("mnist") else "cifar10-lossless-1000", n), (ood, n_out)):
         spec = next(s for s in suite.id_candidates + suite.ood if s.key == key)
-        z = np.load(grid_logits.cache_path(Path(grid_logits.DEFAULT_CACHE), suite_name, key, n))
+        z = np.load(grid_logits.cache_path(Path(grid_logits.DEFAULT_CACHE), suite_name, key, size))
         ds = run.load_spec(spec, root, model)
-        half = np.array_split(np.random.default_rng(0).permutation(len(z["rows"])), 2)[0]
+        half = np.array_split(np.random.default_rng(0).permutation(len(z["rows"])), 2)[0][:limit]
         x = ds.images[torch.from_numpy(z["rows"][half])].float() / 255.0
         sides.append((x - torch.tensor(model.input_mean).view(1, -1, 1, 1)) / torch.tensor(model.input_std).view(1, -1, 1, 1))
     for search in ("grid", "shared"):
@@ -127,14 +132,21 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads or 1)
     summary_rows, detail, timings = [], {}, {}
     for pair in args.pairs:
-        suite, ood, n = pair.split(":")
-        rows, agree = replay(suite, ood, int(n), args.splits, args.cache)
+        suite, ood, n, *rest = pair.split(":")
+        n, n_out = int(n), int(rest[0]) if rest else int(n)
+        if args.timed:
+            timings[pair] = timed_fit(suite, ood, n, n_out, args.data_root, args.timed_images)
+            print(pair, timings[pair], flush=True)
+        if not args.replay:
+            continue
+        rows, agree = replay(suite, ood, n, n_out, args.splits, args.cache)
         detail[pair] = {"rows": rows, "sign_agreement_with_T1000": agree}
         g = np.array([r["grid_heldout_fpr"] for r in rows])
         s = np.array([r["shared_heldout_fpr"] for r in rows])
         inside = [r["shared_heldout_fpr"] <= max(r["grid_ci_high"], r["grid_heldout_fpr"] + 0.01) for r in rows]
         summary_rows.append({
-            "suite": suite, "ood": ood, "images_per_side": f"{int(n) // 2} tune + {int(n) - int(n) // 2} held-out",
+            "suite": suite, "ood": ood, "id_images": f"{n - n // 2} tune + {n // 2} held-out",
+            "ood_images": f"{n_out - n_out // 2} tune + {n_out // 2} held-out",
             "splits": args.splits, "grid_fpr95": round(100 * g.mean(), 2), "shared_fpr95": round(100 * s.mean(), 2),
             "mean_diff_points": round(100 * (s - g).mean(), 2), "worst_diff_points": round(100 * (s - g).max(), 2),
             "within_1pt_or_ci": f"{sum(inside)}/{len(rows)}",
@@ -143,23 +155,22 @@ def main(argv: list[str] | None = None) -> dict:
             "shared_passes": round(float(np.mean([r["shared_passes"] for r in rows])), 1),
             "sign_agree_T1/T10/T100": "/".join(str(agree[k]) for k in ("T=1", "T=10", "T=100")),
         })
-        if args.timed:
-            timings[pair] = timed_fit(suite, ood, int(n), args.data_root)
-            print(pair, timings[pair], flush=True)
         print(summary_rows[-1], flush=True)
     ctx = common.context(torch.device("cpu"), splits=args.splits)
-    ctx["load_avg_1min"] = round(__import__("os").getloadavg()[0], 2)
+    ctx["load_avg_1min"] = round(os.getloadavg()[0], 2)
     note = ("FPR@95 in %, mean over splits of the held-out FPR of each search's chosen cell; within_1pt_or_ci: "
             "splits where the shared search's held-out FPR is at most 1 point above the grid's or inside the grid "
             f"cell's 95% bootstrap interval. Load average {ctx['load_avg_1min']}.")
     payload = {"benchmark": "bench_fit_search", "context": ctx, "summary": summary_rows, "detail": detail,
                "timed": timings}
     common.write_json(args.out, "bench_fit_search", payload)
-    common.append_results(args.results, "bench_fit_search: shared search vs the paper's grid, replayed on cached "
-                                        "grid logits", ctx, summary_rows, note)
+    if summary_rows:
+        common.append_results(args.results, "bench_fit_search: shared search vs the paper's grid, replayed on "
+                                            "cached grid logits", ctx, summary_rows, note)
     if timings:
         common.append_results(args.results, "bench_fit_search --timed: Detector.fit wall time per search", ctx,
-                              [{"pair": k, **v} for k, v in timings.items()])
+                              [{"pair": k, **v} for k, v in timings.items()],
+                              f"1 thread, grid then shared on the same images; load average {ctx['load_avg_1min']}.")
     return payload
 
 
