@@ -10,7 +10,7 @@ bootstrap interval, the passes per image each search spent. Also reported: the s
 grad_x log S(x; T) with T = 1000's, per T, and what a first-order estimate (log S(x~) ~ log S(x) +
 e ||grad_x log S / std||_1, from one forward and the 10 backwards, no forward per cell) would have
 chosen, unverified. ``--timed`` also runs ``Detector.fit`` with each search on the model, one
-tuning split, and records wall seconds (1 thread, interleaved with the other search).
+tuning split, and records wall seconds (1 thread, grid then shared on the same images).
 
     python benchmarks/bench_fit_search.py --pairs mnist-lenet:notmnist:1000 --splits 20
 """
