@@ -243,7 +243,7 @@ def tune(
     at :data:`ID_ONLY_TEMPERATURE`, ``temperatures`` and ``objective`` unused). ``ood_free`` is
     unused when ``ood_data`` is given. ``search``: ``"grid"`` (default, the paper's) or
     ``"shared"`` (module docstring; the grid still runs where it would cost no more, and ID-only
-    tuning always scores its epsilon row). The result holds the chosen cell, the metrics and
+    tuning always scores its epsilon row; ``cells_per_forward`` only applies to the grid). The result holds the chosen cell, the metrics and
     scores of every cell the search scored, the search's name and its passes per image.
     """
     check_search(search)
