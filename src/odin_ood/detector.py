@@ -40,6 +40,7 @@ from odin_ood.preprocess import Preprocessing, close_values, floats, of_model
 from odin_ood.model_input import check_normalise, declared, model_data
 from odin_ood.score_family import check_parameters, check_score, check_threshold, score_outputs, tune_score
 from odin_ood.scores import Clamp, model_device, scoring_mode
+from odin_ood.shared_search import DEFAULT_SEARCH, check_search
 from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
 
 FORMAT = "odin-ood-detector"
@@ -76,7 +77,10 @@ class Detector:
     the same function up to float rounding, ODIN scores within 1e-7 on the zoo's networks, one
     more copy of the weights in memory; ``odin-ood score`` and ``serve`` use it); the copy is
     remade when the model's weights change; the fingerprint is always that of ``model`` itself.
-    The default False scores ``model`` as given, bitwise as :func:`odin_ood.odin_scores`. Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    The default False scores ``model`` as given, bitwise as :func:`odin_ood.odin_scores`. ``search``:
+    how ``fit`` searches the grid, "shared" (default: <= 20 passes per image on the paper's grid,
+    the chosen cell scored exactly, :mod:`odin_ood.shared_search`) or "grid" (the paper's: every
+    cell, 211 passes). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
     ``threshold_``, ``tpr_``, ``model_fingerprint_``, after ``fit`` ``tuning_`` (the whole grid);
     ``preprocessing_recorded_`` is False while the preprocessing is derived from the model (no
     ``preprocessing`` given, or a file written before it was recorded). ``normalise``: "auto"
@@ -101,6 +105,7 @@ class Detector:
         preprocessing: Preprocessing | None = None,
         optimize: bool = False,
         normalise: str | bool = "auto",
+        search: str = DEFAULT_SEARCH,
     ) -> None:
         if preprocessing is not None:
             _check_agrees(preprocessing, input_std, input_mean, input_shape)
@@ -108,6 +113,7 @@ class Detector:
         self.normalise = check_normalise(normalise)
         self.score_name = check_score(score)
         self.ood_free = check_ood_free(ood_free)
+        self.search = check_search(search)
         self.input_std = input_std
         self.input_mean = input_mean
         self.temperatures = temperatures
@@ -170,7 +176,7 @@ class Detector:
         result = tune_score(
             self._scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
             self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
-            ood_free=self.ood_free,
+            ood_free=self.ood_free, search=self.search,
         )
         i, j = result.index
         self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)

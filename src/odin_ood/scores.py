@@ -219,3 +219,45 @@ def odin_grid_scores(
             for (i, j), z_cell in zip(chunk, z):
                 scores[i, j] = softmax_score(z_cell, temperatures[i])
         return scores
+
+
+def odin_shared_direction_scores(
+    model: nn.Module,
+    x: Tensor,
+    temperatures: Sequence[float],
+    epsilons: Sequence[float],
+    direction_temperature: float,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> Tensor:
+    """S(x - epsilon * d(T_d); T) for every T and epsilon: a tensor (len(T), len(eps), N).
+
+    ONE input-only backward, at ``direction_temperature`` T_d, gives the direction
+    d(T_d) = sign(grad_x CE(f(x)/T_d, yhat)) / std of eq. 2; each epsilon > 0 costs one forward of
+    x - epsilon * d(T_d), whose logits give the score at every T for free. The cell (T, epsilon)
+    is exact when T = T_d or epsilon = 0; otherwise it approximates ODIN's cell by perturbing
+    along T_d's direction instead of T's. For large T the two agree: grad_x log S_yhat(x; T) =
+    (1/T) (grad f_yhat - sum_i softmax_i(f/T) grad f_i) -> (1/T) grad (f_yhat - mean_i f_i), whose
+    sign no longer depends on T (agreement measured in benchmarks/RESULTS.md)."""
+    temperatures = [check_temperature(t, "temperatures") for t in temperatures]
+    epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
+    direction_temperature = check_temperature(direction_temperature, "direction_temperature")
+    x = _prepare(model, x)
+    std = channel_view(input_std, x)
+    needs_direction = any(e > 0.0 for e in epsilons)
+    with scoring_mode(model):
+        x = x.requires_grad_(needs_direction)
+        with torch.set_grad_enabled(needs_direction):
+            logits = model(x)
+            direction = perturbation_direction(logits, x, direction_temperature, std) if needs_direction else None
+        x, logits = x.detach(), logits.detach()
+        scores = x.new_empty(len(temperatures), len(epsilons), len(x), dtype=at_least_fp32(logits).dtype)
+        for j, e in enumerate(epsilons):
+            if e == 0.0:
+                z = logits
+            else:
+                with torch.no_grad():
+                    z = model(perturb(x, direction, e, clamp))
+            for i, t in enumerate(temperatures):
+                scores[i, j] = softmax_score(z, t)
+        return scores

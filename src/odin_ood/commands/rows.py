@@ -31,12 +31,13 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from odin_ood.commands.inputs import Inputs
 from odin_ood.preprocess import InputError, Preprocessing, image_tensor
 from odin_ood.commands.writers import Row, RowWriter
 from odin_ood.detector import Detector
+from odin_ood.pass_progress import PassProgress
+from odin_ood.score_family import score_passes
 from odin_ood.serving.engine import fixed_batch_outputs
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
@@ -128,14 +129,18 @@ def score_inputs(detector: Detector, spec: Preprocessing, inputs: Inputs, writer
     done, step = writer.done, b * max(1, -(-chunk // b))  # chunks of whole batches
     tally = Tally()
     start = time.perf_counter()
-    with ThreadPoolExecutor(max(1, workers)) as pool, tqdm(
-        total=len(shard), initial=done, unit="img", desc=label, disable=not progress, file=sys.stderr,
-    ) as bar:
-        for s in range(done - done % b, len(shard), step):
-            rows = score_rows(detector, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
-            writer.write(rows)
-            tally.add(rows)
-            bar.update(len(rows))
+    meter = PassProgress(len(shard), score_passes(detector.score_name, detector.epsilon_), label, progress)
+    meter.settle(done)
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for s in range(done - done % b, len(shard), step):
+                with meter.watching(detector._scoring_model()[0]):  # moves at every pass of every batch
+                    rows = score_rows(detector, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
+                writer.write(rows)
+                tally.add(rows)
+                meter.settle(done + tally.rows)
+    finally:
+        meter.close()
     seconds = time.perf_counter() - start
     if progress:
         rate = tally.rows / seconds if seconds > 0 else float("inf")
