@@ -20,8 +20,9 @@ from odin_ood.devices import resolve_device
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which classifier (``model`` spec, ``weights`` and the checkpoint key mapping
-    ``strip_prefixes``/``rename_keys``, see :func:`odin_ood.models.load`), what
+    """Which classifier (``model`` spec, ``weights``, the checkpoint key mapping
+    ``strip_prefixes``/``rename_keys`` and ``num_classes``, None = the checkpoint's; see
+    :func:`odin_ood.models.load`), what
     it takes where its source does not say (``input_shape`` (C, H, W), per-channel
     ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
     per forward (``batch_size``, None = the detector's or 128) and how images are read
@@ -39,10 +40,13 @@ class ModelOptions:
     threads: int | None = None
     strip_prefixes: tuple[str, ...] = ()
     rename_keys: tuple[tuple[str, str], ...] = ()
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             check_batch_size(self.batch_size, "--batch-size")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"--num-classes must be >= 2, got {self.num_classes}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.max_side < 1:
@@ -51,7 +55,7 @@ class ModelOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
         return cls(
-            model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
+            model=str(args.model), weights=args.weights, num_classes=args.num_classes, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
             max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
             rename_keys=tuple(args.rename_key),
@@ -65,7 +69,7 @@ class ModelOptions:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         return models.load(
-            self.model, weights=self.weights, map_location=device if device is not None else resolve_device(self.device),
+            self.model, weights=self.weights, num_classes=self.num_classes, map_location=device if device is not None else resolve_device(self.device),
             input_shape=self.input_shape, input_mean=self.input_mean, input_std=self.input_std,
             strip_prefixes=self.strip_prefixes, rename_keys=dict(self.rename_keys),
         )
@@ -79,6 +83,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(TorchScript, .pt2 and factories run code when loaded: trusted files only)")
     parser.add_argument("--weights", default=None,
                         help="checkpoint for a zoo name, torchvision:/timm: or a factory (read with weights_only=True)")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="classes of the model's head (default: the checkpoint's, e.g. a fine-tuned "
+                             "10-class torchvision:resnet18)")
     parser.add_argument("--strip-prefix", action="append", default=[], metavar="PREFIX",
                         help="remove PREFIX from the checkpoint's keys that start with it, e.g. encoder. (repeatable)")
     parser.add_argument("--rename-key", action="append", default=[], type=key_rename, metavar="OLD=NEW",
