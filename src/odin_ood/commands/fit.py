@@ -75,7 +75,7 @@ class FitOptions:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
-                        help="in-distribution images (not used to train the model): folder, .zip or dataset[:split]")
+                        help="in-distribution images (not used to train the model): folder, .zip, image or IDX file, dataset[:split]")
     parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
                         help="out-of-distribution images to tune against (without them: see --ood-free)")
     parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")

@@ -1,9 +1,10 @@
 """Scoring inputs chunk by chunk into rows of a :class:`~odin_ood.commands.writers.RowWriter`.
 
-A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``confidence``
+A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``class_name``
+(its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
 and ``error``. An image that cannot be decoded or does not fit the model gets a row with
-``predicted_class = -1``, no confidence or score, ``is_out_of_distribution = true`` (the gate
+``predicted_class = -1``, no class name, no confidence or score, ``is_out_of_distribution = true`` (the gate
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
@@ -23,6 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from odin_ood.detector import Detector
+from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.commands.inputs import Inputs
 from odin_ood.preprocess import InputError, InputSpec, image_tensor
@@ -47,16 +49,18 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
         out = fixed_batch_outputs(detector, torch.stack([prepared[k] for k in good]))
         values = {key: t.tolist() for key, t in out.items()}
     rows = []
+    names = class_names(detector.model)
     position = {k: j for j, k in enumerate(good)}
     for k, i in enumerate(indices):
         row: Row = {"index": i, "source": inputs.source(i)}
         if k in position:
             j = position[k]
             row.update({key: values[key][j] for key in values}, error="")
+            row["class_name"] = class_name(names, row["predicted_class"])
             if not math.isfinite(row["score"]):
                 row.update(is_out_of_distribution=True, error=NOT_FINITE)
         else:
-            row.update(predicted_class=-1, confidence=None, score=None, is_out_of_distribution=True, error=prepared[k])
+            row.update(predicted_class=-1, class_name=None, confidence=None, score=None, is_out_of_distribution=True, error=prepared[k])
         rows.append(row)
     return rows
 

@@ -25,7 +25,7 @@ from odin_ood.commands.writers import RowWriter, output_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image folder, .zip, or dataset name[:split]")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image folder, .zip, image file, IDX file, or dataset name[:split]")
     parser.add_argument("--output", required=True, help="scores file: .csv, .jsonl or .parquet")
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")

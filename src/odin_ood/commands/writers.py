@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-COLUMNS = ("index", "source", "predicted_class", "confidence", "score", "is_out_of_distribution", "error")
+COLUMNS = ("index", "source", "predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
 FORMATS = ("csv", "jsonl", "parquet")
 _BLOCK = 1 << 20
 
@@ -145,6 +145,7 @@ def _typed_csv(r: dict[str, str]) -> Row:
         "index": int(r["index"]),
         "source": _unescape(r["source"]),
         "predicted_class": int(r["predicted_class"]),
+        "class_name": _unescape(r["class_name"]) if r["class_name"] else None,
         "confidence": float(r["confidence"]) if r["confidence"] else None,
         "score": float(r["score"]) if r["score"] else None,
         "is_out_of_distribution": r["is_out_of_distribution"] == "true",
@@ -189,7 +190,11 @@ def _last_row(path: Path, end: int, fmt: str) -> Row:
     line = text.rstrip("\n").rsplit("\n", 1)[-1]
     if fmt == "jsonl":
         return json.loads(line)
-    return _typed_csv(dict(zip(COLUMNS, next(csv.reader([line])))))
+    cells = next(csv.reader([line]))
+    if len(cells) != len(COLUMNS):
+        raise ValueError(f"{path}: its rows have {len(cells)} columns, not the {len(COLUMNS)} of {', '.join(COLUMNS)} "
+                         "(written by another version?): score into a new --output")
+    return _typed_csv(dict(zip(COLUMNS, cells)))
 
 
 def _count_parts(folder: Path) -> tuple[int, Row | None]:
@@ -227,7 +232,7 @@ def _table(rows: list[Row]):
     import pyarrow as pa
 
     schema = pa.schema([
-        ("index", pa.int64()), ("source", pa.string()), ("predicted_class", pa.int64()),
+        ("index", pa.int64()), ("source", pa.string()), ("predicted_class", pa.int64()), ("class_name", pa.string()),
         ("confidence", pa.float64()), ("score", pa.float64()), ("is_out_of_distribution", pa.bool_()),
         ("error", pa.string()),
     ])

@@ -71,6 +71,25 @@ def _timm_metadata(timm: Any, model: nn.Module) -> dict[str, Any]:
             "input_std": tuple(config["std"])}
 
 
+def library_class_names(library: str, name: str, model: nn.Module) -> tuple[str, ...] | None:
+    """The names of the classes of ``model`` as its library knows them: the categories of the
+    torchvision weights enum for ``name`` (``meta["categories"]``), or for timm the ImageNet
+    subset the model's head has (``infer_imagenet_subset``; each description's first name, as
+    torchvision writes them). None when the library has none or the head has another size (a
+    fine-tuned head)."""
+    try:
+        if library == "torchvision":
+            names = _import("torchvision").models.get_model_weights(name).DEFAULT.meta["categories"]
+        else:
+            data = _import("timm").data
+            subset = data.infer_imagenet_subset(model)
+            names = None if subset is None else [d.split(", ")[0] for d in data.ImageNetInfo(subset).label_descriptions()]
+    except Exception:  # no weights enum, an older timm: no names
+        return None
+    classes = getattr(model, "num_classes", None)
+    return tuple(str(n) for n in names) if names is not None and len(names) == classes else None
+
+
 def split_library_spec(spec: str) -> tuple[str, str] | None:
     """``("torchvision", "resnet18")`` for ``"torchvision:resnet18"``; None for other specs."""
     library, sep, name = spec.partition(":")

@@ -18,7 +18,8 @@ Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or saf
 keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
 comes back in eval mode on ``map_location`` with ``input_shape``,
 ``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
-arguments, else the library's metadata, else the model's own attributes. When the input shape is
+arguments, else the library's metadata, else the model's own attributes; ``torchvision:`` and
+``timm:`` models also carry ``class_names`` (None when the library has none for their head). When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
 input size is a one-line ``ValueError`` at load time, not a failure in the middle of a run.
 """
@@ -38,7 +39,7 @@ from torch import nn
 
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
-from odin_ood.models.library import build_library_model, split_library_spec
+from odin_ood.models.library import build_library_model, library_class_names, split_library_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
 
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -88,7 +89,9 @@ def load(
         if found is not None:  # a fine-tuned head: the checkpoint says how many classes
             model, metadata = build_library_model(*library, num_classes=found)
         load_strict(model, state, source=f"{str(weights)!r}")
-        return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
+        model = describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
+        model.class_names = library_class_names(*library, model)
+        return model
     if packaging is not None:
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
             raise ValueError(f"{text} carries its own weights: drop weights= (--weights) and any key mapping")
