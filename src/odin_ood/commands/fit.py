@@ -14,13 +14,17 @@ are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.j
 which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
 ``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
 splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
-A run is not resumable: scoring the grid is one pass, rerun it whole.
+A run is not resumable: scoring the grid is one pass, rerun it whole. Memory is bounded in bytes
+(:mod:`odin_ood.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
+unless ``--batch-size``; the detector keeps that batch size for ``score``), and since fit holds its
+images decoded, inputs that would take more than the other half are refused before any is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-from odin_ood import __version__
+from odin_ood import __version__, memory
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
 from odin_ood.score_family import FIXED_TEMPERATURE, SCORES
@@ -42,7 +46,6 @@ from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_
 from odin_ood.preprocess import InputSpec
 from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
 
-DEFAULT_BATCH = 128
 WITHOUT_OOD = {
     "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
@@ -125,14 +128,17 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     model = model_options.load_model()
     spec = InputSpec(_shape(model), model.input_mean, model.input_std, model_options.resize, model_options.max_side)
-    id_images = _select(options.id_inputs, spec, options, "ID")
-    ood_images = _select(options.ood_inputs, spec, options, "OOD") if options.ood_inputs else None
+    id_inputs = Inputs(options.id_inputs, options.data_root)
+    ood_inputs = Inputs(options.ood_inputs, options.data_root) if options.ood_inputs else None
+    _check_memory(spec.shape, [id_inputs, ood_inputs], options.limit, model_options.max_memory)
+    id_images = _select(id_inputs, spec, options, "ID")
+    ood_images = _select(ood_inputs, spec, options, "OOD") if ood_inputs is not None else None
     if ood_images is not None:
         check_disjoint(id_images, ood_images)
     id_tune, id_eval = split(id_images, options.holdout)
     ood_tune, ood_eval = split(ood_images, options.holdout) if ood_images is not None else (None, None)
 
-    batch = model_options.batch_size or DEFAULT_BATCH
+    batch = model_options.batch_size or memory.batch_for(model, spec.shape, model_options.max_memory)
     loader = _Loader(batch, options.progress)
     detector = Detector(model, input_std=spec.std, input_mean=spec.mean, input_shape=spec.shape,
                         temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
@@ -174,9 +180,20 @@ def _shape(model: Any) -> tuple[int, int, int]:
     return tuple(shape)
 
 
-def _select(arguments: tuple[str, ...], spec: InputSpec, options: FitOptions, label: str) -> Selection:
-    return select(Inputs(arguments, options.data_root), spec, options.limit, options.seed, options.workers,
-                  options.progress, label)
+def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int | None, budget: int) -> None:
+    """Refuse, before reading any image, inputs whose decoded images would take more than half of
+    ``budget`` (fit holds them all: :func:`odin_ood.memory.held_bytes`)."""
+    n = sum(len(s) if limit is None else min(limit, len(s)) for s in sides if s is not None)
+    need = memory.held_bytes(shape, n)
+    if need > budget // 2:
+        fits = budget // 2 // memory.held_bytes(shape, len([s for s in sides if s is not None]))
+        raise ValueError(f"fit holds its {n} images decoded: {need / 2**30:.2f} GiB at {'x'.join(map(str, shape))}, "
+                         f"over half of --max-memory ({budget / 2**30:.2f} GiB): pass --limit {max(1, fits)} or "
+                         f"--max-memory {math.ceil(2 * need / 2**30)}GiB")
+
+
+def _select(inputs: Inputs, spec: InputSpec, options: FitOptions, label: str) -> Selection:
+    return select(inputs, spec, options.limit, options.seed, options.workers, options.progress, label)
 
 
 def _part(images: Selection | None, count: int | None = None, what: str = "") -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from odin_ood.detector import check_batch_size
+from odin_ood.memory import DEFAULT_MAX_MEMORY, parse_bytes
 from odin_ood.preprocess import RESIZE_METHODS
 from odin_ood.devices import resolve_device
 
@@ -26,7 +27,8 @@ class ModelOptions:
     it takes where its source does not say (``input_shape`` (C, H, W), per-channel
     ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
     per forward (``batch_size``, None = the detector's or 128) and how images are read
-    (``resize``: a PIL filter or None to refuse other sizes; ``max_side``)."""
+    (``resize``: a PIL filter or None to refuse other sizes; ``max_side``); ``max_memory``: the bytes
+    that images in flight may take (:mod:`odin_ood.memory`)."""
 
     model: str
     weights: str | None = None
@@ -41,12 +43,15 @@ class ModelOptions:
     strip_prefixes: tuple[str, ...] = ()
     rename_keys: tuple[tuple[str, str], ...] = ()
     num_classes: int | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             check_batch_size(self.batch_size, "--batch-size")
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(f"--num-classes must be >= 2, got {self.num_classes}")
+        if self.max_memory < 1:
+            raise ValueError(f"--max-memory must be >= 1 byte, got {self.max_memory}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.max_side < 1:
@@ -58,7 +63,7 @@ class ModelOptions:
             model=str(args.model), weights=args.weights, num_classes=args.num_classes, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
             max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
-            rename_keys=tuple(args.rename_key),
+            rename_keys=tuple(args.rename_key), max_memory=args.max_memory,
         )
 
     def load_model(self, device: torch.device | None = None) -> nn.Module:
@@ -97,11 +102,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-std", type=floats_arg, default=None, metavar="S[,S,S]",
                         help="per-channel std the model's inputs are normalised with (pixels in [0, 1])")
     parser.add_argument("--device", default="auto", help="torch device; auto = cuda, else mps, else cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's; fit: 128)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per forward (default: the detector's; fit: what --max-memory allows, at most 128)")
     parser.add_argument("--resize", choices=sorted(RESIZE_METHODS), default=None,
                         help="resize images of another size with this PIL filter (default: refuse them)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--max-memory", type=bytes_arg, default=DEFAULT_MAX_MEMORY, metavar="BYTES",
+                        help="memory the images in flight may take, e.g. 512MiB or 4GiB (default 1GiB): sets the "
+                             "batch size (unless --batch-size) and the images held decoded at once")
+
+
+def bytes_arg(text: str) -> int:
+    """``1GiB``, ``512MiB``, ``2G`` or a plain number of bytes."""
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def key_rename(text: str) -> tuple[str, str]:

@@ -8,7 +8,8 @@ and ``error``. An image that cannot be decoded or does not fit the model gets a 
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
-so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs.
+so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs, and the
+chunk by a budget in bytes (:mod:`odin_ood.memory`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from odin_ood import memory
 from odin_ood.detector import Detector
 from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.engine import fixed_batch_outputs
@@ -66,10 +68,13 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
 
 
 def score_inputs(detector: Detector, spec: InputSpec, inputs: Inputs, writer: RowWriter,
-                 indices: Sequence[int] | None = None, chunk: int = 4096, workers: int = 4,
-                 progress: bool = True, label: str = "scoring") -> int:
+                 indices: Sequence[int] | None = None, chunk: int | None = None, workers: int = 4,
+                 progress: bool = True, label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY) -> int:
     """Score ``inputs[indices]`` (default: all) into ``writer``, after the ``writer.done`` rows
-    it already holds; returns the number of images scored now. Prints a throughput line."""
+    it already holds, ``chunk`` images at a time (None: as many as half of ``max_memory`` bytes
+    holds decoded, :func:`odin_ood.memory.chunk_for`); returns the number of images scored now.
+    Prints a throughput line."""
+    chunk = chunk or memory.chunk_for(spec.shape, max_memory, detector.batch_size)
     indices = range(len(inputs)) if indices is None else indices
     check_resume(writer, inputs, indices)
     todo = indices[writer.done:]
