@@ -44,6 +44,11 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
+def readable(n: int) -> str:
+    """``n`` bytes in MiB below 1 GiB, else GiB (``"10.0 MiB"``, ``"1.50 GiB"``)."""
+    return f"{n / 2**20:.1f} MiB" if n < 1 << 30 else f"{n / 2**30:.2f} GiB"
+
+
 def input_bytes(shape: Sequence[int]) -> int:
     """Bytes of one float32 model input of ``shape`` (C, H, W)."""
     return 4 * math.prod(int(s) for s in shape)

@@ -187,8 +187,8 @@ def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int
     need = memory.held_bytes(shape, n)
     if need > budget // 2:
         fits = budget // 2 // memory.held_bytes(shape, len([s for s in sides if s is not None]))
-        raise ValueError(f"fit holds its {n} images decoded: {need / 2**30:.2f} GiB at {'x'.join(map(str, shape))}, "
-                         f"over half of --max-memory ({budget / 2**30:.2f} GiB): pass --limit {max(1, fits)} or "
+        raise ValueError(f"fit holds its {n} images decoded: {memory.readable(need)} at {'x'.join(map(str, shape))}, "
+                         f"over half of --max-memory ({memory.readable(budget)}): pass --limit {max(1, fits)} or "
                          f"--max-memory {math.ceil(2 * need / 2**30)}GiB")
 
 
