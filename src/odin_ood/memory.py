@@ -56,16 +56,18 @@ def input_bytes(shape: Sequence[int]) -> int:
 
 def working_bytes(model: nn.Module, shape: Sequence[int]) -> int:
     """Bytes one image adds to a batch's ODIN forward/backward: what autograd saves for the input
-    gradient (each storage counted once), measured on ``PROBE_IMAGES`` zero images on the model's
+    gradient (each storage counted once, the model's own weights and buffers not), measured on ``PROBE_IMAGES`` zero images on the model's
     device, per image, plus its input, gradient and perturbed copy. A model whose autograd saves
     nothing visible to hooks (TorchScript) counts 16 inputs' worth of activations."""
     from odin_ood.scores import model_device, odin_outputs
 
     seen: dict[tuple[int, int], int] = {}
+    weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        if storage.data_ptr() not in weights:  # the weights are held anyway, whatever the batch
+            seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
         return t
 
     x = torch.zeros(PROBE_IMAGES, *shape, device=model_device(model, torch.device("cpu")))
