@@ -108,7 +108,7 @@ def load_model(suite: Suite, path: Path | None, device: str, num_classes: int | 
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"suite {suite.name!r}: model weights {path} not found (pass --weights PATH)")
     if path is None:
-        model = models.load(suite.model)
+        model = models.load(suite.model, num_classes=num_classes)
     elif suite.requires_weights_argument:
         model = models.load(path, num_classes=num_classes)
     else:

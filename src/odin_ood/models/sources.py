@@ -80,8 +80,8 @@ def load(
     if library is not None:
         if weights is None:
             raise ValueError(f"{text} needs weights=FILE (--weights): odin-ood never downloads weights")
-        state = map_keys(read_state_dict(weights), **mapping)
         model, metadata = build_library_model(*library, num_classes=num_classes)
+        state = map_keys(read_state_dict(weights), **mapping)
         found = head_classes(model, state)
         if found is not None and num_classes is not None:
             raise ValueError(f"{str(weights)!r} holds a {found}-class head but num_classes={num_classes} was asked: "
