@@ -75,8 +75,8 @@ def main() -> None:
         images = extract(args.data_root / TINY, args.score_images, tmp / "score")
         odin = [sys.executable, "-m", "odin_ood"]
         for size in args.sizes:
-            model = ["--model", args.model, "--weights", str(weights), "--input-size", f"3,{size},{size}",
-                     "--resize", "bilinear", "--threads", "1", "--max-memory", args.max_memory]
+            model = ["--model", args.model, "--weights", str(weights), "--input-size", f"3,{size},{size}", "--resize", "squash",
+                     "--threads", "1", "--max-memory", args.max_memory]
             det = tmp / f"det{size}"
             load = f"from odin_ood import models; models.load({args.model!r}, weights={str(weights)!r}, " \
                    f"input_shape=(3, {size}, {size}))"
@@ -100,7 +100,7 @@ def main() -> None:
         ctx, rows,
         note=f"Peak RSS (ru_maxrss of each child process), 1 thread, 1 decoding worker, load average "
              f"{ctx['load_average']:.1f} at the end. fit: {args.fit_images} Tiny ImageNet test JPEGs (ID) and "
-             f"{args.fit_images} CIFAR-10 test JPEGs (OOD), resized (bilinear), 2x2 grid; score: "
+             f"{args.fit_images} CIFAR-10 test JPEGs (OOD), squashed to the input size (--resize squash), 2x2 grid; score: "
              f"{args.score_images} Tiny ImageNet JPEGs. batch = what half the budget allows from the model's "
              "measured autograd working set, chunk = images held decoded. load = torch + the model, no image.")
 

@@ -54,7 +54,7 @@ def expected_names(spec: str, classes: int) -> tuple[str, ...] | None:
         return None
     if spec.startswith("torchvision:"):
         return tuple(torchvision.models.get_model_weights(spec.split(":")[1]).DEFAULT.meta["categories"])
-    return tuple(d.split(", ")[0] for d in timm.data.ImageNetInfo("imagenet-1k").label_descriptions())
+    return tuple(timm.data.ImageNetInfo("imagenet-1k").label_descriptions())
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def fitted(request, shared_data, images, tmp_path_factory):
     weights = root / "w.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, weights)
     torch.set_num_threads(2)
-    model_args = ["--model", spec, "--weights", str(weights), "--resize", "bilinear", "--threads", "2"]
+    model_args = ["--model", spec, "--weights", str(weights), "--threads", "2"]
     assert main(["fit", *model_args, "--id", str(shared_data / CIFAR), "--ood", str(shared_data / TINY),
                  "--limit", "24", "--out", str(root / "det"), "--quiet", "--workers", "2", *GRID]) == 0
     assert main(["score", *model_args, "--detector", str(root / "det"), str(images), "--output",
@@ -87,7 +87,7 @@ def fitted(request, shared_data, images, tmp_path_factory):
 
 
 def model_inputs(fitted, images) -> torch.Tensor:
-    options = ModelOptions(model=fitted["spec"], weights=str(fitted["weights"]), resize="bilinear")
+    options = ModelOptions(model=fitted["spec"], weights=str(fitted["weights"]))
     _, spec = load_detector(options, fitted["root"] / "det")
     inputs = Inputs([images])
     return torch.stack([image_tensor(inputs.load(i, spec), spec) for i in range(len(inputs))])

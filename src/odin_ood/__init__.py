@@ -5,7 +5,7 @@ paper's metrics in :mod:`odin_ood.metrics`, the (T, epsilon) search in :mod:`odi
 and the fitted detector in :mod:`odin_ood.detector`.
 """
 
-__version__ = "0.1.0"
+from odin_ood._version import __version__
 
 from odin_ood.detector import Detector  # noqa: E402
 from odin_ood.fingerprint import fingerprint  # noqa: E402

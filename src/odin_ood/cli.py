@@ -15,12 +15,12 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("odin_ood.demo", "run the whole ODIN pipeline offline on the shipped MNIST model and sample"),
-    "train": ("odin_ood.training.command", "train a network of the paper with its recipe (resumable)"),
+    "train": ("odin_ood.commands.train", "train a network of the paper with its recipe (resumable)"),
     "datasets": ("odin_ood.data.registry", "list the datasets that odin_ood.data.load knows"),
     "fit": ("odin_ood.commands.fit", "fit an ODIN detector for any classifier on image folders, zips or datasets"),
     "score": ("odin_ood.commands.score", "score image folders, zips or datasets into CSV/JSONL/Parquet (resumable)"),
     "serve": ("odin_ood.commands.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
-    "reproduce": ("odin_ood.experiments.command", "run a suite of the paper's experiments into an HTML report"),
+    "reproduce": ("odin_ood.commands.reproduce", "run a suite of the paper's experiments into an HTML report"),
 }
 
 

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_batch is not None and args.max_batch < 1:
         raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
     detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
-    max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.shape, args.max_memory))
+    max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.input_shape, args.max_memory))
     app = create_app(
         detector, spec, limits, api_key=key,
         max_batch=max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),

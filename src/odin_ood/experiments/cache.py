@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from odin_ood import __version__
+from odin_ood._version import __version__
 from odin_ood.data.cache import cache_folder
 
 

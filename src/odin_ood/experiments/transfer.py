@@ -30,8 +30,8 @@ def cross_dataset(exp: Experiment) -> dict[str, Any]:
     fpr, baseline = [], []
     for test in exp.oods:
         row = []
-        for tuned in exp.oods:
-            i, j = tuned(exp, tuned).index
+        for source in exp.oods:
+            i, j = tuned(exp, source).index
             row.append(fpr_at_tpr(exp.id_set.eval(i, j), test.eval(i, j)))
         fpr.append(row)
         baseline.append(fpr_at_tpr(exp.id_set.eval(i1, j0), test.eval(i1, j0)))

@@ -18,8 +18,10 @@ Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or saf
 keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
 comes back in eval mode on ``map_location`` with ``input_shape``,
 ``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
-arguments, else the library's metadata, else the model's own attributes; ``torchvision:`` and
-``timm:`` models also carry ``class_names`` (None when the library has none for their head). When the input shape is
+arguments, else the library's metadata, else the model's own attributes; torchvision and timm
+models also carry ``preprocessing`` (their evaluation transform, a
+:class:`~odin_ood.preprocess.Preprocessing`; :func:`odin_ood.preprocess.of_model` reads any model's)
+and ``class_names`` (the weights' categories, None when unknown or the head has another size). When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
 input size is a one-line ``ValueError`` at load time, not a failure in the middle of a run.
 """
@@ -39,7 +41,7 @@ from torch import nn
 
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
-from odin_ood.models.library import build_library_model, library_class_names, split_library_spec
+from odin_ood.models.library import build_library_model, split_library_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
 
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -89,9 +91,7 @@ def load(
         if found is not None:  # a fine-tuned head: the checkpoint says how many classes
             model, metadata = build_library_model(*library, num_classes=found)
         load_strict(model, state, source=f"{str(weights)!r}")
-        model = describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
-        model.class_names = library_class_names(*library, model)
-        return model
+        return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if packaging is not None:
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
             raise ValueError(f"{text} carries its own weights: drop weights= (--weights) and any key mapping")
@@ -162,9 +162,14 @@ def _from_factory(spec: str) -> nn.Module:
 def describe(model: nn.Module, source: str, map_location: str | torch.device = "cpu",
              metadata: dict[str, Any] | None = None, num_classes: int | None = None) -> nn.Module:
     """Set ``input_shape``/``input_mean``/``input_std`` from ``metadata`` (else keep the model's
-    own, else None), move to ``map_location``, eval mode, and probe the input shape when known:
-    ``num_classes`` becomes the width of the logits."""
+    own, else None) and ``preprocessing``/``class_names`` when it has them, move to
+    ``map_location``, eval mode, and probe the input shape when known: ``num_classes`` becomes
+    the width of the logits (and class names of another count are dropped)."""
     metadata = metadata or {}
+    if metadata.get("preprocessing") is not None:
+        model.preprocessing = metadata["preprocessing"]
+    if "class_names" in metadata:
+        model.class_names = metadata["class_names"]
     for key in ("input_shape", "input_mean", "input_std"):
         value = metadata.get(key, getattr(model, key, None))
         value = None if value is None else tuple((int if key == "input_shape" else float)(v) for v in value)
@@ -182,6 +187,9 @@ def describe(model: nn.Module, source: str, map_location: str | torch.device = "
         if num_classes is not None and num_classes != found:
             raise ValueError(f"num_classes={num_classes} requested but {source} gives {found} logits")
         model.num_classes = found
+        names = getattr(model, "class_names", None)
+        if names is not None and len(names) != found:
+            model.class_names = None
     elif num_classes is not None:
         model.num_classes = num_classes
     return model
