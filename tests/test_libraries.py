@@ -173,7 +173,9 @@ def test_images_the_transform_cannot_take_are_rows_or_one_line(capsys, tmp_path,
     (bad / "truncated.jpg").write_bytes(blob[:len(blob) // 2])
     (bad / "text.png").write_bytes(b"not an image at all")
     assert main(["score", *fitted["model_args"], "--detector", str(fitted["root"] / "det"), str(bad),
-                 "--output", str(tmp_path / "s.csv"), "--quiet"]) == 0
+                 "--output", str(tmp_path / "s.csv"), "--quiet"]) == 1  # rows written, none scored: status 1
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "none of the 2 images could be scored" in said, said
     rows = list(read_rows(tmp_path / "s.csv"))
     assert [r["predicted_class"] for r in rows] == [-1, -1] and all(r["is_out_of_distribution"] for r in rows)
     assert "text.png: not an image" in rows[0]["error"] and "truncated.jpg: cannot decode" in rows[1]["error"]
