@@ -37,12 +37,14 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser)
 
 
-def load_detector(options: ModelOptions, detector: str | os.PathLike,
-                  device: torch.device | None = None) -> tuple[Detector, Preprocessing]:
-    """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked)
-    with its preprocessing (:func:`preprocessing_for`) set, and that preprocessing."""
+def load_detector(options: ModelOptions, detector: str | os.PathLike, device: torch.device | None = None,
+                  optimize: bool = True) -> tuple[Detector, Preprocessing]:
+    """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked
+    on the weights as loaded) with its preprocessing (:func:`preprocessing_for`) set, and that
+    preprocessing. ``optimize``: score with batch norm folded and channels-last (``Detector.optimize``)."""
     model = options.load_model(device)
     fitted = Detector.load(os.fspath(detector), model)
+    fitted.optimize = optimize
     if options.batch_size is not None:
         fitted.batch_size = options.batch_size
     preprocessing = preprocessing_for(fitted, options)
