@@ -14,13 +14,17 @@ are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.j
 which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
 ``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
 splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
-A run is not resumable: scoring the grid is one pass, rerun it whole.
+A run is not resumable: scoring the grid is one pass, rerun it whole. Memory is bounded in bytes
+(:mod:`odin_ood.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
+unless ``--batch-size``; the detector keeps that batch size for ``score``), and since fit holds its
+images decoded, inputs that would take more than the other half are refused before any is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -30,6 +34,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from odin_ood._checks import NonFiniteScores
+from odin_ood import memory
 from odin_ood._version import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
@@ -44,7 +49,6 @@ from odin_ood.shared_search import DEFAULT_SEARCH, SEARCHES, grid_passes, planne
 from odin_ood.tuning import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
                              PAPER_TEMPERATURES, noise_ood_set)
 
-DEFAULT_BATCH = 128
 WITHOUT_OOD = {
     "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
@@ -79,7 +83,7 @@ class FitOptions:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
-                        help="in-distribution images (not used to train the model): folder, .zip or dataset[:split]")
+                        help="in-distribution images (not used to train the model): folder, .zip, image or IDX file, dataset[:split]")
     parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
                         help="out-of-distribution images to tune against (without them: see --ood-free)")
     parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")
@@ -133,14 +137,17 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     model = model_options.load_model()
     spec = model_preprocessing(model, model_options)
-    id_images = _select(options.id_inputs, spec, options, "ID")
-    ood_images = _select(options.ood_inputs, spec, options, "OOD") if options.ood_inputs else None
+    id_inputs = Inputs(options.id_inputs, options.data_root)
+    ood_inputs = Inputs(options.ood_inputs, options.data_root) if options.ood_inputs else None
+    _check_memory(spec.input_shape, [id_inputs, ood_inputs], options.limit, model_options.max_memory)
+    id_images = _select(id_inputs, spec, options, "ID")
+    ood_images = _select(ood_inputs, spec, options, "OOD") if ood_inputs is not None else None
     if ood_images is not None:
         check_disjoint(id_images, ood_images)
     id_tune, id_eval = split(id_images, options.holdout)
     ood_tune, ood_eval = split(ood_images, options.holdout) if ood_images is not None else (None, None)
 
-    batch = model_options.batch_size or DEFAULT_BATCH
+    batch = model_options.batch_size or memory.batch_for(model, spec.input_shape, model_options.max_memory)
     meter = _Meter(model, options.progress)
     detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
                         score=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
@@ -197,9 +204,20 @@ def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
     return replace(apply_flags(own, given, max_side=options.max_side), min_side=options.min_side)
 
 
-def _select(arguments: tuple[str, ...], spec: Preprocessing, options: FitOptions, label: str) -> Selection:
-    return select(Inputs(arguments, options.data_root), spec, options.limit, options.seed, options.workers,
-                  options.progress, label)
+def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int | None, budget: int) -> None:
+    """Refuse, before reading any image, inputs whose decoded images would take more than half of
+    ``budget`` (fit holds them all: :func:`odin_ood.memory.held_bytes`)."""
+    n = sum(len(s) if limit is None else min(limit, len(s)) for s in sides if s is not None)
+    need = memory.held_bytes(shape, n)
+    if need > budget // 2:
+        fits = budget // 2 // memory.held_bytes(shape, len([s for s in sides if s is not None]))
+        raise ValueError(f"fit holds its {n} images decoded: {memory.readable(need)} at {'x'.join(map(str, shape))}, "
+                         f"over half of --max-memory ({memory.readable(budget)}): pass --limit {max(1, fits)} or "
+                         f"--max-memory {math.ceil(2 * need / 2**30)}GiB")
+
+
+def _select(inputs: Inputs, spec: Preprocessing, options: FitOptions, label: str) -> Selection:
+    return select(inputs, spec, options.limit, options.seed, options.workers, options.progress, label)
 
 
 def _part(images: Selection | None, count: int | None = None, what: str = "the OOD inputs") -> dict[str, Any]:

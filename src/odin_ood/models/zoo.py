@@ -124,7 +124,8 @@ def load(
     found = _classes_in(name, state)
     if num_classes is not None and found is not None and num_classes != found:
         raise ValueError(
-            f"num_classes={num_classes} requested but {str(weights)!r} has a {found}-class classifier"
+            f"num_classes={num_classes} requested but {str(weights)!r} has a {found}-class classifier: "
+            f"pass --num-classes {found} (num_classes={found}) or leave it out"
         )
     model = build(name, num_classes if num_classes is not None else found)
     load_strict(model, state, source=f"{str(weights)!r}")

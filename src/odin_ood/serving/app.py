@@ -2,8 +2,9 @@
 
 * ``POST /v1/predict``: one or more images as ``multipart/form-data`` files (PNG, JPEG, ...) or
   JSON ``{"images": [{"base64": "<encoded image>"} | {"array": <(C, H, W) floats in [0, 1]>}]}``;
-  answers ``{"predictions": [{predicted_class, confidence, score, threshold,
-  is_out_of_distribution}, ...]}`` in request order.
+  answers ``{"predictions": [{predicted_class, class_name, confidence, score, threshold,
+  is_out_of_distribution}, ...]}`` in request order (``class_name``: None unless the model has
+  ``class_names``, see :mod:`odin_ood.models.classes`).
 * ``GET /v1/detector``: the fitted parameters and the model's fingerprint. ``GET /healthz``.
 * The OpenAPI schema is at ``/openapi.json`` (``X-API-Key`` declared in it). There is no
   ``/docs`` page: FastAPI's loads its scripts from a CDN, which fails offline and tells a third
@@ -35,7 +36,7 @@ import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,6 +52,7 @@ from torch import Tensor
 
 from odin_ood._version import __version__
 from odin_ood.detector import Detector
+from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.batcher import MicroBatcher
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.preprocess import InputError, Preprocessing, array_tensor, decode, image_tensor
@@ -78,6 +80,7 @@ class Limits:
 
 class Prediction(BaseModel):
     predicted_class: int
+    class_name: str | None = None
     confidence: float | None
     score: float | None
     threshold: float
@@ -114,6 +117,7 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     detector.batch_size = max_batch
     batcher = MicroBatcher(partial(fixed_batch_outputs, detector, pad=pad), max_batch, max_wait_ms)
     threshold = detector.threshold_
+    names = class_names(detector.model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -159,7 +163,7 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
                              "or application/json", 415)
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
-        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold) for i in range(len(x))]}
+        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names) for i in range(len(x))]}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
@@ -189,10 +193,10 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip(" \t").lower()
 
 
-def _prediction(row: dict[str, Any], threshold: float) -> dict[str, Any]:
+def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None) -> dict[str, Any]:
     """One image's answer; a score that is not finite is reported out-of-distribution, with the reason."""
     finite = math.isfinite(row["score"])
-    return {"predicted_class": row["predicted_class"],
+    return {"predicted_class": row["predicted_class"], "class_name": class_name(names, row["predicted_class"]),
             "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
             "score": row["score"] if finite else None, "threshold": threshold,
             "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
