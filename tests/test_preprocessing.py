@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from odin_ood.data.build import resize_images
-from odin_ood.preprocess import Preprocessing, decode, image_tensor
+from odin_ood.preprocess import InputError, Preprocessing, check_min_side, decode, image_tensor
 from odin_ood.resampling import INTERPOLATIONS
 
 
@@ -98,3 +98,14 @@ def test_for_input_shape_scales_the_resize_size_like_timms_crop_pct():
     p = Preprocessing((3, 224, 224), "resize-shorter-then-center-crop", "bicubic", 256)
     assert p.for_input_shape((3, 256, 256)).resize_size == math.floor(256 / 0.875) == 292
     assert Preprocessing((3, 8, 8), "squash").for_input_shape((3, 16, 12)).resize_size == (16, 12)
+
+
+@pytest.mark.parametrize("shape, smallest", [((1, 28, 28), 14), ((3, 32, 32), 16), ((3, 224, 224), 16), ((3, 384, 200), 16)])
+def test_default_min_side_is_half_the_model_side_capped_at_16(shape, smallest):
+    # a 1x1 picture is never upscaled into an input, but CIFAR/Tiny ImageNet pictures reach a 224-px network
+    spec = Preprocessing(input_shape=shape, resize="squash", interpolation="bilinear")
+    check_min_side((smallest, smallest), spec, "ok")  # accepted
+    for size in ((smallest - 1, smallest), (smallest, smallest - 1), (1, 1)):
+        with pytest.raises(InputError, match=f"at least {smallest}x{smallest}"):
+            check_min_side(size, spec, "small")
+    check_min_side((3, 3), Preprocessing(input_shape=shape, resize="squash", min_side=3), "flag")

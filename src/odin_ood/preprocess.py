@@ -75,7 +75,7 @@ class Preprocessing:
     ``floor(max(H, W) / 0.875)``; ``none``: None), per-channel ``mean``/``std`` of [0, 1] pixels
     (None = not normalised) and ``max_side``, the largest width or height read (a limit, not saved);
     ``min_side``, when resizing, the smallest width and height resized (None: half the input's,
-    rounded up, :func:`check_min_side`; a limit, not saved), so that a 1x1 picture is not
+    rounded up, at most 16, :func:`check_min_side`; a limit, not saved), so that a 1x1 picture is not
     upscaled into an input."""
 
     input_shape: tuple[int, int, int]
@@ -266,12 +266,19 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
     return image if (left, top, target) == (0, 0, (w, h)) else image.crop((left, top, left + w, top + h))
 
 
+# the default smallest side resized never exceeds this (a 16x16 picture, not a 1x1 one)
+MIN_SIDE_CAP = 16
+
+
 def check_min_side(size: tuple[int, int], spec: Preprocessing, label: str) -> None:
     """Refuse (422) an image to be resized whose width or height is below ``spec.min_side``
-    (default: half the model's width or height, rounded up): upscaling a few pixels makes up
-    an input the model never saw, which a softmax may well call in-distribution."""
+    (default: half the model's width or height, rounded up, but at most :data:`MIN_SIDE_CAP`
+    pixels, so that the 32-pixel CIFAR and 64-pixel Tiny ImageNet pictures users bring to a
+    224-pixel network still resize): upscaling a few pixels makes up an input the model never saw,
+    which a softmax may well call in-distribution."""
     _, h, w = spec.input_shape
-    low_w, low_h = (spec.min_side,) * 2 if spec.min_side is not None else (-(-w // 2), -(-h // 2))
+    low_w, low_h = ((spec.min_side,) * 2 if spec.min_side is not None
+                    else (min(-(-w // 2), MIN_SIDE_CAP), min(-(-h // 2), MIN_SIDE_CAP)))
     if size[0] < low_w or size[1] < low_h:
         raise InputError(f"{label}: image is {size[0]}x{size[1]}, too small to resize to the model's {w}x{h} "
                          f"(at least {low_w}x{low_h}; --min-side sets the smallest side accepted)")

@@ -125,7 +125,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "resize-shorter-then-center-crop, H,W for squash (default: the model's own)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
     parser.add_argument("--min-side", type=int, default=None, metavar="PIXELS",
-                        help="when resizing, smallest image width and height accepted (default: half the model's)")
+                        help="when resizing, smallest image width and height accepted (default: half the model's, "
+                             "at most 16)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--max-memory", type=bytes_arg, default=DEFAULT_MAX_MEMORY, metavar="BYTES",
                         help="memory the images in flight may take, e.g. 512MiB or 4GiB (default 1GiB): sets the "
