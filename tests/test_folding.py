@@ -177,6 +177,7 @@ def test_detector_refolds_after_the_weights_change():
     assert Detector(model)._scoring_model() == (model, False)  # the default scores the model as given
 
 
+@pytest.mark.libraries
 def test_torchvision_resnet_folds_every_batch_norm_including_the_downsampling_ones():
     torchvision = pytest.importorskip("torchvision")
     model = with_batch_statistics(torchvision.models.resnet18(num_classes=10)).double()
