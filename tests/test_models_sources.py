@@ -260,8 +260,8 @@ def test_torchvision_architecture_with_local_weights_and_its_metadata(tmp_path):
     assert model.input_shape == (3, 224, 224)
     assert model.input_mean == pytest.approx((0.485, 0.456, 0.406)) and model.num_classes == 10
     x = torch.rand(2, 3, 224, 224)
-    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, model.input_std),
-                       odin_scores(reference, x, 1000.0, 0.0014, model.input_std))
+    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False),
+                       odin_scores(reference, x, 1000.0, 0.0014, model.input_std, normalise=False))
 
 
 @pytest.mark.libraries
@@ -275,8 +275,8 @@ def test_timm_architecture_with_local_weights_and_its_metadata(tmp_path):
     config = timm.data.resolve_model_data_config(reference)
     assert model.input_shape == tuple(config["input_size"]) and model.input_std == pytest.approx(config["std"])
     x = torch.rand(2, *model.input_shape)
-    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, model.input_std),
-                       odin_scores(reference, x, 1000.0, 0.0014, model.input_std))
+    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False),
+                       odin_scores(reference, x, 1000.0, 0.0014, model.input_std, normalise=False))
 
 
 def test_library_spec_for_an_unknown_library_is_not_taken_for_a_factory():
