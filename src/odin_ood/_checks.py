@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -11,8 +13,24 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 
+_TRACING: ContextVar[bool] = ContextVar("odin_ood_tracing", default=False)
+
+
+@contextmanager
+def tracing() -> Iterator[None]:
+    """While a graph is traced (:mod:`odin_ood.export`), :func:`check_batch` checks shapes and
+    dtypes but not values: a traced tensor's values are not known, and reading them would bake
+    one batch's answer into the graph. The graph's caller checks its inputs."""
+    token = _TRACING.set(True)
+    try:
+        yield
+    finally:
+        _TRACING.reset(token)
+
+
 def check_batch(x: object, name: str = "x") -> Tensor:
-    """A non-empty floating batch of rank >= 2 (N, ...) with finite values."""
+    """A non-empty floating batch of rank >= 2 (N, ...) with finite values (values unchecked
+    while :func:`tracing`)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2:
@@ -21,7 +39,7 @@ def check_batch(x: object, name: str = "x") -> Tensor:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
+    if not _TRACING.get() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
@@ -95,6 +113,8 @@ def channel_view(
     s = torch.as_tensor(values, dtype=x.dtype, device=x.device).flatten()
     if s.numel() not in (1, x.shape[1]):
         raise ValueError(f"{name} has {s.numel()} values but the input has {x.shape[1]} channels (shape {tuple(x.shape)})")
+    if _TRACING.get():  # the values are the detector's, checked when it was fitted or loaded
+        return s.view(1, -1, *([1] * (x.ndim - 2)))
     if not bool(torch.isfinite(s).all()) or (positive and bool((s <= 0).any())):
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {s.tolist()}")
     return s.view(1, -1, *([1] * (x.ndim - 2)))

@@ -1,0 +1,129 @@
+"""A fitted detector as one ONNX graph: [0, 1] pixels in, the gate's four outputs out.
+
+    pixels (B, C, H, W) float32 in [0, 1]
+      -> x = (pixels - input_mean) / input_std                    the model's input
+      -> logits = f(x); the detector's score at its (T, epsilon)   e.g. ODIN, paper eq. 1-2:
+         x~ = x - epsilon * sign(grad_x CE(f(x)/T, yhat)) / std,   score = max softmax(f(x~)/T)
+      -> predicted_class (int64), confidence = max softmax(f(x)), score,
+         is_out_of_distribution = not (score > threshold)          (bool; NaN fails closed)
+
+The graph is the library's own scoring code traced once (``make_fx`` with ``tracing_mode="real"``,
+core ATen decompositions and the rules of :mod:`odin_ood.export.rules`), so it holds exactly
+the operators eager scoring runs, autograd's input-only backward included, then written by
+``torch.onnx.export``. The batch size B is fixed (a traced graph's shapes are concrete):
+odin-ood's runtimes pad the last batch with zeros, as eager scoring does, so every image's
+result is independent of its neighbours. Resizing and decoding stay outside: a caller feeds
+images already at the model's size, as floats in [0, 1].
+
+:func:`cached_onnx` exports once per detector (its JSON, which holds the weights'
+fingerprint), normalisation, input shape and batch size, under ``$ODIN_OOD_CACHE/export``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from odin_ood import __version__
+from odin_ood._checks import tracing
+from odin_ood.detector import Detector, gate_outputs
+from odin_ood.export.rules import check_exportable, decompositions
+from odin_ood.score_choice import score_outputs
+from odin_ood.serving.preprocess import InputSpec, normalise
+
+INPUT_NAME = "pixels"
+OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
+OPSET = 18
+
+
+class Gate(nn.Module):
+    """The detector's decision from [0, 1] pixels (module docstring), as eager scoring computes it."""
+
+    def __init__(self, detector: Detector, spec: InputSpec) -> None:
+        super().__init__()
+        self.detector, self.spec = detector, spec
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        d = self.detector
+        logits, score = score_outputs(d.model, normalise(pixels, self.spec), d.score_name, d.temperature_,
+                                      d.epsilon_, d.std_, d.clamp)
+        out = gate_outputs(logits, score, d.threshold_)
+        return tuple(out[k] for k in OUTPUT_NAMES)
+
+
+def trace(detector: Detector, spec: InputSpec, batch_size: int) -> torch.fx.GraphModule:
+    """The gate's joint graph (both forwards and the input-only backward) for batches of
+    ``batch_size``, in core ATen operators; :class:`~odin_ood.export.rules.UnsupportedOperator`
+    names an operator no rule covers."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gate = Gate(detector, spec)
+    device = next(iter(detector.model.parameters()), torch.empty(0)).device
+    example = torch.full((batch_size, *spec.shape), 0.5, device=device)
+    with tracing():
+        graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="real")(example)
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    check_exportable(graph)
+    return graph
+
+
+def export_onnx(detector: Detector, spec: InputSpec, batch_size: int, path: str | os.PathLike) -> Path:
+    """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside)."""
+    graph = trace(detector, spec, batch_size)
+    example = torch.full((batch_size, *spec.shape), 0.5)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on a module it sees as in training mode
+        program = torch.onnx.export(graph.cpu(), (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=list(OUTPUT_NAMES), opset_version=OPSET, optimize=True,
+                                    verbose=False, external_data=False)
+    tmp = Path(tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")[1])
+    try:
+        program.save(str(tmp), external_data=False)
+        _stamp(tmp, detector, spec, batch_size)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def export_key(detector: Detector, spec: InputSpec, batch_size: int) -> str:
+    """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
+    threshold, score, normalisation and the weights' fingerprint; the input shape and
+    normalisation; the batch size; odin-ood's and torch's versions)."""
+    from odin_ood.data.cache import cache_key
+
+    return cache_key(f"odin-gate-b{batch_size}", {
+        "detector": detector.to_dict(), "shape": list(spec.shape), "mean": spec.mean, "std": spec.std,
+        "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET})
+
+
+def cached_onnx(detector: Detector, spec: InputSpec, batch_size: int, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The gate's ONNX file from ``cache_dir`` (default ``$ODIN_OOD_CACHE/export``), exported
+    there first if this detector, input and batch size have none yet."""
+    from odin_ood.data.cache import cache_folder
+
+    folder = Path(cache_dir) if cache_dir is not None else cache_folder() / "export"
+    path = folder / f"{export_key(detector, spec, batch_size)}.onnx"
+    return path if path.is_file() else export_onnx(detector, spec, batch_size, path)
+
+
+def _stamp(path: Path, detector: Detector, spec: InputSpec, batch_size: int) -> None:
+    """Record in the file's metadata what it computes (the detector's JSON and the input)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.shape)),
+               "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
+               "odin_ood.batch_size": str(batch_size), "odin_ood.version": __version__}
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
