@@ -5,6 +5,10 @@ One path shared by ``odin-ood score`` and ``odin-ood serve``:
     bytes --decode--> PIL image --convert/resize--> uint8 (H, W, C) --> float (C, H, W) in [0, 1]
           --> (x - input_mean) / input_std  (the normalised input the model takes)
 
+``image_pixels``/``array_pixels`` stop at [0, 1] pixels, what a scoring runtime takes
+(:mod:`odin_ood.runtimes`: the exported graph normalises inside); ``image_tensor``/``array_tensor``
+go on to the model's input with :func:`normalise`.
+
 Images of more than 8 bits are scaled by their mode's range, never clipped: 16-bit grey
 (``I;16``) divides by 65535, so a 16-bit copy of an 8-bit picture (values v * 257) gives
 exactly the same input; 32-bit float (``F``) must already lie in [0, 1]; 32-bit integer (``I``)
@@ -97,17 +101,23 @@ def decode(blob: bytes, spec: InputSpec, label: str = "image") -> Image.Image:
 
 def image_tensor(image: Image.Image | np.ndarray, spec: InputSpec, label: str = "image") -> Tensor:
     """A decoded image (PIL, or uint8 (H, W) / (H, W, C)) as the model's input (C, H, W)."""
+    return normalise(image_pixels(image, spec, label), spec)
+
+
+def image_pixels(image: Image.Image | np.ndarray, spec: InputSpec, label: str = "image") -> Tensor:
+    """A decoded image as (C, H, W) float32 pixels in [0, 1] at the model's size: the input of a
+    scoring runtime (:mod:`odin_ood.runtimes`), which normalises it as :func:`normalise` does."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise InputError(f"{label}: expected a uint8 (H, W[, C]) array, got {image.dtype} {image.shape}")
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     c, h, w = spec.shape
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        return normalise(_wide_grey(image, spec, label).expand(c, h, w).clone(), spec)
+        return _wide_grey(image, spec, label).expand(c, h, w).clone()
     image = image.convert("L" if c == 1 else "RGB")
     image = _sized(image, spec, label)
     pixels = np.asarray(image, dtype=np.uint8).reshape(h, w, c)
-    return normalise(torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0), spec)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0)
 
 
 def _wide_grey(image: Image.Image, spec: InputSpec, label: str) -> Tensor:
@@ -145,6 +155,11 @@ def _check_size(size: tuple[int, int], spec: InputSpec, label: str) -> None:
 
 def array_tensor(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
     """A nested float array of shape (C, H, W) with pixel values in [0, 1] as the model's input."""
+    return normalise(array_pixels(values, spec, label), spec)
+
+
+def array_pixels(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
+    """A nested float array of shape (C, H, W), checked to hold pixel values in [0, 1], as float32."""
     try:
         a = np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
@@ -155,13 +170,14 @@ def array_tensor(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
         raise InputError(f"{label}: array contains NaN or infinite values")
     if a.min() < 0.0 or a.max() > 1.0:
         raise InputError(f"{label}: pixel values must lie in [0, 1], got [{a.min():g}, {a.max():g}]")
-    return normalise(torch.from_numpy(a), spec)
+    return torch.from_numpy(a)
 
 
 def normalise(x: Tensor, spec: InputSpec) -> Tensor:
-    """(x - mean) / std per channel, x (C, H, W); a missing mean or std is skipped."""
+    """(x - mean) / std per channel, x (C, H, W) or a batch (N, C, H, W); a missing mean or std is
+    skipped. Elementwise, so a batch normalises bit for bit as its images one by one."""
     if spec.mean is not None:
-        x = x - torch.tensor(spec.mean, dtype=x.dtype).view(-1, 1, 1)
+        x = x - torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     if spec.std is not None:
-        x = x / torch.tensor(spec.std, dtype=x.dtype).view(-1, 1, 1)
+        x = x / torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return x

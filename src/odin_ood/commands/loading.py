@@ -13,11 +13,18 @@ from odin_ood.detector import Detector
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.options import add_model_arguments as add_options
 from odin_ood.preprocess import InputSpec
+from odin_ood.runtimes import RUNTIMES, Runtime, load_runtime
+
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``score`` and ``serve``: which detector, and :class:`ModelOptions`."""
+    """The options shared by ``score`` and ``serve``: which detector, :class:`ModelOptions` and
+    the scoring runtime."""
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
     add_options(parser)
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
+                        help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
+                             "openvino (optional packages; exported once per detector and batch size, cached under "
+                             "$ODIN_OOD_CACHE/export)")
 
 
 def load_detector(options: ModelOptions, detector: str | os.PathLike,
@@ -29,6 +36,14 @@ def load_detector(options: ModelOptions, detector: str | os.PathLike,
     if options.batch_size is not None:
         fitted.batch_size = options.batch_size
     return fitted, input_spec(fitted, resize=options.resize, max_side=options.max_side)
+
+
+def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch",
+                device: torch.device | None = None) -> tuple[Runtime, InputSpec]:
+    """:func:`load_detector`, then the detector on the runtime called ``runtime``
+    (:func:`odin_ood.runtimes.load_runtime`, with ``options.threads``)."""
+    fitted, spec = load_detector(options, detector, device)
+    return load_runtime(runtime, fitted, spec, threads=options.threads), spec
 
 
 def input_spec(detector: Detector, resize: str | None = None, max_side: int = 4096) -> InputSpec:

@@ -22,21 +22,22 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from odin_ood.detector import Detector
+from odin_ood.runtimes import Runtime
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import InputError, InputSpec, image_tensor
+from odin_ood.preprocess import InputError, InputSpec, image_pixels
 from odin_ood.commands.writers import Row, RowWriter
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 
 
-def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Sequence[int],
+def score_rows(runtime: Runtime, spec: InputSpec, inputs: Inputs, indices: Sequence[int],
                pool: ThreadPoolExecutor | None = None) -> list[Row]:
-    """Rows for ``inputs[indices]``: decoded in ``pool`` (threads), scored in fixed-size batches."""
+    """Rows for ``inputs[indices]``: decoded in ``pool`` (threads), scored on ``runtime`` in
+    fixed-size batches."""
     def prepare(i: int) -> Tensor | str:
         try:
-            return image_tensor(inputs.load(i, spec), spec, inputs.source(i))
+            return image_pixels(inputs.load(i, spec), spec, inputs.source(i))
         except InputError as exc:
             return str(exc)
 
@@ -44,7 +45,7 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
     good = [k for k, p in enumerate(prepared) if isinstance(p, Tensor)]
     values: dict[str, list] = {}
     if good:
-        out = fixed_batch_outputs(detector, torch.stack([prepared[k] for k in good]))
+        out = fixed_batch_outputs(runtime, torch.stack([prepared[k] for k in good]))
         values = {key: t.tolist() for key, t in out.items()}
     rows = []
     position = {k: j for j, k in enumerate(good)}
@@ -61,7 +62,7 @@ def score_rows(detector: Detector, spec: InputSpec, inputs: Inputs, indices: Seq
     return rows
 
 
-def score_inputs(detector: Detector, spec: InputSpec, inputs: Inputs, writer: RowWriter,
+def score_inputs(runtime: Runtime, spec: InputSpec, inputs: Inputs, writer: RowWriter,
                  indices: Sequence[int] | None = None, chunk: int = 4096, workers: int = 4,
                  progress: bool = True, label: str = "scoring") -> int:
     """Score ``inputs[indices]`` (default: all) into ``writer``, after the ``writer.done`` rows
@@ -75,7 +76,7 @@ def score_inputs(detector: Detector, spec: InputSpec, inputs: Inputs, writer: Ro
     ) as bar:
         for s in range(0, len(todo), chunk):
             ids = todo[s:s + chunk]
-            writer.write(score_rows(detector, spec, inputs, ids, pool))
+            writer.write(score_rows(runtime, spec, inputs, ids, pool))
             bar.update(len(ids))
     seconds = time.perf_counter() - start
     if progress:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from odin_ood.commands import distributed
-from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
+from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.rows import score_inputs
@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
                          "or every process would score everything")
     writer = RowWriter(output, fmt, resume=args.resume)
-    detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
+    runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
     inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
-    score_inputs(detector, spec, inputs, writer, None, args.chunk, args.workers, progress=not args.quiet)
+    score_inputs(runtime, spec, inputs, writer, None, args.chunk, args.workers, progress=not args.quiet)
     writer.finish()
     if not args.quiet:
         print(f"odin-ood score: {writer.done} rows in {output}", file=sys.stderr)

@@ -34,8 +34,8 @@ from odin_ood import __version__
 from odin_ood._checks import tracing
 from odin_ood.detector import Detector, gate_outputs
 from odin_ood.export.rules import check_exportable, decompositions
-from odin_ood.score_choice import score_outputs
-from odin_ood.serving.preprocess import InputSpec, normalise
+from odin_ood.score_family import score_outputs
+from odin_ood.preprocess import InputSpec, normalise
 
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")

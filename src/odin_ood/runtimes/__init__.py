@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.serving.preprocess import InputSpec
+from odin_ood.preprocess import InputSpec
 
 # name -> "module:class"; the module is imported when the name is asked for
 RUNTIMES: dict[str, str] = {

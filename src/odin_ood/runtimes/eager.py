@@ -7,7 +7,7 @@ import os
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.serving.preprocess import InputSpec, normalise
+from odin_ood.preprocess import InputSpec, normalise
 
 
 class EagerRuntime:
