@@ -21,6 +21,7 @@ fingerprint), normalisation, input shape and batch size, under ``$ODIN_OOD_CACHE
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -76,6 +77,9 @@ def trace(detector: Detector, spec: InputSpec, batch_size: int) -> torch.fx.Grap
 
 def export_onnx(detector: Detector, spec: InputSpec, batch_size: int, path: str | os.PathLike) -> Path:
     """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside)."""
+    for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
     graph = trace(detector, spec, batch_size)
     example = torch.full((batch_size, *spec.shape), 0.5)
     target = Path(path)

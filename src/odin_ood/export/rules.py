@@ -15,8 +15,8 @@ operators; three have no decomposition and no ONNX operator, and get one here:
 * ``max_pool2d_with_indices_backward`` -> each output gradient added at the position its
   maximum came from (a scatter-add over the recorded indices).
 
-:func:`check_exportable` refuses a traced graph holding an operator that still has no
-exporter rule, with one error naming it.
+:func:`check_exportable` refuses a traced graph holding an operator that ONNX cannot express,
+with one error naming it (before the exporter's own, longer failure).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class UnsupportedOperator(ValueError):
 
 def _input_grad_only(output_mask: Sequence[bool], op: str) -> None:
     if len(output_mask) > 1 and any(output_mask[1:]):
-        raise UnsupportedOperator(f"{op} was asked for a weight or bias gradient: scoring needs the input "
-                                  "gradient only (are the model's parameters frozen?)")
+        raise UnsupportedOperator(f"{op} was asked for a weight or bias gradient, which the export rule does not "
+                                  "cover (scoring needs the input gradient only): score it with --runtime torch")
 
 
 def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bias_sizes, stride, padding, dilation,
@@ -44,7 +44,8 @@ def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bia
     """(dL/dx, None, None) of a (non-transposed) N-d convolution, as a transposed convolution."""
     _input_grad_only(output_mask, "aten.convolution_backward")
     if transposed:
-        raise UnsupportedOperator("aten.convolution_backward of a transposed convolution has no export rule")
+        raise UnsupportedOperator("the model's gradient uses aten.convolution_backward of a transposed convolution, "
+                                  "which no export rule covers: score it with --runtime torch")
     if not output_mask[0]:
         return None, None, None
     k = weight.shape[2:]
@@ -65,8 +66,9 @@ def avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size, stride,
     sh, sw = (stride * 2)[:2] if len(stride) == 1 else stride
     ph, pw = (padding * 2)[:2] if len(padding) == 1 else padding
     if ceil_mode or divisor_override or (not count_include_pad and (ph or pw)):
-        raise UnsupportedOperator("aten.avg_pool2d_backward with ceil_mode, divisor_override or count_include_pad=False "
-                                  "and padding has no export rule")
+        raise UnsupportedOperator("the model's gradient uses aten.avg_pool2d_backward with ceil_mode, divisor_override "
+                                  "or count_include_pad=False and padding, which no export rule covers: score it "
+                                  "with --runtime torch")
     c = input.shape[1]
     kernel = grad_output.new_full((c, 1, kh, kw), 1.0 / (kh * kw))
     restore = [input.shape[2] - ((grad_output.shape[2] - 1) * sh - 2 * ph + kh),
@@ -100,12 +102,17 @@ def decompositions() -> dict:
     return table
 
 
-# backward operators that remain in a traced graph when no rule covers them
 def check_exportable(graph: torch.fx.GraphModule) -> None:
-    """Raise :class:`UnsupportedOperator` naming the first operator of ``graph`` that is a
-    backward (``*_backward``) operator: one the ONNX exporters have no rule for."""
+    """Raise :class:`UnsupportedOperator` naming the first ATen operator of ``graph`` that
+    ``torch.onnx`` has no translation for (typically the backward of a layer no rule covers)."""
+    from torch._decomp import decomposition_table
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    registry = ONNXRegistry.from_torchlib()
     for node in graph.graph.nodes:
-        if node.op == "call_function" and "backward" in str(node.target):
-            raise UnsupportedOperator(
-                f"the model uses {node.target}, which odin-ood cannot export (no decomposition rule for its "
-                "input gradient): score it with --runtime torch")
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            # the exporter translates registered operators and decomposes those torch has a rule for
+            if not registry.is_registered(node.target) and node.target not in decomposition_table:
+                raise UnsupportedOperator(
+                    f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
+                    "odin-ood export rule: score it with --runtime torch")
