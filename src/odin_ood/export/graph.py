@@ -21,6 +21,7 @@ fingerprint), normalisation, input shape and batch size, under ``$ODIN_OOD_CACHE
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -36,6 +37,7 @@ from odin_ood._checks import tracing
 from odin_ood.detector import Detector, gate_outputs
 from odin_ood.export.rules import check_exportable, decompositions
 from odin_ood.score_family import score_outputs
+from odin_ood.scores import model_device
 from odin_ood.preprocess import InputSpec, normalise
 
 INPUT_NAME = "pixels"
@@ -65,8 +67,7 @@ def trace(detector: Detector, spec: InputSpec, batch_size: int) -> torch.fx.Grap
     from torch.fx.experimental.proxy_tensor import make_fx
 
     gate = Gate(detector, spec)
-    device = next(iter(detector.model.parameters()), torch.empty(0)).device
-    example = torch.full((batch_size, *spec.shape), 0.5, device=device)
+    example = torch.full((batch_size, *spec.shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
     with tracing():
         graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="real")(example)
     graph.graph.eliminate_dead_code()
@@ -80,13 +81,13 @@ def export_onnx(detector: Detector, spec: InputSpec, batch_size: int, path: str 
     for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
         if importlib.util.find_spec(package) is None:
             raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
-    graph = trace(detector, spec, batch_size)
+    graph = trace(_on_cpu(detector), spec, batch_size)
     example = torch.full((batch_size, *spec.shape), 0.5)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on a module it sees as in training mode
-        program = torch.onnx.export(graph.cpu(), (example,), dynamo=True, input_names=[INPUT_NAME],
+        program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=list(OUTPUT_NAMES), opset_version=OPSET, optimize=True,
                                     verbose=False, external_data=False)
     tmp = Path(tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")[1])
@@ -118,6 +119,15 @@ def cached_onnx(detector: Detector, spec: InputSpec, batch_size: int, cache_dir:
     folder = Path(cache_dir) if cache_dir is not None else cache_folder() / "export"
     path = folder / f"{export_key(detector, spec, batch_size)}.onnx"
     return path if path.is_file() else export_onnx(detector, spec, batch_size, path)
+
+
+def _on_cpu(detector: Detector) -> Detector:
+    """``detector`` with its model on the CPU (a copy when it is elsewhere): the file is device-free."""
+    if model_device(detector.model, torch.device("cpu")).type == "cpu":
+        return detector
+    moved = copy.copy(detector)
+    moved.model = copy.deepcopy(detector.model).cpu()
+    return moved
 
 
 def _stamp(path: Path, detector: Detector, spec: InputSpec, batch_size: int) -> None:
