@@ -4,7 +4,7 @@ runtime has.
 Tracing the joint graph (forward, input gradient, sign step, second forward) with ``make_fx``
 records the backward operators autograd calls. Core ATen decompositions rewrite most of them
 (``threshold_backward``, ``native_batch_norm_backward``, ...) into elementwise and matrix
-operators; three have no decomposition and no ONNX operator, and get one here:
+operators; four have no decomposition and no ONNX operator, and get one here:
 
 * ``convolution_backward`` -> the input gradient only, as a transposed convolution with the same
   weight: dL/dx = conv_transpose(dL/dy, W) with the stride, padding, dilation and groups of the
@@ -13,7 +13,9 @@ operators; three have no decomposition and no ONNX operator, and get one here:
 * ``avg_pool2d_backward`` -> each output gradient spread evenly over its window, a transposed
   convolution with a constant kernel 1/(kh*kw) per channel (``groups = C``);
 * ``max_pool2d_with_indices_backward`` -> each output gradient added at the position its
-  maximum came from (a scatter-add over the recorded indices).
+  maximum came from (a scatter-add over the recorded indices);
+* ``_scaled_dot_product_flash_attention_for_cpu_backward`` (a ViT's attention) -> the softmax
+  attention backward in matrix products.
 
 :func:`check_exportable` refuses a traced graph holding an operator that ONNX cannot express,
 with one error naming it (before the exporter's own, longer failure).
@@ -86,7 +88,30 @@ def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_
     return flat.reshape(input.shape)
 
 
+def attention_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor,
+                       dropout_p: float, is_causal: bool, *, attn_mask: Tensor | None = None,
+                       scale: float | None = None):
+    """(dL/dq, dL/dk, dL/dv) of softmax attention O = P V, P = softmax(q k^T * scale + mask),
+    recomputing P: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dq = dS k * scale,
+    dk = dS^T q * scale (CPU flash attention's backward, written in matrix products)."""
+    if dropout_p:
+        raise UnsupportedOperator("the model's gradient uses attention with dropout, which no export rule covers: "
+                                  "put the model in eval mode, or score it with --runtime torch")
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    logits = query @ key.transpose(-2, -1) * scale
+    if is_causal:
+        keep = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
+        logits = logits.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        logits = logits.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else logits + attn_mask
+    p = torch.softmax(logits, dim=-1)
+    grad_p = grad_out @ value.transpose(-2, -1)
+    grad_s = p * (grad_p - (grad_out * out).sum(dim=-1, keepdim=True))
+    return grad_s @ key * scale, grad_s.transpose(-2, -1) @ query * scale, p.transpose(-2, -1) @ grad_out
+
+
 RULES: dict[torch._ops.OpOverload, Callable] = {
+    aten._scaled_dot_product_flash_attention_for_cpu_backward.default: attention_backward,
     aten.convolution_backward.default: convolution_backward,
     aten.avg_pool2d_backward.default: avg_pool2d_backward,
     aten.max_pool2d_with_indices_backward.default: max_pool2d_with_indices_backward,
