@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from odin_ood import __version__
+from odin_ood._version import __version__
 from odin_ood._checks import tracing
 from odin_ood.detector import Detector, gate_outputs
 from odin_ood.export.rules import check_exportable, decompositions
