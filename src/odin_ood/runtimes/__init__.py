@@ -24,11 +24,13 @@ import importlib
 import os
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
 from odin_ood.preprocess import InputSpec
+from odin_ood.scores import model_device
 
 # name -> "module:class"; the module is imported when the name is asked for
 RUNTIMES: dict[str, str] = {
@@ -77,14 +79,16 @@ class GraphRuntime:
         from odin_ood.export import cached_onnx
 
         self.batch_size = detector.batch_size
-        self.device = _device(detector)
+        self.device = model_device(detector.model, torch.device("cpu"))
         self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
         self._open(self.path, threads)
 
     def _open(self, path: os.PathLike, threads: int | None) -> None:
+        """Load the ONNX file at ``path`` for ``threads`` CPU threads (None: the runtime's default)."""
         raise NotImplementedError
 
-    def _run(self, pixels):
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs, in :data:`odin_ood.export.graph.OUTPUT_NAMES` order, for one batch."""
         raise NotImplementedError
 
     def outputs(self, pixels: Tensor) -> dict[str, Tensor]:
@@ -95,16 +99,4 @@ class GraphRuntime:
             raise ValueError(f"the {self.name} runtime takes batches of a multiple of {b} rows, got {len(pixels)}")
         x = pixels.detach().to("cpu", torch.float32).contiguous().numpy()
         parts = [self._run(x[s:s + b]) for s in range(0, len(x), b)]
-        return {k: torch.from_numpy(_concat([p[i] for p in parts])) for i, k in enumerate(OUTPUT_NAMES)}
-
-
-def _concat(arrays):
-    import numpy as np
-
-    return np.ascontiguousarray(np.concatenate(arrays))
-
-
-def _device(detector: Detector) -> torch.device:
-    from odin_ood.scores import model_device
-
-    return model_device(detector.model, torch.device("cpu"))
+        return {k: torch.from_numpy(np.concatenate([p[i] for p in parts])) for i, k in enumerate(OUTPUT_NAMES)}
