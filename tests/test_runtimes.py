@@ -1,6 +1,7 @@
 """The gate exported as one ONNX graph and run on ONNX Runtime and OpenVINO gives eager torch's
 outputs on real images: scores within 1e-5, the same classes and the same decisions (zoo networks:
-the shipped MNIST LeNet on MNIST vs notMNIST, ResNet-20 on CIFAR-10 vs TinyImageNet (crop));
+the shipped MNIST LeNet on MNIST vs notMNIST, ResNet-20 and (slow) DenseNet-BC-100 on CIFAR-10 vs
+TinyImageNet (crop));
 every score family exports; an operator without a rule is one error naming it."""
 
 from __future__ import annotations
@@ -86,9 +87,14 @@ def test_every_score_family_exports_with_the_eager_gate(mnist, score, tmp_path):
     assert_same_gate(got, fixed_batch_outputs(EagerRuntime(det, spec), x))
 
 
-@pytest.fixture(scope="module")
-def resnet20_odin(shared_data, tmp_path_factory):
-    model = models.load("resnet20", weights=shared_data / "models" / "resnet20-cifar10.th")
+CIFAR_NETWORKS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
+
+
+@pytest.fixture(scope="module", params=["resnet20", pytest.param("densenet-bc-100", marks=pytest.mark.slow)])
+def cifar_odin(request, shared_data, tmp_path_factory):
+    """A CIFAR-10 network of the zoo with ODIN at T = 1000, epsilon = 0.0014 (DenseNet-BC-100's
+    export takes minutes: slow)."""
+    model = models.load(request.param, weights=shared_data / "models" / CIFAR_NETWORKS[request.param])
     cifar = data.load("cifar10-lossless-1000", root=shared_data)
     crop = data.load("tinyimagenet-crop", root=shared_data)
     det = fitted(model, pixels(cifar, slice(0, 200)), pixels(crop, slice(0, 200)), 64,
@@ -98,8 +104,8 @@ def resnet20_odin(shared_data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", GRAPH_RUNTIMES)
-def test_exported_resnet20_odin_gate_equals_eager_on_cifar10_and_tinyimagenet_crop(resnet20_odin, name):
-    det, x, cache = resnet20_odin
+def test_exported_cifar_odin_gate_equals_eager_on_cifar10_and_tinyimagenet_crop(cifar_odin, name):
+    det, x, cache = cifar_odin
     spec = spec_of(det.model)
     got = fixed_batch_outputs(load_runtime(name, det, spec, threads=1, cache_dir=cache), x)
     assert_same_gate(got, fixed_batch_outputs(EagerRuntime(det, spec), x))
