@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from odin_ood import Detector, data, models  # noqa: E402
-from odin_ood.preprocess import InputSpec, normalise  # noqa: E402
+from odin_ood.preprocess import Preprocessing, normalise  # noqa: E402
 from odin_ood.runtimes import load_runtime  # noqa: E402
 from odin_ood.runtimes.eager import EagerRuntime  # noqa: E402
 from odin_ood.serving.engine import fixed_batch_outputs  # noqa: E402
@@ -36,7 +36,7 @@ PROVIDERS = {"onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider
              "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-def make_runtime(name: str, det: Detector, spec: InputSpec, threads: int | None):
+def make_runtime(name: str, det: Detector, spec: Preprocessing, threads: int | None):
     """The runtime called ``name``: a name of :data:`odin_ood.runtimes.RUNTIMES`, ``torch-compile``
     (eager scoring of ``torch.compile(model)``) or ONNX Runtime with the providers of :data:`PROVIDERS`."""
     if name == "torch-compile":
@@ -54,7 +54,7 @@ def make_runtime(name: str, det: Detector, spec: InputSpec, threads: int | None)
 def bench_network(name: str, args, device: torch.device) -> list[dict]:
     root = Path(args.data_root)
     model = models.load(name, weights=Path(args.weights_dir or root / "models") / WEIGHTS[name], map_location=device)
-    spec = InputSpec(tuple(model.input_shape), tuple(model.input_mean), tuple(model.input_std))
+    spec = Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
     cifar = data.load("cifar10-lossless-1000", root=root).images.float() / 255.0
     crop = data.load("tinyimagenet-crop", root=root).images.float() / 255.0
     half = args.images // 2

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from odin_ood import data, models, training
+from odin_ood.devices import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## CIFAR-10 (JPEG) training on one device: scripts/gpu_train_cifar.py"
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     args = p.parse_args(argv)
 
-    device = training.resolve_device(args.device)
+    device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     train_set = data.load("cifar10-jpeg", root=args.root, split="train")
     test_set = data.load("cifar10-jpeg", root=args.root, split="test")

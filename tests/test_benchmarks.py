@@ -100,3 +100,21 @@ def test_tuning_floor_by_pass_count_on_the_papers_grid(tiny_run):
     # arithmetic that turns it into the recorded floor is a fact to assert.
     assert d["floor_at_measured_b"] == pytest.approx(
         bench_tuning.floor_ratio([1.0, 1000.0], [0.0, 0.001, 0.002], d["backward_over_forward"]))
+
+
+def test_peers_benchmark_without_peers_times_both_variants_at_equal_scores(tmp_path, shared_data):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_peers
+    import torch
+
+    threads = torch.get_num_threads()
+    try:  # the benchmark sets one thread
+        d = bench_peers.main(["--tiny", "--peers", "--data-root", str(shared_data), "--out", str(tmp_path),
+                              "--results", str(tmp_path / "R.md")])
+    finally:
+        torch.set_num_threads(threads)
+    assert {(r["score"], r["method"]) for r in d["rows"]} == {(s, v) for s in ("odin", "msp") for v in ("eager", "folded")}
+    assert all(r["max_abs_diff"] <= 1e-5 and r["images_per_s"] > 0 and r["over_pytorch_ood"] is None for r in d["rows"])
+    assert d["context"]["threads"] == 1 and "load_average" in d["context"] and "### bench_peers" in (tmp_path / "R.md").read_text()
+    with pytest.raises(SystemExit, match="runtimes"):
+        bench_peers.main(["--tiny", "--runtime", "no-such-runtime", "--out", str(tmp_path)])

@@ -1,14 +1,16 @@
 """``odin-ood score --distributed`` under torchrun: 2 CPU processes (gloo, loopback) give exactly
-the single-process output; a failing rank leaves no output file and a clear error."""
+the single-process output, even for a model whose rounding depends on the batch position (ranks
+take whole batches); a failing rank leaves no output file and a clear error."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
-from serving_support import encode, env, fit_mnist_detector, free_port
+from serving_support import SRC, encode, env, fit_mnist_detector, free_port
 
 from odin_ood.cli import main
 
@@ -30,15 +32,21 @@ def setup(shared_data, tmp_path_factory):
     return root, args
 
 
+TESTS = Path(__file__).resolve().parent
+
+
 def torchrun(script: list[str], cwd) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--nnodes", "1",
            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *script]
-    return subprocess.run(cmd, env=env(), cwd=cwd, capture_output=True, text=True, timeout=240)
+    return subprocess.run(cmd, env=dict(env(), PYTHONPATH=f"{SRC}:{TESTS}"), cwd=cwd, capture_output=True,
+                          text=True, timeout=240)
 
 
 @pytest.mark.parametrize("fmt", ["csv", pytest.param("parquet", marks=pytest.mark.slow)])
-def test_two_gloo_ranks_write_exactly_the_single_process_output(setup, tmp_path, fmt):
+def test_two_gloo_ranks_write_exactly_the_single_process_output(setup, tmp_path, monkeypatch, fmt):
     root, args = setup
+    args = [*args, "--model", "position_support:make"]  # the last --model wins: rounding depends on the position
+    monkeypatch.syspath_prepend(str(TESTS))
     single = tmp_path / f"single.{fmt}"
     assert main(["score", *args, "--output", str(single)]) == 0
     out = tmp_path / f"dist.{fmt}"

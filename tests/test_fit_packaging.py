@@ -132,8 +132,8 @@ def densenet(shared_data, tmp_path_factory):
         "export": ["--model", str(export_program(eager, root / "densenet.pt2", eager.input_shape)), *flags],
     }
     fit_args = ["--id", str(root / "cifar"), "--ood", str(root / "tiny"), "--temperatures", "1000",
-                "--epsilons", "0,0.0014", "--resize", "bilinear", "--batch-size", "4"]
-    results = {name: fit_and_score(root, name, args, fit_args, [root / "cifar", root / "tiny"], ["--resize", "bilinear"])
+                "--epsilons", "0,0.0014", "--resize", "squash", "--interpolation", "bilinear-antialias", "--batch-size", "4"]
+    results = {name: fit_and_score(root, name, args, fit_args, [root / "cifar", root / "tiny"], [])
                for name, args in sources.items()}
     return root, sources, results
 
@@ -149,7 +149,7 @@ def test_densenet_fit_and_score_equal_the_eager_model_whatever_the_packaging(den
 def test_densenet_pt2_served_answers_like_the_checkpoint(densenet):
     root, sources, results = densenet
     proc, url = start_server(["--detector", str(root / "det-export"), *_model_only(sources["export"]),
-                              "--max-batch", "4", "--resize", "bilinear", "--no-auth"])
+                              "--max-batch", "4", "--no-auth"])
     try:
         files = [("images", ("a.png", (root / "cifar" / "2.png").read_bytes())),
                  ("images", ("b.jpg", (root / "tiny" / "test_1.JPEG").read_bytes()))]

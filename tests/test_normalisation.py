@@ -12,7 +12,7 @@ from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Scorer
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.serving.engine import fixed_batch_outputs
-from odin_ood.commands.loading import input_spec
+from odin_ood.commands.loading import preprocessing_for
 from odin_ood.commands.inputs import Inputs
 from odin_ood.preprocess import image_pixels, image_tensor, normalise
 from odin_ood.runtimes.eager import EagerRuntime
@@ -59,7 +59,7 @@ def test_serving_path_feeds_resnet20_its_own_statistics(resnet20, cifar, shared_
     noise = torch.rand(50, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     det = Detector(resnet20, input_std=resnet20.input_std, temperatures=(1000.0,), epsilons=(0.0,), batch_size=250)
     det.fit(want[:50].float(), noise)
-    spec = input_spec(det)
+    spec = preprocessing_for(det)
     inputs = Inputs(["cifar10-lossless-1000"], data_root=str(shared_data))  # as `odin-ood score ... DATASET`
     pixels = torch.stack([image_pixels(inputs.load(i, spec), spec) for i in range(len(inputs))])
     assert torch.allclose(normalise(pixels, spec).double(), want, atol=1e-6)
@@ -68,4 +68,4 @@ def test_serving_path_feeds_resnet20_its_own_statistics(resnet20, cifar, shared_
     assert (predicted == cifar.labels).double().mean().item() == pytest.approx(0.915, abs=1e-9)
     # a detector fitted with the dataset's statistics would normalise with CIFAR's: refused
     with pytest.raises(ValueError, match="fitted with input_mean .* but the model takes"):
-        input_spec(Detector(resnet20, input_std=cifar.std, input_mean=cifar.mean))
+        preprocessing_for(Detector(resnet20, input_std=cifar.std, input_mean=cifar.mean))

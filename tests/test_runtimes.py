@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from odin_ood import Detector, data, models
-from odin_ood.preprocess import InputSpec, normalise
+from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import RUNTIMES, load_runtime
 from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.serving.engine import fixed_batch_outputs
@@ -27,8 +27,8 @@ def pixels(ds, rows: slice) -> torch.Tensor:
     return ds.images[rows].float() / 255.0
 
 
-def spec_of(model) -> InputSpec:
-    return InputSpec(tuple(model.input_shape), tuple(model.input_mean), tuple(model.input_std))
+def spec_of(model) -> Preprocessing:
+    return Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
 
 
 def fitted(model, id_pixels, ood_pixels, batch_size: int, **kwargs) -> Detector:

@@ -10,13 +10,13 @@ import torch
 
 from odin_ood import Detector, data
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
-from odin_ood.preprocess import InputSpec, normalise
+from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import load_runtime
 from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.serving.engine import fixed_batch_outputs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-SPEC = InputSpec((3, 32, 32), IMAGENET_MEAN, IMAGENET_STD)
+SPEC = Preprocessing((3, 32, 32), mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def resnet18() -> torch.nn.Module:

@@ -11,7 +11,7 @@ from odin_ood.cli import build_parser
 from odin_ood.commands.options import ModelOptions, floats_arg, ints_arg
 
 FLAGS = ["--model", "net.pt2", "--input-size", "3,32,32", "--input-mean", "0.5,0.4,0.3", "--input-std", "0.2",
-         "--device", "cpu", "--batch-size", "16", "--resize", "bilinear", "--max-side", "512", "--threads", "2"]
+         "--device", "cpu", "--batch-size", "16", "--resize", "squash", "--interpolation", "bicubic", "--resize-size", "40,36", "--max-side", "512", "--threads", "2"]
 COMMANDS = {"fit": ["fit", "--id", "x/", "--out", "det/"], "score": ["score", "x/", "--output", "s.csv", "--detector", "d/"],
             "serve": ["serve", "--detector", "d/"]}
 
@@ -19,7 +19,8 @@ COMMANDS = {"fit": ["fit", "--id", "x/", "--out", "det/"], "score": ["score", "x
 def test_fit_score_and_serve_build_the_same_options_from_the_same_flags():
     parser = build_parser()
     built = {name: ModelOptions.from_args(parser.parse_args([*head, *FLAGS])) for name, head in COMMANDS.items()}
-    want = ModelOptions("net.pt2", None, (3, 32, 32), (0.5, 0.4, 0.3), (0.2,), "cpu", 16, "bilinear", 512, 2)
+    want = ModelOptions("net.pt2", None, (3, 32, 32), (0.5, 0.4, 0.3), (0.2,), "cpu", 16, "squash", "bicubic", (40, 36),
+                        512, 2)
     assert built == {name: want for name in COMMANDS}
     with pytest.raises(dataclasses.FrozenInstanceError):
         want.model = "other"

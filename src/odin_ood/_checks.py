@@ -130,5 +130,14 @@ def as_scores(scores: ArrayLike, name: str) -> np.ndarray:
     if a.size == 0:
         raise ValueError(f"{name} is empty: both in- and out-of-distribution scores are needed")
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise NonFiniteScores(name, np.flatnonzero(~np.isfinite(a)).tolist())
     return a
+
+
+class NonFiniteScores(ValueError):
+    """Scores ``name`` hold NaN or infinite values at ``positions`` (indices into the array)."""
+
+    def __init__(self, name: str, positions: list[int]) -> None:
+        super().__init__(f"{name} contains NaN or infinite values (at {len(positions)} position(s), "
+                         f"first {positions[0]})")
+        self.name, self.positions = name, positions

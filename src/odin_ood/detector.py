@@ -5,8 +5,11 @@ g(x; delta, T, epsilon) = 1 (out-of-distribution) if S(x~; T) <= delta, else 0 (
 that a fraction ``tpr`` of the held-out ID images scores above it. ``score`` selects ODIN (the
 default) or one of its successors (:mod:`odin_ood.score_family`), tuned and thresholded alike.
 
-Saved detectors are one JSON file (never a pickle) recording T, epsilon, delta, the
-normalisation, the target TPR, the library version and a fingerprint of the model's weights;
+Saved detectors are one JSON file (never a pickle) recording T, epsilon, delta, the whole
+preprocessing (``"preprocessing"``: input size, channel mode, resize method and size,
+interpolation, mean, std; :class:`odin_ood.preprocess.Preprocessing`), the target TPR, the
+library version and a fingerprint of the model's weights; files written before it was recorded
+load as before, their preprocessing rebuilt from ``input_shape``/``input_mean``/``input_std``.
 ``Detector.load`` refuses a file made for other weights, and checks every field against the
 range where ODIN's maths stays finite (see :func:`odin_ood._checks.check_temperature`).
 
@@ -32,6 +35,8 @@ from odin_ood._checks import check_epsilon, check_number, check_rate, check_temp
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
+from odin_ood.models.folding import scoring_copy
+from odin_ood.preprocess import Preprocessing, close_values, floats, of_model
 from odin_ood.score_family import check_score, score_outputs, tune_score
 from odin_ood.scores import Clamp
 from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
@@ -63,8 +68,19 @@ class Detector:
     "energy", "maxlogit" or "msp" (:mod:`odin_ood.score_family`), kept as ``score_name`` (``score``
     is the scoring method). ``ood_free``: what tunes when ``fit`` gets no OOD data, "noise"
     (default: the paper's Gaussian + Uniform noise) or "id-only" (the ID data alone, Generalized-ODIN
-    criterion at T = 1000, :func:`odin_ood.tuning.id_only_from_scores`). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
-    ``threshold_``, ``tpr_``, ``model_fingerprint_`` and, after ``fit``, ``tuning_`` (the whole grid).
+    criterion at T = 1000, :func:`odin_ood.tuning.id_only_from_scores`). ``preprocessing`` (a
+    :class:`~odin_ood.preprocess.Preprocessing`): how images become this model's inputs, saved in
+    the file; when not given, the model's own (:func:`odin_ood.preprocess.of_model`) with this
+    detector's ``input_shape``, mean and std. ``optimize=True``: fit and
+    score with a copy of an eval-mode model whose batch norms are folded into the convolutions
+    before them and, for a conv net, in channels-last memory (:func:`odin_ood.models.folding.scoring_copy`:
+    the same function up to float rounding, ODIN scores within 1e-7 on the zoo's networks, one
+    more copy of the weights in memory; ``odin-ood score`` and ``serve`` use it); the copy is
+    remade when the model's weights change; the fingerprint is always that of ``model`` itself.
+    The default False scores ``model`` as given, bitwise as :func:`odin_ood.odin_scores`. Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    ``threshold_``, ``tpr_``, ``model_fingerprint_``, after ``fit`` ``tuning_`` (the whole grid);
+    ``preprocessing_recorded_`` is False while the preprocessing is derived from the model (no
+    ``preprocessing`` given, or a file written before it was recorded).
     """
 
     def __init__(
@@ -80,7 +96,11 @@ class Detector:
         input_shape: Sequence[int] | None = None,
         score: str = "odin",
         ood_free: str = DEFAULT_OOD_FREE,
+        preprocessing: Preprocessing | None = None,
+        optimize: bool = False,
     ) -> None:
+        if preprocessing is not None:
+            _check_agrees(preprocessing, input_std, input_mean, input_shape)
         self.model = model
         self.score_name = check_score(score)
         self.ood_free = check_ood_free(ood_free)
@@ -92,17 +112,48 @@ class Detector:
         self.batch_size = batch_size
         self.clamp = clamp
         self.input_shape = input_shape
+        self._preprocessing = preprocessing
+        self.preprocessing_recorded_ = preprocessing is not None
+        self.optimize = optimize
+        self._scoring: tuple[tuple, nn.Module, bool] | None = None
 
     @property
     def std_(self) -> Sequence[float] | None:
-        """The per-channel std that divides epsilon: ``input_std``, else the model's own
-        ``input_std`` attribute (set by :func:`odin_ood.models.load`), else None (raw inputs)."""
-        return self.input_std if self.input_std is not None else getattr(self.model, "input_std", None)
+        """The per-channel std that divides epsilon: ``input_std``, else the given preprocessing's,
+        else the model's own ``input_std`` attribute (set by :func:`odin_ood.models.load`), else
+        None (raw inputs)."""
+        if self.input_std is not None:
+            return self.input_std
+        return self._preprocessing.std if self._preprocessing is not None else getattr(self.model, "input_std", None)
 
     @property
     def mean_(self) -> Sequence[float] | None:
-        """``input_mean``, else the model's own ``input_mean`` attribute, else None."""
-        return self.input_mean if self.input_mean is not None else getattr(self.model, "input_mean", None)
+        """``input_mean``, else the given preprocessing's, else the model's own ``input_mean``, else None."""
+        if self.input_mean is not None:
+            return self.input_mean
+        return self._preprocessing.mean if self._preprocessing is not None else getattr(self.model, "input_mean", None)
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """How an image becomes this detector's model input: the one given (or loaded from the
+        file), else the model's own at ``input_shape`` with ``mean_``/``std_``; None when the
+        input size is unknown."""
+        if self._preprocessing is not None:
+            return self._preprocessing
+        base = of_model(self.model)
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape)
+            base = Preprocessing(shape) if base is None else base.for_input_shape(shape)
+        if base is None:
+            return None
+        return Preprocessing(base.input_shape, base.resize, base.interpolation, base.resize_size,
+                             floats(self.mean_), floats(self.std_))
+
+    @preprocessing.setter
+    def preprocessing(self, value: Preprocessing) -> None:
+        _check_agrees(value, self.input_std, self.input_mean, self.input_shape)
+        self._preprocessing = value
+        self.preprocessing_recorded_ = True
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
@@ -111,7 +162,7 @@ class Detector:
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
         result = tune_score(
-            self.model, id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
+            self._scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
             self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
             ood_free=self.ood_free,
         )
@@ -145,8 +196,24 @@ class Detector:
                           "reported out-of-distribution (the gate fails closed)", RuntimeWarning, stacklevel=2)
         return gate_outputs(logits, score, self.threshold_)
 
+    def _scoring_model(self) -> tuple[nn.Module, bool]:
+        """(the module that scores, whether it takes channels-last inputs): ``self.model`` itself,
+        or with ``optimize`` its :func:`scoring_copy`, remade when a weight's storage, version
+        counter (bumped by every in-place write), dtype or device changes. A model in training
+        mode is scored as given (``scoring_mode`` switches it to eval for the pass)."""
+        if not self.optimize or any(m.training for m in self.model.modules()):
+            return self.model, False
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                    for t in (*self.model.parameters(), *self.model.buffers()))
+        if self._scoring is None or self._scoring[0] != key:
+            self._scoring = (key, *scoring_copy(self.model))
+        return self._scoring[1], self._scoring[2]
+
     def _batch_outputs(self, x: Tensor) -> Tensor:
-        logits, score = score_outputs(self.model, x, self.score_name, self.temperature_, self.epsilon_, self.std_,
+        model, channels_last = self._scoring_model()
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits, score = score_outputs(model, x, self.score_name, self.temperature_, self.epsilon_, self.std_,
                                       self.clamp)
         return torch.cat([logits, score[:, None]], dim=1).T
 
@@ -161,6 +228,8 @@ class Detector:
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         self._check_fitted()
+        preprocessing = self.preprocessing
+        shape = self.input_shape if self.input_shape is not None or preprocessing is None else preprocessing.input_shape
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -173,7 +242,8 @@ class Detector:
             "objective": self.objective,
             "input_std": _floats_or_none(self.std_),
             "input_mean": _floats_or_none(self.mean_),
-            "input_shape": None if self.input_shape is None else [int(s) for s in self.input_shape],
+            "input_shape": None if shape is None else [int(s) for s in shape],
+            "preprocessing": None if preprocessing is None else preprocessing.to_dict(),
             "clamp": None if self.clamp is None else [_floats_or_none(c) for c in self.clamp],
             "batch_size": self.batch_size,
             "model_fingerprint": self.model_fingerprint_,
@@ -225,6 +295,7 @@ class Detector:
                 clamp=_clamp(d["clamp"], channels),
                 input_shape=None if d.get("input_shape") is None else _input_shape(d["input_shape"]),
                 score=check_score(d.get("score", "odin")),
+                preprocessing=_preprocessing(d.get("preprocessing")),
             )
             threshold = check_number(d["threshold"], "threshold", *THRESHOLD_RANGE.get(det.score_name, (-1e30, 1e30)))
             det._set_fitted(d["temperature"], d["epsilon"], threshold, check_rate(d["tpr"], "tpr"))
@@ -312,6 +383,20 @@ def _input_shape(v: Any) -> tuple[int, ...]:
     if not all(isinstance(a, int) and not isinstance(a, bool) and 1 <= a <= 65_536 for a in v):
         raise ValueError(f"input_shape sizes must be integers in [1, 65536], got {_short(v)}")
     return tuple(v)
+
+
+def _preprocessing(v: Any) -> Preprocessing | None:
+    """None (a file written before the preprocessing was recorded) or a valid preprocessing."""
+    return None if v is None else Preprocessing.from_dict(v)
+
+
+def _check_agrees(p: Preprocessing, std: Any, mean: Any, shape: Sequence[int] | None) -> None:
+    """Refuse an ``input_std``, ``input_mean`` or ``input_shape`` that the preprocessing contradicts."""
+    for name, given, recorded in (("input_std", std, p.std), ("input_mean", mean, p.mean)):
+        if given is not None and not close_values(floats(given), recorded):
+            raise ValueError(f"{name} {floats(given)} disagrees with the preprocessing's {name[6:]} {recorded}")
+    if shape is not None and tuple(shape) != p.input_shape:
+        raise ValueError(f"input_shape {tuple(shape)} disagrees with the preprocessing's {p.input_shape}")
 
 
 def _objective(v: Any) -> str:

@@ -1,13 +1,27 @@
-"""From an image (encoded bytes, a uint8 array or a float array) to the model's input tensor.
+"""How an image becomes a model's input: one :class:`Preprocessing`, applied by every command.
 
-One path shared by ``odin-ood score`` and ``odin-ood serve``:
+A :class:`Preprocessing` is a frozen, JSON-serialisable description (like timm's resolved data
+config or torchvision's weights transforms): the input size (C, H, W), the channel conversion
+(``mode``: "L" for C = 1, "RGB" for C = 3), how an image of another size is brought to it
+(``resize``, ``resize_size``, ``interpolation``, then a centre crop to H x W) and the per-channel
+``mean``/``std``. It is built from whatever knows it (the zoo, timm's data config, torchvision's
+weights enum: :mod:`odin_ood.models.library`), saved in the detector file and applied by
+``fit``, ``score``, ``serve`` and the export alike:
 
-    bytes --decode--> PIL image --convert/resize--> uint8 (H, W, C) --> float (C, H, W) in [0, 1]
-          --> (x - input_mean) / input_std  (the normalised input the model takes)
+    bytes --decode--> PIL image --convert(mode)--> resize --> centre crop to (H, W)
+          --> float (C, H, W) in [0, 1] --> (x - mean) / std  (the normalised input the model takes)
 
 ``image_pixels``/``array_pixels`` stop at [0, 1] pixels, what a scoring runtime takes
 (:mod:`odin_ood.runtimes`: the exported graph normalises inside); ``image_tensor``/``array_tensor``
 go on to the model's input with :func:`normalise`.
+
+``resize`` (:data:`RESIZES`): ``none`` refuses images of another size (the zoo's native size and
+the paper's); ``squash`` resizes the whole image to ``resize_size`` (default the input size),
+aspect ratio not kept, then centre-crops; ``resize-shorter-then-center-crop`` resizes the
+shorter side to ``resize_size`` keeping the aspect ratio (torchvision's rounding:
+``long = int(resize_size * long / short)``) and centre-crops (torchvision's
+``top = int(round((h - H) / 2))``), which is torchvision's and timm's evaluation transform.
+Interpolation names are :data:`odin_ood.resampling.INTERPOLATIONS`, the same everywhere.
 
 Images of more than 8 bits are scaled by their mode's range, never clipped: 16-bit grey
 (``I;16``) divides by 65535, so a 16-bit copy of an 8-bit picture (values v * 257) gives
@@ -17,15 +31,17 @@ has no defined range and is refused (415).
 Limits are checked before any pixel is decoded: PIL reads the width and height from the
 header, so an oversized image (or a decompression bomb, whichever limit trips: ``max_side`` or
 PIL's pixel limit) is refused with 413 without allocating it, and so is an image of the wrong
-size when resizing is off (422). Every failure is an :class:`InputError` naming the image and
-the problem.
+size when ``resize`` is ``none`` (422). ``max_side`` is a reading limit, not part of the model's
+preprocessing: it is neither saved nor compared. Every failure is an :class:`InputError` naming
+the image and the problem.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -33,13 +49,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-RESIZE_METHODS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "box": Image.Resampling.BOX,
-    "lanczos": Image.Resampling.LANCZOS,
+from odin_ood.resampling import INTERPOLATIONS, resample
+
+RESIZES = {
+    "none": "refuse images of another size than the input size",
+    "squash": "resize the whole image to resize_size (aspect ratio not kept), then centre-crop to the input size",
+    "resize-shorter-then-center-crop": "resize the shorter side to resize_size keeping the aspect ratio, then "
+                                       "centre-crop to the input size (torchvision's and timm's evaluation transform)",
 }
+CROP_FRACTION = 0.875  # the usual ImageNet evaluation crop, 224 of 256 (timm's DEFAULT_CROP_PCT)
+MAX_SIZE = 65_536
+_KEYS = ("input_shape", "mode", "resize", "resize_size", "interpolation", "mean", "std")
 
 
 class InputError(ValueError):
@@ -51,33 +71,133 @@ class InputError(ValueError):
 
 
 @dataclass(frozen=True)
-class InputSpec:
-    """What the model takes: ``shape`` (C, H, W), per-channel ``mean``/``std`` (None = raw [0, 1]
-    pixels), ``resize`` (a key of :data:`RESIZE_METHODS`, or None to require the exact size) and
-    ``max_side`` (the largest width or height accepted before decoding)."""
+class Preprocessing:
+    """How an image becomes the model's input (see the module docstring): ``input_shape``
+    (C, H, W) with C in (1, 3), ``resize`` (a key of :data:`RESIZES`), ``interpolation`` (a key
+    of :data:`~odin_ood.resampling.INTERPOLATIONS`), ``resize_size`` (``squash``: (h, w), default
+    the input's; ``resize-shorter-then-center-crop``: the shorter side, default
+    ``floor(max(H, W) / 0.875)``; ``none``: None), per-channel ``mean``/``std`` of [0, 1] pixels
+    (None = not normalised) and ``max_side``, the largest width or height read (a limit, not saved)."""
 
-    shape: tuple[int, int, int]
+    input_shape: tuple[int, int, int]
+    resize: str = "none"
+    interpolation: str = "bilinear-antialias"
+    resize_size: int | tuple[int, int] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    resize: str | None = None
-    max_side: int = 4096
+    max_side: int = field(default=4096, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.shape) != 3 or self.shape[0] not in (1, 3) or min(self.shape) < 1:
-            raise ValueError(f"shape must be (C, H, W) with C in (1, 3), got {self.shape}")
-        if self.resize is not None and self.resize not in RESIZE_METHODS:
-            raise ValueError(f"resize must be one of {sorted(RESIZE_METHODS)} or None, got {self.resize!r}")
+        shape = tuple(self.input_shape)
+        if (len(shape) != 3 or not all(_is_int(s) and 1 <= s <= MAX_SIZE for s in shape) or shape[0] not in (1, 3)):
+            raise ValueError(f"input_shape must be (C, H, W) with C in (1, 3) and sizes in [1, {MAX_SIZE}], "
+                             f"got {_short(self.input_shape)}")
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {_short(self.resize)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {_short(self.interpolation)}")
+        object.__setattr__(self, "resize_size", self._checked_resize_size())
         for name in ("mean", "std"):
-            v = getattr(self, name)
-            if v is not None and len(v) not in (1, self.shape[0]):
-                raise ValueError(f"{name} must have 1 or {self.shape[0]} values, got {v}")
-        if self.std is not None and min(self.std) <= 0:
-            raise ValueError(f"std must be > 0, got {self.std}")
+            object.__setattr__(self, name, _per_channel(getattr(self, name), name, shape[0], positive=name == "std"))
+        if not _is_int(self.max_side) or self.max_side < 1:
+            raise ValueError(f"max_side must be an integer >= 1, got {_short(self.max_side)}")
+
+    def _checked_resize_size(self) -> int | tuple[int, int] | None:
+        _, h, w = self.input_shape
+        size = self.resize_size
+        if self.resize == "none":
+            if size is not None:
+                raise ValueError(f"resize_size {_short(size)} needs resize squash or resize-shorter-then-center-crop, "
+                                 "not none")
+            return None
+        if self.resize == "squash":
+            size = (h, w) if size is None else ((size, size) if _is_int(size) else tuple(size))
+            if len(size) != 2 or not all(_is_int(s) and 1 <= s <= MAX_SIZE for s in size) or size[0] < h or size[1] < w:
+                raise ValueError(f"resize_size for squash must be (h, w) of at least the input's ({h}, {w}), "
+                                 f"got {_short(self.resize_size)}")
+            return int(size[0]), int(size[1])
+        size = math.floor(max(h, w) / CROP_FRACTION) if size is None else size
+        if not _is_int(size) or not max(h, w) <= size <= MAX_SIZE:
+            raise ValueError(f"resize_size for resize-shorter-then-center-crop must be an integer in "
+                             f"[{max(h, w)}, {MAX_SIZE}] (the shorter side), got {_short(self.resize_size)}")
+        return int(size)
+
+    @property
+    def mode(self) -> str:
+        """The PIL mode images are converted to: "L" (grey) for one channel, "RGB" for three."""
+        return "L" if self.input_shape[0] == 1 else "RGB"
+
+    def for_input_shape(self, input_shape: tuple[int, int, int]) -> "Preprocessing":
+        """The same recipe for another input size: ``resize_size`` scales with the height
+        (``floor(resize_size * H' / H)``, as timm's ``size / crop_pct``)."""
+        shape = tuple(int(s) for s in input_shape)
+        if shape == self.input_shape:
+            return self
+        size = self.resize_size
+        if self.resize == "squash":
+            size = (math.floor(size[0] * shape[1] / self.input_shape[1]), math.floor(size[1] * shape[2] / self.input_shape[2]))
+        elif self.resize != "none":
+            size = max(math.floor(size * shape[1] / self.input_shape[1]), shape[1], shape[2])
+        return Preprocessing(shape, self.resize, self.interpolation, size, self.mean, self.std, self.max_side)
+
+    def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) an image of ``size`` (width, height) is resized to before the crop."""
+        if self.resize == "squash":
+            return self.resize_size[1], self.resize_size[0]
+        w, h = size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        return (new_short, new_long) if w <= h else (new_long, new_short)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form saved in ``detector.json`` (``max_side`` is not part of it)."""
+        size = self.resize_size
+        return {"input_shape": list(self.input_shape), "mode": self.mode, "resize": self.resize,
+                "resize_size": list(size) if isinstance(size, tuple) else size, "interpolation": self.interpolation,
+                "mean": None if self.mean is None else list(self.mean),
+                "std": None if self.std is None else list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "preprocessing") -> "Preprocessing":
+        """The :class:`Preprocessing` written by :meth:`to_dict`; anything else is a ``ValueError``
+        naming ``source`` and the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{source} must be an object with {', '.join(_KEYS)}, got {_short(d)}")
+        unknown = sorted(set(d) - set(_KEYS))
+        if unknown:
+            raise ValueError(f"{source} has unknown field(s) {', '.join(map(repr, unknown))}")
+        if "input_shape" not in d:
+            raise ValueError(f"{source} has no input_shape")
+        given = {k: d[k] for k in ("input_shape", "resize", "interpolation", "resize_size", "mean", "std") if k in d}
+        for name in ("input_shape", "mean", "std"):
+            if given.get(name) is not None and not isinstance(given[name], list):
+                raise ValueError(f"{source}: {name} must be a list, got {_short(given[name])}")
+        if isinstance(given.get("resize_size"), list):
+            given["resize_size"] = tuple(given["resize_size"])
+        try:
+            p = cls(**given)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+        if "mode" in d and d["mode"] != p.mode:
+            raise ValueError(f"{source}: mode {_short(d['mode'])} does not match {p.input_shape[0]} channel(s) "
+                             f"(expected {p.mode!r})")
+        return p
+
+    def differences(self, other: "Preprocessing") -> list[tuple[str, Any, Any]]:
+        """(field, this value, other value) for each saved field where ``other`` differs (means
+        and stds compared to 1e-6)."""
+        out = []
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.compare and not (close_values(a, b) if f.name in ("mean", "std") else a == b):
+                out.append((f.name, a, b))
+        return out
 
 
-def decode(blob: bytes, spec: InputSpec, label: str = "image") -> Image.Image:
+def decode(blob: bytes, spec: Preprocessing, label: str = "image") -> Image.Image:
     """Open encoded bytes (PNG, JPEG, ...) with PIL, refusing from the header an image over
-    ``spec.max_side`` or PIL's pixel limit (413) or, when ``spec.resize`` is None, of another
+    ``spec.max_side`` or PIL's pixel limit (413) or, when ``spec.resize`` is none, of another
     size than the model's (422); then decode the pixels."""
     try:
         with warnings.catch_warnings():
@@ -90,7 +210,7 @@ def decode(blob: bytes, spec: InputSpec, label: str = "image") -> Image.Image:
     w, h = im.size
     if max(w, h) > spec.max_side:
         raise InputError(f"{label}: image is {w}x{h}, larger than the limit of {spec.max_side} pixels a side", 413)
-    if spec.resize is None:
+    if spec.resize == "none":
         _check_size(im.size, spec, label)
     try:
         im.load()
@@ -99,28 +219,27 @@ def decode(blob: bytes, spec: InputSpec, label: str = "image") -> Image.Image:
     return im
 
 
-def image_tensor(image: Image.Image | np.ndarray, spec: InputSpec, label: str = "image") -> Tensor:
+def image_tensor(image: Image.Image | np.ndarray, spec: Preprocessing, label: str = "image") -> Tensor:
     """A decoded image (PIL, or uint8 (H, W) / (H, W, C)) as the model's input (C, H, W)."""
     return normalise(image_pixels(image, spec, label), spec)
 
 
-def image_pixels(image: Image.Image | np.ndarray, spec: InputSpec, label: str = "image") -> Tensor:
+def image_pixels(image: Image.Image | np.ndarray, spec: Preprocessing, label: str = "image") -> Tensor:
     """A decoded image as (C, H, W) float32 pixels in [0, 1] at the model's size: the input of a
     scoring runtime (:mod:`odin_ood.runtimes`), which normalises it as :func:`normalise` does."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise InputError(f"{label}: expected a uint8 (H, W[, C]) array, got {image.dtype} {image.shape}")
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
-    c, h, w = spec.shape
+    c, h, w = spec.input_shape
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         return _wide_grey(image, spec, label).expand(c, h, w).clone()
-    image = image.convert("L" if c == 1 else "RGB")
-    image = _sized(image, spec, label)
+    image = _sized(image.convert(spec.mode), spec, label)
     pixels = np.asarray(image, dtype=np.uint8).reshape(h, w, c)
     return torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0)
 
 
-def _wide_grey(image: Image.Image, spec: InputSpec, label: str) -> Tensor:
+def _wide_grey(image: Image.Image, spec: Preprocessing, label: str) -> Tensor:
     """A 16-bit or float grey image as (1, H, W) floats in [0, 1], scaled by the mode's range."""
     if image.mode == "I":
         raise InputError(f"{label}: 32-bit integer images have no defined pixel range: "
@@ -134,38 +253,44 @@ def _wide_grey(image: Image.Image, spec: InputSpec, label: str) -> Tensor:
     return torch.from_numpy(np.asarray(resized, dtype=np.float32).copy())[None]
 
 
-def _sized(image: Image.Image, spec: InputSpec, label: str) -> Image.Image:
-    """``image`` at the model's size: resized with ``spec.resize``, or refused when that is None."""
-    _, h, w = spec.shape
-    if image.size == (w, h):
-        return image
-    if spec.resize is None:
+def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
+    """``image`` at the model's size: resized and centre-cropped as ``spec`` says, or refused
+    when its resize is none."""
+    _, h, w = spec.input_shape
+    if spec.resize == "none":
         _check_size(image.size, spec, label)
-    return image.resize((w, h), RESIZE_METHODS[spec.resize])
+        return image
+    target = spec.resized_size(image.size)
+    if target != image.size:
+        image = resample(image, target, spec.interpolation)
+    # resize_size >= the input size (checked at construction): the crop always fits
+    left, top = int(round((target[0] - w) / 2.0)), int(round((target[1] - h) / 2.0))
+    return image if (left, top, target) == (0, 0, (w, h)) else image.crop((left, top, left + w, top + h))
 
 
-def _check_size(size: tuple[int, int], spec: InputSpec, label: str) -> None:
-    _, h, w = spec.shape
+def _check_size(size: tuple[int, int], spec: Preprocessing, label: str) -> None:
+    _, h, w = spec.input_shape
     if size != (w, h):
         raise InputError(
             f"{label}: image is {size[0]}x{size[1]} but the model takes {w}x{h} "
-            "(resizing is off: start with --resize METHOD to allow it)"
+            "(resizing is off: the preprocessing's resize is none; fit with --resize squash or "
+            "resize-shorter-then-center-crop to accept other sizes)"
         )
 
 
-def array_tensor(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
+def array_tensor(values: Any, spec: Preprocessing, label: str = "array") -> Tensor:
     """A nested float array of shape (C, H, W) with pixel values in [0, 1] as the model's input."""
     return normalise(array_pixels(values, spec, label), spec)
 
 
-def array_pixels(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
+def array_pixels(values: Any, spec: Preprocessing, label: str = "array") -> Tensor:
     """A nested float array of shape (C, H, W), checked to hold pixel values in [0, 1], as float32."""
     try:
         a = np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise InputError(f"{label}: not a rectangular array of numbers ({exc})") from None
-    if a.shape != tuple(spec.shape):
-        raise InputError(f"{label}: array has shape {list(a.shape)}, the model takes {list(spec.shape)} (C, H, W)")
+    if a.shape != tuple(spec.input_shape):
+        raise InputError(f"{label}: array has shape {list(a.shape)}, the model takes {list(spec.input_shape)} (C, H, W)")
     if not np.isfinite(a).all():
         raise InputError(f"{label}: array contains NaN or infinite values")
     if a.min() < 0.0 or a.max() > 1.0:
@@ -173,11 +298,65 @@ def array_pixels(values: Any, spec: InputSpec, label: str = "array") -> Tensor:
     return torch.from_numpy(a)
 
 
-def normalise(x: Tensor, spec: InputSpec) -> Tensor:
-    """(x - mean) / std per channel, x (C, H, W) or a batch (N, C, H, W); a missing mean or std is
-    skipped. Elementwise, so a batch normalises bit for bit as its images one by one."""
+def normalise(x: Tensor, spec: Preprocessing) -> Tensor:
+    """(x - mean) / std per channel, x (C, H, W) or (N, C, H, W); a missing mean or std is skipped."""
     if spec.mean is not None:
         x = x - torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     if spec.std is not None:
         x = x / torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return x
+
+
+def of_model(model: torch.nn.Module) -> Preprocessing | None:
+    """The preprocessing a model declares: its ``preprocessing`` attribute (set by
+    :func:`odin_ood.models.load` from the library's transform) with its ``input_mean`` and
+    ``input_std`` attributes, else a ``none`` resize at its ``input_shape``; None when the model
+    does not say its input shape."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        return None
+    mean, std = floats(getattr(model, "input_mean", None)), floats(getattr(model, "input_std", None))
+    own = getattr(model, "preprocessing", None)
+    if isinstance(own, Preprocessing):
+        own = own.for_input_shape(tuple(shape))
+        return Preprocessing(own.input_shape, own.resize, own.interpolation, own.resize_size, mean, std)
+    return Preprocessing(tuple(shape), mean=mean, std=std)
+
+
+def floats(v: Any) -> tuple[float, ...] | None:
+    """None, a number or a sequence/tensor of numbers as a tuple of Python floats (float64, no rounding)."""
+    if v is None:
+        return None
+    return tuple(float(a) for a in torch.as_tensor(v, dtype=torch.float64).flatten().tolist())
+
+
+def _per_channel(v: Any, name: str, channels: int, positive: bool = False) -> tuple[float, ...] | None:
+    if v is None:
+        return None
+    try:
+        values = floats(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be 1 or {channels} numbers, got {_short(v)}") from None
+    if isinstance(v, (list, tuple)) and not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v):
+        raise ValueError(f"{name} must be 1 or {channels} numbers, got {_short(v)}")
+    if len(values) not in (1, channels) or not all(math.isfinite(a) for a in values):
+        raise ValueError(f"{name} must be 1 or {channels} finite numbers, got {_short(v)}")
+    if positive and min(values) <= 0:
+        raise ValueError(f"{name} must be > 0, got {_short(v)}")
+    return values
+
+
+def close_values(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bool:
+    """Both None, or the same number of values each within 1e-6."""
+    if a is None or b is None:
+        return a is b
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."

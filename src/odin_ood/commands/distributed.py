@@ -1,11 +1,12 @@
 """``odin-ood score --distributed`` under torchrun: each rank scores its shard, rank 0 merges.
 
-Rank r of W scores inputs ``range(r, N, W)`` (every item exactly once, no padding duplicates)
-on its own device (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo) into its own resumable
+With B the detector's batch size, rank r of W scores the whole batches ``[kB, (k+1)B)`` with
+k = r (mod W) (every item exactly once, at the batch position a single process gives it, so the
+rows are bit-identical to one process's; see :mod:`odin_ood.commands.rows`) on its own device (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo) into its own resumable
 shard file ``OUT.rank<r>-of-<W>.jsonl``. The ranks then agree on success with one
 ``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes); only if
-every rank succeeded does rank 0 merge the shards in input order (item i is row i // W of shard
-i % W) into the partial output and rename it to ``OUT``. A failed rank thus leaves no ``OUT``;
+every rank succeeded does rank 0 merge the shards in input order (batch k is the next B rows
+of shard k % W) into the partial output and rename it to ``OUT``. A failed rank thus leaves no ``OUT``;
 its finished shards stay for ``--resume`` with the same number of ranks.
 """
 
@@ -24,7 +25,7 @@ from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.rows import score_inputs
-from odin_ood.commands.writers import RowWriter, read_rows
+from odin_ood.commands.writers import RowWriter, read_rows, require_format
 from odin_ood.devices import resolve_device
 
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
         raise ValueError("--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
                          "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`")
     rank, world, local_rank = env
+    require_format(fmt)  # rank 0 merges into it: refuse a missing writer before any rank scores
     device = resolve_device(args.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
@@ -76,7 +78,7 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
         runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
         inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
         writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
-        score_inputs(runtime, spec, inputs, writer, range(rank, len(inputs), world), args.chunk, args.workers,
+        score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
                      progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}")
         writer.finish()
         return True
@@ -86,28 +88,26 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
 
 
 def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
-    """Interleave the shards into ``output`` in input order, then delete them."""
+    """Interleave the shards into ``output`` in input order (item i is the head of one shard),
+    then delete them."""
     if output.exists():
         return
     shards = [shard_path(output, r, world) for r in range(world)]
     streams = [read_rows(s, "jsonl") for s in shards]
+    heads = [next(s, None) for s in streams]
     writer = RowWriter(output, fmt, resume=False)
     rows, i = [], 0
-    while True:
-        row = next(streams[i % world], None)
-        if row is None:
-            break
-        if row["index"] != i:
-            raise RuntimeError(f"{shards[i % world]}: expected item {i}, found {row['index']}")
-        rows.append(row)
+    while any(h is not None for h in heads):
+        r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)
+        if r is None:
+            raise RuntimeError(f"shards {shards}: no shard continues with item {i}: not merging")
+        rows.append(heads[r])
+        heads[r] = next(streams[r], None)
         i += 1
         if len(rows) >= args.chunk:
             writer.write(rows)
             rows = []
     writer.write(rows)
-    leftover = [s for s, stream in zip(shards, streams) if next(stream, None) is not None]
-    if leftover:
-        raise RuntimeError(f"shards {leftover} hold rows past item {i}: not merging")
     writer.finish()
     for s in shards:
         s.unlink()

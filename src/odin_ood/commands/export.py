@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     cached = cached_onnx(detector, spec, detector.batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, out)
-    print(f"odin-ood export: {out} (batch {detector.batch_size}, input {list(spec.shape)} pixels in [0, 1]; "
+    print(f"odin-ood export: {out} (batch {detector.batch_size}, input {list(spec.input_shape)} pixels in [0, 1]; "
           f"{time.perf_counter() - start:.1f} s, cached in {cached.parent})", file=sys.stderr)
     return 0

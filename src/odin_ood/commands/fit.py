@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
+from odin_ood._checks import NonFiniteScores
 from odin_ood._version import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
@@ -39,7 +41,8 @@ from odin_ood.score_family import FIXED_TEMPERATURE, SCORES
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
-from odin_ood.preprocess import InputSpec
+from odin_ood.commands.loading import apply_flags
+from odin_ood.preprocess import Preprocessing, of_model
 from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
 
 DEFAULT_BATCH = 128
@@ -124,7 +127,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     from odin_ood.report.fit_report import write_fit_report
 
     model = model_options.load_model()
-    spec = InputSpec(_shape(model), model.input_mean, model.input_std, model_options.resize, model_options.max_side)
+    spec = model_preprocessing(model, model_options)
     id_images = _select(options.id_inputs, spec, options, "ID")
     ood_images = _select(options.ood_inputs, spec, options, "OOD") if options.ood_inputs else None
     if ood_images is not None:
@@ -134,30 +137,37 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     batch = model_options.batch_size or DEFAULT_BATCH
     loader = _Loader(batch, options.progress)
-    detector = Detector(model, input_std=spec.std, input_mean=spec.mean, input_shape=spec.shape,
-                        temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score, ood_free=options.ood_free)
-    detector.fit(loader(id_tune.x, "tuning: ID"), None if ood_tune is None else loader(ood_tune.x, "tuning: OOD"),
-                 tpr=options.tpr)
+    detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
+                        score=options.score, ood_free=options.ood_free, preprocessing=spec)
+    if ood_tune is not None:
+        ood_data = loader(ood_tune.x, "tuning: OOD")
+    elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
+        ood_data = noise_ood_set(id_tune.x, _noise_count(options, "tuning"), spec.mean, spec.std)
+    else:
+        ood_data = None  # Detector.fit's own default
+    with _naming_non_finite(id_tune, ood_tune, "tuning"):
+        detector.fit(loader(id_tune.x, "tuning: ID"), ood_data, tpr=options.tpr)
     result = detector.tuning_
     i, j = result.index
     record: dict[str, Any] = {
         "format": "odin-ood-fit", "odin_ood_version": __version__, "model": model_options.model,
         "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
-        "input": {"shape": list(spec.shape), "mean": spec.mean, "std": spec.std, "resize": spec.resize},
+        "preprocessing": spec.to_dict(),
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
         "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_name,
         "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
                  **{m: v.tolist() for m, v in result.metrics.items()}},
-        "tuning": {"id": _part(id_tune),
-                   "ood": _part(ood_tune, count=result.scores_out.shape[-1], what=WITHOUT_OOD[options.ood_free])},
+        "tuning": {"id": _part(id_tune, what="the ID inputs"),
+                   "ood": _part(ood_tune, count=result.scores_out.shape[-1],
+                                what="the OOD inputs" if ood_tune is not None else WITHOUT_OOD[options.ood_free])},
         "duplicates": {"id": id_images.duplicates, "ood": ood_images.duplicates if ood_images is not None else 0},
         "holdout": options.holdout, "limit": options.limit, "seed": options.seed, "heldout": None,
     }
     scores = {"id": result.scores_in[i, j], "ood": result.scores_out[i, j]}
     if id_eval is not None:
-        record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, loader)
+        with _naming_non_finite(id_eval, ood_eval, "held-out"):
+            record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, loader)
     record["histogram_split"] = "tuning" if id_eval is None else "held-out"
     out.mkdir(parents=True, exist_ok=True)
     detector.save(out)
@@ -166,33 +176,58 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     return record
 
 
-def _shape(model: Any) -> tuple[int, int, int]:
-    shape = getattr(model, "input_shape", None)
-    if shape is None:
+def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
+    """The model's own preprocessing (:func:`odin_ood.preprocess.of_model`: the library's
+    evaluation transform, or the native size with no resizing) with the resize flags applied."""
+    own = of_model(model)
+    if own is None:
         raise ValueError("the model does not say what input size it takes: pass --input-size C,H,W "
                          "(and --input-mean/--input-std if it expects normalised inputs)")
-    return tuple(shape)
+    given = {name: getattr(options, name) for name in ("resize", "interpolation", "resize_size")
+             if getattr(options, name) is not None}
+    return apply_flags(own, given, max_side=options.max_side)
 
 
-def _select(arguments: tuple[str, ...], spec: InputSpec, options: FitOptions, label: str) -> Selection:
+def _select(arguments: tuple[str, ...], spec: Preprocessing, options: FitOptions, label: str) -> Selection:
     return select(Inputs(arguments, options.data_root), spec, options.limit, options.seed, options.workers,
                   options.progress, label)
 
 
-def _part(images: Selection | None, count: int | None = None, what: str = "") -> dict[str, Any]:
+def _part(images: Selection | None, count: int | None = None, what: str = "the OOD inputs") -> dict[str, Any]:
     if images is None:
         return {"count": count, "what": what, "sources": []}
-    return {"count": len(images), "what": "the OOD inputs", "sources": list(images.sources)}
+    return {"count": len(images), "what": what, "sources": list(images.sources)}
 
 
-def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: InputSpec,
+def _noise_count(options: FitOptions, part: str) -> int:
+    """Gaussian (and as many Uniform) noise images for ``part`` under ``--limit``: the noise side
+    holds ``limit`` images in all, split by ``--holdout`` like real OOD inputs (at least 1 + 1)."""
+    held = int(round(options.holdout * options.limit))
+    return max(1, (held if part == "held-out" else options.limit - held) // 2)
+
+
+@contextmanager
+def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_name: str):
+    """Turn a score check's NaN error into one naming the images (by source) it came from."""
+    try:
+        yield
+    except NonFiniteScores as exc:
+        side, part = ("ID", id_part) if exc.name == "scores_in" else ("OOD", ood_part)
+        names = [part.sources[k] for k in exc.positions[:3]] if part is not None else [f"noise image {exc.positions[0]}"]
+        raise ValueError(
+            f"the model's score is NaN or infinite on {len(exc.positions)} {split_name} {side} image(s), e.g. "
+            f"{', '.join(names)}: remove them from the inputs (or fix the model on them) and rerun") from None
+
+
+def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: Preprocessing,
               options: FitOptions, loader: "_Loader") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Held-out metrics of ODIN (fitted) and MSP; without OOD inputs, fresh noise (a seed the
     tuning noise does not use) is the OOD side."""
     if ood_eval is not None:
         x_out, ood = ood_eval.x, _part(ood_eval)
     else:
-        x_out = noise_ood_set(id_eval.x, len(id_eval), spec.mean, spec.std, seed=options.seed + 1000)
+        n = len(id_eval) if options.limit is None else _noise_count(options, "held-out")
+        x_out = noise_ood_set(id_eval.x, n, spec.mean, spec.std, seed=options.seed + 1000)
         ood = {"count": len(x_out), "what": f"fresh Gaussian + Uniform noise (seeds {options.seed + 1000}, "
                                              f"{options.seed + 1001})", "sources": []}
     # one pass per side: the detector's outputs carry the MSP baseline too (the softmax of the
@@ -201,7 +236,7 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
     odin = {k: o["score"].numpy() for k, o in outputs.items()}
     msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
     held = {
-        "id": _part(id_eval), "ood": ood,
+        "id": _part(id_eval, what="the ID inputs"), "ood": ood,
         "odin": evaluate(odin["id"], odin["ood"], tpr=detector.tpr_),
         "msp": evaluate(msp["id"], msp["ood"], tpr=detector.tpr_),
         "id_kept": float(np.mean(odin["id"] > detector.threshold_)),

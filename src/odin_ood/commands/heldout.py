@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import InputSpec, image_tensor
+from odin_ood.preprocess import Preprocessing, image_tensor
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def digest(x: Tensor) -> str:
     return hashlib.sha256(x.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
 
 
-def select(inputs: Inputs, spec: InputSpec, limit: int | None = None, seed: int = 0, workers: int = 4,
+def select(inputs: Inputs, spec: Preprocessing, limit: int | None = None, seed: int = 0, workers: int = 4,
            progress: bool = True, label: str = "images") -> Selection:
     """Up to ``limit`` distinct images of ``inputs`` (all when None) in a seeded random order.
     An image that cannot be decoded, or does not fit the model, stops with an error naming it."""

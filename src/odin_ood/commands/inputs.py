@@ -15,23 +15,28 @@ from the archive by index, never extracted, so no name inside it can reach a pat
 and a name that occurs twice is scored twice, once per member. Symbolic links below a folder
 whose target lies outside it are not followed unless ``follow_symlinks`` (each such entry still
 gets its row, with the reason); neither are links to folders inside it (their images are listed
-under their real path).
+under their real path). The listing records each file's device and inode; a file is read only
+through a descriptor that was opened without blocking and without following a link the listing
+did not see, and that is that very regular file, so whatever is swapped in after the listing (a
+link to outside, a FIFO, another file) gets an error row and is never read or waited on. A zip
+is listed compactly (:mod:`odin_ood.commands.zips`).
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import stat
-import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.preprocess import InputError, InputSpec, decode
+from odin_ood.preprocess import InputError, Preprocessing, decode
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
@@ -48,7 +53,7 @@ class _Folder:
     def __init__(self, path: Path, max_bytes: int, follow_symlinks: bool) -> None:
         self.path, self.max_bytes = path, max_bytes
         self.prefix = printable(f"{path}/")
-        self.entries = _walk(path, follow_symlinks)  # (relative name, reason it is skipped or "")
+        self.entries = _walk(path, follow_symlinks)  # (relative name, reason it is skipped or "", identity)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -56,40 +61,63 @@ class _Folder:
     def name(self, i: int) -> str:
         return self.prefix + printable(self.entries[i][0])
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image:
-        member, skipped = self.entries[i]
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
+        member, skipped, identity = self.entries[i]
         label = self.name(i)
         if skipped:
             raise InputError(f"{label}: {skipped}")
-        try:
-            with open(self.path / member, "rb") as f:
+        with os.fdopen(_open_listed(self.path / member, identity, label), "rb") as f:
+            try:
                 blob = _read_capped(f, os.fstat(f.fileno()).st_size, self.max_bytes, label)
-        except OSError as exc:
-            raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+            except OSError as exc:
+                raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
         return decode(blob, spec, label)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_listed(path: Path, identity: tuple[int, int, bool], label: str) -> int:
+    """A descriptor of the very file listed at ``path``: opened without blocking (a FIFO swapped
+    in opens at once) and without following a final symbolic link the listing did not see, then
+    checked on the descriptor itself: a regular file with the listed device and inode. Anything
+    swapped in after the listing (a link to outside the folder, a FIFO, another file) is refused."""
+    dev, ino, was_link = identity
+    try:
+        fd = os.open(path, _OPEN_FLAGS | (0 if was_link else _NOFOLLOW))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{label}: replaced by a symbolic link after it was listed: not followed") from None
+        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (dev, ino):
+        os.close(fd)
+        now = "another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        raise InputError(f"{label}: replaced after it was listed (now {now}): not read")
+    return fd
 
 
 class _Zip:
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         try:
-            self.zip = zipfile.ZipFile(path)
-            infos = self.zip.infolist()
-        except Exception as exc:  # zipfile raises many types for a damaged central directory
+            self.members = Members(path, _is_image)
+        except Exception as exc:  # a damaged central directory: BadZipFile, struct.error, UnicodeDecodeError...
             raise ValueError(f"input {path}: not a readable zip archive ({type(exc).__name__}: {exc})") from None
-        self.members = sorted((i for i in infos if not i.is_dir() and _is_image(i.filename)), key=lambda i: i.filename)
         self.prefix = printable(f"{path}!")
 
     def __len__(self) -> int:
         return len(self.members)
 
     def name(self, i: int) -> str:
-        return self.prefix + printable(self.members[i].filename)
+        return self.prefix + printable(self.members.names[i])
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image:
-        info, label = self.members[i], self.name(i)
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
+        label = self.name(i)
         try:
-            with self.zip.open(info) as f:
+            info = self.members.info(i)
+            with self.members.zip.open(info) as f:
                 blob = _read_capped(f, info.file_size, self.max_bytes, label)
         except InputError:
             raise
@@ -112,12 +140,12 @@ def _is_image(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _walk(root: Path, follow_symlinks: bool) -> list[tuple[str, str]]:
-    """(POSIX path relative to ``root``, reason it is skipped or "") for each image file below
-    ``root`` and each link leaving it, sorted by path."""
+def _walk(root: Path, follow_symlinks: bool) -> list[tuple[str, str, tuple[int, int, bool]]]:
+    """(POSIX path relative to ``root``, reason it is skipped or "", (device, inode, is a link)
+    of the file it names) for each image file below ``root`` and each link leaving it, sorted by path."""
     real_root = os.path.realpath(root)
     outside = "a symbolic link to outside the input folder: not followed (pass --follow-symlinks to follow it)"
-    entries: list[tuple[str, str]] = []
+    entries: list[tuple[str, str, tuple[int, int, bool]]] = []
     seen = {real_root}
     for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
         kept = []
@@ -130,25 +158,30 @@ def _walk(root: Path, follow_symlinks: bool) -> list[tuple[str, str]]:
                 seen.add(real)
                 kept.append(d)
             elif not follow_symlinks and not _inside(real, real_root):
-                entries.append((_relative(full, root), outside))
+                entries.append((_relative(full, root), outside, _NO_FILE))
         dirs[:] = kept
         for f in files:
             if _is_image(f):
                 full = os.path.join(folder, f)
-                entries.append((_relative(full, root), _skip_reason(full, real_root, follow_symlinks, outside)))
+                entries.append((_relative(full, root), *_check_listed(full, real_root, follow_symlinks, outside)))
     return sorted(entries)
 
 
-def _skip_reason(path: str, real_root: str, follow_symlinks: bool, outside: str) -> str:
+_NO_FILE = (0, 0, False)
+
+
+def _check_listed(path: str, real_root: str, follow_symlinks: bool, outside: str) -> tuple[str, tuple[int, int, bool]]:
+    """(reason ``path`` is skipped or "", the identity of the file it names)."""
+    is_link = os.path.islink(path)
     try:
         st = os.stat(path)
     except OSError as exc:
-        return "a broken symbolic link" if os.path.islink(path) else f"cannot read ({exc.strerror})"
+        return ("a broken symbolic link" if is_link else f"cannot read ({exc.strerror})"), _NO_FILE
     if not stat.S_ISREG(st.st_mode):
-        return "not a regular file"
-    if os.path.islink(path) and not follow_symlinks and not _inside(os.path.realpath(path), real_root):
-        return outside
-    return ""
+        return "not a regular file", _NO_FILE
+    if is_link and not follow_symlinks and not _inside(os.path.realpath(path), real_root):
+        return outside, _NO_FILE
+    return "", (st.st_dev, st.st_ino, is_link)
 
 
 def _inside(real: str, real_root: str) -> bool:
@@ -172,7 +205,7 @@ class _Dataset:
     def name(self, i: int) -> str:
         return f"{self.prefix}{i}"
 
-    def load(self, i: int, spec: InputSpec) -> np.ndarray:
+    def load(self, i: int, spec: Preprocessing) -> np.ndarray:
         return self.dataset.images[i].permute(1, 2, 0).numpy()
 
 
@@ -203,7 +236,7 @@ class Inputs:
         part, j = self._locate(i)
         return part.name(j)
 
-    def load(self, i: int, spec: InputSpec) -> Image.Image | np.ndarray:
+    def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray:
         """The pixels of image i; an unreadable or undecodable image raises ``InputError`` naming it."""
         part, j = self._locate(i)
         return part.load(j, spec)

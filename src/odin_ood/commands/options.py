@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from odin_ood.detector import check_batch_size
-from odin_ood.preprocess import RESIZE_METHODS
 from odin_ood.devices import resolve_device
+from odin_ood.preprocess import RESIZES
+from odin_ood.resampling import INTERPOLATIONS
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,10 @@ class ModelOptions:
     ``strip_prefixes``/``rename_keys``, see :func:`odin_ood.models.load`), what
     it takes where its source does not say (``input_shape`` (C, H, W), per-channel
     ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
-    per forward (``batch_size``, None = the detector's or 128) and how images are read
-    (``resize``: a PIL filter or None to refuse other sizes; ``max_side``)."""
+    per forward (``batch_size``, None = the detector's or 128) and how images are read: ``resize``
+    (:data:`odin_ood.preprocess.RESIZES`), ``interpolation``
+    (:data:`odin_ood.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
+    at ``fit``, the detector's at ``score``/``serve``; ``max_side``."""
 
     model: str
     weights: str | None = None
@@ -35,6 +38,8 @@ class ModelOptions:
     device: str = "auto"
     batch_size: int | None = None
     resize: str | None = None
+    interpolation: str | None = None
+    resize_size: tuple[int, ...] | None = None
     max_side: int = 4096
     threads: int | None = None
     strip_prefixes: tuple[str, ...] = ()
@@ -53,7 +58,7 @@ class ModelOptions:
         return cls(
             model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
-            max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
+            interpolation=args.interpolation, resize_size=args.resize_size, max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
             rename_keys=tuple(args.rename_key),
         )
 
@@ -91,10 +96,30 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-channel std the model's inputs are normalised with (pixels in [0, 1])")
     parser.add_argument("--device", default="auto", help="torch device; auto = cuda, else mps, else cpu")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's; fit: 128)")
-    parser.add_argument("--resize", choices=sorted(RESIZE_METHODS), default=None,
-                        help="resize images of another size with this PIL filter (default: refuse them)")
+    parser.add_argument("--resize", type=resize_arg, default=None, metavar="METHOD",
+                        help=f"how images of another size reach the input size: {', '.join(RESIZES)} (default: "
+                             "the model's own at fit, e.g. torchvision's/timm's evaluation transform, none for the "
+                             "zoo; the detector's at score and serve)")
+    parser.add_argument("--interpolation", choices=INTERPOLATIONS, default=None,
+                        help="resampling filter of --resize (default: the model's own, else bilinear-antialias = "
+                             "PIL bilinear; bilinear = torch's, without antialiasing; see README)")
+    parser.add_argument("--resize-size", type=ints_arg, default=None, metavar="N|H,W",
+                        help="the size --resize resizes to before the centre crop: the shorter side for "
+                             "resize-shorter-then-center-crop, H,W for squash (default: the model's own)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def resize_arg(text: str) -> str:
+    """A resize method; an interpolation name (what ``--resize`` took before) says where it went."""
+    if text in RESIZES:
+        return text
+    if text in INTERPOLATIONS:
+        raise argparse.ArgumentTypeError(
+            f"--resize now takes the method ({', '.join(RESIZES)}) and --interpolation the filter: "
+            f"write --resize squash --interpolation {'bilinear-antialias' if text == 'bilinear' else text} "
+            "for what --resize " f"{text} did before")
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(RESIZES)}, got {text!r}")
 
 
 def key_rename(text: str) -> tuple[str, str]:

@@ -8,6 +8,15 @@ fails closed) and the reason in ``error``; so does an image that cannot be read 
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
 so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs.
+
+**Every image's batch and position are fixed by its index.** With B the detector's batch size,
+batch k holds inputs ``[kB, (k+1)B)`` (the last one zero-padded to B), at position ``i mod B``;
+an image that cannot be scored keeps its place as a zero image. Float32 kernels may round a row
+differently at another position or batch size (the issue measured 1 ulp at odd positions), so
+this is what makes a row independent of the run: chunks are whole batches (``--chunk`` is
+rounded up to a multiple of B), a resumed run restarts at the batch holding the first missing
+row and writes only the missing rows, and rank r of W takes the whole batches k = r (mod W).
+Every row thus equals ``Detector.outputs`` on all the inputs in order, bit for bit.
 """
 
 from __future__ import annotations
@@ -15,26 +24,71 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from odin_ood.commands.inputs import Inputs
+from odin_ood.preprocess import InputError, Preprocessing, image_pixels
+from odin_ood.commands.writers import Row, RowWriter
 from odin_ood.runtimes import Runtime
 from odin_ood.serving.engine import fixed_batch_outputs
-from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import InputError, InputSpec, image_pixels
-from odin_ood.commands.writers import Row, RowWriter
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 
 
-def score_rows(runtime: Runtime, spec: InputSpec, inputs: Inputs, indices: Sequence[int],
-               pool: ThreadPoolExecutor | None = None) -> list[Row]:
-    """Rows for ``inputs[indices]``: decoded in ``pool`` (threads), scored on ``runtime`` in
-    fixed-size batches."""
+class Shard(Sequence[int]):
+    """The input indices of the batches ``k = rank (mod world)`` of ``batch`` rows out of ``n``
+    inputs, in order (``world = 1``: ``range(n)``). Position p is row ``p mod batch`` of the
+    shard's batch ``p // batch``; every batch is whole except the inputs' last one."""
+
+    def __init__(self, n: int, batch: int, rank: int = 0, world: int = 1) -> None:
+        self.batch = batch
+        count = -(-n // batch)
+        self.batches = range(rank, count, world)
+        holds_last = len(self.batches) > 0 and self.batches[-1] == count - 1
+        self.length = len(self.batches) * batch - (count * batch - n if holds_last else 0)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, p):  # type: ignore[override]
+        if isinstance(p, slice):
+            return [self[q] for q in range(*p.indices(self.length))]
+        if not 0 <= p < self.length:
+            raise IndexError(f"shard position {p} out of range 0..{self.length - 1}")
+        return self.batches[p // self.batch] * self.batch + p % self.batch
+
+
+@dataclass
+class Tally:
+    """What a run wrote: ``rows``, of which ``failed`` could not be scored (the first reason in
+    ``first_error``) and ``not_finite`` had a score that is not finite."""
+
+    rows: int = 0
+    failed: int = 0
+    not_finite: int = 0
+    first_error: str = ""
+
+    def add(self, rows: list[Row]) -> None:
+        self.rows += len(rows)
+        for r in rows:
+            if r["predicted_class"] == -1:
+                self.failed += 1
+                self.first_error = self.first_error or r["error"]
+            elif r["error"]:
+                self.not_finite += 1
+
+
+def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
+               pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
+    """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
+    docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""
     def prepare(i: int) -> Tensor | str:
         try:
             return image_pixels(inputs.load(i, spec), spec, inputs.source(i))
@@ -42,48 +96,52 @@ def score_rows(runtime: Runtime, spec: InputSpec, inputs: Inputs, indices: Seque
             return str(exc)
 
     prepared = list(pool.map(prepare, indices) if pool is not None else map(prepare, indices))
-    good = [k for k, p in enumerate(prepared) if isinstance(p, Tensor)]
     values: dict[str, list] = {}
-    if good:
-        out = fixed_batch_outputs(runtime, torch.stack([prepared[k] for k in good]))
-        values = {key: t.tolist() for key, t in out.items()}
+    if any(isinstance(p, Tensor) for p in prepared):
+        zero = torch.zeros(spec.input_shape)
+        x = torch.stack([p if isinstance(p, Tensor) else zero for p in prepared])
+        with warnings.catch_warnings():  # non-finite scores are counted per real row, in ``error``
+            warnings.filterwarnings("ignore", r".* scores are not finite", RuntimeWarning)
+            values = {key: t.tolist() for key, t in fixed_batch_outputs(runtime, x).items()}
     rows = []
-    position = {k: j for j, k in enumerate(good)}
-    for k, i in enumerate(indices):
+    for k in range(skip, len(indices)):
+        i, p = indices[k], prepared[k]
         row: Row = {"index": i, "source": inputs.source(i)}
-        if k in position:
-            j = position[k]
-            row.update({key: values[key][j] for key in values}, error="")
+        if isinstance(p, Tensor):
+            row.update({key: values[key][k] for key in values}, error="")
             if not math.isfinite(row["score"]):
                 row.update(is_out_of_distribution=True, error=NOT_FINITE)
         else:
-            row.update(predicted_class=-1, confidence=None, score=None, is_out_of_distribution=True, error=prepared[k])
+            row.update(predicted_class=-1, confidence=None, score=None, is_out_of_distribution=True, error=p)
         rows.append(row)
     return rows
 
 
-def score_inputs(runtime: Runtime, spec: InputSpec, inputs: Inputs, writer: RowWriter,
-                 indices: Sequence[int] | None = None, chunk: int = 4096, workers: int = 4,
-                 progress: bool = True, label: str = "scoring") -> int:
-    """Score ``inputs[indices]`` (default: all) into ``writer``, after the ``writer.done`` rows
-    it already holds; returns the number of images scored now. Prints a throughput line."""
-    indices = range(len(inputs)) if indices is None else indices
-    check_resume(writer, inputs, indices)
-    todo = indices[writer.done:]
+def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
+                 world: int = 1, chunk: int = 4096, workers: int = 4, progress: bool = True,
+                 label: str = "scoring") -> Tally:
+    """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
+    the ``writer.done`` rows it already holds; returns what this run wrote. Prints a throughput line."""
+    b = runtime.batch_size
+    shard = Shard(len(inputs), b, rank, world)
+    check_resume(writer, inputs, shard)
+    done, step = writer.done, b * max(1, -(-chunk // b))  # chunks of whole batches
+    tally = Tally()
     start = time.perf_counter()
     with ThreadPoolExecutor(max(1, workers)) as pool, tqdm(
-        total=len(indices), initial=writer.done, unit="img", desc=label, disable=not progress, file=sys.stderr,
+        total=len(shard), initial=done, unit="img", desc=label, disable=not progress, file=sys.stderr,
     ) as bar:
-        for s in range(0, len(todo), chunk):
-            ids = todo[s:s + chunk]
-            writer.write(score_rows(runtime, spec, inputs, ids, pool))
-            bar.update(len(ids))
+        for s in range(done - done % b, len(shard), step):
+            rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
+            writer.write(rows)
+            tally.add(rows)
+            bar.update(len(rows))
     seconds = time.perf_counter() - start
     if progress:
-        rate = len(todo) / seconds if seconds > 0 else float("inf")
-        print(f"{label}: {len(todo)} images in {seconds:.1f} s ({rate:.1f} images/s); "
-              f"{writer.done} of {len(indices)} rows written", file=sys.stderr)
-    return len(todo)
+        rate = tally.rows / seconds if seconds > 0 else float("inf")
+        print(f"{label}: {tally.rows} images in {seconds:.1f} s ({rate:.1f} images/s); "
+              f"{writer.done} of {len(shard)} rows written", file=sys.stderr)
+    return tally
 
 
 def check_resume(writer: RowWriter, inputs: Inputs, indices: Sequence[int]) -> None:

@@ -20,7 +20,7 @@ from odin_ood.commands import distributed
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs
 from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.rows import score_inputs
+from odin_ood.commands.rows import Tally, score_inputs
 from odin_ood.commands.writers import RowWriter, output_format
 
 
@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
-    parser.add_argument("--chunk", type=int, default=4096, help="images decoded, scored and written at a time")
+    parser.add_argument("--chunk", type=int, default=4096,
+                        help="images decoded, scored and written at a time (rounded up to whole batches)")
     parser.add_argument("--max-image-bytes", type=int, default=MAX_IMAGE_BYTES,
                         help="largest image file or zip member read; larger ones get an error row (default: 32 MiB)")
     parser.add_argument("--follow-symlinks", action="store_true",
@@ -57,10 +58,26 @@ def run(args: argparse.Namespace) -> int:
     writer = RowWriter(output, fmt, resume=args.resume)
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
     inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
-    score_inputs(runtime, spec, inputs, writer, None, args.chunk, args.workers, progress=not args.quiet)
+    tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
+                         progress=not args.quiet)
     writer.finish()
-    if not args.quiet:
-        print(f"odin-ood score: {writer.done} rows in {output}", file=sys.stderr)
+    return report(tally, writer.done, output, args.quiet)
+
+
+def report(tally: Tally, rows: int, output: Path, quiet: bool) -> int:
+    """Say what this run wrote; exit status 1 when it had images to score and could score none."""
+    if tally.not_finite:
+        print(f"odin-ood score: {tally.not_finite} of {tally.rows} images have a score that is not finite: "
+              "out-of-distribution, see the error column (the model outputs NaN or infinity on them)", file=sys.stderr)
+    if tally.rows and tally.failed == tally.rows:
+        print(f"odin-ood score: error: none of the {tally.rows} images could be scored, e.g. {tally.first_error} "
+              f"(every row of {output} is an error row)", file=sys.stderr)
+        return 1
+    if tally.failed:
+        print(f"odin-ood score: {tally.failed} of {tally.rows} images could not be scored: "
+              f"see the error column of {output}", file=sys.stderr)
+    if not quiet:
+        print(f"odin-ood score: {rows} rows in {output}", file=sys.stderr)
     return 0
 
 

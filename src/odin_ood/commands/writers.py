@@ -8,6 +8,14 @@ rows already there (complete lines; a truncated last line is cut off) and contin
 them; ``finish`` renames the partial file, or streams the parts into one Parquet file, part by
 part. An interrupted run followed by a resumed one therefore gives exactly the rows of an
 uninterrupted one.
+
+Only odin-ood's own files are touched: an existing output or partial file must start with the
+exact CSV header (JSONL: the first key ``index``; Parquet: exactly these columns) and end in a
+row of these columns, or it is refused, unchanged, in one line. Nothing is written through a
+symbolic link: a link at the output, partial or parts path is refused, the partial file is opened
+with ``O_NOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files are created ``O_EXCL``, and
+the partial file must still be the one written before it is renamed. A format whose writer cannot
+be imported (Parquet without pyarrow) is refused when the writer is made, before any scoring.
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
+import stat
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 COLUMNS = ("index", "source", "predicted_class", "confidence", "score", "is_out_of_distribution", "error")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -43,11 +54,13 @@ class RowWriter:
     def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False) -> None:
         self.path = Path(path)
         self.fmt = fmt or output_format(self.path)
+        require_format(self.fmt)
         self.partial = self.path.with_name(self.path.name + (".parts" if self.fmt == "parquet" else ".partial"))
-        if not resume:
-            for p in (self.path, self.partial):
-                if p.exists():
-                    raise ValueError(f"{p} exists: pass --resume to keep its rows, or delete it")
+        for p in (self.path, self.partial):
+            _refuse_links(p, folder=p == self.partial and self.fmt == "parquet")
+            if not resume and os.path.lexists(p):
+                raise ValueError(f"{p} exists: pass --resume to keep its rows, or delete it")
+        self.identity: tuple[int, int] | None = None  # of the partial file, as last written
         self.done, self.last = self._existing()
 
     def _existing(self) -> tuple[int, Row | None]:
@@ -68,21 +81,37 @@ class RowWriter:
         if self.fmt == "parquet":
             self._write_part(rows)
         else:
-            first = self.done == 0 and not self.partial.exists()
-            with open(self.partial, "a", encoding="utf-8", newline="") as f:
-                f.write(_encode(rows, self.fmt, header=first))
-                f.flush()
-                os.fsync(f.fileno())
+            self._append(_encode(rows, self.fmt, header=self.done == 0 and not os.path.lexists(self.partial)))
         self.done += len(rows)
         self.last = rows[-1]
+
+    def _append(self, text: str) -> None:
+        """Append to the partial file, never through a symbolic link (a new one is created
+        exclusively), flushed and fsync'ed; remembers the file's identity for :meth:`finish`."""
+        create = 0 if os.path.lexists(self.partial) else os.O_CREAT | os.O_EXCL
+        flags = os.O_WRONLY | os.O_APPEND | create | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self.partial, flags, 0o666)
+        except OSError as exc:
+            raise ValueError(f"{self.partial}: cannot write ({exc.strerror or exc}); it must be a regular file "
+                             "odin-ood created, not a symbolic link") from None
+        with os.fdopen(fd, "wb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{self.partial} is not a regular file: delete it")
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(fd)
+            self.identity = (st.st_dev, st.st_ino)
 
     def _write_part(self, rows: list[Row]) -> None:
         import pyarrow.parquet as pq
 
         self.partial.mkdir(parents=True, exist_ok=True)
+        _refuse_links(self.partial, folder=True)
         target = self.partial / f"rows-{self.done:012d}.parquet"
-        tmp = target.with_suffix(".tmp")
-        pq.write_table(_table(rows), tmp)
+        with _new_temporary(target) as (f, tmp):
+            pq.write_table(_table(rows), f)
         os.replace(tmp, target)
 
     def finish(self) -> Path:
@@ -93,10 +122,63 @@ class RowWriter:
             _join_parts(self.partial, self.path)
             shutil.rmtree(self.partial)
         else:
-            if not self.partial.exists():  # zero rows
-                self.partial.write_text(_encode([], self.fmt, header=True))
+            if not os.path.lexists(self.partial):  # zero rows
+                self._append(_encode([], self.fmt, header=True))
+            st = os.lstat(self.partial)
+            if not stat.S_ISREG(st.st_mode) or (self.identity is not None and (st.st_dev, st.st_ino) != self.identity):
+                raise ValueError(f"{self.partial} was replaced while scoring: not published; delete it and rerun")
             os.replace(self.partial, self.path)
         return self.path
+
+
+def require_format(fmt: str) -> None:
+    """Refuse, before anything is scored, a format whose writer cannot be imported."""
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ValueError("--output *.parquet needs pyarrow: `pip install pyarrow`, "
+                             "or write .csv or .jsonl") from None
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NOT_OURS = "not a file odin-ood score wrote: not touched; choose another --output, or move it away"
+
+
+def _refuse_links(path: Path, folder: bool = False) -> None:
+    """A symbolic link (even a dangling one) or a file of the wrong kind at an output path is refused."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"{path} is a symbolic link: odin-ood never writes through one; delete it or choose another --output")
+    if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
+        raise ValueError(f"{path} is not a {'folder' if folder else 'regular file'}: {_NOT_OURS}")
+
+
+@contextmanager
+def _new_temporary(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
+    """(binary file, path) of a new file beside ``target``, created exclusively (``O_EXCL``, so
+    never through a link; permissions as the umask gives), removed again if the block fails."""
+    tmp = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        with os.fdopen(os.open(tmp, flags, 0o666), "wb") as f:
+            yield f, tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_head(path: Path, fmt: str) -> None:
+    """A CSV/JSONL file is ours only if it starts with odin-ood's header line (CSV) or first key
+    (JSONL); a torn first line must be a prefix of it."""
+    ours = (",".join(COLUMNS) + "\n" if fmt == "csv" else '{"index": ').encode()
+    with open(path, "rb") as f:
+        head = f.read(len(ours))
+    if head != ours[:len(head)]:
+        raise ValueError(f"{path}: its first line is not odin-ood's {fmt.upper()} header: {_NOT_OURS}")
 
 
 def read_rows(path: str | os.PathLike, fmt: str | None = None) -> Iterator[Row]:
@@ -159,9 +241,11 @@ def _unescape(s: str) -> str:
 _UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
 
 
-def _count_lines(path: Path, fmt: str) -> tuple[int, Row | None]:
-    """Complete lines of a partial CSV/JSONL file (header excluded), cutting off a torn last
-    line; reads blocks, so memory stays bounded for any file size."""
+def _count_lines(path: Path, fmt: str, finished: bool = False) -> tuple[int, Row | None]:
+    """Complete lines of a CSV/JSONL file odin-ood wrote (header excluded), cutting off a torn
+    last line of a partial file (a finished one has none: it is not ours); reads blocks, so
+    memory stays bounded for any file size."""
+    _check_head(path, fmt)
     lines, end, size = 0, 0, path.stat().st_size
     with open(path, "rb") as f:
         offset = 0
@@ -172,6 +256,8 @@ def _count_lines(path: Path, fmt: str) -> tuple[int, Row | None]:
                 end = offset + last + 1
             offset += len(block)
     if end < size:
+        if finished:
+            raise ValueError(f"{path}: its last line is incomplete: {_NOT_OURS}")
         with open(path, "r+b") as f:
             f.truncate(end)
             f.flush()
@@ -185,11 +271,17 @@ def _count_lines(path: Path, fmt: str) -> tuple[int, Row | None]:
 def _last_row(path: Path, end: int, fmt: str) -> Row:
     with open(path, "rb") as f:
         f.seek(max(0, end - 65536))
-        text = f.read(end - f.tell()).decode("utf-8")
+        text = f.read(end - f.tell()).decode("utf-8", "replace")
     line = text.rstrip("\n").rsplit("\n", 1)[-1]
-    if fmt == "jsonl":
-        return json.loads(line)
-    return _typed_csv(dict(zip(COLUMNS, next(csv.reader([line])))))
+    try:
+        if fmt == "jsonl":
+            row = json.loads(line)
+            if list(row) != list(COLUMNS):
+                raise KeyError("columns")
+            return row
+        return _typed_csv(dict(zip(COLUMNS, next(csv.reader([line])), strict=True)))
+    except (ValueError, KeyError, TypeError, StopIteration):
+        raise ValueError(f"{path}: its last line is not an odin-ood row: {_NOT_OURS}") from None
 
 
 def _count_parts(folder: Path) -> tuple[int, Row | None]:
@@ -209,10 +301,16 @@ def _count_parts(folder: Path) -> tuple[int, Row | None]:
 
 def _count_finished(path: Path, fmt: str) -> tuple[int, Row | None]:
     if fmt != "parquet":
-        return _count_lines(path, fmt)
+        return _count_lines(path, fmt, finished=True)
     import pyarrow.parquet as pq
 
-    f = pq.ParquetFile(path)
+    try:
+        f = pq.ParquetFile(path)
+        ours = f.schema_arrow.equals(_table([]).schema)
+    except Exception:  # pyarrow raises several types for a file that is not Parquet
+        ours = False
+    if not ours:
+        raise ValueError(f"{path}: not odin-ood's Parquet columns: {_NOT_OURS}")
     n = f.metadata.num_rows
     if n == 0:
         return 0, None
@@ -237,8 +335,8 @@ def _table(rows: list[Row]):
 def _join_parts(folder: Path, target: Path) -> None:
     import pyarrow.parquet as pq
 
-    tmp = target.with_name(target.name + ".tmp")
-    with pq.ParquetWriter(tmp, _table([]).schema) as out:
-        for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
-            out.write_table(pq.read_table(part))
+    with _new_temporary(target) as (f, tmp):
+        with pq.ParquetWriter(f, _table([]).schema) as out:
+            for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
+                out.write_table(pq.read_table(part))
     os.replace(tmp, target)

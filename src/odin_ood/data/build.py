@@ -6,18 +6,11 @@
   "downsampling each image to size 32x32" implies).
 
 How an image is downsampled moves detection results by tens of FPR points on the resize set,
-so ``method`` is explicit and recorded in the manifest:
-
-==================== ==============================================================
-``nearest``          PIL nearest neighbour (pixel centres)
-``bilinear``         bilinear interpolation *without* antialiasing (each output pixel
-                     interpolates the 2x2 input pixels around its centre; torch
-                     ``interpolate(mode="bilinear", align_corners=False, antialias=False)``)
-``bilinear-antialias`` PIL bilinear (triangle filter widened by the scale: antialiased)
-``bicubic``          PIL bicubic (antialiased)
-``box``              PIL box filter (mean over each output pixel's footprint)
-``area``             torch ``adaptive_avg_pool`` ("area"); equal to ``box`` for integer factors
-==================== ==============================================================
+so ``method`` is explicit and recorded in the manifest. Its names are the interpolations of
+:mod:`odin_ood.resampling` (the same names ``--interpolation`` takes): ``nearest``, ``bilinear``
+(torch, *without* antialiasing: each output pixel interpolates the 2x2 input pixels around its
+centre), ``bilinear-antialias`` (PIL bilinear), ``bicubic``, ``box``, ``hamming``, ``lanczos``
+(PIL) and ``area`` (torch ``adaptive_avg_pool``, equal to ``box`` for integer factors).
 
 Default: ``bilinear`` (no antialiasing). The paper's published resize sets predate
 antialiased resizing in the usual tools of 2017 (``scipy.misc.imresize``/OpenCV ``INTER_LINEAR``
@@ -31,15 +24,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, ImageDataset
+from odin_ood.resampling import INTERPOLATIONS, PIL_FILTERS, resample, resample_uint8
 
-RESIZE_METHODS = ("nearest", "bilinear", "bilinear-antialias", "bicubic", "box", "area")
+RESIZE_METHODS = INTERPOLATIONS
 DEFAULT_RESIZE_METHOD = "bilinear"
-_PIL_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear-antialias": Image.Resampling.BILINEAR,
-                "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX}
 
 
 def check_method(method: str) -> str:
@@ -48,18 +39,9 @@ def check_method(method: str) -> str:
     return method
 
 
-def _torch_resize(batch: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
-    if method == "area":
-        y = F.adaptive_avg_pool2d(x, size)
-    else:
-        y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
-    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 def _pil_resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
     im = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    out = np.asarray(im.resize((size[1], size[0]), _PIL_FILTERS[method]))
+    out = np.asarray(resample(im, (size[1], size[0]), method))
     return out[..., None] if out.ndim == 2 else out
 
 
@@ -69,11 +51,11 @@ def resize_images(images: np.ndarray | Sequence[np.ndarray], size: int | tuple[i
     ``size``; returns ``(N, h, w, C)`` uint8."""
     check_method(method)
     hw = (size, size) if isinstance(size, int) else tuple(size)
-    if method in _PIL_FILTERS:
+    if method in PIL_FILTERS:
         return np.stack([_pil_resize(np.asarray(im), hw, method) for im in images])
     if isinstance(images, np.ndarray):
-        return _torch_resize(images, hw, method)
-    return np.concatenate([_torch_resize(np.asarray(im)[None], hw, method) for im in images])
+        return resample_uint8(images, hw, method)
+    return np.concatenate([resample_uint8(np.asarray(im)[None], hw, method) for im in images])
 
 
 def random_crops(images: np.ndarray | Sequence[np.ndarray], size: int = 32, per_image: int = 1,

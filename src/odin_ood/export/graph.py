@@ -38,7 +38,7 @@ from odin_ood.detector import Detector, gate_outputs
 from odin_ood.export.rules import check_exportable, decompositions
 from odin_ood.score_family import score_outputs
 from odin_ood.scores import model_device
-from odin_ood.preprocess import InputSpec, normalise
+from odin_ood.preprocess import Preprocessing, normalise
 
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
@@ -49,7 +49,7 @@ GRAPH_VERSION = 2  # part of the cache key: bump when the exported graph changes
 class Gate(nn.Module):
     """The detector's decision from [0, 1] pixels (module docstring), as eager scoring computes it."""
 
-    def __init__(self, detector: Detector, spec: InputSpec) -> None:
+    def __init__(self, detector: Detector, spec: Preprocessing) -> None:
         super().__init__()
         self.detector, self.spec = detector, spec
 
@@ -61,14 +61,14 @@ class Gate(nn.Module):
         return tuple(out[k] for k in OUTPUT_NAMES)
 
 
-def trace(detector: Detector, spec: InputSpec, batch_size: int) -> torch.fx.GraphModule:
+def trace(detector: Detector, spec: Preprocessing, batch_size: int) -> torch.fx.GraphModule:
     """The gate's joint graph (both forwards and the input-only backward) for batches of
     ``batch_size``, in core ATen operators; :class:`~odin_ood.export.rules.UnsupportedOperator`
     names an operator no rule covers."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     gate = Gate(detector, spec)
-    example = torch.full((batch_size, *spec.shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
+    example = torch.full((batch_size, *spec.input_shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
     with tracing():
         graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="real")(example)
     graph.graph.eliminate_dead_code()
@@ -77,13 +77,13 @@ def trace(detector: Detector, spec: InputSpec, batch_size: int) -> torch.fx.Grap
     return graph
 
 
-def export_onnx(detector: Detector, spec: InputSpec, batch_size: int, path: str | os.PathLike) -> Path:
+def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: str | os.PathLike) -> Path:
     """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside)."""
     for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
         if importlib.util.find_spec(package) is None:
             raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
     graph = trace(_on_cpu(detector), spec, batch_size)
-    example = torch.full((batch_size, *spec.shape), 0.5)
+    example = torch.full((batch_size, *spec.input_shape), 0.5)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -101,18 +101,18 @@ def export_onnx(detector: Detector, spec: InputSpec, batch_size: int, path: str 
     return target
 
 
-def export_key(detector: Detector, spec: InputSpec, batch_size: int) -> str:
+def export_key(detector: Detector, spec: Preprocessing, batch_size: int) -> str:
     """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
     threshold, score, normalisation and the weights' fingerprint; the input shape and
     normalisation; the batch size; odin-ood's and torch's versions)."""
     from odin_ood.data.cache import cache_key
 
     return cache_key(f"odin-gate-b{batch_size}", {
-        "detector": detector.to_dict(), "shape": list(spec.shape), "mean": spec.mean, "std": spec.std,
+        "detector": detector.to_dict(), "shape": list(spec.input_shape), "mean": spec.mean, "std": spec.std,
         "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET, "graph": GRAPH_VERSION})
 
 
-def cached_onnx(detector: Detector, spec: InputSpec, batch_size: int, cache_dir: str | os.PathLike | None = None) -> Path:
+def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_dir: str | os.PathLike | None = None) -> Path:
     """The gate's ONNX file from ``cache_dir`` (default ``$ODIN_OOD_CACHE/export``), exported
     there first if this detector, input and batch size have none yet."""
     from odin_ood.data.cache import cache_folder
@@ -157,13 +157,13 @@ def fold_weight_transposes(model) -> None:
         graph.initializer.remove(w)
 
 
-def _finish(path: Path, detector: Detector, spec: InputSpec, batch_size: int) -> None:
+def _finish(path: Path, detector: Detector, spec: Preprocessing, batch_size: int) -> None:
     """Fold the weight transposes and record in the file's metadata what it computes."""
     import onnx
 
     model = onnx.load(str(path))
     fold_weight_transposes(model)
-    entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.shape)),
+    entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
                "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
                "odin_ood.batch_size": str(batch_size), "odin_ood.version": __version__}
     for key, value in entries.items():

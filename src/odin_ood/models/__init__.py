@@ -4,11 +4,13 @@ PyTorch classifier.
 ``build(name)`` gives an untrained zoo network; ``load(spec, weights=...)`` a trained classifier
 in eval mode from a zoo name, a checkpoint, ``torchvision:NAME``/``timm:NAME``, a TorchScript
 archive, a ``torch.export`` program or ``package.module:factory`` (see :mod:`.sources`); both
-carry ``input_mean``, ``input_std``, ``input_shape``, ``num_classes``.
+carry ``input_mean``, ``input_std``, ``input_shape``, ``num_classes``. ``fold_batch_norm(model)``
+is the same function with batch norms folded into the convolutions before them (:mod:`.folding`).
 """
 
 from odin_ood.models.checkpoint import read_state_dict, save_safetensors
+from odin_ood.models.folding import fold_batch_norm
 from odin_ood.models.sources import load
 from odin_ood.models.zoo import ModelSpec, build, names, spec
 
-__all__ = ["ModelSpec", "build", "load", "names", "read_state_dict", "save_safetensors", "spec"]
+__all__ = ["ModelSpec", "build", "fold_batch_norm", "load", "names", "read_state_dict", "save_safetensors", "spec"]

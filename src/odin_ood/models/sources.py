@@ -18,7 +18,10 @@ Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or saf
 keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
 comes back in eval mode on ``map_location`` with ``input_shape``,
 ``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
-arguments, else the library's metadata, else the model's own attributes. When the input shape is
+arguments, else the library's metadata, else the model's own attributes; torchvision and timm
+models also carry ``preprocessing`` (their evaluation transform, a
+:class:`~odin_ood.preprocess.Preprocessing`; :func:`odin_ood.preprocess.of_model` reads any model's)
+and ``class_names`` (the weights' categories, None when unknown or the head has another size). When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
 input size is a one-line ``ValueError`` at load time, not a failure in the middle of a run.
 """
@@ -150,9 +153,14 @@ def _from_factory(spec: str) -> nn.Module:
 def describe(model: nn.Module, source: str, map_location: str | torch.device = "cpu",
              metadata: dict[str, Any] | None = None, num_classes: int | None = None) -> nn.Module:
     """Set ``input_shape``/``input_mean``/``input_std`` from ``metadata`` (else keep the model's
-    own, else None), move to ``map_location``, eval mode, and probe the input shape when known:
-    ``num_classes`` becomes the width of the logits."""
+    own, else None) and ``preprocessing``/``class_names`` when it has them, move to
+    ``map_location``, eval mode, and probe the input shape when known: ``num_classes`` becomes
+    the width of the logits (and class names of another count are dropped)."""
     metadata = metadata or {}
+    if metadata.get("preprocessing") is not None:
+        model.preprocessing = metadata["preprocessing"]
+    if "class_names" in metadata:
+        model.class_names = metadata["class_names"]
     for key in ("input_shape", "input_mean", "input_std"):
         value = metadata.get(key, getattr(model, key, None))
         value = None if value is None else tuple((int if key == "input_shape" else float)(v) for v in value)
@@ -170,6 +178,9 @@ def describe(model: nn.Module, source: str, map_location: str | torch.device = "
         if num_classes is not None and num_classes != found:
             raise ValueError(f"num_classes={num_classes} requested but {source} gives {found} logits")
         model.num_classes = found
+        names = getattr(model, "class_names", None)
+        if names is not None and len(names) != found:
+            model.class_names = None
     elif num_classes is not None:
         model.num_classes = num_classes
     return model

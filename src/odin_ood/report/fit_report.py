@@ -141,9 +141,8 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
 <img alt="the tuning grid ({grid_title}) and score histograms" src="data:image/png;base64,{image}">
 <h2>Tuning grid: {grid_title} (rows T, columns &epsilon;)</h2>
 <table><tr><th>T \\ &epsilon;</th>{eps_head}</tr>{grid_rows}</table>
-<p class="note">Higher score = more in-distribution; ID is the positive class. Input: size
-{escape(str(tuple(record['input']['shape'])))}, mean {escape(str(record['input']['mean']))}, std
-{escape(str(record['input']['std']))}, resize {escape(str(record['input']['resize']))}.
+<p class="note">Higher score = more in-distribution; ID is the positive class. Preprocessing
+(as detector.json records it): {escape(_preprocessing(record['preprocessing']))}.
 Duplicates skipped (by content): {record['duplicates']['id']} ID, {record['duplicates']['ood']} OOD.
 Seed {record['seed']}. odin-ood {escape(record['odin_ood_version'])}; model weights
 {escape(record['model_fingerprint'])}. Every number here comes from fit.json beside this page.</p>
@@ -158,3 +157,9 @@ def write_fit_report(folder: Path, record: dict[str, Any], scores: dict[str, np.
     png_path.write_bytes(png)
     html_path.write_text(report_html(record, png))
     return png_path, html_path
+
+
+def _preprocessing(p: dict) -> str:
+    """The recorded preprocessing in one line: size, mode, resize, interpolation, mean, std."""
+    resize = p["resize"] if p["resize"] == "none" else f"{p['resize']} to {p['resize_size']}, {p['interpolation']}"
+    return (f"size {tuple(p['input_shape'])}, {p['mode']}, resize {resize}, mean {p['mean']}, std {p['std']}")

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.preprocess import InputSpec
+from odin_ood.preprocess import Preprocessing
 from odin_ood.scores import model_device
 
 # name -> "module:class"; the module is imported when the name is asked for
@@ -50,7 +50,7 @@ class Runtime(Protocol):
     def outputs(self, pixels: Tensor) -> dict[str, Tensor]: ...
 
 
-def load_runtime(name: str, detector: Detector, spec: InputSpec, threads: int | None = None,
+def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: int | None = None,
                  cache_dir: str | os.PathLike | None = None) -> Runtime:
     """The runtime called ``name`` (a key of :data:`RUNTIMES`) for ``detector`` on inputs of
     ``spec``, in batches of ``detector.batch_size``; ``threads`` CPU threads (None: the
@@ -74,7 +74,7 @@ class GraphRuntime:
     name = "graph"
     fixed_batch = True
 
-    def __init__(self, detector: Detector, spec: InputSpec, threads: int | None = None,
+    def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
                  cache_dir: str | os.PathLike | None = None) -> None:
         from odin_ood.export import cached_onnx
 

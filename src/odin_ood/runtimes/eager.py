@@ -7,7 +7,7 @@ import os
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.preprocess import InputSpec, normalise
+from odin_ood.preprocess import Preprocessing, normalise
 
 
 class EagerRuntime:
@@ -16,7 +16,7 @@ class EagerRuntime:
     name = "torch"
     fixed_batch = False
 
-    def __init__(self, detector: Detector, spec: InputSpec, threads: int | None = None,
+    def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
                  cache_dir: str | os.PathLike | None = None) -> None:
         self.detector, self.spec = detector, spec
 

@@ -53,7 +53,7 @@ from odin_ood._version import __version__
 from odin_ood.detector import Detector
 from odin_ood.serving.batcher import MicroBatcher
 from odin_ood.serving.engine import fixed_batch_outputs
-from odin_ood.preprocess import InputError, InputSpec, array_pixels, decode, image_pixels
+from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
 from odin_ood.runtimes import load_runtime
 
 log = logging.getLogger("odin_ood.serve")
@@ -104,7 +104,7 @@ _REQUEST_BODY = {
 }
 
 
-def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), api_key: str | None = None,
+def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(), api_key: str | None = None,
                max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "",
                runtime: str = "torch", threads: int | None = None) -> FastAPI:
     """The gate for ``detector`` on the scoring runtime called ``runtime`` (:mod:`odin_ood.runtimes`);
@@ -143,7 +143,7 @@ def create_app(detector: Detector, spec: InputSpec, limits: Limits = Limits(), a
 
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:
-        return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.shape), "resize": spec.resize,
+        return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.input_shape), "resize": spec.resize,
                 "max_batch": max_batch, "runtime": runtime, "max_wait_ms": max_wait_ms, "limits": vars(limits)}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
@@ -244,13 +244,13 @@ async def _multipart(request: Request, body: bytes, max_images: int) -> list[tup
     return files
 
 
-def _decode_all(blobs: list[tuple[str, bytes]], spec: InputSpec) -> Tensor:
+def _decode_all(blobs: list[tuple[str, bytes]], spec: Preprocessing) -> Tensor:
     import torch
 
     return torch.stack([image_pixels(decode(b, spec, label), spec, label) for label, b in blobs])
 
 
-def _json_images(body: bytes, spec: InputSpec, max_images: int) -> Tensor:
+def _json_images(body: bytes, spec: Preprocessing, max_images: int) -> Tensor:
     import torch
 
     try:  # integers parse as floats: no 5,000-digit int conversions, and 10**400 becomes inf (refused below)
