@@ -10,7 +10,6 @@ benchmark is recorded in ``OUT/run_all.json`` and the others still run (exit sta
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback

@@ -14,6 +14,20 @@ from torch import nn
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ODIN_OOD_NO_SKIPS=1 (.ci/run's torchvision/timm run), any skipped test fails the run:
+    a skip there means the path it proves went unproven."""
+    if os.environ.get("ODIN_OOD_NO_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        print(f"\nODIN_OOD_NO_SKIPS=1: {len(skipped)} test(s) skipped, which this run forbids:")
+        for report in skipped:
+            print(f"  {report.nodeid}: {report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The read-only real data folder ``<repo>/../shared/data`` (skips if absent)."""

@@ -11,7 +11,7 @@ from odin_ood.experiments.bootstrap import bootstrap_ci
 from odin_ood.experiments.cache import ScoreCache, entry_path
 from odin_ood.experiments.protocol import fpr_grid, select_cell, split_indices
 from odin_ood.metrics import evaluate, fpr_at_tpr
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, tune_from_scores
+from odin_ood.tuning import tune_from_scores
 
 
 def test_split_is_a_disjoint_seeded_cover():

@@ -88,8 +88,8 @@ def test_every_image_rows_equal_direct_scores_and_partial_runs_are_labelled(tmp_
     calls = {"n": 0}
     real = scorer._cell_compute
 
-    def dying(ds, T, eps):
-        fn = real(ds, T, eps)
+    def dying(ds, T, eps, *args, **kwargs):
+        fn = real(ds, T, eps, *args, **kwargs)
 
         def compute(a, b):
             calls["n"] += 1

@@ -57,8 +57,10 @@ def test_cli_fit_reproduces_python_detector_fit_exactly(mnist_run, datasets):
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert saved["model_fingerprint"] == det.model_fingerprint_ and saved["input_shape"] == [1, 28, 28]
     for m in METRICS:
-        assert np.array_equal(np.array(record["grid"][m]), det.tuning_.metrics[m])
+        # cells the (default, shared) search did not score are null in fit.json, NaN in the result
+        assert np.array_equal(np.array(record["grid"][m], dtype=float), det.tuning_.metrics[m], equal_nan=True)
     assert record["grid"]["chosen"] == list(det.tuning_.index)
+    assert (record["search"], record["passes_per_image"]) == ("shared", det.tuning_.passes_per_image)
     loaded = Detector.load(out, model)  # what score and serve will use
     assert loaded.threshold_ == det.threshold_ and loaded.input_shape == (1, 28, 28)
 
@@ -91,13 +93,14 @@ def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
     with Image.open(out / "fit_report.png") as im:
         assert im.format == "PNG" and im.size == (1260, 432)
     page = (out / "fit_report.html").read_text()
-    grid = np.array(record["grid"]["fpr_at_95_tpr"])
-    i, j = np.unravel_index(np.argmin(grid), grid.shape)  # first minimum in grid order, as tuning picks
+    grid = np.array(record["grid"]["fpr_at_95_tpr"], dtype=float)  # null: a cell the shared search did not score
+    i, j = np.unravel_index(np.nanargmin(grid), grid.shape)  # first minimum in grid order, as tuning picks
     assert [int(i), int(j)] == record["grid"]["chosen"]
     assert record["temperature"] == record["grid"]["temperatures"][i] and record["epsilon"] == record["grid"]["epsilons"][j]
-    cells = re.findall(r"<td( class=chosen)?>([\d.]+)</td>", page.split("Tuning grid")[1])
+    cells = re.findall(r"<td( class=chosen)?>([\d.]*)</td>", page.split("Tuning grid")[1])
     assert len(cells) == grid.size and [k for k, (c, _) in enumerate(cells) if c] == [i * grid.shape[1] + j]
-    assert [float(v) for _, v in cells] == [round(100 * v, 1) for v in grid.flatten()]
+    assert [float(v) if v else None for _, v in cells] == [None if np.isnan(v) else round(100 * v, 1)
+                                                           for v in grid.flatten()]
     for method in ("odin", "msp"):
         for m in METRICS:
             value = re.search(rf'data-key="{method}\|{m}">([\d.]+)<', page).group(1)

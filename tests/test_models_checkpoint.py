@@ -199,3 +199,29 @@ def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(dense
     assert loaded.model_fingerprint_ == det.model_fingerprint_
     with pytest.raises(SystemExit):
         build_parser().parse_args(argv + ["--rename-key", "output_layer"])
+
+
+def test_head_classes_reads_a_fine_tuned_heads_size_and_nothing_else():
+    from torch import nn
+
+    from odin_ood.models.checkpoint import head_classes
+
+    def net(classes: int, width: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, width, 3), nn.BatchNorm2d(width), nn.Flatten(), nn.Linear(width * 4, classes))
+
+    default = net(1000)
+    assert head_classes(default, net(10).state_dict()) == 10  # (10, 32) vs (1000, 32) and (10,) vs (1000,)
+    assert head_classes(default, net(1000).state_dict()) is None  # fits: nothing to read
+    assert head_classes(default, net(10, width=16).state_dict()) is None  # the body differs too
+    state = net(10).state_dict()
+    del state["3.bias"]
+    assert head_classes(default, state) is None  # a missing key is not a head size
+
+
+def test_reproduce_num_classes_that_contradicts_the_checkpoint_is_one_line(capsys, tmp_path, shared_data):
+    from odin_ood.cli import main
+
+    assert main(["reproduce", "mnist-lenet", "--num-classes", "5", "--quick", "--out", str(tmp_path / "r"),
+                 "--data-root", str(shared_data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has a 10-class classifier: pass --num-classes 10" in err, err

@@ -249,6 +249,7 @@ def test_torchvision_that_does_not_import_is_a_clear_error(tmp_path):
         models.load("torchvision:resnet18", weights=tmp_path / "w.pth")
 
 
+@pytest.mark.libraries
 @pytest.mark.skipif(not importable("torchvision"), reason="torchvision does not import beside this torch build")
 def test_torchvision_architecture_with_local_weights_and_its_metadata(tmp_path):
     import torchvision
@@ -263,6 +264,7 @@ def test_torchvision_architecture_with_local_weights_and_its_metadata(tmp_path):
                        odin_scores(reference, x, 1000.0, 0.0014, model.input_std))
 
 
+@pytest.mark.libraries
 @pytest.mark.skipif(not importable("timm"), reason="timm does not import beside this torch build")
 def test_timm_architecture_with_local_weights_and_its_metadata(tmp_path):
     import timm

@@ -48,9 +48,10 @@ def expected_rows(setup) -> list[dict]:
         blobs += [z.read(n) for n in names]
         sources += [f"{setup['zip']}!{n}" for n in names]
     out = library_outputs(setup["det"], torch.stack([decoded(b) for b in blobs]))
-    rows = [{"index": i, "source": s, **{k: v[i] for k, v in out.items()}, "error": ""} for i, s in enumerate(sources)]
+    rows = [{"index": i, "source": s, **{k: v[i] for k, v in out.items()}, "class_name": None, "error": ""}
+            for i, s in enumerate(sources)]
     rows.append({"index": len(rows), "source": f"{setup['zip']}!letters/zz_broken.png", "predicted_class": -1,
-                 "confidence": None, "score": None, "is_out_of_distribution": True, "error": None})
+                 "class_name": None, "confidence": None, "score": None, "is_out_of_distribution": True, "error": None})
     return rows
 
 
@@ -103,7 +104,7 @@ def test_existing_output_and_foreign_partial_are_refused(setup, tmp_path, capsys
     assert run_score(setup, out) == 2
     assert "pass --resume" in capsys.readouterr().err
     partial = tmp_path / "p.csv.partial"
-    partial.write_text(",".join(writers.COLUMNS) + "\n0,/elsewhere/x.png,1,0.5,0.5,false,\n")
+    partial.write_text(",".join(writers.COLUMNS) + "\n0,/elsewhere/x.png,1,,0.5,0.5,false,\n")
     assert run_score(setup, tmp_path / "p.csv", "--resume") == 2
     assert "written for other inputs" in capsys.readouterr().err
 

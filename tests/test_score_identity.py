@@ -5,7 +5,6 @@ inputs in order (an image that cannot be scored is a zero image there)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

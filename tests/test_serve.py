@@ -37,7 +37,7 @@ def gate(shared_data, tmp_path_factory):
 
 def expected(det, blobs: list[bytes]) -> list[dict]:
     out = library_outputs(det, torch.stack([decoded(b) for b in blobs]))
-    return [{"predicted_class": out["predicted_class"][i], "confidence": out["confidence"][i],
+    return [{"predicted_class": out["predicted_class"][i], "class_name": None, "confidence": out["confidence"][i],
              "score": out["score"][i], "threshold": det.threshold_,
              "is_out_of_distribution": out["is_out_of_distribution"][i], "error": None} for i in range(len(blobs))]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -13,10 +13,11 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 
-_TRACING: ContextVar[bool] = ContextVar("odin_ood_tracing", default=False)
+_COMMAND_LINE = contextvars.ContextVar("odin_ood_command_line", default=False)
+_TRACING: contextvars.ContextVar[bool] = contextvars.ContextVar("odin_ood_tracing", default=False)
 
 
-@contextmanager
+@contextlib.contextmanager
 def tracing() -> Iterator[None]:
     """While a graph is traced (:mod:`odin_ood.export`), :func:`check_batch` checks shapes and
     dtypes but not values: a traced tensor's values are not known, and reading them would bake
@@ -28,9 +29,24 @@ def tracing() -> Iterator[None]:
         _TRACING.reset(token)
 
 
+def named(api: str, flag: str) -> str:
+    """How an error message names an argument: ``flag`` (e.g. ``--weights FILE``) while the
+    command line runs (:func:`command_line_wording`), else ``api`` (e.g. ``weights=PATH``)."""
+    return flag if _COMMAND_LINE.get() else api
+
+
+@contextlib.contextmanager
+def command_line_wording() -> Iterator[None]:
+    """Within this block, :func:`named` gives command-line wording (used by ``odin-ood``'s main)."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
 def check_batch(x: object, name: str = "x") -> Tensor:
-    """A non-empty floating batch of rank >= 2 (N, ...) with finite values (values unchecked
-    while :func:`tracing`)."""
+    """A non-empty floating batch of rank >= 2 (N, ...) with finite values."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2:

@@ -1,6 +1,7 @@
 """The `odin-ood` command line: thin wrappers over the library.
 
-Each subcommand lives in the module that owns its concept and exposes
+OpenMP defaults are set first, before torch is loaded (:mod:`odin_ood.devices`: a passive wait
+policy, so a busy CPU does not slow multi-threaded scoring several-fold). Each subcommand lives in the module that owns its concept and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up. Command
 modules keep heavy optional imports (FastAPI, matplotlib) inside ``run`` so every command
 works with only the core dependencies installed.
@@ -11,6 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from odin_ood.devices import set_cpu_env_defaults
+
+set_cpu_env_defaults()  # before any command module imports torch (OpenMP reads it once, at load)
+
+from odin_ood._checks import command_line_wording  # noqa: E402
+from odin_ood._version import __version__  # noqa: E402
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="odin-ood", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"odin-ood {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -42,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        with command_line_wording():  # errors name --flags, not Python arguments
+            return int(importlib.import_module(args._module).run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"odin-ood {args.command}: error: {exc}", file=sys.stderr)
         return 2

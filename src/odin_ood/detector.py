@@ -31,14 +31,16 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._version import __version__
-from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature
+from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature, named
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.models.folding import scoring_copy
 from odin_ood.preprocess import Preprocessing, close_values, floats, of_model
-from odin_ood.score_family import check_score, score_outputs, tune_score
-from odin_ood.scores import Clamp
+from odin_ood.model_input import check_normalise, declared, model_data
+from odin_ood.score_family import check_parameters, check_score, check_threshold, score_outputs, tune_score
+from odin_ood.scores import Clamp, model_device, scoring_mode
+from odin_ood.shared_search import DEFAULT_SEARCH, check_search
 from odin_ood.tuning import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, check_ood_free
 
 FORMAT = "odin-ood-detector"
@@ -47,8 +49,6 @@ FILENAME = "detector.json"
 MAX_FILE_BYTES = 1 << 20  # a detector file is well under 1 KiB; anything this large is not one
 MAX_BATCH_SIZE = 1 << 16
 MAX_CHANNELS = 4096
-# softmax scores lie in [0, 1]; energy and MaxLogit are logits: any finite value of a sane size
-THRESHOLD_RANGE = {"odin": (0.0, 1.0), "msp": (0.0, 1.0)}
 
 
 class NotFittedError(RuntimeError):
@@ -77,10 +77,16 @@ class Detector:
     the same function up to float rounding, ODIN scores within 1e-7 on the zoo's networks, one
     more copy of the weights in memory; ``odin-ood score`` and ``serve`` use it); the copy is
     remade when the model's weights change; the fingerprint is always that of ``model`` itself.
-    The default False scores ``model`` as given, bitwise as :func:`odin_ood.odin_scores`. Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
+    The default False scores ``model`` as given, bitwise as :func:`odin_ood.odin_scores`. ``search``:
+    how ``fit`` searches the grid, "shared" (default: <= 20 passes per image on the paper's grid,
+    the chosen cell scored exactly, :mod:`odin_ood.shared_search`) or "grid" (the paper's: every
+    cell, 211 passes). Fitted attributes end in ``_``: ``temperature_``, ``epsilon_``,
     ``threshold_``, ``tpr_``, ``model_fingerprint_``, after ``fit`` ``tuning_`` (the whole grid);
     ``preprocessing_recorded_`` is False while the preprocessing is derived from the model (no
-    ``preprocessing`` given, or a file written before it was recorded).
+    ``preprocessing`` given, or a file written before it was recorded). ``normalise``: "auto"
+    (default: data in [0, 1] for a model with a declared normalisation is pixels, normalised with
+    ``mean_``/``std_``; other data is the model's input), True (pixels) or False (the model's
+    input as is), :mod:`odin_ood.model_input`.
     """
 
     def __init__(
@@ -98,12 +104,16 @@ class Detector:
         ood_free: str = DEFAULT_OOD_FREE,
         preprocessing: Preprocessing | None = None,
         optimize: bool = False,
+        normalise: str | bool = "auto",
+        search: str = DEFAULT_SEARCH,
     ) -> None:
         if preprocessing is not None:
             _check_agrees(preprocessing, input_std, input_mean, input_shape)
         self.model = model
+        self.normalise = check_normalise(normalise)
         self.score_name = check_score(score)
         self.ood_free = check_ood_free(ood_free)
+        self.search = check_search(search)
         self.input_std = input_std
         self.input_mean = input_mean
         self.temperatures = temperatures
@@ -161,10 +171,12 @@ class Detector:
         says, against the paper's Gaussian and Uniform noise or on ``id_data`` alone) and set
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
+        id_data = self._model_data(id_data, "id_data")
+        ood_data = None if ood_data is None else self._model_data(ood_data, "ood_data")
         result = tune_score(
             self._scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
             self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
-            ood_free=self.ood_free,
+            ood_free=self.ood_free, search=self.search,
         )
         i, j = result.index
         self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)
@@ -188,7 +200,7 @@ class Detector:
         unperturbed input), ``score`` (ODIN or the chosen score), ``is_out_of_distribution`` (not
         score > threshold_: score <= threshold_, or a score that is not finite, with a ``RuntimeWarning``)."""
         self._check_fitted()
-        both = map_batches(self._batch_outputs, x, self.batch_size, "x")
+        both = map_batches(self._batch_outputs, self._model_data(x, "x"), self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
         broken = int((~torch.isfinite(score)).sum())
         if broken:
@@ -208,6 +220,11 @@ class Detector:
         if self._scoring is None or self._scoring[0] != key:
             self._scoring = (key, *scoring_copy(self.model))
         return self._scoring[1], self._scoring[2]
+
+    def _model_data(self, data: Data, name: str) -> Data:
+        """``data`` as the model takes it: pixels normalised with ``mean_``/``std_`` as
+        ``normalise`` says (:func:`odin_ood.model_input.model_data`)."""
+        return model_data(data, declared(self.model, self.mean_, self.std_), self.normalise, self.batch_size, name)
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
         model, channels_last = self._scoring_model()
@@ -278,8 +295,11 @@ class Detector:
     @classmethod
     def from_dict(cls, d: Any, model: nn.Module, source: str = "detector") -> "Detector":
         """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
-        field checked: temperature and epsilon in their ranges, threshold in [0, 1] for the softmax
-        scores (finite for energy and MaxLogit), tpr in (0, 1),
+        field checked: temperature and epsilon in the ranges of the file's score family (ODIN's
+        T >= 1, T = 1 and epsilon = 0 where the family fixes them:
+        :func:`odin_ood.score_family.check_parameters`), threshold in [1/K, 1] for the softmax
+        scores with K the model's classes (below 1/K the gate keeps every input; finite for energy
+        and MaxLogit), tpr in (0, 1),
         finite normalisation and clamp with 1 or C values, 1 <= batch_size <= MAX_BATCH_SIZE."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source} is not an odin-ood detector file (missing format={FORMAT!r})")
@@ -297,16 +317,18 @@ class Detector:
                 score=check_score(d.get("score", "odin")),
                 preprocessing=_preprocessing(d.get("preprocessing")),
             )
-            threshold = check_number(d["threshold"], "threshold", *THRESHOLD_RANGE.get(det.score_name, (-1e30, 1e30)))
-            det._set_fitted(d["temperature"], d["epsilon"], threshold, check_rate(d["tpr"], "tpr"))
+            temperature, epsilon = check_parameters(det.score_name, d["temperature"], d["epsilon"])
+            threshold = check_threshold(det.score_name, d["threshold"], _num_classes(model, det.input_shape))
+            det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
         except KeyError as exc:
             raise ValueError(f"{source} is a corrupt odin-ood detector file: field {exc} is missing") from None
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source} is a corrupt odin-ood detector file: {exc}") from None
         if d.get("model_fingerprint") != det.model_fingerprint_:
             raise ValueError(
-                f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'))}, but the given "
-                f"model's weights are {det.model_fingerprint_!r}: load it with the model it was fitted on"
+                f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'), 80)}, but the given "
+                f"model's weights are {det.model_fingerprint_!r}: "
+                f"{named('load it with the model it was fitted on', 'pass the --model and --weights it was fitted with')}"
             )
         return det
 
@@ -344,6 +366,24 @@ def _floats_or_none(v: Any) -> Any:
     if isinstance(v, (int, float)):
         return float(v)
     return [float(a) for a in torch.as_tensor(v, dtype=torch.float64).flatten().tolist()]  # no float32 rounding
+
+
+def _num_classes(model: nn.Module, input_shape: Sequence[int] | None) -> int | None:
+    """K: the model's ``num_classes`` attribute (every :func:`odin_ood.models.load` model has
+    one), else the width of its logits on one zero input of ``input_shape`` (the model's or the
+    file's), else None (unknown: the softmax threshold is then only checked against [0, 1])."""
+    k = getattr(model, "num_classes", None)
+    if isinstance(k, int) and k >= 1:
+        return k
+    shape = getattr(model, "input_shape", None) or input_shape
+    if shape is None:
+        return None
+    try:
+        with scoring_mode(model), torch.no_grad():
+            logits = model(torch.zeros(1, *shape, device=model_device(model, torch.device("cpu"))))
+    except RuntimeError:  # the model does not take that shape: scoring will say so
+        return None
+    return int(logits.shape[-1]) if isinstance(logits, Tensor) and logits.ndim == 2 else None
 
 
 def _channels(model: nn.Module) -> int | None:
@@ -405,10 +445,13 @@ def _objective(v: Any) -> str:
     return v
 
 
-def _short(v: Any) -> str:
-    """repr(v) cut to 60 characters (safe for ints of any size)."""
+def _short(v: Any, limit: int = 60) -> str:
+    """repr(v) cut to ``limit`` characters (safe for ints of any size); a cut string keeps its closing quote."""
     text = f"<int of {v.bit_length()} bits>" if isinstance(v, int) and abs(v) > 10**30 else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= limit:
+        return text
+    quote = text[-1] if isinstance(v, str) else ""
+    return text[:limit - 3 - len(quote)] + "..." + quote
 
 
 def _resolve(path: Path, create: bool) -> Path:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def fingerprint(model: nn.Module) -> str:
+def fingerprint(model: "nn.Module") -> str:
     """``"sha256:<hex>"`` over the state dict (names, dtypes, shapes and bytes, sorted by name).
 
     Buffers such as BatchNorm running statistics are included: they change the outputs.
     """
+    import torch  # here, so that ``odin_ood`` imports without torch (odin_ood/__init__.py)
+
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()

@@ -77,7 +77,10 @@ class Preprocessing:
     of :data:`~odin_ood.resampling.INTERPOLATIONS`), ``resize_size`` (``squash``: (h, w), default
     the input's; ``resize-shorter-then-center-crop``: the shorter side, default
     ``floor(max(H, W) / 0.875)``; ``none``: None), per-channel ``mean``/``std`` of [0, 1] pixels
-    (None = not normalised) and ``max_side``, the largest width or height read (a limit, not saved)."""
+    (None = not normalised) and ``max_side``, the largest width or height read (a limit, not saved);
+    ``min_side``, when resizing, the smallest width and height resized (None: half the input's,
+    rounded up, :func:`check_min_side`; a limit, not saved), so that a 1x1 picture is not
+    upscaled into an input."""
 
     input_shape: tuple[int, int, int]
     resize: str = "none"
@@ -86,6 +89,7 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     max_side: int = field(default=4096, compare=False)
+    min_side: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         shape = tuple(self.input_shape)
@@ -102,6 +106,8 @@ class Preprocessing:
             object.__setattr__(self, name, _per_channel(getattr(self, name), name, shape[0], positive=name == "std"))
         if not _is_int(self.max_side) or self.max_side < 1:
             raise ValueError(f"max_side must be an integer >= 1, got {_short(self.max_side)}")
+        if self.min_side is not None and (not _is_int(self.min_side) or self.min_side < 1):
+            raise ValueError(f"min_side must be an integer >= 1, got {_short(self.min_side)}")
 
     def _checked_resize_size(self) -> int | tuple[int, int] | None:
         _, h, w = self.input_shape
@@ -139,7 +145,8 @@ class Preprocessing:
             size = (math.floor(size[0] * shape[1] / self.input_shape[1]), math.floor(size[1] * shape[2] / self.input_shape[2]))
         elif self.resize != "none":
             size = max(math.floor(size * shape[1] / self.input_shape[1]), shape[1], shape[2])
-        return Preprocessing(shape, self.resize, self.interpolation, size, self.mean, self.std, self.max_side)
+        return Preprocessing(shape, self.resize, self.interpolation, size, self.mean, self.std, self.max_side,
+                             self.min_side)
 
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) an image of ``size`` (width, height) is resized to before the crop."""
@@ -260,12 +267,24 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
     if spec.resize == "none":
         _check_size(image.size, spec, label)
         return image
+    check_min_side(image.size, spec, label)
     target = spec.resized_size(image.size)
     if target != image.size:
         image = resample(image, target, spec.interpolation)
     # resize_size >= the input size (checked at construction): the crop always fits
     left, top = int(round((target[0] - w) / 2.0)), int(round((target[1] - h) / 2.0))
     return image if (left, top, target) == (0, 0, (w, h)) else image.crop((left, top, left + w, top + h))
+
+
+def check_min_side(size: tuple[int, int], spec: Preprocessing, label: str) -> None:
+    """Refuse (422) an image to be resized whose width or height is below ``spec.min_side``
+    (default: half the model's width or height, rounded up): upscaling a few pixels makes up
+    an input the model never saw, which a softmax may well call in-distribution."""
+    _, h, w = spec.input_shape
+    low_w, low_h = (spec.min_side,) * 2 if spec.min_side is not None else (-(-w // 2), -(-h // 2))
+    if size[0] < low_w or size[1] < low_h:
+        raise InputError(f"{label}: image is {size[0]}x{size[1]}, too small to resize to the model's {w}x{h} "
+                         f"(at least {low_w}x{low_h}; --min-side sets the smallest side accepted)")
 
 
 def _check_size(size: tuple[int, int], spec: Preprocessing, label: str) -> None:

@@ -16,29 +16,73 @@ by default (``ood_free="noise"``), the OOD side is the paper's Gaussian + Unifor
 ``ood_free="id-only"`` the epsilon maximising the mean score of the ID data wins at a fixed T
 (:func:`odin_ood.tuning.id_only_from_scores`): T = 1000 for ODIN, T = 1 for energy-odin. A
 parameter-free score has a 1 x 1 grid, so only the threshold depends on the data.
+
+Each family takes only its own parameters (:func:`check_parameters`, applied when scoring and to
+every detector file at load): ODIN's T >= 1 (temperature scaling softens the softmax; below 1 it
+sharpens it until every input scores 1.0 in float32); T = 1 for every other score; epsilon = 0
+for the parameter-free ``energy``, ``maxlogit`` and ``msp``. A softmax score (``odin``, ``msp``)
+is never below 1/K for K classes, so its threshold must lie in [1/K, 1]: below 1/K the gate keeps
+every input. Energy and MaxLogit are logits, unbounded: only a finite threshold is checkable.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from torch import Tensor, nn
 
-from odin_ood._checks import check_epsilon, check_grid
+import math
+
+from odin_ood._checks import check_epsilon, check_grid, check_number, check_temperature
 from odin_ood.batching import Data, map_batches
 from odin_ood.scores import Clamp, odin_outputs, softmax_score
+from odin_ood.shared_search import check_search, grid_passes
 from odin_ood.successors import energy_odin_grid_scores, maxlogit_from_logits
 from odin_ood.tuning import (DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, check_ood_free, id_only_from_scores,
                              noise_ood_set, tune, tune_from_scores)
 
 SCORES: tuple[str, ...] = ("odin", "energy-odin", "energy", "maxlogit", "msp")
 FIXED_TEMPERATURE = 1.0  # every score but ODIN runs at T = 1 (Liu et al.'s energy setting)
+ODIN_MIN_TEMPERATURE = 1.0  # the paper's grid is 1 ... 1000: temperature scaling softens, never sharpens
+PERTURBED = ("odin", "energy-odin")  # the scores with an input perturbation (epsilon)
+SOFTMAX = ("odin", "msp")  # scores in [1/K, 1]
+LOGIT_BOUND = 1e30  # energy and MaxLogit thresholds: any finite value of a sane size
 
 
 def check_score(score: str) -> str:
-    if score not in SCORES:
+    if not isinstance(score, str) or score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     return score
+
+
+def check_parameters(score: str, temperature: float, epsilon: float) -> tuple[float, float]:
+    """(T, epsilon), checked for the named score: ODIN's T in [1, 1e6], every other score's T = 1;
+    epsilon in [0, 1] for ODIN and energy-odin, 0 for the parameter-free scores."""
+    t = check_temperature(temperature)
+    e = check_epsilon(epsilon)
+    if score == "odin" and t < ODIN_MIN_TEMPERATURE:
+        raise ValueError(f"ODIN's temperature must be >= {ODIN_MIN_TEMPERATURE:g} (temperature scaling softens the "
+                         f"softmax; T = {t!r} sharpens it until every input scores 1.0 and passes the gate)")
+    if score != "odin" and t != FIXED_TEMPERATURE:
+        raise ValueError(f"score {score!r} runs at T = 1, got temperature {t!r}")
+    if score not in PERTURBED and e != 0.0:
+        raise ValueError(f"score {score!r} has no input perturbation: epsilon must be 0, got {e!r}")
+    return t, e
+
+
+def check_threshold(score: str, threshold: float, num_classes: int | None = None) -> float:
+    """delta for the named score: in [1/K, 1] for a softmax score (K classes; [0, 1] when K is
+    unknown), since no input scores below 1/K and a lower delta keeps every input; finite for the
+    logit scores (energy, MaxLogit), whose range depends on the model."""
+    if score not in SOFTMAX:
+        return check_number(threshold, "threshold", -LOGIT_BOUND, LOGIT_BOUND)
+    low = 1.0 / num_classes if num_classes else 0.0
+    d = check_number(threshold, "threshold", -math.inf, 1.0)
+    if d < low:
+        raise ValueError(f"threshold {d!r} is below 1/K = {low:g} for the model's {num_classes} classes: no input "
+                         f"scores below 1/K with score {score!r}, so this gate would keep every input")
+    return d
 
 
 def score_outputs(
@@ -52,20 +96,22 @@ def score_outputs(
 ) -> tuple[Tensor, Tensor]:
     """(logits f(x) of the unperturbed input, the named score at (T, epsilon)) for one batch.
 
-    ``msp``, ``energy`` and ``maxlogit`` take no perturbation: they need ``epsilon == 0``
-    (``msp`` also T = 1). ``energy`` uses ``temperature``; ``maxlogit`` ignores it.
+    ``msp``, ``energy`` and ``maxlogit`` take no perturbation: they need ``epsilon == 0``; every
+    score but ODIN runs at T = 1 (:func:`check_parameters`).
     """
-    check_score(score)
+    check_parameters(check_score(score), temperature, epsilon)
     if score == "odin":
         return odin_outputs(model, x, temperature, epsilon, input_std, clamp)
-    if score != "energy-odin" and check_epsilon(epsilon) != 0.0:
-        raise ValueError(f"score {score!r} has no input perturbation: epsilon must be 0, got {epsilon!r}")
-    if score == "msp" and temperature != 1.0:
-        raise ValueError(f"score 'msp' is the softmax at T = 1, got temperature {temperature!r}")
     logits, energies = energy_odin_grid_scores(model, x, temperature, [epsilon], input_std, clamp)
     if score in ("energy-odin", "energy"):
         return logits, energies[0]
     return logits, softmax_score(logits, 1.0) if score == "msp" else maxlogit_from_logits(logits)
+
+
+def score_passes(score: str, epsilon: float) -> int:
+    """Passes per image of one score at one epsilon: 3 with a perturbation (forward with an input
+    graph, input-only backward, forward of x~), else 1."""
+    return 3 if check_score(score) in ("odin", "energy-odin") and epsilon > 0 else 1
 
 
 def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std, clamp):
@@ -94,22 +140,29 @@ def tune_score(
     batch_size: int = 128,
     clamp: Clamp | None = None,
     ood_free: str = DEFAULT_OOD_FREE,
+    search: str = "grid",
 ) -> TuningResult:
     """Choose the named score's parameters on held-out data, like :func:`odin_ood.tuning.tune`
     (which this is for ``score="odin"``). ``temperatures`` only matter for ODIN, ``epsilons``
     for ODIN and energy-odin; the result's grid is (1, 1) for a parameter-free score.
-    ``ood_free`` ("noise" or "id-only") says what tunes when ``ood_data`` is None (module docstring)."""
+    ``ood_free`` ("noise" or "id-only") says what tunes when ``ood_data`` is None (module docstring).
+    ``search`` ("grid" or "shared", :mod:`odin_ood.shared_search`) only changes ODIN's search: the
+    other scores have at most one epsilon row, which is scored whole."""
     check_score(score)
     check_ood_free(ood_free)
+    check_search(search)
     if score == "odin":
+        check_grid(temperatures, lambda t, _: check_parameters("odin", t, 0.0)[0], "temperatures")
         return tune(model, id_data, ood_data, temperatures, epsilons, input_std, objective, input_mean=input_mean,
-                    tpr=tpr, batch_size=batch_size, clamp=clamp, ood_free=ood_free)
+                    tpr=tpr, batch_size=batch_size, clamp=clamp, ood_free=ood_free, search=search)
     if ood_data is None and ood_free == "noise":
         ood_data = noise_ood_set(id_data, input_mean=input_mean, input_std=input_std)
     eps = check_grid(epsilons, check_epsilon, "epsilons") if score == "energy-odin" else (0.0,)
     fn = _grid(model, score, eps, input_std, clamp)
     s_in = map_batches(fn, id_data, batch_size, "id_data")
     if ood_data is None:  # ood_free == "id-only"
-        return id_only_from_scores(s_in.numpy(), FIXED_TEMPERATURE, eps)
-    s_out = map_batches(fn, ood_data, batch_size, "ood_data")
-    return tune_from_scores(s_in.numpy(), s_out.numpy(), (FIXED_TEMPERATURE,), eps, objective, tpr)
+        result = id_only_from_scores(s_in.numpy(), FIXED_TEMPERATURE, eps)
+    else:
+        s_out = map_batches(fn, ood_data, batch_size, "ood_data")
+        result = tune_from_scores(s_in.numpy(), s_out.numpy(), (FIXED_TEMPERATURE,), eps, objective, tpr)
+    return replace(result, passes_per_image=grid_passes(1, eps))

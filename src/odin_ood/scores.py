@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odin_ood._checks import channel_view, check_batch, check_epsilon, check_temperature
+from odin_ood.model_input import scoring_input
 
 Clamp = tuple[float | Tensor, float | Tensor]
 
@@ -100,12 +101,13 @@ def perturb(x: Tensor, direction: Tensor, epsilon: float, clamp: Clamp | None = 
     return torch.clamp(x_tilde, low, high)
 
 
-def msp_scores(model: nn.Module, x: Tensor) -> Tensor:
+def msp_scores(model: nn.Module, x: Tensor, *, normalise: str | bool = "auto") -> Tensor:
     """Maximum softmax probability max_i softmax(f(x))_i (Hendrycks & Gimpel, 2017).
 
-    Higher = more in-distribution. One forward pass without a graph, in eval mode.
+    Higher = more in-distribution. One forward pass without a graph, in eval mode. ``normalise``:
+    pixels in [0, 1] go through the model's own normalisation (:mod:`odin_ood.model_input`).
     """
-    x = _prepare(model, x)
+    x = _prepare(model, scoring_input(model, x, normalise, None)[0])
     with scoring_mode(model), torch.no_grad():
         return softmax_score(model(x), 1.0)
 
@@ -117,19 +119,25 @@ def odin_scores(
     epsilon: float = 0.0014,
     input_std: Sequence[float] | Tensor | None = None,
     clamp: Clamp | None = None,
+    *,
+    normalise: str | bool = "auto",
 ) -> Tensor:
     """ODIN score (paper eq. 1-2): max_i softmax(f(x~)/T)_i with
     x~ = x - epsilon * sign(-grad_x log S_yhat(x; T)).
 
-    Higher = more in-distribution. ``x`` is a batch in whatever space the model takes.
+    Higher = more in-distribution. ``x``: pixels in [0, 1] for a model that declares its
+    ``input_mean``/``input_std`` (every :func:`odin_ood.models.load` model), which are then
+    normalised with them and the step divided by its std (``normalise="auto"``, the default; see
+    :mod:`odin_ood.model_input`), or a batch in whatever space the model takes.
     ``epsilon`` is in pixel units: when the model sees inputs normalised by a per-channel
-    ``input_std``, pass it and the step becomes epsilon / std per channel, as the paper's code
-    does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` optionally
+    ``input_std``, pass it (or let the model's be used) and the step becomes epsilon / std per channel, as the paper's code
+    does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` (in the model's input units) optionally
     clips x~ (the paper does not). Costs one forward with an input-only backward and one forward
     without a graph; parameter gradients are never computed. At epsilon = 0 (the paper's MNIST
     setting) x~ = x, so the score is S_yhat(x; T) of ONE forward without a graph: no backward.
     """
-    return odin_outputs(model, x, temperature, epsilon, input_std, clamp)[1]
+    x, std = scoring_input(model, x, normalise, input_std)
+    return odin_outputs(model, x, temperature, epsilon, std, clamp)[1]
 
 
 def odin_outputs(
@@ -210,4 +218,46 @@ def odin_grid_scores(
                 z = model(x_tilde).split(len(x))
             for (i, j), z_cell in zip(chunk, z):
                 scores[i, j] = softmax_score(z_cell, temperatures[i])
+        return scores
+
+
+def odin_shared_direction_scores(
+    model: nn.Module,
+    x: Tensor,
+    temperatures: Sequence[float],
+    epsilons: Sequence[float],
+    direction_temperature: float,
+    input_std: Sequence[float] | Tensor | None = None,
+    clamp: Clamp | None = None,
+) -> Tensor:
+    """S(x - epsilon * d(T_d); T) for every T and epsilon: a tensor (len(T), len(eps), N).
+
+    ONE input-only backward, at ``direction_temperature`` T_d, gives the direction
+    d(T_d) = sign(grad_x CE(f(x)/T_d, yhat)) / std of eq. 2; each epsilon > 0 costs one forward of
+    x - epsilon * d(T_d), whose logits give the score at every T for free. The cell (T, epsilon)
+    is exact when T = T_d or epsilon = 0; otherwise it approximates ODIN's cell by perturbing
+    along T_d's direction instead of T's. For large T the two agree: grad_x log S_yhat(x; T) =
+    (1/T) (grad f_yhat - sum_i softmax_i(f/T) grad f_i) -> (1/T) grad (f_yhat - mean_i f_i), whose
+    sign no longer depends on T (agreement measured in benchmarks/RESULTS.md)."""
+    temperatures = [check_temperature(t, "temperatures") for t in temperatures]
+    epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
+    direction_temperature = check_temperature(direction_temperature, "direction_temperature")
+    x = _prepare(model, x)
+    std = channel_view(input_std, x)
+    needs_direction = any(e > 0.0 for e in epsilons)
+    with scoring_mode(model):
+        x = x.requires_grad_(needs_direction)
+        with torch.set_grad_enabled(needs_direction):
+            logits = model(x)
+            direction = perturbation_direction(logits, x, direction_temperature, std) if needs_direction else None
+        x, logits = x.detach(), logits.detach()
+        scores = x.new_empty(len(temperatures), len(epsilons), len(x), dtype=at_least_fp32(logits).dtype)
+        for j, e in enumerate(epsilons):
+            if e == 0.0:
+                z = logits
+            else:
+                with torch.no_grad():
+                    z = model(perturb(x, direction, e, clamp))
+            for i, t in enumerate(temperatures):
+                scores[i, j] = softmax_score(z, t)
         return scores

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._checks import channel_view, check_epsilon, check_temperature
+from odin_ood.model_input import scoring_input
 from odin_ood.scores import Clamp, _prepare, at_least_fp32, perturb, scoring_mode, sign_direction
 
 
@@ -38,20 +39,22 @@ def maxlogit_from_logits(logits: Tensor) -> Tensor:
     return at_least_fp32(logits).amax(dim=1)
 
 
-def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    x = _prepare(model, x)
+def _logits(model: nn.Module, x: Tensor, normalise: str | bool) -> Tensor:
+    x = _prepare(model, scoring_input(model, x, normalise, None)[0])
     with scoring_mode(model), torch.no_grad():
         return model(x)
 
 
-def energy_scores(model: nn.Module, x: Tensor, temperature: float = 1.0) -> Tensor:
-    """Energy score T * logsumexp(f(x) / T) (Liu et al., 2020); one forward without a graph."""
-    return energy_from_logits(_logits(model, x), temperature)
+def energy_scores(model: nn.Module, x: Tensor, temperature: float = 1.0, *, normalise: str | bool = "auto") -> Tensor:
+    """Energy score T * logsumexp(f(x) / T) (Liu et al., 2020); one forward without a graph.
+    ``normalise`` as :func:`odin_ood.scores.odin_scores` (:mod:`odin_ood.model_input`)."""
+    return energy_from_logits(_logits(model, x, normalise), temperature)
 
 
-def maxlogit_scores(model: nn.Module, x: Tensor) -> Tensor:
-    """MaxLogit score max_i f_i(x) (Hendrycks et al., 2022); one forward without a graph."""
-    return maxlogit_from_logits(_logits(model, x))
+def maxlogit_scores(model: nn.Module, x: Tensor, *, normalise: str | bool = "auto") -> Tensor:
+    """MaxLogit score max_i f_i(x) (Hendrycks et al., 2022); one forward without a graph.
+    ``normalise`` as :func:`odin_ood.scores.odin_scores`."""
+    return maxlogit_from_logits(_logits(model, x, normalise))
 
 
 def energy_direction(
@@ -120,6 +123,8 @@ def energy_odin_scores(
     epsilon: float = 0.0014,
     input_std: Sequence[float] | Tensor | None = None,
     clamp: Clamp | None = None,
+    *,
+    normalise: str | bool = "auto",
 ) -> Tensor:
     """Energy score after ODIN's input perturbation: E(x~; T) with
     x~ = x - epsilon * sign(-grad_x E(x; T)) / std (the step increases the energy score).
@@ -127,5 +132,7 @@ def energy_odin_scores(
     ``epsilon`` is in pixel units (divided by the per-channel ``input_std`` when given, as in
     :func:`odin_ood.scores.odin_scores`); ``clamp=(low, high)`` optionally clips x~. Costs one
     forward with an input-only backward and, for epsilon > 0, one forward without a graph.
+    ``normalise`` as :func:`odin_ood.scores.odin_scores` (:mod:`odin_ood.model_input`).
     """
-    return energy_odin_outputs(model, x, temperature, epsilon, input_std, clamp)[1]
+    x, std = scoring_input(model, x, normalise, input_std)
+    return energy_odin_outputs(model, x, temperature, epsilon, std, clamp)[1]

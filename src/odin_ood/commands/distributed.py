@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from odin_ood import memory
 from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions
@@ -79,7 +80,7 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
         inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
         writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
         score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
-                     progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}")
+                     progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}", max_memory=args.max_memory)
         writer.finish()
         return True
     except Exception as exc:  # reported, then agreed on by all ranks
@@ -104,7 +105,7 @@ def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
         rows.append(heads[r])
         heads[r] = next(streams[r], None)
         i += 1
-        if len(rows) >= args.chunk:
+        if len(rows) >= (args.chunk or memory.MAX_CHUNK):
             writer.write(rows)
             rows = []
     writer.write(rows)

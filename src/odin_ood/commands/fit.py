@@ -14,38 +14,41 @@ are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.j
 which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
 ``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
 splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
-A run is not resumable: scoring the grid is one pass, rerun it whole.
+A run is not resumable: scoring the grid is one pass, rerun it whole. Memory is bounded in bytes
+(:mod:`odin_ood.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
+unless ``--batch-size``; the detector keeps that batch size for ``score``), and since fit holds its
+images decoded, inputs that would take more than the other half are refused before any is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
-from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
-from tqdm import tqdm
 
 from odin_ood._checks import NonFiniteScores
+from odin_ood import memory
 from odin_ood._version import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
-from odin_ood.score_family import FIXED_TEMPERATURE, SCORES
+from odin_ood.score_family import FIXED_TEMPERATURE, SCORES, score_passes
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
 from odin_ood.commands.loading import apply_flags
 from odin_ood.preprocess import Preprocessing, of_model
-from odin_ood.tuning import DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, noise_ood_set
+from odin_ood.pass_progress import PassProgress
+from odin_ood.shared_search import DEFAULT_SEARCH, SEARCHES, grid_passes, planned_passes
+from odin_ood.tuning import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
+                             PAPER_TEMPERATURES, noise_ood_set)
 
-DEFAULT_BATCH = 128
 WITHOUT_OOD = {
     "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
@@ -59,7 +62,8 @@ class FitOptions:
     inputs ``ood_free`` says what tunes), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
     ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed``,
     ``score`` (:data:`odin_ood.score_family.SCORES`; ODIN by default) and ``ood_free``
-    (:data:`odin_ood.tuning.OOD_FREE`: what tunes when there are no OOD inputs)."""
+    (:data:`odin_ood.tuning.OOD_FREE`: what tunes when there are no OOD inputs) and ``search``
+    (:data:`odin_ood.shared_search.SEARCHES`: how the grid is searched)."""
 
     id_inputs: tuple[str, ...]
     ood_inputs: tuple[str, ...] = ()
@@ -74,11 +78,12 @@ class FitOptions:
     progress: bool = True
     score: str = "odin"
     ood_free: str = DEFAULT_OOD_FREE
+    search: str = DEFAULT_SEARCH
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
-                        help="in-distribution images (not used to train the model): folder, .zip or dataset[:split]")
+                        help="in-distribution images (not used to train the model): folder, .zip, image or IDX file, dataset[:split]")
     parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
                         help="out-of-distribution images to tune against (without them: see --ood-free)")
     parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")
@@ -96,6 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Gaussian + Uniform noise as the OOD side; id-only = the ID images alone, the epsilon "
                              f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
                              f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)")
+    parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,
+                        help="how the T x epsilon grid is searched (default shared: one backward shared across "
+                             "temperatures, the best cells verified exactly, <= 20 passes per image on the paper's "
+                             "grid; grid: the paper's, every cell on every image, 211 passes)")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
@@ -115,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
         temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
         limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet, score=args.score,
-        ood_free=args.ood_free or DEFAULT_OOD_FREE,
+        ood_free=args.ood_free or DEFAULT_OOD_FREE, search=args.search,
     )
     record = fit(ModelOptions.from_args(args), options, out)
     print(summary(record, out))
@@ -128,25 +137,31 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     model = model_options.load_model()
     spec = model_preprocessing(model, model_options)
-    id_images = _select(options.id_inputs, spec, options, "ID")
-    ood_images = _select(options.ood_inputs, spec, options, "OOD") if options.ood_inputs else None
+    id_inputs = Inputs(options.id_inputs, options.data_root)
+    ood_inputs = Inputs(options.ood_inputs, options.data_root) if options.ood_inputs else None
+    _check_memory(spec.input_shape, [id_inputs, ood_inputs], options.limit, model_options.max_memory)
+    id_images = _select(id_inputs, spec, options, "ID")
+    ood_images = _select(ood_inputs, spec, options, "OOD") if ood_inputs is not None else None
     if ood_images is not None:
         check_disjoint(id_images, ood_images)
     id_tune, id_eval = split(id_images, options.holdout)
     ood_tune, ood_eval = split(ood_images, options.holdout) if ood_images is not None else (None, None)
 
-    batch = model_options.batch_size or DEFAULT_BATCH
-    loader = _Loader(batch, options.progress)
+    batch = model_options.batch_size or memory.batch_for(model, spec.input_shape, model_options.max_memory)
+    meter = _Meter(model, options.progress)
     detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score, ood_free=options.ood_free, preprocessing=spec)
+                        score=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
+                        normalise=False)  # the preprocessing normalised the images
     if ood_tune is not None:
-        ood_data = loader(ood_tune.x, "tuning: OOD")
+        ood_data = ood_tune.x
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
         ood_data = noise_ood_set(id_tune.x, _noise_count(options, "tuning"), spec.mean, spec.std)
     else:
         ood_data = None  # Detector.fit's own default
-    with _naming_non_finite(id_tune, ood_tune, "tuning"):
-        detector.fit(loader(id_tune.x, "tuning: ID"), ood_data, tpr=options.tpr)
+    n_out = len(ood_data) if ood_data is not None else (0 if options.ood_free == "id-only" else 2 * NOISE_SIZE)
+    with _naming_non_finite(id_tune, ood_tune, "tuning"), \
+            meter.stage(f"tuning ({options.search} search)", len(id_tune) + n_out, _tuning_passes(options)):
+        detector.fit(id_tune.x, ood_data, tpr=options.tpr)
     result = detector.tuning_
     i, j = result.index
     record: dict[str, Any] = {
@@ -156,8 +171,9 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
         "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_name,
         "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
+        "search": result.search, "passes_per_image": result.passes_per_image,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
-                 **{m: v.tolist() for m, v in result.metrics.items()}},
+                 **{m: _nan_to_none(v) for m, v in result.metrics.items()}},
         "tuning": {"id": _part(id_tune, what="the ID inputs"),
                    "ood": _part(ood_tune, count=result.scores_out.shape[-1],
                                 what="the OOD inputs" if ood_tune is not None else WITHOUT_OOD[options.ood_free])},
@@ -167,7 +183,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     scores = {"id": result.scores_in[i, j], "ood": result.scores_out[i, j]}
     if id_eval is not None:
         with _naming_non_finite(id_eval, ood_eval, "held-out"):
-            record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, loader)
+            record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, meter)
     record["histogram_split"] = "tuning" if id_eval is None else "held-out"
     out.mkdir(parents=True, exist_ok=True)
     detector.save(out)
@@ -185,18 +201,43 @@ def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
                          "(and --input-mean/--input-std if it expects normalised inputs)")
     given = {name: getattr(options, name) for name in ("resize", "interpolation", "resize_size")
              if getattr(options, name) is not None}
-    return apply_flags(own, given, max_side=options.max_side)
+    return replace(apply_flags(own, given, max_side=options.max_side), min_side=options.min_side)
 
 
-def _select(arguments: tuple[str, ...], spec: Preprocessing, options: FitOptions, label: str) -> Selection:
-    return select(Inputs(arguments, options.data_root), spec, options.limit, options.seed, options.workers,
-                  options.progress, label)
+def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int | None, budget: int) -> None:
+    """Refuse, before reading any image, inputs whose decoded images would take more than half of
+    ``budget`` (fit holds them all: :func:`odin_ood.memory.held_bytes`)."""
+    n = sum(len(s) if limit is None else min(limit, len(s)) for s in sides if s is not None)
+    need = memory.held_bytes(shape, n)
+    if need > budget // 2:
+        fits = budget // 2 // memory.held_bytes(shape, len([s for s in sides if s is not None]))
+        raise ValueError(f"fit holds its {n} images decoded: {memory.readable(need)} at {'x'.join(map(str, shape))}, "
+                         f"over half of --max-memory ({memory.readable(budget)}): pass --limit {max(1, fits)} or "
+                         f"--max-memory {math.ceil(2 * need / 2**30)}GiB")
+
+
+def _select(inputs: Inputs, spec: Preprocessing, options: FitOptions, label: str) -> Selection:
+    return select(inputs, spec, options.limit, options.seed, options.workers, options.progress, label)
 
 
 def _part(images: Selection | None, count: int | None = None, what: str = "the OOD inputs") -> dict[str, Any]:
     if images is None:
         return {"count": count, "what": what, "sources": []}
     return {"count": len(images), "what": what, "sources": list(images.sources)}
+
+
+def _tuning_passes(options: FitOptions) -> int:
+    """Passes per tuning image the fit plans (the shared search's worst case)."""
+    if options.score != "odin":
+        return grid_passes(1, options.epsilons if options.score == "energy-odin" else (0.0,))
+    if options.ood_free == "id-only" and not options.ood_inputs:
+        return grid_passes(1, options.epsilons)
+    return planned_passes(options.search, options.temperatures, options.epsilons)
+
+
+def _nan_to_none(values: np.ndarray) -> list:
+    """A grid as nested lists, cells the search did not score as None (JSON has no NaN)."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(values, dtype=float)]
 
 
 def _noise_count(options: FitOptions, part: str) -> int:
@@ -220,7 +261,7 @@ def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_nam
 
 
 def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: Preprocessing,
-              options: FitOptions, loader: "_Loader") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+              options: FitOptions, meter: _Meter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Held-out metrics of ODIN (fitted) and MSP; without OOD inputs, fresh noise (a seed the
     tuning noise does not use) is the OOD side."""
     if ood_eval is not None:
@@ -232,7 +273,10 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
                                              f"{options.seed + 1001})", "sources": []}
     # one pass per side: the detector's outputs carry the MSP baseline too (the softmax of the
     # unperturbed logits that its score's first forward computes)
-    outputs = {k: detector.outputs(loader(x, f"held-out: {k.upper()}")) for k, x in (("id", id_eval.x), ("ood", x_out))}
+    outputs = {}
+    for k, x in (("id", id_eval.x), ("ood", x_out)):
+        with meter.stage(f"held-out: {k.upper()}", len(x), score_passes(detector.score_name, detector.epsilon_)):
+            outputs[k] = detector.outputs(x)
     odin = {k: o["score"].numpy() for k, o in outputs.items()}
     msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
     held = {
@@ -245,31 +289,21 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
     return held, odin
 
 
-class _Loader:
-    """A tensor as a DataLoader of ``batch`` rows in order (the same batches as the tensor gives
-    ``Detector``) that shows a progress bar per pass."""
+class _Meter:
+    """A :class:`odin_ood.pass_progress.PassProgress` bar per stage, watching ``model``."""
 
-    def __init__(self, batch: int, progress: bool) -> None:
-        self.batch, self.progress = batch, progress
+    def __init__(self, model: Any, enabled: bool) -> None:
+        self.model, self.enabled = model, enabled
 
-    def __call__(self, x: Tensor, label: str) -> DataLoader | Tensor:
-        if not self.progress:
-            return x
-        return DataLoader(TensorDataset(x), batch_sampler=_BarSampler(len(x), self.batch, label))
-
-
-class _BarSampler:
-    def __init__(self, n: int, batch: int, label: str) -> None:
-        self.n, self.batch, self.label = n, batch, label
-
-    def __len__(self) -> int:
-        return -(-self.n // self.batch)
-
-    def __iter__(self):
-        with tqdm(total=self.n, desc=self.label, unit="img", file=sys.stderr, leave=False) as bar:
-            for start in range(0, self.n, self.batch):
-                yield list(range(start, min(start + self.batch, self.n)))
-                bar.update(min(self.batch, self.n - start))
+    @contextmanager
+    def stage(self, label: str, images: int, passes_per_image: float) -> Iterator[None]:
+        meter = PassProgress(images, passes_per_image, label, self.enabled)
+        try:
+            with meter.watching(self.model):
+                yield
+            meter.settle(images)
+        finally:
+            meter.close()
 
 
 def summary(record: dict[str, Any], out: Path) -> str:

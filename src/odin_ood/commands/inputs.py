@@ -1,10 +1,12 @@
 """The images to score, in one deterministic order, addressable by index.
 
 An input argument is an image folder (every image file below it, sorted by relative POSIX
-path), a ``.zip`` (its image members, sorted by name, duplicates in archive order) or a dataset
-name known to ``odin_ood.data`` (``mnist`` or ``mnist:train``; images in the dataset's order).
-Arguments are concatenated in the order given. Only the file listing is held in memory; images
-are read one at a time, at most ``max_image_bytes`` each (checked from the file's or member's
+path), a ``.zip`` (its image members, sorted by name, duplicates in archive order), one image
+file, an IDX file of images (MNIST's format, raw or ``.gz``: unsigned bytes (N, H, W) or
+(N, H, W, C); image i is named ``FILE!i``) or a dataset name known to ``odin_ood.data``
+(``mnist`` or ``mnist:train``; images in the dataset's order). Arguments are concatenated in the
+order given. Only the file listing is held in memory (an IDX file is read whole: its images are
+one array); images are read one at a time, at most ``max_image_bytes`` each (checked from the file's or member's
 declared size before reading, and again while reading: a zip member may lie about its size).
 
 ``source(i)`` names image i (``folder/a/b.png``, ``archive.zip!a/b.png``, ``mnist:test/17``),
@@ -29,7 +31,7 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -66,12 +68,62 @@ class _Folder:
         label = self.name(i)
         if skipped:
             raise InputError(f"{label}: {skipped}")
-        with os.fdopen(_open_listed(self.path / member, identity, label), "rb") as f:
-            try:
-                blob = _read_capped(f, os.fstat(f.fileno()).st_size, self.max_bytes, label)
-            except OSError as exc:
-                raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
-        return decode(blob, spec, label)
+        return _read_listed(self.path / member, identity, self.max_bytes, spec, label)
+
+
+class _File:
+    """One image file given as an input (read like a folder's, through its listed identity)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        st = os.stat(path)
+        self.path, self.max_bytes, self.label = path, max_bytes, printable(str(path))
+        self.identity = (st.st_dev, st.st_ino, os.path.islink(path))
+
+    def __len__(self) -> int:
+        return 1
+
+    def name(self, i: int) -> str:
+        return self.label
+
+    def load(self, i: int, spec: Preprocessing) -> Image.Image:
+        return _read_listed(self.path, self.identity, self.max_bytes, spec, self.label)
+
+
+class _Idx:
+    """The images of an IDX file (unsigned bytes, (N, H, W) or (N, H, W, C) with C = 1 or 3)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        from odin_ood.data.idx import read_idx
+
+        label = printable(str(path))
+        try:
+            self.images = read_idx(path, max_item_bytes=max_bytes)
+        except ValueError as exc:
+            raise ValueError(f"input {exc}") from None
+        shape = self.images.shape
+        if self.images.dtype != np.uint8 or not (len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3))):
+            raise ValueError(f"input {label}: an IDX file of {self.images.dtype} {shape}, not images: expected "
+                             "unsigned bytes (N, H, W) or (N, H, W, C) with C = 1 or 3 (a labels file?)")
+        self.prefix = f"{label}!"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def name(self, i: int) -> str:
+        return f"{self.prefix}{i}"
+
+    def load(self, i: int, spec: Preprocessing) -> np.ndarray:
+        return self.images[i]
+
+
+def _read_listed(path: Path, identity: tuple[int, int, bool], max_bytes: int, spec: Preprocessing,
+                 label: str) -> Image.Image:
+    with os.fdopen(_open_listed(path, identity, label), "rb") as f:
+        try:
+            blob = _read_capped(f, os.fstat(f.fileno()).st_size, max_bytes, label)
+        except OSError as exc:
+            raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    return decode(blob, spec, label)
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -209,13 +261,17 @@ class _Dataset:
         return self.dataset.images[i].permute(1, 2, 0).numpy()
 
 
+_Part = Union[_Folder, _Zip, _File, _Idx, _Dataset]
+
+
 class Inputs:
-    """The concatenation of input folders, zips and datasets (see the module docstring)."""
+    """The concatenation of input folders, zips, image and IDX files and datasets (see the module
+    docstring)."""
 
     def __init__(self, arguments: Sequence[str | os.PathLike], data_root: str | None = None,
                  max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False) -> None:
         if not arguments:
-            raise ValueError("no INPUT given: pass image folders, zips or dataset names")
+            raise ValueError("no INPUT given: pass image folders, zips, image or IDX files, or dataset names")
         if max_image_bytes < 1:
             raise ValueError(f"--max-image-bytes must be >= 1, got {max_image_bytes}")
         self.parts = [_part(str(a), data_root, max_image_bytes, follow_symlinks) for a in arguments]
@@ -226,7 +282,7 @@ class Inputs:
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def _locate(self, i: int) -> tuple[_Folder | _Zip | _Dataset, int]:
+    def _locate(self, i: int) -> tuple[_Part, int]:
         if not 0 <= i < len(self):
             raise IndexError(f"input index {i} out of range 0..{len(self) - 1}")
         k = bisect.bisect_right(self.starts, i) - 1
@@ -242,12 +298,18 @@ class Inputs:
         return part.load(j, spec)
 
 
-def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool) -> _Folder | _Zip | _Dataset:
+def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool) -> _Part:
+    from odin_ood.data.idx import is_idx
+
     path = Path(argument)
     if path.is_dir():
-        part: _Folder | _Zip = _Folder(path, max_bytes, follow_symlinks)
+        part: _Part = _Folder(path, max_bytes, follow_symlinks)
     elif path.is_file() and path.suffix.lower() == ".zip":
         part = _Zip(path, max_bytes)
+    elif path.is_file() and _is_image(path.name):
+        return _File(path, max_bytes)
+    elif path.is_file() and is_idx(path):
+        part = _Idx(path, max_bytes)
     else:
         return _dataset(argument, path, data_root)
     if not len(part):
@@ -262,5 +324,6 @@ def _dataset(argument: str, path: Path, data_root: str | None) -> _Dataset:
     if name in data.names():
         return _Dataset(name, split or "test", data_root)
     if path.exists():
-        raise ValueError(f"input {printable(argument)}: not a folder or a .zip archive")
+        raise ValueError(f"input {printable(argument)}: not a folder, a .zip archive, an image file "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or an IDX file")
     raise ValueError(f"input {printable(argument)}: no such folder or zip, and not a dataset name ({', '.join(data.names())})")

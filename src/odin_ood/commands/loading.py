@@ -59,6 +59,7 @@ def load_detector(options: ModelOptions, detector: str | os.PathLike, device: to
     model = options.load_model(device)
     fitted = Detector.load(os.fspath(detector), model)
     fitted.optimize = optimize
+    fitted.normalise = False  # odin_ood.preprocess gives the model's normalised input
     if options.batch_size is not None:
         fitted.batch_size = options.batch_size
     preprocessing = preprocessing_for(fitted, options)
@@ -77,9 +78,9 @@ def preprocessing_for(detector: Detector, options: ModelOptions | None = None) -
     if detector.preprocessing_recorded_:
         recorded = detector.preprocessing
         _check_flags(recorded, given)
-        return dataclasses.replace(recorded, max_side=options.max_side)
+        return dataclasses.replace(recorded, max_side=options.max_side, min_side=options.min_side)
     base = legacy_preprocessing(detector)
-    return apply_flags(base, given, max_side=options.max_side)
+    return dataclasses.replace(apply_flags(base, given, max_side=options.max_side), min_side=options.min_side)
 
 
 def apply_flags(base: Preprocessing, given: dict[str, Any], max_side: int = 4096) -> Preprocessing:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from odin_ood.detector import check_batch_size
+from odin_ood.memory import DEFAULT_MAX_MEMORY, parse_bytes
 from odin_ood.devices import resolve_device
 from odin_ood.preprocess import RESIZES
 from odin_ood.resampling import INTERPOLATIONS
@@ -28,7 +29,9 @@ class ModelOptions:
     per forward (``batch_size``, None = the detector's or 128) and how images are read: ``resize``
     (:data:`odin_ood.preprocess.RESIZES`), ``interpolation``
     (:data:`odin_ood.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
-    at ``fit``, the detector's at ``score``/``serve``; ``max_side``."""
+    at ``fit``, the detector's at ``score``/``serve``; ``max_side``; ``min_side`` (None = half the
+    model's side); ``num_classes`` (None: the checkpoint's); ``max_memory``: the bytes that images in
+    flight may take (:mod:`odin_ood.memory`)."""
 
     model: str
     weights: str | None = None
@@ -44,22 +47,32 @@ class ModelOptions:
     threads: int | None = None
     strip_prefixes: tuple[str, ...] = ()
     rename_keys: tuple[tuple[str, str], ...] = ()
+    min_side: int | None = None
+    num_classes: int | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             check_batch_size(self.batch_size, "--batch-size")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(f"--num-classes must be >= 2, got {self.num_classes}")
+        if self.max_memory < 1:
+            raise ValueError(f"--max-memory must be >= 1 byte, got {self.max_memory}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.max_side < 1:
             raise ValueError(f"--max-side must be >= 1, got {self.max_side}")
+        if self.min_side is not None and self.min_side < 1:
+            raise ValueError(f"--min-side must be >= 1, got {self.min_side}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
         return cls(
             model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
-            interpolation=args.interpolation, resize_size=args.resize_size, max_side=args.max_side, threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
-            rename_keys=tuple(args.rename_key),
+            interpolation=args.interpolation, resize_size=args.resize_size, max_side=args.max_side, min_side=args.min_side,
+            threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
+            rename_keys=tuple(args.rename_key), num_classes=args.num_classes, max_memory=args.max_memory,
         )
 
     def load_model(self, device: torch.device | None = None) -> nn.Module:
@@ -70,7 +83,7 @@ class ModelOptions:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         return models.load(
-            self.model, weights=self.weights, map_location=device if device is not None else resolve_device(self.device),
+            self.model, weights=self.weights, num_classes=self.num_classes, map_location=device if device is not None else resolve_device(self.device),
             input_shape=self.input_shape, input_mean=self.input_mean, input_std=self.input_std,
             strip_prefixes=self.strip_prefixes, rename_keys=dict(self.rename_keys),
         )
@@ -84,6 +97,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(TorchScript, .pt2 and factories run code when loaded: trusted files only)")
     parser.add_argument("--weights", default=None,
                         help="checkpoint for a zoo name, torchvision:/timm: or a factory (read with weights_only=True)")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="classes of the model's head (default: the checkpoint's, e.g. a fine-tuned "
+                             "10-class torchvision:resnet18)")
     parser.add_argument("--strip-prefix", action="append", default=[], metavar="PREFIX",
                         help="remove PREFIX from the checkpoint's keys that start with it, e.g. encoder. (repeatable)")
     parser.add_argument("--rename-key", action="append", default=[], type=key_rename, metavar="OLD=NEW",
@@ -95,7 +111,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-std", type=floats_arg, default=None, metavar="S[,S,S]",
                         help="per-channel std the model's inputs are normalised with (pixels in [0, 1])")
     parser.add_argument("--device", default="auto", help="torch device; auto = cuda, else mps, else cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the detector's; fit: 128)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per forward (default: the detector's; fit: what --max-memory allows, at most 128)")
     parser.add_argument("--resize", type=resize_arg, default=None, metavar="METHOD",
                         help=f"how images of another size reach the input size: {', '.join(RESIZES)} (default: "
                              "the model's own at fit, e.g. torchvision's/timm's evaluation transform, none for the "
@@ -107,7 +124,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the size --resize resizes to before the centre crop: the shorter side for "
                              "resize-shorter-then-center-crop, H,W for squash (default: the model's own)")
     parser.add_argument("--max-side", type=int, default=4096, help="largest image width or height accepted")
+    parser.add_argument("--min-side", type=int, default=None, metavar="PIXELS",
+                        help="when resizing, smallest image width and height accepted (default: half the model's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--max-memory", type=bytes_arg, default=DEFAULT_MAX_MEMORY, metavar="BYTES",
+                        help="memory the images in flight may take, e.g. 512MiB or 4GiB (default 1GiB): sets the "
+                             "batch size (unless --batch-size) and the images held decoded at once")
 
 
 def resize_arg(text: str) -> str:
@@ -120,6 +142,14 @@ def resize_arg(text: str) -> str:
             f"write --resize squash --interpolation {'bilinear-antialias' if text == 'bilinear' else text} "
             "for what --resize " f"{text} did before")
     raise argparse.ArgumentTypeError(f"expected one of {', '.join(RESIZES)}, got {text!r}")
+
+
+def bytes_arg(text: str) -> int:
+    """``1GiB``, ``512MiB``, ``2G`` or a plain number of bytes."""
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def key_rename(text: str) -> tuple[str, str]:

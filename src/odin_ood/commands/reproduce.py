@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the suites and whether each can run")
     parser.add_argument("--data-root", default=None, help="data folder laid out like shared/data (default $ODIN_OOD_DATA)")
     parser.add_argument("--weights", default=None, help="model checkpoint (default: the suite's file under the data root)")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="classes of the checkpoint's head (default: the suite's)")
     parser.add_argument("--out", default=None, help="results folder (default results/SUITE[-quick])")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--quick", action="store_true",
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute scores even when cached")
     parser.add_argument("--cache-dir", default=None, help="score cache folder (default $ODIN_OOD_CACHE/scores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every split, subsample and bootstrap")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (on a shared, loaded CPU 1 beats 2: benchmarks/RESULTS.md)")
     parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                            temperatures=args.temperatures, epsilons=args.epsilons, search=args.search,
                            precision=args.precision, eval_grid=args.eval_grid, stop_after=args.stop_after,
                            time_limit=args.time_limit, sources_limit=args.sources_limit,
-                           sources_oracle=args.sources_oracle)
+                           sources_oracle=args.sources_oracle, num_classes=args.num_classes)
         results[part] = run_suite(config)
         report = write_report(results[part], folder)
         _print_rows(part, results[part])

@@ -1,13 +1,15 @@
 """Scoring inputs chunk by chunk into rows of a :class:`~odin_ood.commands.writers.RowWriter`.
 
-A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``confidence``
+A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``class_name``
+(its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
 and ``error``. An image that cannot be decoded or does not fit the model gets a row with
-``predicted_class = -1``, no confidence or score, ``is_out_of_distribution = true`` (the gate
+``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the gate
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
-so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs.
+so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs, and the
+chunk by a budget in bytes (:mod:`odin_ood.memory`).
 
 **Every image's batch and position are fixed by its index.** With B the detector's batch size,
 batch k holds inputs ``[kB, (k+1)B)`` (the last one zero-padded to B), at position ``i mod B``;
@@ -31,12 +33,15 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from odin_ood.commands.inputs import Inputs
 from odin_ood.preprocess import InputError, Preprocessing, image_pixels
 from odin_ood.commands.writers import Row, RowWriter
+from odin_ood import memory
 from odin_ood.runtimes import Runtime
+from odin_ood.pass_progress import PassProgress
+from odin_ood.score_family import score_passes
+from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.engine import fixed_batch_outputs
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
@@ -104,38 +109,47 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: S
             warnings.filterwarnings("ignore", r".* scores are not finite", RuntimeWarning)
             values = {key: t.tolist() for key, t in fixed_batch_outputs(runtime, x).items()}
     rows = []
+    names = class_names(runtime.detector.model)
     for k in range(skip, len(indices)):
         i, p = indices[k], prepared[k]
         row: Row = {"index": i, "source": inputs.source(i)}
         if isinstance(p, Tensor):
             row.update({key: values[key][k] for key in values}, error="")
+            row["class_name"] = class_name(names, row["predicted_class"])
             if not math.isfinite(row["score"]):
                 row.update(is_out_of_distribution=True, error=NOT_FINITE)
         else:
-            row.update(predicted_class=-1, confidence=None, score=None, is_out_of_distribution=True, error=p)
+            row.update(predicted_class=-1, class_name=None, confidence=None, score=None, is_out_of_distribution=True, error=p)
         rows.append(row)
     return rows
 
 
 def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
-                 world: int = 1, chunk: int = 4096, workers: int = 4, progress: bool = True,
-                 label: str = "scoring") -> Tally:
+                 world: int = 1, chunk: int | None = None, workers: int = 4, progress: bool = True,
+                 label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY) -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
-    the ``writer.done`` rows it already holds; returns what this run wrote. Prints a throughput line."""
-    b = runtime.batch_size
+    the ``writer.done`` rows it already holds, ``chunk`` images at a time (None: as many as half of
+    ``max_memory`` bytes holds decoded, :func:`odin_ood.memory.chunk_for`); returns what this run
+    wrote. Prints a throughput line."""
+    detector, b = runtime.detector, runtime.batch_size
+    chunk = chunk or memory.chunk_for(spec.input_shape, max_memory, b)
     shard = Shard(len(inputs), b, rank, world)
     check_resume(writer, inputs, shard)
     done, step = writer.done, b * max(1, -(-chunk // b))  # chunks of whole batches
     tally = Tally()
     start = time.perf_counter()
-    with ThreadPoolExecutor(max(1, workers)) as pool, tqdm(
-        total=len(shard), initial=done, unit="img", desc=label, disable=not progress, file=sys.stderr,
-    ) as bar:
-        for s in range(done - done % b, len(shard), step):
-            rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
-            writer.write(rows)
-            tally.add(rows)
-            bar.update(len(rows))
+    meter = PassProgress(len(shard), score_passes(detector.score_name, detector.epsilon_), label, progress)
+    meter.settle(done)
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for s in range(done - done % b, len(shard), step):
+                with meter.watching(detector._scoring_model()[0]):  # moves at every pass of every batch
+                    rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
+                writer.write(rows)
+                tally.add(rows)
+                meter.settle(done + tally.rows)
+    finally:
+        meter.close()
     seconds = time.perf_counter() - start
     if progress:
         rate = tally.rows / seconds if seconds > 0 else float("inf")

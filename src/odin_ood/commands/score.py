@@ -3,7 +3,8 @@
     odin-ood score --detector det/ --model mnist-mlp digits/ more.zip mnist --output scores.csv
 
 One row per image (see :mod:`odin_ood.commands.rows`), inputs in a deterministic order (see
-:mod:`odin_ood.commands.inputs`), streamed in chunks with a progress bar and a throughput line,
+:mod:`odin_ood.commands.inputs`), streamed in chunks (``--chunk``, else as many images as half of ``--max-memory`` holds
+decoded, :mod:`odin_ood.memory`) with a progress bar and a throughput line,
 resumable with ``--resume`` (see :mod:`odin_ood.commands.writers`). ``--distributed`` under
 torchrun splits the work across processes (see :mod:`odin_ood.commands.distributed`); this
 module also runs as ``python -m odin_ood.commands.score``.
@@ -25,13 +26,14 @@ from odin_ood.commands.writers import RowWriter, output_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image folder, .zip, or dataset name[:split]")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image folder, .zip, image file, IDX file, or dataset name[:split]")
     parser.add_argument("--output", required=True, help="scores file: .csv, .jsonl or .parquet")
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
-    parser.add_argument("--chunk", type=int, default=4096,
-                        help="images decoded, scored and written at a time (rounded up to whole batches)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="images decoded, scored and written at a time, rounded up to whole batches "
+                             "(default: what half of --max-memory holds, at most 4096)")
     parser.add_argument("--max-image-bytes", type=int, default=MAX_IMAGE_BYTES,
                         help="largest image file or zip member read; larger ones get an error row (default: 32 MiB)")
     parser.add_argument("--follow-symlinks", action="store_true",
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     fmt = output_format(output)
-    if args.chunk < 1:
+    if args.chunk is not None and args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
     env = distributed.environment()
     if args.distributed:
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
     inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
     tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
-                         progress=not args.quiet)
+                         progress=not args.quiet, max_memory=args.max_memory)
     writer.finish()
     return report(tally, writer.done, output, args.quiet)
 

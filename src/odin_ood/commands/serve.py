@@ -23,17 +23,21 @@ import logging
 import os
 import sys
 
+from odin_ood import memory
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
 from odin_ood.commands.options import ModelOptions
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
+SERVE_BATCH = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-batch", type=int, default=64, help="images per micro-batch (the fixed batch size)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="images per micro-batch, the fixed batch size (default: what half of --max-memory "
+                             "allows, at most 64)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
     parser.add_argument("--no-padding", action="store_true",
                         help="run micro-batches at their natural size (faster when idle; scores may then "
@@ -50,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="connections or requests at once before new requests get 503")
     parser.add_argument("--h11-max-incomplete-event-size", type=int, default=16 * 1024,
                         help="largest request head in bytes (h11's limit)")
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"],
+                        help="uvicorn's and the gate's log level")
 
 
 def resolve_api_key(given: str | None, environ: dict[str, str], no_auth: bool) -> str | None:
@@ -79,17 +84,20 @@ def run(args: argparse.Namespace) -> int:
     from odin_ood.serving.app import Limits, create_app
     from odin_ood.serving.protocol import TimedH11Protocol
 
-    for name in ("max_batch", "max_images", "limit_concurrency", "timeout_keep_alive", "h11_max_incomplete_event_size"):
+    for name in ("max_images", "limit_concurrency", "timeout_keep_alive", "h11_max_incomplete_event_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.header_timeout > 0:
         raise ValueError(f"--header-timeout must be > 0, got {args.header_timeout}")
     key = resolve_api_key(args.api_key, dict(os.environ), args.no_auth)
     limits = Limits(args.max_body_bytes, args.max_images, args.max_json_bytes, args.body_timeout)
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
     detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
+    max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.input_shape, args.max_memory))
     app = create_app(
         detector, spec, limits, api_key=key,
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),
+        max_batch=max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),
         runtime=args.runtime, threads=args.threads,
     )
     _log_to_stderr(args.log_level)

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-COLUMNS = ("index", "source", "predicted_class", "confidence", "score", "is_out_of_distribution", "error")
+COLUMNS = ("index", "source", "predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
 FORMATS = ("csv", "jsonl", "parquet")
 _BLOCK = 1 << 20
 
@@ -227,6 +227,7 @@ def _typed_csv(r: dict[str, str]) -> Row:
         "index": int(r["index"]),
         "source": _unescape(r["source"]),
         "predicted_class": int(r["predicted_class"]),
+        "class_name": _unescape(r["class_name"]) if r["class_name"] else None,
         "confidence": float(r["confidence"]) if r["confidence"] else None,
         "score": float(r["score"]) if r["score"] else None,
         "is_out_of_distribution": r["is_out_of_distribution"] == "true",
@@ -325,7 +326,7 @@ def _table(rows: list[Row]):
     import pyarrow as pa
 
     schema = pa.schema([
-        ("index", pa.int64()), ("source", pa.string()), ("predicted_class", pa.int64()),
+        ("index", pa.int64()), ("source", pa.string()), ("predicted_class", pa.int64()), ("class_name", pa.string()),
         ("confidence", pa.float64()), ("score", pa.float64()), ("is_out_of_distribution", pa.bool_()),
         ("error", pa.string()),
     ])

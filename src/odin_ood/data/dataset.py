@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from odin_ood._checks import named
+
 # Normalisation conventions (per channel, on [0, 1] pixels).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -103,8 +105,8 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
         env = os.environ.get(DATA_ENV)
         if not env:
             raise FileNotFoundError(
-                f"no data root: pass root=... (a folder laid out like root/mnist, root/cifar10, ...) "
-                f"or set ${DATA_ENV}"
+                f"no data root: pass {named('root=...', '--data-root DIR')} (a folder laid out like DIR/mnist, "
+                f"DIR/cifar10, ...) or set ${DATA_ENV}"
             )
         root = env
     path = Path(root).expanduser()

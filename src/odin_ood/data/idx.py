@@ -23,32 +23,46 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, max_item_bytes: int | None = None) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw) into an array; any truncation or bad header is an error
-    naming the file."""
+    naming the file. Only the bytes the header declares are read (and one more, to catch trailing
+    data), so a small file cannot decompress into more memory than its header says; with
+    ``max_item_bytes``, a header whose items (``data[i]``) are larger than that is refused first."""
     path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+                raise ValueError(f"{path}: not an IDX file (bad magic {head.hex()})")
+            dims = f.read(4 * head[3])
+            if len(dims) < 4 * head[3]:
+                raise ValueError(f"{path}: truncated IDX header")
+            shape = tuple(int(s) for s in np.frombuffer(dims, ">u4"))
+            dtype = np.dtype(_IDX_TYPES[head[2]])
+            item = int(np.prod(shape[1:])) * dtype.itemsize
+            if max_item_bytes is not None and item > max_item_bytes:
+                raise ValueError(f"{path}: each item of this IDX file is {item} bytes, over the limit of "
+                                 f"{max_item_bytes} (--max-image-bytes)")
+            size = int(np.prod(shape)) * dtype.itemsize
+            raw = f.read(size + 1)
     except (EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{path}: cannot read IDX file ({exc}); is it truncated?") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic {raw[:4].hex()})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise ValueError(
-            f"{path}: IDX data is {len(raw)} bytes, header {shape} implies {expected}; truncated or corrupt"
-        )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    if len(raw) != size:
+        raise ValueError(f"{path}: IDX data is {'more than ' if len(raw) > size else ''}{len(raw)} bytes, "
+                         f"header {shape} implies {size}; truncated or corrupt")
+    return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def is_idx(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (raw or ``.gz``) starts like an IDX file: two zero bytes and a known type."""
+    path = Path(path)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            head = f.read(4)
+    except (EOFError, OSError, zlib.error):
+        return False
+    return len(head) == 4 and head[0] == 0 and head[1] == 0 and head[2] in _IDX_TYPES and head[3] >= 1
 
 
 def load_idx_images(

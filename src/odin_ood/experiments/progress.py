@@ -40,17 +40,18 @@ class Progress:
         dt = time.perf_counter() - self.started
         return self.computed / dt if dt > 0 and self.computed else 0.0
 
-    def advance(self, name: str, images: int, cached: bool) -> None:
-        """``images`` more done (``cached``: read from the cache, not computed)."""
+    def advance(self, name: str, images: float, cached: bool) -> None:
+        """``images`` more done (``cached``: read from the cache, not computed; computed work may
+        arrive in fractions of an image, one model pass at a time)."""
         self.done += images
         if cached:
             self.cached += images
         else:
             self.computed += images
         now = time.perf_counter()
-        if self.enabled and (now - self.last >= self.every or self.done >= self.total):
+        if self.enabled and (now - self.last >= self.every or self.done >= self.total - 1e-6):
             self.last = now
             rate = self.rate()
             eta = eta_text((self.total - self.done) / rate) if rate else "?"
-            print(f"[{self.label}] {name} {self.done}/{self.total} img ({self.cached} cached) "
+            print(f"[{self.label}] {name} {self.done:.0f}/{self.total} img ({self.cached:.0f} cached) "
                   f"{rate:.1f} img/s, ETA {eta}", file=self.stream, flush=True)

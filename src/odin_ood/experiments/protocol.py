@@ -23,13 +23,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.progress import OutOfTime, Progress
 from odin_ood.fingerprint import fingerprint
+from odin_ood.pass_progress import PassProgress
 from odin_ood.scores import odin_outputs, softmax_score
+from odin_ood.shared_search import grid_passes
 from odin_ood.successors import energy_odin_outputs
 from odin_ood.tuning import grid_scores
 
@@ -108,6 +109,22 @@ class Scored:
         return self.grid[..., self.split.eval] if i is None else self.grid[i, j, self.split.eval]
 
 
+class _PassLines:
+    """Adapts :class:`~odin_ood.pass_progress.PassProgress` updates to a line
+    :class:`~odin_ood.experiments.progress.Progress` (computed images); nothing without one."""
+
+    def __init__(self, progress: Progress | None, name: str) -> None:
+        self.progress, self.name, self.n, self.total = progress, name, 0.0, None
+
+    def update(self, images: float) -> None:
+        self.n += images
+        if self.progress is not None:
+            self.progress.advance(self.name, images, False)
+
+    def refresh(self) -> None:
+        pass
+
+
 class Scorer:
     """Scores datasets with one model over one grid, through the cache.
 
@@ -150,9 +167,17 @@ class Scorer:
         return {"model": self.fingerprint, "data": ds.manifest, "images_sha256": images_sha256(ds),
                 "method": method, **extra}
 
-    def _chunks(self, ds: ImageDataset, what: str):
-        starts = range(0, len(ds), CHUNK)
-        return tqdm(starts, desc=f"{what} {ds.name}", unit="chunk", disable=not self.progress, leave=False)
+    def _chunks(self, ds: ImageDataset, what: str, passes_per_image: int):
+        """Chunk starts of ``ds``, under a bar in images that advances at every pass of the model
+        (:class:`odin_ood.pass_progress.PassProgress`), not once per chunk of the whole grid."""
+        meter = PassProgress(len(ds), passes_per_image, f"{what} {ds.name}", self.progress)
+        try:
+            with meter.watching(self.model):
+                for s in range(0, len(ds), CHUNK):
+                    yield s
+                    meter.settle(min(s + CHUNK, len(ds)))
+        finally:
+            meter.close()
 
     def grid(self, ds: ImageDataset, compute: bool = True,
              temperatures: Sequence[float] | None = None) -> dict[str, np.ndarray] | None:
@@ -167,7 +192,8 @@ class Scorer:
 
         def compute() -> dict[str, np.ndarray]:
             grids, logits = [], []
-            for s in self._chunks(ds, "grid"):
+            # the grid's passes, and one forward more for the logits
+            for s in self._chunks(ds, "grid", grid_passes(len(temperatures), self.epsilons) + 1):
                 x = self.inputs(ds.images[s:s + CHUNK])
                 with self.autocast():
                     grids.append(grid_scores(self.model, x, temperatures, self.epsilons,
@@ -195,20 +221,27 @@ class Scorer:
         return {"model": self.fingerprint, "images_sha256": images_sha256(ds), "n": len(ds), "method": f"{score}-outputs",
                 "temperature": float(temperature), "epsilon": float(epsilon), "precision": self.precision}
 
-    def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin"):
+    def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin",
+                      progress: Progress | None = None):
+        """``compute(start, stop)`` for one cell; with ``progress``, it advances at every pass of
+        every batch (forward or backward), not once per chunk."""
         device = next(self.model.parameters()).device
         outputs = CELL_SCORES[score]
+        passes = 3 if epsilon > 0 else 1  # forward with an input graph, backward, forward of x~
 
         def compute(start: int, stop: int) -> dict[str, np.ndarray]:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise OutOfTime(f"time limit reached before {ds.name} rows {start}:{stop}")
+            lines = _PassLines(progress, ds.name)
             logits, scores = [], []
-            for b in range(start, stop, self.batch_size):
-                x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)
-                with self.autocast():
-                    z, s = outputs(self.model, x, temperature, epsilon, input_std=self.model.input_std)
-                logits.append(z.float().cpu())
-                scores.append(s.float().cpu())
+            with PassProgress(None, passes, "", bar=lines).watching(self.model):
+                for b in range(start, stop, self.batch_size):
+                    x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)
+                    with self.autocast():
+                        z, s = outputs(self.model, x, temperature, epsilon, input_std=self.model.input_std)
+                    logits.append(z.float().cpu())
+                    scores.append(s.float().cpu())
+            lines.update((stop - start) - lines.n)  # exactly the chunk's rows in all
             return {"scores": torch.cat(scores).numpy(), "logits": torch.cat(logits).numpy()}
 
         return compute
@@ -221,8 +254,8 @@ class Scorer:
         (MSP = max softmax of the logits comes free). Cached per chunk of ``CELL_CHUNK`` images
         (:meth:`cell_key`), so a killed run resumes at its last finished chunk. ``compute=False``:
         None unless cached."""
-        fn = self._cell_compute(ds, temperature, epsilon, score) if compute else None
-        step = None if progress is None else (lambda rows, cached: progress.advance(ds.name, rows, cached))
+        fn = self._cell_compute(ds, temperature, epsilon, score, progress) if compute else None
+        step = None if progress is None else (lambda rows, cached: cached and progress.advance(ds.name, rows, True))
         return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon, score), len(ds), CELL_CHUNK, fn, step)
 
     def cell_chunk(self, ds: ImageDataset, temperature: float, epsilon: float, start: int,
@@ -230,9 +263,9 @@ class Scorer:
         """Compute (or find cached) one chunk of :meth:`cell_outputs`, for round-robin passes."""
         stop = min(start + CELL_CHUNK, len(ds))
         _, cached = self.cache.chunk(self.cell_key(ds, temperature, epsilon), start, stop,
-                                     self._cell_compute(ds, temperature, epsilon))
-        if progress is not None:
-            progress.advance(ds.name, stop - start, cached)
+                                     self._cell_compute(ds, temperature, epsilon, progress=progress))
+        if progress is not None and cached:  # a computed chunk advanced pass by pass
+            progress.advance(ds.name, stop - start, True)
 
     def cell_finished(self, ds: ImageDataset, temperature: float, epsilon: float) -> dict[str, np.ndarray] | None:
         """The rows of :meth:`cell_outputs` finished so far ("rows": their indices in ``ds``), or None."""

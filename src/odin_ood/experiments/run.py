@@ -66,6 +66,7 @@ class RunConfig:
     time_limit: float | None = None
     sources_limit: int = tuning_sources.EVAL_LIMIT_CPU
     sources_oracle: bool = True
+    num_classes: int | None = None
 
     def resolved(self) -> "RunConfig":
         q = self.quick
@@ -101,15 +102,17 @@ def weights_path(suite: Suite, root: Path, weights: str | None) -> Path | None:
     return None if suite.weights is None else root / suite.weights
 
 
-def load_model(suite: Suite, path: Path | None, device: str) -> torch.nn.Module:
+def load_model(suite: Suite, path: Path | None, device: str, num_classes: int | None = None) -> torch.nn.Module:
+    """The suite's model; ``num_classes`` (``--num-classes``) overrides the suite's."""
+    num_classes = suite.num_classes if num_classes is None else num_classes
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"suite {suite.name!r}: model weights {path} not found (pass --weights PATH)")
     if path is None:
-        model = models.load(suite.model)
+        model = models.load(suite.model, num_classes=num_classes)
     elif suite.requires_weights_argument:
-        model = models.load(path, num_classes=suite.num_classes)
+        model = models.load(path, num_classes=num_classes)
     else:
-        model = models.load(suite.model, weights=path, num_classes=suite.num_classes)
+        model = models.load(suite.model, weights=path, num_classes=num_classes)
     return model.to(device).eval()
 
 
@@ -233,7 +236,7 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     path = weights_path(suite, root, cfg.weights)
-    model = load_model(suite, path, cfg.device)
+    model = load_model(suite, path, cfg.device, cfg.num_classes)
     scorer = Scorer(model, cfg.temperatures, cfg.epsilons, ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
                     cfg.batch_size, cfg.progress, precision=cfg.precision)
     scorer.msp_index()

@@ -22,6 +22,7 @@ from odin_ood.batching import map_batches
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.progress import Progress
 from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer, select_cell
+from odin_ood.shared_search import grid_passes
 from odin_ood.successors import energy_from_logits, energy_odin_grid_scores, maxlogit_from_logits
 
 METHODS = ("energy", "maxlogit", "energy-odin")
@@ -43,7 +44,7 @@ def energy_odin_grid(scorer: Scorer, ds: ImageDataset) -> np.ndarray:
                                                scorer.model.input_std)[1].float()
 
         parts = [map_batches(batch, scorer.inputs(ds.images[s:s + CHUNK]), scorer.batch_size).numpy()
-                 for s in scorer._chunks(ds, "energy-odin")]
+                 for s in scorer._chunks(ds, "energy-odin", grid_passes(1, scorer.epsilons))]
         return {"scores": np.concatenate(parts, axis=-1).astype(np.float32)}
 
     return scorer.cache.get(key, compute)["scores"]

@@ -136,6 +136,23 @@ def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     return "; ".join(lines) + (_prefix_hint(expected, unexpected) if lines else "")
 
 
+def head_classes(model: nn.Module, state: dict[str, torch.Tensor]) -> int | None:
+    """The number of classes of the checkpoint's classifier when its output size is the only
+    difference from ``model``: the same keys, and every shape mismatch is one first dimension
+    (``fc.weight`` (10, 512) vs (1000, 512), ``fc.bias`` (10,) vs (1000,)) with one size on each
+    side. None when ``state`` fits ``model`` or differs otherwise."""
+    expected = model.state_dict()
+    if any(k not in expected for k in state) or any(
+            k not in state and not k.endswith("num_batches_tracked") for k in expected):
+        return None
+    pairs = [(tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if not pairs or any(not a or not b or a[1:] != b[1:] for a, b in pairs):
+        return None
+    found, own = {a[0] for a, _ in pairs}, {b[0] for _, b in pairs}
+    return found.pop() if len(found) == 1 and len(own) == 1 else None
+
+
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
     """Copy ``state`` into ``model`` (dtype converted) after checking that keys and shapes match
     exactly; a mismatch raises ``ValueError`` naming what was expected."""

@@ -39,8 +39,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from odin_ood._checks import named
 from odin_ood.models import zoo
-from odin_ood.models.checkpoint import load_strict, map_keys, read_state_dict
+from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
 from odin_ood.models.library import build_library_model, split_library_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
 
@@ -66,7 +67,9 @@ def load(
     """A trained classifier in eval mode from ``spec`` (see the module docstring).
 
     ``weights``: a checkpoint for a zoo name, ``torchvision:``/``timm:`` (required there: nothing
-    is downloaded) or a factory's model. ``input_shape`` (C, H, W), ``input_mean`` and
+    is downloaded) or a factory's model. ``num_classes`` defaults to the checkpoint's: a
+    ``torchvision:``/``timm:`` checkpoint whose head has another size than the architecture's
+    default (a fine-tuned head) builds the network with that many classes. ``input_shape`` (C, H, W), ``input_mean`` and
     ``input_std`` (per channel, pixel values in [0, 1]) set what the model expects where its
     source does not say, or override it. ``strip_prefixes`` and ``rename_keys`` map a checkpoint's
     keys before the strict check (:func:`odin_ood.models.checkpoint.map_keys`), e.g.
@@ -79,13 +82,21 @@ def load(
     packaging, path = _packaging(text)
     if library is not None:
         if weights is None:
-            raise ValueError(f"{text} needs weights=FILE (--weights): odin-ood never downloads weights")
+            raise ValueError(f"{text} needs {named('weights=FILE', '--weights FILE')}: odin-ood never downloads weights")
         model, metadata = build_library_model(*library, num_classes=num_classes)
-        load_strict(model, map_keys(read_state_dict(weights), **mapping), source=f"{str(weights)!r}")
+        state = map_keys(read_state_dict(weights), **mapping)
+        found = head_classes(model, state)
+        if found is not None and num_classes is not None:
+            raise ValueError(f"{str(weights)!r} holds a {found}-class head but num_classes={num_classes} was asked: "
+                             f"pass --num-classes {found} (num_classes={found}), or weights of a {num_classes}-class head")
+        if found is not None:  # a fine-tuned head: the checkpoint says how many classes
+            model, metadata = build_library_model(*library, num_classes=found)
+        load_strict(model, state, source=f"{str(weights)!r}")
         return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if packaging is not None:
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
-            raise ValueError(f"{text} carries its own weights: drop weights= (--weights) and any key mapping")
+            raise ValueError(f"{text} carries its own weights: drop "
+                             f"{named('weights= and any key mapping', '--weights, --strip-prefix and --rename-key')}")
         model = load_packaged(path, packaging, map_location)
         return describe(model, text, map_location, _given(overrides), num_classes)
     if Path(text).exists() or text in zoo.names():

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from odin_ood._checks import named
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
 from odin_ood.models.checkpoint import load_strict, map_keys, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
@@ -123,7 +124,8 @@ def load(
     found = _classes_in(name, state)
     if num_classes is not None and found is not None and num_classes != found:
         raise ValueError(
-            f"num_classes={num_classes} requested but {str(weights)!r} has a {found}-class classifier"
+            f"num_classes={num_classes} requested but {str(weights)!r} has a {found}-class classifier: "
+            f"pass --num-classes {found} (num_classes={found}) or leave it out"
         )
     model = build(name, num_classes if num_classes is not None else found)
     load_strict(model, state, source=f"{str(weights)!r}")
@@ -138,8 +140,9 @@ def _resolve(name_or_path: str, weights: str | Path | None) -> tuple[str | None,
         shipped = _SPECS[name_or_path].shipped_weights
         if shipped is None:
             raise ValueError(
-                f"model {name_or_path!r} has no weights shipped with odin-ood: pass weights=PATH "
-                f"(a .pth/.th/.tar/.safetensors checkpoint), or use build({name_or_path!r}) for an untrained network"
+                f"model {name_or_path!r} has no weights shipped with odin-ood: pass {named('weights=PATH', '--weights FILE')} "
+                f"(a .pth/.th/.tar/.safetensors checkpoint)"
+                + named(f", or use build({name_or_path!r}) for an untrained network", "")
             )
         from odin_ood.assets import asset_path
 
@@ -148,7 +151,8 @@ def _resolve(name_or_path: str, weights: str | Path | None) -> tuple[str | None,
     if not path.exists():
         raise ValueError(f"{name_or_path!r} is neither a known model name ({names()}) nor an existing file")
     if weights is not None:
-        raise ValueError("pass either a checkpoint path or a model name with weights=PATH, not both")
+        raise ValueError(f"pass either a checkpoint path or a model name with {named('weights=PATH', '--weights FILE')}, "
+                         "not both")
     arch = read_metadata(path).get("arch")
     if arch is not None and arch not in _SPECS:
         raise ValueError(f"{name_or_path!r} declares unknown architecture {arch!r}; expected one of {names()}")
@@ -177,6 +181,6 @@ def _recognise(state: dict[str, torch.Tensor], source: str) -> str:
     if len(matches) != 1:
         raise ValueError(
             f"cannot tell the architecture of {source} from its keys (matches: {matches or 'none'}); "
-            f"call load(NAME, weights=PATH) with NAME one of {names()}"
+            f"{named('call load(NAME, weights=PATH)', 'pass --model NAME --weights FILE')} with NAME one of {names()}"
         )
     return matches[0]

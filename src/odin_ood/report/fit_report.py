@@ -48,13 +48,13 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
                title=f"tuning split: mean ID score at T={record['temperature']:g}; "
                      f"chosen eps={record['epsilon']:g} (red)")
     else:
-        im = ax.imshow(100 * np.asarray(grid["fpr_at_95_tpr"]), aspect="auto", cmap="viridis_r", origin="lower")
+        im = ax.imshow(100 * np.asarray(grid["fpr_at_95_tpr"], dtype=float), aspect="auto", cmap="viridis_r", origin="lower")
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
         ax.set_xticks(range(len(grid["epsilons"])), [f"{e:g}" for e in grid["epsilons"]], rotation=90, fontsize=7)
         ax.set_yticks(range(len(grid["temperatures"])), [f"{t:g}" for t in grid["temperatures"]], fontsize=8)
         ax.set(xlabel="epsilon", ylabel="temperature T",
                title=f"tuning split: FPR (%) at {record['tpr']:.0%} TPR; chosen T={record['temperature']:g}, "
-                     f"eps={record['epsilon']:g} (red)")
+                     f"eps={record['epsilon']:g} (red){searched_note(record)}")
         fig.colorbar(im, ax=ax, fraction=0.04)
     shown = {k: s for k, s in scores.items() if s.size}  # no OOD scores: ID-only tuning without a held-out split
     lo = min(float(s.min()) for s in shown.values())
@@ -74,6 +74,13 @@ def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def searched_note(record: dict[str, Any]) -> str:
+    """What the search spent, for titles: empty for the full grid (and records before ``search``)."""
+    if record.get("search", "grid") == "grid":
+        return ""
+    return f"; {record['search']} search, {record['passes_per_image']} passes/image (blank: not scored)"
 
 
 def is_id_only(record: dict[str, Any]) -> bool:
@@ -116,9 +123,10 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
         grid_title, cell = "mean ID score at the fixed T", lambda v: f"{v:.8g}"
     else:
         tuned = (f"Tuned on {tuning['id']['count']} ID vs {tuning['ood']['count']} OOD images "
-                 f"({escape(tuning['ood']['what'])}): the grid cell with the lowest FPR at {tpr} TPR is "
+                 f"({escape(tuning['ood']['what'])}){escape(searched_note(record))}: the grid cell with the lowest "
+                 f"FPR at {tpr} TPR is "
                  f'<b data-key="temperature">T = {record["temperature"]:g}</b>,')
-        grid_title, cell = f"FPR (%) at {tpr} TPR", lambda v: f"{100 * v:.1f}"
+        grid_title, cell = f"FPR (%) at {tpr} TPR", lambda v: "" if v is None else f"{100 * v:.1f}"
     grid = record["grid"]
     values = grid["mean_id_score" if is_id_only(record) else "fpr_at_95_tpr"]
     ci, cj = grid["chosen"]

@@ -44,6 +44,7 @@ class Runtime(Protocol):
     """A detector's gate on one runtime: pixels (N, C, H, W) in [0, 1] -> the four outputs."""
 
     name: str
+    detector: Detector
     batch_size: int
     fixed_batch: bool  # True: N must be a multiple of batch_size
 
@@ -78,7 +79,7 @@ class GraphRuntime:
                  cache_dir: str | os.PathLike | None = None) -> None:
         from odin_ood.export import cached_onnx
 
-        self.batch_size = detector.batch_size
+        self.detector, self.batch_size = detector, detector.batch_size
         self.device = model_device(detector.model, torch.device("cpu"))
         self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
         self._open(self.path, threads)

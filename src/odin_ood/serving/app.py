@@ -2,8 +2,9 @@
 
 * ``POST /v1/predict``: one or more images as ``multipart/form-data`` files (PNG, JPEG, ...) or
   JSON ``{"images": [{"base64": "<encoded image>"} | {"array": <(C, H, W) floats in [0, 1]>}]}``;
-  answers ``{"predictions": [{predicted_class, confidence, score, threshold,
-  is_out_of_distribution}, ...]}`` in request order.
+  answers ``{"predictions": [{predicted_class, class_name, confidence, score, threshold,
+  is_out_of_distribution}, ...]}`` in request order (``class_name``: None unless the model has
+  ``class_names``, see :mod:`odin_ood.models.classes`).
 * ``GET /v1/detector``: the fitted parameters and the model's fingerprint. ``GET /healthz``.
 * The OpenAPI schema is at ``/openapi.json`` (``X-API-Key`` declared in it). There is no
   ``/docs`` page: FastAPI's loads its scripts from a CDN, which fails offline and tells a third
@@ -35,7 +36,7 @@ import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,6 +52,7 @@ from torch import Tensor
 
 from odin_ood._version import __version__
 from odin_ood.detector import Detector
+from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.batcher import MicroBatcher
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
@@ -79,6 +81,7 @@ class Limits:
 
 class Prediction(BaseModel):
     predicted_class: int
+    class_name: str | None = None
     confidence: float | None
     score: float | None
     threshold: float
@@ -118,6 +121,7 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     scorer = load_runtime(runtime, detector, spec, threads=threads)
     batcher = MicroBatcher(partial(fixed_batch_outputs, scorer, pad=pad), max_batch, max_wait_ms)
     threshold = detector.threshold_
+    names = class_names(detector.model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -150,19 +154,20 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
               openapi_extra={"requestBody": _REQUEST_BODY})
     async def predict(request: Request) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
+        media = media_type(ctype)
+        if media == "multipart/form-data":
             body = await _read_limited(request, limits.max_body_bytes, limits.body_timeout)
             blobs = await _multipart(request, body, limits.max_images)
             x = await run_in_threadpool(_decode_all, blobs, spec)
-        elif ctype.startswith("application/json"):
+        elif media == "application/json":
             body = await _read_limited(request, limits.max_json_bytes, limits.body_timeout)
             x = await run_in_threadpool(_json_images, body, spec, limits.max_images)
         else:
-            raise InputError(f"content type {ctype or 'none'!r} is not supported: send multipart/form-data "
+            raise InputError(f"content type {ctype[:80] or 'none'!r} is not supported: send multipart/form-data "
                              "or application/json", 415)
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
-        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold) for i in range(len(x))]}
+        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names) for i in range(len(x))]}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
@@ -185,10 +190,17 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     return app
 
 
-def _prediction(row: dict[str, Any], threshold: float) -> dict[str, Any]:
+def media_type(content_type: str) -> str:
+    """The ``type/subtype`` of a Content-Type header, lower-cased (media types are
+    case-insensitive, RFC 9110 section 8.3.1), without its parameters (``; boundary=...``,
+    ``; charset=...``); compared whole, never as a prefix."""
+    return content_type.split(";", 1)[0].strip(" \t").lower()
+
+
+def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None) -> dict[str, Any]:
     """One image's answer; a score that is not finite is reported out-of-distribution, with the reason."""
     finite = math.isfinite(row["score"])
-    return {"predicted_class": row["predicted_class"],
+    return {"predicted_class": row["predicted_class"], "class_name": class_name(names, row["predicted_class"]),
             "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
             "score": row["score"] if finite else None, "threshold": threshold,
             "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
@@ -250,6 +262,24 @@ def _decode_all(blobs: list[tuple[str, bytes]], spec: Preprocessing) -> Tensor:
     return torch.stack([image_pixels(decode(b, spec, label), spec, label) for label, b in blobs])
 
 
+def _numbers_only(values: Any, label: str) -> Any:
+    """``values`` if it is nested JSON lists of numbers (floats: integers parse as floats here);
+    a string such as "0.5", a bool, null or an object anywhere is refused (422), not converted."""
+    stack = [values]
+    while stack:
+        v = stack.pop()
+        if not isinstance(v, list):
+            v = [v]
+        kinds = set(map(type, v))  # one C-speed pass per innermost row of numbers
+        if kinds <= {float}:
+            continue
+        if kinds - {float, list}:
+            name = {str: "a string", bool: "true or false", type(None): "null", dict: "an object"}
+            raise InputError(f"{label}: array values must be JSON numbers, got {name[min(kinds - {float, list}, key=str)]}")
+        stack.extend(a for a in v if isinstance(a, list))
+    return values
+
+
 def _json_images(body: bytes, spec: Preprocessing, max_images: int) -> Tensor:
     import torch
 
@@ -274,7 +304,7 @@ def _json_images(body: bytes, spec: Preprocessing, max_images: int) -> Tensor:
                 raise InputError(f"{label}: invalid base64 ({exc})") from None
             tensors.append(image_pixels(decode(blob, spec, label), spec, label))
         elif isinstance(item, dict) and "array" in item:
-            tensors.append(array_pixels(item["array"], spec, label))
+            tensors.append(array_pixels(_numbers_only(item["array"], label), spec, label))
         else:
             raise InputError(f'{label}: expected {{"base64": "..."}} or {{"array": [...]}}')
     return torch.stack(tensors)

@@ -1,0 +1,65 @@
+"""Memory bounded in bytes (odin_ood.memory): sizes parsed as written, chunk and batch sizes
+worked by hand from the budget, a working set that grows with the pixels, and fit refusing
+inputs over the budget in one line before reading them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from odin_ood import memory
+from odin_ood.cli import main
+
+
+@pytest.mark.parametrize("text,value", [("1GiB", 1 << 30), ("512MiB", 512 << 20), ("2G", 2 * 10**9),
+                                        ("1500000", 1500000), ("1.5 KiB", 1536), ("4gb", 4 * 10**9)])
+def test_sizes_parse_as_written(text, value):
+    assert memory.parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1 GiBs", "-5", "0"])
+def test_bad_sizes_say_what_is_expected(text):
+    with pytest.raises(ValueError, match="1GiB|at least 1 byte"):
+        memory.parse_bytes(text)
+
+
+def test_chunk_sizes_by_hand():
+    # 224 px RGB: 602,112 bytes per float32 input, two copies held: 1 GiB / 2 / 1,204,224 = 445.8
+    assert memory.chunk_for((3, 224, 224), 1 << 30, batch=1) == 445
+    assert memory.chunk_for((3, 224, 224), 1 << 30, batch=11) == 440  # whole batches: 40 * 11
+    assert memory.chunk_for((1, 28, 28), 1 << 30, batch=128) == 4096  # the cap binds at 28 px
+    assert memory.chunk_for((3, 224, 224), 1000, batch=8) == 8  # never less than one batch
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean((2, 3)))
+
+
+def test_working_set_grows_with_the_pixels_and_sets_the_batch():
+    torch.manual_seed(0)
+    net = _Net().eval()
+    small, large = memory.working_bytes(net, (3, 32, 32)), memory.working_bytes(net, (3, 64, 64))
+    # autograd keeps each conv's input and each ReLU's output: (3 + 16 + 16 + 16) channels of
+    # H x W floats at least, per image
+    assert small >= 4 * 51 * 32 * 32 and large >= 4 * 51 * 64 * 64
+    assert 3.5 < large / small < 4.5
+    assert memory.batch_for(net, (3, 64, 64), 1 << 30) == min(128, (1 << 30) // 2 // large)
+    assert memory.batch_for(net, (3, 64, 64), 2 * large * 5) == 5
+
+
+def test_fit_refuses_inputs_over_the_budget_before_reading(shared_data, tmp_path, capsys):
+    code = main(["fit", "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--out", str(tmp_path / "d"),
+                 "--data-root", str(shared_data), "--max-memory", "10MiB", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    # 20,000 images x 2 copies x 3,136 bytes = 119.6 MiB; half of 10 MiB holds 5,242,880 / (2 x 6,272) = 417 a side
+    assert "fit holds its 20000 images decoded: 119.6 MiB at 1x28x28, over half of --max-memory (10.0 MiB)" in err
+    assert "pass --limit 417 or --max-memory 1GiB" in err
+    assert not (tmp_path / "d").exists()
