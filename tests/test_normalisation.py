@@ -14,7 +14,8 @@ from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.commands.loading import preprocessing_for
 from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import image_tensor
+from odin_ood.preprocess import image_pixels, image_tensor, normalise
+from odin_ood.runtimes.eager import EagerRuntime
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -60,9 +61,10 @@ def test_serving_path_feeds_resnet20_its_own_statistics(resnet20, cifar, shared_
     det.fit(want[:50].float(), noise)
     spec = preprocessing_for(det)
     inputs = Inputs(["cifar10-lossless-1000"], data_root=str(shared_data))  # as `odin-ood score ... DATASET`
-    x = torch.stack([image_tensor(inputs.load(i, spec), spec) for i in range(len(inputs))])
-    assert torch.allclose(x.double(), want, atol=1e-6)
-    predicted = fixed_batch_outputs(det, x)["predicted_class"]
+    pixels = torch.stack([image_pixels(inputs.load(i, spec), spec) for i in range(len(inputs))])
+    assert torch.allclose(normalise(pixels, spec).double(), want, atol=1e-6)
+    assert torch.equal(normalise(pixels[:9], spec), torch.stack([image_tensor(inputs.load(i, spec), spec) for i in range(9)]))
+    predicted = fixed_batch_outputs(EagerRuntime(det, spec), pixels)["predicted_class"]
     assert (predicted == cifar.labels).double().mean().item() == pytest.approx(0.915, abs=1e-9)
     # a detector fitted with the dataset's statistics would normalise with CIFAR's: refused
     with pytest.raises(ValueError, match="fitted with input_mean .* but the model takes"):

@@ -241,6 +241,8 @@ def test_detector_and_serving_at_epsilon_zero_run_no_backward(digits_model, digi
     # Detector.fit (the grid), Detector.outputs and the serving path (fixed-size batches) all
     # go through the epsilon = 0 branch: the guarded model would raise on any backward
     from odin_ood import Detector
+    from odin_ood.preprocess import Preprocessing
+    from odin_ood.runtimes.eager import EagerRuntime
     from odin_ood.serving.engine import fixed_batch_outputs
 
     guarded = _NoBackward(digits_model)
@@ -248,7 +250,7 @@ def test_detector_and_serving_at_epsilon_zero_run_no_backward(digits_model, digi
     det = Detector(guarded, temperatures=(1.0, 1000.0), epsilons=(0.0,), batch_size=16)
     det.fit(digits["x_held"][:60], ood)
     x = digits["x_held"][60:97]
-    served = fixed_batch_outputs(det, x)["score"]
+    served = fixed_batch_outputs(EagerRuntime(det, Preprocessing((1, 8, 8))), x)["score"]
     with torch.no_grad():
         want = torch.softmax(digits_model(x).double() / det.temperature_, 1).amax(1)
     assert det.epsilon_ == 0.0 and torch.allclose(served.double(), want, atol=1e-6, rtol=0)

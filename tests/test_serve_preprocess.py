@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from odin_ood import Detector
+from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.serving.engine import fixed_batch_outputs
 from odin_ood.commands.loading import preprocessing_for
 from odin_ood.preprocess import InputError, Preprocessing, array_tensor, decode, image_tensor
@@ -81,8 +82,9 @@ def test_fixed_batches_make_results_independent_of_batch_company(digits_model, d
     det = Detector(digits_model, temperatures=(1000.0,), epsilons=(0.002,), batch_size=16)
     det.fit(digits["x_held"][:200], torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
     x = digits["x_held"][200:237]
-    alone = [fixed_batch_outputs(det, x[i:i + 1])["score"] for i in range(len(x))]
-    together = fixed_batch_outputs(det, x)["score"]
+    runtime = EagerRuntime(det, Preprocessing((1, 8, 8)))  # the digits model takes raw pixels: no normalisation
+    alone = [fixed_batch_outputs(runtime, x[i:i + 1])["score"] for i in range(len(x))]
+    together = fixed_batch_outputs(runtime, x)["score"]
     assert torch.equal(torch.cat(alone), together)
 
 

@@ -14,6 +14,19 @@ from torch import Tensor
 
 
 _COMMAND_LINE = contextvars.ContextVar("odin_ood_command_line", default=False)
+_TRACING: contextvars.ContextVar[bool] = contextvars.ContextVar("odin_ood_tracing", default=False)
+
+
+@contextlib.contextmanager
+def tracing() -> Iterator[None]:
+    """While a graph is traced (:mod:`odin_ood.export`), :func:`check_batch` checks shapes and
+    dtypes but not values: a traced tensor's values are not known, and reading them would bake
+    one batch's answer into the graph. The graph's caller checks its inputs."""
+    token = _TRACING.set(True)
+    try:
+        yield
+    finally:
+        _TRACING.reset(token)
 
 
 def named(api: str, flag: str) -> str:
@@ -42,7 +55,7 @@ def check_batch(x: object, name: str = "x") -> Tensor:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
+    if not _TRACING.get() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
@@ -116,6 +129,8 @@ def channel_view(
     s = torch.as_tensor(values, dtype=x.dtype, device=x.device).flatten()
     if s.numel() not in (1, x.shape[1]):
         raise ValueError(f"{name} has {s.numel()} values but the input has {x.shape[1]} channels (shape {tuple(x.shape)})")
+    if _TRACING.get():  # the values are the detector's, checked when it was fitted or loaded
+        return s.view(1, -1, *([1] * (x.ndim - 2)))
     if not bool(torch.isfinite(s).all()) or (positive and bool((s <= 0).any())):
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {s.tolist()}")
     return s.view(1, -1, *([1] * (x.ndim - 2)))

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("odin_ood.commands.fit", "fit an ODIN detector for any classifier on image folders, zips or datasets"),
     "score": ("odin_ood.commands.score", "score image folders, zips or datasets into CSV/JSONL/Parquet (resumable)"),
     "serve": ("odin_ood.commands.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
+    "export": ("odin_ood.commands.export", "write a fitted detector as one ONNX graph (pixels -> class, score, decision)"),
     "reproduce": ("odin_ood.commands.reproduce", "run a suite of the paper's experiments into an HTML report"),
 }
 

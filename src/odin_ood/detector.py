@@ -202,18 +202,11 @@ class Detector:
         self._check_fitted()
         both = map_batches(self._batch_outputs, self._model_data(x, "x"), self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
-        probs = torch.softmax(logits, dim=1)
-        confidence, predicted = probs.max(dim=1)
         broken = int((~torch.isfinite(score)).sum())
         if broken:
             warnings.warn(f"{broken} of {len(score)} ODIN scores are not finite (NaN or infinite): those images are "
                           "reported out-of-distribution (the gate fails closed)", RuntimeWarning, stacklevel=2)
-        return {
-            "predicted_class": predicted,
-            "confidence": confidence,
-            "score": score,
-            "is_out_of_distribution": ~(score > self.threshold_),
-        }
+        return gate_outputs(logits, score, self.threshold_)
 
     def _scoring_model(self) -> tuple[nn.Module, bool]:
         """(the module that scores, whether it takes channels-last inputs): ``self.model`` itself,
@@ -338,6 +331,15 @@ class Detector:
                 f"{named('load it with the model it was fitted on', 'pass the --model and --weights it was fitted with')}"
             )
         return det
+
+
+def gate_outputs(logits: Tensor, score: Tensor, threshold: float) -> dict[str, Tensor]:
+    """The gate's four outputs from a batch's unperturbed logits and scores: ``predicted_class``
+    and ``confidence`` (argmax and max of softmax(f(x))), ``score``, ``is_out_of_distribution``
+    = not (score > threshold), so that a NaN score is out-of-distribution."""
+    confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
+    return {"predicted_class": predicted, "confidence": confidence, "score": score,
+            "is_out_of_distribution": ~(score > threshold)}
 
 
 def check_batch_size(value: Any, name: str = "batch_size") -> int:

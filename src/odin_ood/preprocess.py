@@ -11,6 +11,10 @@ weights enum: :mod:`odin_ood.models.library`), saved in the detector file and ap
     bytes --decode--> PIL image --convert(mode)--> resize --> centre crop to (H, W)
           --> float (C, H, W) in [0, 1] --> (x - mean) / std  (the normalised input the model takes)
 
+``image_pixels``/``array_pixels`` stop at [0, 1] pixels, what a scoring runtime takes
+(:mod:`odin_ood.runtimes`: the exported graph normalises inside); ``image_tensor``/``array_tensor``
+go on to the model's input with :func:`normalise`.
+
 ``resize`` (:data:`RESIZES`): ``none`` refuses images of another size (the zoo's native size and
 the paper's); ``squash`` resizes the whole image to ``resize_size`` (default the input size),
 aspect ratio not kept, then centre-crops; ``resize-shorter-then-center-crop`` resizes the
@@ -224,16 +228,22 @@ def decode(blob: bytes, spec: Preprocessing, label: str = "image") -> Image.Imag
 
 def image_tensor(image: Image.Image | np.ndarray, spec: Preprocessing, label: str = "image") -> Tensor:
     """A decoded image (PIL, or uint8 (H, W) / (H, W, C)) as the model's input (C, H, W)."""
+    return normalise(image_pixels(image, spec, label), spec)
+
+
+def image_pixels(image: Image.Image | np.ndarray, spec: Preprocessing, label: str = "image") -> Tensor:
+    """A decoded image as (C, H, W) float32 pixels in [0, 1] at the model's size: the input of a
+    scoring runtime (:mod:`odin_ood.runtimes`), which normalises it as :func:`normalise` does."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise InputError(f"{label}: expected a uint8 (H, W[, C]) array, got {image.dtype} {image.shape}")
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     c, h, w = spec.input_shape
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        return normalise(_wide_grey(image, spec, label).expand(c, h, w).clone(), spec)
+        return _wide_grey(image, spec, label).expand(c, h, w).clone()
     image = _sized(image.convert(spec.mode), spec, label)
     pixels = np.asarray(image, dtype=np.uint8).reshape(h, w, c)
-    return normalise(torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0), spec)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float().div_(255.0)
 
 
 def _wide_grey(image: Image.Image, spec: Preprocessing, label: str) -> Tensor:
@@ -296,6 +306,11 @@ def _check_size(size: tuple[int, int], spec: Preprocessing, label: str) -> None:
 
 def array_tensor(values: Any, spec: Preprocessing, label: str = "array") -> Tensor:
     """A nested float array of shape (C, H, W) with pixel values in [0, 1] as the model's input."""
+    return normalise(array_pixels(values, spec, label), spec)
+
+
+def array_pixels(values: Any, spec: Preprocessing, label: str = "array") -> Tensor:
+    """A nested float array of shape (C, H, W), checked to hold pixel values in [0, 1], as float32."""
     try:
         a = np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
@@ -306,7 +321,7 @@ def array_tensor(values: Any, spec: Preprocessing, label: str = "array") -> Tens
         raise InputError(f"{label}: array contains NaN or infinite values")
     if a.min() < 0.0 or a.max() > 1.0:
         raise InputError(f"{label}: pixel values must lie in [0, 1], got [{a.min():g}, {a.max():g}]")
-    return normalise(torch.from_numpy(a), spec)
+    return torch.from_numpy(a)
 
 
 def normalise(x: Tensor, spec: Preprocessing) -> Tensor:

@@ -2,13 +2,15 @@
 (:mod:`~odin_ood.commands.fit`, held-out splits in :mod:`~odin_ood.commands.heldout`), ``score``
 (:mod:`~odin_ood.commands.score`: rows in :mod:`~odin_ood.commands.rows`, resumable output files in
 :mod:`~odin_ood.commands.writers`, torch.distributed in :mod:`~odin_ood.commands.distributed`) and
-``serve`` (:mod:`~odin_ood.commands.serve`, which starts :mod:`odin_ood.serving`). On the paper's
+``serve`` (:mod:`~odin_ood.commands.serve`, which starts :mod:`odin_ood.serving`), both on the
+scoring runtime ``--runtime`` names (:mod:`odin_ood.runtimes`); ``export`` (:mod:`~odin_ood.commands.export`:
+the gate as one ONNX file, :mod:`odin_ood.export`). On the paper's
 networks: ``train`` (:mod:`~odin_ood.commands.train`, the recipes of :mod:`odin_ood.training`) and
 ``reproduce`` (:mod:`~odin_ood.commands.reproduce`, the suites of :mod:`odin_ood.experiments`).
 ``demo`` and ``datasets`` live with what they show (:mod:`odin_ood.demo`, :mod:`odin_ood.data.registry`).
 
 Shared by fit, score and serve: the model options (:mod:`~odin_ood.commands.options`), loading a fitted
-detector (:mod:`~odin_ood.commands.loading`) and the input sources: folders, zips, dataset names
+detector and its runtime (:mod:`~odin_ood.commands.loading`) and the input sources: folders, zips, dataset names
 (:mod:`~odin_ood.commands.inputs`). Each command module has ``add_arguments(parser)`` and
 ``run(args)``; below them nothing takes an ``argparse.Namespace``.
 """

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from odin_ood import memory
-from odin_ood.commands.loading import load_detector
+from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.rows import score_inputs
@@ -76,10 +76,10 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
             raise ValueError(f"{output} exists: delete it, or pass --resume")
         if output.exists():
             return True
-        detector, spec = load_detector(ModelOptions.from_args(args), args.detector, device)
+        runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
         inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
         writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
-        score_inputs(detector, spec, inputs, writer, rank, world, args.chunk, args.workers,
+        score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
                      progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}", max_memory=args.max_memory)
         writer.finish()
         return True

@@ -23,6 +23,7 @@ from odin_ood.detector import FILENAME, Detector
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.options import add_model_arguments as add_options
 from odin_ood.models.sources import probe
+from odin_ood.runtimes import RUNTIMES, Runtime, load_runtime
 from odin_ood.preprocess import Preprocessing, close_values, floats
 
 # ModelOptions field -> (its flag, the Preprocessing field it sets)
@@ -32,9 +33,22 @@ FLAGS = {"input_shape": ("--input-size", "input_shape"), "input_mean": ("--input
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``score`` and ``serve``: which detector, and :class:`ModelOptions`."""
+    """The options shared by ``score`` and ``serve``: which detector, :class:`ModelOptions` and
+    the scoring runtime."""
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
     add_options(parser)
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
+                        help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
+                             "openvino (optional packages; exported once per detector and batch size, cached under "
+                             "$ODIN_OOD_CACHE/export)")
+
+
+def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch",
+                device: torch.device | None = None) -> tuple[Runtime, Preprocessing]:
+    """:func:`load_detector`, then the detector on the runtime called ``runtime``
+    (:func:`odin_ood.runtimes.load_runtime`, with ``options.threads``)."""
+    fitted, preprocessing = load_detector(options, detector, device)
+    return load_runtime(runtime, fitted, preprocessing, threads=options.threads), preprocessing
 
 
 def load_detector(options: ModelOptions, detector: str | os.PathLike, device: torch.device | None = None,

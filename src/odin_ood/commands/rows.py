@@ -35,10 +35,10 @@ import torch
 from torch import Tensor
 
 from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import InputError, Preprocessing, image_tensor
+from odin_ood.preprocess import InputError, Preprocessing, image_pixels
 from odin_ood.commands.writers import Row, RowWriter
 from odin_ood import memory
-from odin_ood.detector import Detector
+from odin_ood.runtimes import Runtime
 from odin_ood.pass_progress import PassProgress
 from odin_ood.score_family import score_passes
 from odin_ood.models.classes import class_name, class_names
@@ -90,13 +90,13 @@ class Tally:
                 self.not_finite += 1
 
 
-def score_rows(detector: Detector, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
+def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
                pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
     """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
     docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""
     def prepare(i: int) -> Tensor | str:
         try:
-            return image_tensor(inputs.load(i, spec), spec, inputs.source(i))
+            return image_pixels(inputs.load(i, spec), spec, inputs.source(i))
         except InputError as exc:
             return str(exc)
 
@@ -107,9 +107,9 @@ def score_rows(detector: Detector, spec: Preprocessing, inputs: Inputs, indices:
         x = torch.stack([p if isinstance(p, Tensor) else zero for p in prepared])
         with warnings.catch_warnings():  # non-finite scores are counted per real row, in ``error``
             warnings.filterwarnings("ignore", r".* scores are not finite", RuntimeWarning)
-            values = {key: t.tolist() for key, t in fixed_batch_outputs(detector, x).items()}
+            values = {key: t.tolist() for key, t in fixed_batch_outputs(runtime, x).items()}
     rows = []
-    names = class_names(detector.model)
+    names = class_names(runtime.detector.model)
     for k in range(skip, len(indices)):
         i, p = indices[k], prepared[k]
         row: Row = {"index": i, "source": inputs.source(i)}
@@ -124,14 +124,14 @@ def score_rows(detector: Detector, spec: Preprocessing, inputs: Inputs, indices:
     return rows
 
 
-def score_inputs(detector: Detector, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
+def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
                  world: int = 1, chunk: int | None = None, workers: int = 4, progress: bool = True,
                  label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY) -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
     the ``writer.done`` rows it already holds, ``chunk`` images at a time (None: as many as half of
     ``max_memory`` bytes holds decoded, :func:`odin_ood.memory.chunk_for`); returns what this run
     wrote. Prints a throughput line."""
-    b = detector.batch_size
+    detector, b = runtime.detector, runtime.batch_size
     chunk = chunk or memory.chunk_for(spec.input_shape, max_memory, b)
     shard = Shard(len(inputs), b, rank, world)
     check_resume(writer, inputs, shard)
@@ -144,7 +144,7 @@ def score_inputs(detector: Detector, spec: Preprocessing, inputs: Inputs, writer
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for s in range(done - done % b, len(shard), step):
                 with meter.watching(detector._scoring_model()[0]):  # moves at every pass of every batch
-                    rows = score_rows(detector, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
+                    rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
                 writer.write(rows)
                 tally.add(rows)
                 meter.settle(done + tally.rows)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from odin_ood.commands import distributed
-from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
+from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.rows import Tally, score_inputs
@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
                          "or every process would score everything")
     writer = RowWriter(output, fmt, resume=args.resume)
-    detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
+    runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
     inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
-    tally = score_inputs(detector, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
+    tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
                          progress=not args.quiet, max_memory=args.max_memory)
     writer.finish()
     return report(tally, writer.done, output, args.quiet)

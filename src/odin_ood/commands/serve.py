@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(
         detector, spec, limits, api_key=key,
         max_batch=max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),
+        runtime=args.runtime, threads=args.threads,
     )
     _log_to_stderr(args.log_level)
     print(f"odin-ood serve: {args.model} on http://{args.host}:{args.port} "

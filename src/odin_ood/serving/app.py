@@ -55,7 +55,8 @@ from odin_ood.detector import Detector
 from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.batcher import MicroBatcher
 from odin_ood.serving.engine import fixed_batch_outputs
-from odin_ood.preprocess import InputError, Preprocessing, array_tensor, decode, image_tensor
+from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
+from odin_ood.runtimes import load_runtime
 
 log = logging.getLogger("odin_ood.serve")
 
@@ -107,15 +108,18 @@ _REQUEST_BODY = {
 
 
 def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(), api_key: str | None = None,
-               max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "") -> FastAPI:
-    """The gate for ``detector``; ``max_batch`` also becomes ``detector.batch_size`` (the fixed
-    batch size that ``pad`` fills, so scores equal the library's in batches of that size).
+               max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "",
+               runtime: str = "torch", threads: int | None = None) -> FastAPI:
+    """The gate for ``detector`` on the scoring runtime called ``runtime`` (:mod:`odin_ood.runtimes`);
+    ``max_batch`` also becomes ``detector.batch_size`` (the fixed batch size that ``pad`` fills, so
+    scores equal the library's in batches of that size; an exported graph always pads).
     ``api_key`` (compared with the header's raw bytes as UTF-8) None turns authentication off."""
     if api_key is not None and not api_key:
         raise ValueError("the API key is empty: give a non-empty key, or None for no authentication")
     key = None if api_key is None else api_key.encode("utf-8")
     detector.batch_size = max_batch
-    batcher = MicroBatcher(partial(fixed_batch_outputs, detector, pad=pad), max_batch, max_wait_ms)
+    scorer = load_runtime(runtime, detector, spec, threads=threads)
+    batcher = MicroBatcher(partial(fixed_batch_outputs, scorer, pad=pad), max_batch, max_wait_ms)
     threshold = detector.threshold_
     names = class_names(detector.model)
 
@@ -144,7 +148,7 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:
         return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.input_shape), "resize": spec.resize,
-                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "limits": vars(limits)}
+                "max_batch": max_batch, "runtime": runtime, "max_wait_ms": max_wait_ms, "limits": vars(limits)}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
               openapi_extra={"requestBody": _REQUEST_BODY})
@@ -255,7 +259,7 @@ async def _multipart(request: Request, body: bytes, max_images: int) -> list[tup
 def _decode_all(blobs: list[tuple[str, bytes]], spec: Preprocessing) -> Tensor:
     import torch
 
-    return torch.stack([image_tensor(decode(b, spec, label), spec, label) for label, b in blobs])
+    return torch.stack([image_pixels(decode(b, spec, label), spec, label) for label, b in blobs])
 
 
 def _numbers_only(values: Any, label: str) -> Any:
@@ -298,9 +302,9 @@ def _json_images(body: bytes, spec: Preprocessing, max_images: int) -> Tensor:
                 blob = base64.b64decode(item["base64"], validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise InputError(f"{label}: invalid base64 ({exc})") from None
-            tensors.append(image_tensor(decode(blob, spec, label), spec, label))
+            tensors.append(image_pixels(decode(blob, spec, label), spec, label))
         elif isinstance(item, dict) and "array" in item:
-            tensors.append(array_tensor(_numbers_only(item["array"], label), spec, label))
+            tensors.append(array_pixels(_numbers_only(item["array"], label), spec, label))
         else:
             raise InputError(f'{label}: expected {{"base64": "..."}} or {{"array": [...]}}')
     return torch.stack(tensors)

@@ -1,0 +1,15 @@
+"""A fitted detector as one ONNX graph (``odin-ood export``), for any ONNX runtime.
+
+* :mod:`odin_ood.export.graph`: the gate (pixels -> predicted class, confidence, score,
+  decision) traced with ``make_fx`` and written by ``torch.onnx.export``; cached per detector,
+  input and batch size.
+* :mod:`odin_ood.export.rules`: the decomposition rules for the backward operators of ODIN's
+  input gradient, and the one error naming an operator without one.
+
+Needs the optional ``onnx`` and ``onnxscript`` packages (``pip install odin-ood[onnx]``).
+"""
+
+from odin_ood.export.graph import cached_onnx, export_onnx, trace
+from odin_ood.export.rules import UnsupportedOperator
+
+__all__ = ["UnsupportedOperator", "cached_onnx", "export_onnx", "trace"]

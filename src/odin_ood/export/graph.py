@@ -1,0 +1,171 @@
+"""A fitted detector as one ONNX graph: [0, 1] pixels in, the gate's four outputs out.
+
+    pixels (B, C, H, W) float32 in [0, 1]
+      -> x = (pixels - input_mean) / input_std                    the model's input
+      -> logits = f(x); the detector's score at its (T, epsilon)   e.g. ODIN, paper eq. 1-2:
+         x~ = x - epsilon * sign(grad_x CE(f(x)/T, yhat)) / std,   score = max softmax(f(x~)/T)
+      -> predicted_class (int64), confidence = max softmax(f(x)), score,
+         is_out_of_distribution = not (score > threshold)          (bool; NaN fails closed)
+
+The graph is the library's own scoring code traced once (``make_fx`` with ``tracing_mode="real"``,
+core ATen decompositions and the rules of :mod:`odin_ood.export.rules`), so it holds exactly
+the operators eager scoring runs, autograd's input-only backward included, then written by
+``torch.onnx.export``. The batch size B is fixed (a traced graph's shapes are concrete):
+odin-ood's runtimes pad the last batch with zeros, as eager scoring does, so every image's
+result is independent of its neighbours. Resizing and decoding stay outside: a caller feeds
+images already at the model's size, as floats in [0, 1].
+
+:func:`cached_onnx` exports once per detector (its JSON, which holds the weights'
+fingerprint), normalisation, input shape and batch size, under ``$ODIN_OOD_CACHE/export``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from odin_ood._version import __version__
+from odin_ood._checks import tracing
+from odin_ood.detector import Detector, gate_outputs
+from odin_ood.export.rules import check_exportable, decompositions
+from odin_ood.score_family import score_outputs
+from odin_ood.scores import model_device
+from odin_ood.preprocess import Preprocessing, normalise
+
+INPUT_NAME = "pixels"
+OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
+OPSET = 18
+GRAPH_VERSION = 2  # part of the cache key: bump when the exported graph changes for the same inputs
+
+
+class Gate(nn.Module):
+    """The detector's decision from [0, 1] pixels (module docstring), as eager scoring computes it."""
+
+    def __init__(self, detector: Detector, spec: Preprocessing) -> None:
+        super().__init__()
+        self.detector, self.spec = detector, spec
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        d = self.detector
+        logits, score = score_outputs(d.model, normalise(pixels, self.spec), d.score_name, d.temperature_,
+                                      d.epsilon_, d.std_, d.clamp)
+        out = gate_outputs(logits, score, d.threshold_)
+        return tuple(out[k] for k in OUTPUT_NAMES)
+
+
+def trace(detector: Detector, spec: Preprocessing, batch_size: int) -> torch.fx.GraphModule:
+    """The gate's joint graph (both forwards and the input-only backward) for batches of
+    ``batch_size``, in core ATen operators; :class:`~odin_ood.export.rules.UnsupportedOperator`
+    names an operator no rule covers."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gate = Gate(detector, spec)
+    example = torch.full((batch_size, *spec.input_shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
+    with tracing():
+        graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="real")(example)
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    check_exportable(graph)
+    return graph
+
+
+def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: str | os.PathLike) -> Path:
+    """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside)."""
+    for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
+    graph = trace(_on_cpu(detector), spec, batch_size)
+    example = torch.full((batch_size, *spec.input_shape), 0.5)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on a module it sees as in training mode
+        program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=list(OUTPUT_NAMES), opset_version=OPSET, optimize=True,
+                                    verbose=False, external_data=False)
+    tmp = Path(tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")[1])
+    try:
+        program.save(str(tmp), external_data=False)
+        _finish(tmp, detector, spec, batch_size)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def export_key(detector: Detector, spec: Preprocessing, batch_size: int) -> str:
+    """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
+    threshold, score, normalisation and the weights' fingerprint; the input shape and
+    normalisation; the batch size; odin-ood's and torch's versions)."""
+    from odin_ood.data.cache import cache_key
+
+    return cache_key(f"odin-gate-b{batch_size}", {
+        "detector": detector.to_dict(), "shape": list(spec.input_shape), "mean": spec.mean, "std": spec.std,
+        "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET, "graph": GRAPH_VERSION})
+
+
+def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The gate's ONNX file from ``cache_dir`` (default ``$ODIN_OOD_CACHE/export``), exported
+    there first if this detector, input and batch size have none yet."""
+    from odin_ood.data.cache import cache_folder
+
+    folder = Path(cache_dir) if cache_dir is not None else cache_folder() / "export"
+    path = folder / f"{export_key(detector, spec, batch_size)}.onnx"
+    return path if path.is_file() else export_onnx(detector, spec, batch_size, path)
+
+
+def _on_cpu(detector: Detector) -> Detector:
+    """``detector`` with its model on the CPU (a copy when it is elsewhere): the file is device-free."""
+    if model_device(detector.model, torch.device("cpu")).type == "cpu":
+        return detector
+    moved = copy.copy(detector)
+    moved.model = copy.deepcopy(detector.model).cpu()
+    return moved
+
+
+def fold_weight_transposes(model) -> None:
+    """Replace each Transpose of a weight (an initializer, or a Transpose of one) by the
+    transposed weight, dropping weights no node reads any more. The backward of a linear layer
+    reads W through two Transposes; OpenVINO 2026.4's CPU plugin computed some rows of that
+    MatMul wrongly (scores off by 0.1 on the MNIST MLP), and gets them right on the folded graph."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    weights = {w.name: w for w in graph.initializer}
+    folded = True
+    while folded:
+        folded = False
+        for node in list(graph.node):
+            if node.op_type == "Transpose" and node.input[0] in weights:
+                perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+                array = numpy_helper.to_array(weights[node.input[0]])
+                w = numpy_helper.from_array(array.transpose(perm).copy(), node.output[0])
+                graph.initializer.append(w)
+                weights[w.name] = w
+                graph.node.remove(node)
+                folded = True
+    used = {i for node in graph.node for i in node.input} | {o.name for o in graph.output}
+    for w in [w for w in graph.initializer if w.name not in used]:
+        graph.initializer.remove(w)
+
+
+def _finish(path: Path, detector: Detector, spec: Preprocessing, batch_size: int) -> None:
+    """Fold the weight transposes and record in the file's metadata what it computes."""
+    import onnx
+
+    model = onnx.load(str(path))
+    fold_weight_transposes(model)
+    entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
+               "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
+               "odin_ood.batch_size": str(batch_size), "odin_ood.version": __version__}
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))

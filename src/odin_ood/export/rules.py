@@ -1,0 +1,143 @@
+"""Decomposition rules that turn ODIN's input-only backward into forward operators an ONNX
+runtime has.
+
+Tracing the joint graph (forward, input gradient, sign step, second forward) with ``make_fx``
+records the backward operators autograd calls. Core ATen decompositions rewrite most of them
+(``threshold_backward``, ``native_batch_norm_backward``, ...) into elementwise and matrix
+operators; four have no decomposition and no ONNX operator, and get one here:
+
+* ``convolution_backward`` -> the input gradient only, as a transposed convolution with the same
+  weight: dL/dx = conv_transpose(dL/dy, W) with the stride, padding, dilation and groups of the
+  forward, and ``output_padding`` restoring the input size (the weight and bias gradients are
+  never requested: the parameters do not require gradients while scoring);
+* ``avg_pool2d_backward`` -> each output gradient spread evenly over its window, a transposed
+  convolution with a constant kernel 1/(kh*kw) per channel (``groups = C``);
+* ``max_pool2d_with_indices_backward`` -> each output gradient added at the position its
+  maximum came from (a scatter-add over the recorded indices);
+* ``_scaled_dot_product_flash_attention_for_cpu_backward`` (a ViT's attention) -> the softmax
+  attention backward in matrix products.
+
+:func:`check_exportable` refuses a traced graph holding an operator that ONNX cannot express,
+with one error naming it (before the exporter's own, longer failure).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+aten = torch.ops.aten
+
+
+class UnsupportedOperator(ValueError):
+    """The traced ODIN graph holds an operator that the exporter has no rule for."""
+
+
+def _input_grad_only(output_mask: Sequence[bool], op: str) -> None:
+    if len(output_mask) > 1 and any(output_mask[1:]):
+        raise UnsupportedOperator(f"{op} was asked for a weight or bias gradient, which the export rule does not "
+                                  "cover (scoring needs the input gradient only): score it with --runtime torch")
+
+
+def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bias_sizes, stride, padding, dilation,
+                         transposed: bool, output_padding, groups: int, output_mask):
+    """(dL/dx, None, None) of a (non-transposed) N-d convolution, as a transposed convolution."""
+    _input_grad_only(output_mask, "aten.convolution_backward")
+    if transposed:
+        raise UnsupportedOperator("the model's gradient uses aten.convolution_backward of a transposed convolution, "
+                                  "which no export rule covers: score it with --runtime torch")
+    if not output_mask[0]:
+        return None, None, None
+    k = weight.shape[2:]
+    # the forward covers (out - 1) * stride - 2 * padding + dilation * (k - 1) + 1 input positions
+    restore = [
+        input.shape[2 + d] - ((grad_output.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (k[d] - 1) + 1)
+        for d in range(len(k))
+    ]
+    grad_input = aten.convolution(grad_output, weight, None, stride, padding, dilation, True, restore, groups)
+    return grad_input, None, None
+
+
+def avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size, stride, padding, ceil_mode: bool,
+                        count_include_pad: bool, divisor_override):
+    """dL/dx of 2-d average pooling: a transposed convolution with the constant kernel 1/(kh*kw)."""
+    kh, kw = (kernel_size * 2)[:2] if len(kernel_size) == 1 else kernel_size
+    stride = stride or (kh, kw)
+    sh, sw = (stride * 2)[:2] if len(stride) == 1 else stride
+    ph, pw = (padding * 2)[:2] if len(padding) == 1 else padding
+    if ceil_mode or divisor_override or (not count_include_pad and (ph or pw)):
+        raise UnsupportedOperator("the model's gradient uses aten.avg_pool2d_backward with ceil_mode, divisor_override "
+                                  "or count_include_pad=False and padding, which no export rule covers: score it "
+                                  "with --runtime torch")
+    c = input.shape[1]
+    kernel = grad_output.new_full((c, 1, kh, kw), 1.0 / (kh * kw))
+    restore = [input.shape[2] - ((grad_output.shape[2] - 1) * sh - 2 * ph + kh),
+               input.shape[3] - ((grad_output.shape[3] - 1) * sw - 2 * pw + kw)]
+    return aten.convolution(grad_output, kernel, None, [sh, sw], [ph, pw], [1, 1], True, restore, c)
+
+
+def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_size, stride, padding, dilation,
+                                     ceil_mode: bool, indices: Tensor):
+    """dL/dx of 2-d max pooling: each output gradient added where its maximum was (indices are
+    positions in the flattened H*W plane of each channel)."""
+    n, c = input.shape[:2]
+    flat = grad_output.new_zeros((n, c, input.shape[2] * input.shape[3]))
+    flat = flat.scatter_add(2, indices.reshape(n, c, -1), grad_output.reshape(n, c, -1))
+    return flat.reshape(input.shape)
+
+
+def attention_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor,
+                       dropout_p: float, is_causal: bool, *, attn_mask: Tensor | None = None,
+                       scale: float | None = None):
+    """(dL/dq, dL/dk, dL/dv) of softmax attention O = P V, P = softmax(q k^T * scale + mask),
+    recomputing P: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dq = dS k * scale,
+    dk = dS^T q * scale (CPU flash attention's backward, written in matrix products)."""
+    if dropout_p:
+        raise UnsupportedOperator("the model's gradient uses attention with dropout, which no export rule covers: "
+                                  "put the model in eval mode, or score it with --runtime torch")
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    logits = query @ key.transpose(-2, -1) * scale
+    if is_causal:
+        keep = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
+        logits = logits.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        logits = logits.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else logits + attn_mask
+    p = torch.softmax(logits, dim=-1)
+    grad_p = grad_out @ value.transpose(-2, -1)
+    grad_s = p * (grad_p - (grad_out * out).sum(dim=-1, keepdim=True))
+    return grad_s @ key * scale, grad_s.transpose(-2, -1) @ query * scale, p.transpose(-2, -1) @ grad_out
+
+
+RULES: dict[torch._ops.OpOverload, Callable] = {
+    aten._scaled_dot_product_flash_attention_for_cpu_backward.default: attention_backward,
+    aten.convolution_backward.default: convolution_backward,
+    aten.avg_pool2d_backward.default: avg_pool2d_backward,
+    aten.max_pool2d_with_indices_backward.default: max_pool2d_with_indices_backward,
+}
+
+
+def decompositions() -> dict:
+    """Core ATen decompositions plus :data:`RULES` (the table ``make_fx`` traces with)."""
+    from torch._decomp import core_aten_decompositions
+
+    table = dict(core_aten_decompositions())
+    table.update(RULES)
+    return table
+
+
+def check_exportable(graph: torch.fx.GraphModule) -> None:
+    """Raise :class:`UnsupportedOperator` naming the first ATen operator of ``graph`` that
+    ``torch.onnx`` has no translation for (typically the backward of a layer no rule covers)."""
+    from torch._decomp import decomposition_table
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    registry = ONNXRegistry.from_torchlib()
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            # the exporter translates registered operators and decomposes those torch has a rule for
+            if not registry.is_registered(node.target) and node.target not in decomposition_table:
+                raise UnsupportedOperator(
+                    f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
+                    "odin-ood export rule: score it with --runtime torch")

@@ -1,0 +1,103 @@
+"""Scoring runtimes: where a fitted detector's gate runs, chosen by name.
+
+=================  ================================================================  ==============
+name               what runs                                                          needs
+=================  ================================================================  ==============
+``torch``          the library's own eager scoring (:meth:`odin_ood.Detector.outputs`)  (core)
+``onnxruntime``    the gate exported as one ONNX graph (:mod:`odin_ood.export`),       onnxruntime
+                   on ONNX Runtime (CUDA provider on a CUDA device)
+``openvino``       the same graph on OpenVINO, fp32                                     openvino
+=================  ================================================================  ==============
+
+Every runtime maps a batch of [0, 1] pixels (N, C, H, W), N a multiple of ``batch_size``, to
+the gate's outputs ``predicted_class``, ``confidence``, ``score``, ``is_out_of_distribution``
+(:func:`odin_ood.serving.engine.fixed_batch_outputs` pads to that; ``fixed_batch`` says whether a
+runtime accepts other sizes). The graph runtimes compute the same function as ``torch`` (scores
+within float rounding, the same normalisation, T, epsilon and threshold inside the graph); an
+optional runtime's package is imported only when its name is asked for, and the graph is
+exported once per detector and batch size (:func:`odin_ood.export.cached_onnx`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from odin_ood.detector import Detector
+from odin_ood.preprocess import Preprocessing
+from odin_ood.scores import model_device
+
+# name -> "module:class"; the module is imported when the name is asked for
+RUNTIMES: dict[str, str] = {
+    "torch": "odin_ood.runtimes.eager:EagerRuntime",
+    "onnxruntime": "odin_ood.runtimes.onnx:OnnxRuntime",
+    "openvino": "odin_ood.runtimes.openvino:OpenVinoRuntime",
+}
+
+
+class Runtime(Protocol):
+    """A detector's gate on one runtime: pixels (N, C, H, W) in [0, 1] -> the four outputs."""
+
+    name: str
+    detector: Detector
+    batch_size: int
+    fixed_batch: bool  # True: N must be a multiple of batch_size
+
+    def outputs(self, pixels: Tensor) -> dict[str, Tensor]: ...
+
+
+def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> Runtime:
+    """The runtime called ``name`` (a key of :data:`RUNTIMES`) for ``detector`` on inputs of
+    ``spec``, in batches of ``detector.batch_size``; ``threads`` CPU threads (None: the
+    runtime's default); exported graphs are cached in ``cache_dir`` (default
+    ``$ODIN_OOD_CACHE/export``)."""
+    if name not in RUNTIMES:
+        raise ValueError(f"--runtime must be one of {sorted(RUNTIMES)}, got {name!r}")
+    module, cls = RUNTIMES[name].split(":")
+    try:
+        runtime_class = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise ValueError(f"--runtime {name} needs the package {exc.name!r}: pip install 'odin-ood[{name}]' "
+                         "(or use --runtime torch)") from None
+    return runtime_class(detector, spec, threads=threads, cache_dir=cache_dir)
+
+
+class GraphRuntime:
+    """The exported gate (fixed batch size) on an ONNX runtime: subclasses open the file
+    (:meth:`_open`) and run one batch of ``batch_size`` rows as numpy (:meth:`_run`)."""
+
+    name = "graph"
+    fixed_batch = True
+
+    def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> None:
+        from odin_ood.export import cached_onnx
+
+        self.detector, self.batch_size = detector, detector.batch_size
+        self.device = model_device(detector.model, torch.device("cpu"))
+        self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
+        self._open(self.path, threads)
+
+    def _open(self, path: os.PathLike, threads: int | None) -> None:
+        """Load the ONNX file at ``path`` for ``threads`` CPU threads (None: the runtime's default)."""
+        raise NotImplementedError
+
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs, in :data:`odin_ood.export.graph.OUTPUT_NAMES` order, for one batch."""
+        raise NotImplementedError
+
+    def outputs(self, pixels: Tensor) -> dict[str, Tensor]:
+        from odin_ood.export.graph import OUTPUT_NAMES
+
+        b = self.batch_size
+        if len(pixels) % b:
+            raise ValueError(f"the {self.name} runtime takes batches of a multiple of {b} rows, got {len(pixels)}")
+        x = pixels.detach().to("cpu", torch.float32).contiguous().numpy()
+        parts = [self._run(x[s:s + b]) for s in range(0, len(x), b)]
+        return {k: torch.from_numpy(np.concatenate([p[i] for p in parts])) for i, k in enumerate(OUTPUT_NAMES)}

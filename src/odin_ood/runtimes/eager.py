@@ -1,0 +1,28 @@
+"""The ``torch`` runtime: the library's eager scoring, on the model's own device."""
+
+from __future__ import annotations
+
+import os
+
+from torch import Tensor
+
+from odin_ood.detector import Detector
+from odin_ood.preprocess import Preprocessing, normalise
+
+
+class EagerRuntime:
+    """``detector.outputs(normalise(pixels))``: any number of rows, in batches of ``batch_size``."""
+
+    name = "torch"
+    fixed_batch = False
+
+    def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> None:
+        self.detector, self.spec = detector, spec
+
+    @property
+    def batch_size(self) -> int:
+        return self.detector.batch_size
+
+    def outputs(self, pixels: Tensor) -> dict[str, Tensor]:
+        return self.detector.outputs(normalise(pixels, self.spec))

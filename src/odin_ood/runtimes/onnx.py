@@ -1,0 +1,30 @@
+"""The ``onnxruntime`` runtime: the exported gate on ONNX Runtime.
+
+Providers follow the model's device: ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` on
+CUDA, ``["CPUExecutionProvider"]`` otherwise; pass ``providers`` to choose (e.g. TensorRT).
+"""
+
+from __future__ import annotations
+
+import os
+
+import onnxruntime as ort
+
+from odin_ood.runtimes import GraphRuntime
+
+
+class OnnxRuntime(GraphRuntime):
+    name = "onnxruntime"
+    providers: list[str] | None = None
+
+    def _open(self, path: os.PathLike, threads: int | None) -> None:
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = self.providers or (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda"
+                                       else ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(os.fspath(path), options, providers=providers)
+
+    def _run(self, pixels):
+        return self.session.run(None, {"pixels": pixels})
