@@ -14,7 +14,7 @@ x~ = x - epsilon * sign(grad_x CE(f(x)/T, yhat)); the score is S_yhat(x~; T) = m
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -244,20 +244,38 @@ def odin_shared_direction_scores(
     direction_temperature = check_temperature(direction_temperature, "direction_temperature")
     x = _prepare(model, x)
     std = channel_view(input_std, x)
+    _, per_epsilon = logits_per_epsilon(
+        model, x, epsilons, lambda logits, xg: perturbation_direction(logits, xg, direction_temperature, std), clamp)
+    scores = x.new_empty(len(temperatures), len(epsilons), len(x), dtype=at_least_fp32(per_epsilon[0]).dtype)
+    for j, z in enumerate(per_epsilon):
+        for i, t in enumerate(temperatures):
+            scores[i, j] = softmax_score(z, t)
+    return scores
+
+
+def logits_per_epsilon(
+    model: nn.Module,
+    x: Tensor,
+    epsilons: Sequence[float],
+    direction: Callable[[Tensor, Tensor], Tensor],
+    clamp: Clamp | None = None,
+) -> tuple[Tensor, list[Tensor]]:
+    """(f(x), [f(x - epsilon * d) for each epsilon]): one forward of ``x`` with an input graph and
+    one input-only backward ``d = direction(f(x), x)`` (the step of eq. 2 for the score at hand,
+    already divided by the std) serve every epsilon; epsilon = 0 reuses f(x), each epsilon > 0
+    costs one forward without a graph. No graph at all when every epsilon is 0."""
     needs_direction = any(e > 0.0 for e in epsilons)
     with scoring_mode(model):
         x = x.requires_grad_(needs_direction)
         with torch.set_grad_enabled(needs_direction):
             logits = model(x)
-            direction = perturbation_direction(logits, x, direction_temperature, std) if needs_direction else None
+            d = direction(logits, x) if needs_direction else None
         x, logits = x.detach(), logits.detach()
-        scores = x.new_empty(len(temperatures), len(epsilons), len(x), dtype=at_least_fp32(logits).dtype)
-        for j, e in enumerate(epsilons):
+        per_epsilon = []
+        for e in epsilons:
             if e == 0.0:
-                z = logits
+                per_epsilon.append(logits)
             else:
                 with torch.no_grad():
-                    z = model(perturb(x, direction, e, clamp))
-            for i, t in enumerate(temperatures):
-                scores[i, j] = softmax_score(z, t)
-        return scores
+                    per_epsilon.append(model(perturb(x, d, e, clamp)))
+    return logits, per_epsilon

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from odin_ood._checks import channel_view, check_epsilon, check_temperature
 from odin_ood.model_input import scoring_input
-from odin_ood.scores import Clamp, _prepare, at_least_fp32, perturb, scoring_mode, sign_direction
+from odin_ood.scores import Clamp, _prepare, at_least_fp32, logits_per_epsilon, scoring_mode, sign_direction
 
 
 def energy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -86,21 +86,9 @@ def energy_odin_grid_scores(
     epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
     x = _prepare(model, x)
     std = channel_view(input_std, x)
-    perturbed = any(e > 0 for e in epsilons)
-    with scoring_mode(model):
-        x = x.requires_grad_(perturbed)
-        with torch.set_grad_enabled(perturbed):
-            logits = model(x)
-            direction = energy_direction(logits, x, temperature, std) if perturbed else None
-        x, logits = x.detach(), logits.detach()
-        rows = []
-        for e in epsilons:
-            if e == 0.0:
-                rows.append(energy_from_logits(logits, temperature))
-                continue
-            with torch.no_grad():
-                rows.append(energy_from_logits(model(perturb(x, direction, e, clamp)), temperature))
-        return logits, torch.stack(rows)
+    logits, per_epsilon = logits_per_epsilon(
+        model, x, epsilons, lambda z, xg: energy_direction(z, xg, temperature, std), clamp)
+    return logits, torch.stack([energy_from_logits(z, temperature) for z in per_epsilon])
 
 
 def energy_odin_outputs(
