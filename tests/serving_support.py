@@ -104,7 +104,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 60.0,
+def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 300.0,
                  log_level: str = "warning", cwd: Path | None = None):
     """``python -m odin_ood serve ARGS`` (in ``cwd``) on a free loopback port; (process, base URL)
     once /healthz answers. The server's output goes to the file ``proc.log_path`` (see :func:`server_log`)."""

@@ -153,7 +153,7 @@ def test_densenet_pt2_served_answers_like_the_checkpoint(densenet):
     try:
         files = [("images", ("a.png", (root / "cifar" / "2.png").read_bytes())),
                  ("images", ("b.jpg", (root / "tiny" / "test_1.JPEG").read_bytes()))]
-        r = httpx.post(url + "/v1/predict", files=files, timeout=60.0)
+        r = httpx.post(url + "/v1/predict", files=files, timeout=300.0)
     finally:
         stop_server(proc)
     assert r.status_code == 200, r.text
