@@ -53,14 +53,14 @@ def main(argv: list[str] | None = None) -> dict:
     suite, root, model = common.suite_model(args, device)
     temps, eps = (PAPER_TEMPERATURES[:2], PAPER_EPSILONS[:3]) if args.tiny else (PAPER_TEMPERATURES, PAPER_EPSILONS)
     scorer = Scorer(model, temps, eps, ScoreCache(), args.batch_size, progress=False, precision=args.precision)
-    id_spec = next(s for s in suite.id_candidates if _loads(s, root, model))
+    id_spec = next(s for s in suite.id_candidates if common.suite_data_loads(s, root, model))
     id_ds = run.load_spec(id_spec, root, model)
     id_split, id_tune = tuning_subset(id_spec, id_ds, suite.id_tune, 0)
     started = time.perf_counter()
     g_in = scorer.grid(id_tune)["grid"]
     rows, timings = [], {}
     for spec in suite.ood:
-        if (args.sets and spec.key not in args.sets) or not _loads(spec, root, model):
+        if (args.sets and spec.key not in args.sets) or not common.suite_data_loads(spec, root, model):
             continue
         ds = run.load_spec(spec, root, model)
         split, tune_ds = tuning_subset(spec, ds, suite.ood_tune, 0)
@@ -99,14 +99,6 @@ def main(argv: list[str] | None = None) -> dict:
                           ctx, rows, summary)
     print(summary)
     return payload
-
-
-def _loads(spec, root, model) -> bool:
-    try:
-        run.load_spec(spec, root, model)
-        return True
-    except (FileNotFoundError, ValueError, KeyError):
-        return False
 
 
 def _cell(index, temps, eps) -> str:

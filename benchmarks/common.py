@@ -70,6 +70,17 @@ def suite_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, Pa
     return suite, root, run.load_model(suite, run.weights_path(suite, root, None), str(device))
 
 
+def suite_data_loads(spec: Any, root: Path, model: nn.Module) -> bool:
+    """Whether a suite's data set ``spec`` loads from ``root`` for ``model`` (its files are there)."""
+    from odin_ood.experiments import run
+
+    try:
+        run.load_spec(spec, root, model)
+        return True
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     model = model.to(memory_format=torch.channels_last) if common.has_conv(model) else model
     mean = torch.tensor(model.input_mean).view(1, -1, 1, 1)
     std = torch.tensor(model.input_std).view(1, -1, 1, 1)
-    id_spec = next(s for s in suite.id_candidates if _loads(s, root, model))
+    id_spec = next(s for s in suite.id_candidates if common.suite_data_loads(s, root, model))
     specs = [(id_spec, suite.id_tune)] * (not args.ood_only) + [(next(s for s in suite.ood if s.key == k), suite.ood_tune) for k in args.sets]
     for spec, n_tune in specs:
         path = cache_path(args.cache, suite.name, spec.key, args.n)
@@ -101,14 +101,6 @@ def main(argv: list[str] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, rows=rows, seconds=time.perf_counter() - t0, threads=torch.get_num_threads(), **arrays)
         print(f"wrote {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
-
-
-def _loads(spec, root, model) -> bool:
-    try:
-        run.load_spec(spec, root, model)
-        return True
-    except (FileNotFoundError, ValueError, KeyError):
-        return False
 
 
 if __name__ == "__main__":
