@@ -146,7 +146,7 @@ def check_real_checkpoint(model, cifar, held_out: int, scored: int) -> None:
     plain = odin_scores(model, torch.cat([x_held, x]), 1000.0, 0.0014, model.input_std)
     fast = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=64, optimize=True)
     fast._set_fitted(1000.0, 0.0014, threshold_below(plain[:held_out], 0.95), 0.95)
-    assert fast._scoring_model()[1]  # the optimised copy is what scores
+    assert fast.scoring_model()[1]  # the optimised copy is what scores
     fast_scores = fast.score(x)
     torch.testing.assert_close(fast_scores, plain[held_out:], rtol=0, atol=1e-5)
     assert torch.equal(fast.predict(x), (~(plain[held_out:] > fast.threshold_)).long())
@@ -174,7 +174,7 @@ def test_detector_refolds_after_the_weights_change():
         model.layer1[0].bn1.running_mean.add_(0.5)
     torch.testing.assert_close(det.score(x), odin_scores(model, x, 1000.0, 0.0014, model.input_std), rtol=0, atol=1e-6)
     assert not torch.equal(det.score(x), first)
-    assert Detector(model)._scoring_model() == (model, False)  # the default scores the model as given
+    assert Detector(model).scoring_model() == (model, False)  # the default scores the model as given
 
 
 @pytest.mark.libraries

@@ -174,7 +174,7 @@ class Detector:
         id_data = self._model_data(id_data, "id_data")
         ood_data = None if ood_data is None else self._model_data(ood_data, "ood_data")
         result = tune_score(
-            self._scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
+            self.scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
             self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
             ood_free=self.ood_free, search=self.search,
         )
@@ -208,7 +208,7 @@ class Detector:
                           "reported out-of-distribution (the gate fails closed)", RuntimeWarning, stacklevel=2)
         return gate_outputs(logits, score, self.threshold_)
 
-    def _scoring_model(self) -> tuple[nn.Module, bool]:
+    def scoring_model(self) -> tuple[nn.Module, bool]:
         """(the module that scores, whether it takes channels-last inputs): ``self.model`` itself,
         or with ``optimize`` its :func:`scoring_copy`, remade when a weight's storage, version
         counter (bumped by every in-place write), dtype or device changes. A model in training
@@ -227,7 +227,7 @@ class Detector:
         return model_data(data, declared(self.model, self.mean_, self.std_), self.normalise, self.batch_size, name)
 
     def _batch_outputs(self, x: Tensor) -> Tensor:
-        model, channels_last = self._scoring_model()
+        model, channels_last = self.scoring_model()
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         logits, score = score_outputs(model, x, self.score_name, self.temperature_, self.epsilon_, self.std_,

@@ -143,7 +143,7 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for s in range(done - done % b, len(shard), step):
-                with meter.watching(detector._scoring_model()[0]):  # moves at every pass of every batch
+                with meter.watching(detector.scoring_model()[0]):  # moves at every pass of every batch
                     rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
                 writer.write(rows)
                 tally.add(rows)
