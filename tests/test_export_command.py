@@ -177,7 +177,11 @@ def test_a_model_with_data_dependent_control_flow_is_one_error_line(setup, lenet
     monkeypatch.syspath_prepend(str(TESTS))
     common = ["--detector", str(lenet_detector), "--model", "export_support:branching", "--threads", "1"]
     cache = Path(os.environ["ODIN_OOD_CACHE"]) / "export"
-    before = sorted(cache.iterdir()) if cache.exists() else []
+
+    def cached() -> list[Path]:
+        return sorted(cache.iterdir()) if cache.exists() else []
+
+    before = cached()
     argv = {"export": ["export", *common, "--out", str(tmp_path / "gate.onnx")],
             "score": ["score", str(setup["folder"]), "--output", str(tmp_path / "rows.csv"), *common,
                       "--runtime", "onnxruntime", "--quiet", "--workers", "1"],
@@ -187,4 +191,4 @@ def test_a_model_with_data_dependent_control_flow_is_one_error_line(setup, lenet
     assert len(err) == 1 and err[0].startswith(f"odin-ood {command}: error: the model's forward has data-dependent "
                                                "control flow"), err
     assert "`if x.mean() > 5.0:" in err[0] and err[0].endswith(": score it with --runtime torch")
-    assert list(tmp_path.iterdir()) == [] and sorted(cache.iterdir()) == before
+    assert list(tmp_path.iterdir()) == [] and cached() == before
