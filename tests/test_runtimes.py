@@ -1,14 +1,20 @@
 """The gate exported as one ONNX graph and run on ONNX Runtime and OpenVINO gives eager torch's
-outputs on real images: scores within 1e-5, the same classes and the same decisions (zoo networks:
-the shipped MNIST LeNet on MNIST vs notMNIST, ResNet-20 and (slow) DenseNet-BC-100 on CIFAR-10 vs
-TinyImageNet (crop));
-every score family exports; an operator without a rule is one error naming it."""
+outputs on real images as :data:`odin_ood.runtimes.SCORE_TOLERANCE` states: scores and
+confidences within it, the same decisions except for images whose eager score lies within it of
+the threshold, the same classes except where the two largest probabilities lie within it of each
+other (zoo networks: the shipped MNIST LeNet on MNIST vs notMNIST, 2,000 images and (slow) all
+20,000 test images; ResNet-20 and (slow) DenseNet-BC-100 on CIFAR-10 vs TinyImageNet (crop)). A
+threshold at an image's score shows why decisions can differ there. Every score family exports;
+an operator without a rule is one error naming it."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
+from runtime_support import assert_within_tolerance
 from torch import nn
 
 from odin_ood import Detector, data, models
@@ -37,42 +43,76 @@ def fitted(model, id_pixels, ood_pixels, batch_size: int, **kwargs) -> Detector:
     return det.fit(normalise(id_pixels, spec), normalise(ood_pixels, spec))
 
 
-def assert_same_gate(got: dict, want: dict) -> None:
-    assert torch.equal(got["predicted_class"], want["predicted_class"])
-    assert (got["score"].double() - want["score"].double()).abs().max().item() <= 1e-5
-    assert (got["confidence"].double() - want["confidence"].double()).abs().max().item() <= 1e-5
-    assert torch.equal(got["is_out_of_distribution"], want["is_out_of_distribution"])
-
-
 @pytest.fixture(scope="module")
 def mnist(shared_data):
     return data.load("mnist", root=shared_data), data.load("notmnist", root=shared_data)
 
 
+def lenet_detector(mnist, batch_size: int) -> Detector:
+    """The shipped LeNet with ODIN at T = 1000, epsilon = 0.0014 (the backward path), fitted on
+    the first 200 MNIST and 200 notMNIST test images."""
+    digits, letters = mnist
+    return fitted(models.load("mnist-lenet"), pixels(digits, slice(0, 200)), pixels(letters, slice(0, 200)),
+                  batch_size, temperatures=(1000.0,), epsilons=(0.0014,))
+
+
 @pytest.fixture(scope="module")
 def lenet_odin(mnist, tmp_path_factory):
-    """The shipped LeNet with ODIN at T = 1000, epsilon = 0.0014 (the backward path), fitted on
-    200 + 200 real images; 600 others (not a multiple of the batch: the last batch is padded)."""
+    """:func:`lenet_detector` and 1,000 + 1,000 real images, the tuning images among them (the
+    one whose score fixes the threshold lies one float32 step above it); 2,000 is not a multiple
+    of the batch: the last batch is padded."""
     digits, letters = mnist
-    model = models.load("mnist-lenet")
-    det = fitted(model, pixels(digits, slice(0, 200)), pixels(letters, slice(0, 200)), 32,
-                 temperatures=(1000.0,), epsilons=(0.0014,))
-    x = torch.cat([pixels(digits, slice(5000, 5300)), pixels(letters, slice(5000, 5300))])
+    det = lenet_detector(mnist, 64)
+    x = torch.cat([pixels(digits, slice(0, 1000)), pixels(letters, slice(0, 1000))])
     return det, x, tmp_path_factory.mktemp("export-cache")
 
 
-@pytest.mark.parametrize("name", GRAPH_RUNTIMES)
-def test_exported_lenet_odin_gate_equals_eager_on_mnist_and_notmnist(lenet_odin, name):
-    det, x, cache = lenet_odin
+def check_lenet_gate(det: Detector, x: torch.Tensor, names: list[str], cache) -> None:
     spec = spec_of(det.model)
     want = fixed_batch_outputs(EagerRuntime(det, spec), x)
-    runtime = load_runtime(name, det, spec, threads=1, cache_dir=cache)
-    got = fixed_batch_outputs(runtime, x)
-    assert_same_gate(got, want)
-    # the gate discriminates: most digits kept, most letters refused (a broken graph would not)
-    ood = got["is_out_of_distribution"].double()
-    assert ood[:300].mean() < 0.2 and ood[300:].mean() > 0.5
+    for name in names:
+        got = fixed_batch_outputs(load_runtime(name, det, spec, threads=1, cache_dir=cache), x)
+        assert_within_tolerance(got, want, det, x, spec)
+        # the gate discriminates: most digits kept, most letters refused (a broken graph would not)
+        ood, half = got["is_out_of_distribution"].double(), len(x) // 2
+        assert ood[:half].mean() < 0.2 and ood[half:].mean() > 0.5
     assert len(list(cache.glob("*.onnx"))) == 1  # exported once, shared by both runtimes
+
+
+@pytest.mark.parametrize("name", GRAPH_RUNTIMES)
+def test_exported_lenet_odin_gate_keeps_the_stated_tolerance_on_mnist_and_notmnist(lenet_odin, name):
+    det, x, cache = lenet_odin
+    check_lenet_gate(det, x, [name], cache)
+
+
+@pytest.mark.slow
+def test_every_runtime_keeps_the_stated_tolerance_on_all_20000_mnist_and_notmnist_test_images(mnist, tmp_path):
+    for package in ("onnxruntime", "openvino"):
+        pytest.importorskip(package)
+    digits, letters = mnist
+    x = torch.cat([pixels(digits, slice(None)), pixels(letters, slice(None))])
+    check_lenet_gate(lenet_detector(mnist, 100), x, ["onnxruntime", "openvino"], tmp_path)
+
+
+def test_a_threshold_at_an_image_score_flips_that_decision_between_runtimes_within_the_tolerance(lenet_odin,
+                                                                                                    tmp_path):
+    """Why decisions are equal only away from the threshold (issue 28: OpenVINO flipped one of
+    20,000 images, 6e-8 from it): put the threshold exactly at the lower of the eager and the ONNX
+    Runtime score of the image where they differ most; the higher one passes it, the other does
+    not, so the two decisions differ, and that image lies within SCORE_TOLERANCE of the threshold."""
+    pytest.importorskip("onnxruntime")
+    det, x, cache = lenet_odin
+    spec = spec_of(det.model)
+    eager = fixed_batch_outputs(EagerRuntime(det, spec), x)["score"]
+    graph = fixed_batch_outputs(load_runtime("onnxruntime", det, spec, threads=1, cache_dir=cache), x)["score"]
+    i = int((graph.double() - eager.double()).abs().argmax())
+    assert graph[i] != eager[i], "ONNX Runtime's scores equal eager torch's to the bit on all 2,000 images"
+    moved = copy.copy(det)
+    moved.threshold_ = float(torch.minimum(graph[i], eager[i]))  # a float32 value: compared exactly
+    want = fixed_batch_outputs(EagerRuntime(moved, spec), x)
+    got = fixed_batch_outputs(load_runtime("onnxruntime", moved, spec, threads=1, cache_dir=tmp_path), x)
+    flipped = assert_within_tolerance(got, want, moved, x, spec)
+    assert flipped[i] and bool(want["is_out_of_distribution"][i]) == bool(eager[i] <= graph[i])
 
 
 @pytest.mark.parametrize("score", ["energy-odin", "energy", "maxlogit", "msp"])
@@ -84,7 +124,7 @@ def test_every_score_family_exports_with_the_eager_gate(mnist, score, tmp_path):
     x = torch.cat([pixels(digits, slice(6000, 6100)), pixels(letters, slice(6000, 6100))])
     spec = spec_of(det.model)
     got = fixed_batch_outputs(load_runtime("onnxruntime", det, spec, threads=1, cache_dir=tmp_path), x)
-    assert_same_gate(got, fixed_batch_outputs(EagerRuntime(det, spec), x))
+    assert_within_tolerance(got, fixed_batch_outputs(EagerRuntime(det, spec), x), det, x, spec)
 
 
 CIFAR_NETWORKS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
@@ -108,7 +148,7 @@ def test_exported_cifar_odin_gate_equals_eager_on_cifar10_and_tinyimagenet_crop(
     det, x, cache = cifar_odin
     spec = spec_of(det.model)
     got = fixed_batch_outputs(load_runtime(name, det, spec, threads=1, cache_dir=cache), x)
-    assert_same_gate(got, fixed_batch_outputs(EagerRuntime(det, spec), x))
+    assert_within_tolerance(got, fixed_batch_outputs(EagerRuntime(det, spec), x), det, x, spec)
 
 
 class PooledNet(nn.Module):

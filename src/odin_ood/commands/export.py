@@ -8,23 +8,29 @@ The file computes the whole gate (:mod:`odin_ood.export.graph`): float32 [0, 1] 
 inside and B fixed (``--batch-size``, default the detector's; pad the last batch). The detector's
 JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
 (cached) when given ``--runtime onnxruntime`` or ``openvino``.
+
+``--out`` is written as score's outputs are (:func:`odin_ood.commands.writers.replace_file`): a
+new file beside it, created exclusively and fsync'ed, renamed over it; a symbolic link or a
+non-regular file there is refused, and an existing file is replaced only with ``--overwrite``.
+A model that cannot be exported is one error line (:class:`odin_ood.export.ExportError`).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from odin_ood.commands.loading import load_detector
 from odin_ood.commands.options import ModelOptions, add_model_arguments
+from odin_ood.commands.writers import check_output_file, replace_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
-    parser.add_argument("--out", required=True, help="the ONNX file to write")
+    parser.add_argument("--out", required=True, help="the ONNX file to write (never through a symbolic link)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an ONNX file already at --out")
     add_model_arguments(parser)
 
 
@@ -34,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise ValueError(f"--out must name a .onnx file, got {out}")
+    check_output_file(out, args.overwrite, "export", "--out")
     options = ModelOptions.from_args(args)
     detector, spec = load_detector(options, args.detector)
     start = time.perf_counter()
     cached = cached_onnx(detector, spec, detector.batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cached, out)
+    replace_file(cached, out, "export", "--out")
     print(f"odin-ood export: {out} (batch {detector.batch_size}, input {list(spec.input_shape)} pixels in [0, 1]; "
           f"{time.perf_counter() - start:.1f} s, cached in {cached.parent})", file=sys.stderr)
     return 0

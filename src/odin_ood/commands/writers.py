@@ -16,6 +16,10 @@ symbolic link: a link at the output, partial or parts path is refused, the parti
 with ``O_NOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files are created ``O_EXCL``, and
 the partial file must still be the one written before it is renamed. A format whose writer cannot
 be imported (Parquet without pyarrow) is refused when the writer is made, before any scoring.
+
+:func:`check_output_file` and :func:`replace_file` give other commands' single output files
+(``odin-ood export --out``) the same rules: a link or a non-regular file is refused, an existing
+file is replaced only when asked, by renaming a new file (created exclusively, fsync'ed) over it.
 """
 
 from __future__ import annotations
@@ -142,30 +146,57 @@ def require_format(fmt: str) -> None:
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NOT_OURS = "not a file odin-ood score wrote: not touched; choose another --output, or move it away"
 
 
-def _refuse_links(path: Path, folder: bool = False) -> None:
+def _not_ours(command: str = "score", option: str = "--output") -> str:
+    return f"not a file odin-ood {command} wrote: not touched; choose another {option}, or move it away"
+
+
+_NOT_OURS = _not_ours()
+
+
+def _refuse_links(path: Path, folder: bool = False, command: str = "score", option: str = "--output") -> None:
     """A symbolic link (even a dangling one) or a file of the wrong kind at an output path is refused."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise ValueError(f"{path} is a symbolic link: odin-ood never writes through one; delete it or choose another --output")
+        raise ValueError(f"{path} is a symbolic link: odin-ood never writes through one; delete it or choose another {option}")
     if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
-        raise ValueError(f"{path} is not a {'folder' if folder else 'regular file'}: {_NOT_OURS}")
+        raise ValueError(f"{path} is not a {'folder' if folder else 'regular file'}: {_not_ours(command, option)}")
+
+
+def check_output_file(path: Path, overwrite: bool, command: str, option: str) -> None:
+    """Refuse, before any work, an output file ``path`` that is a symbolic link or not a regular
+    file, or that exists when ``overwrite`` is false (``option`` names the flag in the message)."""
+    _refuse_links(path, command=command, option=option)
+    if os.path.lexists(path) and not overwrite:
+        raise ValueError(f"{path} exists: choose another {option}, or pass --overwrite")
+
+
+def replace_file(source: Path, target: Path, command: str, option: str) -> None:
+    """Copy ``source`` to a new file beside ``target`` (created exclusively, never through a link,
+    fsync'ed) and rename it over ``target``: a reader sees the old file or the whole new one, and
+    a link at ``target`` (checked again here) is refused, never followed."""
+    _refuse_links(target, command=command, option=option)
+    with _new_temporary(target) as (f, tmp), open(source, "rb") as src:
+        shutil.copyfileobj(src, f, _BLOCK)
+    os.replace(tmp, target)
 
 
 @contextmanager
 def _new_temporary(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
     """(binary file, path) of a new file beside ``target``, created exclusively (``O_EXCL``, so
-    never through a link; permissions as the umask gives), removed again if the block fails."""
+    never through a link; permissions as the umask gives), flushed and fsync'ed when the block
+    ends, removed again if the block fails."""
     tmp = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         with os.fdopen(os.open(tmp, flags, 0o666), "wb") as f:
             yield f, tmp
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

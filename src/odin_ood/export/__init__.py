@@ -4,12 +4,13 @@
   decision) traced with ``make_fx`` and written by ``torch.onnx.export``; cached per detector,
   input and batch size.
 * :mod:`odin_ood.export.rules`: the decomposition rules for the backward operators of ODIN's
-  input gradient, and the one error naming an operator without one.
+  input gradient, and the one-line :class:`ExportError` naming an operator without one or a
+  construct a trace cannot hold (data-dependent control flow or shapes).
 
 Needs the optional ``onnx`` and ``onnxscript`` packages (``pip install odin-ood[onnx]``).
 """
 
 from odin_ood.export.graph import cached_onnx, export_onnx, trace
-from odin_ood.export.rules import UnsupportedOperator
+from odin_ood.export.rules import ExportError, UnsupportedOperator
 
-__all__ = ["UnsupportedOperator", "cached_onnx", "export_onnx", "trace"]
+__all__ = ["ExportError", "UnsupportedOperator", "cached_onnx", "export_onnx", "trace"]

@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from odin_ood._version import __version__
 from odin_ood._checks import tracing
 from odin_ood.detector import Detector, gate_outputs
-from odin_ood.export.rules import check_exportable, decompositions
+from odin_ood.export.rules import (ExportError, check_exportable, check_static_shapes, decompositions, export_failure,
+                                   quiet_registry, trace_failure)
 from odin_ood.score_family import score_outputs
 from odin_ood.scores import model_device
 from odin_ood.preprocess import Preprocessing, normalise
@@ -63,14 +64,20 @@ class Gate(nn.Module):
 
 def trace(detector: Detector, spec: Preprocessing, batch_size: int) -> torch.fx.GraphModule:
     """The gate's joint graph (both forwards and the input-only backward) for batches of
-    ``batch_size``, in core ATen operators; :class:`~odin_ood.export.rules.UnsupportedOperator`
-    names an operator no rule covers."""
+    ``batch_size``, in core ATen operators; an :class:`~odin_ood.export.rules.ExportError`
+    (one line) names an operator no rule covers or a construct a trace cannot hold."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     gate = Gate(detector, spec)
     example = torch.full((batch_size, *spec.input_shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
-    with tracing():
-        graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="real")(example)
+    try:
+        with tracing():
+            graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="real")(example)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise trace_failure(exc, gate, detector.model, example) from exc
+    check_static_shapes(graph)
     graph.graph.eliminate_dead_code()
     graph.recompile()
     check_exportable(graph)
@@ -86,11 +93,14 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: 
     example = torch.full((batch_size, *spec.input_shape), 0.5)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_registry():
         warnings.simplefilter("ignore")  # the exporter's notes on a module it sees as in training mode
-        program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT_NAME],
-                                    output_names=list(OUTPUT_NAMES), opset_version=OPSET, optimize=True,
-                                    verbose=False, external_data=False)
+        try:
+            program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                        output_names=list(OUTPUT_NAMES), opset_version=OPSET, optimize=True,
+                                        verbose=False, external_data=False)
+        except Exception as exc:
+            raise export_failure(exc) from exc
     tmp = Path(tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")[1])
     try:
         program.save(str(tmp), external_data=False)

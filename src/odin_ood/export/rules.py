@@ -18,27 +18,42 @@ operators; four have no decomposition and no ONNX operator, and get one here:
   attention backward in matrix products.
 
 :func:`check_exportable` refuses a traced graph holding an operator that ONNX cannot express,
-with one error naming it (before the exporter's own, longer failure).
+with one error naming it (before the exporter's own, longer failure); :func:`check_static_shapes`
+one whose output's shape depends on the pixel values; :func:`trace_failure` and
+:func:`export_failure` turn a failure of ``make_fx`` or of ``torch.onnx.export`` into one line
+naming the construct (data-dependent control flow, an output that is not one tensor of logits)
+or the operator, and where the model uses it. Every one is an :class:`ExportError`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import logging
+import os
+import re
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 aten = torch.ops.aten
+RUN_EAGER = ": score it with --runtime torch"
 
 
-class UnsupportedOperator(ValueError):
+class ExportError(ValueError):
+    """The detector's gate cannot become one ONNX graph; the message is one line (what, and where
+    in the model), ending in :data:`RUN_EAGER` when eager scoring works."""
+
+
+class UnsupportedOperator(ExportError):
     """The traced ODIN graph holds an operator that the exporter has no rule for."""
 
 
 def _input_grad_only(output_mask: Sequence[bool], op: str) -> None:
     if len(output_mask) > 1 and any(output_mask[1:]):
         raise UnsupportedOperator(f"{op} was asked for a weight or bias gradient, which the export rule does not "
-                                  "cover (scoring needs the input gradient only): score it with --runtime torch")
+                                  f"cover (scoring needs the input gradient only){RUN_EAGER}")
 
 
 def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bias_sizes, stride, padding, dilation,
@@ -133,11 +148,108 @@ def check_exportable(graph: torch.fx.GraphModule) -> None:
     from torch._decomp import decomposition_table
     from torch.onnx._internal.exporter._registration import ONNXRegistry
 
-    registry = ONNXRegistry.from_torchlib()
+    with quiet_registry():
+        registry = ONNXRegistry.from_torchlib()
     for node in graph.graph.nodes:
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
             # the exporter translates registered operators and decomposes those torch has a rule for
             if not registry.is_registered(node.target) and node.target not in decomposition_table:
                 raise UnsupportedOperator(
                     f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
-                    "odin-ood export rule: score it with --runtime torch")
+                    f"odin-ood export rule{RUN_EAGER}")
+
+
+@contextmanager
+def quiet_registry() -> Iterator[None]:
+    """Within this block, drop torch.onnx's registry warnings that torchvision (an optional package
+    the core does not need) is absent: four lines each time the registry is built."""
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("torchvision is not installed")
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
+def check_static_shapes(graph: torch.fx.GraphModule) -> None:
+    """Raise :class:`UnsupportedOperator` naming an operator of ``graph`` (dead ones included: their
+    shape may have been read as a number) whose output's shape depends on the values, such as
+    ``nonzero``, ``masked_select``, ``unique`` or indexing with a boolean mask. Tracing with real
+    tensors records that shape as a constant, so the graph would score every image with the
+    example's; eager scoring computes it per batch."""
+    for node in graph.graph.nodes:
+        target = node.target
+        if (node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
+                and torch.Tag.dynamic_output_shape in target.tags and not _integer_indexing(node)):
+            raise UnsupportedOperator(f"the model uses {target}, whose output's shape depends on the pixel values "
+                                      f"(a traced graph would keep the example's shape for every image){RUN_EAGER}")
+
+
+def _integer_indexing(node: torch.fx.Node) -> bool:
+    """``aten.index.Tensor`` with integer indices only: its shape is the indices', not data-dependent."""
+    if node.target is not aten.index.Tensor:
+        return False
+    values = [i.meta.get("val") for i in node.args[1] if isinstance(i, torch.fx.Node)]
+    return all(v is not None and not (v.dtype == torch.bool or v.dtype == torch.uint8) for v in values)
+
+
+def trace_failure(exc: Exception, gate: nn.Module, model: nn.Module, example: Tensor) -> ExportError:
+    """The one-line error for ``make_fx`` failing on ``gate`` (ODIN for ``model``) at ``example``:
+    data-dependent control flow (a Python value read from a traced tensor), else what eager
+    scoring of the same batch says (an output that is not one (batch, classes) tensor, an error),
+    else the tracer's own first line; each with the line of the model it comes from."""
+    from odin_ood.scores import scoring_mode
+
+    if "_local_scalar_dense" in str(exc):
+        return ExportError("the model's forward has data-dependent control flow (a Python value read from a tensor: "
+                           f"`if` on a tensor, .item(), int(), bool()){_where(exc)}, which a traced graph cannot "
+                           f"hold{RUN_EAGER}")
+    try:
+        with scoring_mode(model), torch.no_grad():
+            logits = model(example[:1].clone())
+        if not (isinstance(logits, Tensor) and logits.ndim == 2):
+            return ExportError(f"the model returns {_kind(logits)}, not one (batch, classes) tensor of logits: "
+                               "make its forward return the logits")
+        gate(example.clone())
+    except Exception as eager:
+        return ExportError(f"the model fails in eager scoring too: {type(eager).__name__}: {_first_line(eager)}"
+                           f"{_where(eager)}")
+    return ExportError(f"the gate cannot be traced for export: {type(exc).__name__}: {_first_line(exc)}"
+                       f"{_where(exc)}{RUN_EAGER}")
+
+
+def export_failure(exc: Exception) -> ExportError:
+    """The one-line error for ``torch.onnx.export`` failing: its innermost cause (which names the
+    operator, e.g. ``No ONNX function found for <OpOverload(op='prims.erf_inv', ...)>``)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__  # type: ignore[assignment]
+    return ExportError(f"torch.onnx cannot export the gate: {type(exc).__name__}: {_first_line(exc)}{RUN_EAGER}")
+
+
+_TORCH = os.path.dirname(torch.__file__) + os.sep
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at FILE:LINE: `source`)`` for the innermost frame of ``exc`` outside torch (the model's
+    own line, typically), or nothing."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(_TORCH) and not f.filename.startswith("<")]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (at {frame.filename}:{frame.lineno}: `{(frame.line or '').strip()}`)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # the exporter colours its messages
+    return text.splitlines()[0].rstrip(".") if text else "(no message)"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,89 @@
+"""A model that cannot become one traced ONNX graph is one error line naming the construct or
+the operator (and where the model uses it), suggesting ``--runtime torch`` where eager scoring
+works, and nothing is written: data-dependent control flow, a data-dependent shape, a tuple
+output, an in-place change of the input, an operator torch.onnx's exporter cannot translate.
+Each model is the shipped MNIST LeNet with that one construct added (tests/export_support.py),
+its detector fitted on real MNIST digits against notMNIST letters."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import torch
+from export_support import branching, bright_pixel_count, in_place_input, inverse_erf, tuple_output
+
+from odin_ood import Detector, data, models
+from odin_ood.preprocess import Preprocessing, normalise
+from odin_ood.runtimes import load_runtime
+from odin_ood.runtimes.eager import EagerRuntime
+
+pytest.importorskip("onnxscript")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def spec_of(model) -> Preprocessing:
+    return Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
+
+
+@pytest.fixture(scope="module")
+def fitted(shared_data):
+    """ODIN at T = 1000, epsilon = 0.0014 for the shipped LeNet, fitted on 100 MNIST digits and
+    100 notMNIST letters, and 16 other real images."""
+    digits, letters = data.load("mnist", root=shared_data), data.load("notmnist", root=shared_data)
+    model = models.load("mnist-lenet")
+    spec = spec_of(model)
+    det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=8)
+    det.fit(normalise(digits.images[:100].float() / 255, spec), normalise(letters.images[:100].float() / 255, spec))
+    x = torch.cat([digits.images[4000:4008], letters.images[4000:4008]]).float() / 255
+    return det, x
+
+
+def with_model(det: Detector, model) -> Detector:
+    """``det`` (same fitted T, epsilon, threshold; same weights fingerprint) scoring with ``model``."""
+    other = copy.copy(det)
+    other.model = model
+    return other
+
+
+WHERE = r"\(at \S*export_support\.py:\d+: `{}`\)"
+CASES = {
+    "branching": (branching, r"data-dependent control flow \(a Python value read from a tensor: `if` on a tensor, "
+                  r"\.item\(\), int\(\), bool\(\)\) " + WHERE.format(re.escape("if x.mean() > 5.0:  # data-dependent "
+                                                                              "control flow")), True),
+    "bright_pixel_count": (bright_pixel_count, r"aten\.nonzero\.default, whose output's shape depends on the pixel "
+                           r"values", True),
+    "inverse_erf": (inverse_erf, r"torch\.onnx cannot export the gate: .*prims\.erf_inv", True),
+    "tuple_output": (tuple_output, r"the model returns a tuple, not one \(batch, classes\) tensor of logits", False),
+    "in_place_input": (in_place_input, r"the model fails in eager scoring too: RuntimeError: a leaf Variable that "
+                       r"requires grad is being used in an in-place operation " + WHERE.format(re.escape("x.clamp_(min=-1.0)")),
+                       False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unexportable_model_is_one_error_line_naming_the_construct_and_nothing_is_written(fitted, case, tmp_path):
+    pytest.importorskip("onnxruntime")
+    det, x = fitted
+    factory, pattern, eager_works = CASES[case]
+    bad = with_model(det, factory())
+    with pytest.raises(ValueError) as caught:  # the command line's one-line errors
+        load_runtime("onnxruntime", bad, spec_of(bad.model), threads=1, cache_dir=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and re.search(pattern, message), message
+    assert message.endswith(": score it with --runtime torch") == eager_works, message
+    assert list(tmp_path.iterdir()) == []  # no graph, no temporary file
+    if eager_works:  # the advice holds: eager scoring gives the gate's outputs
+        got = EagerRuntime(bad, spec_of(bad.model)).outputs(x)
+        assert got["score"].shape == (16,) and torch.isfinite(got["score"]).all()
+
+
+def test_a_data_dependent_shape_would_have_changed_scores_silently(fitted):
+    """Why the refusal: the eager scores of the bright-pixel model depend on each image's count,
+    which a graph traced on one example would fix (scaled logits change ODIN's scores)."""
+    det, x = fitted
+    spec = spec_of(det.model)
+    plain = EagerRuntime(det, spec).outputs(x)["score"]
+    counted = EagerRuntime(with_model(det, bright_pixel_count()), spec).outputs(x)["score"]
+    assert (plain - counted).abs().max().item() > 1e-4
