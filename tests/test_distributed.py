@@ -89,6 +89,37 @@ def test_a_failing_rank_stops_the_job_without_an_output_file(setup, tmp_path):
     assert not out.exists() and not (tmp_path / "out.csv.partial").exists()
 
 
+def test_resuming_shards_with_a_refitted_detector_is_refused_by_every_rank_touching_nothing(setup, shared_data, tmp_path):
+    """Rank 1 fails, rank 0's shard is finished; resumed with a re-fitted detector (T = 1000,
+    epsilon = 0: other scores, another threshold) no rank scores and no byte changes; resumed
+    with the detector that wrote the shard, the output is the single-process one."""
+    from odin_ood import Detector, data, models
+
+    root, args = setup
+    refit = Detector(models.load("mnist-mlp"), temperatures=(1000.0,), epsilons=(0.0,), batch_size=16)
+    refit.fit(data.load("mnist", root=shared_data).images[:200].float() / 255,
+              data.load("notmnist", root=shared_data).images[:200].float() / 255)
+    refit.save(tmp_path / "refit")
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    out = tmp_path / "run" / "out.csv"
+    out.parent.mkdir()
+    assert torchrun([str(script), "score", "--distributed", *args, "--output", str(out)], tmp_path).returncode != 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert "out.csv.rank0-of-2.jsonl" in before  # rank 0 finished its shard
+    proc = torchrun(["-m", "odin_ood", "score", "--distributed", *args, "--detector", str(tmp_path / "refit"),
+                     "--output", str(out), "--resume"], tmp_path)
+    assert proc.returncode != 0
+    assert "rank 0/2 failed: ValueError: --resume:" in proc.stderr and "another detector" in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # rank 1 did not score either
+    proc = torchrun(["-m", "odin_ood", "score", "--distributed", *args, "--output", str(out), "--resume"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = tmp_path / "single.csv"
+    assert main(["score", *args, "--output", str(single)]) == 0
+    assert out.read_bytes() == single.read_bytes()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.csv"]  # shards and their records removed
+
+
 def test_distributed_without_torchrun_is_a_clear_error(setup, tmp_path, capsys):
     _, args = setup
     assert main(["score", "--distributed", *args, "--output", str(tmp_path / "o.csv")]) == 2

@@ -98,13 +98,20 @@ def test_interrupted_then_resumed_run_gives_exactly_the_uninterrupted_rows(setup
     assert list(read_rows(out)) == list(read_rows(whole))
 
 
-def test_existing_output_and_foreign_partial_are_refused(setup, tmp_path, capsys):
+def test_existing_output_and_foreign_partial_are_refused(setup, tmp_path, capsys, monkeypatch):
     out = tmp_path / "s.csv"
     assert run_score(setup, out) == 0
     assert run_score(setup, out) == 2
     assert "pass --resume" in capsys.readouterr().err
     partial = tmp_path / "p.csv.partial"
     partial.write_text(",".join(writers.COLUMNS) + "\n0,/elsewhere/x.png,1,,0.5,0.5,false,\n")
+    assert run_score(setup, tmp_path / "p.csv", "--resume") == 2
+    assert "records no identity" in capsys.readouterr().err
+    with monkeypatch.context() as m:  # this scorer's identity record, as a run killed before its first row leaves it
+        m.setattr(writers.RowWriter, "_append", lambda self, text: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run_score(setup, tmp_path / "q.csv")
+    (tmp_path / "q.csv.identity.json").rename(tmp_path / "p.csv.identity.json")
     assert run_score(setup, tmp_path / "p.csv", "--resume") == 2
     assert "written for other inputs" in capsys.readouterr().err
 

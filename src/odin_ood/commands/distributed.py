@@ -3,9 +3,11 @@
 With B the detector's batch size, rank r of W scores the whole batches ``[kB, (k+1)B)`` with
 k = r (mod W) (every item exactly once, at the batch position a single process gives it, so the
 rows are bit-identical to one process's; see :mod:`odin_ood.commands.rows`) on its own device (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo) into its own resumable
-shard file ``OUT.rank<r>-of-<W>.jsonl``. The ranks then agree on success with one
-``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes); only if
-every rank succeeded does rank 0 merge the shards in input order (batch k is the next B rows
+shard file ``OUT.rank<r>-of-<W>.jsonl`` (its identity record, ``writers.RowWriter.claim``, kept
+until the merge, so a resumed shard is proven to be this scorer's). The ranks agree twice with an
+``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes): that every
+rank could open its shard (a refused resume stops every rank before any scores), then that every
+rank scored it; only if every rank succeeded does rank 0 merge the shards in input order (batch k is the next B rows
 of shard k % W) into the partial output and rename it to ``OUT``. A failed rank thus leaves no ``OUT``;
 its finished shards stay for ``--resume`` with the same number of ranks.
 """
@@ -25,6 +27,7 @@ from odin_ood import memory
 from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions
+from odin_ood.commands.identity import record_of, score_identity
 from odin_ood.commands.rows import score_inputs
 from odin_ood.commands.writers import RowWriter, read_rows, require_format
 from odin_ood.devices import resolve_device
@@ -55,10 +58,10 @@ def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
     backend = args.backend or ("nccl" if device.type == "cuda" else "gloo")
     dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
     try:
-        ok = _score_shard(args, output, rank, world, device)
-        flag = torch.tensor([int(ok)], device=device if backend == "nccl" else "cpu")
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        if not int(flag.item()):
+        # two agreements: no rank scores unless every rank could open (and, resuming, prove) its shard
+        shard = _reported(rank, world, _open_shard, args, output, rank, world, device)
+        if not (_agreed(shard is not _FAILED, device, backend)
+                and _agreed(_reported(rank, world, _score_shard, shard, args, rank, world) is not _FAILED, device, backend)):
             if rank == 0:
                 print(f"odin-ood score: error: at least one of {world} ranks failed (messages above); "
                       f"{output} was not written; finished shards are kept for --resume", file=sys.stderr)
@@ -70,22 +73,47 @@ def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
         dist.destroy_process_group()
 
 
-def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, device: torch.device) -> bool:
+_FAILED = object()
+
+
+def _reported(rank: int, world: int, step, *args):
+    """``step(*args)``, or ``_FAILED`` after printing why (every rank then learns it by :func:`_agreed`)."""
     try:
-        if output.exists() and not args.resume:
-            raise ValueError(f"{output} exists: delete it, or pass --resume")
-        if output.exists():
-            return True
-        runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
-        inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
-        writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
-        score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
-                     progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}", max_memory=args.max_memory)
-        writer.finish()
-        return True
+        return step(*args)
     except Exception as exc:  # reported, then agreed on by all ranks
         print(f"odin-ood score: rank {rank}/{world} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return False
+        return _FAILED
+
+
+def _agreed(ok: bool, device: torch.device, backend: str) -> bool:
+    """Whether every rank is ``ok``: one ``all_reduce(MIN)`` of a 0/1 flag."""
+    flag = torch.tensor([int(ok)], device=device if backend == "nccl" else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def _open_shard(args: argparse.Namespace, output: Path, rank: int, world: int, device: torch.device):
+    """This rank's scorer, inputs and shard writer, the shard's rows (on resume) proven to be this
+    scorer's (:meth:`RowWriter.claim`); None when ``output`` is already complete."""
+    if output.exists() and not args.resume:
+        raise ValueError(f"{output} exists: delete it, or pass --resume")
+    if output.exists():
+        return None
+    runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
+    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
+    writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume, keep_record=True)
+    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks))
+    return runtime, spec, inputs, writer
+
+
+def _score_shard(shard, args: argparse.Namespace, rank: int, world: int) -> None:
+    """Score the rows the shard lacks and publish it (nothing when the output is complete)."""
+    if shard is None:
+        return
+    runtime, spec, inputs, writer = shard
+    score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
+                 progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}", max_memory=args.max_memory)
+    writer.finish()
 
 
 def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
@@ -112,5 +140,6 @@ def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
     writer.finish()
     for s in shards:
         s.unlink()
+        record_of(s).unlink(missing_ok=True)
     if not args.quiet:
         print(f"odin-ood score: {i} rows from {world} ranks written to {output}", file=sys.stderr)

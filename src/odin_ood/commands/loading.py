@@ -39,7 +39,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser)
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
                         help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
-                             "openvino (optional packages; exported once per detector and batch size, cached under "
+                             "openvino (optional packages; exported once per detector, model computation and batch size, cached under "
                              "$ODIN_OOD_CACHE/export)")
 
 

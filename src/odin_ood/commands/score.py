@@ -21,6 +21,7 @@ from odin_ood.commands import distributed
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs
 from odin_ood.commands.options import ModelOptions
+from odin_ood.commands.identity import score_identity
 from odin_ood.commands.rows import Tally, score_inputs
 from odin_ood.commands.writers import RowWriter, output_format
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     writer = RowWriter(output, fmt, resume=args.resume)
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
     inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
+    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks))
     tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
                          progress=not args.quiet, max_memory=args.max_memory)
     writer.finish()

@@ -9,6 +9,15 @@ them; ``finish`` renames the partial file, or streams the parts into one Parquet
 part. An interrupted run followed by a resumed one therefore gives exactly the rows of an
 uninterrupted one.
 
+Resuming continues only rows written by the same scorer: :meth:`RowWriter.claim` records what
+writes the rows (the identity of the detector, the model's weights and computation, the runtime,
+the preprocessing, ...: :func:`odin_ood.commands.identity.score_identity`) in ``OUT.identity.json``
+before the first row, and on resume compares it; any difference, or a partial output without
+that record, is refused in one line naming what differs. Nothing is changed before the first
+write: a torn last line is cut, and temporary Parquet parts removed, only then, so a refused
+resume leaves every file byte for byte as it was. The record goes with the partial output when
+it is published (a distributed shard keeps it until rank 0 has merged the shards).
+
 Only odin-ood's own files are touched: an existing output or partial file must start with the
 exact CSV header (JSONL: the first key ``index``; Parquet: exactly these columns) and end in a
 row of these columns, or it is refused, unchanged, in one line. Nothing is written through a
@@ -37,6 +46,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from odin_ood.commands.identity import differences, read_record, record_of, write_record
+
 COLUMNS = ("index", "source", "predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
 FORMATS = ("csv", "jsonl", "parquet")
 _BLOCK = 1 << 20
@@ -53,18 +64,25 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 class RowWriter:
-    """Append rows to ``path`` in ``fmt``; ``done`` rows (``last`` the latest) already exist."""
+    """Append rows to ``path`` in ``fmt``; ``done`` rows (``last`` the latest) already exist.
+    ``keep_record``: the identity record outlives :meth:`finish` (a shard that is merged later)."""
 
-    def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False,
+                 keep_record: bool = False) -> None:
         self.path = Path(path)
         self.fmt = fmt or output_format(self.path)
         require_format(self.fmt)
         self.partial = self.path.with_name(self.path.name + (".parts" if self.fmt == "parquet" else ".partial"))
+        self.record = record_of(self.path)
+        self.keep_record = keep_record
         for p in (self.path, self.partial):
             _refuse_links(p, folder=p == self.partial and self.fmt == "parquet")
             if not resume and os.path.lexists(p):
                 raise ValueError(f"{p} exists: pass --resume to keep its rows, or delete it")
+        _refuse_links(self.record)
         self.identity: tuple[int, int] | None = None  # of the partial file, as last written
+        self._repair: int | None = None  # where a torn partial file is cut at the first write (-1: deleted)
+        self._pending: dict[str, Any] | None = None  # the identity to record at the first write
         self.done, self.last = self._existing()
 
     def _existing(self) -> tuple[int, Row | None]:
@@ -74,7 +92,30 @@ class RowWriter:
             return 0, None
         if self.fmt == "parquet":
             return _count_parts(self.partial)
-        return _count_lines(self.partial, self.fmt)
+        done, last, self._repair = _count_lines(self.partial, self.fmt)
+        return done, last
+
+    def claim(self, identity: dict[str, Any]) -> None:
+        """Record ``identity`` (JSON: what writes the rows) beside a new output, with its first
+        row; for rows that exist already, check that they were written with this identity, else
+        refuse (one line naming what differs), every file unchanged."""
+        identity = json.loads(json.dumps(identity))
+        recorded = read_record(self.record)
+        finished = self.path.exists()
+        if not (finished or os.path.lexists(self.partial)):
+            self._pending = identity  # written with the first row
+            return
+        where = self.path if finished else self.partial
+        if recorded is None:
+            if finished and not self.keep_record:
+                return  # a published output: --resume writes nothing to it
+            raise ValueError(f"{where} records no identity of the detector, model and runtime that wrote it ({self.record} "
+                             "is missing; written by an older odin-ood?): --resume cannot prove it continues the same "
+                             "scorer; not touched; delete it, or choose another --output")
+        if recorded != identity:
+            raise ValueError(f"--resume: {where} was written with another {differences(recorded, identity)}: not "
+                             "continued, not touched; resume with what wrote it, or delete it (and "
+                             f"{self.record.name}) to score afresh")
 
     def write(self, rows: list[Row]) -> None:
         """Append ``rows`` durably (flushed and fsync'ed before returning)."""
@@ -82,12 +123,31 @@ class RowWriter:
             return
         if self.path.exists():
             raise RuntimeError(f"{self.path} is already complete")
+        self._prepare()
         if self.fmt == "parquet":
             self._write_part(rows)
         else:
             self._append(_encode(rows, self.fmt, header=self.done == 0 and not os.path.lexists(self.partial)))
         self.done += len(rows)
         self.last = rows[-1]
+
+    def _prepare(self) -> None:
+        """Before the first write: cut a torn last line (delete a file without a whole header),
+        remove temporary Parquet parts a killed run left, record the claimed identity."""
+        if self._pending is not None:
+            write_record(self.record, self._pending)
+            self._pending = None
+        if self.fmt == "parquet":
+            for tmp in self.partial.glob("*.tmp") if self.partial.is_dir() else ():
+                tmp.unlink()
+        elif self._repair is not None and self._repair < 0:
+            self.partial.unlink()
+        elif self._repair is not None:
+            with open(self.partial, "r+b") as f:
+                f.truncate(self._repair)
+                f.flush()
+                os.fsync(f.fileno())
+        self._repair = None
 
     def _append(self, text: str) -> None:
         """Append to the partial file, never through a symbolic link (a new one is created
@@ -119,9 +179,11 @@ class RowWriter:
         os.replace(tmp, target)
 
     def finish(self) -> Path:
-        """Publish the output under its final name (idempotent)."""
+        """Publish the output under its final name (idempotent); the identity record goes with
+        the partial output unless ``keep_record``."""
         if self.path.exists():
             return self.path
+        self._prepare()
         if self.fmt == "parquet":
             _join_parts(self.partial, self.path)
             shutil.rmtree(self.partial)
@@ -132,6 +194,8 @@ class RowWriter:
             if not stat.S_ISREG(st.st_mode) or (self.identity is not None and (st.st_dev, st.st_ino) != self.identity):
                 raise ValueError(f"{self.partial} was replaced while scoring: not published; delete it and rerun")
             os.replace(self.partial, self.path)
+        if not self.keep_record:
+            self.record.unlink(missing_ok=True)
         return self.path
 
 
@@ -273,10 +337,11 @@ def _unescape(s: str) -> str:
 _UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
 
 
-def _count_lines(path: Path, fmt: str, finished: bool = False) -> tuple[int, Row | None]:
-    """Complete lines of a CSV/JSONL file odin-ood wrote (header excluded), cutting off a torn
-    last line of a partial file (a finished one has none: it is not ours); reads blocks, so
-    memory stays bounded for any file size."""
+def _count_lines(path: Path, fmt: str, finished: bool = False) -> tuple[int, Row | None, int | None]:
+    """Complete lines of a CSV/JSONL file odin-ood wrote (header excluded), the last row, and
+    where a partial file's torn last line starts (-1: not even a whole CSV header; None: not
+    torn; a finished file has none: it is not ours). Changes nothing (:meth:`RowWriter.write`
+    cuts it); reads blocks, so memory stays bounded for any file size."""
     _check_head(path, fmt)
     lines, end, size = 0, 0, path.stat().st_size
     with open(path, "rb") as f:
@@ -287,17 +352,11 @@ def _count_lines(path: Path, fmt: str, finished: bool = False) -> tuple[int, Row
             if last >= 0:
                 end = offset + last + 1
             offset += len(block)
-    if end < size:
-        if finished:
-            raise ValueError(f"{path}: its last line is incomplete: {_NOT_OURS}")
-        with open(path, "r+b") as f:
-            f.truncate(end)
-            f.flush()
-            os.fsync(f.fileno())
+    if end < size and finished:
+        raise ValueError(f"{path}: its last line is incomplete: {_NOT_OURS}")
     rows = lines - (1 if fmt == "csv" and lines else 0)
-    if fmt == "csv" and lines == 0:
-        path.unlink()  # not even a whole header: start afresh
-    return rows, (_last_row(path, end, fmt) if rows else None)
+    cut = -1 if fmt == "csv" and lines == 0 else (end if end < size else None)
+    return rows, (_last_row(path, end, fmt) if rows else None), cut
 
 
 def _last_row(path: Path, end: int, fmt: str) -> Row:
@@ -319,9 +378,7 @@ def _last_row(path: Path, end: int, fmt: str) -> Row:
 def _count_parts(folder: Path) -> tuple[int, Row | None]:
     import pyarrow.parquet as pq
 
-    for tmp in folder.glob("*.tmp"):
-        tmp.unlink()
-    done, last = 0, None
+    done, last = 0, None  # temporary parts (*.tmp) a killed run left are not counted
     for part in sorted(folder.glob("rows-*.parquet")):
         if int(part.stem.split("-")[1]) != done:
             raise ValueError(f"{folder}: part {part.name} does not continue the {done} rows before it")
@@ -333,7 +390,7 @@ def _count_parts(folder: Path) -> tuple[int, Row | None]:
 
 def _count_finished(path: Path, fmt: str) -> tuple[int, Row | None]:
     if fmt != "parquet":
-        return _count_lines(path, fmt, finished=True)
+        return _count_lines(path, fmt, finished=True)[:2]
     import pyarrow.parquet as pq
 
     try:

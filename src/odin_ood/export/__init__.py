@@ -2,7 +2,7 @@
 
 * :mod:`odin_ood.export.graph`: the gate (pixels -> predicted class, confidence, score,
   decision) traced with ``make_fx`` and written by ``torch.onnx.export``; cached per detector,
-  input and batch size.
+  model computation, input and batch size, each cached file checked against its key.
 * :mod:`odin_ood.export.rules`: the decomposition rules for the backward operators of ODIN's
   input gradient, and the one-line :class:`ExportError` naming an operator without one or a
   construct a trace cannot hold (data-dependent control flow or shapes).

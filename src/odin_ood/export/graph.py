@@ -15,8 +15,12 @@ odin-ood's runtimes pad the last batch with zeros, as eager scoring does, so eve
 result is independent of its neighbours. Resizing and decoding stay outside: a caller feeds
 images already at the model's size, as floats in [0, 1].
 
-:func:`cached_onnx` exports once per detector (its JSON, which holds the weights'
-fingerprint), normalisation, input shape and batch size, under ``$ODIN_OOD_CACHE/export``.
+:func:`cached_onnx` exports once per :func:`export_key` (the detector's JSON, which holds the
+weights' fingerprint; the model's computation, :func:`odin_ood.fingerprint.computation`;
+normalisation, input shape, batch size, versions) under ``$ODIN_OOD_CACHE/export``. Each file
+records its key in its metadata and is used only when it parses and holds that key; else it is
+exported again (written to a new temporary file, created exclusively, then renamed over the old
+one). The runtimes then check it on a probe batch (:mod:`odin_ood.runtimes.probe`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import copy
 import importlib.util
 import json
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -37,6 +42,7 @@ from odin_ood._checks import tracing
 from odin_ood.detector import Detector, gate_outputs
 from odin_ood.export.rules import (ExportError, check_exportable, check_static_shapes, decompositions, export_failure,
                                    quiet_registry, trace_failure)
+from odin_ood.fingerprint import computation
 from odin_ood.score_family import score_outputs
 from odin_ood.scores import model_device
 from odin_ood.preprocess import Preprocessing, normalise
@@ -45,6 +51,7 @@ INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
 OPSET = 18
 GRAPH_VERSION = 2  # part of the cache key: bump when the exported graph changes for the same inputs
+KEY_FIELD = "odin_ood.cache_key"  # the metadata entry holding the file's export_key
 
 
 class Gate(nn.Module):
@@ -84,15 +91,17 @@ def trace(detector: Detector, spec: Preprocessing, batch_size: int) -> torch.fx.
     return graph
 
 
-def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: str | os.PathLike) -> Path:
-    """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside)."""
+def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: str | os.PathLike,
+                key: str | None = None) -> Path:
+    """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside),
+    recording ``key`` (default :func:`export_key`) in its metadata; written to a new temporary
+    file beside ``path`` (created exclusively, so never through a link), then renamed over it."""
     for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
         if importlib.util.find_spec(package) is None:
             raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
+    key = key or export_key(detector, spec, batch_size)
     graph = trace(_on_cpu(detector), spec, batch_size)
     example = torch.full((batch_size, *spec.input_shape), 0.5)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), quiet_registry():
         warnings.simplefilter("ignore")  # the exporter's notes on a module it sees as in training mode
         try:
@@ -101,35 +110,76 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: 
                                         verbose=False, external_data=False)
         except Exception as exc:
             raise export_failure(exc) from exc
-    tmp = Path(tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")[1])
+    model = program.model_proto
+    _finish(model, detector, spec, batch_size, key)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx.tmp")  # O_EXCL
     try:
-        program.save(str(tmp), external_data=False)
-        _finish(tmp, detector, spec, batch_size)
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return target
 
 
 def export_key(detector: Detector, spec: Preprocessing, batch_size: int) -> str:
     """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
-    threshold, score, normalisation and the weights' fingerprint; the input shape and
-    normalisation; the batch size; odin-ood's and torch's versions)."""
+    threshold, score, normalisation and the weights' fingerprint; the model's computation,
+    :func:`odin_ood.fingerprint.computation`, so that other code with the same weights gets
+    another graph; the input shape and normalisation; the batch size; odin-ood's and torch's
+    versions)."""
     from odin_ood.data.cache import cache_key
 
     return cache_key(f"odin-gate-b{batch_size}", {
-        "detector": detector.to_dict(), "shape": list(spec.input_shape), "mean": spec.mean, "std": spec.std,
+        "detector": detector.to_dict(), "model": computation(detector.model, spec.input_shape),
+        "shape": list(spec.input_shape), "mean": spec.mean, "std": spec.std,
         "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET, "graph": GRAPH_VERSION})
 
 
-def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_dir: str | os.PathLike | None = None) -> Path:
+def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_dir: str | os.PathLike | None = None,
+                fresh: bool = False) -> Path:
     """The gate's ONNX file from ``cache_dir`` (default ``$ODIN_OOD_CACHE/export``), exported
-    there first if this detector, input and batch size have none yet."""
+    there first if it has none for :func:`export_key`, or none that parses and records that key
+    (a truncated file, a graph of another detector or model: re-exported, with a warning);
+    ``fresh``: export it again whatever is there."""
     from odin_ood.data.cache import cache_folder
 
     folder = Path(cache_dir) if cache_dir is not None else cache_folder() / "export"
-    path = folder / f"{export_key(detector, spec, batch_size)}.onnx"
-    return path if path.is_file() else export_onnx(detector, spec, batch_size, path)
+    key = export_key(detector, spec, batch_size)
+    path = folder / f"{key}.onnx"
+    if not fresh:
+        problem = _cache_problem(path, key)
+        if problem is None:
+            return path
+        if os.path.lexists(path):
+            warnings.warn(f"{path}: {problem}; re-exporting it", stacklevel=2)
+    return export_onnx(detector, spec, batch_size, path, key=key)
+
+
+def _cache_problem(path: Path, key: str) -> str | None:
+    """Why the file at ``path`` is not the graph of ``key`` (None: it is): absent, not a regular
+    file, not parseable ONNX, or recording another key."""
+    import onnx
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "is not a regular file"
+        try:
+            model = onnx.load_from_string(f.read())
+        except Exception as exc:  # noqa: BLE001 -- protobuf and onnx raise several types for damaged files
+            return f"does not parse as ONNX (truncated or damaged: {type(exc).__name__})"
+    recorded = {p.key: p.value for p in model.metadata_props}.get(KEY_FIELD)
+    if recorded != key:
+        return f"records the key {recorded!r}, not {key!r} (a graph of another detector, model or version)"
+    return None
 
 
 def _on_cpu(detector: Detector) -> Detector:
@@ -167,15 +217,11 @@ def fold_weight_transposes(model) -> None:
         graph.initializer.remove(w)
 
 
-def _finish(path: Path, detector: Detector, spec: Preprocessing, batch_size: int) -> None:
-    """Fold the weight transposes and record in the file's metadata what it computes."""
-    import onnx
-
-    model = onnx.load(str(path))
+def _finish(model, detector: Detector, spec: Preprocessing, batch_size: int, key: str) -> None:
+    """Fold the weight transposes and record in the model's metadata what it computes and its cache key."""
     fold_weight_transposes(model)
     entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
                "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
-               "odin_ood.batch_size": str(batch_size), "odin_ood.version": __version__}
-    for key, value in entries.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+               "odin_ood.batch_size": str(batch_size), "odin_ood.version": __version__, KEY_FIELD: key}
+    for name, value in entries.items():
+        model.metadata_props.add(key=name, value=value)

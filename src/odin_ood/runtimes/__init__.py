@@ -15,14 +15,18 @@ the gate's outputs ``predicted_class``, ``confidence``, ``score``, ``is_out_of_d
 runtime accepts other sizes). The graph runtimes compute the same function as ``torch`` (the
 same normalisation, T, epsilon and threshold inside the graph) in another float32 rounding: what
 that guarantees is :data:`SCORE_TOLERANCE`. An optional runtime's package is imported only when
-its name is asked for, and the graph is exported once per detector and batch size
-(:func:`odin_ood.export.cached_onnx`).
+its name is asked for, and the graph is exported once per detector, model computation and batch
+size (:func:`odin_ood.export.cached_onnx`). Before it scores, a graph runtime runs one fixed probe
+batch through eager scoring and the graph (:mod:`odin_ood.runtimes.probe`): a cached graph that
+does not load or disagrees beyond :data:`SCORE_TOLERANCE` is exported afresh, once; a fresh graph
+that still disagrees is refused.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from typing import Protocol
 
 import numpy as np
@@ -42,7 +46,8 @@ to 2e-6 (ResNet-20, DenseNet-BC-100). What follows, and what the tests check on 
 except for an image whose eager score lies within SCORE_TOLERANCE of the threshold, whose
 decision may differ (a fitted threshold sits one float32 step below an ID image's score, so
 that image is such a case); the predicted class is the same except where the two largest
-softmax probabilities lie within SCORE_TOLERANCE of each other."""
+softmax probabilities lie within SCORE_TOLERANCE of each other.
+The probe (:mod:`odin_ood.runtimes.probe`) holds every graph to it before it scores."""
 
 # name -> "module:class"; the module is imported when the name is asked for
 RUNTIMES: dict[str, str] = {
@@ -94,7 +99,26 @@ class GraphRuntime:
         self.detector, self.batch_size = detector, detector.batch_size
         self.device = model_device(detector.model, torch.device("cpu"))
         self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
-        self._open(self.path, threads)
+        problem = self._checked_open(threads, spec)
+        if problem is not None:
+            warnings.warn(f"{self.path}: the graph {problem}; re-exporting it", stacklevel=2)
+            self.path = cached_onnx(detector, spec, self.batch_size, cache_dir, fresh=True)
+            problem = self._checked_open(threads, spec)
+            if problem is not None:
+                raise ValueError(f"--runtime {self.name}: the freshly exported graph {problem}: not scoring with it "
+                                 "(score with --runtime torch)")
+
+    def _checked_open(self, threads: int | None, spec: Preprocessing) -> str | None:
+        """Open :attr:`path` and run the probe batch (:mod:`odin_ood.runtimes.probe`): why the
+        graph cannot score for the detector, or None."""
+        from odin_ood.runtimes.probe import probe_disagreement
+
+        try:
+            self._open(self.path, threads)
+        except Exception as exc:  # noqa: BLE001 -- each runtime raises its own types for a file it cannot load
+            return f"does not load on {self.name} ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})"
+        problem = probe_disagreement(self, self.detector, spec)
+        return None if problem is None else f"disagrees with eager scoring on the probe batch ({problem})"
 
     def _open(self, path: os.PathLike, threads: int | None) -> None:
         """Load the ONNX file at ``path`` for ``threads`` CPU threads (None: the runtime's default)."""
