@@ -135,9 +135,19 @@ def export_key(detector: Detector, spec: Preprocessing, batch_size: int) -> str:
     from odin_ood.data.cache import cache_key
 
     return cache_key(f"odin-gate-b{batch_size}", {
-        "detector": detector.to_dict(), "model": computation(detector.model, spec.input_shape),
+        "detector": detector.to_dict(), "model": _computation(detector, spec),
         "shape": list(spec.input_shape), "mean": spec.mean, "std": spec.std,
         "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET, "graph": GRAPH_VERSION})
+
+
+def _computation(detector: Detector, spec: Preprocessing) -> str:
+    """:func:`odin_ood.fingerprint.computation` of the detector's model; a model that fails to run
+    is the same one-line :class:`~odin_ood.export.rules.ExportError` that tracing it gives."""
+    try:
+        return computation(detector.model, spec.input_shape)
+    except Exception as exc:
+        example = torch.full((1, *spec.input_shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
+        raise trace_failure(exc, Gate(detector, spec), detector.model, example) from exc
 
 
 def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_dir: str | os.PathLike | None = None,
