@@ -61,15 +61,17 @@ def measure(name: str, args, data_root: Path, tmp: Path) -> dict:
     for k, batch in enumerate(batches):
         order = ("msp", "odin") if k % 2 else ("odin", "msp")
         for method in order:
-            fn = (lambda b=batch: msp_scores(model, b)) if method == "msp" else \
-                (lambda b=batch: odin_scores(model, b, 1000.0, 0.0014, std))
+            fn = (lambda b=batch: msp_scores(model, b, normalise=False)) if method == "msp" else \
+                (lambda b=batch: odin_scores(model, b, 1000.0, 0.0014, std, normalise=False))
             _, seconds = common.timed(fn, torch.device("cpu"))
             if k > 0:  # batch 0 warms up
                 times[method] += seconds
     n = args.batch_size * args.batches
     x_id, x_ood = x[:args.fit_images], jpegs(data_root / CIFAR, args.fit_images, model, size)
-    detector = Detector(model, temperatures=TEMPERATURES, epsilons=EPSILONS, batch_size=args.batch_size)
-    _, msp_pass = common.timed(lambda: [msp_scores(model, b) for b in torch.cat([x_id, x_ood]).split(args.batch_size)],
+    detector = Detector(model, temperatures=TEMPERATURES, epsilons=EPSILONS, batch_size=args.batch_size,
+                        normalise=False)  # jpegs() normalised the images
+    _, msp_pass = common.timed(lambda: [msp_scores(model, b, normalise=False)
+                                        for b in torch.cat([x_id, x_ood]).split(args.batch_size)],
                                torch.device("cpu"))
     _, fit_s = common.timed(lambda: detector.fit(x_id, x_ood), torch.device("cpu"))
     fit_n = 2 * args.fit_images

@@ -77,13 +77,13 @@ def odin_ood_methods(model: nn.Module, temperature: float, epsilon: float, varia
     std = model.input_std
     methods: dict[str, Scorer] = {}
     if "eager" in variants:
-        methods["odin:eager"] = lambda x: odin_scores(model, x, temperature, epsilon, std)
-        methods["msp:eager"] = lambda x: msp_scores(model, x)
+        methods["odin:eager"] = lambda x: odin_scores(model, x, temperature, epsilon, std, normalise=False)
+        methods["msp:eager"] = lambda x: msp_scores(model, x, normalise=False)
     if "folded" in variants:
         fast, channels_last = scoring_copy(model)
         layout = (lambda x: x.contiguous(memory_format=torch.channels_last)) if channels_last else (lambda x: x)
-        methods["odin:folded"] = lambda x: odin_scores(fast, layout(x), temperature, epsilon, std)
-        methods["msp:folded"] = lambda x: msp_scores(fast, layout(x))
+        methods["odin:folded"] = lambda x: odin_scores(fast, layout(x), temperature, epsilon, std, normalise=False)
+        methods["msp:folded"] = lambda x: msp_scores(fast, layout(x), normalise=False)
     for name in variants:
         if name not in ("eager", "folded"):
             methods[f"odin:{name}"] = RUNTIMES[name](model, temperature, epsilon, batch_size)
@@ -135,7 +135,7 @@ def max_diffs(outputs: dict[str, Tensor], model: nn.Module, x: Tensor, temperatu
     the model's input units, ``input_std=None``, its convention)."""
     refs = {m: outputs[f"{m.split(':')[0]}:eager"] for m in outputs}
     if "odin:oodeel" in outputs:
-        refs["odin:oodeel"] = odin_scores(model, x, temperature, epsilon, None)
+        refs["odin:oodeel"] = odin_scores(model, x, temperature, epsilon, None, normalise=False)
     return {m: float((s.double().cpu() - refs[m].double()).abs().max()) for m, s in outputs.items()}
 
 

@@ -49,11 +49,11 @@ def run_block(model, sets, args, device, dtype: str) -> dict:
         return grid_scores(model, x, temps, eps, std, args.batch_size, cells_per_forward=args.cells_per_forward)
 
     def odin(x, t, e):
-        return map_batches(lambda b: odin_scores(model, b, t, e, std), x, args.batch_size)
+        return map_batches(lambda b: odin_scores(model, b, t, e, std, normalise=False), x, args.batch_size)
 
     def block():
         id_grid = grid(x_id[:k])
-        id_msp = map_batches(lambda b: msp_scores(model, b), x_id[k:], args.batch_size)
+        id_msp = map_batches(lambda b: msp_scores(model, b, normalise=False), x_id[k:], args.batch_size)
         id_odin: dict[tuple[float, float], torch.Tensor] = {}
         out = {}
         for name in OOD_SETS:
@@ -64,7 +64,8 @@ def run_block(model, sets, args, device, dtype: str) -> dict:
                 id_odin[cell] = odin(x_id[k:], *cell)
             out[name] = {
                 "temperature": cell[0], "epsilon": cell[1],
-                "msp": evaluate(id_msp, map_batches(lambda b: msp_scores(model, b), x[k:], args.batch_size)),
+                "msp": evaluate(id_msp, map_batches(lambda b: msp_scores(model, b, normalise=False), x[k:],
+                                                    args.batch_size)),
                 "odin": evaluate(id_odin[cell], odin(x[k:], *cell)),
             }
         return out

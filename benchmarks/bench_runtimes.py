@@ -61,7 +61,7 @@ def bench_network(name: str, args, device: torch.device) -> list[dict]:
     x = torch.cat([cifar[-half:], crop[-half:]])
     rows = []
     for batch_size in args.batch_sizes:
-        det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=batch_size)
+        det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=batch_size, normalise=False)
         det.fit(normalise(cifar[:128], spec), normalise(crop[:128], spec))
         runtimes, export_s = {}, {}
         for r in args.runtimes:

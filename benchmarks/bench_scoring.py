@@ -49,8 +49,9 @@ def bench_model(name: str, args, device: torch.device, dtype: str) -> dict:
         for i in range(args.batches + 1)
     ]
     methods = {
-        "msp": lambda x: msp_scores(runner, x),
-        "odin": lambda x: odin_scores(runner, x, args.temperature, args.epsilon, input_std=model.input_std),
+        "msp": lambda x: msp_scores(runner, x, normalise=False),
+        "odin": lambda x: odin_scores(runner, x, args.temperature, args.epsilon, input_std=model.input_std,
+                                      normalise=False),
     }
     if args.baseline:
         methods["odin_weight_grads"] = lambda x: odin_with_weight_gradients(runner, x, std, args.temperature, args.epsilon)

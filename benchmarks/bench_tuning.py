@@ -37,7 +37,8 @@ from odin_ood.tuning import grid_scores, tune_from_scores  # noqa: E402
 
 def naive_grid(model, x, temps, eps, input_std, batch_size) -> torch.Tensor:
     return torch.stack([
-        torch.stack([map_batches(lambda b: odin_scores(model, b, t, e, input_std), x, batch_size) for e in eps])
+        torch.stack([map_batches(lambda b: odin_scores(model, b, t, e, input_std, normalise=False), x, batch_size)
+                     for e in eps])
         for t in temps
     ])
 

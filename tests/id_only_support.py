@@ -17,7 +17,7 @@ WIDE_EPSILONS = (0.0, 0.004, 0.02, 0.08, 0.16, 0.3)
 
 
 def lenet_and_digits() -> tuple[nn.Module, torch.Tensor]:
-    """The shipped LeNet and 64 demo digits, normalised as it expects."""
+    """The shipped LeNet and 64 demo digits, normalised as it expects (give them with ``normalise=False``)."""
     model = models.load("mnist-lenet")
     pixels = demo_sample()["mnist"].images[:64].float() / 255
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (model.input_mean, model.input_std))
@@ -27,5 +27,5 @@ def lenet_and_digits() -> tuple[nn.Module, torch.Tensor]:
 def float64_id_only_choice(model: nn.Module, x: torch.Tensor, epsilons: tuple[float, ...]) -> tuple[float, np.ndarray]:
     """Per epsilon, float64 ODIN scores at T = 1000 one call at a time, their mean; the argmax."""
     model64, x64 = copy.deepcopy(model).double(), x.double()
-    means = np.array([odin_scores(model64, x64, 1000.0, e, input_std=model.input_std).mean().item() for e in epsilons])
+    means = np.array([odin_scores(model64, x64, 1000.0, e, input_std=model.input_std, normalise=False).mean().item() for e in epsilons])
     return epsilons[int(np.argmax(means))], means

@@ -86,11 +86,12 @@ def decoded(blob: bytes) -> torch.Tensor:
 
 
 def library_outputs(det, x: torch.Tensor) -> dict[str, list]:
-    """``Detector.outputs`` in batches of exactly ``det.batch_size`` (the last one zero-padded)."""
+    """``Detector.outputs_for_model_input`` of ``x`` (the model's input) in batches of exactly
+    ``det.batch_size`` (the last one zero-padded)."""
     b = det.batch_size
     n = len(x)
     padded = torch.cat([x, x.new_zeros((-n % b, *x.shape[1:]))])
-    out = det.outputs(padded)
+    out = det.outputs_for_model_input(padded)
     return {k: v[:n].tolist() for k, v in out.items()}
 
 

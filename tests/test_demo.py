@@ -63,7 +63,7 @@ def test_demo_auroc_matches_sklearn_on_the_demo_scores(demo):
         x_out = (ood[row["ood"]] - mean) / std
         for method, score in (("msp", lambda x: torch.softmax(model(x), 1).amax(1).detach()),
                               ("odin", lambda x: odin_scores(model, x, result["temperature"], result["epsilon"],
-                                                             input_std=model.input_std))):
+                                                             input_std=model.input_std, normalise=False))):
             s_in, s_out = score(id_eval).numpy(), score(x_out).numpy()
             labels = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
             assert row[method]["auroc"] == pytest.approx(roc_auc_score(labels, np.r_[s_in, s_out]), abs=1e-9)

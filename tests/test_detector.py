@@ -132,25 +132,27 @@ def test_detector_takes_the_models_own_statistics_when_none_are_given(tmp_path):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
     model.input_std, model.input_mean = (0.2, 0.5, 0.25), (0.4, 0.5, 0.6)
     x, x_out = torch.randn(40, 3, 4, 4), 3 * torch.rand(40, 3, 4, 4)
-    implicit = Detector(model, temperatures=(1.0, 10.0), epsilons=(0.0, 0.01)).fit(x, x_out)
+    # x is the model's input (not pixels): normalise=False says so
+    implicit = Detector(model, temperatures=(1.0, 10.0), epsilons=(0.0, 0.01), normalise=False).fit(x, x_out)
     explicit = Detector(model, input_std=model.input_std, input_mean=model.input_mean,
-                        temperatures=(1.0, 10.0), epsilons=(0.0, 0.01)).fit(x, x_out)
+                        temperatures=(1.0, 10.0), epsilons=(0.0, 0.01), normalise=False).fit(x, x_out)
     assert (implicit.temperature_, implicit.epsilon_, implicit.threshold_) == (
         explicit.temperature_, explicit.epsilon_, explicit.threshold_)
-    want = odin_scores(model, x, 10.0, 0.01, input_std=model.input_std)
+    want = odin_scores(model, x, 10.0, 0.01, input_std=model.input_std, normalise=False)
     implicit._set_fitted(10.0, 0.01, 0.5, 0.95)
     assert torch.equal(implicit.score(x), want)
-    assert not torch.equal(want, odin_scores(model, x, 10.0, 0.01))  # the std matters here
+    assert not torch.equal(want, odin_scores(model, x, 10.0, 0.01, normalise=False))  # the std matters here
     saved = json.loads(implicit.save(tmp_path / "d.json").read_text())
     assert saved["input_std"] == list(model.input_std) and saved["input_mean"] == list(model.input_mean)
 
 
 def test_id_only_fit_takes_t_1000_the_float64_mean_score_epsilon_and_keeps_95_percent():
     model, x = lenet_and_digits()
-    det = Detector(model, epsilons=WIDE_EPSILONS, ood_free="id-only").fit(x)
+    det = Detector(model, epsilons=WIDE_EPSILONS, ood_free="id-only", normalise=False).fit(x)
     epsilon, _ = float64_id_only_choice(model, x, WIDE_EPSILONS)
     assert (det.temperature_, det.epsilon_, det.ood_free) == (1000.0, epsilon, "id-only")
-    kept = int((odin_scores(model, x, 1000.0, epsilon, input_std=model.input_std) > det.threshold_).sum())
+    scores = odin_scores(model, x, 1000.0, epsilon, input_std=model.input_std, normalise=False)
+    kept = int((scores > det.threshold_).sum())
     assert kept == math.ceil(0.95 * len(x)) == 61  # no ties among these scores: exactly ceil(0.95 N)
     assert det.tuning_.objective == "mean_id_score" and det.tuning_.scores_out.shape[-1] == 0
 

@@ -143,8 +143,8 @@ def check_real_checkpoint(model, cifar, held_out: int, scored: int) -> None:
     with torch.no_grad():
         reference = copy.deepcopy(model).double()(x.double())
         assert (folded(x).double() - reference).abs().max() <= 1e-5 * reference.abs().max()
-    plain = odin_scores(model, torch.cat([x_held, x]), 1000.0, 0.0014, model.input_std)
-    fast = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=64, optimize=True)
+    plain = odin_scores(model, torch.cat([x_held, x]), 1000.0, 0.0014, model.input_std, normalise=False)
+    fast = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=64, optimize=True, normalise=False)
     fast._set_fitted(1000.0, 0.0014, threshold_below(plain[:held_out], 0.95), 0.95)
     assert fast.scoring_model()[1]  # the optimised copy is what scores
     fast_scores = fast.score(x)
@@ -166,13 +166,14 @@ def test_densenet_checkpoint_folded_scores_and_decisions(shared_data, cifar):
 
 def test_detector_refolds_after_the_weights_change():
     model = with_batch_statistics(models.build("resnet20"))
-    det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=8, optimize=True)
+    det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=8, optimize=True, normalise=False)
     det._set_fitted(1000.0, 0.0014, 0.1, 0.95)
-    x = torch.randn(8, 3, 32, 32)
+    x = torch.randn(8, 3, 32, 32)  # the model's input
     first = det.score(x)
     with torch.no_grad():
         model.layer1[0].bn1.running_mean.add_(0.5)
-    torch.testing.assert_close(det.score(x), odin_scores(model, x, 1000.0, 0.0014, model.input_std), rtol=0, atol=1e-6)
+    want = odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False)
+    torch.testing.assert_close(det.score(x), want, rtol=0, atol=1e-6)
     assert not torch.equal(det.score(x), first)
     assert Detector(model).scoring_model() == (model, False)  # the default scores the model as given
 

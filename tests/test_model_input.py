@@ -11,11 +11,14 @@ from torch.utils.data import Subset
 
 from odin_ood import Detector, data, models, msp_scores, odin_scores
 from odin_ood.metrics import evaluate
-from odin_ood.model_input import check_normalise
+from odin_ood.model_input import PIXEL_TOLERANCE, check_normalise
+from odin_ood.model_input import pixels as pixels_of
+from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.successors import energy_odin_scores, energy_scores, maxlogit_scores
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 N = 1000
+LENET = ((0.1307,), (0.3081,))  # models.load("mnist-lenet").input_mean, .input_std
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +55,13 @@ def test_default_path_equals_normalising_by_hand_bitwise(lenet, pixels, fn, kwar
     assert torch.equal(fn(lenet, x, **kwargs), fn(lenet, x, **kwargs, normalise=True))
 
 
-def test_already_normalised_inputs_are_taken_as_they_are(lenet, pixels):
+def test_inputs_normalised_by_hand_are_refused_under_auto_and_taken_with_normalise_false(lenet, pixels):
     z = by_hand(lenet, pixels[2][:64])
-    assert torch.equal(odin_scores(lenet, z, 1000, 0.0014, lenet.input_std),
-                       odin_scores(lenet, z, 1000, 0.0014, lenet.input_std, normalise=False))
+    assert torch.equal(odin_scores(lenet, z, 1000, 0.0014, lenet.input_std, normalise=False),
+                       odin_scores(lenet, pixels[2][:64], 1000, 0.0014))
+    with pytest.raises(ValueError, match=r"x holds values in \[-0.424213, 2.82149\].*'auto' reads it as pixels"
+                                         r".*pass normalise=False"):
+        odin_scores(lenet, z, 1000, 0.0014, lenet.input_std)
     with pytest.raises(ValueError, match=r"normalise=True takes pixels in \[0, 1\].*normalise=False"):
         odin_scores(lenet, z, 1000, 0.0014, normalise=True)
     for bad in ("yes", 1, None):
@@ -94,9 +100,19 @@ def test_detector_default_noise_tuning_on_pixels_uses_one_space(lenet, pixels):
     assert det.threshold_ == by.threshold_
 
 
-@pytest.mark.parametrize("name", ["mnist", "notmnist", "omniglot"])
-def test_no_real_normalised_image_lies_within_0_1_where_auto_would_read_pixels(lenet, shared_data, name):
-    """The premise of normalise="auto": a normalised image lies within [0, 1] only if all its pixels
-    are at least the mean, which no real image of these sets does (with the LeNet's statistics)."""
-    z = by_hand(lenet, data.load(name, root=shared_data).images.float() / 255)
-    assert int(((z >= 0) & (z <= 1)).flatten(1).all(1).sum()) == 0
+@pytest.mark.parametrize("name,stats,alone", [("mnist", LENET, 0), ("notmnist", LENET, 8), ("omniglot", LENET, 0),
+                                               ("cifar10-lossless-1000", (IMAGENET_MEAN, IMAGENET_STD), 0)])
+def test_no_batch_of_real_normalised_images_passes_for_pixels(lenet, shared_data, name, stats, alone):
+    """What "auto" refuses: inputs normalised by hand (with the LeNet's statistics; ResNet-20's for
+    CIFAR-10) lie outside [-0.5, 1.5] (the pixels it takes, overshoot included) in every batch of
+    128 of these sets; a lone image rarely lies inside (``alone`` of the set): such inputs need
+    ``normalise=False``."""
+    assert (lenet.input_mean, lenet.input_std) == LENET
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in stats)
+    z = (data.load(name, root=shared_data).tensors()[0] - mean) / std
+    low, high = z.flatten(1).amin(1), z.flatten(1).amax(1)
+    inside = (low >= -PIXEL_TOLERANCE) & (high <= 1 + PIXEL_TOLERANCE)
+    assert int(inside.sum()) == alone
+    for batch in z.split(128):
+        with pytest.raises(ValueError, match="not pixels"):
+            pixels_of(batch, "auto")

@@ -188,7 +188,8 @@ def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(dense
 
     x = (lossless_1000.tensors()[0][:16] - torch.tensor(densenet10.input_mean).view(1, 3, 1, 1)) / torch.tensor(
         densenet10.input_std).view(1, 3, 1, 1)
-    det = Detector(densenet10, input_std=densenet10.input_std, temperatures=(1000.0,), epsilons=(0.0,), batch_size=16)
+    det = Detector(densenet10, input_std=densenet10.input_std, temperatures=(1000.0,), epsilons=(0.0,), batch_size=16,
+                   normalise=False)  # x is normalised (the noise is any OOD input)
     det.fit(x, torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))).save(tmp_path / "det")
     argv = ["score", "in/", "--output", "s.csv", "--detector", str(tmp_path / "det"), "--model", "densenet-bc-100",
             "--weights", str(densenet_under_encoder), "--device", "cpu"]

@@ -96,8 +96,8 @@ def test_packaged_densenet_bc_100_gives_the_eager_odin_scores(densenet_packages,
     model = models.load(paths[packaging], input_shape=eager.input_shape, input_mean=eager.input_mean,
                         input_std=eager.input_std)
     assert model.num_classes == 10
-    want = odin_scores(eager, x, 1000.0, 0.0014, input_std=eager.input_std)
-    got = odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std)
+    want = odin_scores(eager, x, 1000.0, 0.0014, input_std=eager.input_std, normalise=False)
+    got = odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std, normalise=False)
     assert torch.allclose(got, want, atol=1e-6, rtol=0), (got - want).abs().max()
 
 
@@ -170,8 +170,8 @@ def test_module_factory_with_weights_gives_the_trained_network(user_module, shar
     assert model.input_shape == (1, 28, 28) and model.input_std == (0.3081,) and model.num_classes == 10
     assert fingerprint(model) == fingerprint(trained)
     x = (mnist_batch - 0.1307) / 0.3081
-    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std),
-                       odin_scores(trained, x, 1000.0, 0.0014, input_std=trained.input_std))
+    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std, normalise=False),
+                       odin_scores(trained, x, 1000.0, 0.0014, input_std=trained.input_std, normalise=False))
 
 
 @pytest.mark.parametrize("spec,message", [

@@ -58,7 +58,7 @@ def test_serving_path_feeds_resnet20_its_own_statistics(resnet20, cifar, shared_
     want = normalised(cifar, IMAGENET_MEAN, IMAGENET_STD)
     noise = torch.rand(50, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     det = Detector(resnet20, input_std=resnet20.input_std, temperatures=(1000.0,), epsilons=(0.0,), batch_size=250)
-    det.fit(want[:50].float(), noise)
+    det.fit(cifar.tensors()[0][:50], noise)  # pixels, both: normalised alike with the model's statistics
     spec = preprocessing_for(det)
     inputs = Inputs(["cifar10-lossless-1000"], data_root=str(shared_data))  # as `odin-ood score ... DATASET`
     pixels = torch.stack([image_pixels(inputs.load(i, spec), spec) for i in range(len(inputs))])

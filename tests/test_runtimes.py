@@ -39,7 +39,7 @@ def spec_of(model) -> Preprocessing:
 
 def fitted(model, id_pixels, ood_pixels, batch_size: int, **kwargs) -> Detector:
     spec = spec_of(model)
-    det = Detector(model, batch_size=batch_size, **kwargs)
+    det = Detector(model, batch_size=batch_size, normalise=False, **kwargs)  # given the model's input
     return det.fit(normalise(id_pixels, spec), normalise(ood_pixels, spec))
 
 

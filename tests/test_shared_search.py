@@ -111,14 +111,14 @@ def test_survey_is_exact_on_the_direction_row_and_at_epsilon_zero_and_close_else
     s = odin_shared_direction_scores(model, x[:32], PAPER_TEMPERATURES, eps, 1000.0, model.input_std)
     grid = odin_grid_scores(model, x[:32], PAPER_TEMPERATURES, eps, model.input_std)
     assert torch.equal(s[-1], grid[-1]) and torch.equal(s[:, 0], grid[:, 0])
-    assert torch.equal(s[-1, 1], odin_scores(model, x[:32], 1000.0, 0.0014, model.input_std))
+    assert torch.equal(s[-1, 1], odin_scores(model, x[:32], 1000.0, 0.0014, model.input_std, normalise=False))
     assert (s[5:, 1] - grid[5:, 1]).abs().max() < 1e-3  # T >= 50: the directions' signs agree
 
 
 def test_shared_search_picks_a_cell_as_good_as_the_grids_best_on_real_mnist(lenet_mnist):
     model, x_in, x_out = lenet_mnist
-    grid = Detector(model, search="grid").fit(x_in, x_out).tuning_
-    shared = Detector(model).fit(x_in, x_out).tuning_
+    grid = Detector(model, search="grid", normalise=False).fit(x_in, x_out).tuning_  # given the model's input
+    shared = Detector(model, normalise=False).fit(x_in, x_out).tuning_
     fpr = grid.metrics["fpr_at_95_tpr"]
     assert shared.search == "shared" and grid.search == "grid"
     assert fpr[shared.index] == fpr.min() == shared.value  # the grid's optimum (up to ties), scored exactly
@@ -128,7 +128,7 @@ def test_shared_search_picks_a_cell_as_good_as_the_grids_best_on_real_mnist(lene
 
 def test_search_grid_is_the_paper_procedure_unchanged(lenet_mnist):
     model, x_in, x_out = lenet_mnist
-    det = Detector(model, search="grid").fit(x_in[:64], x_out[:64])
+    det = Detector(model, search="grid", normalise=False).fit(x_in[:64], x_out[:64])
     ref = tune(model, x_in[:64], x_out[:64], input_std=model.input_std)  # tune's default: the grid
     assert (det.temperature_, det.epsilon_) == (ref.temperature, ref.epsilon)
     for m, v in ref.metrics.items():

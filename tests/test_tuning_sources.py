@@ -212,7 +212,8 @@ def test_energy_odin_rows_match_between_the_cpu_and_full_grid_paths(tmp_path):
         np.testing.assert_allclose(fb[0], fa[0], atol=1e-5)
         np.testing.assert_allclose(fb[1], fa[1], atol=1e-5)
         x = cpu.scorer.inputs(b.data.images[torch.from_numpy(b.split.eval)])
-        ref = energy_odin_scores(cpu.scorer.model.double(), x.double(), 1.0, fb[3], input_std=(0.25,))
+        ref = energy_odin_scores(cpu.scorer.model.double(), x.double(), 1.0, fb[3], input_std=(0.25,),
+                                 normalise=False)
         cpu.scorer.model.float()
         np.testing.assert_allclose(fb[1], ref.numpy(), atol=1e-4)
 

@@ -72,10 +72,8 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     torch.manual_seed(seed)
     steps = tqdm(total=5, desc="odin-ood demo", disable=not progress, unit="step")
     model = load_model(MODEL)
-    mean = torch.tensor(model.input_mean).view(1, -1, 1, 1)
-    std = torch.tensor(model.input_std).view(1, -1, 1, 1)
     digits, ood = demo_sets(500, seed)
-    inputs = {name: (x - mean) / std for name, x in {"MNIST": digits, **ood}.items()}  # the model's input space
+    inputs = {"MNIST": digits, **ood}  # pixels in [0, 1]: the detector normalises them (normalise=True below)
     rng = np.random.default_rng(seed)
     perm = torch.from_numpy(rng.permutation(len(digits)))
     id_tune, id_eval = inputs["MNIST"][perm[: len(perm) // 2]], inputs["MNIST"][perm[len(perm) // 2:]]
@@ -84,7 +82,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     steps.update()
 
     detector = Detector(model, input_std=model.input_std, input_mean=model.input_mean, temperatures=PAPER_TEMPERATURES,
-                        epsilons=EPSILONS, batch_size=BATCH).fit(id_tune, ood_tune, tpr=0.95)
+                        epsilons=EPSILONS, batch_size=BATCH, normalise=True).fit(id_tune, ood_tune, tpr=0.95)
     steps.set_postfix_str(f"tuned T={detector.temperature_:g}, eps={detector.epsilon_:g}")
     steps.update()
 

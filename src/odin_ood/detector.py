@@ -84,9 +84,12 @@ class Detector:
     ``threshold_``, ``tpr_``, ``model_fingerprint_``, after ``fit`` ``tuning_`` (the whole grid);
     ``preprocessing_recorded_`` is False while the preprocessing is derived from the model (no
     ``preprocessing`` given, or a file written before it was recorded). ``normalise``: "auto"
-    (default: data in [0, 1] for a model with a declared normalisation is pixels, normalised with
-    ``mean_``/``std_``; other data is the model's input), True (pixels) or False (the model's
-    input as is), :mod:`odin_ood.model_input`.
+    (default: pixels in [0, 1], normalised with ``mean_``/``std_``, when they declare a
+    normalisation; else the model's input as is), True (pixels) or False (the model's input as
+    is): decided by these alone, never by the data, so ``fit``, ``score`` and ``predict`` read every
+    image the same way whatever the other images of a call and their order; pixels overshooting
+    [0, 1] by at most 0.5 (resampling) are clamped, data beyond is refused
+    (:mod:`odin_ood.model_input`). :meth:`outputs_for_model_input` takes the model's input as is.
     """
 
     def __init__(
@@ -200,7 +203,14 @@ class Detector:
         unperturbed input), ``score`` (ODIN or the chosen score), ``is_out_of_distribution`` (not
         score > threshold_: score <= threshold_, or a score that is not finite, with a ``RuntimeWarning``)."""
         self._check_fitted()
-        both = map_batches(self._batch_outputs, self._model_data(x, "x"), self.batch_size, "x")
+        return self.outputs_for_model_input(self._model_data(x, "x"))
+
+    def outputs_for_model_input(self, z: Data) -> dict[str, Tensor]:
+        """:meth:`outputs` for ``z`` already the model's input, never normalised here whatever
+        ``normalise`` says: what a scoring runtime calls once its preprocessing has normalised the
+        pixels (:class:`odin_ood.runtimes.eager.EagerRuntime`)."""
+        self._check_fitted()
+        both = map_batches(self._batch_outputs, z, self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
         broken = int((~torch.isfinite(score)).sum())
         if broken:

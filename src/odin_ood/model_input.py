@@ -1,25 +1,35 @@
-"""Pixels or the model's own input: how the scoring functions and :class:`odin_ood.Detector` read ``x``.
+"""Pixels or the model's input: how the scoring functions and :class:`odin_ood.Detector` read ``x``.
 
 A model from :func:`odin_ood.models.load` takes the normalised image ``(p - input_mean) /
 input_std`` of pixels ``p`` in [0, 1], and says so in its ``input_mean``/``input_std``
 attributes; ``odin_ood.data.load`` gives pixels in [0, 1]. Fed those pixels unnormalised, the
 mnist-lenet scores MNIST vs notMNIST at FPR@95 96.7% and AUROC 40.3% instead of 4.0% and 99.1%,
-with nothing to say so. So every scoring function takes ``normalise``:
+with nothing to say so. So every scoring function takes ``normalise``, and what it says is decided
+once, from what the caller and the model state, never from the data: every image of a call, of
+every batch of a DataLoader, and of fit, score and predict on one :class:`~odin_ood.Detector` is
+read the same way, whatever the other images are and in whatever order they come.
 
-* ``"auto"`` (default): when the model declares a normalisation other than the identity and
-  ``x`` lies within [0, 1], ``x`` is pixels and is normalised with the model's statistics;
-  otherwise ``x`` is taken as the model's input, as it is (a normalised batch almost always
-  holds values below 0: one lies within [0, 1] only if every one of its pixels is at least the
-  mean; measured with the models' statistics, 0 of the 10,000 MNIST and notMNIST test images,
-  0 of 3,260 Omniglot, 0 of 1,000 CIFAR-10, 0 of 10,000 TinyImageNet (resize) and 1 of 10,000
-  TinyImageNet (crop) images do, and no batch of 128 of any of them (the MNIST-sized sets are
-  checked by ``tests/test_model_input.py``).
-* ``True``: ``x`` is pixels in [0, 1] (refused otherwise) and is normalised.
-* ``False``: ``x`` is the model's input, as it is (what ``odin-ood score``/``serve`` pass: their
-  images are normalised by :mod:`odin_ood.preprocess`).
+* ``"auto"`` (default): pixels when the model (or the detector's ``input_mean``/``input_std``)
+  declares a normalisation other than the identity, else the model's input as it is.
+* ``True``: pixels (refused for a model that declares no normalisation).
+* ``False``: ``x`` is the model's input, as it is (what ``odin-ood fit`` passes, and ``score`` and
+  ``serve`` through :meth:`~odin_ood.Detector.outputs_for_model_input`: their images are
+  normalised by :mod:`odin_ood.preprocess`; ``odin-ood demo`` passes pixels with ``True``).
 
-Normalising gives exactly the tensor ``(x - mean) / std`` (the preprocessing's arithmetic), and
-epsilon stays in pixel units: the perturbation step is divided by the same std, as the paper's code.
+Pixels are checked, per call (per batch of a DataLoader) and never to decide anything: values in
+[-PIXEL_TOLERANCE, 1 + PIXEL_TOLERANCE] = [-0.5, 1.5] are pixels whose overshoot comes from
+resampling, clamped to [0, 1] first (one pass of torch's bicubic, a = -0.75, maps [0, 1] into
+[-0.4453125, 1.4453125]: at offset 1/2 its weights are (-3/32, 19/32, 19/32, -3/32), so
+2 * 3/16 * 19/16 in 2-D); any value outside is refused, naming the range and ``normalise=False``,
+rather than read another way (values in [0, 255], or inputs normalised by hand, given under
+"auto"). Inputs normalised by hand lie outside that range in every batch of 128 of the MNIST,
+notMNIST and Omniglot test images (the LeNet's statistics) and of the 1,000 lossless CIFAR-10
+(ResNet-20's); a lone one rarely lies inside (8 of the 10,000 notMNIST letters;
+``tests/test_model_input.py``): pass ``normalise=False`` for them, not "auto".
+
+Normalising gives exactly the tensor ``(clamp(x, 0, 1) - mean) / std`` (the preprocessing's
+arithmetic; the clamp changes nothing in [0, 1]), and epsilon stays in pixel units: the
+perturbation step is divided by the same std, as the paper's code.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from odin_ood._checks import channel_view, check_batch
 from odin_ood.batching import Data, iter_batches
 
 NORMALISE = ("auto", True, False)
+PIXEL_TOLERANCE = 0.5  # how far outside [0, 1] pixels may overshoot (resampling) and still be pixels, clamped
 
 
 def check_normalise(normalise: object) -> str | bool:
@@ -54,23 +65,38 @@ def declared(model: nn.Module, mean: Sequence[float] | None = None,
     return None if bool((m == 0).all() and (s == 1).all()) else (mean, std)
 
 
+def reads_pixels(stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool) -> bool:
+    """Whether ``x`` is pixels to normalise with ``stats`` (the declared (mean, std), or None): decided
+    by ``normalise`` and ``stats`` alone, never by the data (module docstring)."""
+    check_normalise(normalise)
+    if normalise is True and stats is None:
+        raise ValueError("normalise=True, but the model declares no input_mean/input_std: pass input_mean= "
+                         "and input_std=, or normalise=False")
+    return normalise is not False and stats is not None
+
+
+def pixels(x: Tensor, normalise: str | bool, name: str = "x") -> Tensor:
+    """``x`` as pixels in [0, 1]: unchanged inside, clamped within ``PIXEL_TOLERANCE`` of it
+    (resampling overshoot), refused beyond (``ValueError`` naming ``normalise=False``)."""
+    low, high = (float(v) for v in torch.aminmax(x))
+    if low >= 0.0 and high <= 1.0:
+        return x
+    if low >= -PIXEL_TOLERANCE and high <= 1.0 + PIXEL_TOLERANCE:
+        return x.clamp(0.0, 1.0)
+    said = ("normalise=True takes pixels in [0, 1]" if normalise is True else
+            "input_mean/input_std are declared, so normalise='auto' reads it as pixels")
+    raise ValueError(f"{name} holds values in [{low:g}, {high:g}], not pixels in [0, 1] (overshoot within "
+                     f"{PIXEL_TOLERANCE:g} is clamped): {said}; pass normalise=False if it is already the model's "
+                     "normalised input")
+
+
 def model_input(x: Tensor, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
                 name: str = "x") -> tuple[Tensor, bool]:
     """(the model's input for ``x``, whether it was normalised) under ``normalise`` (module docstring)."""
-    check_normalise(normalise)
-    if normalise is False or stats is None:
-        if normalise is True and stats is None:
-            raise ValueError("normalise=True, but the model declares no input_mean/input_std: pass input_mean= "
-                             "and input_std=, or normalise=False")
+    if not reads_pixels(stats, normalise):
         return x, False
-    pixels = bool(x.min() >= 0) and bool(x.max() <= 1)
-    if not pixels:
-        if normalise is True:
-            raise ValueError(f"normalise=True takes pixels in [0, 1], but {name} holds values in "
-                             f"[{float(x.min()):g}, {float(x.max()):g}]: pass normalise=False for inputs already "
-                             "normalised")
-        return x, False
-    mean, std = stats
+    mean, std = stats  # type: ignore[misc]
+    x = pixels(x, normalise, name)
     return (x - channel_view(mean, x, "input_mean", positive=False)) / channel_view(std, x), True
 
 
@@ -86,27 +112,22 @@ def scoring_input(model: nn.Module, x: Tensor, normalise: str | bool,
 
 def model_data(data: Data, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
                batch_size: int, name: str) -> Data:
-    """``data`` as the model takes it: a tensor decided whole; any other data batch by batch, with
-    the first batch deciding for all (a later batch that contradicts it is refused), so that one
-    data set is never read half as pixels and half as normalised inputs."""
-    check_normalise(normalise)
-    if normalise is False or stats is None and normalise == "auto":
+    """``data`` as the model takes it, every image read the same way (:func:`reads_pixels`): a
+    tensor checked whole before anything is scored; any other data batch by batch, a batch that is
+    not pixels refused when it comes (named by its position, from 1)."""
+    if not reads_pixels(stats, normalise):
         return data
     if isinstance(data, Tensor):
-        return model_input(data, stats, normalise, name)[0]
+        return model_input(check_batch(data, name), stats, normalise, name)[0]
     return DataLoader(_Batches(data, stats, normalise, batch_size, name), batch_size=None)
 
 
 class _Batches(IterableDataset):
-    """The batches of ``data`` through :func:`model_input`, one decision for all of them."""
+    """The batches of ``data`` through :func:`model_input`, each read as pixels."""
 
     def __init__(self, data: Data, stats, normalise: str | bool, batch_size: int, name: str) -> None:
         self.data, self.stats, self.normalise, self.batch_size, self.name = data, stats, normalise, batch_size, name
 
     def __iter__(self) -> Iterator[Tensor]:
-        decided = None
-        for x in iter_batches(self.data, self.batch_size, self.name):
-            y, done = model_input(x, self.stats, self.normalise if decided is None else decided, self.name)
-            if decided is None:
-                decided = done
-            yield y
+        for k, x in enumerate(iter_batches(self.data, self.batch_size, self.name), start=1):
+            yield model_input(x, self.stats, self.normalise, f"{self.name} (batch {k})")[0]

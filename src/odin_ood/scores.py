@@ -128,7 +128,7 @@ def odin_scores(
     Higher = more in-distribution. ``x``: pixels in [0, 1] for a model that declares its
     ``input_mean``/``input_std`` (every :func:`odin_ood.models.load` model), which are then
     normalised with them and the step divided by its std (``normalise="auto"``, the default; see
-    :mod:`odin_ood.model_input`), or a batch in whatever space the model takes.
+    :mod:`odin_ood.model_input`), or with ``normalise=False`` a batch in whatever space the model takes.
     ``epsilon`` is in pixel units: when the model sees inputs normalised by a per-channel
     ``input_std``, pass it (or let the model's be used) and the step becomes epsilon / std per channel, as the paper's code
     does (63.0/255, 62.1/255, 66.7/255 for its CIFAR models). ``clamp=(low, high)`` (in the model's input units) optionally

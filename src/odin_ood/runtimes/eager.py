@@ -11,7 +11,9 @@ from odin_ood.preprocess import Preprocessing, normalise
 
 
 class EagerRuntime:
-    """``detector.outputs(normalise(pixels))``: any number of rows, in batches of ``batch_size``."""
+    """``detector.outputs_for_model_input(normalise(pixels))``: the preprocessing normalises, the
+    detector takes that as the model's input whatever its ``normalise``; any number of rows, in
+    batches of ``batch_size``."""
 
     name = "torch"
     fixed_batch = False
@@ -25,4 +27,4 @@ class EagerRuntime:
         return self.detector.batch_size
 
     def outputs(self, pixels: Tensor) -> dict[str, Tensor]:
-        return self.detector.outputs(normalise(pixels, self.spec))
+        return self.detector.outputs_for_model_input(normalise(pixels, self.spec))
