@@ -66,8 +66,8 @@ def setup(shared_data, tmp_path_factory):
     model = models.load("mnist-lenet")
     spec = spec_of(model)
     fit_in, fit_out = (normalise(d.images[:200].float() / 255, spec) for d in (digits, letters))
-    odin = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=BATCH).fit(fit_in, fit_out)
-    msp = Detector(model, score="msp", batch_size=BATCH).fit(fit_in, fit_out)
+    odin = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
+    msp = Detector(model, score="msp", batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
     odin.save(root / "det")
     images = np.concatenate([digits.images[7000:7024, 0].numpy(), letters.images[7000:7024, 0].numpy()])
     folder = root / "images"

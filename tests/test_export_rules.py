@@ -34,7 +34,7 @@ def fitted(shared_data):
     digits, letters = data.load("mnist", root=shared_data), data.load("notmnist", root=shared_data)
     model = models.load("mnist-lenet")
     spec = spec_of(model)
-    det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=8)
+    det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=8, normalise=False)
     det.fit(normalise(digits.images[:100].float() / 255, spec), normalise(letters.images[:100].float() / 255, spec))
     x = torch.cat([digits.images[4000:4008], letters.images[4000:4008]]).float() / 255
     return det, x
