@@ -36,11 +36,13 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
+from odin_ood._checks import short
 from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
 from odin_ood.preprocess import InputError, Preprocessing, decode
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
+LARGEST_IMAGE_BYTES = 1 << 30  # --max-image-bytes at most: read() takes it as a C size
 
 
 def printable(name: str) -> str:
@@ -272,8 +274,8 @@ class Inputs:
                  max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False) -> None:
         if not arguments:
             raise ValueError("no INPUT given: pass image folders, zips, image or IDX files, or dataset names")
-        if max_image_bytes < 1:
-            raise ValueError(f"--max-image-bytes must be >= 1, got {max_image_bytes}")
+        if not 1 <= max_image_bytes <= LARGEST_IMAGE_BYTES:
+            raise ValueError(f"--max-image-bytes must lie in [1, {LARGEST_IMAGE_BYTES}], got {short(max_image_bytes)}")
         self.parts = [_part(str(a), data_root, max_image_bytes, follow_symlinks) for a in arguments]
         self.starts = [0]
         for p in self.parts:
