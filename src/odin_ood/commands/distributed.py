@@ -77,7 +77,7 @@ def _score_shard(args: argparse.Namespace, output: Path, rank: int, world: int, 
         if output.exists():
             return True
         runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
-        inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
+        inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks, args.max_memory)
         writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume)
         score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
                      progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}", max_memory=args.max_memory)

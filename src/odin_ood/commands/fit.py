@@ -138,8 +138,9 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     model = model_options.load_model()
     spec = model_preprocessing(model, model_options)
     check_bounds(spec, model_options.max_memory)
-    id_inputs = Inputs(options.id_inputs, options.data_root)
-    ood_inputs = Inputs(options.ood_inputs, options.data_root) if options.ood_inputs else None
+    budget = model_options.max_memory
+    id_inputs = Inputs(options.id_inputs, options.data_root, max_memory=budget)
+    ood_inputs = Inputs(options.ood_inputs, options.data_root, max_memory=budget) if options.ood_inputs else None
     _check_memory(spec.input_shape, [id_inputs, ood_inputs], options.limit, model_options.max_memory)
     id_images = _select(id_inputs, spec, options, "ID")
     ood_images = _select(ood_inputs, spec, options, "OOD") if ood_inputs is not None else None
