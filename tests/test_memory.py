@@ -121,3 +121,28 @@ def test_a_detector_files_batch_size_is_clamped_to_the_budget_with_a_note(shared
     det.batch_size = fits
     want = library_outputs(det, mnist.images[:300].float() / 255)
     assert [(r["predicted_class"], r["score"]) for r in rows[:300]] == list(zip(want["predicted_class"], want["score"]))
+
+
+class _NoGradient(nn.Module):
+    """Scores under no_grad: MSP gates it, ODIN's probe cannot take an input gradient through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.fc(x.flatten(1))
+
+
+def test_the_batch_clamp_bounds_a_model_without_input_gradient_by_its_least_working_set(capsys):
+    from odin_ood import Detector
+    from odin_ood.commands.loading import bounded_batch
+
+    det = Detector(_NoGradient().eval(), score="msp", input_shape=(1, 2, 2), batch_size=65536)
+    det._set_fitted(1.0, 0.0, 0.5, 0.95)
+    # 16 bytes per input, 38 copies: 608 bytes; a 64 KiB budget holds 107
+    assert bounded_batch(det, (1, 2, 2), 64 << 10) == (64 << 10) // 608 == 107
+    assert "scoring in batches of 107" in capsys.readouterr().err
+    det.batch_size = 100
+    assert bounded_batch(det, (1, 2, 2), 64 << 10) == 100

@@ -94,10 +94,15 @@ def check_bounds(spec: Preprocessing, budget: int) -> None:
 
 def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int) -> int:
     """``detector.batch_size`` (the file's), or when its working set does not fit in half of
-    ``budget`` the largest batch that does (:func:`odin_ood.memory.batch_limit`), said on stderr."""
+    ``budget`` the largest batch that does (:func:`odin_ood.memory.batch_limit`), said on stderr.
+    A model the ODIN probe cannot run (no input gradient flows through it: an MSP gate over a
+    model that scores under ``no_grad``) is bounded by its least working set instead."""
     if detector.batch_size == 1:
         return 1
-    fits = memory.batch_limit(detector.model, shape, budget)
+    try:
+        fits = memory.batch_limit(detector.model, shape, budget)
+    except RuntimeError:
+        fits = max(1, budget // memory.least_bytes(shape))
     if detector.batch_size <= fits:
         return detector.batch_size
     print(f"odin-ood: note: the detector's batch_size {detector.batch_size} does not fit in half of --max-memory "
