@@ -35,13 +35,10 @@ size when ``resize`` is ``none`` (422). ``max_side`` is a reading limit, not par
 preprocessing: it is neither saved nor compared. Every failure is an :class:`InputError` naming
 the image and the problem.
 
-The sizes a preprocessing states are bounded too, since a detector file states them: an input
-or resize size of more pixels than PIL's limit (``Image.MAX_IMAGE_PIXELS``, read when checked)
-is refused at construction, one whose height or width is over ``max_side`` by
-:meth:`Preprocessing.check_max_side` (the commands call it once ``--max-side`` is known), and an
-image that would be resized to more pixels than the largest image read (``max_side`` squared,
-or PIL's limit: a very thin picture under resize-shorter-then-center-crop) is refused (413)
-before resampling.
+A detector file states sizes too: an input or resize size over PIL's pixel limit is refused at
+construction, one over ``max_side`` a side by :meth:`Preprocessing.check_max_side`, and an image
+that would be resized to more pixels than ``max_side`` squared (a thin picture under
+resize-shorter-then-center-crop) is refused (413) before resampling.
 """
 
 from __future__ import annotations
