@@ -82,3 +82,24 @@ def test_missing_root_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("ODIN_OOD_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match="ODIN_OOD_DATA"):
         load("mnist")
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+def test_read_idx_refuses_a_header_larger_than_the_file_before_allocating(tmp_path, compress):
+    """N = 2**32 - 1 images of 28x28 declared by a file of 800 bytes: a ValueError naming the file,
+    not a MemoryError (the header alone is compared with the file's size)."""
+    p = tmp_path / ("x.gz" if compress else "x")
+    blob = bytes([0, 0, 0x08, 3]) + np.array([2**32 - 1, 28, 28], ">u4").tobytes() + bytes(784)
+    p.write_bytes(gzip.compress(blob) if compress else blob)
+    with pytest.raises(ValueError, match=rf"{p.name}: the header declares 3367254359280 bytes of data"):
+        read_idx(p)
+
+
+def test_read_idx_refuses_trailing_data_and_reads_a_large_gz_in_chunks(tmp_path):
+    p = tmp_path / "x.gz"
+    a = np.random.default_rng(1).integers(0, 256, (3000, 28, 28)).astype(np.uint8)  # 2.4 MB, over one chunk
+    raw = _write_idx(p, a, True)
+    np.testing.assert_array_equal(read_idx(p), a)
+    p.write_bytes(gzip.compress(raw + b"\x00"))
+    with pytest.raises(ValueError, match="more than"):
+        read_idx(p)

@@ -106,3 +106,69 @@ def test_nan_scores_are_out_of_distribution_in_predict_with_a_warning(mlp, valid
     assert torch.isnan(out["score"]).all() and out["is_out_of_distribution"].all()
     with pytest.warns(RuntimeWarning):
         assert det.predict(x).tolist() == [1, 1, 1, 1]
+
+
+TOO_LARGE_FOR_A_FLOAT = [
+    ("preprocessing.mean", [10**400], "mean must be 1 or 1 finite numbers"),
+    ("preprocessing.std", [10**400], "std must be 1 or 1 finite numbers"),
+    ("preprocessing.mean", [0, 10**400], "mean must be 1 or 1"),
+    ("preprocessing.std", [[0.5], [10**400]], "std must be 1 or 1"),
+]
+
+
+@pytest.mark.parametrize("field,value,message", TOO_LARGE_FOR_A_FLOAT, ids=[f"{f}={v!r}"[:40] for f, v, _ in TOO_LARGE_FOR_A_FLOAT])
+def test_numbers_too_large_for_a_float_are_refused_naming_the_field(mlp, valid, tmp_path, field, value, message):
+    d = json.loads(json.dumps(valid))
+    d["preprocessing"][field.split(".")[1]] = value
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=rf"corrupt odin-ood detector file: preprocessing: {message}") as e:
+        Detector.load(p, mlp)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+
+
+SIZES_NO_IMAGE_HAS = [  # PIL refuses to decode more than Image.MAX_IMAGE_PIXELS (89,478,485) pixels
+    ("input_shape", {"input_shape": [1, 65536, 65536]}, "input_shape .* PIL's pixel limit"),
+    ("preprocessing", {"input_shape": [1, 65536, 65536], "resize": "none", "resize_size": None}, "PIL's pixel limit"),
+    ("preprocessing", {"resize": "resize-shorter-then-center-crop", "resize_size": 65536}, "PIL's pixel limit"),
+    ("preprocessing", {"resize": "squash", "resize_size": [65536, 2000]}, "PIL's pixel limit"),
+]
+
+
+@pytest.mark.parametrize("where,edit,message", SIZES_NO_IMAGE_HAS, ids=[str(e[1])[:50] for e in SIZES_NO_IMAGE_HAS])
+def test_sizes_larger_than_any_decodable_image_are_refused_at_load(mlp, valid, tmp_path, where, edit, message):
+    d = json.loads(json.dumps(valid))
+    d["preprocessing"] = {"input_shape": [1, 28, 28], "mode": "L", "resize": "none", "resize_size": None,
+                          "interpolation": "bilinear-antialias", "mean": [0.1307], "std": [0.3081]}
+    (d if where == "input_shape" else d["preprocessing"]).update(edit)
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=message):
+        Detector.load(p, mlp)
+
+
+class _NoClassCount(nn.Module):
+    """A model that says neither its classes nor its input size (as a TorchScript file): loading a
+    detector for it runs it once on the file's input size to count the classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1).mean(1, keepdim=True))
+
+
+def test_a_memory_budget_refuses_the_files_input_size_before_running_the_model(valid, tmp_path):
+    model = _NoClassCount()
+    runs = []
+    model.register_forward_pre_hook(lambda m, args: runs.append(tuple(args[0].shape)))
+    det = Detector(model, input_shape=(1, 2000, 2000))
+    det._set_fitted(1000.0, 0.0014, 0.5, 0.95)
+    p = det.save(tmp_path / "d.json")
+    # one 1x2000x2000 float32 input is 16 MB; a budget of 64 MiB cannot score it (38 inputs' worth at least)
+    with pytest.raises(ValueError, match=r"1x2000x2000 .* over --max-memory|max_memory"):
+        Detector.load(p, model, max_memory=64 << 20)
+    assert runs == []  # refused before the model ran on it
+    assert Detector.load(p, model, max_memory=1 << 30).input_shape == (1, 2000, 2000)
+    assert runs == [(1, 1, 2000, 2000)]

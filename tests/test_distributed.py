@@ -124,3 +124,13 @@ def test_distributed_without_torchrun_is_a_clear_error(setup, tmp_path, capsys):
     _, args = setup
     assert main(["score", "--distributed", *args, "--output", str(tmp_path / "o.csv")]) == 2
     assert "torchrun" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e20"])
+def test_a_timeout_no_timedelta_holds_is_one_error_line(setup, tmp_path, capsys, monkeypatch, timeout):
+    _, args = setup
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["score", "--distributed", *args, "--output", str(tmp_path / "o.csv"), "--timeout", timeout]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timeout must be a number of seconds in (0, 1e+09]" in err, err

@@ -118,7 +118,8 @@ def mlp():
 
 
 FIELDS = ["format", "format_version", "temperature", "epsilon", "threshold", "tpr", "objective", "input_std",
-          "input_mean", "clamp", "batch_size", "model_fingerprint"]
+          "input_mean", "clamp", "batch_size", "model_fingerprint", "input_shape", "preprocessing"]
+PREPROCESSING_FIELDS = ["input_shape", "mode", "resize", "resize_size", "interpolation", "mean", "std"]
 
 
 def load_or_refuse(model, path) -> None:
@@ -155,3 +156,16 @@ def test_detector_load_survives_random_files(mlp, tmp_path_factory, blob):
     path = tmp_path_factory.mktemp("det") / "detector.json"
     path.write_bytes(blob)
     load_or_refuse(mlp[0], path)
+
+
+@FUZZ
+@given(edits=st.dictionaries(st.sampled_from(PREPROCESSING_FIELDS),
+                             json_values | st.lists(st.sampled_from([10**400, -(2**1024), 2**63]) | st.floats(),
+                                                    min_size=1, max_size=4),
+                             min_size=1, max_size=3))
+def test_detector_load_survives_random_preprocessing_fields(mlp, tmp_path_factory, edits):
+    model, valid = mlp
+    d = {**valid, "preprocessing": {**valid["preprocessing"], **edits}}
+    path = tmp_path_factory.mktemp("det") / "detector.json"
+    path.write_text(json.dumps(d, allow_nan=True))
+    load_or_refuse(model, path)

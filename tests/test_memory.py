@@ -63,3 +63,86 @@ def test_fit_refuses_inputs_over_the_budget_before_reading(shared_data, tmp_path
     assert "fit holds its 20000 images decoded: 119.6 MiB at 1x28x28, over half of --max-memory (10.0 MiB)" in err
     assert "pass --limit 417 or --max-memory 1GiB" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_a_size_of_400_digits_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"at most 1 PiB"):
+        memory.parse_bytes("9" * 400)
+    assert memory.parse_bytes("1024TiB") == 1 << 50
+    with pytest.raises(SystemExit) as e:
+        main(["score", "mnist", "--output", str(tmp_path / "s.csv"), "--detector", "d", "--model", "mnist-mlp",
+              "--max-memory", "9" * 400 + "GiB"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --max-memory: a memory size must be at most 1 PiB" in err, err
+    assert "Traceback" not in err
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_sizes_a_flag_states_are_bounded_before_the_model_runs_on_them(shared_data, tmp_path, capsys):
+    fit = ["fit", "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--out", str(tmp_path / "d"),
+           "--data-root", str(shared_data), "--limit", "20", "--quiet"]
+    err = _one_line_error([*fit, "--resize", "squash", "--resize-size", "65536"], capsys)
+    assert "resize_size" in err and "PIL's pixel limit" in err
+    err = _one_line_error([*fit, "--resize", "squash", "--resize-size", "5000"], capsys)
+    assert "resize_size 5000x5000 is over the limit of 4096 pixels a side (--max-side)" in err
+    err = _one_line_error(["score", "mnist", "--output", str(tmp_path / "s.csv"), "--detector", "d", "--model",
+                           "mnist-mlp", "--input-size", f"1,{10**400},28"], capsys)
+    assert "--input-size" in err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "s.csv").exists()
+
+
+def test_a_detector_files_batch_size_is_clamped_to_the_budget_with_a_note(shared_data, tmp_path, capsys):
+    """A batch_size of 65536 in the file, --max-memory 64MiB: score says so on stderr and scores in
+    batches that fit, each row equal to the library's in batches of that size."""
+    import json
+
+    from serving_support import fit_mnist_detector, library_outputs
+
+    from odin_ood.commands.writers import read_rows
+
+    det, mnist, _ = fit_mnist_detector(shared_data, tmp_path / "det", batch_size=8)
+    path = tmp_path / "det" / "detector.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "batch_size": 65536}))
+    budget = 64 << 20
+    fits = budget // 2 // memory.working_bytes(det.model, (1, 28, 28))
+    assert 1 < fits < 65536
+    code = main(["score", "mnist", "--output", str(tmp_path / "s.jsonl"), "--detector", str(path), "--model", "mnist-mlp",
+                 "--data-root", str(shared_data), "--max-memory", "64MiB", "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"batch_size 65536 does not fit in half of --max-memory (32.0 MiB): scoring in batches of {fits}" in err
+    rows = list(read_rows(tmp_path / "s.jsonl"))
+    det.batch_size = fits
+    want = library_outputs(det, mnist.images[:300].float() / 255)
+    assert [(r["predicted_class"], r["score"]) for r in rows[:300]] == list(zip(want["predicted_class"], want["score"]))
+
+
+class _NoGradient(nn.Module):
+    """Scores under no_grad: MSP gates it, ODIN's probe cannot take an input gradient through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.fc(x.flatten(1))
+
+
+def test_the_batch_clamp_bounds_a_model_without_input_gradient_by_its_least_working_set(capsys):
+    from odin_ood import Detector
+    from odin_ood.commands.loading import bounded_batch
+
+    det = Detector(_NoGradient().eval(), score="msp", input_shape=(1, 2, 2), batch_size=65536)
+    det._set_fitted(1.0, 0.0, 0.5, 0.95)
+    # 16 bytes per input, 38 copies: 608 bytes; a 64 KiB budget holds 107
+    assert bounded_batch(det, (1, 2, 2), 64 << 10) == (64 << 10) // 608 == 107
+    assert "scoring in batches of 107" in capsys.readouterr().err
+    det.batch_size = 100
+    assert bounded_batch(det, (1, 2, 2), 64 << 10) == 100

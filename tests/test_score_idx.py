@@ -107,3 +107,79 @@ def test_an_idx_file_of_images_over_the_byte_cap_is_refused_before_reading(setup
     assert score(setup, [tmp_path / "big-idx3-ubyte"], tmp_path / "s.csv", "--max-image-bytes", "700") == 2
     err = capsys.readouterr().err
     assert "each item of this IDX file is 784 bytes, over the limit of 700" in err and err.count("\n") == 1
+
+
+def idx_header(shape: tuple[int, ...]) -> bytes:
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("odin-ood score: error: input ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_idx_images_over_max_side_are_refused_like_the_same_picture_as_a_png(setup, tmp_path):
+    pictures = np.pad(setup["digits"][:3], ((0, 0), (6, 6), (6, 6)))  # 40x40, for a 28x28 model
+    (tmp_path / "d-idx3-ubyte").write_bytes(idx_bytes(pictures))
+    (tmp_path / "pngs").mkdir()
+    for i, a in enumerate(pictures):
+        (tmp_path / "pngs" / f"{i}.png").write_bytes(encode(a))
+    assert score(setup, [tmp_path / "pngs", tmp_path / "d-idx3-ubyte"], tmp_path / "s.jsonl", "--max-side", "30") == 1
+    rows = list(read_rows(tmp_path / "s.jsonl"))
+    assert len(rows) == 6 and all(r["predicted_class"] == -1 for r in rows)
+    reasons = {r["error"].split(": ", 1)[1] for r in rows}
+    assert reasons == {"image is 40x40, larger than the limit of 30 pixels a side"}, reasons
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+def test_an_idx_header_declaring_more_images_than_the_file_holds_is_one_line(setup, tmp_path, capsys, compress):
+    """N = 2**32 - 1 images of 28x28 (3.4 TB) declared by a file of a few bytes: refused from the header and
+    the file's size, before anything that size is allocated."""
+    blob = idx_header((2**32 - 1, 28, 28)) + bytes(784)
+    path = tmp_path / ("n-idx3-ubyte.gz" if compress else "n-idx3-ubyte")
+    path.write_bytes(gzip.compress(blob) if compress else blob)
+    assert score(setup, [path], tmp_path / "s.csv") == 2
+    err = one_error_line(capsys)
+    assert "declares 3367254359280 bytes of data" in err, err
+    assert ("more than a gzip file of" if compress else "but the file holds 784 after its 16-byte header") in err, err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_gz_idx_decompressing_past_the_memory_budget_is_refused_before_decompressing(setup, tmp_path, capsys):
+    """An honest gzip bomb: 4,000 blank 28x28 images (3.1 MB) in a file of a few kB, with --max-memory 2MiB."""
+    path = tmp_path / "blank-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((4000, 28, 28), np.uint8))))
+    assert path.stat().st_size < 10_000
+    assert score(setup, [path], tmp_path / "s.csv", "--max-memory", "2MiB") == 2
+    err = one_error_line(capsys)
+    assert "declares 3136000 bytes of data" in err and "over --max-memory (2.0 MiB)" in err, err
+
+
+def test_a_gz_idx_costs_one_chunk_of_memory_whatever_its_size(tmp_path):
+    """64 MB of blank images in a gzip file of 64 kB: listed and read image by image within a few MiB of
+    Python memory (the whole file is never held)."""
+    import tracemalloc
+
+    from odin_ood.commands.inputs import Inputs
+    from odin_ood.preprocess import Preprocessing
+
+    n = 80_000
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(idx_header((n, 28, 28)))
+        block = bytes(784 * 1000)
+        for _ in range(n // 1000):
+            f.write(block)
+    assert path.stat().st_size < 200_000
+    spec = Preprocessing((1, 28, 28))
+    tracemalloc.start()
+    try:
+        inputs = Inputs([str(path)])
+        assert len(inputs) == n and inputs.source(n - 1) == f"{path}!{n - 1}"
+        last = inputs.load(n - 1, spec)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert last.shape == (28, 28) and not last.any()
+    assert peak < 8 << 20, peak  # today's whole read holds 62.7 MB twice

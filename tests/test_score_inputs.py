@@ -239,7 +239,23 @@ UNTRUSTED = [
     ("temperature 1e-300", lambda d: json.dumps({**d, "temperature": 1e-300}), "temperature must be"),
     ("clamp NaN", lambda d: json.dumps({**d, "clamp": [float("nan"), float("nan")]}), "clamp[0] must be"),
     ("epsilon 1e6", lambda d: json.dumps({**d, "epsilon": 1e6}), "epsilon must be"),
+    ("mean 10**400", lambda d: _with_preprocessing(d, mean=[10**400]), "mean must be 1 or 1 finite numbers"),
+    ("std 10**400", lambda d: _with_preprocessing(d, std=[10**400]), "std must be 1 or 1 finite numbers"),
+    ("resize_size 65536", lambda d: _with_preprocessing(d, resize="resize-shorter-then-center-crop", resize_size=65536),
+     "PIL's pixel limit"),
+    ("resize_size 5000", lambda d: _with_preprocessing(d, resize="resize-shorter-then-center-crop", resize_size=5000),
+     "resize_size 5000 is over the limit of 4096 pixels a side (--max-side)"),
+    ("input_shape 65536x65536", lambda d: json.dumps({**d, "input_shape": [1, 65536, 65536]}), "PIL's pixel limit"),
+    ("input_shape 5000x100", lambda d: _with_preprocessing(d, input_shape=[1, 5000, 100]),
+     "input_shape 1x5000x100 is over the limit of 4096 pixels a side (--max-side)"),
+    ("input_shape 4000x4000", lambda d: _with_preprocessing(d, input_shape=[1, 4000, 4000]),
+     "one input of 1x4000x4000 needs at least"),
 ]
+
+
+def _with_preprocessing(d: dict, **fields) -> str:
+    shape = {"input_shape": fields["input_shape"]} if "input_shape" in fields else {}
+    return json.dumps({**d, **shape, "preprocessing": {**d["preprocessing"], **fields}})
 
 
 @pytest.mark.parametrize("case,edit,message", UNTRUSTED, ids=[c[0] for c in UNTRUSTED])
@@ -257,3 +273,10 @@ def test_corrupt_safetensors_model_ends_in_one_error_line(setup, tmp_path, capsy
     assert score(setup, ["mnist"], tmp_path / "x.csv", model=("--model", str(bad))) == 2
     err = capsys.readouterr().err
     assert err.startswith("odin-ood score: error: ") and err.count("\n") == 1 and "not a readable safetensors" in err
+
+
+def test_a_byte_cap_too_large_to_read_with_is_one_error_line(setup, tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(encode(setup["digits"][0]))
+    assert score(setup, [tmp_path], tmp_path / "x.csv", "--max-image-bytes", "9" * 30) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("odin-ood score: error: --max-image-bytes must lie in [1, 1073741824]") and err.count("\n") == 1

@@ -148,3 +148,20 @@ def test_wrong_size_is_refused_from_the_header_before_decoding(monkeypatch):
     with pytest.raises(InputError, match="image is 4096x4096 but the model takes 28x28") as e:
         decode(png_header(4096, 4096), Preprocessing((1, 28, 28)), "big")
     assert e.value.status == 422
+
+
+def test_an_image_resizing_to_more_pixels_than_the_largest_image_read_is_413_before_resampling(monkeypatch):
+    """resize-shorter-then-center-crop keeps the aspect ratio: a 100x2 picture resized to a shorter
+    side of 28 would become 1400x28, more pixels than the 100x100 largest image --max-side 100 reads."""
+    spec = Preprocessing((1, 28, 28), resize="resize-shorter-then-center-crop", resize_size=28, max_side=100,
+                         min_side=1)
+    assert image_tensor(np.zeros((50, 100), np.uint8), spec).shape == (1, 28, 28)  # 56x28: fine
+
+    def no_resampling(*args, **kwargs):
+        raise AssertionError("resampled")
+
+    monkeypatch.setattr("odin_ood.preprocess.resample", no_resampling)
+    with pytest.raises(InputError, match=r"thin: image is 100x2, which resizes to 1400x28 before the crop: more than "
+                                         r"the 10000 pixels") as e:
+        image_tensor(np.zeros((2, 100), np.uint8), spec, "thin")
+    assert e.value.status == 413

@@ -134,7 +134,7 @@ def test_a_request_head_growing_past_the_h11_limit_is_refused(nan_gate):
 
 def _serve_exit(args: list[str], key_env: dict[str, str]) -> tuple[int, str]:
     run_env = {k: v for k, v in env().items() if k != "ODIN_OOD_API_KEY"}
-    proc = subprocess.run([sys.executable, "-m", "odin_ood", "serve", *args, "--port", str(free_port())],
+    proc = subprocess.run([sys.executable, "-m", "odin_ood", "serve", "--port", str(free_port()), *args],
                           env={**run_env, **key_env}, capture_output=True, text=True, timeout=60)
     return proc.returncode, proc.stderr
 
@@ -159,3 +159,36 @@ def test_keys_are_utf8_without_spaces_or_control_characters():
         resolve_api_key("", {"ODIN_OOD_API_KEY": "k"}, False)
     with pytest.raises(ValueError, match=r"--no-auth, but \$ODIN_OOD_API_KEY gives a key"):
         resolve_api_key(None, {"ODIN_OOD_API_KEY": "k"}, True)
+
+
+BAD_FILES = [  # detector.json fields, what the one line says
+    ({"preprocessing": {"mean": [10**400]}}, "mean must be 1 or 1 finite numbers"),
+    ({"preprocessing": {"resize": "resize-shorter-then-center-crop", "resize_size": 65536}}, "PIL's pixel limit"),
+    ({"input_shape": [1, 65536, 65536]}, "PIL's pixel limit"),
+]
+
+
+@pytest.mark.parametrize("edit,message", BAD_FILES, ids=["mean 10**400", "resize_size 65536", "input_shape 65536x65536"])
+def test_a_detector_file_stating_what_no_server_can_hold_stops_it_at_start_in_one_line(nan_gate, tmp_path, edit,
+                                                                                         message):
+    import json
+
+    d = json.loads((nan_gate["folder"] / "det" / "detector.json").read_text())
+    for key, value in edit.items():
+        d[key] = {**d[key], **value} if isinstance(value, dict) else value
+    (tmp_path / "detector.json").write_text(json.dumps(d))
+    code, err = _serve_exit(["--detector", str(tmp_path), "--model", "mnist-mlp", "--weights",
+                             str(nan_gate["folder"] / "nan.safetensors"), "--no-auth"], {})
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--port", "9" * 30, "--port must lie in [0, 65535]"),
+    ("--max-wait-ms", "1e400", "--max-wait-ms must be a finite number"),
+    ("--max-batch", "9" * 30, "--max-batch must lie in [1, 65536]"),
+    ("--header-timeout", "inf", "--header-timeout must be a finite number"),
+])
+def test_serve_flags_out_of_range_stop_it_at_start_in_one_line(nan_gate, flag, value, message):
+    code, err = _serve_exit(["--detector", str(nan_gate["folder"] / "det"), "--model", "mnist-mlp", "--weights",
+                             str(nan_gate["folder"] / "nan.safetensors"), "--no-auth", flag, value], {})
+    assert code == 2 and message in err and err.count("\n") == 1, err

@@ -29,6 +29,15 @@ def tracing() -> Iterator[None]:
         _TRACING.reset(token)
 
 
+def short(v: object, limit: int = 60) -> str:
+    """repr(v) cut to ``limit`` characters (safe for ints of any size); a cut string keeps its closing quote."""
+    text = f"<int of {v.bit_length()} bits>" if isinstance(v, int) and abs(v) > 10**30 else repr(v)
+    if len(text) <= limit:
+        return text
+    quote = text[-1] if isinstance(v, str) else ""
+    return text[:limit - 3 - len(quote)] + "..." + quote
+
+
 def named(api: str, flag: str) -> str:
     """How an error message names an argument: ``flag`` (e.g. ``--weights FILE``) while the
     command line runs (:func:`command_line_wording`), else ``api`` (e.g. ``weights=PATH``)."""
@@ -97,7 +106,7 @@ def _number(value: object, name: str) -> float:
     """A real number (a Python, numpy or 0-d torch scalar; not a bool or a string) as a float;
     NaN passes through to the caller's range check."""
     if value is None or isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {short(value)}")
     try:
         return float(value)
     except OverflowError:  # an int too large for a float

@@ -19,19 +19,22 @@ out-of-distribution, because ``score > threshold_`` is false for NaN.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from odin_ood._version import __version__
-from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature, named
+from odin_ood._checks import check_epsilon, check_number, check_rate, check_temperature, named, short as _short
+from odin_ood import memory
 from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
@@ -285,9 +288,11 @@ class Detector:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: nn.Module) -> "Detector":
+    def load(cls, path: str | os.PathLike, model: nn.Module, max_memory: int | None = None) -> "Detector":
         """Read a detector saved by :meth:`save` for ``model``; refuses files made for other weights
-        and fields outside their valid range (``ValueError`` naming the file and the field)."""
+        and fields outside their valid range (``ValueError`` naming the file and the field), and
+        with ``max_memory`` (bytes) an input size of which one image cannot be scored within it
+        (:func:`odin_ood.memory.check_input`), before the model runs on that size."""
         target = _resolve(Path(path), create=False)
         if not target.is_file():
             raise FileNotFoundError(f"no detector file at {target} (expected a .json file or a folder holding {FILENAME})")
@@ -300,24 +305,25 @@ class Detector:
         except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a 5000-digit int
             reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise ValueError(f"{target} is not a readable odin-ood detector file: {reason}") from None
-        return cls.from_dict(d, model, source=str(target))
+        return cls.from_dict(d, model, source=str(target), max_memory=max_memory)
 
     @classmethod
-    def from_dict(cls, d: Any, model: nn.Module, source: str = "detector") -> "Detector":
+    def from_dict(cls, d: Any, model: nn.Module, source: str = "detector", max_memory: int | None = None) -> "Detector":
         """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
         field checked: temperature and epsilon in the ranges of the file's score family (ODIN's
         T >= 1, T = 1 and epsilon = 0 where the family fixes them:
         :func:`odin_ood.score_family.check_parameters`), threshold in [1/K, 1] for the softmax
         scores with K the model's classes (below 1/K the gate keeps every input; finite for energy
         and MaxLogit), tpr in (0, 1),
-        finite normalisation and clamp with 1 or C values, 1 <= batch_size <= MAX_BATCH_SIZE."""
+        finite normalisation and clamp with 1 or C values, 1 <= batch_size <= MAX_BATCH_SIZE, input
+        sizes no larger than PIL decodes and, with ``max_memory``, within that budget (see :meth:`load`)."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source} is not an odin-ood detector file (missing format={FORMAT!r})")
         if d.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{source} has format_version {_short(d.get('format_version'))}; "
                              f"this library reads {FORMAT_VERSION}")
         channels = _channels(model)
-        try:
+        with _fields_of(source):
             det = cls(
                 model, input_std=_per_channel(d["input_std"], "input_std", channels, positive=True),
                 input_mean=_per_channel(d["input_mean"], "input_mean", channels),
@@ -327,13 +333,17 @@ class Detector:
                 score=check_score(d.get("score", "odin")),
                 preprocessing=_preprocessing(d.get("preprocessing")),
             )
+        if max_memory is not None:  # before _num_classes runs the model on the file's input size
+            try:
+                recorded = det._preprocessing.input_shape if det._preprocessing is not None else None
+                for shape in filter(None, (det.input_shape, recorded)):
+                    memory.check_input(shape, max_memory)
+            except ValueError as exc:
+                raise ValueError(f"{source}: {exc}") from None
+        with _fields_of(source):
             temperature, epsilon = check_parameters(det.score_name, d["temperature"], d["epsilon"])
             threshold = check_threshold(det.score_name, d["threshold"], _num_classes(model, det.input_shape))
             det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
-        except KeyError as exc:
-            raise ValueError(f"{source} is a corrupt odin-ood detector file: field {exc} is missing") from None
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source} is a corrupt odin-ood detector file: {exc}") from None
         if d.get("model_fingerprint") != det.model_fingerprint_:
             raise ValueError(
                 f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'), 80)}, but the given "
@@ -341,6 +351,17 @@ class Detector:
                 f"{named('load it with the model it was fitted on', 'pass the --model and --weights it was fitted with')}"
             )
         return det
+
+
+@contextlib.contextmanager
+def _fields_of(source: str) -> Iterator[None]:
+    """A missing field or one out of its range, as the ``ValueError`` that names ``source``."""
+    try:
+        yield
+    except KeyError as exc:
+        raise ValueError(f"{source} is a corrupt odin-ood detector file: field {exc} is missing") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source} is a corrupt odin-ood detector file: {exc}") from None
 
 
 def gate_outputs(logits: Tensor, score: Tensor, threshold: float) -> dict[str, Tensor]:
@@ -427,11 +448,17 @@ def _clamp(v: Any, channels: int | None) -> Clamp | None:
 
 
 def _input_shape(v: Any) -> tuple[int, ...]:
-    """A list of 1 to 4 positive integers, each at most 65,536 (the model's (C, H, W) or similar)."""
+    """A list of 1 to 4 positive integers, each at most 65,536 (the model's (C, H, W) or similar),
+    of at most three times PIL's pixel limit values (an RGB image that large: no larger input is
+    made from an image)."""
     if not isinstance(v, list) or not 1 <= len(v) <= 4:
         raise ValueError(f"input_shape must be a list of 1 to 4 sizes, got {_short(v)}")
     if not all(isinstance(a, int) and not isinstance(a, bool) and 1 <= a <= 65_536 for a in v):
         raise ValueError(f"input_shape sizes must be integers in [1, 65536], got {_short(v)}")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and math.prod(v) > 3 * limit:
+        raise ValueError(f"input_shape {'x'.join(map(str, v))} holds {math.prod(v)} values, over 3 x PIL's pixel limit "
+                         f"of {limit} (Image.MAX_IMAGE_PIXELS): no image that large is decoded")
     return tuple(v)
 
 
@@ -453,15 +480,6 @@ def _objective(v: Any) -> str:
     if not isinstance(v, str) or v not in METRICS:
         raise ValueError(f"objective must be one of {sorted(METRICS)}, got {_short(v)}")
     return v
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    """repr(v) cut to ``limit`` characters (safe for ints of any size); a cut string keeps its closing quote."""
-    text = f"<int of {v.bit_length()} bits>" if isinstance(v, int) and abs(v) > 10**30 else repr(v)
-    if len(text) <= limit:
-        return text
-    quote = text[-1] if isinstance(v, str) else ""
-    return text[:limit - 3 - len(quote)] + "..." + quote
 
 
 def _resolve(path: Path, create: bool) -> Path:

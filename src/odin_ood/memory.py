@@ -14,34 +14,52 @@ Half the budget goes to each: ``batch = clamp(floor(budget / 2 / work), 1, 128)`
 At 28 or 32 pixels both caps bind (the old defaults: batches of 128, chunks of 4096); at 224
 pixels the budget does. Peak memory is the process's own (torch, the model's weights) plus at
 most about the budget (figures in benchmarks/RESULTS.md, ``benchmarks/bench_memory.py``).
+
+Sizes that a file states are bounded before anything of that size is allocated: an input size
+of which one image cannot fit (:func:`check_input`: ``2 * 19 * 4 C H W`` bytes, one image held
+twice in one half and its least working set in the other) is refused, and a detector file's
+batch size is clamped to :func:`batch_limit`. A budget is at most :data:`MAX_BYTES` (1 PiB).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from odin_ood._checks import named
+
 DEFAULT_MAX_MEMORY = 1 << 30
 MAX_BATCH = 128
 MAX_CHUNK = 4096
 PROBE_IMAGES = 2
+MAX_BYTES = 1 << 50
+LEAST_ACTIVATIONS = 16  # the working set counts at least this many inputs' worth of activations
+COPIES = 3  # and an image's input, gradient and perturbed copy
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
 
 
 def parse_bytes(text: str) -> int:
-    """``"1GiB"``, ``"512MiB"``, ``"2G"``, ``"1500000"`` as a number of bytes (>= 1)."""
+    """``"1GiB"``, ``"512MiB"``, ``"2G"``, ``"1500000"`` as a number of bytes in [1, MAX_BYTES],
+    worked exactly (no float rounding)."""
+    shown = repr(text) if len(str(text)) <= 40 else repr(str(text)[:37] + "...")
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", str(text), re.IGNORECASE)
     if m is None:
-        raise ValueError(f"expected a size in bytes such as 1GiB, 512MiB or 2000000000, got {text!r}")
-    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+        raise ValueError(f"expected a size in bytes such as 1GiB, 512MiB or 2000000000, got {shown}")
+    too_large = f"a memory size must be at most 1 PiB ({MAX_BYTES} bytes), got {shown}"
+    if len(m.group(1).split(".")[0].lstrip("0")) > 16:  # more bytes than MAX_BYTES whatever the unit
+        raise ValueError(too_large)
+    value = math.floor(Fraction(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
     if value < 1:
-        raise ValueError(f"a memory size must be at least 1 byte, got {text!r}")
-    return int(value)
+        raise ValueError(f"a memory size must be at least 1 byte, got {shown}")
+    if value > MAX_BYTES:
+        raise ValueError(too_large)
+    return value
 
 
 def readable(n: int) -> str:
@@ -74,14 +92,37 @@ def working_bytes(model: nn.Module, shape: Sequence[int]) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         odin_outputs(model, x, 1000.0, 0.0014)
     saved = sum(seen.values()) // PROBE_IMAGES
-    return max(saved, 16 * input_bytes(shape)) + 3 * input_bytes(shape)
+    return max(saved, LEAST_ACTIVATIONS * input_bytes(shape)) + COPIES * input_bytes(shape)
 
 
 def batch_for(model: nn.Module, shape: Sequence[int], budget: int = DEFAULT_MAX_MEMORY) -> int:
     """Images per forward/backward batch that keep half of ``budget`` bytes for the batch's
     working set: ``clamp(floor(budget / 2 / working_bytes), 1, MAX_BATCH)``."""
+    return min(MAX_BATCH, batch_limit(model, shape, budget))
+
+
+def batch_limit(model: nn.Module, shape: Sequence[int], budget: int = DEFAULT_MAX_MEMORY) -> int:
+    """The largest batch whose working set fits in half of ``budget`` bytes (at least 1):
+    ``max(1, floor(budget / 2 / working_bytes))``; a detector file's batch size is clamped to it."""
     _check(budget)
-    return min(MAX_BATCH, max(1, budget // 2 // working_bytes(model, shape)))
+    return max(1, budget // 2 // working_bytes(model, shape))
+
+
+def least_bytes(shape: Sequence[int]) -> int:
+    """The least a budget must hold to score one image of ``shape``: half of it for the image's
+    least working set (:func:`working_bytes`: ``LEAST_ACTIVATIONS + COPIES`` inputs), the other
+    half for as much (more than its two decoded copies), so ``2 * 19 * input_bytes(shape)``."""
+    return 2 * (LEAST_ACTIVATIONS + COPIES) * input_bytes(shape)
+
+
+def check_input(shape: Sequence[int], budget: int) -> None:
+    """Refuse (``ValueError``) an input size of which one image cannot be scored within
+    ``budget`` bytes (:func:`least_bytes`), before anything of that size is allocated."""
+    need = least_bytes(shape)
+    if need > budget:
+        raise ValueError(f"one input of {'x'.join(map(str, shape))} needs at least {readable(need)} to score "
+                         f"({need // input_bytes(shape)} float32 copies of it: decoded, and autograd's working set), over "
+                         f"{named('max_memory', '--max-memory')} ({readable(budget)})")
 
 
 def chunk_for(shape: Sequence[int], budget: int = DEFAULT_MAX_MEMORY, batch: int = 1) -> int:

@@ -34,6 +34,11 @@ PIL's pixel limit) is refused with 413 without allocating it, and so is an image
 size when ``resize`` is ``none`` (422). ``max_side`` is a reading limit, not part of the model's
 preprocessing: it is neither saved nor compared. Every failure is an :class:`InputError` naming
 the image and the problem.
+
+A detector file states sizes too: an input or resize size over PIL's pixel limit is refused at
+construction, one over ``max_side`` a side by :meth:`Preprocessing.check_max_side`, and an image
+that would be resized to more pixels than ``max_side`` squared (a thin picture under
+resize-shorter-then-center-crop) is refused (413) before resampling.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from odin_ood._checks import named, short as _short
 from odin_ood.resampling import INTERPOLATIONS, resample
 
 RESIZES = {
@@ -97,6 +103,7 @@ class Preprocessing:
             raise ValueError(f"input_shape must be (C, H, W) with C in (1, 3) and sizes in [1, {MAX_SIZE}], "
                              f"got {_short(self.input_shape)}")
         object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
+        _check_pixels(shape[1] * shape[2], f"input_shape {_sizes(shape)}")
         if self.resize not in RESIZES:
             raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {_short(self.resize)}")
         if self.interpolation not in INTERPOLATIONS:
@@ -122,12 +129,27 @@ class Preprocessing:
             if len(size) != 2 or not all(_is_int(s) and 1 <= s <= MAX_SIZE for s in size) or size[0] < h or size[1] < w:
                 raise ValueError(f"resize_size for squash must be (h, w) of at least the input's ({h}, {w}), "
                                  f"got {_short(self.resize_size)}")
+            _check_pixels(size[0] * size[1], f"resize_size {_sizes(size)}")
             return int(size[0]), int(size[1])
         size = math.floor(max(h, w) / CROP_FRACTION) if size is None else size
         if not _is_int(size) or not max(h, w) <= size <= MAX_SIZE:
             raise ValueError(f"resize_size for resize-shorter-then-center-crop must be an integer in "
                              f"[{max(h, w)}, {MAX_SIZE}] (the shorter side), got {_short(self.resize_size)}")
+        _check_pixels(size * size, f"resize_size {size} (the shorter side)")
         return int(size)
+
+    def check_max_side(self) -> None:
+        """Refuse (``ValueError``) an input or resize height or width over ``max_side``: no image
+        read is larger, so none should be made larger (a detector file states these sizes)."""
+        size = self.resize_size
+        stated = [("input_shape", self.input_shape, max(self.input_shape[1:]))]
+        if size is not None:
+            stated.append(("resize_size", size, max(size) if isinstance(size, tuple) else size))
+        for what, value, side in stated:
+            if side > self.max_side:
+                shown = _sizes(value) if isinstance(value, tuple) else value
+                raise ValueError(f"{what} {shown} is over the limit of {self.max_side} pixels a side "
+                                 f"({named('max_side', '--max-side')})")
 
     @property
     def mode(self) -> str:
@@ -214,9 +236,7 @@ def decode(blob: bytes, spec: Preprocessing, label: str = "image") -> Image.Imag
         raise InputError(f"{label}: too many pixels: {exc}", 413) from None
     except Exception as exc:  # PIL raises many types for data it does not recognise
         raise InputError(f"{label}: not an image in a format PIL can decode ({type(exc).__name__})") from None
-    w, h = im.size
-    if max(w, h) > spec.max_side:
-        raise InputError(f"{label}: image is {w}x{h}, larger than the limit of {spec.max_side} pixels a side", 413)
+    check_side(im.size, spec, label)
     if spec.resize == "none":
         _check_size(im.size, spec, label)
     try:
@@ -224,6 +244,18 @@ def decode(blob: bytes, spec: Preprocessing, label: str = "image") -> Image.Imag
     except Exception as exc:
         raise InputError(f"{label}: cannot decode image ({type(exc).__name__}: {exc})") from None
     return im
+
+
+def check_side(size: tuple[int, int], spec: Preprocessing, label: str) -> None:
+    """Refuse (413) an image of ``size`` (width, height) over ``spec.max_side`` a side or PIL's
+    pixel limit, before its pixels are read."""
+    w, h = size
+    if max(w, h) > spec.max_side:
+        raise InputError(f"{label}: image is {w}x{h}, larger than the limit of {spec.max_side} pixels a side", 413)
+    try:
+        _check_pixels(w * h, f"image {w}x{h}")
+    except ValueError as exc:
+        raise InputError(f"{label}: too many pixels: {exc}", 413) from None
 
 
 def image_tensor(image: Image.Image | np.ndarray, spec: Preprocessing, label: str = "image") -> Tensor:
@@ -269,6 +301,11 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
         return image
     check_min_side(image.size, spec, label)
     target = spec.resized_size(image.size)
+    largest = min(spec.max_side ** 2, Image.MAX_IMAGE_PIXELS or spec.max_side ** 2)
+    if target[0] * target[1] > largest:
+        raise InputError(f"{label}: image is {image.size[0]}x{image.size[1]}, which resizes to {target[0]}x{target[1]} "
+                         f"before the crop: more than the {largest} pixels of the largest image read "
+                         f"({named('max_side', '--max-side')} squared, PIL's pixel limit)", 413)
     if target != image.size:
         image = resample(image, target, spec.interpolation)
     # resize_size >= the input size (checked at construction): the crop always fits
@@ -363,6 +400,8 @@ def _per_channel(v: Any, name: str, channels: int, positive: bool = False) -> tu
         values = floats(v)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{name} must be 1 or {channels} numbers, got {_short(v)}") from None
+    except OverflowError:  # an integer too large for a float (JSON allows 10**400)
+        raise ValueError(f"{name} must be 1 or {channels} finite numbers, got {_short(v)}") from None
     if isinstance(v, (list, tuple)) and not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v):
         raise ValueError(f"{name} must be 1 or {channels} numbers, got {_short(v)}")
     if len(values) not in (1, channels) or not all(math.isfinite(a) for a in values):
@@ -383,6 +422,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _check_pixels(pixels: int, what: str) -> None:
+    """Refuse a size of more pixels than PIL decodes (``Image.MAX_IMAGE_PIXELS``; None: no limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > limit:
+        raise ValueError(f"{what} is {pixels} pixels, over PIL's pixel limit of {limit} (Image.MAX_IMAGE_PIXELS): "
+                         "no image that large is decoded")
+
+
+def _sizes(sizes: tuple[int, ...]) -> str:
+    return "x".join(map(str, sizes))

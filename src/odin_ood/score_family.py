@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 import math
 
-from odin_ood._checks import check_epsilon, check_grid, check_number, check_temperature
+from odin_ood._checks import check_epsilon, check_grid, check_number, check_temperature, short
 from odin_ood.batching import Data, map_batches
 from odin_ood.scores import Clamp, odin_outputs, softmax_score
 from odin_ood.shared_search import check_search, grid_passes
@@ -52,7 +52,7 @@ LOGIT_BOUND = 1e30  # energy and MaxLogit thresholds: any finite value of a sane
 
 def check_score(score: str) -> str:
     if not isinstance(score, str) or score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        raise ValueError(f"score must be one of {SCORES}, got {short(score)}")
     return score
 
 

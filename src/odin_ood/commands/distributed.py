@@ -40,6 +40,9 @@ def environment() -> tuple[int, int, int] | None:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
 
 
+MAX_TIMEOUT = 1e9  # seconds: 31 years
+
+
 def shard_path(output: Path, rank: int, world: int) -> Path:
     return output.with_name(f"{output.name}.rank{rank}-of-{world}.jsonl")
 
@@ -50,6 +53,8 @@ def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
         raise ValueError("--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
                          "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`")
     rank, world, local_rank = env
+    if not 0 < args.timeout <= MAX_TIMEOUT:  # timedelta holds no more (nor NaN or infinity)
+        raise ValueError(f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {args.timeout}")
     require_format(fmt)  # rank 0 merges into it: refuse a missing writer before any rank scores
     device = resolve_device(args.device)
     if device.type == "cuda" and device.index is None:
@@ -100,7 +105,7 @@ def _open_shard(args: argparse.Namespace, output: Path, rank: int, world: int, d
     if output.exists():
         return None
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
-    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
+    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks, args.max_memory)
     writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume, keep_record=True)
     writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks))
     return runtime, spec, inputs, writer

@@ -42,7 +42,7 @@ from odin_ood.score_family import FIXED_TEMPERATURE, SCORES, score_passes
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
-from odin_ood.commands.loading import apply_flags
+from odin_ood.commands.loading import apply_flags, check_bounds
 from odin_ood.preprocess import Preprocessing, of_model
 from odin_ood.pass_progress import PassProgress
 from odin_ood.shared_search import DEFAULT_SEARCH, SEARCHES, grid_passes, planned_passes
@@ -137,8 +137,10 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     model = model_options.load_model()
     spec = model_preprocessing(model, model_options)
-    id_inputs = Inputs(options.id_inputs, options.data_root)
-    ood_inputs = Inputs(options.ood_inputs, options.data_root) if options.ood_inputs else None
+    check_bounds(spec, model_options.max_memory)
+    budget = model_options.max_memory
+    id_inputs = Inputs(options.id_inputs, options.data_root, max_memory=budget)
+    ood_inputs = Inputs(options.ood_inputs, options.data_root, max_memory=budget) if options.ood_inputs else None
     _check_memory(spec.input_shape, [id_inputs, ood_inputs], options.limit, model_options.max_memory)
     id_images = _select(id_inputs, spec, options, "ID")
     ood_images = _select(ood_inputs, spec, options, "OOD") if ood_inputs is not None else None

@@ -5,9 +5,12 @@ path), a ``.zip`` (its image members, sorted by name, duplicates in archive orde
 file, an IDX file of images (MNIST's format, raw or ``.gz``: unsigned bytes (N, H, W) or
 (N, H, W, C); image i is named ``FILE!i``) or a dataset name known to ``odin_ood.data``
 (``mnist`` or ``mnist:train``; images in the dataset's order). Arguments are concatenated in the
-order given. Only the file listing is held in memory (an IDX file is read whole: its images are
-one array); images are read one at a time, at most ``max_image_bytes`` each (checked from the file's or member's
-declared size before reading, and again while reading: a zip member may lie about its size).
+order given. Only the file listing is held in memory; images are read one at a time, at most
+``max_image_bytes`` each (checked from the file's or member's declared size before reading, and
+again while reading: a zip member may lie about its size). An IDX file's images are read one at a
+time too (:class:`odin_ood.data.idx.IdxItems`: in place, or a ``.gz`` through a temporary file
+of at most ``max_memory`` bytes), its header checked against the file's size first, and each is
+refused (413) when over ``--max-side`` like the same picture in a PNG.
 
 ``source(i)`` names image i (``folder/a/b.png``, ``archive.zip!a/b.png``, ``mnist:test/17``),
 written losslessly in UTF-8 (see :func:`printable`); ``load(i)`` returns its decoded pixels or
@@ -36,11 +39,14 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
+from odin_ood._checks import short
 from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.preprocess import InputError, Preprocessing, decode
+from odin_ood.memory import DEFAULT_MAX_MEMORY
+from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
+LARGEST_IMAGE_BYTES = 1 << 30  # --max-image-bytes at most: read() takes it as a C size
 
 
 def printable(name: str) -> str:
@@ -90,14 +96,15 @@ class _File:
 
 
 class _Idx:
-    """The images of an IDX file (unsigned bytes, (N, H, W) or (N, H, W, C) with C = 1 or 3)."""
+    """The images of an IDX file (unsigned bytes, (N, H, W) or (N, H, W, C) with C = 1 or 3),
+    read one at a time."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        from odin_ood.data.idx import read_idx
+    def __init__(self, path: Path, max_bytes: int, max_memory: int) -> None:
+        from odin_ood.data.idx import IdxItems
 
         label = printable(str(path))
         try:
-            self.images = read_idx(path, max_item_bytes=max_bytes)
+            self.images = IdxItems(path, max_item_bytes=max_bytes, max_bytes=max_memory)
         except ValueError as exc:
             raise ValueError(f"input {exc}") from None
         shape = self.images.shape
@@ -113,7 +120,12 @@ class _Idx:
         return f"{self.prefix}{i}"
 
     def load(self, i: int, spec: Preprocessing) -> np.ndarray:
-        return self.images[i]
+        h, w = self.images.shape[1:3]
+        check_side((w, h), spec, self.name(i))
+        try:
+            return self.images[i]
+        except ValueError as exc:
+            raise InputError(f"{self.name(i)}: {exc}") from None
 
 
 def _read_listed(path: Path, identity: tuple[int, int, bool], max_bytes: int, spec: Preprocessing,
@@ -269,12 +281,13 @@ class Inputs:
     docstring)."""
 
     def __init__(self, arguments: Sequence[str | os.PathLike], data_root: str | None = None,
-                 max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False) -> None:
+                 max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False,
+                 max_memory: int = DEFAULT_MAX_MEMORY) -> None:
         if not arguments:
             raise ValueError("no INPUT given: pass image folders, zips, image or IDX files, or dataset names")
-        if max_image_bytes < 1:
-            raise ValueError(f"--max-image-bytes must be >= 1, got {max_image_bytes}")
-        self.parts = [_part(str(a), data_root, max_image_bytes, follow_symlinks) for a in arguments]
+        if not 1 <= max_image_bytes <= LARGEST_IMAGE_BYTES:
+            raise ValueError(f"--max-image-bytes must lie in [1, {LARGEST_IMAGE_BYTES}], got {short(max_image_bytes)}")
+        self.parts = [_part(str(a), data_root, max_image_bytes, follow_symlinks, max_memory) for a in arguments]
         self.starts = [0]
         for p in self.parts:
             self.starts.append(self.starts[-1] + len(p))
@@ -298,7 +311,7 @@ class Inputs:
         return part.load(j, spec)
 
 
-def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool) -> _Part:
+def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool, max_memory: int) -> _Part:
     from odin_ood.data.idx import is_idx
 
     path = Path(argument)
@@ -309,7 +322,7 @@ def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks:
     elif path.is_file() and _is_image(path.name):
         return _File(path, max_bytes)
     elif path.is_file() and is_idx(path):
-        part = _Idx(path, max_bytes)
+        part = _Idx(path, max_bytes, max_memory)
     else:
         return _dataset(argument, path, data_root)
     if not len(part):

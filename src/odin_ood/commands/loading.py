@@ -8,6 +8,13 @@ The detector file records the whole preprocessing and it is applied as recorded:
 written before the preprocessing was recorded loads as it did: its input size, the model's own
 mean and std (a detector fitted with other statistics is refused), no resizing unless the
 flags ask for it.
+
+Every size the file states is bounded before the model runs on it: input and resize sizes
+against ``--max-side`` and PIL's pixel limit, one image against ``--max-memory``
+(:func:`check_bounds`); the file's ``batch_size`` is clamped to what half of ``--max-memory``
+holds, with a note on stderr (:func:`bounded_batch`: scores then equal those in batches of the
+file's size up to float rounding, each row still bit for bit the library's in batches of the
+clamped size).
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from typing import Any
 
 import torch
 
+from odin_ood import memory
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.options import add_model_arguments as add_options
@@ -52,21 +61,54 @@ def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str
 
 
 def load_detector(options: ModelOptions, detector: str | os.PathLike, device: torch.device | None = None,
-                  optimize: bool = True) -> tuple[Detector, Preprocessing]:
+                  optimize: bool = True, file_batch: bool = True) -> tuple[Detector, Preprocessing]:
     """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked
-    on the weights as loaded) with its preprocessing (:func:`preprocessing_for`) set, and that
-    preprocessing. ``optimize``: score with batch norm folded and channels-last (``Detector.optimize``)."""
+    on the weights as loaded, sizes bounded by ``options.max_memory``) with its preprocessing
+    (:func:`preprocessing_for`, :func:`check_bounds`) set, and that preprocessing. ``optimize``:
+    score with batch norm folded and channels-last (``Detector.optimize``). The batch size is
+    ``options.batch_size``, else with ``file_batch`` the file's, clamped (:func:`bounded_batch`);
+    ``file_batch=False`` leaves it to the caller (serve's ``--max-batch``)."""
     model = options.load_model(device)
-    fitted = Detector.load(os.fspath(detector), model)
+    fitted = Detector.load(os.fspath(detector), model, max_memory=options.max_memory)
     fitted.optimize = optimize
     fitted.normalise = False  # odin_ood.preprocess gives the model's normalised input
-    if options.batch_size is not None:
-        fitted.batch_size = options.batch_size
     preprocessing = preprocessing_for(fitted, options)
+    check_bounds(preprocessing, options.max_memory)
     if tuple(getattr(model, "input_shape", None) or ()) != preprocessing.input_shape:
         probe(model, preprocessing.input_shape, options.model)
     fitted.preprocessing = preprocessing
+    if options.batch_size is not None:
+        fitted.batch_size = options.batch_size
+    elif file_batch:
+        fitted.batch_size = bounded_batch(fitted, preprocessing.input_shape, options.max_memory)
     return fitted, preprocessing
+
+
+def check_bounds(spec: Preprocessing, budget: int) -> None:
+    """Refuse a preprocessing whose input or resize size is over ``spec.max_side``
+    (:meth:`~odin_ood.preprocess.Preprocessing.check_max_side`) or of which one image cannot be
+    scored within ``budget`` bytes (:func:`odin_ood.memory.check_input`)."""
+    spec.check_max_side()
+    memory.check_input(spec.input_shape, budget)
+
+
+def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int) -> int:
+    """``detector.batch_size`` (the file's), or when its working set does not fit in half of
+    ``budget`` the largest batch that does (:func:`odin_ood.memory.batch_limit`), said on stderr.
+    A model the ODIN probe cannot run (no input gradient flows through it: an MSP gate over a
+    model that scores under ``no_grad``) is bounded by its least working set instead."""
+    if detector.batch_size == 1:
+        return 1
+    try:
+        fits = memory.batch_limit(detector.model, shape, budget)
+    except RuntimeError:
+        fits = max(1, budget // memory.least_bytes(shape))
+    if detector.batch_size <= fits:
+        return detector.batch_size
+    print(f"odin-ood: note: the detector's batch_size {detector.batch_size} does not fit in half of --max-memory "
+          f"({memory.readable(budget // 2)}): scoring in batches of {fits} (scores equal to those in batches of "
+          f"{detector.batch_size} up to float rounding; --batch-size or --max-memory sets it)", file=sys.stderr)
+    return fits
 
 
 def preprocessing_for(detector: Detector, options: ModelOptions | None = None) -> Preprocessing:

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from odin_ood._checks import short
 from odin_ood.detector import check_batch_size
-from odin_ood.memory import DEFAULT_MAX_MEMORY, parse_bytes
+from odin_ood.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
 from odin_ood.devices import resolve_device
 from odin_ood.preprocess import RESIZES
 from odin_ood.resampling import INTERPOLATIONS
+
+
+MAX_THREADS = 4096
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,19 @@ class ModelOptions:
             raise ValueError(f"--num-classes must be >= 2, got {self.num_classes}")
         if self.max_memory < 1:
             raise ValueError(f"--max-memory must be >= 1 byte, got {self.max_memory}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"--threads must lie in [1, {MAX_THREADS}], got {short(self.threads)}")
         if self.max_side < 1:
             raise ValueError(f"--max-side must be >= 1, got {self.max_side}")
+        if self.input_shape is not None:  # models.load runs the model on it
+            shown = short(",".join(map(str, self.input_shape)), 40)
+            if len(self.input_shape) != 3 or max(self.input_shape[1:]) > self.max_side:
+                raise ValueError(f"--input-size {shown}: expected C,H,W with H and W at most --max-side "
+                                 f"({self.max_side})")
+            try:
+                check_input(self.input_shape, self.max_memory)
+            except ValueError as exc:
+                raise ValueError(f"--input-size {shown}: {exc}") from None
         if self.min_side is not None and self.min_side < 1:
             raise ValueError(f"--min-side must be >= 1, got {self.min_side}")
 

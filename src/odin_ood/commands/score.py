@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                          "or every process would score everything")
     writer = RowWriter(output, fmt, resume=args.resume)
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
-    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks)
+    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks, args.max_memory)
     writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks))
     tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
                          progress=not args.quiet, max_memory=args.max_memory)

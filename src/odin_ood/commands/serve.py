@@ -20,10 +20,13 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 import sys
 
 from odin_ood import memory
+from odin_ood._checks import short
+from odin_ood.detector import check_batch_size
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
 from odin_ood.commands.options import ModelOptions
 
@@ -84,16 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from odin_ood.serving.app import Limits, create_app
     from odin_ood.serving.protocol import TimedH11Protocol
 
-    for name in ("max_images", "limit_concurrency", "timeout_keep_alive", "h11_max_incomplete_event_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.header_timeout > 0:
-        raise ValueError(f"--header-timeout must be > 0, got {args.header_timeout}")
+    check_flags(args)
     key = resolve_api_key(args.api_key, dict(os.environ), args.no_auth)
     limits = Limits(args.max_body_bytes, args.max_images, args.max_json_bytes, args.body_timeout)
-    if args.max_batch is not None and args.max_batch < 1:
-        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
-    detector, spec = load_detector(ModelOptions.from_args(args), args.detector)
+    detector, spec = load_detector(ModelOptions.from_args(args), args.detector, file_batch=False)
     max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.input_shape, args.max_memory))
     app = create_app(
         detector, spec, limits, api_key=key,
@@ -108,6 +105,24 @@ def run(args: argparse.Namespace) -> int:
                 timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
                 h11_max_incomplete_event_size=args.h11_max_incomplete_event_size)
     return 0
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse, in one line, a serve flag outside the range where the server can run: counts >= 1,
+    a port in [0, 65535], a batch in [1, MAX_BATCH_SIZE], finite times (an infinite
+    ``--max-wait-ms`` would hold every request, and the shutdown, forever)."""
+    for name in ("max_images", "limit_concurrency", "timeout_keep_alive", "h11_max_incomplete_event_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {short(getattr(args, name))}")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must lie in [0, 65535], got {short(args.port)}")
+    if args.max_batch is not None:
+        check_batch_size(args.max_batch, "--max-batch")
+    if not (math.isfinite(args.max_wait_ms) and args.max_wait_ms >= 0):
+        raise ValueError(f"--max-wait-ms must be a finite number >= 0, got {args.max_wait_ms}")
+    for name in ("header_timeout", "body_timeout"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {getattr(args, name)}")
 
 
 def _log_to_stderr(level: str) -> None:
