@@ -3,7 +3,7 @@
 A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``class_name``
 (its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
-and ``error``. An image that cannot be decoded or does not fit the model gets a row with
+and ``error``, then ``label`` for inputs that carry labels (shards, Parquet). An image that cannot be decoded or does not fit the model gets a row with
 ``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the gate
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
@@ -113,6 +113,8 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: S
     for k in range(skip, len(indices)):
         i, p = indices[k], prepared[k]
         row: Row = {"index": i, "source": inputs.source(i)}
+        if inputs.labelled:
+            row["label"] = inputs.label(i)
         if isinstance(p, Tensor):
             row.update({key: values[key][k] for key in values}, error="")
             row["class_name"] = class_name(names, row["predicted_class"])
@@ -142,7 +144,7 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     meter.settle(done)
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for s in range(done - done % b, len(shard), step):
+            for s in range(done - done % b if done < len(shard) else done, len(shard), step):  # a finished shard: none
                 with meter.watching(detector.scoring_model()[0]):  # moves at every pass of every batch
                     rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
                 writer.write(rows)
