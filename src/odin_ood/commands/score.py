@@ -8,7 +8,8 @@ streamed in chunks (``--chunk``, else as many images as half of ``--max-memory``
 decoded, :mod:`odin_ood.memory`) with a progress bar and a throughput line,
 resumable with ``--resume`` (see :mod:`odin_ood.commands.writers`). ``--distributed`` under
 torchrun splits the work across processes (see :mod:`odin_ood.commands.distributed`); this
-module also runs as ``python -m odin_ood.commands.score``.
+module also runs as ``python -m odin_ood.commands.score``. ``--engine ray`` scores on Ray Data
+instead (:mod:`odin_ood.commands.ray_engine`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import os
 import sys
 from pathlib import Path
 
-from odin_ood.commands import distributed
+from odin_ood.commands import distributed, ray_engine
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
 from odin_ood.commands.input_options import InputOptions, add_input_arguments
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.identity import score_identity
+from odin_ood.commands.ray_engine import add_ray_arguments
 from odin_ood.commands.rows import Tally, score_inputs
 from odin_ood.commands.writers import RowWriter, output_format
 
@@ -50,11 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds ranks wait for each other")
     add_input_arguments(parser)
+    add_ray_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.chunk is not None and args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    ray_engine.check_engine_flags(args)
+    if args.engine == "ray":
+        return ray_engine.run(args)
     output = Path(args.output)
     fmt = output_format(output)
     env = distributed.environment()
