@@ -10,15 +10,16 @@ torch thread per worker:
 - ``torchrun``: ``--nproc-per-node 1`` and ``2`` (gloo), ``score --distributed``;
 - ``ray``: ``--engine ray --ray-workers 1`` and ``2`` (a local cluster started by each run).
 
-Each configuration runs twice: on ``--tiny-images`` (``--limit``) and on all images; the tiny
+Each configuration runs twice per round (``--repeats`` rounds, interleaved, medians): on
+``--tiny-images`` (``--limit``) and on all images; the tiny
 run's wall time is the per-run overhead (start-up: processes, rendezvous or cluster, model load,
 listing) and the rate is (images - tiny images) / (difference of the wall times), so start-up
 does not count in images/s. Ratios are against the same engine's 1-worker rate and against
-``single`` on 1 thread, measured in the same run; every output is checked to hold exactly the
-rows of ``single``. Appends a section to RESULTS.md with the load average before and after.
+``single`` on 1 thread, measured in the same run; every output file is checked to be the same,
+byte for byte. Appends a section to RESULTS.md with the load average before and after.
 
-    python benchmarks/bench_scale.py                 # about 10 minutes on a quiet 2-core CPU
-    python benchmarks/bench_scale.py --images 1000   # a quick look
+    python benchmarks/bench_scale.py                             # about 12 minutes on a 2-core CPU
+    python benchmarks/bench_scale.py --images 1000 --repeats 1   # a quick look
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -45,9 +47,10 @@ CONFIGS = [("single", 1, 1), ("single", 1, 2), ("torchrun", 1, 1), ("torchrun", 
 def parser():
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
-    p.add_argument("--images", type=int, default=4000, help="CIFAR-10 JPEG test images (at most 10000)")
+    p.add_argument("--images", type=int, default=3000, help="CIFAR-10 JPEG test images (at most 10000)")
     p.add_argument("--tiny-images", type=int, default=64, help="images of the start-up run (a whole batch)")
     p.add_argument("--chunk", type=int, default=128, help="--chunk of every run (the unit of work a worker takes)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds over the configurations (median)")
     return p
 
 
@@ -111,8 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     device = common.setup(args)
     data_root = Path(args.data_root)
-    load_before = os.getloadavg()
-    rows, outputs = [], {}
+    loads = [os.getloadavg()]
+    runs: dict[str, list[tuple[float, float]]] = {label(c): [] for c in CONFIGS}
+    identical = True
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         root = Path(tmp)
         data = shards(data_root, min(args.images, 10000), root / "shards")
@@ -120,40 +124,53 @@ def main(argv: list[str] | None = None) -> dict:
         base = [str(data), "--detector", str(det), "--model", "resnet20", "--weights",
                 str(data_root / "models" / "resnet20-cifar10.th"), "--chunk", str(args.chunk)]
         n = len(Shards(str(data), 1 << 25))
-        for engine, workers, threads in CONFIGS:
-            label = f"{engine}-{workers}x{threads}"
-            tiny = timed_run(command(engine, workers, threads, [*base, "--limit", str(args.tiny_images)]),
-                             root / f"{label}-tiny.csv", root)
-            whole = timed_run(command(engine, workers, threads, base), root / f"{label}.csv", root)
-            outputs[label] = (root / f"{label}.csv").read_bytes()
-            rate = (n - args.tiny_images) / (whole - tiny) if whole > tiny else None  # None: too few images
-            rows.append({"engine": engine, "workers": workers, "threads_per_worker": threads, "images": n,
-                         "startup_s": round(tiny, 2), "wall_s": round(whole, 2),
-                         "images_per_s": None if rate is None else round(rate, 2)})
-    single = next(r for r in rows if r["engine"] == "single" and r["threads_per_worker"] == 1)["images_per_s"]
+        for r in range(args.repeats):  # configurations interleaved, in a rotated order each round
+            for config in CONFIGS[r % len(CONFIGS):] + CONFIGS[:r % len(CONFIGS)]:
+                tiny = timed_run(command(*config, [*base, "--limit", str(args.tiny_images)]), root / "tiny.csv", root)
+                whole = timed_run(command(*config, base), root / "out.csv", root)
+                runs[label(config)].append((tiny, whole))
+                if not (root / "reference.csv").exists():  # the first output: every other must equal it
+                    (root / "out.csv").rename(root / "reference.csv")
+                else:
+                    identical &= (root / "out.csv").read_bytes() == (root / "reference.csv").read_bytes()
+                    (root / "out.csv").unlink()
+                (root / "tiny.csv").unlink()
+                loads.append(os.getloadavg())
+    rows = []
+    for engine, workers, threads in CONFIGS:
+        tiny = statistics.median(t for t, _ in runs[label((engine, workers, threads))])
+        spans = [w - t for t, w in runs[label((engine, workers, threads))]]
+        rate = statistics.median((n - args.tiny_images) / s for s in spans) if min(spans) > 0 else None  # None: too few
+        rows.append({"engine": engine, "workers": workers, "threads_per_worker": threads, "images": n,
+                     "startup_s": round(tiny, 2), "images_per_s": None if rate is None else round(rate, 2)})
+    single = rows[0]["images_per_s"]
     for r in rows:
-        one = next(o for o in rows if o["engine"] == r["engine"] and o["workers"] == 1
-                   and o["threads_per_worker"] == 1)
+        one = next(o for o in rows if o["engine"] == r["engine"] and o["workers"] == 1 and o["threads_per_worker"] == 1)
         r["x_1_worker"] = _ratio(r["images_per_s"], one["images_per_s"])
         r["x_single"] = _ratio(r["images_per_s"], single)
         r["extra_startup_s"] = round(r["startup_s"] - one["startup_s"], 2)
-        r["rows_identical"] = outputs[f"{r['engine']}-{r['workers']}x{r['threads_per_worker']}"] == outputs["single-1x1"]
-    load_after = os.getloadavg()
-    load = f"load average {' '.join(f'{v:.2f}' for v in load_before)} before, {' '.join(f'{v:.2f}' for v in load_after)} after"
+    load = (f"load average (1 min) {loads[0][0]:.2f} before, {loads[-1][0]:.2f} after, "
+            f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between configurations")
     ctx = common.context(device, ray=_ray_version(), load=load)
-    payload = {"context": ctx, "rows": rows}
+    payload = {"context": ctx, "rows": rows, "runs": runs, "rows_identical": identical}
     common.write_json(args.out, "bench_scale", payload)
     common.append_results(
         args.results, "bench_scale: images/s with 1 and 2 workers, torchrun and Ray Data", ctx, rows,
-        note=(f"ResNet-20, ODIN T = 1000, eps = 0.0014, batch 64, --chunk {args.chunk}, on {n} real CIFAR-10 JPEG "
-              f"test images in 4 WebDataset shards; {load}. images_per_s excludes start-up: (images - "
-              f"{args.tiny_images}) / (wall_s - startup_s), startup_s being the wall time of the same command on "
-              f"{args.tiny_images} images. x_1_worker: over the same engine with 1 worker; x_single: over one "
-              "process on 1 thread; extra_startup_s: start-up over the same engine's 1-worker start-up (the "
-              "per-worker overhead); rows_identical: the output file equals single-1x1's byte for byte."))
+        note=(f"`python benchmarks/bench_scale.py --images {args.images} --repeats {args.repeats}`: ResNet-20, ODIN "
+              f"T = 1000, eps = 0.0014, batch 64, --chunk {args.chunk}, {n} real CIFAR-10 JPEG test images in 4 "
+              f"WebDataset shards, one torch thread per worker; {load}. Medians of {args.repeats} interleaved rounds. "
+              f"images_per_s excludes start-up: (images - {args.tiny_images}) / (wall time - startup_s), startup_s "
+              f"being the wall time of the same command on {args.tiny_images} images (processes, rendezvous or "
+              "cluster, model load, listing). x_1_worker: over the same engine with 1 worker; x_single: over one "
+              "process on 1 thread; extra_startup_s: start-up over the same engine's 1-worker start-up (the cost "
+              f"of a worker). Every output file is the same, byte for byte: {identical}."))
     for r in rows:
         print(r)
     return payload
+
+
+def label(config: tuple[str, int, int]) -> str:
+    return f"{config[0]}-{config[1]}x{config[2]}"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

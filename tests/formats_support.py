@@ -12,18 +12,21 @@ from pathlib import Path
 
 from serving_support import encode, fit_mnist_detector
 
+Items = list[tuple[str, bytes, int]]
 
-def real_images(shared_data: Path, root: Path, digits: int = 30, letters: int = 10) -> tuple[list[tuple[str, bytes, int]], Path]:
+
+def real_images(shared_data: Path, root: Path, digits: int = 30, letters: int = 10) -> tuple[Items, Path]:
     """(key, PNG bytes, label) of ``digits`` MNIST test digits then ``letters`` notMNIST letters
     (labels 0-9 = A-J), and an MNIST detector (batch size 16) fitted under ``root/det``."""
     _, mnist, notmnist = fit_mnist_detector(shared_data, root / "det", batch_size=16)
-    items = [(f"{i:03d}", encode(mnist.images[3000 + i, 0].numpy()), int(mnist.labels[3000 + i])) for i in range(digits)]
+    items = [(f"{i:03d}", encode(mnist.images[3000 + i, 0].numpy()), int(mnist.labels[3000 + i]))
+             for i in range(digits)]
     items += [(f"{digits + i:03d}", encode(notmnist.images[900 + i, 0].numpy()), int(notmnist.labels[900 + i]))
               for i in range(letters)]
     return items, root / "det"
 
 
-def write_folder(folder: Path, items: list[tuple[str, bytes, int]]) -> Path:
+def write_folder(folder: Path, items: Items) -> Path:
     folder.mkdir(parents=True)
     for key, blob, _ in items:
         (folder / f"{key}.png").write_bytes(blob)
@@ -38,7 +41,7 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes, **fields) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_shards(folder: Path, items: list[tuple[str, bytes, int]], per_shard: int = 14) -> list[Path]:
+def write_shards(folder: Path, items: Items, per_shard: int = 14) -> list[Path]:
     """``folder/data-000.tar`` ...: each sample ``key.png`` with its label in ``key.cls``, except
     every third one, whose label is in ``key.json`` (``{"label": y}``) written before the image."""
     folder.mkdir(parents=True)
@@ -56,7 +59,7 @@ def write_shards(folder: Path, items: list[tuple[str, bytes, int]], per_shard: i
     return paths
 
 
-def write_parquet(path: Path, items: list[tuple[str, bytes, int]], struct: bool = True, row_group_size: int = 8) -> Path:
+def write_parquet(path: Path, items: Items, struct: bool = True, row_group_size: int = 8) -> Path:
     """A Parquet file of ``image`` (``{bytes, path}`` structs, or plain bytes) and ``label``."""
     import pyarrow as pa
     import pyarrow.parquet as pq

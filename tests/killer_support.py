@@ -9,7 +9,8 @@ import os
 import signal
 
 import torch
-from position_support import OddRowsMLP, make as make_position_model
+from position_support import OddRowsMLP
+from position_support import make as make_position_model
 
 
 class KillOnceMLP(OddRowsMLP):

@@ -3,8 +3,9 @@ score --engine ray`` writes the very file one process writes (shards, Parquet an
 once; --resume and --limit included), Ray's Parquet/CSV writers hold the same rows, a worker killed
 while scoring is restarted and loses no row, and :class:`RayScorer` in ``Dataset.map_batches``
 gives the single-process rows of encoded images and of arrays, bit for bit, although Ray cuts its
-batches elsewhere (on a model whose rounding depends on the batch position). Marker ``ray``
-(.ci/run runs it with ODIN_OOD_NO_SKIPS=1)."""
+batches elsewhere (on a model whose rounding depends on the batch position). The tests that start
+a cluster are marked ``ray`` (.ci/run runs them with ODIN_OOD_NO_SKIPS=1); the command's refusals
+run in the default suite, with or without ray installed."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from serving_support import SRC
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
 
-pytestmark = pytest.mark.ray
 TESTS = Path(__file__).resolve().parent
 RESULTS = ("predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
 
@@ -56,6 +56,7 @@ def score(det, inputs, output, *extra, model="position_support:make") -> int:
                  "--threads", "1", "--quiet", *extra])
 
 
+@pytest.mark.ray
 def test_engine_ray_writes_the_single_process_file_and_resumes_it(setup, cluster, tmp_path):
     out = tmp_path / "ray.csv"
     assert score(setup["det"], setup["inputs"], out, "--engine", "ray", "--ray-workers", "2", "--chunk", "16") == 0
@@ -70,6 +71,7 @@ def test_engine_ray_writes_the_single_process_file_and_resumes_it(setup, cluster
     assert list(read_rows(first)) == list(read_rows(out))[:23]
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("writer", ["parquet", "csv"])
 def test_rays_own_writers_hold_the_same_rows(setup, cluster, tmp_path, writer):
     import pyarrow.dataset as pads
@@ -85,6 +87,7 @@ def test_rays_own_writers_hold_the_same_rows(setup, cluster, tmp_path, writer):
     assert score(setup["det"], setup["inputs"], out, "--engine", "ray", "--ray-writer", writer) == 2  # exists
 
 
+@pytest.mark.ray
 def test_a_worker_killed_while_scoring_is_restarted_and_loses_no_row(setup, cluster, tmp_path):
     assert not cluster["marker"].exists()
     out = tmp_path / "killed.csv"
@@ -98,6 +101,7 @@ def batches_of(rows: list[dict]) -> dict[int, dict]:
     return {r["index"]: {k: r[k] for k in RESULTS} for r in rows}
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("kind", ["bytes", "arrays"])
 def test_ray_scorer_in_map_batches_gives_the_single_process_rows(setup, cluster, kind):
     from ray.data import ActorPoolStrategy
@@ -113,16 +117,18 @@ def test_ray_scorer_in_map_batches_gives_the_single_process_rows(setup, cluster,
     items = [{"index": i, "image": b, "note": f"n{i}"} for i, b in enumerate(blobs)]
     items.append({"index": len(items), "image": b"broken", "note": "bad"})
     ds = ray.data.from_items(items, override_num_blocks=7)  # blocks of 5-6 rows: Ray's batches cut the model's of 16
-    scored = ds.map_batches(RayScorer, fn_constructor_kwargs={"detector": str(setup["det"]), "model": "position_support:make"},
-                            batch_size=5, compute=ActorPoolStrategy(size=2), num_cpus=1)
+    scored = ds.map_batches(RayScorer, batch_size=5, compute=ActorPoolStrategy(size=2), num_cpus=1,
+                            fn_constructor_kwargs={"detector": str(setup["det"]), "model": "position_support:make"})
     got = scored.take_all()
     assert {r["note"] for r in got} == {f"n{i}" for i in range(len(blobs))} | {"bad"} and "image" not in got[0]
     want = batches_of(list(read_rows(setup["reference"])))
     rows = batches_of(got)
-    assert rows.pop(len(blobs))["error"] == f"index {len(blobs)}: not an image in a format PIL can decode (UnidentifiedImageError)"
+    broken = rows.pop(len(blobs))
+    assert broken["error"] == f"index {len(blobs)}: not an image in a format PIL can decode (UnidentifiedImageError)"
     assert rows == want
 
 
+@pytest.mark.ray
 def test_engine_ray_starts_a_local_cluster_when_none_runs(setup, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "alone.jsonl"
@@ -133,3 +139,15 @@ def test_engine_ray_starts_a_local_cluster_when_none_runs(setup, tmp_path):
                           text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(read_rows(out)) == list(read_rows(setup["reference"]))
+
+
+def test_ray_flags_without_the_ray_engine_and_a_missing_ray_are_one_line(tmp_path, capsys, monkeypatch):
+    base = ["score", str(tmp_path), "--detector", str(tmp_path), "--model", "mnist-mlp", "--output", str(tmp_path / "o.csv")]
+    assert main([*base, "--ray-workers", "2", "--ray-writer", "csv"]) == 2
+    assert "--ray-workers, --ray-writer need --engine ray" in capsys.readouterr().err
+    assert main([*base, "--engine", "ray", "--distributed"]) == 2
+    assert "two engines: pass one" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if odin-ood[ray] were not installed
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    assert main([*base, "--engine", "ray"]) == 2
+    assert "--engine ray needs Ray Data: pip install 'odin-ood[ray]'" in capsys.readouterr().err

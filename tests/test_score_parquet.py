@@ -60,8 +60,9 @@ def test_parquet_scores_like_the_same_images_in_a_folder_with_labels(setup, tmp_
 def test_bad_rows_are_error_rows_and_an_oversized_row_group_is_not_read(setup, tmp_path):
     (_, good, y0), (_, other, y1) = setup["items"][0], setup["items"][1]
     kind = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    small = pa.table({"image": pa.array([{"bytes": good, "path": "a.png"}, None, {"bytes": None, "path": "/etc/passwd"},
-                                         {"bytes": b"broken", "path": None}, {"bytes": other * 40, "path": None}], kind),
+    images = [{"bytes": good, "path": "a.png"}, None, {"bytes": None, "path": "/etc/passwd"},
+              {"bytes": b"broken", "path": None}, {"bytes": other * 40, "path": None}]
+    small = pa.table({"image": pa.array(images, kind),
                       "label": pa.array([y0, None, 2, 3, 4], pa.int64())})
     big = pa.table({"image": pa.array([{"bytes": other, "path": None}] * 200, kind), "label": pa.array([y1] * 200)})
     path = tmp_path / "mixed.parquet"
@@ -75,8 +76,9 @@ def test_bad_rows_are_error_rows_and_an_oversized_row_group_is_not_read(setup, t
     assert len(rows) == 206 and [r["label"] for r in rows[:5]] == [y0, None, 2, 3, 4]
     assert [r["error"] == "" for r in rows] == [True] + [False] * 204 + [True]
     assert rows[0]["score"] == rows[-1]["score"] == setup["reference"][0]["score"]
-    for row, reason in zip(rows[1:6], ["no image (null)", "holds only a path (/etc/passwd), no image bytes",
-                                        "not an image", "over the limit of 10000 bytes per image", "its row group (1) states"]):
+    reasons = ["no image (null)", "holds only a path (/etc/passwd), no image bytes", "not an image",
+               "over the limit of 10000 bytes per image", "its row group (1) states"]
+    for row, reason in zip(rows[1:6], reasons, strict=True):
         assert reason in row["error"] and row["predicted_class"] == -1 and row["is_out_of_distribution"]
     assert all("over a quarter of --max-memory" in r["error"] for r in rows[5:205])
 
@@ -112,4 +114,5 @@ def test_wrong_columns_or_files_are_refused_in_one_line(setup, tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     if case == "labels":
-        assert score(setup["det"], [path], tmp_path / "o.csv", "--label-column", "") == 1  # labels dropped; b"x" is no image
+        # labels dropped; b"x" is no image, so every row is an error row: exit 1, rows written
+        assert score(setup["det"], [path], tmp_path / "o.csv", "--label-column", "") == 1

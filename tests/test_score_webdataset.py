@@ -111,13 +111,15 @@ def test_every_bad_member_sample_or_shard_is_an_error_row_and_the_rest_score(set
         tar.fileobj.write(info.tobuf(tarfile.GNU_FORMAT))  # base-256 size field
     (tmp_path / "more").mkdir()
     (tmp_path / "more" / "e.tar").write_bytes(huge.getvalue()[:1536])
+    (tmp_path / "one.png").write_bytes(good)  # an image file among shards: a row with a null label
     out = tmp_path / "out.jsonl"
-    assert score(setup["det"], [folder, tmp_path / "more" / "{e,f}.tar"], out, "--max-image-bytes", "100000") == 0
+    inputs = [tmp_path / "one.png", folder, tmp_path / "more" / "{e,f}.tar"]
+    assert score(setup["det"], inputs, out, "--max-image-bytes", "100000") == 0
     rows = {r["source"].removeprefix(f"{tmp_path}/").removeprefix("hostile/"): r for r in read_rows(out)}
     errors = {s: r["error"] for s, r in rows.items() if r["error"]}
     assert {s: r["label"] for s, r in rows.items() if not r["error"]} == {
         "a.tar!k0.png": label, "a.tar!../../escape.png": None, "a.tar!/abs/k6.jpg": None, "d.tar!k0.png": label,
-        "more/e.tar!h0.png": None}
+        "more/e.tar!h0.png": None, "one.png": None}
     assert rows["a.tar!k0.png"]["score"] == setup["reference"][0]["score"]
     assert not (tmp_path / "escape.png").exists() and not Path("/abs").exists()
     want = {
@@ -158,7 +160,11 @@ def test_a_header_stating_a_huge_block_is_damage_not_an_allocation(setup, tmp_pa
 def test_each_image_member_is_read_once_by_offset_and_listing_reads_headers_only(setup, tmp_path, monkeypatch):
     reads, listed = [], []
     real_pread, real_read = os.pread, webdataset._Clamped.read
-    monkeypatch.setattr(webdataset.os, "pread", lambda fd, n, at: reads.append((os.fstat(fd).st_ino, at)) or real_pread(fd, n, at))
+    def pread(fd: int, n: int, at: int) -> bytes:
+        reads.append((os.fstat(fd).st_ino, at))
+        return real_pread(fd, n, at)
+
+    monkeypatch.setattr(webdataset.os, "pread", pread)
     monkeypatch.setattr(webdataset._Clamped, "read", lambda self, n=-1: listed.append(n) or real_read(self, n))
     out = tmp_path / "out.csv"
     assert score(setup["det"], [setup["shards"][0].parent], out, "--chunk", "16") == 0

@@ -58,7 +58,8 @@ class InputOptions:
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the formats large image sets come in, and ``--limit``."""
     parser.add_argument("--image-column", default="image",
-                        help="Parquet inputs: the column of encoded images, bytes or {bytes, path} structs (default: image)")
+                        help="Parquet inputs: the column of encoded images, bytes or {bytes, path} structs "
+                             "(default: image)")
     parser.add_argument("--label-column", default="label",
                         help="Parquet inputs: the integer column carried into the rows as label, when present "
                              "(default: label; '' for none)")

@@ -45,7 +45,8 @@ class ParquetImages:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise ValueError(f"input {printable(str(path))}: reading Parquet needs pyarrow: pip install pyarrow") from None
+            raise ValueError(f"input {printable(str(path))}: reading Parquet needs pyarrow: "
+                             "pip install pyarrow") from None
         self.label_text = printable(str(path))
         self.max_bytes, self.column = max_bytes, image_column
         st = os.stat(path)
@@ -55,7 +56,8 @@ class ParquetImages:
             schema = meta.schema.to_arrow_schema()
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for a file that is not Parquet
             self.file.close()
-            raise ValueError(f"input {self.label_text}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"input {self.label_text}: not a readable Parquet file "
+                             f"({type(exc).__name__}: {exc})") from None
         self.struct = _image_type(schema, image_column, self.label_text)
         leaves = [f"{image_column}.bytes", f"{image_column}.path"] if self.struct else [image_column]
         self.parquet = pq.ParquetFile(self.file, read_dictionary=leaves[:1])
@@ -100,9 +102,9 @@ class ParquetImages:
     def _group(self, g: int, label: str) -> Any:
         """Row group g's image column, read once while its rows are scored (under the lock)."""
         if self.group_bytes[g] > self.group_limit:
-            raise InputError(f"{label}: its row group ({g}) states {self.group_bytes[g]} bytes of images, over a quarter "
-                             f"of --max-memory ({self.group_limit} bytes): not read; rewrite the file with smaller row "
-                             "groups (pyarrow.parquet.write_table(..., row_group_size=N))", 413)
+            raise InputError(f"{label}: its row group ({g}) states {self.group_bytes[g]} bytes of images, over a "
+                             f"quarter of --max-memory ({self.group_limit} bytes): not read; rewrite the file with "
+                             "smaller row groups (pyarrow.parquet.write_table(..., row_group_size=N))", 413)
         with self.lock:
             if g not in self.groups:
                 try:
@@ -139,7 +141,8 @@ def _image_type(schema: Any, column: str, label: str) -> bool:
     import pyarrow as pa
 
     if column not in schema.names:
-        raise ValueError(f"input {label}: no column {column!r} (--image-column); its columns are {', '.join(schema.names)}")
+        raise ValueError(f"input {label}: no column {column!r} (--image-column); its columns are "
+                         f"{', '.join(schema.names)}")
     kind = schema.field(column).type
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return False

@@ -24,14 +24,15 @@ RAY_FLAGS = {"ray_address": "--ray-address", "ray_workers": "--ray-workers", "ra
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process (one shard per torchrun process with --distributed); ray: Ray "
-                             "Data actors, scheduled dynamically and retried when one dies (pip install 'odin-ood[ray]')")
+                             "Data actors, scheduled dynamically and retried when one dies "
+                             "(pip install 'odin-ood[ray]')")
     parser.add_argument("--ray-address", default=None,
                         help="a running Ray cluster (default: $RAY_ADDRESS, else a local cluster started for this run)")
     parser.add_argument("--ray-workers", type=int, default=None,
                         help="scoring actors (default: one per CPU of the cluster; one per GPU on CUDA)")
     parser.add_argument("--ray-writer", choices=("parquet", "csv"), default=None,
-                        help="write with Ray Data's writer: --output is a new folder of Parquet or CSV files written by "
-                             "the workers (rows keep their index; not resumable)")
+                        help="write with Ray Data's writer: --output is a new folder of Parquet or CSV files "
+                             "written by the workers (rows keep their index; not resumable)")
 
 
 def check_engine_flags(args: argparse.Namespace) -> None:
@@ -47,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from odin_ood.commands.score import report
 
     try:
-        from odin_ood.scaling.ray_data import RayOptions, score_on_ray
-
         import ray.data  # noqa: F401
+
+        from odin_ood.scaling.ray_data import RayOptions, score_on_ray
     except ImportError:
         raise ValueError("--engine ray needs Ray Data: pip install 'odin-ood[ray]' (or 'ray[data]')") from None
     tally, rows = score_on_ray(ModelOptions.from_args(args), args.detector, InputOptions.from_args(args), args.output,

@@ -29,9 +29,11 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from odin_ood.commands.inputs import Inputs
@@ -90,7 +92,20 @@ class Tally:
                 self.not_finite += 1
 
 
-def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
+class Images(Protocol):
+    """What :func:`score_rows` reads: :class:`~odin_ood.commands.inputs.Inputs`, or the images of
+    one batch of :class:`odin_ood.scaling.RayScorer`."""
+
+    labelled: bool
+
+    def source(self, i: int) -> str: ...
+
+    def label(self, i: int) -> int | None: ...
+
+    def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray: ...
+
+
+def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: Sequence[int],
                pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
     """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
     docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""

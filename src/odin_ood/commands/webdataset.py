@@ -78,7 +78,7 @@ def expand_braces(pattern: str, limit: int = MAX_SHARDS) -> list[str]:
         if count > limit:
             raise ValueError(f"input {printable(pattern)}: names over {limit} shards")
     pieces = _BRACES.split(pattern)[::2]
-    return ["".join(p + c for p, c in zip(pieces, (*combo, ""))) for combo in itertools.product(*groups)]
+    return ["".join(p + c for p, c in zip(pieces, (*combo, ""), strict=True)) for combo in itertools.product(*groups)]
 
 
 def _alternatives(body: str, pattern: str, limit: int) -> list[str]:
@@ -173,7 +173,8 @@ class Shards:
     def _full(self) -> bool:
         return self.limit is not None and len(self.members) >= self.limit
 
-    def _add(self, member: str | None, offset: int = 0, size: int = 0, label: int | None = None, error: str = "") -> None:
+    def _add(self, member: str | None, offset: int = 0, size: int = 0, label: int | None = None,
+             error: str = "") -> None:
         if self._full():
             return
         if error:

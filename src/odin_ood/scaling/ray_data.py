@@ -56,8 +56,9 @@ class RayScorer:
     ``ds.map_batches(RayScorer, fn_constructor_kwargs={"detector": "det/", "model": "mnist-mlp"},
     batch_size=64, compute=ray.data.ActorPoolStrategy(size=2))``.
 
-    ``model``: a model spec (as ``--model``) or :class:`~odin_ood.commands.options.ModelOptions`;
-    ``detector``: the fitted detector's folder or file; ``runtime``: a scoring runtime name. Each
+    ``model``: a model spec (as ``--model``, with ``weights`` as ``--weights``) or
+    :class:`~odin_ood.commands.options.ModelOptions`; ``detector``: the fitted detector's folder or
+    file; ``runtime``: a scoring runtime name. Each
     row's ``image_column`` holds encoded bytes (PNG, JPEG...), a ``{"bytes": ...}`` dict (a
     Hugging Face Parquet image) or a uint8 (H, W[, C]) array; ``index_column`` (optional) its
     position in the single-process order (see the module docstring). Returns the batch without
@@ -65,10 +66,10 @@ class RayScorer:
     ``is_out_of_distribution`` and ``error`` (a row that cannot be scored says why there and is
     out-of-distribution; it never stops the run)."""
 
-    def __init__(self, detector: str | os.PathLike, model: str | ModelOptions, runtime: str = "torch",
-                 image_column: str = "image", index_column: str = "index", max_image_bytes: int = MAX_IMAGE_BYTES,
-                 decode_threads: int = 4) -> None:
-        options = ModelOptions(model=model) if isinstance(model, str) else model
+    def __init__(self, detector: str | os.PathLike, model: str | ModelOptions, weights: str | None = None,
+                 runtime: str = "torch", image_column: str = "image", index_column: str = "index",
+                 max_image_bytes: int = MAX_IMAGE_BYTES, decode_threads: int = 4) -> None:
+        options = ModelOptions(model=model, weights=weights) if isinstance(model, str) else model
         self.runtime, self.spec = load_scorer(options, detector, runtime)
         self.image_column, self.index_column, self.max_image_bytes = image_column, index_column, max_image_bytes
         self.pool = ThreadPoolExecutor(max(1, decode_threads))
@@ -90,9 +91,9 @@ class RayScorer:
         results: list[Row] = [{} for _ in positions]
         for k, slots in groups.items():
             placed = _Placed(images, slots, k * b, self.max_image_bytes, where)
-            for slot, row in zip(range(b), score_rows(self.runtime, self.spec, placed, range(k * b, (k + 1) * b), self.pool)):
-                if slot in slots:
-                    results[slots[slot]] = row
+            rows = score_rows(self.runtime, self.spec, placed, range(k * b, (k + 1) * b), self.pool)
+            for slot, row in slots.items():
+                results[row] = rows[slot]
         out = {c: v for c, v in batch.items() if c != self.image_column}
         for c in RESULTS:
             out[c] = np.array([r[c] for r in results], dtype=object)
@@ -114,6 +115,9 @@ class _Placed:
     def source(self, i: int) -> str:
         return f"{self.where}{i}"
 
+    def label(self, i: int) -> int | None:
+        return None
+
     def load(self, i: int, spec: Preprocessing) -> Any:
         slot = i - self.first
         if slot not in self.slots:
@@ -124,7 +128,8 @@ class _Placed:
             value = value.get("bytes")
         if isinstance(value, (bytes, bytearray, memoryview)):
             if len(value) > self.max_bytes:
-                raise InputError(f"{label}: over the limit of {self.max_bytes} bytes per image: it is {len(value)} bytes", 413)
+                raise InputError(f"{label}: over the limit of {self.max_bytes} bytes per image: "
+                                 f"it is {len(value)} bytes", 413)
             return decode(bytes(value), spec, label)
         if isinstance(value, np.ndarray):
             return value
@@ -140,7 +145,7 @@ class _Units(RayScorer):
                  batch_size: int, decode_threads: int, cwd: str) -> None:
         if os.path.isdir(cwd):
             os.chdir(cwd)
-        super().__init__(detector, model, runtime, decode_threads=decode_threads)
+        super().__init__(detector, model, runtime=runtime, decode_threads=decode_threads)
         if self.runtime.batch_size != batch_size:
             raise RuntimeError(f"this worker's detector scores batches of {self.runtime.batch_size}, the driver's "
                                f"{batch_size}: the same detector and options must load alike everywhere")
@@ -148,7 +153,7 @@ class _Units(RayScorer):
 
     def __call__(self, units: dict[str, Any]) -> Any:  # type: ignore[override]
         rows: list[Row] = []
-        for start, stop, skip in zip(units["start"], units["stop"], units["skip"]):
+        for start, stop, skip in zip(units["start"], units["stop"], units["skip"], strict=True):
             rows += score_rows(self.runtime, self.spec, self.inputs, range(int(start), int(stop)), self.pool, int(skip))
         return row_table(rows, self.columns)
 
@@ -211,10 +216,10 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
     try:
         if units:
             scored = _pipeline(ray, model, detector, runtime, reading, b, decode_threads, units, ray_options)
-            if writer is None:
+            if ray_options.writer is not None:
                 getattr(scored, f"write_{ray_options.writer}")(str(output))
                 tally = _tally_of(output, ray_options.writer)
-            else:
+            elif writer is not None:
                 for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
                     rows = table.to_pylist()
                     writer.write(rows)
@@ -253,6 +258,7 @@ def _tally_of(folder: Path, writer: str) -> Tally:
 
     table = pads.dataset(str(folder), format=writer).to_table(columns=["predicted_class", "error"])
     tally = Tally()
-    tally.add([{"predicted_class": c, "error": e or ""} for c, e in zip(table.column(0).to_pylist(), table.column(1).to_pylist())])
+    classes, errors = table.column(0).to_pylist(), table.column(1).to_pylist()
+    tally.add([{"predicted_class": c, "error": e or ""} for c, e in zip(classes, errors, strict=True)])
     return tally
 
