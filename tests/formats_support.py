@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from serving_support import encode, fit_mnist_detector
@@ -69,3 +70,26 @@ def write_parquet(path: Path, items: Items, struct: bool = True, row_group_size:
     table = pa.table({"image": pa.array(images, kind), "label": pa.array([y for *_, y in items], pa.int64())})
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
+
+
+@contextmanager
+def killed_mid_write(monkeypatch, whole_writes: int, then_rows: int):
+    """``RowWriter.write`` as a run killed while writing: ``whole_writes`` chunks are written,
+    then the first ``then_rows`` rows of the next, then KeyboardInterrupt (a partial output that
+    ends mid-batch, with its identity record, as an interrupted run leaves it)."""
+    from odin_ood.commands import writers
+
+    real, calls = writers.RowWriter.write, []
+
+    def write(self, rows):
+        calls.append(len(rows))
+        if len(calls) > whole_writes:
+            real(self, rows[:then_rows])
+            raise KeyboardInterrupt
+        real(self, rows)
+
+    monkeypatch.setattr(writers.RowWriter, "write", write)
+    try:
+        yield calls
+    finally:
+        monkeypatch.setattr(writers.RowWriter, "write", real)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from formats_support import real_images, write_folder, write_parquet, write_shards
+from formats_support import killed_mid_write, real_images, write_folder, write_parquet, write_shards
 from PIL import Image
 from serving_support import SRC
 
@@ -57,15 +57,20 @@ def score(det, inputs, output, *extra, model="position_support:make") -> int:
 
 
 @pytest.mark.ray
-def test_engine_ray_writes_the_single_process_file_and_resumes_it(setup, cluster, tmp_path):
+def test_engine_ray_writes_the_single_process_file_and_resumes_it(setup, cluster, tmp_path, monkeypatch):
     out = tmp_path / "ray.csv"
     assert score(setup["det"], setup["inputs"], out, "--engine", "ray", "--ray-workers", "2", "--chunk", "16") == 0
     assert out.read_bytes() == setup["reference"].read_bytes()
-    lines = out.read_text().splitlines(keepends=True)
     cut = tmp_path / "cut.csv"
-    cut.with_name("cut.csv.partial").write_text("".join(lines[:20]) + lines[20][:5])  # 19 rows and a torn one
+    with killed_mid_write(monkeypatch, 1, 3), pytest.raises(KeyboardInterrupt):  # 19 rows: mid-batch
+        score(setup["det"], setup["inputs"], cut, "--engine", "ray", "--chunk", "16")
     assert score(setup["det"], setup["inputs"], cut, "--engine", "ray", "--resume", "--chunk", "32") == 0
     assert cut.read_bytes() == out.read_bytes()
+    single = tmp_path / "single.csv"  # one process and Ray record the same identity: either resumes the other
+    with killed_mid_write(monkeypatch, 1, 3), pytest.raises(KeyboardInterrupt):
+        score(setup["det"], setup["inputs"], single, "--chunk", "16")
+    assert score(setup["det"], setup["inputs"], single, "--engine", "ray", "--resume") == 0
+    assert single.read_bytes() == out.read_bytes()
     first = tmp_path / "first.parquet"
     assert score(setup["det"], setup["inputs"], first, "--engine", "ray", "--limit", "23") == 0
     assert list(read_rows(first)) == list(read_rows(out))[:23]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from formats_support import real_images, write_folder, write_parquet
+from formats_support import killed_mid_write, real_images, write_folder, write_parquet
 
 from odin_ood.cli import main
 from odin_ood.commands.parquet_images import ParquetImages
@@ -36,7 +36,7 @@ def scores_only(rows):
 
 
 @pytest.mark.parametrize("struct", [True, False], ids=["hf-struct", "bytes"])
-def test_parquet_scores_like_the_same_images_in_a_folder_with_labels(setup, tmp_path, struct):
+def test_parquet_scores_like_the_same_images_in_a_folder_with_labels(setup, tmp_path, monkeypatch, struct):
     path = write_parquet(tmp_path / "images.parquet", setup["items"], struct=struct, row_group_size=7)
     whole = tmp_path / "whole.csv"
     assert score(setup["det"], [path], whole, "--chunk", "5") == 0
@@ -51,8 +51,8 @@ def test_parquet_scores_like_the_same_images_in_a_folder_with_labels(setup, tmp_
     assert score(setup["det"], [path], first, "--limit", "19") == 0
     assert list(read_rows(first)) == rows[:19]
     cut = tmp_path / "cut.csv"
-    lines = whole.read_text().splitlines(keepends=True)
-    cut.with_name("cut.csv.partial").write_text("".join(lines[:25]))  # 24 rows: mid-batch
+    with killed_mid_write(monkeypatch, 1, 8), pytest.raises(KeyboardInterrupt):  # 24 rows: mid-batch
+        score(setup["det"], [path], cut, "--chunk", "5")
     assert score(setup["det"], [path], cut, "--resume") == 0
     assert cut.read_bytes() == whole.read_bytes()
 

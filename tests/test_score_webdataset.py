@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from formats_support import add_member, real_images, write_folder, write_shards
+from formats_support import add_member, killed_mid_write, real_images, write_folder, write_shards
 
 from odin_ood.cli import main
 from odin_ood.commands import webdataset
@@ -57,7 +57,7 @@ def test_shards_score_like_the_same_images_in_a_folder_with_their_labels(setup, 
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_resume_limit_and_chunk_keep_the_rows_bit_identical(setup, tmp_path, fmt):
+def test_resume_limit_and_chunk_keep_the_rows_bit_identical(setup, tmp_path, monkeypatch, fmt):
     folder = setup["shards"][0].parent
     whole = tmp_path / f"whole.{fmt}"
     assert score(setup["det"], [folder], whole, "--chunk", "5") == 0  # rounded up to batches of 16
@@ -67,14 +67,15 @@ def test_resume_limit_and_chunk_keep_the_rows_bit_identical(setup, tmp_path, fmt
     first = tmp_path / f"first.{fmt}"
     assert score(setup["det"], [folder, "missing.tar"], first, "--limit", "21") == 0  # later inputs are not listed
     assert list(read_rows(first)) == list(read_rows(whole))[:21]
-    if fmt == "csv":  # an interrupted run: 21 rows (mid-batch) and half a row, then --resume
-        cut = tmp_path / "cut.csv"
-        lines = whole.read_text().splitlines(keepends=True)
-        cut.with_name("cut.csv.partial").write_text("".join(lines[:22]) + lines[22][:9])
-        assert score(setup["det"], [folder], cut, "--resume") == 0
+    cut = tmp_path / f"cut.{fmt}"
+    with killed_mid_write(monkeypatch, 1, 5), pytest.raises(KeyboardInterrupt):  # 21 rows: mid-batch
+        score(setup["det"], [folder], cut, "--chunk", "5")
+    assert score(setup["det"], [folder], cut, "--resume", "--chunk", "40") == 0
+    assert list(read_rows(cut)) == list(read_rows(whole))
+    if fmt == "csv":
         assert cut.read_bytes() == whole.read_bytes()
-        assert score(setup["det"], [folder], tmp_path / "cut2.csv") == 0
-        partial = tmp_path / "bad.csv.partial"  # rows of an unlabelled run are not continued
+        lines = whole.read_text().splitlines(keepends=True)
+        partial = tmp_path / "bad.csv.partial"  # the header of an unlabelled run: not continued
         partial.write_text(",".join(lines[0].rstrip("\n").split(",")[:-1]) + "\n")
         assert score(setup["det"], [folder], tmp_path / "bad.csv", "--resume") == 2
 

@@ -39,13 +39,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from odin_ood.commands.identity import score_identity
 from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES
-from odin_ood.commands.loading import load_detector, load_scorer
+from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.rows import Shard, Tally, check_resume, score_rows
 from odin_ood.commands.writers import COLUMNS, Row, RowWriter, output_format, row_table
-from odin_ood.preprocess import InputError, Preprocessing, decode
+from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
 
 RESULTS = COLUMNS[2:]  # what RayScorer adds to each row: predicted_class ... error
 WRITERS = ("parquet", "csv")
@@ -132,6 +133,8 @@ class _Placed:
                                  f"it is {len(value)} bytes", 413)
             return decode(bytes(value), spec, label)
         if isinstance(value, np.ndarray):
+            if value.ndim >= 2:
+                check_side((value.shape[1], value.shape[0]), spec, label)  # as for the same picture in a PNG
             return value
         raise InputError(f"{label}: expected encoded image bytes, a {{bytes, path}} dict or a uint8 array, "
                          f"got {type(value).__name__}")
@@ -188,10 +191,15 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
         raise ValueError("--resume needs odin-ood's writer: Ray's writers (--ray-writer) write a folder at once")
     if ray_options.writer is not None and os.path.lexists(output):
         raise ValueError(f"{output} exists: delete it, or choose another --output folder")
-    writer = None if ray_options.writer else RowWriter(output, output_format(output), resume, reading.columns)
-    fitted, spec = load_detector(model, detector, torch.device("cpu"))
-    b = fitted.batch_size
+    writer = None if ray_options.writer else RowWriter(output, output_format(output), resume, columns=reading.columns)
+    gpus = 1 if model.device.startswith("cuda") or (model.device == "auto" and torch.cuda.is_available()) else 0
+    driver, spec = load_scorer(model, detector, runtime, torch.device("cpu"))  # for its batch size and identity
+    b = driver.batch_size
     inputs = reading.open()
+    if writer is not None:  # the workers' identity: as one process would record it, on their device
+        identity = score_identity(driver, spec, reading.max_image_bytes, reading.follow_symlinks,
+                                  reading.formats_identity())
+        writer.claim({**identity, "device": "cuda" if gpus else "cpu"})
     shard = Shard(len(inputs), b)
     if writer is not None:
         check_resume(writer, inputs, shard)
@@ -215,7 +223,7 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
     start = time.perf_counter()
     try:
         if units:
-            scored = _pipeline(ray, model, detector, runtime, reading, b, decode_threads, units, ray_options)
+            scored = _pipeline(ray, model, detector, runtime, reading, b, decode_threads, units, ray_options, gpus)
             if ray_options.writer is not None:
                 getattr(scored, f"write_{ray_options.writer}")(str(output))
                 tally = _tally_of(output, ray_options.writer)
@@ -238,10 +246,9 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
 
 
 def _pipeline(ray: Any, model: ModelOptions, detector: str | os.PathLike, runtime: str, reading: InputOptions,
-              b: int, decode_threads: int, units: list[dict[str, int]], ray_options: RayOptions) -> Any:
+              b: int, decode_threads: int, units: list[dict[str, int]], ray_options: RayOptions, gpus: int) -> Any:
     """The units as a Ray Dataset (one block each: workers take them as they become free), mapped
-    by a pool of :class:`_Units` actors."""
-    gpus = 1 if model.device.startswith("cuda") or (model.device == "auto" and torch.cuda.is_available()) else 0
+    by a pool of :class:`_Units` actors (one GPU each when ``gpus``, else one CPU)."""
     resources = ray.cluster_resources()
     workers = min(len(units), ray_options.workers or max(1, int(resources.get("GPU" if gpus else "CPU", 1))))
     dataset = ray.data.from_items(units, override_num_blocks=len(units))
