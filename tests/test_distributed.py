@@ -13,6 +13,7 @@ import pytest
 from serving_support import SRC, encode, env, fit_mnist_detector, free_port
 
 from odin_ood.cli import main
+from odin_ood.commands.writers import read_rows
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,59 @@ def test_a_timeout_no_timedelta_holds_is_one_error_line(setup, tmp_path, capsys,
     assert main(["score", "--distributed", *args, "--output", str(tmp_path / "o.csv"), "--timeout", timeout]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--timeout must be a number of seconds in (0, 1e+09]" in err, err
+
+
+FAIL_ON_RANK = """
+import os, sys
+from odin_ood.commands import rows
+real = rows.score_rows
+def failing(*a, **k):
+    if os.environ["RANK"] == os.environ["ODIN_OOD_TEST_FAIL_RANK"]:
+        raise OSError(f"rank {os.environ['RANK']} must not score")
+    return real(*a, **k)
+rows.score_rows = failing
+from odin_ood.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def two_nodes(script: list[str], cwd, fail_rank: str = "none") -> list[subprocess.CompletedProcess]:
+    """Two torchrun agents, one process each, joined as two nodes by a c10d rendezvous on 127.0.0.1."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "odin-ood-two-nodes",
+           "--max-restarts", "0", *script]
+    run_env = dict(env(), PYTHONPATH=f"{SRC}:{TESTS}", ODIN_OOD_TEST_FAIL_RANK=fail_rank)
+    agents = [subprocess.Popen(cmd, env=run_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    done = []
+    for agent in agents:
+        out, err = agent.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(cmd, agent.returncode, out, err))
+    return done
+
+
+def test_two_torchrun_nodes_give_the_single_process_rows_and_a_failed_rank_resumes(setup, tmp_path, monkeypatch):
+    root, args = setup
+    args = [*args, "--model", "position_support:make"]
+    monkeypatch.syspath_prepend(str(TESTS))
+    single = tmp_path / "single.csv"
+    assert main(["score", *args, "--output", str(single)]) == 0
+    script = tmp_path / "fail_on_rank.py"
+    script.write_text(FAIL_ON_RANK)
+    out = tmp_path / "nodes.csv"
+    command = [str(script), "score", "--distributed", "--backend", "gloo", *args, "--output", str(out)]
+    agents = two_nodes(command, tmp_path)
+    assert [a.returncode for a in agents] == [0, 0], agents[0].stderr[-2000:] + agents[1].stderr[-2000:]
+    assert out.read_bytes() == single.read_bytes()
+
+    out.unlink()
+    agents = two_nodes(command, tmp_path, fail_rank="1")  # rank 1 fails before it writes a row
+    stderr = agents[0].stderr + agents[1].stderr
+    assert all(a.returncode != 0 for a in agents) and "rank 1/2 failed: OSError: rank 1 must not score" in stderr
+    assert "nodes.csv was not written" in stderr and not out.exists()
+    kept = tmp_path / "nodes.csv.rank0-of-2.jsonl"  # rank 0's finished shard: batches 0 and 2
+    assert [r["index"] for r in read_rows(kept, "jsonl")] == [*range(16), *range(32, 38)]
+    agents = two_nodes([*command, "--resume"], tmp_path, fail_rank="0")  # rank 0 would fail if it scored again
+    assert [a.returncode for a in agents] == [0, 0], agents[0].stderr[-2000:] + agents[1].stderr[-2000:]
+    assert out.read_bytes() == single.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([single.name, out.name, script.name])

@@ -11,6 +11,7 @@ networks: ``train`` (:mod:`~odin_ood.commands.train`, the recipes of :mod:`odin_
 
 Shared by fit, score and serve: the model options (:mod:`~odin_ood.commands.options`), loading a fitted
 detector and its runtime (:mod:`~odin_ood.commands.loading`) and the input sources: folders, zips, dataset names
-(:mod:`~odin_ood.commands.inputs`). Each command module has ``add_arguments(parser)`` and
+(:mod:`~odin_ood.commands.inputs`), WebDataset shards (:mod:`~odin_ood.commands.webdataset`) and Parquet files
+(:mod:`~odin_ood.commands.parquet_images`). ``score --engine ray`` runs on :mod:`odin_ood.scaling`. Each command module has ``add_arguments(parser)`` and
 ``run(args)``; below them nothing takes an ``argparse.Namespace``.
 """

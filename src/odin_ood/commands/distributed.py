@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from odin_ood import memory
 from odin_ood.commands.loading import load_scorer
-from odin_ood.commands.inputs import Inputs
+from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.identity import record_of, score_identity
 from odin_ood.commands.rows import score_inputs
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
                       f"{output} was not written; finished shards are kept for --resume", file=sys.stderr)
             return 1
         if rank == 0:
-            merge(output, fmt, world, args)
+            merge(output, fmt, world, args, InputOptions.from_args(args).columns)
         return 0
     finally:
         dist.destroy_process_group()
@@ -105,9 +105,11 @@ def _open_shard(args: argparse.Namespace, output: Path, rank: int, world: int, d
     if output.exists():
         return None
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
-    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks, args.max_memory)
-    writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume, keep_record=True)
-    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks))
+    reading = InputOptions.from_args(args)
+    inputs = reading.open()
+    writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume, keep_record=True,
+                       columns=reading.columns)
+    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks, reading.formats_identity()))
     return runtime, spec, inputs, writer
 
 
@@ -121,7 +123,7 @@ def _score_shard(shard, args: argparse.Namespace, rank: int, world: int) -> None
     writer.finish()
 
 
-def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
+def merge(output: Path, fmt: str, world: int, args: argparse.Namespace, columns: tuple[str, ...]) -> None:
     """Interleave the shards into ``output`` in input order (item i is the head of one shard),
     then delete them."""
     if output.exists():
@@ -129,7 +131,7 @@ def merge(output: Path, fmt: str, world: int, args: argparse.Namespace) -> None:
     shards = [shard_path(output, r, world) for r in range(world)]
     streams = [read_rows(s, "jsonl") for s in shards]
     heads = [next(s, None) for s in streams]
-    writer = RowWriter(output, fmt, resume=False)
+    writer = RowWriter(output, fmt, resume=False, columns=columns)
     rows, i = [], 0
     while any(h is not None for h in heads):
         r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)

@@ -30,12 +30,14 @@ MAX_RECORD_BYTES = 1 << 16
 _NOT_OURS = "not odin-ood's identity record: not touched; choose another --output, or move it away"
 
 
-def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, follow_symlinks: bool) -> dict[str, Any]:
+def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, follow_symlinks: bool,
+                   formats: dict[str, Any] | None = None) -> dict[str, Any]:
     """What makes a row what it is: the detector (sha256 of its JSON: score, T, epsilon,
     threshold, ...), the model's weights (:func:`~odin_ood.fingerprint.fingerprint`) and
     computation (:func:`~odin_ood.fingerprint.computation`), the runtime, batch size and device
     type, the preprocessing (``max_side``/``min_side`` included), how inputs are read
-    (``max_image_bytes``, ``follow_symlinks``: which images get an error row) and odin-ood's and
+    (``max_image_bytes``, ``follow_symlinks``: which images get an error row; ``formats``: how
+    shards and Parquet files are read, :meth:`~odin_ood.commands.input_options.InputOptions.formats_identity`) and odin-ood's and
     torch's versions. Not the chunk or the number of workers: rows do not depend on them
     (:mod:`odin_ood.commands.rows`)."""
     detector = runtime.detector
@@ -49,7 +51,7 @@ def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, 
         "batch size": runtime.batch_size,
         "device": model_device(model, torch.device("cpu")).type,
         "preprocessing": {**spec.to_dict(), "max_side": spec.max_side, "min_side": spec.min_side},
-        "reading": {"max_image_bytes": max_image_bytes, "follow_symlinks": follow_symlinks},
+        "reading": {"max_image_bytes": max_image_bytes, "follow_symlinks": follow_symlinks, **(formats or {})},
         "odin-ood": __version__,
         "torch": torch.__version__,
     }

@@ -3,9 +3,12 @@
 An input argument is an image folder (every image file below it, sorted by relative POSIX
 path), a ``.zip`` (its image members, sorted by name, duplicates in archive order), one image
 file, an IDX file of images (MNIST's format, raw or ``.gz``: unsigned bytes (N, H, W) or
-(N, H, W, C); image i is named ``FILE!i``) or a dataset name known to ``odin_ood.data``
+(N, H, W, C); image i is named ``FILE!i``), WebDataset tar shards (a ``.tar``, a folder of them or
+a brace pattern: :mod:`odin_ood.commands.webdataset`), a Parquet file with an image column
+(:mod:`odin_ood.commands.parquet_images`) or a dataset name known to ``odin_ood.data``
 (``mnist`` or ``mnist:train``; images in the dataset's order). Arguments are concatenated in the
-order given. Only the file listing is held in memory; images are read one at a time, at most
+order given; ``limit`` keeps the first images only (arguments after it are not even listed).
+Shards and Parquet files carry a ``label`` per image (``labelled``). Only the file listing is held in memory; images are read one at a time, at most
 ``max_image_bytes`` each (checked from the file's or member's declared size before reading, and
 again while reading: a zip member may lie about its size). An IDX file's images are read one at a
 time too (:class:`odin_ood.data.idx.IdxItems`: in place, or a ``.gz`` through a temporary file
@@ -34,7 +37,7 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -44,6 +47,10 @@ from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
 from odin_ood.memory import DEFAULT_MAX_MEMORY
 from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
+
+if TYPE_CHECKING:
+    from odin_ood.commands.parquet_images import ParquetImages
+    from odin_ood.commands.webdataset import Shards
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 LARGEST_IMAGE_BYTES = 1 << 30  # --max-image-bytes at most: read() takes it as a C size
@@ -273,27 +280,38 @@ class _Dataset:
         return self.dataset.images[i].permute(1, 2, 0).numpy()
 
 
-_Part = Union[_Folder, _Zip, _File, _Idx, _Dataset]
+_Part = Union[_Folder, _Zip, _File, _Idx, _Dataset, "Shards", "ParquetImages"]
 
 
 class Inputs:
-    """The concatenation of input folders, zips, image and IDX files and datasets (see the module
-    docstring)."""
+    """The concatenation of input folders, zips, image and IDX files, shards, Parquet files and
+    datasets (see the module docstring); Parquet's ``image_column``/``label_column`` and row group
+    budget (a quarter of ``max_memory``) are :class:`~odin_ood.commands.parquet_images.ParquetImages`'."""
 
     def __init__(self, arguments: Sequence[str | os.PathLike], data_root: str | None = None,
                  max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False,
-                 max_memory: int = DEFAULT_MAX_MEMORY) -> None:
+                 max_memory: int = DEFAULT_MAX_MEMORY, image_column: str = "image", label_column: str = "label",
+                 limit: int | None = None) -> None:
         if not arguments:
-            raise ValueError("no INPUT given: pass image folders, zips, image or IDX files, or dataset names")
+            raise ValueError("no INPUT given: pass image folders, zips, image or IDX files, shards, Parquet files "
+                             "or dataset names")
         if not 1 <= max_image_bytes <= LARGEST_IMAGE_BYTES:
             raise ValueError(f"--max-image-bytes must lie in [1, {LARGEST_IMAGE_BYTES}], got {short(max_image_bytes)}")
-        self.parts = [_part(str(a), data_root, max_image_bytes, follow_symlinks, max_memory) for a in arguments]
+        if limit is not None and limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {short(limit)}")
+        self.parts: list[_Part] = []
         self.starts = [0]
-        for p in self.parts:
-            self.starts.append(self.starts[-1] + len(p))
+        for a in arguments:
+            if limit is not None and self.starts[-1] >= limit:
+                break
+            self.parts.append(_part(str(a), data_root, max_image_bytes, follow_symlinks, max_memory,
+                                    (image_column, label_column), None if limit is None else limit - self.starts[-1]))
+            self.starts.append(self.starts[-1] + len(self.parts[-1]))
+        self.length = self.starts[-1] if limit is None else min(limit, self.starts[-1])
+        self.labelled = labelled(arguments)
 
     def __len__(self) -> int:
-        return self.starts[-1]
+        return self.length
 
     def _locate(self, i: int) -> tuple[_Part, int]:
         if not 0 <= i < len(self):
@@ -305,23 +323,60 @@ class Inputs:
         part, j = self._locate(i)
         return part.name(j)
 
+    def label(self, i: int) -> int | None:
+        """Image i's label (shards' ``.cls``/``.json``, Parquet's label column), else None."""
+        from odin_ood.commands.parquet_images import ParquetImages
+        from odin_ood.commands.webdataset import Shards
+
+        part, j = self._locate(i)
+        return part.label(j) if isinstance(part, (Shards, ParquetImages)) else None
+
     def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray:
         """The pixels of image i; an unreadable or undecodable image raises ``InputError`` naming it."""
         part, j = self._locate(i)
         return part.load(j, spec)
 
 
-def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool, max_memory: int) -> _Part:
+def kind(argument: str) -> str:
+    """What an input argument names: folder, shards, zip, parquet, file (one image), idx or dataset."""
+    from odin_ood.commands.webdataset import is_pattern, is_shard_folder
     from odin_ood.data.idx import is_idx
 
     path = Path(argument)
     if path.is_dir():
+        return "shards" if is_shard_folder(path) else "folder"
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix in (".zip", ".tar", ".parquet"):
+        return {".zip": "zip", ".tar": "shards", ".parquet": "parquet"}[suffix]
+    if path.is_file() and _is_image(path.name):
+        return "file"
+    if path.is_file() and is_idx(path):
+        return "idx"
+    return "shards" if is_pattern(argument) else "dataset"
+
+
+def labelled(arguments: Sequence[str | os.PathLike]) -> bool:
+    """Whether rows of these inputs have a ``label`` column: some argument is shards or Parquet."""
+    return any(kind(str(a)) in ("shards", "parquet") for a in arguments)
+
+
+def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool, max_memory: int,
+          columns: tuple[str, str], limit: int | None) -> _Part:
+    from odin_ood.commands.parquet_images import ParquetImages
+    from odin_ood.commands.webdataset import Shards
+
+    path, what = Path(argument), kind(argument)
+    if what == "folder":
         part: _Part = _Folder(path, max_bytes, follow_symlinks)
-    elif path.is_file() and path.suffix.lower() == ".zip":
+    elif what == "shards":
+        part = Shards(argument, max_bytes, follow_symlinks, limit)
+    elif what == "zip":
         part = _Zip(path, max_bytes)
-    elif path.is_file() and _is_image(path.name):
+    elif what == "parquet":
+        part = ParquetImages(path, *columns, max_bytes, max_memory, limit)
+    elif what == "file":
         return _File(path, max_bytes)
-    elif path.is_file() and is_idx(path):
+    elif what == "idx":
         part = _Idx(path, max_bytes, max_memory)
     else:
         return _dataset(argument, path, data_root)

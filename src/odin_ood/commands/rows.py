@@ -3,7 +3,7 @@
 A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``class_name``
 (its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
-and ``error``. An image that cannot be decoded or does not fit the model gets a row with
+and ``error``, then ``label`` for inputs that carry labels (shards, Parquet). An image that cannot be decoded or does not fit the model gets a row with
 ``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the gate
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
@@ -29,9 +29,11 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from odin_ood.commands.inputs import Inputs
@@ -90,7 +92,20 @@ class Tally:
                 self.not_finite += 1
 
 
-def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: Sequence[int],
+class Images(Protocol):
+    """What :func:`score_rows` reads: :class:`~odin_ood.commands.inputs.Inputs`, or the images of
+    one batch of :class:`odin_ood.scaling.RayScorer`."""
+
+    labelled: bool
+
+    def source(self, i: int) -> str: ...
+
+    def label(self, i: int) -> int | None: ...
+
+    def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray: ...
+
+
+def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: Sequence[int],
                pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
     """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
     docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""
@@ -113,6 +128,8 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Inputs, indices: S
     for k in range(skip, len(indices)):
         i, p = indices[k], prepared[k]
         row: Row = {"index": i, "source": inputs.source(i)}
+        if inputs.labelled:
+            row["label"] = inputs.label(i)
         if isinstance(p, Tensor):
             row.update({key: values[key][k] for key in values}, error="")
             row["class_name"] = class_name(names, row["predicted_class"])
@@ -142,7 +159,7 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     meter.settle(done)
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for s in range(done - done % b, len(shard), step):
+            for s in range(done - done % b if done < len(shard) else done, len(shard), step):  # a finished shard: none
                 with meter.watching(detector.scoring_model()[0]):  # moves at every pass of every batch
                     rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
                 writer.write(rows)

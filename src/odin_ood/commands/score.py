@@ -3,11 +3,13 @@
     odin-ood score --detector det/ --model mnist-mlp digits/ more.zip mnist --output scores.csv
 
 One row per image (see :mod:`odin_ood.commands.rows`), inputs in a deterministic order (see
-:mod:`odin_ood.commands.inputs`), streamed in chunks (``--chunk``, else as many images as half of ``--max-memory`` holds
+:mod:`odin_ood.commands.inputs`; WebDataset shards and Parquet files add a ``label`` column),
+streamed in chunks (``--chunk``, else as many images as half of ``--max-memory`` holds
 decoded, :mod:`odin_ood.memory`) with a progress bar and a throughput line,
 resumable with ``--resume`` (see :mod:`odin_ood.commands.writers`). ``--distributed`` under
 torchrun splits the work across processes (see :mod:`odin_ood.commands.distributed`); this
-module also runs as ``python -m odin_ood.commands.score``.
+module also runs as ``python -m odin_ood.commands.score``. ``--engine ray`` scores on Ray Data
+instead (:mod:`odin_ood.commands.ray_engine`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,21 @@ import os
 import sys
 from pathlib import Path
 
-from odin_ood.commands import distributed
+from odin_ood.commands import distributed, ray_engine
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
-from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs
+from odin_ood.commands.input_options import InputOptions, add_input_arguments
+from odin_ood.commands.inputs import MAX_IMAGE_BYTES
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.identity import score_identity
+from odin_ood.commands.ray_engine import add_ray_arguments
 from odin_ood.commands.rows import Tally, score_inputs
 from odin_ood.commands.writers import RowWriter, output_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image folder, .zip, image file, IDX file, or dataset name[:split]")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image folder, .zip, image file, IDX file, WebDataset .tar shards (a file, a folder of "
+                             "them or a brace pattern data-{000..009}.tar), .parquet file, or dataset name[:split]")
     parser.add_argument("--output", required=True, help="scores file: .csv, .jsonl or .parquet")
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
@@ -45,23 +51,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("gloo", "nccl"), default=None,
                         help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds ranks wait for each other")
+    add_input_arguments(parser)
+    add_ray_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    output = Path(args.output)
-    fmt = output_format(output)
     if args.chunk is not None and args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    ray_engine.check_engine_flags(args)
+    if args.engine == "ray":
+        return ray_engine.run(args)
+    output = Path(args.output)
+    fmt = output_format(output)
     env = distributed.environment()
     if args.distributed:
         return distributed.run(args, output, fmt)
     if env is not None and env[1] > 1:
         raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
                          "or every process would score everything")
-    writer = RowWriter(output, fmt, resume=args.resume)
+    reading = InputOptions.from_args(args)
+    writer = RowWriter(output, fmt, resume=args.resume, columns=reading.columns)
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
-    inputs = Inputs(args.inputs, args.data_root, args.max_image_bytes, args.follow_symlinks, args.max_memory)
-    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks))
+    inputs = reading.open()
+    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks, reading.formats_identity()))
     tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
                          progress=not args.quiet, max_memory=args.max_memory)
     writer.finish()

@@ -49,6 +49,7 @@ from typing import IO, Any, Iterator
 from odin_ood.commands.identity import differences, read_record, record_of, write_record
 
 COLUMNS = ("index", "source", "predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
+LABELLED = (*COLUMNS, "label")  # inputs that carry labels (WebDataset shards, Parquet): one more column
 FORMATS = ("csv", "jsonl", "parquet")
 _BLOCK = 1 << 20
 
@@ -65,11 +66,12 @@ def output_format(path: str | os.PathLike) -> str:
 
 class RowWriter:
     """Append rows to ``path`` in ``fmt``; ``done`` rows (``last`` the latest) already exist.
-    ``keep_record``: the identity record outlives :meth:`finish` (a shard that is merged later)."""
+    ``keep_record``: the identity record outlives :meth:`finish` (a shard that is merged later).
+    ``columns``: :data:`COLUMNS`, or :data:`LABELLED` for inputs that carry labels."""
 
     def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False,
-                 keep_record: bool = False) -> None:
-        self.path = Path(path)
+                 keep_record: bool = False, columns: tuple[str, ...] = COLUMNS) -> None:
+        self.path, self.columns = Path(path), columns
         self.fmt = fmt or output_format(self.path)
         require_format(self.fmt)
         self.partial = self.path.with_name(self.path.name + (".parts" if self.fmt == "parquet" else ".partial"))
@@ -87,12 +89,12 @@ class RowWriter:
 
     def _existing(self) -> tuple[int, Row | None]:
         if self.path.exists():  # a finished output: nothing left to write
-            return _count_finished(self.path, self.fmt)
+            return _count_finished(self.path, self.fmt, self.columns)
         if not self.partial.exists():
             return 0, None
         if self.fmt == "parquet":
-            return _count_parts(self.partial)
-        done, last, self._repair = _count_lines(self.partial, self.fmt)
+            return _count_parts(self.partial, self.columns)
+        done, last, self._repair = _count_lines(self.partial, self.fmt, self.columns)
         return done, last
 
     def claim(self, identity: dict[str, Any]) -> None:
@@ -127,7 +129,7 @@ class RowWriter:
         if self.fmt == "parquet":
             self._write_part(rows)
         else:
-            self._append(_encode(rows, self.fmt, header=self.done == 0 and not os.path.lexists(self.partial)))
+            self._append(_encode(rows, self.fmt, self.columns, header=self.done == 0 and not os.path.lexists(self.partial)))
         self.done += len(rows)
         self.last = rows[-1]
 
@@ -175,7 +177,7 @@ class RowWriter:
         _refuse_links(self.partial, folder=True)
         target = self.partial / f"rows-{self.done:012d}.parquet"
         with _new_temporary(target) as (f, tmp):
-            pq.write_table(_table(rows), f)
+            pq.write_table(row_table(rows, self.columns), f)
         os.replace(tmp, target)
 
     def finish(self) -> Path:
@@ -185,11 +187,11 @@ class RowWriter:
             return self.path
         self._prepare()
         if self.fmt == "parquet":
-            _join_parts(self.partial, self.path)
+            _join_parts(self.partial, self.path, self.columns)
             shutil.rmtree(self.partial)
         else:
             if not os.path.lexists(self.partial):  # zero rows
-                self._append(_encode([], self.fmt, header=True))
+                self._append(_encode([], self.fmt, self.columns, header=True))
             st = os.lstat(self.partial)
             if not stat.S_ISREG(st.st_mode) or (self.identity is not None and (st.st_dev, st.st_ino) != self.identity):
                 raise ValueError(f"{self.partial} was replaced while scoring: not published; delete it and rerun")
@@ -266,10 +268,10 @@ def _new_temporary(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
         raise
 
 
-def _check_head(path: Path, fmt: str) -> None:
+def _check_head(path: Path, fmt: str, columns: tuple[str, ...]) -> None:
     """A CSV/JSONL file is ours only if it starts with odin-ood's header line (CSV) or first key
     (JSONL); a torn first line must be a prefix of it."""
-    ours = (",".join(COLUMNS) + "\n" if fmt == "csv" else '{"index": ').encode()
+    ours = (",".join(columns) + "\n" if fmt == "csv" else '{"index": ').encode()
     with open(path, "rb") as f:
         head = f.read(len(ours))
     if head != ours[:len(head)]:
@@ -292,19 +294,19 @@ def read_rows(path: str | os.PathLike, fmt: str | None = None) -> Iterator[Row]:
             yield from (_typed_csv(r) for r in csv.DictReader(f))
 
 
-def _encode(rows: list[Row], fmt: str, header: bool) -> str:
+def _encode(rows: list[Row], fmt: str, columns: tuple[str, ...], header: bool) -> str:
     if fmt == "jsonl":
-        return "".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in rows)
+        return "".join(json.dumps(_jsonable(r, columns), allow_nan=False) + "\n" for r in rows)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if header:
-        w.writerow(COLUMNS)
-    w.writerows([[_csv_cell(r[c]) for c in COLUMNS] for r in rows])
+        w.writerow(columns)
+    w.writerows([[_csv_cell(r[c]) for c in columns] for r in rows])
     return buf.getvalue()
 
 
-def _jsonable(row: Row) -> Row:
-    return {c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in ((c, row[c]) for c in COLUMNS)}
+def _jsonable(row: Row, columns: tuple[str, ...]) -> Row:
+    return {c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in ((c, row[c]) for c in columns)}
 
 
 def _csv_cell(v: Any) -> str:
@@ -327,6 +329,7 @@ def _typed_csv(r: dict[str, str]) -> Row:
         "score": float(r["score"]) if r["score"] else None,
         "is_out_of_distribution": r["is_out_of_distribution"] == "true",
         "error": _unescape(r["error"]),
+        **({"label": int(r["label"]) if r["label"] else None} if "label" in r else {}),
     }
 
 
@@ -337,12 +340,13 @@ def _unescape(s: str) -> str:
 _UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
 
 
-def _count_lines(path: Path, fmt: str, finished: bool = False) -> tuple[int, Row | None, int | None]:
+def _count_lines(path: Path, fmt: str, columns: tuple[str, ...],
+                 finished: bool = False) -> tuple[int, Row | None, int | None]:
     """Complete lines of a CSV/JSONL file odin-ood wrote (header excluded), the last row, and
     where a partial file's torn last line starts (-1: not even a whole CSV header; None: not
     torn; a finished file has none: it is not ours). Changes nothing (:meth:`RowWriter.write`
     cuts it); reads blocks, so memory stays bounded for any file size."""
-    _check_head(path, fmt)
+    _check_head(path, fmt, columns)
     lines, end, size = 0, 0, path.stat().st_size
     with open(path, "rb") as f:
         offset = 0
@@ -356,10 +360,10 @@ def _count_lines(path: Path, fmt: str, finished: bool = False) -> tuple[int, Row
         raise ValueError(f"{path}: its last line is incomplete: {_NOT_OURS}")
     rows = lines - (1 if fmt == "csv" and lines else 0)
     cut = -1 if fmt == "csv" and lines == 0 else (end if end < size else None)
-    return rows, (_last_row(path, end, fmt) if rows else None), cut
+    return rows, (_last_row(path, end, fmt, columns) if rows else None), cut
 
 
-def _last_row(path: Path, end: int, fmt: str) -> Row:
+def _last_row(path: Path, end: int, fmt: str, columns: tuple[str, ...]) -> Row:
     with open(path, "rb") as f:
         f.seek(max(0, end - 65536))
         text = f.read(end - f.tell()).decode("utf-8", "replace")
@@ -367,35 +371,37 @@ def _last_row(path: Path, end: int, fmt: str) -> Row:
     try:
         if fmt == "jsonl":
             row = json.loads(line)
-            if list(row) != list(COLUMNS):
+            if list(row) != list(columns):
                 raise KeyError("columns")
             return row
-        return _typed_csv(dict(zip(COLUMNS, next(csv.reader([line])), strict=True)))
+        return _typed_csv(dict(zip(columns, next(csv.reader([line])), strict=True)))
     except (ValueError, KeyError, TypeError, StopIteration):
         raise ValueError(f"{path}: its last line is not an odin-ood row: {_NOT_OURS}") from None
 
 
-def _count_parts(folder: Path) -> tuple[int, Row | None]:
+def _count_parts(folder: Path, columns: tuple[str, ...]) -> tuple[int, Row | None]:
     import pyarrow.parquet as pq
 
     done, last = 0, None  # temporary parts (*.tmp) a killed run left are not counted
     for part in sorted(folder.glob("rows-*.parquet")):
         if int(part.stem.split("-")[1]) != done:
             raise ValueError(f"{folder}: part {part.name} does not continue the {done} rows before it")
-        meta = pq.ParquetFile(part).metadata
-        done += meta.num_rows
+        f = pq.ParquetFile(part)
+        if not f.schema_arrow.equals(row_table([], columns).schema):
+            raise ValueError(f"{part}: not these columns ({', '.join(columns)}): {_NOT_OURS}")
+        done += f.metadata.num_rows
         last = part
     return done, (_last_of(pq.read_table(last)) if last else None)
 
 
-def _count_finished(path: Path, fmt: str) -> tuple[int, Row | None]:
+def _count_finished(path: Path, fmt: str, columns: tuple[str, ...]) -> tuple[int, Row | None]:
     if fmt != "parquet":
-        return _count_lines(path, fmt, finished=True)[:2]
+        return _count_lines(path, fmt, columns, finished=True)[:2]
     import pyarrow.parquet as pq
 
     try:
         f = pq.ParquetFile(path)
-        ours = f.schema_arrow.equals(_table([]).schema)
+        ours = f.schema_arrow.equals(row_table([], columns).schema)
     except Exception:  # pyarrow raises several types for a file that is not Parquet
         ours = False
     if not ours:
@@ -410,22 +416,22 @@ def _last_of(table) -> Row:
     return table.slice(table.num_rows - 1).to_pylist()[0]
 
 
-def _table(rows: list[Row]):
+def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
+    """``rows`` as a pyarrow Table of ``columns`` with odin-ood's column types (non-finite floats null)."""
     import pyarrow as pa
 
-    schema = pa.schema([
-        ("index", pa.int64()), ("source", pa.string()), ("predicted_class", pa.int64()), ("class_name", pa.string()),
-        ("confidence", pa.float64()), ("score", pa.float64()), ("is_out_of_distribution", pa.bool_()),
-        ("error", pa.string()),
-    ])
-    return pa.Table.from_pylist([_jsonable(r) for r in rows], schema=schema)
+    types = {"index": pa.int64(), "source": pa.string(), "predicted_class": pa.int64(), "class_name": pa.string(),
+             "confidence": pa.float64(), "score": pa.float64(), "is_out_of_distribution": pa.bool_(),
+             "error": pa.string(), "label": pa.int64()}
+    schema = pa.schema([(c, types[c]) for c in columns])
+    return pa.Table.from_pylist([_jsonable(r, columns) for r in rows], schema=schema)
 
 
-def _join_parts(folder: Path, target: Path) -> None:
+def _join_parts(folder: Path, target: Path, columns: tuple[str, ...]) -> None:
     import pyarrow.parquet as pq
 
     with _new_temporary(target) as (f, tmp):
-        with pq.ParquetWriter(f, _table([]).schema) as out:
+        with pq.ParquetWriter(f, row_table([], columns).schema) as out:
             for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
                 out.write_table(pq.read_table(part))
     os.replace(tmp, target)
