@@ -1,0 +1,127 @@
+"""Classifiers exported to ONNX by any framework (``onnx:PATH``, ``*.onnx``), made differentiable.
+
+ODIN needs the gradient of the loss with respect to the input, which an ONNX runtime does not
+give; so the graph is converted to a PyTorch module (``torch.fx``) with onnx2torch (an optional
+extra: ``pip install odin-ood[onnx2torch]``), whose operators autograd differentiates like any
+module's. Reading the file runs no code from it (a protobuf message; the operators are onnx2torch's
+own modules). An operator onnx2torch cannot convert is one ``ValueError`` naming every such
+operator and the opset.
+
+The input size is the graph input's (C, H, W) when the file fixes it, the file's metadata
+(``metadata_props``) ``input_shape``, ``input_mean``, ``input_std`` and ``class_names`` (JSON lists,
+e.g. ``[3, 224, 224]``; mean and std of [0, 1] pixels) where present; ``--input-size``,
+``--input-mean`` and ``--input-std`` say it otherwise, or override it. The graph must take a batch
+of any size (a dynamic first dimension; ``torch.onnx.export(..., dynamo=True,
+dynamic_shapes=...)``, tf2onnx's default ``None`` batch): the batch of 3 zeros that
+:func:`odin_ood.models.sources.describe` runs through it says so at load time otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from odin_ood.models.packaged import _first_line
+
+PREFIX = "onnx:"
+SUFFIXES = (".onnx",)
+METADATA_KEYS = ("input_shape", "input_mean", "input_std", "class_names")
+
+
+def split_onnx_spec(spec: str) -> Path | None:
+    """The file of ``onnx:PATH`` or ``PATH.onnx``; None for other specs."""
+    if spec.startswith(PREFIX):
+        if spec == PREFIX:
+            raise ValueError("model spec 'onnx:' names no file: write onnx:PATH")
+        return Path(spec[len(PREFIX):])
+    return Path(spec) if Path(spec).suffix.lower() in SUFFIXES else None
+
+
+def load_onnx(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """(the ONNX classifier in ``path`` as a differentiable module, its metadata: ``input_shape``,
+    ``input_mean``, ``input_std``, ``class_names`` where the file says them)."""
+    onnx, onnx2torch = _import("onnx"), _import("onnx2torch")
+    source = f"{PREFIX}{path}"
+    if not Path(path).is_file():
+        raise ValueError(f"{source}: {str(path)!r} does not exist")
+    try:
+        proto = onnx.load(os.fspath(path))
+    except Exception as exc:  # protobuf's DecodeError, a missing external data file, ...
+        raise ValueError(f"{source}: not an ONNX model onnx can read ({type(exc).__name__}: {_first_line(exc)})") from None
+    if len(_inputs(proto)) != 1:
+        raise ValueError(f"{source}: the graph takes {len(_inputs(proto))} inputs; a classifier takes one image batch")
+    missing = unsupported_operators(proto)
+    if missing:
+        raise ValueError(f"{source}: onnx2torch {getattr(onnx2torch, '__version__', '')} cannot convert operator(s) "
+                         f"{', '.join(missing)}: export with operators it supports, or use another model source")
+    try:
+        module = onnx2torch.convert(proto)
+    except Exception as exc:  # a converter refusing an attribute value, a shape it cannot infer, ...
+        raise ValueError(f"{source}: onnx2torch cannot convert it ({type(exc).__name__}: {_first_line(exc)})") from None
+    return module, {**_graph_shape(proto), **_metadata(proto, source)}
+
+
+def unsupported_operators(proto: Any) -> list[str]:
+    """Each operator of ``proto``'s graph that onnx2torch has no converter for, as ``Type (opset N)``
+    (``domain.Type`` outside the standard domain), in the order they first appear."""
+    from onnx2torch.node_converters.registry import get_converter
+
+    opsets = {o.domain: o.version for o in proto.opset_import}
+    found: list[str] = []
+    for node in proto.graph.node:
+        version = opsets.get(node.domain, opsets.get("", 0))
+        name = f"{node.domain + '.' if node.domain else ''}{node.op_type} (opset {version})"
+        if name in found:
+            continue
+        try:
+            get_converter(domain=node.domain, operation_type=node.op_type, version=version)
+        except NotImplementedError:
+            found.append(name)
+    return found
+
+
+def _graph_shape(proto: Any) -> dict[str, Any]:
+    """``input_shape`` (C, H, W) when the graph's image input fixes all three sizes."""
+    (image,) = _inputs(proto)
+    dims = image.type.tensor_type.shape.dim
+    sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(sizes) == 4 and all(s is not None and s > 0 for s in sizes[1:]):
+        return {"input_shape": tuple(sizes[1:])}
+    return {}
+
+
+def _inputs(proto: Any) -> list[Any]:
+    """The graph's inputs that are not weights (older exporters list the initializers as inputs too)."""
+    initializers = {i.name for i in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in initializers]
+
+
+def _metadata(proto: Any, source: str) -> dict[str, Any]:
+    """``input_shape``, ``input_mean``, ``input_std`` and ``class_names`` from ``metadata_props``."""
+    out: dict[str, Any] = {}
+    for prop in proto.metadata_props:
+        if prop.key not in METADATA_KEYS:
+            continue
+        try:
+            value = json.loads(prop.value)
+        except ValueError:
+            value = None
+        numbers = prop.key != "class_names"
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) if numbers else isinstance(v, str) for v in value):
+            what = "numbers" if numbers else "strings"
+            raise ValueError(f"{source}: metadata {prop.key} must be a JSON list of {what}, got {prop.value[:60]!r}")
+        out[prop.key] = tuple(value)
+    return out
+
+
+def _import(name: str) -> Any:
+    try:
+        return __import__(name)
+    except Exception as exc:  # ImportError, or a build that does not match the installed torch
+        raise ValueError(f"onnx:PATH needs {name}, which does not import here ({type(exc).__name__}: {exc}); "
+                         "pip install odin-ood[onnx2torch]") from None
