@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,29 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         raise ValueError(f"{source}: not an ONNX model onnx can read ({type(exc).__name__}: {_first_line(exc)})") from None
     if len(_inputs(proto)) != 1:
         raise ValueError(f"{source}: the graph takes {len(_inputs(proto))} inputs; a classifier takes one image batch")
+    shared_weights_as_initializers(proto)
     missing = unsupported_operators(proto)
     if missing:
-        raise ValueError(f"{source}: onnx2torch {getattr(onnx2torch, '__version__', '')} cannot convert operator(s) "
-                         f"{', '.join(missing)}: export with operators it supports, or use another model source")
+        raise ValueError(f"{source}: onnx2torch {version('onnx2torch')} cannot convert operator(s) {', '.join(missing)}: "
+                         "export with opset 17 or lower (torch.onnx.export(..., dynamo=False, opset_version=17), "
+                         "tf2onnx --opset 17)")
     try:
         module = onnx2torch.convert(proto)
     except Exception as exc:  # a converter refusing an attribute value, a shape it cannot infer, ...
         raise ValueError(f"{source}: onnx2torch cannot convert it ({type(exc).__name__}: {_first_line(exc)})") from None
     return module, {**_graph_shape(proto), **_metadata(proto, source)}
+
+
+def shared_weights_as_initializers(proto: Any) -> None:
+    """Replace each ``Identity`` node that copies a weight (an initializer) by a copy of that
+    weight under its output's name, in place: torch.onnx's TorchScript exporter shares a weight so,
+    and onnx2torch's converters (Conv's, for one) read their weights from the initializers only."""
+    weights = {i.name: i for i in proto.graph.initializer}
+    for node in [n for n in proto.graph.node if n.op_type == "Identity" and n.input[0] in weights]:
+        copy = proto.graph.initializer.add()
+        copy.CopyFrom(weights[node.input[0]])
+        copy.name = node.output[0]
+        proto.graph.node.remove(node)
 
 
 def unsupported_operators(proto: Any) -> list[str]:
