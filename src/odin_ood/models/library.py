@@ -105,8 +105,8 @@ def torchvision_preprocessing(tv: Any, name: str, enum: str | None = None) -> tu
 def torchvision_arguments(tv: Any, name: str, enum: str) -> dict[str, Any]:
     """The constructor arguments torchvision's builder of ``name`` sets from weights ``enum``
     (``_ovewrite_named_param`` in torchvision/models/*.py): ``num_classes`` for all, the input size
-    of the transformers, ``transform_input`` of the Inception networks (whose auxiliary heads the
-    builder drops again after loading: not built here)."""
+    of the vision transformers, ``transform_input`` of the Inception networks and their auxiliary
+    heads as the builder leaves them (Inception-v3 keeps its, GoogLeNet drops its)."""
     weights = tv.models.get_model_weights(name)[enum]
     arguments: dict[str, Any] = {"num_classes": len(weights.meta["categories"])}
     family = tv.models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
@@ -114,7 +114,9 @@ def torchvision_arguments(tv: Any, name: str, enum: str) -> dict[str, Any]:
         arguments["image_size"] = weights.meta["min_size"][0]
     elif family == "maxvit":
         arguments["input_size"] = weights.meta["min_size"]
-    elif family in ("inception", "googlenet"):
+    elif family == "inception":  # the auxiliary head is kept (unused in eval mode)
+        arguments.update(transform_input=True, aux_logits=True, init_weights=False)
+    elif family == "googlenet":  # the builder drops the auxiliary heads after loading
         arguments.update(transform_input=True, aux_logits=False, init_weights=False)
     return arguments
 

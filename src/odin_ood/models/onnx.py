@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         raise ValueError(f"{source}: onnx2torch {version('onnx2torch')} cannot convert operator(s) {', '.join(missing)}: "
                          "export with opset 17 or lower (torch.onnx.export(..., dynamo=False, opset_version=17), "
                          "tf2onnx --opset 17)")
+    # onnx2torch's Slice indexes with a list, which torch says it will stop accepting (it still does)
+    warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
     try:
         module = onnx2torch.convert(proto)
     except Exception as exc:  # a converter refusing an attribute value, a shape it cannot infer, ...
