@@ -8,6 +8,7 @@ onnx2torch cannot convert is one line naming it. Marker ``libraries`` (.ci/run's
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -108,6 +109,9 @@ KERAS = textwrap.dedent('''
 
 def test_a_keras_network_through_tf2onnx_scores_within_1e4_of_odin_in_tensorflow(cifar_and_tiny, tmp_path):
     """TensorFlow runs in its own process (it and torch in one process fight over threads)."""
+    for package in ("tensorflow", "tf2onnx"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed (requirements-libraries.txt installs it)")
     pixels = cifar_and_tiny.numpy()
     np.save(tmp_path / "x.npy", pixels)
     done = subprocess.run([sys.executable, "-c", KERAS, str(tmp_path / "k.onnx"), str(tmp_path / "x.npy"),

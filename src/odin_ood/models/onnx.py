@@ -25,7 +25,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
 
 from odin_ood.models.packaged import _first_line
 
@@ -65,10 +67,105 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     # onnx2torch's Slice indexes with a list, which torch says it will stop accepting (it still does)
     warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
     try:
-        module = onnx2torch.convert(proto)
+        module = fixed_sizes(onnx2torch.convert(proto))
     except Exception as exc:  # a converter refusing an attribute value, a shape it cannot infer, ...
         raise ValueError(f"{source}: onnx2torch cannot convert it ({type(exc).__name__}: {_first_line(exc)})") from None
     return module, {**_graph_shape(proto), **_metadata(proto, source)}
+
+
+class _Sliced(nn.Module):
+    """onnx2torch's Slice with its starts, ends, axes and steps known: Python slices."""
+
+    def __init__(self, flip_dims: list[int], pos: list[slice], neg: list[Any]) -> None:
+        super().__init__()
+        self.flip_dims, self.pos, self.neg = flip_dims, pos, neg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from onnx2torch.node_converters.slice import _do_slice
+
+        return _do_slice(x, self.flip_dims, self.pos, self.neg)
+
+
+class _Reshaped(nn.Module):
+    """onnx2torch's Reshape to a known shape (ONNX's 0 keeps the input's size there)."""
+
+    def __init__(self, shape: list[int]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)])
+
+
+class _Padded(nn.Module):
+    """onnx2torch's Pad with known pads and value."""
+
+    def __init__(self, pads: list[int], mode: str, value: float) -> None:
+        super().__init__()
+        self.pads, self.mode, self.value = pads, mode, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pads, mode=self.mode, value=self.value)
+
+
+def fixed_sizes(graph: fx.GraphModule) -> fx.GraphModule:
+    """``graph`` (onnx2torch's) with each Slice, Reshape and Pad whose sizes depend on no input
+    (ONNX Constant nodes, or ConstantOfShape, Concat, Cast, ... of them) given those sizes as
+    Python numbers, computed once here. onnx2torch takes them as tensors and reads them while it
+    runs, which eager torch does but a traced graph cannot (``odin-ood export``): with them fixed,
+    the same operations export. Sizes computed from the input's shape stay as they are."""
+    known: dict[fx.Node, Any] = {}
+    for node in graph.graph.nodes:
+        if node.op in ("placeholder", "output") or not all(n in known for n in node.all_input_nodes):
+            continue
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), known.__getitem__)
+        if node.op == "get_attr":
+            known[node] = _attribute(graph, node.target)
+        elif node.op == "call_module":
+            known[node] = graph.get_submodule(node.target)(*args, **kwargs)
+        elif node.op == "call_function":
+            known[node] = node.target(*args, **kwargs)
+        else:  # call_method
+            known[node] = getattr(args[0], node.target)(*args[1:], **kwargs)
+    for node in list(graph.graph.nodes):
+        sizes = node.args[1:]
+        if node.op != "call_module" or node in known or node.kwargs or not all(
+                n in known for n in sizes if isinstance(n, fx.Node)):
+            continue
+        values = [known[n] if isinstance(n, fx.Node) else n for n in sizes]
+        fixed = _fixed(graph.get_submodule(node.target), values)
+        if fixed is not None:
+            graph.add_submodule(node.target, fixed)
+            node.args = node.args[:1]
+    graph.graph.eliminate_dead_code()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
+def _fixed(module: nn.Module, values: list[Any]) -> nn.Module | None:
+    """The static twin of onnx2torch's Slice, Reshape or Pad ``module`` given its size inputs; None for others."""
+    from onnx2torch.node_converters import pad, reshape, slice as onnx_slice
+
+    if isinstance(module, onnx_slice.OnnxSlice):
+        starts, ends, axes, steps = (values + [None] * 4)[:4]
+        flip, pos, neg = onnx_slice._get_slices(starts, ends, axes, steps)
+        ints = [s if not isinstance(s, slice) else slice(*(None if v is None else int(v) for v in (s.start, s.stop, s.step)))
+                for s in (*pos, *neg)]
+        return _Sliced([int(d) for d in flip], ints[:len(pos)], ints[len(pos):])
+    if isinstance(module, reshape.OnnxReshape):
+        return _Reshaped([int(v) for v in values[0].tolist()])
+    if isinstance(module, pad.OnnxPadDynamic):
+        pads = pad._torch_padding_to_mode_format(pad._onnx_padding_to_torch(values[0].tolist()), module.mode)
+        value = values[1] if len(values) > 1 and values[1] is not None else 0.0
+        return _Padded([int(p) for p in pads], module.mode, float(value))
+    return None
+
+
+def _attribute(module: nn.Module, target: str) -> Any:
+    for part in target.split("."):
+        module = getattr(module, part)
+    return module
 
 
 def shared_weights_as_initializers(proto: Any) -> None:
