@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -96,6 +97,24 @@ def test_inputs_equal_the_auto_image_processors_pixel_values(folders, blobs, nam
         want = transformers_pixels(processor, blob)
         worst = max(worst, (normalise(pixels, spec) - want).abs().max().item())
     assert worst <= 1e-6  # float32 rounding: (255 p - 255 m) / (255 s) against (p - m) / s
+
+
+@pytest.mark.parametrize("method, mode", [("bilinear-antialias-torch", "BILINEAR"), ("bicubic-torch", "BICUBIC")])
+def test_torch_filters_equal_torchvisions_resize_of_uint8_tensors(blobs, method, mode):
+    """odin-ood's torch filters are torchvision's ``resize`` of a uint8 image tensor (antialiased),
+    up (32 and 64 px to 224) and down (600x457 to 97x61) alike."""
+    from torchvision.transforms.v2 import functional as tvF
+
+    from odin_ood.resampling import resample
+
+    for label, blob in blobs.items():
+        image = Image.open(io.BytesIO(blob)).convert("RGB")
+        for size in ((224, 224), (97, 61), (image.width + 3, image.height)):
+            ours = torch.from_numpy(np.asarray(resample(image, size, method))).permute(2, 0, 1)
+            tensor = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).contiguous()
+            want = tvF.resize(tensor, [size[1], size[0]], interpolation=getattr(tvF.InterpolationMode, mode),
+                              antialias=True)
+            assert torch.equal(ours, want), (label, size)
 
 
 def test_the_odd_margin_is_cropped_as_transformers_rounds_it_down(folders, blobs):
