@@ -43,7 +43,8 @@ def test_nearest_picks_pixels_and_methods_are_distinguishable():
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            assert not np.array_equal(outs[a], outs[b]), (a, b)
+            if {a, b} != {"bilinear-antialias", "bilinear-antialias-torch"}:  # torch's uint8 kernel is
+                assert not np.array_equal(outs[a], outs[b]), (a, b)  # PIL's, ported: equal at a factor of 2
     with pytest.raises(ValueError, match="method must be one of"):
         resize_images(x, 32, "cubic")
 

@@ -20,7 +20,9 @@ the paper's); ``squash`` resizes the whole image to ``resize_size`` (default the
 aspect ratio not kept, then centre-crops; ``resize-shorter-then-center-crop`` resizes the
 shorter side to ``resize_size`` keeping the aspect ratio (torchvision's rounding:
 ``long = int(resize_size * long / short)``) and centre-crops (torchvision's
-``top = int(round((h - H) / 2))``), which is torchvision's and timm's evaluation transform.
+``top = int(round((h - H) / 2))``), which is torchvision's and timm's evaluation transform;
+``resize-shorter-then-center-crop-floor`` is the same with ``top = (h - H) // 2``, as the
+image processors of Hugging Face transformers crop (:mod:`odin_ood.models.huggingface`).
 Interpolation names are :data:`odin_ood.resampling.INTERPOLATIONS`, the same everywhere.
 
 Images of more than 8 bits are scaled by their mode's range, never clipped: 16-bit grey
@@ -62,6 +64,8 @@ RESIZES = {
     "squash": "resize the whole image to resize_size (aspect ratio not kept), then centre-crop to the input size",
     "resize-shorter-then-center-crop": "resize the shorter side to resize_size keeping the aspect ratio, then "
                                        "centre-crop to the input size (torchvision's and timm's evaluation transform)",
+    "resize-shorter-then-center-crop-floor": "the same, but the crop's offsets are rounded down "
+                                             "(the centre crop of Hugging Face transformers' image processors)",
 }
 CROP_FRACTION = 0.875  # the usual ImageNet evaluation crop, 224 of 256 (timm's DEFAULT_CROP_PCT)
 MAX_SIZE = 65_536
@@ -133,7 +137,7 @@ class Preprocessing:
             return int(size[0]), int(size[1])
         size = math.floor(max(h, w) / CROP_FRACTION) if size is None else size
         if not _is_int(size) or not max(h, w) <= size <= MAX_SIZE:
-            raise ValueError(f"resize_size for resize-shorter-then-center-crop must be an integer in "
+            raise ValueError(f"resize_size for {self.resize} must be an integer in "
                              f"[{max(h, w)}, {MAX_SIZE}] (the shorter side), got {_short(self.resize_size)}")
         _check_pixels(size * size, f"resize_size {size} (the shorter side)")
         return int(size)
@@ -309,7 +313,10 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
     if target != image.size:
         image = resample(image, target, spec.interpolation)
     # resize_size >= the input size (checked at construction): the crop always fits
-    left, top = int(round((target[0] - w) / 2.0)), int(round((target[1] - h) / 2.0))
+    if spec.resize == "resize-shorter-then-center-crop-floor":
+        left, top = (target[0] - w) // 2, (target[1] - h) // 2
+    else:
+        left, top = int(round((target[0] - w) / 2.0)), int(round((target[1] - h) / 2.0))
     return image if (left, top, target) == (0, 0, (w, h)) else image.crop((left, top, left + w, top + h))
 
 

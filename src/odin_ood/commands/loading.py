@@ -143,9 +143,9 @@ def apply_flags(base: Preprocessing, given: dict[str, Any], max_side: int = 4096
 
 def _resize_size(size: tuple[int, ...], resize: str) -> int | tuple[int, int]:
     """``--resize-size`` for ``resize``: one number (the shorter side), or H,W (or one number) for squash."""
-    if resize == "resize-shorter-then-center-crop":
+    if resize.startswith("resize-shorter"):
         if len(size) != 1:
-            raise ValueError(f"--resize-size for resize-shorter-then-center-crop is one number (the shorter side), "
+            raise ValueError(f"--resize-size for {resize} is one number (the shorter side), "
                              f"got {_shown(size)}")
         return size[0]
     if len(size) not in (1, 2):

@@ -105,7 +105,8 @@ class ModelOptions:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options behind :class:`ModelOptions`."""
     parser.add_argument("--model", required=True,
-                        help="zoo name (odin_ood.models.names()), checkpoint file, torchvision:NAME, timm:NAME, "
+                        help="zoo name (odin_ood.models.names()), checkpoint file, torchvision:NAME[:WEIGHTS], "
+                             "timm:NAME, hf:FOLDER (transformers), onnx:PATH or *.onnx, "
                              "torchscript:PATH or *.ts, export:PATH or *.pt2, or package.module:factory "
                              "(TorchScript, .pt2 and factories run code when loaded: trusted files only)")
     parser.add_argument("--weights", default=None,

@@ -66,7 +66,8 @@ def build_library_model(library: str, name: str, num_classes: int | None = None)
         if name not in tv.models.list_models():
             raise ValueError(f"torchvision has no model {name!r} (see torchvision.models.list_models())")
         preprocessing, categories = torchvision_preprocessing(tv, name, enum or None)
-        model = tv.models.get_model(name, weights=None, **kwargs)
+        arguments = torchvision_arguments(tv, name, enum) if enum else {}
+        model = tv.models.get_model(name, weights=None, **{**arguments, **kwargs})
     else:
         timm = _import("timm")
         if not timm.is_model(name):
@@ -99,6 +100,25 @@ def torchvision_preprocessing(tv: Any, name: str, enum: str | None = None) -> tu
     p = Preprocessing((3, crop, crop), "resize-shorter-then-center-crop", _interpolation(t.interpolation.value, name),
                       resize, tuple(t.mean), tuple(t.std))
     return p, list(weights.meta.get("categories") or []) or None
+
+
+def torchvision_arguments(tv: Any, name: str, enum: str) -> dict[str, Any]:
+    """The constructor arguments torchvision's builder of ``name`` sets from weights ``enum``
+    (``_ovewrite_named_param`` in torchvision/models/*.py): ``num_classes`` for all, the input size
+    of the vision transformers, ``transform_input`` of the Inception networks and their auxiliary
+    heads as the builder leaves them (Inception-v3 keeps its, GoogLeNet drops its)."""
+    weights = tv.models.get_model_weights(name)[enum]
+    arguments: dict[str, Any] = {"num_classes": len(weights.meta["categories"])}
+    family = tv.models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
+    if family == "vision_transformer":
+        arguments["image_size"] = weights.meta["min_size"][0]
+    elif family == "maxvit":
+        arguments["input_size"] = weights.meta["min_size"]
+    elif family == "inception":  # the auxiliary head is kept (unused in eval mode)
+        arguments.update(transform_input=True, aux_logits=True, init_weights=False)
+    elif family == "googlenet":  # the builder drops the auxiliary heads after loading
+        arguments.update(transform_input=True, aux_logits=False, init_weights=False)
+    return arguments
 
 
 def timm_preprocessing(timm: Any, model: nn.Module, name: str) -> tuple[Preprocessing, list[str] | None]:

@@ -7,6 +7,8 @@ spec                          what is loaded                                    
 ============================  =====================================================  ============
 ``torchvision:NAME``          torchvision's architecture NAME, ``weights`` file       no (weights)
 ``timm:NAME``                 timm's architecture NAME, ``weights`` file              no (weights)
+``hf:PATH``                   a transformers folder (:mod:`.huggingface`)             no
+``onnx:PATH``, ``*.onnx``     an ONNX graph made a torch module (:mod:`.onnx`)        no
 ``torchscript:PATH``, ``*.ts``  a TorchScript archive                                 **yes**
 ``export:PATH``, ``*.pt2``    a ``torch.export`` program                              **yes**
 an existing file              a checkpoint of a zoo architecture (:mod:`.zoo`)        no
@@ -21,7 +23,9 @@ comes back in eval mode on ``map_location`` with ``input_shape``,
 arguments, else the library's metadata, else the model's own attributes; torchvision and timm
 models also carry ``preprocessing`` (their evaluation transform, a
 :class:`~odin_ood.preprocess.Preprocessing`; :func:`odin_ood.preprocess.of_model` reads any model's)
-and ``class_names`` (the weights' categories, None when unknown or the head has another size). When the input shape is
+and ``class_names`` (the weights' categories, None when unknown or the head has another size);
+``hf:`` models carry their image processor's preprocessing and ``id2label``, ``onnx:`` models
+what the file's metadata says. When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
 input size is a one-line ``ValueError`` at load time, not a failure in the middle of a run.
 """
@@ -34,7 +38,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -42,13 +46,15 @@ from torch import nn
 from odin_ood._checks import named
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
+from odin_ood.models.huggingface import load_huggingface, split_huggingface_spec
 from odin_ood.models.library import build_library_model, split_library_spec
+from odin_ood.models.onnx import load_onnx, split_onnx_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
 
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _PACKAGING_PREFIXES = {"torchscript:": "torchscript", "export:": "export"}
-FORMS = ("a zoo name", "a checkpoint file", "torchvision:NAME", "timm:NAME", "torchscript:PATH (or *.ts)",
-         "export:PATH (or *.pt2)", "package.module:factory")
+FORMS = ("a zoo name", "a checkpoint file", "torchvision:NAME", "timm:NAME", "hf:PATH", "onnx:PATH (or *.onnx)",
+         "torchscript:PATH (or *.ts)", "export:PATH (or *.pt2)", "package.module:factory")
 PROBE_BATCH = 3
 
 
@@ -80,6 +86,7 @@ def load(
     overrides = {"input_shape": input_shape, "input_mean": input_mean, "input_std": input_std}
     library = split_library_spec(text)
     packaging, path = _packaging(text)
+    converted = _converted(text)
     if library is not None:
         if weights is None:
             raise ValueError(f"{text} needs {named('weights=FILE', '--weights FILE')}: odin-ood never downloads weights")
@@ -93,12 +100,12 @@ def load(
             model, metadata = build_library_model(*library, num_classes=found)
         load_strict(model, state, source=f"{str(weights)!r}")
         return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
-    if packaging is not None:
+    if packaging is not None or converted is not None:
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
             raise ValueError(f"{text} carries its own weights: drop "
                              f"{named('weights= and any key mapping', '--weights, --strip-prefix and --rename-key')}")
-        model = load_packaged(path, packaging, map_location)
-        return describe(model, text, map_location, _given(overrides), num_classes)
+        model, metadata = converted() if converted is not None else (load_packaged(path, packaging, map_location), {})
+        return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if Path(text).exists() or text in zoo.names():
         found = packaging_of(Path(text)) if Path(text).is_file() else None
         if found is not None:
@@ -127,6 +134,14 @@ def _packaging(text: str) -> tuple[str | None, Path]:
     if suffix in EXPORT_SUFFIXES:
         return "export", Path(text)
     return None, Path(text)
+
+
+def _converted(text: str) -> Callable[[], tuple[nn.Module, dict[str, Any]]] | None:
+    """The loader of an ``hf:`` folder or an ``onnx:`` graph named by ``text``; None for other specs."""
+    folder, graph = split_huggingface_spec(text), split_onnx_spec(text)
+    if folder is not None:
+        return lambda: load_huggingface(folder)
+    return None if graph is None else lambda: load_onnx(graph)
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:
