@@ -77,6 +77,18 @@ def test_no_softmax_score_lies_below_one_over_k_so_the_bound_is_exact(lenet):
         assert float(odin_scores(lenet, x, t, 0.0014, input_std=lenet.input_std, normalise=False).min()) >= 0.1 - 1e-7
 
 
+def test_a_detector_fitted_on_a_uniform_softmax_loads_although_its_threshold_is_a_float32_step_below_1_over_k(tmp_path):
+    """A uniform softmax over K = 1000 scores float32(1/K); fit puts delta one float32 step below
+    the lowest kept score, 0.00099999993 < 1/K: the file fit wrote must load, with the same delta."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1000))
+    torch.nn.init.zeros_(model[1].weight), torch.nn.init.zeros_(model[1].bias)
+    model.num_classes = 1000
+    x = torch.rand(40, 1, 4, 4)
+    det = Detector(model, temperatures=(1000.0,), epsilons=(0.0,), normalise=False).fit(x, x.flip(0))
+    assert det.threshold_ < 1 / 1000  # the case: fit wrote a delta under 1/K by rounding
+    assert Detector.load(det.save(tmp_path), model).threshold_ == det.threshold_
+
+
 def test_k_comes_from_a_probe_when_the_model_does_not_say(tmp_path):
     class Bare(torch.nn.Module):  # no num_classes attribute: K = 4 from one forward of the file's shape
         def __init__(self):

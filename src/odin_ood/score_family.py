@@ -71,15 +71,24 @@ def check_parameters(score: str, temperature: float, epsilon: float) -> tuple[fl
     return t, e
 
 
+SOFTMAX_ROUNDING = 1e-6
+"""Relative slack below 1/K that :func:`check_threshold` allows for a softmax threshold: float32
+rounding of a softmax near 1/K (about 1.2e-7 relative per step) and the one float32 step below
+a score where ``fit`` puts the threshold; far below what would make a gate keep anything more."""
+
+
 def check_threshold(score: str, threshold: float, num_classes: int | None = None) -> float:
     """delta for the named score: in [1/K, 1] for a softmax score (K classes; [0, 1] when K is
     unknown), since no input scores below 1/K and a lower delta keeps every input; finite for the
-    logit scores (energy, MaxLogit), whose range depends on the model."""
+    logit scores (energy, MaxLogit), whose range depends on the model. The lower end allows
+    float32 rounding (:data:`SOFTMAX_ROUNDING`): a uniform softmax scores float32(1/K), and ``fit``
+    puts delta one float32 step below the lowest kept score, so a fitted delta can sit just
+    under 1/K (0.00099999993 for K = 1000) and must load."""
     if score not in SOFTMAX:
         return check_number(threshold, "threshold", -LOGIT_BOUND, LOGIT_BOUND)
     low = 1.0 / num_classes if num_classes else 0.0
     d = check_number(threshold, "threshold", -math.inf, 1.0)
-    if d < low:
+    if d < low * (1.0 - SOFTMAX_ROUNDING):
         raise ValueError(f"threshold {d!r} is below 1/K = {low:g} for the model's {num_classes} classes: no input "
                          f"scores below 1/K with score {score!r}, so this gate would keep every input")
     return d
