@@ -1,5 +1,5 @@
 """Peak resident memory of ``odin-ood fit`` and ``score`` on ImageNet-sized inputs, with memory
-bounded in bytes (``--max-memory``, default 1 GiB; :mod:`odin_ood.memory`).
+bounded in bytes (``--max-memory``, default 1 GiB; :mod:`odin_ood.scores.memory`).
 
 Each command runs in its own process (1 torch thread, 1 decoding worker) on real images (Tiny
 ImageNet test JPEGs, CIFAR-10 test JPEGs as the OOD side of fit) resized to the model's input;
@@ -64,7 +64,7 @@ def main() -> None:
     if args.tiny:
         args.sizes, args.fit_images, args.score_images = [64], 20, 40
     import timm
-    from odin_ood import memory
+    from odin_ood.scores import memory
     from odin_ood.models import save_safetensors
 
     rows = []

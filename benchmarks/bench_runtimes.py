@@ -3,7 +3,7 @@
 For each network (ResNet-20, DenseNet-BC-100 by default) a detector at the paper's CIFAR
 setting (T = 1000, epsilon = 0.0014, threshold fitted on 128 + 128 other images) scores the same
 ``--images`` real images (half CIFAR-10 lossless, half TinyImageNet (crop)) through
-:func:`odin_ood.serving.engine.fixed_batch_outputs` on every runtime at every batch size; the
+:func:`odin_ood.runtimes.batches.fixed_batch_outputs` on every runtime at every batch size; the
 runtimes take turns within each of ``--repeats`` rounds (after one warm-up pass each), and the
 median round gives images/s. Recorded beside the speed: max |score - eager score|, agreement of
 decisions and classes with eager torch, and the export seconds (0 when the graph was cached).
@@ -29,7 +29,7 @@ from odin_ood import Detector, data, models  # noqa: E402
 from odin_ood.preprocess import Preprocessing, normalise  # noqa: E402
 from odin_ood.runtimes import load_runtime  # noqa: E402
 from odin_ood.runtimes.eager import EagerRuntime  # noqa: E402
-from odin_ood.serving.engine import fixed_batch_outputs  # noqa: E402
+from odin_ood.runtimes.batches import fixed_batch_outputs  # noqa: E402
 
 WEIGHTS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
 PROVIDERS = {"onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],

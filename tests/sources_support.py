@@ -19,7 +19,7 @@ from odin_ood import Detector
 from odin_ood.cli import main
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.writers import read_rows
-from odin_ood.fingerprint import fingerprint
+from odin_ood.detector.fingerprint import fingerprint
 from odin_ood.preprocess import Preprocessing, image_pixels, normalise
 
 CIFAR = "cifar10/cifar10-jpeg-test.zip"

@@ -9,7 +9,7 @@ inside and B fixed (``--batch-size``, default the detector's; pad the last batch
 JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
 (cached) when given ``--runtime onnxruntime`` or ``openvino``.
 
-``--out`` is written as score's outputs are (:func:`odin_ood.commands.writers.replace_file`): a
+``--out`` is written as score's outputs are (:func:`odin_ood._utils.files.replace_file`): a
 new file beside it, created exclusively and fsync'ed, renamed over it; a symbolic link or a
 non-regular file there is refused, and an existing file is replaced only with ``--overwrite``.
 A model that cannot be exported is one error line (:class:`odin_ood.export.ExportError`).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from odin_ood.commands.loading import load_detector
 from odin_ood.commands.options import ModelOptions, add_model_arguments
-from odin_ood.commands.writers import check_output_file, replace_file
+from odin_ood._utils.files import check_output_file, replace_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

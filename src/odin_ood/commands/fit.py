@@ -15,7 +15,7 @@ which source chose the parameters (``tuning_source``). The threshold is set at `
 ``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
 splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
 A run is not resumable: scoring the grid is one pass, rerun it whole. Memory is bounded in bytes
-(:mod:`odin_ood.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
+(:mod:`odin_ood.scores.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
 unless ``--batch-size``; the detector keeps that batch size for ``score``), and since fit holds its
 images decoded, inputs that would take more than the other half are refused before any is read.
 """
@@ -33,21 +33,23 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from odin_ood._checks import NonFiniteScores
-from odin_ood import memory
+from odin_ood._utils.checks import NonFiniteScores
+from odin_ood.scores import memory
 from odin_ood._version import __version__
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.metrics import METRICS, evaluate
-from odin_ood.score_family import FIXED_TEMPERATURE, SCORES, score_passes
+from odin_ood.scores.family import FIXED_TEMPERATURE, SCORES, score_passes
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
 from odin_ood.commands.loading import apply_flags, check_bounds
 from odin_ood.preprocess import Preprocessing, of_model
-from odin_ood.pass_progress import PassProgress
-from odin_ood.shared_search import DEFAULT_SEARCH, SEARCHES, grid_passes, planned_passes
-from odin_ood.tuning import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
-                             PAPER_TEMPERATURES, noise_ood_set)
+from odin_ood._utils.progress import PassProgress
+from odin_ood.tuning.searches import DEFAULT_SEARCH, TUNE_SEARCHES, grid_passes
+from odin_ood.tuning.shared import planned_passes
+from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
+                                  PAPER_TEMPERATURES, noise_ood_set)
+from odin_ood._utils.files import refuse_link, write_file
 
 WITHOUT_OOD = {
     "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
@@ -55,15 +57,17 @@ WITHOUT_OOD = {
                "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
 }
 
+FIT_RECORD = "fit.json"
+
 
 @dataclass(frozen=True)
 class FitOptions:
     """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; without OOD
     inputs ``ood_free`` says what tunes), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
     ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed``,
-    ``score`` (:data:`odin_ood.score_family.SCORES`; ODIN by default) and ``ood_free``
+    ``score`` (:data:`odin_ood.scores.family.SCORES`; ODIN by default) and ``ood_free``
     (:data:`odin_ood.tuning.OOD_FREE`: what tunes when there are no OOD inputs) and ``search``
-    (:data:`odin_ood.shared_search.SEARCHES`: how the grid is searched)."""
+    (:data:`odin_ood.tuning.searches.SEARCHES`: how the grid is searched)."""
 
     id_inputs: tuple[str, ...]
     ood_inputs: tuple[str, ...] = ()
@@ -101,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Gaussian + Uniform noise as the OOD side; id-only = the ID images alone, the epsilon "
                              f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
                              f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)")
-    parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,
+    parser.add_argument("--search", choices=TUNE_SEARCHES, default=DEFAULT_SEARCH,
                         help="how the T x epsilon grid is searched (default shared: one backward shared across "
                              "temperatures, the best cells verified exactly, <= 20 passes per image on the paper's "
                              "grid; grid: the paper's, every cell on every image, 211 passes)")
@@ -116,6 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    for name in (FILENAME, FIT_RECORD):  # before any work: a link or a folder there is refused
+        refuse_link(out / name, command="fit", option="--out")
     if (out / FILENAME).exists() and not args.overwrite:
         raise ValueError(f"{out / FILENAME} exists: choose another --out, or pass --overwrite")
     if args.ood and args.ood_free is not None:
@@ -152,7 +158,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     batch = model_options.batch_size or memory.batch_for(model, spec.input_shape, model_options.max_memory)
     meter = _Meter(model, options.progress)
     detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
+                        score_family=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
                         normalise=False)  # the preprocessing normalised the images
     if ood_tune is not None:
         ood_data = ood_tune.x
@@ -171,7 +177,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
         "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
         "preprocessing": spec.to_dict(),
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
-        "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_name,
+        "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_family,
         "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
         "search": result.search, "passes_per_image": result.passes_per_image,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
@@ -189,7 +195,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     record["histogram_split"] = "tuning" if id_eval is None else "held-out"
     out.mkdir(parents=True, exist_ok=True)
     detector.save(out)
-    (out / "fit.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_file(out / FIT_RECORD, json.dumps(record, indent=1) + "\n", "fit", "--out")
     write_fit_report(out, record, scores)
     return record
 
@@ -208,7 +214,7 @@ def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
 
 def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int | None, budget: int) -> None:
     """Refuse, before reading any image, inputs whose decoded images would take more than half of
-    ``budget`` (fit holds them all: :func:`odin_ood.memory.held_bytes`)."""
+    ``budget`` (fit holds them all: :func:`odin_ood.scores.memory.held_bytes`)."""
     n = sum(len(s) if limit is None else min(limit, len(s)) for s in sides if s is not None)
     need = memory.held_bytes(shape, n)
     if need > budget // 2:
@@ -277,7 +283,7 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
     # unperturbed logits that its score's first forward computes)
     outputs = {}
     for k, x in (("id", id_eval.x), ("ood", x_out)):
-        with meter.stage(f"held-out: {k.upper()}", len(x), score_passes(detector.score_name, detector.epsilon_)):
+        with meter.stage(f"held-out: {k.upper()}", len(x), score_passes(detector.score_family, detector.epsilon_)):
             outputs[k] = detector.outputs(x)
     odin = {k: o["score"].numpy() for k, o in outputs.items()}
     msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
@@ -292,7 +298,7 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
 
 
 class _Meter:
-    """A :class:`odin_ood.pass_progress.PassProgress` bar per stage, watching ``model``."""
+    """A :class:`odin_ood._utils.progress.PassProgress` bar per stage, watching ``model``."""
 
     def __init__(self, model: Any, enabled: bool) -> None:
         self.model, self.enabled = model, enabled

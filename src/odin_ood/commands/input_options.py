@@ -13,7 +13,7 @@ from typing import Any
 
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs, labelled
 from odin_ood.commands.writers import COLUMNS, LABELLED
-from odin_ood.memory import DEFAULT_MAX_MEMORY
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 
 
 @dataclass(frozen=True)

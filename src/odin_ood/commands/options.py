@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from odin_ood._checks import short
+from odin_ood._utils.checks import short
 from odin_ood.detector import check_batch_size
-from odin_ood.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
-from odin_ood.devices import resolve_device
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
+from odin_ood._utils.devices import resolve_device
 from odin_ood.preprocess import RESIZES
-from odin_ood.resampling import INTERPOLATIONS
+from odin_ood.preprocess.resampling import INTERPOLATIONS
 
 
 MAX_THREADS = 4096
@@ -32,10 +32,10 @@ class ModelOptions:
     ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
     per forward (``batch_size``, None = the detector's or 128) and how images are read: ``resize``
     (:data:`odin_ood.preprocess.RESIZES`), ``interpolation``
-    (:data:`odin_ood.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
+    (:data:`odin_ood.preprocess.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
     at ``fit``, the detector's at ``score``/``serve``; ``max_side``; ``min_side`` (None = half the
     model's side); ``num_classes`` (None: the checkpoint's); ``max_memory``: the bytes that images in
-    flight may take (:mod:`odin_ood.memory`)."""
+    flight may take (:mod:`odin_ood.scores.memory`)."""
 
     model: str
     weights: str | None = None

@@ -24,10 +24,10 @@ import math
 import os
 import sys
 
-from odin_ood import memory
-from odin_ood._checks import short
+from odin_ood.scores import memory
+from odin_ood._utils.checks import short
 from odin_ood.detector import check_batch_size
-from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
+from odin_ood.commands.loading import add_detector_arguments, load_detector
 from odin_ood.commands.options import ModelOptions
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
@@ -35,7 +35,7 @@ SERVE_BATCH = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_detector_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     parser.add_argument("--max-batch", type=int, default=None,

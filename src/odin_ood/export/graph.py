@@ -16,7 +16,7 @@ result is independent of its neighbours. Resizing and decoding stay outside: a c
 images already at the model's size, as floats in [0, 1].
 
 :func:`cached_onnx` exports once per :func:`export_key` (the detector's JSON, which holds the
-weights' fingerprint; the model's computation, :func:`odin_ood.fingerprint.computation`;
+weights' fingerprint; the model's computation, :func:`odin_ood.detector.fingerprint.computation`;
 normalisation, input shape, batch size, versions) under ``$ODIN_OOD_CACHE/export``. Each file
 records its key in its metadata and is used only when it parses and holds that key; else it is
 exported again (written to a new temporary file, created exclusively, then renamed over the old
@@ -30,7 +30,6 @@ import importlib.util
 import json
 import os
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -38,14 +37,15 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._version import __version__
-from odin_ood._checks import tracing
+from odin_ood._utils.checks import tracing
 from odin_ood.detector import Detector, gate_outputs
 from odin_ood.export.rules import (ExportError, check_exportable, check_static_shapes, decompositions, export_failure,
                                    quiet_registry, trace_failure)
-from odin_ood.fingerprint import computation
-from odin_ood.score_family import score_outputs
-from odin_ood.scores import model_device
+from odin_ood.detector.fingerprint import computation
+from odin_ood.scores.family import score_outputs
+from odin_ood.scores.passes import model_device
 from odin_ood.preprocess import Preprocessing, normalise
+from odin_ood._utils.files import write_file
 
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
@@ -63,7 +63,7 @@ class Gate(nn.Module):
 
     def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         d = self.detector
-        logits, score = score_outputs(d.model, normalise(pixels, self.spec), d.score_name, d.temperature_,
+        logits, score = score_outputs(d.model, normalise(pixels, self.spec), d.score_family, d.temperature_,
                                       d.epsilon_, d.std_, d.clamp)
         out = gate_outputs(logits, score, d.threshold_)
         return tuple(out[k] for k in OUTPUT_NAMES)
@@ -112,24 +112,13 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: 
             raise export_failure(exc) from exc
     model = program.model_proto
     _finish(model, detector, spec, batch_size, key)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx.tmp")  # O_EXCL
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return write_file(path, model.SerializeToString())
 
 
 def export_key(detector: Detector, spec: Preprocessing, batch_size: int) -> str:
     """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
     threshold, score, normalisation and the weights' fingerprint; the model's computation,
-    :func:`odin_ood.fingerprint.computation`, so that other code with the same weights gets
+    :func:`odin_ood.detector.fingerprint.computation`, so that other code with the same weights gets
     another graph; the input shape and normalisation; the batch size; odin-ood's and torch's
     versions)."""
     from odin_ood.data.cache import cache_key
@@ -141,7 +130,7 @@ def export_key(detector: Detector, spec: Preprocessing, batch_size: int) -> str:
 
 
 def _computation(detector: Detector, spec: Preprocessing) -> str:
-    """:func:`odin_ood.fingerprint.computation` of the detector's model; a model that fails to run
+    """:func:`odin_ood.detector.fingerprint.computation` of the detector's model; a model that fails to run
     is the same one-line :class:`~odin_ood.export.rules.ExportError` that tracing it gives."""
     try:
         return computation(detector.model, spec.input_shape)

@@ -202,7 +202,7 @@ def trace_failure(exc: Exception, gate: nn.Module, model: nn.Module, example: Te
     data-dependent control flow (a Python value read from a traced tensor), else what eager
     scoring of the same batch says (an output that is not one (batch, classes) tensor, an error),
     else the tracer's own first line; each with the line of the model it comes from."""
-    from odin_ood.scores import scoring_mode
+    from odin_ood.scores.passes import scoring_mode
 
     if "_local_scalar_dense" in str(exc):
         return ExportError("the model's forward has data-dependent control flow (a Python value read from a tensor: "

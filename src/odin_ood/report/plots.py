@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from odin_ood._utils.files import write_file
+
 ID_COLOUR = "tab:red"
 
 
@@ -261,6 +263,6 @@ def render_all(results: dict, out: str | Path) -> dict[str, tuple[str, bytes]]:
         if figure_skipped(results, name):
             continue
         data = png_bytes(draw(results))
-        (out / f"{name}.png").write_bytes(data)
+        write_file(out / f"{name}.png", data, "reproduce", "--out")
         pngs[name] = (title, data)
     return pngs

@@ -11,7 +11,7 @@ name               what runs                                                    
 
 Every runtime maps a batch of [0, 1] pixels (N, C, H, W), N a multiple of ``batch_size``, to
 the gate's outputs ``predicted_class``, ``confidence``, ``score``, ``is_out_of_distribution``
-(:func:`odin_ood.serving.engine.fixed_batch_outputs` pads to that; ``fixed_batch`` says whether a
+(:func:`odin_ood.runtimes.batches.fixed_batch_outputs` pads to that; ``fixed_batch`` says whether a
 runtime accepts other sizes). The graph runtimes compute the same function as ``torch`` (the
 same normalisation, T, epsilon and threshold inside the graph) in another float32 rounding: what
 that guarantees is :data:`SCORE_TOLERANCE`. An optional runtime's package is imported only when
@@ -20,6 +20,9 @@ size (:func:`odin_ood.export.cached_onnx`). Before it scores, a graph runtime ru
 batch through eager scoring and the graph (:mod:`odin_ood.runtimes.probe`): a cached graph that
 does not load or disagrees beyond :data:`SCORE_TOLERANCE` is exported afresh, once; a fresh graph
 that still disagrees is refused.
+
+Imports point down: to :mod:`odin_ood.export`, :mod:`odin_ood.detector` and :mod:`odin_ood.preprocess`;
+the serving app and the commands import this.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from torch import Tensor
 
 from odin_ood.detector import Detector
 from odin_ood.preprocess import Preprocessing
-from odin_ood.scores import model_device
+from odin_ood.scores.passes import model_device
 
 SCORE_TOLERANCE = 1e-5
 """How far a graph runtime's score (and confidence) may lie from eager torch's on any image,

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.fingerprint import PROBE_SEED
+from odin_ood.detector.fingerprint import PROBE_SEED
 from odin_ood.preprocess import Preprocessing, normalise
-from odin_ood.scores import at_least_fp32, model_device, scoring_mode
+from odin_ood.scores.passes import at_least_fp32, model_device, scoring_mode
 
 PROBE_IMAGES = 16  # probe images compared with eager scoring (the graph runs a whole batch)
 

@@ -54,7 +54,7 @@ from odin_ood._version import __version__
 from odin_ood.detector import Detector
 from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.batcher import MicroBatcher
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
 from odin_ood.runtimes import load_runtime
 
