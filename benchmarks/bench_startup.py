@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -96,12 +94,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     """Wall seconds of ``cmd``; its output file is removed first (each run writes a fresh one)."""
     if "--output" in cmd:
         Path(cmd[cmd.index("--output") + 1]).unlink(missing_ok=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=1800)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return seconds
+    return common.timed_command(cmd, env, cwd)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -126,20 +119,19 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [{"command": name, "median_s": round(statistics.median(t), 3), "min_s": round(min(t), 3),
              "max_s": round(max(t), 3), "x_import_torch": round(statistics.median(t) / floor, 2)}
             for name, t in runs.items()]
-    load = (f"load average (1 min) {loads[0][0]:.2f} before, {loads[-1][0]:.2f} after, "
-            f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between rounds")
+    load = common.load_summary(loads, "rounds")
     ctx = common.context(device, load=load, batch_size=args.batch_size)
-    payload = {"context": ctx, "rows": rows, "runs": runs}
+    note = (f"`python benchmarks/bench_startup.py --repeats {args.repeats}`: each command a fresh process, 1 thread, "
+            f"medians of {args.repeats} interleaved rounds after a warm-up round (graphs exported then: warm cache); "
+            f"{load}. score: one real CIFAR-10 test image, the ResNet-20 checkpoint file (architecture recognised from "
+            f"its keys), ODIN T = 1000, eps = 0.0014, the detector's batch of {args.batch_size} (the one image "
+            "zero-padded to it: one ODIN pass over a whole batch); --batch-size 1: the same without padding. "
+            "x_import_torch: median over the median of `python -c \"import torch\"` in the same run (target of "
+            "issue 29: <= 1.5 for a one-image score).")
+    common.append_results(args.results, "bench_startup: one-image `odin-ood score` against `import torch`", ctx, rows,
+                          note=note)
+    payload = {"context": ctx, "rows": rows, "runs": runs, "note": note}
     common.write_json(args.out, "bench_startup", payload)
-    common.append_results(
-        args.results, "bench_startup: one-image `odin-ood score` against `import torch`", ctx, rows,
-        note=(f"`python benchmarks/bench_startup.py --repeats {args.repeats}`: each command in a fresh process, "
-              f"1 thread, medians of {args.repeats} interleaved rounds after a warm-up round (graphs exported "
-              f"then: warm cache); {load}. score: one real CIFAR-10 test image, the ResNet-20 checkpoint file "
-              f"(architecture recognised from its keys), ODIN T = 1000, eps = 0.0014, the detector's batch of "
-              f"{args.batch_size} (the one image zero-padded to it: one ODIN pass over a whole batch); "
-              "--batch-size 1: the same without padding. x_import_torch: median over the median of "
-              "`python -c \"import torch\"` in the same run (target of issue 29: <= 1.5 for a one-image score)."))
     for r in rows:
         print(r)
     return payload

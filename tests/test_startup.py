@@ -1,6 +1,6 @@
 """What a command loads, not how long it takes: a one-image ``odin-ood score`` on the torch runtime
 loads none of the compiler (``torch._dynamo``), the exporter, the plots, the server or the
-optional runtimes; a warm exported graph is used without the compiler; ``odin-ood --help`` does
+optional runtimes; a warm exported graph is used without the compiler or ``onnx``; ``odin-ood --help`` does
 not load torch, and ``odin-ood score --help`` no other command. Each command runs in a fresh
 interpreter that writes ``sys.modules`` to a file at exit (speed: benchmarks/bench_startup.py)."""
 

@@ -122,7 +122,7 @@ def load(
     """
     name, weights = _resolve(str(name_or_path), weights)
     state = map_keys(read_state_dict(weights, map_location=map_location), strip_prefixes, rename_keys)
-    recognised = _recognise(state, source=str(weights)) if name is None else None
+    recognised = _recognise(state, source=str(weights)) if name is None else None  # built once, here
     name = recognised.arch if recognised is not None else name
     found = _classes_in(name, state)
     if num_classes is not None and found is not None and num_classes != found:
@@ -130,7 +130,7 @@ def load(
             f"num_classes={num_classes} requested but {str(weights)!r} has a {found}-class classifier: "
             f"pass --num-classes {found} (num_classes={found}) or leave it out"
         )
-    model = recognised or build(name, num_classes if num_classes is not None else found)
+    model = recognised if recognised is not None else build(name, num_classes if num_classes is not None else found)
     load_strict(model, state, source=f"{str(weights)!r}")
     return model.to(map_location).eval()
 
