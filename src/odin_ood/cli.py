@@ -2,9 +2,10 @@
 
 OpenMP defaults are set first, before torch is loaded (:mod:`odin_ood.devices`: a passive wait
 policy, so a busy CPU does not slow multi-threaded scoring several-fold). Each subcommand lives in the module that owns its concept and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up. Command
-modules keep heavy optional imports (FastAPI, matplotlib) inside ``run`` so every command
-works with only the core dependencies installed.
+``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up, importing only
+the module of the command that runs (``odin-ood --help`` loads no torch). Command modules keep
+heavy optional imports (FastAPI, matplotlib) inside ``run`` so every command works with only the
+core dependencies installed, and starts without what it does not use (tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from odin_ood.devices import set_cpu_env_defaults
 
 set_cpu_env_defaults()  # before any command module imports torch (OpenMP reads it once, at load)
 
-from odin_ood._checks import command_line_wording  # noqa: E402
 from odin_ood._version import __version__  # noqa: E402
 
 # name -> (module, one-line help)
@@ -33,7 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command``, only that subcommand gets its arguments, so a run
+    imports the one command module it needs (the others stay listed, with their help lines)."""
     parser = argparse.ArgumentParser(prog="odin-ood", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"odin-ood {__version__}",
                         help="print the version and exit")
@@ -41,16 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if command is None or command == name:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), ""))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    from odin_ood._checks import command_line_wording  # here: it loads torch, which --help does not need
+
     try:
         with command_line_wording():  # errors name --flags, not Python arguments
             return int(importlib.import_module(args._module).run(args) or 0)
