@@ -91,7 +91,7 @@ def test_held_out_metrics_are_those_of_the_unseen_images(mnist_run, datasets):
 def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
     out, record = mnist_run
     with Image.open(out / "fit_report.png") as im:
-        assert im.format == "PNG" and im.size == (1260, 432)
+        assert im.format == "PNG" and im.size == (1260, 450)
     page = (out / "fit_report.html").read_text()
     grid = np.array(record["grid"]["fpr_at_95_tpr"], dtype=float)  # null: a cell the shared search did not score
     i, j = np.unravel_index(np.nanargmin(grid), grid.shape)  # first minimum in grid order, as tuning picks
@@ -107,6 +107,32 @@ def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
             assert float(value) == round(100 * record["heldout"][method][m], 2)
     assert f"T = {record['temperature']:g}" in page and f"{record['threshold']:.9g}" in page
     assert "<script" not in page and not re.search(r'(src|href)="(?!data:)', page)  # self-contained
+
+
+def test_fit_report_picture_reads_well_and_its_page_fits_1400_px(mnist_run, datasets, tmp_path):
+    """The report's figure, drawn from fit.json and the held-out scores, has few readable ticks, a
+    labelled threshold, outlined histograms and an unclipped title (tests/figure_support.py); its
+    page, with the paper's 10 x 21 grid as a table, is no wider than a 1400-px window."""
+    import matplotlib.pyplot as plt
+    from figure_support import faults, rendered_widths
+
+    from odin_ood.report.fit_report import fit_figure
+    from odin_ood.report.style import finish
+
+    out, record = mnist_run
+    mnist, notmnist = datasets
+    det = Detector.load(out, models.load("mnist-mlp"))
+    held = record["heldout"]
+    scores = {"id": det.score(pixels(mnist.images, held["id"]["sources"])).numpy(),
+              "ood": det.score(pixels(notmnist.images, held["ood"]["sources"])).numpy()}
+    fig = finish(fit_figure(record, scores))
+    assert faults(fig) == []
+    heatmap = fig.axes[0]
+    assert len(heatmap.get_xticklabels()) <= 6 and len(record["grid"]["epsilons"]) == 21
+    plt.close(fig)
+    assert len(record["grid"]["temperatures"]) == 10
+    width = rendered_widths(out / "fit_report.html", tmp_path)
+    assert width["page"] <= 1400 and max(width["tables"]) <= width["body"], width
 
 
 def write_pngs(folder, images, names=None):
@@ -288,7 +314,7 @@ def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(da
     assert [float(v) for _, v in cells] == pytest.approx(means, rel=1e-6)
     assert [k for k, (c, _) in enumerate(cells) if c] == [int(np.argmax(means))]
     with Image.open(out / "fit_report.png") as im:
-        assert im.format == "PNG" and im.size == (1260, 432)
+        assert im.format == "PNG" and im.size == (1260, 450)
     # without a held-out split there are no OOD scores to draw: the report still renders
     assert fit(tmp_path / "all", "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet", "--ood-free",
                "id-only", "--epsilons", "0,0.002") == 0
