@@ -81,10 +81,12 @@ def faults(fig: Figure) -> list[str]:
         for line in ax.get_lines():
             if _is_reference(ax, line) and line.get_label() not in legend_labels:
                 found.append(f"{name}: a reference line ({line.get_label()!r}) has no legend entry")
-        data = [line for line in ax.get_lines() if not _is_reference(ax, line) and line.get_linestyle() not in ("None", "")]
+        data = [line for line in ax.get_lines()
+                if not _is_reference(ax, line) and line.get_linestyle() not in ("None", "")]
         for i, under in enumerate(data):
             for over in data[i + 1:]:
-                if over.get_linestyle() == "-" and over.get_linewidth() >= under.get_linewidth() and over.get_zorder() >= under.get_zorder():
+                if (over.get_linestyle() == "-" and over.get_linewidth() >= under.get_linewidth()
+                        and over.get_zorder() >= under.get_zorder()):
                     found.append(f"{name}: solid curve {over.get_label()!r} can hide {under.get_label()!r}")
         for bars in ax.containers:
             if _opaque_histogram(bars):
@@ -103,15 +105,16 @@ def _opaque_histogram(container) -> bool:
     if not isinstance(container, BarContainer) or len(container.patches) < 2:
         return False
     bars = container.patches
-    touching = all(abs(a.get_x() + a.get_width() - b.get_x()) <= 1e-9 * max(1.0, abs(b.get_x())) for a, b in zip(bars, bars[1:]))
+    touching = all(abs(a.get_x() + a.get_width() - b.get_x()) <= 1e-9 * max(1.0, abs(b.get_x()))
+                   for a, b in zip(bars, bars[1:]))
     return touching and any(p.get_fill() and p.get_facecolor()[3] >= 1 for p in bars)
 
 
 CHROMIUM = "/usr/bin/chromium"
 _MEASURE = ("<script>const b = document.body.getBoundingClientRect(), pad = parseFloat(getComputedStyle(document.body)"
             ".paddingRight); document.body.setAttribute('data-measured', JSON.stringify({page: "
-            "document.documentElement.scrollWidth, body: Math.floor(b.right - pad), tables: [...document.querySelectorAll"
-            "('table')].map(e => Math.ceil(e.getBoundingClientRect().right))}))</script>")
+            "document.documentElement.scrollWidth, body: Math.floor(b.right - pad), tables: "
+            "[...document.querySelectorAll('table')].map(e => Math.ceil(e.getBoundingClientRect().right))}))</script>")
 
 
 def rendered_widths(page: Path, tmp_path: Path, window: int = 1400) -> dict:

@@ -56,6 +56,7 @@ def test_cli_fit_reproduces_python_detector_fit_exactly(mnist_run, datasets):
     saved = json.loads((out / "detector.json").read_text())
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert saved["model_fingerprint"] == det.model_fingerprint_ and saved["input_shape"] == [1, 28, 28]
+    assert saved["model"] == "mnist-mlp" and "weights" not in saved  # how the model was loaded, named on a mismatch
     for m in METRICS:
         # cells the (default, shared) search did not score are null in fit.json, NaN in the result
         assert np.array_equal(np.array(record["grid"][m], dtype=float), det.tuning_.metrics[m], equal_nan=True)
@@ -143,8 +144,9 @@ def write_pngs(folder, images, names=None):
 
 
 @pytest.mark.parametrize("ood_free", [None, "id-only"])
-def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free):
-    """No --ood: the default (noise) or --ood-free id-only, each equal to Detector.fit."""
+def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free, capsys):
+    """No --ood: the default (noise) or --ood-free id-only, each equal to Detector.fit; the output
+    and fit.json say what noise stood in for OOD data (how many images, of which kind and size)."""
     mnist, _ = datasets
     digits = mnist.images[5000:5120, 0].numpy()
     folder = write_pngs(tmp_path / "digits", digits)
@@ -164,6 +166,11 @@ def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_
     saved = json.loads((out / "detector.json").read_text())
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert record["tuning"]["ood"]["count"] == det.tuning_.scores_out.shape[-1]
+    if ood_free is None:  # Detector.fit's noise: 1000 images of each kind
+        noise = ("1000 Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 1000 Uniform (U[0, 1)) noise images of "
+                 "1x28x28, seeds 0 and 1")
+        assert record["tuning"]["ood"]["what"] == noise and det.tuning_.scores_out.shape[-1] == 2000
+        assert f"no --ood given: tuned against {noise}" in capsys.readouterr().out
     assert (out / "fit_report.png").stat().st_size > 0 and "None (<code>--holdout 0</code>)" in (out / "fit_report.html").read_text()
 
 
@@ -307,7 +314,9 @@ def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(da
     assert grid["mean_id_score"][0] == pytest.approx(means, rel=1e-6)
     # held-out: 40 unseen digits against fresh noise, as without --ood-free
     held = record["heldout"]
-    assert held["id"]["count"] == 40 and "fresh Gaussian + Uniform noise" in held["ood"]["what"]
+    assert held["id"]["count"] == 40 and held["ood"]["what"] == (
+        "40 fresh Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 40 Uniform (U[0, 1)) noise images of 1x28x28, "
+        "seeds 1000 and 1001")
     page = (out / "fit_report.html").read_text()
     assert "ID images alone" in page and "lowest FPR" not in page and "Tuning grid: mean ID score" in page
     cells = re.findall(r"<td( class=chosen)?>([-\d.e]+)</td>", page.split("Tuning grid")[1])

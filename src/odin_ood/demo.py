@@ -105,6 +105,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     wins = [r["ood"] for r in rows if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"]
             and r["odin"]["auroc"] > r["msp"]["auroc"]]
     out.mkdir(parents=True, exist_ok=True)
+    detector.model_spec_ = MODEL
     detector.save(out / "detector.json")
     info = model_info(MODEL)
     result = {

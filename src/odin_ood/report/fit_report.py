@@ -28,7 +28,8 @@ LABELS = {"fpr_at_95_tpr": "FPR at TPR", "detection_error": "Detection error", "
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #bbb;padding:3px 7px;"
        "text-align:right}th{background:#f0f0f0}.scroll{max-width:100%;overflow-x:auto}"
-       "table.grid{font-size:.75em}table.grid td,table.grid th{padding:2px 4px}td.chosen{background:#ffe28a;font-weight:bold}img{max-width:100%}"
+       "table.grid{font-size:.75em}table.grid td,table.grid th{padding:2px 4px}"
+       "td.chosen{background:#ffe28a;font-weight:bold}img{max-width:100%}"
        ".note{color:#555;font-size:.9em}")
 
 

@@ -130,7 +130,8 @@ def line_styles(keys: Iterable[str]) -> dict[str, dict[str, Any]]:
     visible in its gaps."""
     keys = list(keys)
     tint = colours(keys)
-    return {k: {"color": tint[k], "ls": "-" if i == 0 else ((i - 1) // len(DASHES) * 2.0, DASHES[(i - 1) % len(DASHES)])}
+    return {k: {"color": tint[k],
+                "ls": "-" if i == 0 else ((i - 1) // len(DASHES) * 2.0, DASHES[(i - 1) % len(DASHES)])}
             for i, k in enumerate(keys)}
 
 
