@@ -18,6 +18,7 @@ from odin_ood.devices import set_cpu_env_defaults
 
 set_cpu_env_defaults()  # before any command module imports torch (OpenMP reads it once, at load)
 
+from odin_ood import extras  # noqa: E402
 from odin_ood._version import __version__  # noqa: E402
 
 # name -> (module, one-line help)
@@ -30,13 +31,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("odin_ood.commands.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
     "export": ("odin_ood.commands.export", "write a fitted detector as one ONNX graph (pixels -> class, score, decision)"),
     "reproduce": ("odin_ood.commands.reproduce", "run a suite of the paper's experiments into an HTML report"),
+    "doctor": ("odin_ood.commands.doctor", "say which optional extras, versions, device and data root this installation has"),
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    def format_help(self) -> str:  # the extras are looked up only when the help is shown
+        return f"{super().format_help()}\n{extras.summary()}\n"
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``command``, only that subcommand gets its arguments, so a run
     imports the one command module it needs (the others stay listed, with their help lines)."""
-    parser = argparse.ArgumentParser(prog="odin-ood", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="odin-ood", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"odin-ood {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -62,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             return int(importlib.import_module(args._module).run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"odin-ood {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a package of an optional extra that no require() named first
+        line = extras.missing_extra_line(exc, f"odin-ood {args.command}")
+        if line is None:
+            raise
+        print(f"odin-ood {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

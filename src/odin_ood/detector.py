@@ -61,6 +61,10 @@ class NotFittedError(RuntimeError):
 class Detector:
     """ODIN out-of-distribution detector around a trained classifier.
 
+    ``model_spec_`` and ``weights_spec_`` (None unless a caller sets them: ``odin-ood fit`` and the
+    demo do) say how the model was loaded, e.g. ``"torchvision:resnet18"`` and ``"r18.pth"``; they
+    are saved as ``"model"``/``"weights"`` and named when a file meets other weights.
+
     ``input_std`` (per channel) divides the perturbation when the model sees normalised inputs;
     ``input_mean`` is only needed to build noise tuning sets for such a model. Both default to the
     model's own ``input_std``/``input_mean`` attributes when it has them (every model that
@@ -94,6 +98,9 @@ class Detector:
     [0, 1] by at most 0.5 (resampling) are clamped, data beyond is refused
     (:mod:`odin_ood.model_input`). :meth:`outputs_for_model_input` takes the model's input as is.
     """
+
+    model_spec_: str | None = None
+    weights_spec_: str | None = None
 
     def __init__(
         self,
@@ -277,6 +284,8 @@ class Detector:
             "clamp": None if self.clamp is None else [_floats_or_none(c) for c in self.clamp],
             "batch_size": self.batch_size,
             "model_fingerprint": self.model_fingerprint_,
+            **{key: value for key, value in (("model", self.model_spec_), ("weights", self.weights_spec_))
+               if value is not None},
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -341,13 +350,15 @@ class Detector:
             except ValueError as exc:
                 raise ValueError(f"{source}: {exc}") from None
         with _fields_of(source):
+            det.model_spec_, det.weights_spec_ = _text(d.get("model"), "model"), _text(d.get("weights"), "weights")
             temperature, epsilon = check_parameters(det.score_name, d["temperature"], d["epsilon"])
             threshold = check_threshold(det.score_name, d["threshold"], _num_classes(model, det.input_shape))
             det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
         if d.get("model_fingerprint") != det.model_fingerprint_:
             raise ValueError(
-                f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'), 80)}, but the given "
-                f"model's weights are {det.model_fingerprint_!r}: "
+                f"{source} was fitted for {_fitted_with(det.model_spec_, det.weights_spec_)} with weights "
+                f"{_short(d.get('model_fingerprint'), 80)}, but the given model's weights are "
+                f"{det.model_fingerprint_!r}: "
                 f"{named('load it with the model it was fitted on', 'pass the --model and --weights it was fitted with')}"
             )
         return det
@@ -474,6 +485,21 @@ def _check_agrees(p: Preprocessing, std: Any, mean: Any, shape: Sequence[int] | 
             raise ValueError(f"{name} {floats(given)} disagrees with the preprocessing's {name[6:]} {recorded}")
     if shape is not None and tuple(shape) != p.input_shape:
         raise ValueError(f"input_shape {tuple(shape)} disagrees with the preprocessing's {p.input_shape}")
+
+
+def _text(v: Any, field: str) -> str | None:
+    """An optional text field (at most 4096 characters)."""
+    if v is not None and not (isinstance(v, str) and len(v) <= 4096):
+        raise ValueError(f"{field} must be a string of at most 4096 characters, got {_short(v)}")
+    return v
+
+
+def _fitted_with(model: str | None, weights: str | None) -> str:
+    """How the file names the model it was fitted for (nothing for files before it was recorded)."""
+    if model is None:
+        return "a model"
+    return named(f"the model {model!r}" + (f" (weights={weights!r})" if weights else ""),
+                 f"--model {model}" + (f" --weights {weights}" if weights else ""))
 
 
 def _objective(v: Any) -> str:

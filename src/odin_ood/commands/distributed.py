@@ -29,7 +29,7 @@ from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.identity import record_of, score_identity
 from odin_ood.commands.rows import score_inputs
-from odin_ood.commands.writers import RowWriter, read_rows, require_format
+from odin_ood.commands.writers import RowWriter, check_output_file, read_rows, require_format
 from odin_ood.devices import resolve_device
 
 
@@ -100,9 +100,9 @@ def _agreed(ok: bool, device: torch.device, backend: str) -> bool:
 def _open_shard(args: argparse.Namespace, output: Path, rank: int, world: int, device: torch.device):
     """This rank's scorer, inputs and shard writer, the shard's rows (on resume) proven to be this
     scorer's (:meth:`RowWriter.claim`); None when ``output`` is already complete."""
-    if output.exists() and not args.resume:
-        raise ValueError(f"{output} exists: delete it, or pass --resume")
-    if output.exists():
+    if not args.resume:
+        check_output_file(output, args.overwrite, "score", "--output")
+    if output.exists() and not args.overwrite:
         return None
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
     reading = InputOptions.from_args(args)
@@ -126,12 +126,12 @@ def _score_shard(shard, args: argparse.Namespace, rank: int, world: int) -> None
 def merge(output: Path, fmt: str, world: int, args: argparse.Namespace, columns: tuple[str, ...]) -> None:
     """Interleave the shards into ``output`` in input order (item i is the head of one shard),
     then delete them."""
-    if output.exists():
+    if output.exists() and not args.overwrite:
         return
     shards = [shard_path(output, r, world) for r in range(world)]
     streams = [read_rows(s, "jsonl") for s in shards]
     heads = [next(s, None) for s in streams]
-    writer = RowWriter(output, fmt, resume=False, columns=columns)
+    writer = RowWriter(output, fmt, resume=False, columns=columns, overwrite=args.overwrite)
     rows, i = [], 0
     while any(h is not None for h in heads):
         r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from odin_ood import extras
 from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.options import ModelOptions
 
@@ -47,13 +48,10 @@ def check_engine_flags(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from odin_ood.commands.score import report
 
-    try:
-        import ray.data  # noqa: F401
+    extras.import_optional("ray.data", "ray", "--engine ray")
+    from odin_ood.scaling.ray_data import RayOptions, score_on_ray
 
-        from odin_ood.scaling.ray_data import RayOptions, score_on_ray
-    except ImportError:
-        raise ValueError("--engine ray needs Ray Data: pip install 'odin-ood[ray]' (or 'ray[data]')") from None
     tally, rows = score_on_ray(ModelOptions.from_args(args), args.detector, InputOptions.from_args(args), args.output,
                                RayOptions(args.ray_address, args.ray_workers, args.ray_writer), args.runtime,
-                               args.chunk, args.resume, args.workers, not args.quiet)
+                               args.chunk, args.resume, args.workers, not args.quiet, overwrite=args.overwrite)
     return report(tally, rows, Path(args.output), args.quiet)

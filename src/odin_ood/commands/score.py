@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished --output of odin-ood's, kept until the new one is complete "
+                             "(with --resume: continue an interrupted replacement)")
     parser.add_argument("--chunk", type=int, default=None,
                         help="images decoded, scored and written at a time, rounded up to whole batches "
                              "(default: what half of --max-memory holds, at most 4096)")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
                          "or every process would score everything")
     reading = InputOptions.from_args(args)
-    writer = RowWriter(output, fmt, resume=args.resume, columns=reading.columns)
+    writer = RowWriter(output, fmt, resume=args.resume, columns=reading.columns, overwrite=args.overwrite)
     runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
     inputs = reading.open()
     writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks, reading.formats_identity()))

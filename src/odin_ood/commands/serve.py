@@ -24,7 +24,7 @@ import math
 import os
 import sys
 
-from odin_ood import memory
+from odin_ood import extras, memory
 from odin_ood._checks import short
 from odin_ood.detector import check_batch_size
 from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
@@ -82,6 +82,7 @@ def resolve_api_key(given: str | None, environ: dict[str, str], no_auth: bool) -
 
 
 def run(args: argparse.Namespace) -> int:
+    extras.require("serve", "the HTTP gate")  # before any work (python-multipart would fail only at the first upload)
     import uvicorn
 
     from odin_ood.serving.app import Limits, create_app

@@ -26,7 +26,6 @@ one). The runtimes then check it on a probe batch (:mod:`odin_ood.runtimes.probe
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import stat
@@ -37,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from odin_ood import extras
 from odin_ood._version import __version__
 from odin_ood._checks import tracing
 from odin_ood.detector import Detector, gate_outputs
@@ -97,9 +97,7 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: 
     """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside),
     recording ``key`` (default :func:`export_key`) in its metadata; written to a new temporary
     file beside ``path`` (created exclusively, so never through a link), then renamed over it."""
-    for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
-        if importlib.util.find_spec(package) is None:
-            raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
+    extras.require("onnx", "exporting to ONNX")  # torch.onnx's exporter needs onnx and onnxscript
     key = key or export_key(detector, spec, batch_size)
     graph = trace(_on_cpu(detector), spec, batch_size)
     example = torch.full((batch_size, *spec.input_shape), 0.5)
@@ -159,6 +157,7 @@ def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_
     ``fresh``: export it again whatever is there."""
     from odin_ood.data.cache import cache_folder
 
+    extras.require("onnx", "exporting to ONNX")  # before a cached file is read with onnx
     folder = Path(cache_dir) if cache_dir is not None else cache_folder() / "export"
     key = export_key(detector, spec, batch_size)
     path = folder / f"{key}.onnx"
