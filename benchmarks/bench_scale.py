@@ -28,11 +28,9 @@ import io
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -101,13 +99,7 @@ def command(engine: str, workers: int, threads: int, args: list[str]) -> list[st
 def timed_run(cmd: list[str], output: Path, cwd: Path) -> float:
     env = dict(os.environ, PYTHONPATH=str(common.ROOT / "src"), OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
-    start = time.perf_counter()
-    proc = subprocess.run([*cmd, "--output", str(output)], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=3600)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return seconds
+    return common.timed_command([*cmd, "--output", str(output)], env, cwd)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -149,8 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         r["x_1_worker"] = _ratio(r["images_per_s"], one["images_per_s"])
         r["x_single"] = _ratio(r["images_per_s"], single)
         r["extra_startup_s"] = round(r["startup_s"] - one["startup_s"], 2)
-    load = (f"load average (1 min) {loads[0][0]:.2f} before, {loads[-1][0]:.2f} after, "
-            f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between configurations")
+    load = common.load_summary(loads, "configurations")
     ctx = common.context(device, ray=_ray_version(), load=load)
     payload = {"context": ctx, "rows": rows, "runs": runs, "rows_identical": identical}
     common.write_json(args.out, "bench_scale", payload)

@@ -132,6 +132,22 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
+def timed_command(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 3600) -> float:
+    """Wall seconds of the process ``cmd`` (from start to exit); a failure exits naming it."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds
+
+
+def load_summary(loads: list[tuple[float, float, float]], between: str) -> str:
+    """The 1-minute load averages of ``os.getloadavg()`` taken before, between ``between`` and after."""
+    return (f"load average (1 min) {loads[0][0]:.2f} before, {loads[-1][0]:.2f} after, "
+            f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between {between}")
+
+
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
     """Yields a dict whose ``"peak_mib"`` is set on exit (None on the CPU: not measured)."""

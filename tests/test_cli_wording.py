@@ -70,3 +70,30 @@ def test_a_fingerprint_mismatch_quotes_both_fingerprints_whole(capsys, tmp_path)
     fitted = json.loads((tmp_path / "detector.json").read_text())["model_fingerprint"]
     assert f"weights {fitted!r}, but" in err and err.replace("model's", "").count("'") == 4, err
     assert "pass the --model and --weights it was fitted with" in err
+
+
+def test_a_fingerprint_mismatch_names_the_model_the_detector_was_fitted_with(capsys, tmp_path):
+    """detector.json records how its model was loaded ("model", "weights": fit writes them), and the
+    mismatch error names it in the words of whoever reads it; a file without them loads as before,
+    and a record that is not text is a corrupt file."""
+    det = Detector(models.load("mnist-lenet"))
+    det._set_fitted(1000.0, 0.0, 0.2, 0.95)
+    det.model_spec_, det.weights_spec_ = "mnist-lenet", "lenet.safetensors"
+    det.save(tmp_path)
+    saved = json.loads((tmp_path / "detector.json").read_text())
+    assert (saved["model"], saved["weights"]) == ("mnist-lenet", "lenet.safetensors")
+    assert main(["score", "--model", "mnist-mlp", "--detector", str(tmp_path), "--output",
+                 str(tmp_path / "o.csv"), "x"]) == 2
+    err = capsys.readouterr().err
+    assert "was fitted for --model mnist-lenet --weights lenet.safetensors with weights 'sha256:" in err, err
+    with pytest.raises(ValueError, match=r"fitted for the model 'mnist-lenet' \(weights='lenet.safetensors'\) with"):
+        Detector.load(tmp_path, models.load("mnist-mlp"))
+    loaded = Detector.load(tmp_path, models.load("mnist-lenet"))
+    assert (loaded.model_spec_, loaded.weights_spec_) == ("mnist-lenet", "lenet.safetensors")
+    for key in ("model", "weights"):
+        del saved[key]
+    (tmp_path / "detector.json").write_text(json.dumps(saved))
+    assert Detector.load(tmp_path, models.load("mnist-lenet")).model_spec_ is None  # written before it was recorded
+    (tmp_path / "detector.json").write_text(json.dumps({**saved, "model": ["mnist-lenet"]}))
+    with pytest.raises(ValueError, match="corrupt odin-ood detector file: model must be a string"):
+        Detector.load(tmp_path, models.load("mnist-lenet"))

@@ -81,3 +81,33 @@ def test_demo_command_line_with_another_seed(tmp_path, capsys):
     for row in result["rows"]:
         assert row["odin"]["fpr_at_95_tpr"] <= row["msp"]["fpr_at_95_tpr"] and row["odin"]["auroc"] >= row["msp"]["auroc"]
     assert {"Omniglot", "Omniglot (inverted)"} <= set(result["odin_better_on"])
+
+
+def test_demo_picture_reads_well_and_its_page_fits_1400_px(demo, tmp_path):
+    """The demo's own scores drawn as scores.png is: ODIN's x ticks (0.100 ... 0.120) few and apart,
+    each set an outline in the legend (no set hidden behind another), the threshold and the 95% TPR
+    line labelled, nothing clipped; summary.html is no wider than a 1400-px window."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from figure_support import faults, rendered_widths
+
+    from odin_ood.demo import MODEL, demo_sets, scores_figure
+    from odin_ood.report.style import finish
+
+    out, result = demo
+    detector = Detector.load(out / "detector.json", load_model(MODEL))
+    digits, ood = demo_sets(500, 0)
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(digits)))
+    sets = {"MNIST": digits[perm[len(perm) // 2:]], **{r["ood"]: ood[r["ood"]] for r in result["rows"]}}
+    outputs = {name: detector.outputs(x) for name, x in sets.items()}
+    fig = finish(scores_figure({k: o["confidence"] for k, o in outputs.items()},
+                               {k: o["score"] for k, o in outputs.items()}, detector.threshold_))
+    assert faults(fig) == []
+    odin_axes = fig.axes[1]
+    assert [t.get_text() for t in odin_axes.get_legend().get_texts()][:5] == [
+        "MNIST (ID)", "Omniglot", "Omniglot (inverted)", "Gaussian", "Uniform"]
+    assert all(not p.get_fill() for p in odin_axes.patches if not (p.get_label() or "_").startswith("_"))  # outlines
+    plt.close(fig)
+    width = rendered_widths(out / "summary.html", tmp_path)
+    assert width["page"] <= 1400 and max(width["tables"]) <= width["body"], width

@@ -9,7 +9,8 @@ from odin_ood._utils.devices import CPU_ENV_DEFAULTS, set_cpu_env_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# records the environment at the moment torch is first imported, then imports the command line
+# records the environment at the moment torch is first imported, then imports the command line and
+# builds its parser (importing every command module, which loads torch: odin_ood.cli alone does not)
 PROBE = """
 import importlib.abc, os, sys
 seen = {}
@@ -20,6 +21,7 @@ class Watch(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Watch())
 import odin_ood.cli
+odin_ood.cli.build_parser()
 print(seen.get("policy"), "torch" in sys.modules)
 """
 

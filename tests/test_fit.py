@@ -56,6 +56,7 @@ def test_cli_fit_reproduces_python_detector_fit_exactly(mnist_run, datasets):
     saved = json.loads((out / "detector.json").read_text())
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert saved["model_fingerprint"] == det.model_fingerprint_ and saved["input_shape"] == [1, 28, 28]
+    assert saved["model"] == "mnist-mlp" and "weights" not in saved  # how the model was loaded, named on a mismatch
     for m in METRICS:
         # cells the (default, shared) search did not score are null in fit.json, NaN in the result
         assert np.array_equal(np.array(record["grid"][m], dtype=float), det.tuning_.metrics[m], equal_nan=True)
@@ -91,7 +92,7 @@ def test_held_out_metrics_are_those_of_the_unseen_images(mnist_run, datasets):
 def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
     out, record = mnist_run
     with Image.open(out / "fit_report.png") as im:
-        assert im.format == "PNG" and im.size == (1260, 432)
+        assert im.format == "PNG" and im.size == (1260, 450)
     page = (out / "fit_report.html").read_text()
     grid = np.array(record["grid"]["fpr_at_95_tpr"], dtype=float)  # null: a cell the shared search did not score
     i, j = np.unravel_index(np.nanargmin(grid), grid.shape)  # first minimum in grid order, as tuning picks
@@ -109,6 +110,32 @@ def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
     assert "<script" not in page and not re.search(r'(src|href)="(?!data:)', page)  # self-contained
 
 
+def test_fit_report_picture_reads_well_and_its_page_fits_1400_px(mnist_run, datasets, tmp_path):
+    """The report's figure, drawn from fit.json and the held-out scores, has few readable ticks, a
+    labelled threshold, outlined histograms and an unclipped title (tests/figure_support.py); its
+    page, with the paper's 10 x 21 grid as a table, is no wider than a 1400-px window."""
+    import matplotlib.pyplot as plt
+    from figure_support import faults, rendered_widths
+
+    from odin_ood.report.fit_report import fit_figure
+    from odin_ood.report.style import finish
+
+    out, record = mnist_run
+    mnist, notmnist = datasets
+    det = Detector.load(out, models.load("mnist-mlp"))
+    held = record["heldout"]
+    scores = {"id": det.score(pixels(mnist.images, held["id"]["sources"])).numpy(),
+              "ood": det.score(pixels(notmnist.images, held["ood"]["sources"])).numpy()}
+    fig = finish(fit_figure(record, scores))
+    assert faults(fig) == []
+    heatmap = fig.axes[0]
+    assert len(heatmap.get_xticklabels()) <= 6 and len(record["grid"]["epsilons"]) == 21
+    plt.close(fig)
+    assert len(record["grid"]["temperatures"]) == 10
+    width = rendered_widths(out / "fit_report.html", tmp_path)
+    assert width["page"] <= 1400 and max(width["tables"]) <= width["body"], width
+
+
 def write_pngs(folder, images, names=None):
     folder.mkdir(parents=True, exist_ok=True)
     for k, image in enumerate(images):
@@ -117,8 +144,9 @@ def write_pngs(folder, images, names=None):
 
 
 @pytest.mark.parametrize("ood_free", [None, "id-only"])
-def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free):
-    """No --ood: the default (noise) or --ood-free id-only, each equal to Detector.fit."""
+def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free, capsys):
+    """No --ood: the default (noise) or --ood-free id-only, each equal to Detector.fit; the output
+    and fit.json say what noise stood in for OOD data (how many images, of which kind and size)."""
     mnist, _ = datasets
     digits = mnist.images[5000:5120, 0].numpy()
     folder = write_pngs(tmp_path / "digits", digits)
@@ -138,6 +166,11 @@ def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_
     saved = json.loads((out / "detector.json").read_text())
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert record["tuning"]["ood"]["count"] == det.tuning_.scores_out.shape[-1]
+    if ood_free is None:  # Detector.fit's noise: 1000 images of each kind
+        noise = ("1000 Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 1000 Uniform (U[0, 1)) noise images of "
+                 "1x28x28, seeds 0 and 1")
+        assert record["tuning"]["ood"]["what"] == noise and det.tuning_.scores_out.shape[-1] == 2000
+        assert f"no --ood given: tuned against {noise}" in capsys.readouterr().out
     assert (out / "fit_report.png").stat().st_size > 0 and "None (<code>--holdout 0</code>)" in (out / "fit_report.html").read_text()
 
 
@@ -281,14 +314,16 @@ def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(da
     assert grid["mean_id_score"][0] == pytest.approx(means, rel=1e-6)
     # held-out: 40 unseen digits against fresh noise, as without --ood-free
     held = record["heldout"]
-    assert held["id"]["count"] == 40 and "fresh Gaussian + Uniform noise" in held["ood"]["what"]
+    assert held["id"]["count"] == 40 and held["ood"]["what"] == (
+        "40 fresh Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 40 Uniform (U[0, 1)) noise images of 1x28x28, "
+        "seeds 1000 and 1001")
     page = (out / "fit_report.html").read_text()
     assert "ID images alone" in page and "lowest FPR" not in page and "Tuning grid: mean ID score" in page
     cells = re.findall(r"<td( class=chosen)?>([-\d.e]+)</td>", page.split("Tuning grid")[1])
     assert [float(v) for _, v in cells] == pytest.approx(means, rel=1e-6)
     assert [k for k, (c, _) in enumerate(cells) if c] == [int(np.argmax(means))]
     with Image.open(out / "fit_report.png") as im:
-        assert im.format == "PNG" and im.size == (1260, 432)
+        assert im.format == "PNG" and im.size == (1260, 450)
     # without a held-out split there are no OOD scores to draw: the report still renders
     assert fit(tmp_path / "all", "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet", "--ood-free",
                "id-only", "--epsilons", "0,0.002") == 0

@@ -245,7 +245,8 @@ def test_library_specs_need_local_weights(library):
 
 @pytest.mark.skipif(importable("torchvision"), reason="torchvision imports here")
 def test_torchvision_that_does_not_import_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="torchvision:NAME needs torchvision, which does not import here"):
+    with pytest.raises(ValueError, match=r"torchvision:NAME needs torchvision, which (is not installed: pip install "
+                                         r"'odin-ood\[torchvision\]'|is installed but does not import here)"):
         models.load("torchvision:resnet18", weights=tmp_path / "w.pth")
 
 

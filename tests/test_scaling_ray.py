@@ -155,4 +155,4 @@ def test_ray_flags_without_the_ray_engine_and_a_missing_ray_are_one_line(tmp_pat
     monkeypatch.setitem(sys.modules, "ray", None)  # as if odin-ood[ray] were not installed
     monkeypatch.setitem(sys.modules, "ray.data", None)
     assert main([*base, "--engine", "ray"]) == 2
-    assert "--engine ray needs Ray Data: pip install 'odin-ood[ray]'" in capsys.readouterr().err
+    assert "--engine ray needs ray, which is not installed: pip install 'odin-ood[ray]'" in capsys.readouterr().err

@@ -102,7 +102,7 @@ def test_existing_output_and_foreign_partial_are_refused(setup, tmp_path, capsys
     out = tmp_path / "s.csv"
     assert run_score(setup, out) == 0
     assert run_score(setup, out) == 2
-    assert "pass --resume" in capsys.readouterr().err
+    assert "exists: choose another --output, or pass --overwrite" in capsys.readouterr().err
     partial = tmp_path / "p.csv.partial"
     partial.write_text(",".join(writers.COLUMNS) + "\n0,/elsewhere/x.png,1,,0.5,0.5,false,\n")
     assert run_score(setup, tmp_path / "p.csv", "--resume") == 2

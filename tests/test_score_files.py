@@ -245,3 +245,42 @@ def test_sigkill_mid_write_then_resume_gives_the_uninterrupted_output(setup, tmp
         assert list(read_rows(out)) == list(read_rows(whole))
     else:
         assert out.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_overwrite_replaces_a_finished_output_only_when_the_new_one_is_whole(setup, tmp_path, capsys, monkeypatch, fmt):
+    """An existing output is refused in one line naming --overwrite (as export's --out is); with
+    --overwrite it stays byte for byte while the new run scores (here it is interrupted), the
+    interrupted replacement goes on with --resume, and the new rows replace it when all are written."""
+    three, four = folder_of(setup, tmp_path, n=3), tmp_path / "four"
+    four.mkdir()
+    for i in range(4):
+        (four / f"{i}.png").write_bytes(setup["blobs"][i])
+    out = tmp_path / f"s.{fmt}"
+    assert score(setup, [three], out) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert score(setup, [four], out) == 2
+    assert capsys.readouterr().err == (f"odin-ood score: error: {out} exists: choose another --output, "
+                                       "or pass --overwrite\n")
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(writers.RowWriter, "finish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            score(setup, [four], out, "--overwrite")
+    assert out.read_bytes() == before  # the old output is whole until the new one replaces it
+    assert score(setup, [four], out, "--overwrite") == 2  # the interrupted replacement's rows are not thrown away
+    assert "pass --resume to keep its rows" in capsys.readouterr().err
+    assert score(setup, [four], out, "--overwrite", "--resume") == 0  # goes on, then replaces
+    assert [r["source"].rsplit("/", 1)[1] for r in read_rows(out)] == ["0.png", "1.png", "2.png", "3.png"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("s.")) == [out.name]
+
+
+def test_overwrite_never_replaces_a_file_odin_ood_did_not_write(setup, tmp_path, capsys):
+    out = tmp_path / "notes.csv"
+    out.write_text(FOREIGN["csv"])
+    assert score(setup, [folder_of(setup, tmp_path)], out, "--overwrite") == 2
+    assert "not a file odin-ood score wrote: not touched" in capsys.readouterr().err
+    assert out.read_text() == FOREIGN["csv"]

@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from odin_ood.models import load as load_model
 from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.tuning.grid import PAPER_EPSILONS, PAPER_TEMPERATURES
 from odin_ood._utils.files import write_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MODEL = "mnist-lenet"
 TUNING_SET = "notMNIST"
@@ -105,6 +108,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     wins = [r["ood"] for r in rows if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"]
             and r["odin"]["auroc"] > r["msp"]["auroc"]]
     out.mkdir(parents=True, exist_ok=True)
+    detector.model_spec_ = MODEL
     detector.save(out / "detector.json")
     info = model_info(MODEL)
     result = {
@@ -151,34 +155,35 @@ def format_table(result: dict) -> str:
 
 
 def plot_scores(msp: dict, odin: dict, path: Path, threshold: float) -> bytes:
-    """Score histograms (ID vs each OOD set) and ROC curves, MSP vs ODIN; returns the PNG bytes."""
-    import matplotlib
+    """Write :func:`scores_figure` to ``path`` as PNG; returns the PNG bytes."""
+    from odin_ood.report.style import png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    png = png_bytes(scores_figure(msp, odin, threshold), dpi=100)
+    write_file(path, png, "demo", "--out")
+    return png
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+def scores_figure(msp: dict, odin: dict, threshold: float) -> Figure:
+    """Score histograms (MNIST against each OOD set, outlined so none hides another) for MSP and
+    ODIN, with ODIN's threshold, and the ROC curves of both on inverted Omniglot with the 95%-TPR line."""
+    from odin_ood.report.style import ID_COLOUR, colours, figure, reference_line, step_histograms
+
+    fig, axes = figure(1, 3, figsize=(16, 4.6))
+    colour = {"MNIST": ID_COLOUR, **colours([k for k in msp if k != "MNIST"])}
+    labels = {"MNIST": "MNIST (ID)"}
     for ax, (title, scores) in zip(axes[:2], [("MSP (baseline)", msp), ("ODIN", odin)]):
-        lo, hi = min(float(s.min()) for s in scores.values()), max(float(s.max()) for s in scores.values())
-        bins = np.linspace(lo, hi, 60)
-        for name, s in scores.items():
-            ax.hist(s.numpy(), bins=bins, alpha=0.55, label=name, density=True)
+        step_histograms(ax, {k: s.numpy() for k, s in scores.items()}, colour, labels=labels)
         if title == "ODIN":
-            ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold (95% TPR)")
+            reference_line(ax, threshold, f"threshold {threshold:.4g} (95% TPR)", "v", color="k", ls="--")
         ax.set(title=f"{title} score", xlabel="score (higher = more in-distribution)", ylabel="density")
-        ax.legend(fontsize=8)
-    for title, scores, style in [("MSP", msp, "--"), ("ODIN", odin, "-")]:
+        ax.legend(fontsize=8, loc="upper right" if title == "ODIN" else "upper center")  # clear of data and line
+    for title, scores, style in [("ODIN", odin, "-"), ("MSP", msp, "--")]:  # dashed over solid: both stay visible
         p = roc_points(scores["MNIST"], scores["Omniglot (inverted)"])
-        axes[2].plot(np.r_[0, p.fpr], np.r_[0, p.tpr], style, label=title)
-    axes[2].axhline(0.95, color="grey", lw=0.8)
+        axes[2].plot(np.r_[0, p.fpr], np.r_[0, p.tpr], style, color="tab:blue" if title == "ODIN" else "k", label=title)
+    reference_line(axes[2], 0.95, "95% TPR")
     axes[2].set(title="ROC, MNIST vs Omniglot inverted (unseen)", xlabel="FPR", ylabel="TPR")
-    axes[2].legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_file(path, buf.getvalue(), "demo", "--out")
-    return buf.getvalue()
+    axes[2].legend(loc="lower right")
+    return fig
 
 
 def summary_html(result: dict, png: bytes) -> str:
@@ -192,7 +197,7 @@ def summary_html(result: dict, png: bytes) -> str:
     )
     image = base64.b64encode(png).decode()
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>odin-ood demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+<style>body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
 <h1>odin-ood demo</h1>
 <p><b>{html.escape(result['headline'])}.</b></p>

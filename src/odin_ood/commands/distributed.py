@@ -26,6 +26,7 @@ import torch.distributed as dist
 from odin_ood.commands.identity import record_of
 from odin_ood.commands.scoring import Run, ScoreOptions, open_run, score_run
 from odin_ood.commands.writers import RowWriter, read_rows, require_format
+from odin_ood._utils.files import check_output_file
 from odin_ood.scores import memory
 from odin_ood._utils.devices import resolve_device
 
@@ -73,7 +74,8 @@ def run(options: ScoreOptions, output: Path, fmt: str, backend: str | None = Non
                       f"{output} was not written; finished shards are kept for --resume", file=sys.stderr)
             return 1
         if rank == 0:
-            merge(output, fmt, world, options.reading.columns, options.chunk, quiet=not options.progress)
+            merge(output, fmt, world, options.reading.columns, options.chunk, quiet=not options.progress,
+                  overwrite=options.overwrite)
         return 0
     finally:
         dist.destroy_process_group()
@@ -101,11 +103,11 @@ def _agreed(ok: bool, device: torch.device, backend: str) -> bool:
 def _open_shard(options: ScoreOptions, output: Path, rank: int, world: int, device: torch.device) -> Run | None:
     """This rank's run on its own shard file (:func:`odin_ood.commands.scoring.open_run`, the
     identity record kept until the merge); None when ``output`` is already complete."""
-    if output.exists() and not options.resume:
-        raise ValueError(f"{output} exists: delete it, or pass --resume")
-    if output.exists():
+    if not options.resume:
+        check_output_file(output, options.overwrite, "score", "--output")
+    if output.exists() and not options.overwrite:
         return None
-    return open_run(options, shard_path(output, rank, world), "jsonl", device, keep_record=True)
+    return open_run(options, shard_path(output, rank, world), "jsonl", device, shard=True)
 
 
 def _score_shard(shard: Run | None, options: ScoreOptions, rank: int, world: int) -> None:
@@ -116,15 +118,15 @@ def _score_shard(shard: Run | None, options: ScoreOptions, rank: int, world: int
 
 
 def merge(output: Path, fmt: str, world: int, columns: tuple[str, ...], chunk: int | None = None,
-          quiet: bool = False) -> None:
+          quiet: bool = False, overwrite: bool = False) -> None:
     """Interleave the shards into ``output`` in input order (item i is the head of one shard),
-    then delete them."""
-    if output.exists():
+    then delete them; ``overwrite``: a finished output of odin-ood's there is replaced."""
+    if output.exists() and not overwrite:
         return
     shards = [shard_path(output, r, world) for r in range(world)]
     streams = [read_rows(s, "jsonl") for s in shards]
     heads = [next(s, None) for s in streams]
-    writer = RowWriter(output, fmt, resume=False, columns=columns)
+    writer = RowWriter(output, fmt, resume=False, columns=columns, overwrite=overwrite)
     rows, i = [], 0
     while any(h is not None for h in heads):
         r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)

@@ -7,7 +7,8 @@ same way, deduplicated by content and split into a tuning and a held-out evaluat
 (:mod:`odin_ood.commands.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
 part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs. Without
 ``--ood``, ``--ood-free`` says what tunes: ``noise`` (default), the paper's Gaussian + Uniform
-noise as the OOD side; ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID
+noise as the OOD side (1,000 images of each at the model's input size, :func:`noise_what`; said
+in the output and in fit.json); ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID
 score at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`; ``--temperatures`` unused). Passing
 ``--ood-free`` with ``--ood`` is an error, as it would be ignored. Either way the held-out metrics
 are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.json`` records
@@ -52,12 +53,18 @@ from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_S
 from odin_ood._utils.files import refuse_link, write_file
 
 WITHOUT_OOD = {
-    "noise": "noise: Detector.fit's default without OOD data (Gaussian + Uniform, paper Appendix H)",
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
                "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
 }
 
 FIT_RECORD = "fit.json"
+
+
+def noise_what(count: int, shape: tuple[int, ...], seed: int, fresh: str = "") -> str:
+    """What a noise OOD side of ``count`` images is (half Gaussian, half Uniform, drawn in pixels at
+    the model's input size, then normalised like the images; paper section 4.2), for fit.json and the output."""
+    return (f"{count // 2} {fresh}Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {count // 2} Uniform "
+            f"(U[0, 1)) noise images of {'x'.join(map(str, shape))}, seeds {seed} and {seed + 1}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
                         help="in-distribution images (not used to train the model): folder, .zip, image or IDX file, dataset[:split]")
     parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
-                        help="out-of-distribution images to tune against (without them: see --ood-free)")
+                        help="out-of-distribution images to tune against (without them: noise, see --ood-free)")
     parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
@@ -102,7 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the detector's score (default: ODIN; the others are its successors, see README)")
     parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
                         help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): noise = "
-                             "Gaussian + Uniform noise as the OOD side; id-only = the ID images alone, the epsilon "
+                             f"{NOISE_SIZE} Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {NOISE_SIZE} Uniform "
+                             "(U[0, 1)) images at the model's input size as the OOD side (--limit N: N in all, split by "
+                             "--holdout), the held-out metrics against fresh noise, as many of each as held-out ID "
+                             "images; id-only = the ID images alone, the epsilon "
                              f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
                              f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)")
     parser.add_argument("--search", choices=TUNE_SEARCHES, default=DEFAULT_SEARCH,
@@ -184,7 +194,9 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
                  **{m: _nan_to_none(v) for m, v in result.metrics.items()}},
         "tuning": {"id": _part(id_tune, what="the ID inputs"),
                    "ood": _part(ood_tune, count=result.scores_out.shape[-1],
-                                what="the OOD inputs" if ood_tune is not None else WITHOUT_OOD[options.ood_free])},
+                                what="the OOD inputs" if ood_tune is not None else
+                                WITHOUT_OOD.get(options.ood_free) or
+                                noise_what(result.scores_out.shape[-1], spec.input_shape, 0))},
         "duplicates": {"id": id_images.duplicates, "ood": ood_images.duplicates if ood_images is not None else 0},
         "holdout": options.holdout, "limit": options.limit, "seed": options.seed, "heldout": None,
     }
@@ -194,6 +206,7 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
             record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, meter)
     record["histogram_split"] = "tuning" if id_eval is None else "held-out"
     out.mkdir(parents=True, exist_ok=True)
+    detector.model_spec_, detector.weights_spec_ = model_options.model, model_options.weights  # named on a mismatch
     detector.save(out)
     write_file(out / FIT_RECORD, json.dumps(record, indent=1) + "\n", "fit", "--out")
     write_fit_report(out, record, scores)
@@ -277,8 +290,8 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
     else:
         n = len(id_eval) if options.limit is None else _noise_count(options, "held-out")
         x_out = noise_ood_set(id_eval.x, n, spec.mean, spec.std, seed=options.seed + 1000)
-        ood = {"count": len(x_out), "what": f"fresh Gaussian + Uniform noise (seeds {options.seed + 1000}, "
-                                             f"{options.seed + 1001})", "sources": []}
+        ood = {"count": len(x_out), "what": noise_what(len(x_out), spec.input_shape, options.seed + 1000, "fresh "),
+               "sources": []}
     # one pass per side: the detector's outputs carry the MSP baseline too (the softmax of the
     # unperturbed logits that its score's first forward computes)
     outputs = {}
@@ -315,15 +328,20 @@ class _Meter:
 
 
 def summary(record: dict[str, Any], out: Path) -> str:
-    tuned = ("tuned on the ID images alone (highest mean ID score)" if record["tuning_source"] == "id-only"
+    source = record["tuning_source"]
+    tuned = ("tuned on the ID images alone (highest mean ID score)" if source == "id-only"
              else f"tuned against {record['tuning']['ood']['count']} OOD images")
+    if source == "noise":  # no --ood: say what stood in for OOD data
+        tuned = f"no --ood given: tuned against {record['tuning']['ood']['what']}"
     lines = [f"odin-ood fit: T = {record['temperature']:g}, epsilon = {record['epsilon']:g}, "
              f"threshold = {record['threshold']:.9g} (keeps {record['tpr']:.0%} of {record['tuning']['id']['count']} "
              f"tuning ID images; {tuned})"]
     held = record["heldout"]
     if held is not None:
         cells = ", ".join(f"{m} {100 * held['odin'][m]:.2f}% (MSP {100 * held['msp'][m]:.2f}%)" for m in METRICS)
-        lines.append(f"held-out ({held['id']['count']} ID vs {held['ood']['count']} OOD): {cells}; "
+        versus = f"{held['ood']['count']} OOD" if held["ood"]["sources"] else \
+            f"{held['ood']['count']} fresh noise images, seeds {record['seed'] + 1000} and {record['seed'] + 1001}"
+        lines.append(f"held-out ({held['id']['count']} ID vs {versus}): {cells}; "
                      f"ID kept {100 * held['id_kept']:.2f}%, OOD flagged {100 * held['ood_flagged']:.2f}%")
     lines.append(f"wrote {out / FILENAME}, fit.json, fit_report.html and fit_report.png")
     return "\n".join(lines)

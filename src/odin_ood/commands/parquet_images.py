@@ -30,6 +30,7 @@ from typing import Any
 
 from PIL import Image
 
+from odin_ood import extras
 from odin_ood.commands.listing import open_listed, printable
 from odin_ood.preprocess import InputError, Preprocessing, decode
 
@@ -42,11 +43,7 @@ class ParquetImages:
 
     def __init__(self, path: Path, image_column: str, label_column: str, max_bytes: int, max_memory: int,
                  limit: int | None = None) -> None:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ValueError(f"input {printable(str(path))}: reading Parquet needs pyarrow: "
-                             "pip install pyarrow") from None
+        pq = extras.import_optional("pyarrow.parquet", "parquet", f"input {printable(str(path))}: reading Parquet")
         self.label_text = printable(str(path))
         self.max_bytes, self.column = max_bytes, image_column
         st = os.stat(path)

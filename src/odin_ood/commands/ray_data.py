@@ -174,7 +174,8 @@ class RayOptions:
 
 def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: InputOptions, output: str | os.PathLike,
                  ray_options: RayOptions = RayOptions(), runtime: str = "torch", chunk: int | None = None,
-                 resume: bool = False, decode_threads: int = 4, progress: bool = True) -> tuple[Tally, int]:
+                 resume: bool = False, decode_threads: int = 4, progress: bool = True,
+                 overwrite: bool = False) -> tuple[Tally, int]:
     """Score ``reading``'s inputs on Ray Data into ``output`` (see the module docstring); returns
     (what this run scored, the rows the output holds)."""
     import ray
@@ -187,11 +188,13 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
         raise ValueError(f"--ray-workers must be >= 1, got {ray_options.workers}")
     if ray_options.writer is not None and ray_options.writer not in WRITERS:
         raise ValueError(f"--ray-writer must be one of {', '.join(WRITERS)}, got {ray_options.writer!r}")
-    if ray_options.writer is not None and resume:
-        raise ValueError("--resume needs odin-ood's writer: Ray's writers (--ray-writer) write a folder at once")
+    if ray_options.writer is not None and (resume or overwrite):
+        raise ValueError(f"{'--resume' if resume else '--overwrite'} needs odin-ood's writer: Ray's writers "
+                         "(--ray-writer) write a new folder at once")
     if ray_options.writer is not None and os.path.lexists(output):
         raise ValueError(f"{output} exists: delete it, or choose another --output folder")
-    writer = None if ray_options.writer else RowWriter(output, output_format(output), resume, columns=reading.columns)
+    writer = None if ray_options.writer else RowWriter(output, output_format(output), resume, columns=reading.columns,
+                                                       overwrite=overwrite)
     gpus = 1 if model.device.startswith("cuda") or (model.device == "auto" and torch.cuda.is_available()) else 0
     driver, spec = load_scorer(model, detector, runtime, torch.device("cpu"))  # for its batch size and identity
     b = driver.batch_size

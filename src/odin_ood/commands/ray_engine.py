@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from odin_ood import extras
 from odin_ood.commands.ray_data import RayOptions, score_on_ray
 from odin_ood.commands.scoring import ScoreOptions, report
 
@@ -47,10 +48,9 @@ def check_engine_flags(args: argparse.Namespace) -> None:
 def run(options: ScoreOptions, ray_options: RayOptions, output: Path) -> int:
     """Score ``options``' inputs on Ray Data into ``output``
     (:func:`odin_ood.commands.ray_data.score_on_ray`) and say what it wrote."""
-    try:
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ValueError("--engine ray needs Ray Data: pip install 'odin-ood[ray]' (or 'ray[data]')") from None
+    extras.import_optional("ray.data", "ray", "--engine ray")
+
     tally, rows = score_on_ray(options.model, options.detector, options.reading, output, ray_options, options.runtime,
-                               options.chunk, options.resume, options.workers, options.progress)
+                               options.chunk, options.resume, options.workers, options.progress,
+                               overwrite=options.overwrite)
     return report(tally, rows, output, not options.progress)

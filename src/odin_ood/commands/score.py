@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished --output of odin-ood's, kept until the new one is complete "
+                             "(with --resume: continue an interrupted replacement)")
     parser.add_argument("--chunk", type=int, default=None,
                         help="images decoded, scored and written at a time, rounded up to whole batches "
                              "(default: what half of --max-memory holds, at most 4096)")

@@ -34,7 +34,8 @@ from odin_ood.runtimes import Runtime
 @dataclass(frozen=True)
 class ScoreOptions:
     """What to score and how: the model and detector (``model``, ``detector``, ``runtime``), the
-    inputs (``reading``), ``resume``, ``chunk`` (None: what half of ``--max-memory`` holds),
+    inputs (``reading``), ``resume``, ``overwrite`` (a finished output of odin-ood's is replaced
+    when the new one is published), ``chunk`` (None: what half of ``--max-memory`` holds),
     decoding ``workers`` and whether to show ``progress``."""
 
     model: ModelOptions
@@ -45,13 +46,14 @@ class ScoreOptions:
     chunk: int | None = None
     workers: int = 4
     progress: bool = True
+    overwrite: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ScoreOptions":
         if args.chunk is not None and args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
         return cls(ModelOptions.from_args(args), args.detector, InputOptions.from_args(args), args.runtime,
-                   args.resume, args.chunk, args.workers, not args.quiet)
+                   args.resume, args.chunk, args.workers, not args.quiet, args.overwrite)
 
 
 class Run(NamedTuple):
@@ -64,13 +66,14 @@ class Run(NamedTuple):
 
 
 def open_run(options: ScoreOptions, output: Path, fmt: str, device: torch.device | None = None,
-             keep_record: bool = False) -> Run:
-    """The writer of ``output`` (refusing a link, a foreign file or, without ``resume``, an
-    existing output), the detector on its runtime, the inputs listed, and the writer claimed for
-    this scorer (a resumed output must be this scorer's). ``keep_record``: a torchrun shard keeps
-    its identity record until the merge."""
+             shard: bool = False) -> Run:
+    """The writer of ``output`` (refusing a link, a foreign file or, without ``resume`` or
+    ``overwrite``, an existing output), the detector on its runtime, the inputs listed, and the
+    writer claimed for this scorer (a resumed output must be this scorer's). ``shard``: a torchrun
+    rank's shard, which keeps its identity record until the merge (the merge replaces the output)."""
     reading = options.reading
-    writer = RowWriter(output, fmt, resume=options.resume, keep_record=keep_record, columns=reading.columns)
+    writer = RowWriter(output, fmt, resume=options.resume, keep_record=shard, columns=reading.columns,
+                       overwrite=options.overwrite and not shard)
     runtime, spec = load_scorer(options.model, options.detector, options.runtime, device)
     inputs = reading.open()
     writer.claim(score_identity(runtime, spec, reading.max_image_bytes, reading.follow_symlinks,

@@ -24,6 +24,7 @@ import math
 import os
 import sys
 
+from odin_ood import extras
 from odin_ood.scores import memory
 from odin_ood._utils.checks import short
 from odin_ood.detector import check_batch_size
@@ -82,6 +83,7 @@ def resolve_api_key(given: str | None, environ: dict[str, str], no_auth: bool) -
 
 
 def run(args: argparse.Namespace) -> int:
+    extras.require("serve", "the HTTP gate")  # before any work (python-multipart would fail only at the first upload)
     import uvicorn
 
     from odin_ood.serving.app import Limits, create_app

@@ -28,6 +28,8 @@ be imported (Parquet without pyarrow) is refused when the writer is made, before
 
 Every other file odin-ood writes follows the same rules (:mod:`odin_ood._utils.files`: a link
 or a non-regular file is refused, a new file created exclusively, fsync'ed and renamed over it).
+``score --overwrite`` follows them too (:class:`RowWriter`): a finished scores file of odin-ood's
+is replaced by renaming the new output over it once every row is written.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ import stat
 from pathlib import Path
 from typing import Any, Iterator
 
-from odin_ood._utils.files import NOFOLLOW, new_temporary, not_ours, refuse_link
+from odin_ood import extras
+from odin_ood._utils.files import NOFOLLOW, check_output_file, new_temporary, not_ours, refuse_link
 from odin_ood.commands.identity import differences, read_record, record_of, write_record
 
 COLUMNS = ("index", "source", "predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
@@ -66,20 +69,28 @@ def output_format(path: str | os.PathLike) -> str:
 class RowWriter:
     """Append rows to ``path`` in ``fmt``; ``done`` rows (``last`` the latest) already exist.
     ``keep_record``: the identity record outlives :meth:`finish` (a shard that is merged later).
-    ``columns``: :data:`COLUMNS`, or :data:`LABELLED` for inputs that carry labels."""
+    ``columns``: :data:`COLUMNS`, or :data:`LABELLED` for inputs that carry labels. ``overwrite``
+    (``--overwrite``): a finished output of odin-ood's there is replaced when the new one is
+    published (until then it stays as it was; with ``resume`` an interrupted replacement goes on);
+    without it an existing output is refused."""
 
     def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False,
-                 keep_record: bool = False, columns: tuple[str, ...] = COLUMNS) -> None:
+                 keep_record: bool = False, columns: tuple[str, ...] = COLUMNS, overwrite: bool = False) -> None:
         self.path, self.columns = Path(path), columns
         self.fmt = fmt or output_format(self.path)
         require_format(self.fmt)
         self.partial = self.path.with_name(self.path.name + (".parts" if self.fmt == "parquet" else ".partial"))
         self.record = record_of(self.path)
         self.keep_record = keep_record
-        for p in (self.path, self.partial):
-            refuse_link(p, folder=p == self.partial and self.fmt == "parquet", command="score", option="--output")
-            if not resume and os.path.lexists(p):
-                raise ValueError(f"{p} exists: pass --resume to keep its rows, or delete it")
+        if not resume:
+            check_output_file(self.path, overwrite, "score", "--output")
+        self.replacing = overwrite and self.path.exists()
+        if self.replacing:
+            _count_finished(self.path, self.fmt, self.columns)  # only a scores file of odin-ood's is replaced
+        refuse_link(self.path, command="score", option="--output")
+        refuse_link(self.partial, folder=self.fmt == "parquet", command="score", option="--output")
+        if not resume and os.path.lexists(self.partial):
+            raise ValueError(f"{self.partial} exists: pass --resume to keep its rows, or delete it")
         refuse_link(self.record, command="score", option="--output")
         self.identity: tuple[int, int] | None = None  # of the partial file, as last written
         self._repair: int | None = None  # where a torn partial file is cut at the first write (-1: deleted)
@@ -87,7 +98,7 @@ class RowWriter:
         self.done, self.last = self._existing()
 
     def _existing(self) -> tuple[int, Row | None]:
-        if self.path.exists():  # a finished output: nothing left to write
+        if self.path.exists() and not self.replacing:  # a finished output: nothing left to write
             return _count_finished(self.path, self.fmt, self.columns)
         if not self.partial.exists():
             return 0, None
@@ -102,7 +113,7 @@ class RowWriter:
         refuse (one line naming what differs), every file unchanged."""
         identity = json.loads(json.dumps(identity))
         recorded = read_record(self.record)
-        finished = self.path.exists()
+        finished = self.path.exists() and not self.replacing
         if not (finished or os.path.lexists(self.partial)):
             self._pending = identity  # written with the first row
             return
@@ -122,7 +133,7 @@ class RowWriter:
         """Append ``rows`` durably (flushed and fsync'ed before returning)."""
         if not rows:
             return
-        if self.path.exists():
+        if self.path.exists() and not self.replacing:
             raise RuntimeError(f"{self.path} is already complete")
         self._prepare()
         if self.fmt == "parquet":
@@ -182,7 +193,7 @@ class RowWriter:
     def finish(self) -> Path:
         """Publish the output under its final name (idempotent); the identity record goes with
         the partial output unless ``keep_record``."""
-        if self.path.exists():
+        if self.path.exists() and not self.replacing:
             return self.path
         self._prepare()
         if self.fmt == "parquet":
@@ -195,6 +206,7 @@ class RowWriter:
             if not stat.S_ISREG(st.st_mode) or (self.identity is not None and (st.st_dev, st.st_ino) != self.identity):
                 raise ValueError(f"{self.partial} was replaced while scoring: not published; delete it and rerun")
             os.replace(self.partial, self.path)
+        self.replacing = False  # published: the output is this run's now
         if not self.keep_record:
             self.record.unlink(missing_ok=True)
         return self.path
@@ -203,11 +215,7 @@ class RowWriter:
 def require_format(fmt: str) -> None:
     """Refuse, before anything is scored, a format whose writer cannot be imported."""
     if fmt == "parquet":
-        try:
-            import pyarrow.parquet  # noqa: F401
-        except ImportError:
-            raise ValueError("--output *.parquet needs pyarrow: `pip install pyarrow`, "
-                             "or write .csv or .jsonl") from None
+        extras.require("parquet", "--output *.parquet", otherwise="or write .csv or .jsonl")
 
 
 def _check_head(path: Path, fmt: str, columns: tuple[str, ...]) -> None:

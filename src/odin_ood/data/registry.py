@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
+import textwrap
 from typing import Any
 
 from odin_ood.data.dataset import ImageDataset
@@ -82,13 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print every dataset name with its description (and, with --root, whether it loads)."""
+    """Print every dataset name with its description (and, with --root, whether it loads: the
+    reason in full under it, wrapped at spaces, never cut inside a word or path)."""
     width = max(map(len, DATASETS))
+    columns = max(80, shutil.get_terminal_size((100, 24)).columns)
     for name in DATASETS:
-        line = f"{name:<{width}}  {describe(name)}"
+        print(f"{name:<{width}}  {describe(name)}")
         if args.root is not None:
-            line += f"  [{_status(name, args.root)}]"
-        print(line)
+            print(textwrap.fill(_status(name, args.root), columns, initial_indent=" " * (width + 2),
+                                subsequent_indent=" " * (width + 4), break_long_words=False, break_on_hyphens=False))
     return 0
 
 
@@ -96,5 +100,5 @@ def _status(name: str, root: str) -> str:
     try:
         ds = load(name, root=root)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        return f"unavailable: {str(exc).splitlines()[0][:80]}"
+        return f"unavailable: {str(exc).splitlines()[0]}"
     return f"ok: {len(ds)} x {'x'.join(map(str, ds.shape))}"

@@ -78,8 +78,14 @@ class Detector(Params):
 
     Fitted attributes: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
     ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, and after ``fit`` (not
-    ``load``) ``tuning_`` (the whole grid).
+    ``load``) ``tuning_`` (the whole grid). ``model_spec_`` and ``weights_spec_`` (None unless a
+    caller sets them: ``odin-ood fit`` and the demo do) say how the model was loaded, e.g.
+    ``"torchvision:resnet18"`` and ``"r18.pth"``; they are saved as ``"model"``/``"weights"`` and
+    named when a file meets other weights.
     """
+
+    model_spec_: str | None = None
+    weights_spec_: str | None = None
 
     def __init__(
         self,

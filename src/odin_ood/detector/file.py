@@ -61,6 +61,8 @@ def to_dict(det: Any) -> dict[str, Any]:
         "clamp": None if det.clamp is None else [_floats_or_none(c) for c in det.clamp],
         "batch_size": det.batch_size,
         "model_fingerprint": det.model_fingerprint_,
+        **{key: value for key, value in (("model", det.model_spec_), ("weights", det.weights_spec_))
+           if value is not None},
     }
 
 
@@ -120,16 +122,33 @@ def from_dict(cls: type, d: Any, model: nn.Module, source: str = "detector", max
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
     with _fields_of(source):
+        det.model_spec_, det.weights_spec_ = _text(d.get("model"), "model"), _text(d.get("weights"), "weights")
         temperature, epsilon = check_parameters(det.score_family, d["temperature"], d["epsilon"])
         threshold = check_threshold(det.score_family, d["threshold"], _num_classes(model, det.input_shape))
         det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
     if d.get("model_fingerprint") != det.model_fingerprint_:
         raise ValueError(
-            f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'), 80)}, but the given "
-            f"model's weights are {det.model_fingerprint_!r}: "
+            f"{source} was fitted for {_fitted_with(det.model_spec_, det.weights_spec_)} with weights "
+            f"{_short(d.get('model_fingerprint'), 80)}, but the given model's weights are "
+            f"{det.model_fingerprint_!r}: "
             f"{named('load it with the model it was fitted on', 'pass the --model and --weights it was fitted with')}"
         )
     return det
+
+
+def _text(v: Any, field: str) -> str | None:
+    """An optional text field (at most 4096 characters)."""
+    if v is not None and not (isinstance(v, str) and len(v) <= 4096):
+        raise ValueError(f"{field} must be a string of at most 4096 characters, got {_short(v)}")
+    return v
+
+
+def _fitted_with(model: str | None, weights: str | None) -> str:
+    """How the file names the model it was fitted for (nothing for files before it was recorded)."""
+    if model is None:
+        return "a model"
+    return named(f"the model {model!r}" + (f" (weights={weights!r})" if weights else ""),
+                 f"--model {model}" + (f" --weights {weights}" if weights else ""))
 
 
 def channels(model: Any) -> int | None:

@@ -64,6 +64,12 @@ def computation(model: nn.Module, input_shape: Sequence[int]) -> str:
         return v.type if isinstance(v, torch.device) else v
 
     class Recorder(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # nothing is compiled while recording: leave __torch_dispatch__ unwrapped, or its first
+            # call imports the compiler (torch._dynamo, about a second) on every scoring run
+            return False
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)

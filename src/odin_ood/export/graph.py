@@ -18,7 +18,7 @@ images already at the model's size, as floats in [0, 1].
 :func:`cached_onnx` exports once per :func:`export_key` (the detector's JSON, which holds the
 weights' fingerprint; the model's computation, :func:`odin_ood.detector.fingerprint.computation`;
 normalisation, input shape, batch size, versions) under ``$ODIN_OOD_CACHE/export``. Each file
-records its key in its metadata and is used only when it parses and holds that key; else it is
+records its key in its metadata and is used only when it is well-formed and holds that key; else it is
 exported again (written to a new temporary file, created exclusively, then renamed over the old
 one). The runtimes then check it on a probe batch (:mod:`odin_ood.runtimes.probe`).
 """
@@ -26,7 +26,6 @@ one). The runtimes then check it on a probe batch (:mod:`odin_ood.runtimes.probe
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import stat
@@ -36,9 +35,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from odin_ood import extras
 from odin_ood._version import __version__
 from odin_ood._utils.checks import tracing
 from odin_ood.detector import Detector, gate_outputs
+from odin_ood.export.metadata import model_metadata
 from odin_ood.export.rules import (ExportError, check_exportable, check_static_shapes, decompositions, export_failure,
                                    quiet_registry, trace_failure)
 from odin_ood.detector.fingerprint import computation
@@ -96,9 +97,7 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int, path: 
     """Write the gate for batches of ``batch_size`` to ``path`` as one ONNX file (weights inside),
     recording ``key`` (default :func:`export_key`) in its metadata; written to a new temporary
     file beside ``path`` (created exclusively, so never through a link), then renamed over it."""
-    for package in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
-        if importlib.util.find_spec(package) is None:
-            raise ValueError(f"exporting to ONNX needs the package {package!r}: pip install 'odin-ood[onnx]'")
+    extras.require("onnx", "exporting to ONNX")  # torch.onnx's exporter needs onnx and onnxscript
     key = key or export_key(detector, spec, batch_size)
     graph = trace(_on_cpu(detector), spec, batch_size)
     example = torch.full((batch_size, *spec.input_shape), 0.5)
@@ -147,6 +146,7 @@ def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_
     ``fresh``: export it again whatever is there."""
     from odin_ood.data.cache import cache_folder
 
+    extras.require("onnx", "exporting to ONNX")  # before a cached file is read with onnx
     folder = Path(cache_dir) if cache_dir is not None else cache_folder() / "export"
     key = export_key(detector, spec, batch_size)
     path = folder / f"{key}.onnx"
@@ -161,9 +161,8 @@ def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_
 
 def _cache_problem(path: Path, key: str) -> str | None:
     """Why the file at ``path`` is not the graph of ``key`` (None: it is): absent, not a regular
-    file, not parseable ONNX, or recording another key."""
-    import onnx
-
+    file, not a well-formed ONNX message, or recording another key (:func:`model_metadata`: no
+    ``onnx`` import; the runtime that loads the file parses its graph)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
@@ -172,10 +171,9 @@ def _cache_problem(path: Path, key: str) -> str | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "is not a regular file"
         try:
-            model = onnx.load_from_string(f.read())
-        except Exception as exc:  # noqa: BLE001 -- protobuf and onnx raise several types for damaged files
-            return f"does not parse as ONNX (truncated or damaged: {type(exc).__name__})"
-    recorded = {p.key: p.value for p in model.metadata_props}.get(KEY_FIELD)
+            recorded = model_metadata(f.read()).get(KEY_FIELD)
+        except ValueError as exc:
+            return f"does not parse as ONNX (truncated or damaged: {exc})"
     if recorded != key:
         return f"records the key {recorded!r}, not {key!r} (a graph of another detector, model or version)"
     return None

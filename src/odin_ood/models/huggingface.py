@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from odin_ood import extras
 from odin_ood.models.packaged import _first_line
 from odin_ood.preprocess import Preprocessing
 
@@ -80,7 +81,7 @@ def load_huggingface(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, An
         if not (path / name).is_file():
             raise ValueError(f"{source}: the folder has no {name} (save the model and its image processor there "
                              "with save_pretrained)")
-    transformers = _import_transformers()
+    transformers = extras.import_optional("transformers", "hf", "hf:PATH")
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # its "Loading weights" bar is not odin-ood's output
     try:
@@ -96,15 +97,6 @@ def load_huggingface(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, An
     return Logits(model), {"preprocessing": preprocessing, "input_shape": preprocessing.input_shape,
                            "input_mean": preprocessing.mean, "input_std": preprocessing.std,
                            "class_names": class_names(model.config)}
-
-
-def _import_transformers() -> Any:
-    try:
-        import transformers
-    except Exception as exc:  # ImportError, or a build that does not match the installed torch
-        raise ValueError(f"hf:PATH needs transformers, which does not import here ({type(exc).__name__}: {exc}); "
-                         "pip install odin-ood[hf]") from None
-    return transformers
 
 
 def class_names(config: Any) -> tuple[str, ...] | None:

@@ -26,13 +26,13 @@ timm's ``bilinear`` on PIL images is ``bilinear-antialias``, ``bicubic`` is ``bi
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from odin_ood import extras
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess import CROP_FRACTION, Preprocessing
 from odin_ood.preprocess.resampling import LIBRARY_NAMES
@@ -40,16 +40,6 @@ from odin_ood.preprocess.resampling import LIBRARY_NAMES
 LIBRARIES = ("torchvision", "timm")
 STANDARD_IMAGENET = Preprocessing((3, 224, 224), "resize-shorter-then-center-crop", "bilinear-antialias", 256,
                                   IMAGENET_MEAN, IMAGENET_STD)
-
-
-def _import(library: str) -> Any:
-    try:
-        return importlib.import_module(library)
-    except Exception as exc:  # ImportError, or a binary mismatch with the installed torch
-        raise ValueError(
-            f"{library}:NAME needs {library}, which does not import here ({type(exc).__name__}: {exc}); "
-            f"install a {library} build that matches torch {__import__('torch').__version__}"
-        ) from None
 
 
 def build_library_model(library: str, name: str, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -61,7 +51,7 @@ def build_library_model(library: str, name: str, num_classes: int | None = None)
         raise ValueError(f"unknown model library {library!r}; expected one of {LIBRARIES}")
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if library == "torchvision":
-        tv = _import("torchvision")
+        tv = extras.import_optional("torchvision", "torchvision", "torchvision:NAME")
         name, _, enum = name.partition(":")
         if name not in tv.models.list_models():
             raise ValueError(f"torchvision has no model {name!r} (see torchvision.models.list_models())")
@@ -69,7 +59,7 @@ def build_library_model(library: str, name: str, num_classes: int | None = None)
         arguments = torchvision_arguments(tv, name, enum) if enum else {}
         model = tv.models.get_model(name, weights=None, **{**arguments, **kwargs})
     else:
-        timm = _import("timm")
+        timm = extras.import_optional("timm", "timm", "timm:NAME")
         if not timm.is_model(name):
             raise ValueError(f"timm has no model {name!r} (see timm.list_models())")
         model = timm.create_model(name, pretrained=False, **kwargs)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from odin_ood import extras
 from odin_ood.models.packaged import _first_line
 
 PREFIX = "onnx:"
@@ -48,7 +49,7 @@ def split_onnx_spec(spec: str) -> Path | None:
 def load_onnx(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """(the ONNX classifier in ``path`` as a differentiable module, its metadata: ``input_shape``,
     ``input_mean``, ``input_std``, ``class_names`` where the file says them)."""
-    onnx, onnx2torch = _import("onnx"), _import("onnx2torch")
+    onnx, onnx2torch = (extras.import_optional(m, "onnx2torch", "onnx:PATH") for m in ("onnx", "onnx2torch"))
     source = f"{PREFIX}{path}"
     if not Path(path).is_file():
         raise ValueError(f"{source}: {str(path)!r} does not exist")
@@ -233,10 +234,3 @@ def _metadata(proto: Any, source: str) -> dict[str, Any]:
         out[prop.key] = tuple(value)
     return out
 
-
-def _import(name: str) -> Any:
-    try:
-        return __import__(name)
-    except Exception as exc:  # ImportError, or a build that does not match the installed torch
-        raise ValueError(f"onnx:PATH needs {name}, which does not import here ({type(exc).__name__}: {exc}); "
-                         "pip install odin-ood[onnx2torch]") from None

@@ -49,6 +49,7 @@ class ModelSpec:
     num_classes: int
     recipe: str
     classifier: str  # name of the final linear layer
+    tensors: int  # entries of its state dict, BatchNorm's num_batches_tracked counters not counted
     shipped_weights: str | None = None  # file name under odin_ood/assets
 
 
@@ -56,18 +57,20 @@ _SPECS: dict[str, ModelSpec] = {
     s.name: s
     for s in [
         ModelSpec("densenet-bc-100", lambda c: DenseNetBC(100, 12, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10,
-                  "densenet", "fc"),
-        ModelSpec("wrn-28-10", lambda c: WideResNet(28, 10, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc"),
-        ModelSpec("wrn-40-4", lambda c: WideResNet(40, 4, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc"),
+                  "densenet", "fc", 497),
+        ModelSpec("wrn-28-10", lambda c: WideResNet(28, 10, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc",
+                  130),
+        ModelSpec("wrn-40-4", lambda c: WideResNet(40, 4, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc",
+                  190),
         *(
             ModelSpec(f"resnet{d}", (lambda c, d=d: ResNetCifar(d, c)), IMAGENET_MEAN, IMAGENET_STD, (3, 32, 32), 10,
-                      "resnet", "linear")
-            for d in (20, 32, 44, 56, 110)
+                      "resnet", "linear", tensors)
+            for d, tensors in ((20, 97), (32, 157), (44, 217), (56, 277), (110, 547))
         ),
         ModelSpec("mnist-mlp", lambda c: MLP(784, 256, c), (0.0,), (1.0,), (1, 28, 28), 10, "mnist-mlp",
-                  "fc4", shipped_weights="mnist_mlp.safetensors"),
+                  "fc4", 8, shipped_weights="mnist_mlp.safetensors"),
         ModelSpec("mnist-lenet", LeNet, MNIST_LENET_MEAN, MNIST_LENET_STD, (1, 28, 28), 10, "mnist-lenet",
-                  "fc2", shipped_weights="mnist_lenet.safetensors"),
+                  "fc2", 8, shipped_weights="mnist_lenet.safetensors"),
     ]
 }
 
@@ -121,15 +124,15 @@ def load(
     """
     name, weights = _resolve(str(name_or_path), weights)
     state = map_keys(read_state_dict(weights, map_location=map_location), strip_prefixes, rename_keys)
-    if name is None:
-        name = _recognise(state, source=str(weights))
+    recognised = _recognise(state, source=str(weights)) if name is None else None  # built once, here
+    name = recognised.arch if recognised is not None else name
     found = _classes_in(name, state)
     if num_classes is not None and found is not None and num_classes != found:
         raise ValueError(
             f"num_classes={num_classes} requested but {str(weights)!r} has a {found}-class classifier: "
             f"pass --num-classes {found} (num_classes={found}) or leave it out"
         )
-    model = build(name, num_classes if num_classes is not None else found)
+    model = recognised if recognised is not None else build(name, num_classes if num_classes is not None else found)
     load_strict(model, state, source=f"{str(weights)!r}")
     return model.to(map_location).eval()
 
@@ -167,22 +170,28 @@ def _classes_in(name: str, state: dict[str, torch.Tensor]) -> int | None:
     return int(head.shape[0]) if head is not None and head.dim() == 2 else None
 
 
-def _meta_model(name: str, num_classes: int) -> nn.Module:
-    """The architecture without allocating memory (shapes and key names only)."""
-    with torch.device("meta"):
-        return spec(name).builder(num_classes)
-
-
-def _recognise(state: dict[str, torch.Tensor], source: str) -> str:
-    """The unique known architecture whose keys and shapes match ``state`` exactly."""
-    matches = []
-    for name in _SPECS:
-        classes = _classes_in(name, state)
-        if classes is not None and classes >= 2 and not mismatch_report(_meta_model(name, classes), state):
-            matches.append(name)
+def _recognise(state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """A fresh network (:func:`build`) of the unique known architecture whose keys and shapes
+    match ``state`` exactly. Only the candidates are built: an architecture whose classifier is in
+    ``state`` and whose state dict has as many tensors as ``state`` (``ModelSpec.tensors``, BatchNorm's
+    ``num_batches_tracked`` aside), which an exact match must. For the zoo that is one network
+    (two for an MNIST MLP's checkpoint: LeNet's classifier ``fc2`` is a hidden layer of the MLP)."""
+    tensors = sum(not k.endswith("num_batches_tracked") for k in state)
+    matches = [model for name, s in _SPECS.items()
+               if s.tensors == tensors and (model := _candidate(name, state)) is not None]
     if len(matches) != 1:
         raise ValueError(
-            f"cannot tell the architecture of {source} from its keys (matches: {matches or 'none'}); "
+            f"cannot tell the architecture of {source} from its keys "
+            f"(matches: {[m.arch for m in matches] or 'none'}); "
             f"{named('call load(NAME, weights=PATH)', 'pass --model NAME --weights FILE')} with NAME one of {names()}"
         )
     return matches[0]
+
+
+def _candidate(name: str, state: dict[str, torch.Tensor]) -> nn.Module | None:
+    """``name`` built for ``state``'s number of classes when its keys and shapes match ``state``."""
+    classes = _classes_in(name, state)
+    if classes is None or classes < 2:
+        return None
+    model = build(name, classes)
+    return None if mismatch_report(model, state) else model

@@ -12,69 +12,73 @@ grid as a table and the provenance. Both are drawn from the ``fit.json`` record 
 from __future__ import annotations
 
 import base64
-import io
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from odin_ood.metrics import METRICS
 from odin_ood._utils.files import write_file
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 LABELS = {"fpr_at_95_tpr": "FPR at TPR", "detection_error": "Detection error", "auroc": "AUROC",
           "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #bbb;padding:3px 7px;"
-       "text-align:right}th{background:#f0f0f0}td.chosen{background:#ffe28a;font-weight:bold}img{max-width:100%}"
+       "text-align:right}th{background:#f0f0f0}.scroll{max-width:100%;overflow-x:auto}"
+       "table.grid{font-size:.75em}table.grid td,table.grid th{padding:2px 4px}"
+       "td.chosen{background:#ffe28a;font-weight:bold}img{max-width:100%}"
        ".note{color:#555;font-size:.9em}")
 
 
 def figure_png(record: dict[str, Any], scores: dict[str, np.ndarray]) -> bytes:
-    """The heatmap and the histograms as PNG bytes; ``scores`` holds ODIN scores ``id``/``ood``."""
-    import matplotlib
+    """:func:`fit_figure` as PNG bytes."""
+    from odin_ood.report.style import png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return png_bytes(fit_figure(record, scores), dpi=90)
+
+
+def fit_figure(record: dict[str, Any], scores: dict[str, np.ndarray]) -> Figure:
+    """The heatmap and the histograms; ``scores`` holds the fitted score's ``id``/``ood`` values."""
     from matplotlib.patches import Rectangle
+
+    from odin_ood.report.style import ID_COLOUR, every_kth, figure, reference_line, step_histograms, wrapped_title
 
     grid = record["grid"]
     i, j = grid["chosen"]
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax, hx) = figure(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1.4, 1]})
     if is_id_only(record):
         order = np.argsort(grid["epsilons"])
         ax.plot(np.take(grid["epsilons"], order), np.take(grid["mean_id_score"][0], order), "o-", color="tab:blue")
-        ax.plot([record["epsilon"]], [grid["mean_id_score"][0][j]], "o", ms=12, mfc="none", mec="red", mew=2.5)
-        ax.set(xlabel="epsilon", ylabel="mean ID score",
-               title=f"tuning split: mean ID score at T={record['temperature']:g}; "
-                     f"chosen eps={record['epsilon']:g} (red)")
+        ax.plot([record["epsilon"]], [grid["mean_id_score"][0][j]], "o", ms=12, mfc="none", mec="red", mew=2.5,
+                label=f"chosen epsilon {record['epsilon']:g}")
+        ax.set(xlabel="epsilon", ylabel="mean ID score")
+        ax.legend(fontsize=8)
+        wrapped_title(ax, f"tuning split: mean ID score at T={record['temperature']:g}; "
+                          f"chosen eps={record['epsilon']:g} (red)")
     else:
         im = ax.imshow(100 * np.asarray(grid["fpr_at_95_tpr"], dtype=float), aspect="auto", cmap="viridis_r", origin="lower")
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
-        ax.set_xticks(range(len(grid["epsilons"])), [f"{e:g}" for e in grid["epsilons"]], rotation=90, fontsize=7)
+        shown = every_kth(len(grid["epsilons"]))  # at most 6 labels: a heatmap column each would run together
+        ax.set_xticks(shown, [f"{grid['epsilons'][k]:g}" for k in shown])
+        ax.set_xticks(range(len(grid["epsilons"])), minor=True)
         ax.set_yticks(range(len(grid["temperatures"])), [f"{t:g}" for t in grid["temperatures"]], fontsize=8)
-        ax.set(xlabel="epsilon", ylabel="temperature T",
-               title=f"tuning split: FPR (%) at {record['tpr']:.0%} TPR; chosen T={record['temperature']:g}, "
-                     f"eps={record['epsilon']:g} (red){searched_note(record)}")
-        fig.colorbar(im, ax=ax, fraction=0.04)
-    shown = {k: s for k, s in scores.items() if s.size}  # no OOD scores: ID-only tuning without a held-out split
-    lo = min(float(s.min()) for s in shown.values())
-    hi = max(float(s.max()) for s in shown.values())
-    bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
+        ax.set(xlabel="epsilon", ylabel="temperature T")
+        wrapped_title(ax, f"tuning split: FPR (%) at {record['tpr']:.0%} TPR; chosen T={record['temperature']:g}, "
+                          f"eps={record['epsilon']:g} (red){searched_note(record)}")
+        fig.colorbar(im, ax=ax, fraction=0.04, label="FPR (%)")
+    shown_scores = {k: s for k, s in scores.items() if s.size}  # no OOD scores: ID-only tuning without a held-out split
     split = record["histogram_split"]
-    for key, colour in (("id", "tab:blue"), ("ood", "tab:red")):
-        if key in shown:
-            hx.hist(shown[key], bins=bins, alpha=0.55, density=True, color=colour,
-                    label=f"{key.upper()} ({split}, n={len(shown[key])})")
-    hx.axvline(record["threshold"], color="k", ls="--", lw=1, label=f"threshold {record['threshold']:.6g}")
-    hx.set(title=f"{score_label(record)} scores at the fitted parameters ({split} split)",
-           xlabel="score (higher = more in-distribution)", ylabel="density")
+    step_histograms(hx, shown_scores, {"id": ID_COLOUR, "ood": "tab:blue"},
+                    labels={k: f"{k.upper()} ({split}, n={len(s)})" for k, s in shown_scores.items()})
+    reference_line(hx, record["threshold"], f"threshold {record['threshold']:.6g}", "v", color="k", ls="--")
+    hx.set(xlabel="score (higher = more in-distribution)", ylabel="density")
+    wrapped_title(hx, f"{score_label(record)} scores at the fitted parameters ({split} split)")
     hx.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 def searched_note(record: dict[str, Any]) -> str:
@@ -149,7 +153,7 @@ def report_html(record: dict[str, Any], png: bytes) -> str:
 {metrics}
 <img alt="the tuning grid ({grid_title}) and score histograms" src="data:image/png;base64,{image}">
 <h2>Tuning grid: {grid_title} (rows T, columns &epsilon;)</h2>
-<table><tr><th>T \\ &epsilon;</th>{eps_head}</tr>{grid_rows}</table>
+<div class="scroll"><table class="grid"><tr><th>T \\ &epsilon;</th>{eps_head}</tr>{grid_rows}</table></div>
 <p class="note">Higher score = more in-distribution; ID is the positive class. Preprocessing
 (as detector.json records it): {escape(_preprocessing(record['preprocessing']))}.
 Duplicates skipped (by content): {record['duplicates']['id']} ID, {record['duplicates']['ood']} OOD.

@@ -2,36 +2,30 @@
 
 Each function takes the whole results dict and returns a matplotlib Figure; :func:`render_all`
 writes them as PNG files and returns {name: (title, png bytes)}. Figure numbers are the paper's.
+Every figure is laid out, ticked and labelled by :mod:`odin_ood.report.style` (constrained
+layout, at most six tick labels to their significant digits, labelled reference lines).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from odin_ood.report.style import ID_COLOUR, colours, every_kth, figure, line_styles, png_bytes, reference_line
 
 from odin_ood._utils.files import write_file
 
-ID_COLOUR = "tab:red"
-
-
-def _colours(keys: list[str]) -> dict[str, Any]:
-    cmap = plt.get_cmap("tab10")
-    palette = [cmap(i) for i in (0, 1, 2, 4, 5, 6, 7, 8, 9)]  # no red: red is the ID set
-    return {k: palette[i % len(palette)] for i, k in enumerate(keys)}
+OUTSIDE = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
 
 
 def _axes(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)) -> tuple[Figure, np.ndarray]:
     nrows = max(1, -(-n // ncols))
     ncols = min(n, ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    fig, axes = figure(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, axes.flat
@@ -48,11 +42,10 @@ def roc(results: dict) -> Figure:
     fig, axes = _axes(len(curves))
     for ax, (key, c) in zip(axes, curves.items()):
         ax.plot(c["msp"]["fpr"], c["msp"]["tpr"], color="tab:red", label="Baseline (MSP)")
-        ax.plot(c["odin-tuned"]["fpr"], c["odin-tuned"]["tpr"], color="tab:blue", label="ODIN (tuned)")
-        ax.axhline(0.95, color="grey", lw=0.7, ls=":")
+        ax.plot(c["odin-tuned"]["fpr"], c["odin-tuned"]["tpr"], "--", color="tab:blue", label="ODIN (tuned)")
+        reference_line(ax, 0.95, "95% TPR")
         ax.set(title=labels[key], xlabel="FPR", ylabel="TPR", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -60,37 +53,35 @@ def sweeps(results: dict) -> Figure:
     """Figures 3, 4, 7-9: FPR at 95% TPR and AUROC vs T (eps = 0), vs eps (T = 1), vs eps (tuned T)."""
     s = results["sweeps"]
     T, E = np.array(s["temperatures"]), np.array(s["epsilons"])
-    colours = _colours(list(s["sets"]))
-    fig, axes = plt.subplots(2, 3, figsize=(13.5, 7), squeeze=False)
+    styles = line_styles(s["sets"])
+    fig, axes = figure(2, 3, figsize=(16, 7), squeeze=False)
     for row, metric, name in ((0, "fpr_at_95_tpr", "FPR at 95% TPR"), (1, "auroc", "AUROC")):
         for key, d in s["sets"].items():
             g = np.array(d[metric])
-            kw = {"color": colours[key], "marker": "o", "ms": 3, "label": d["label"]}
+            kw = {**styles[key], "marker": "o", "ms": 3,
+                  "label": f"{d['label']} (tuned T={T[d['best_t_index']]:g})"}
             axes[row, 0].plot(T, g[:, s["eps0_index"]], **kw)
             axes[row, 1].plot(E, g[s["t1_index"], :], **kw)
-            axes[row, 2].plot(E, g[d["best_t_index"], :], **{**kw, "label": f"{d['label']} (T={T[d['best_t_index']]:g})"})
+            axes[row, 2].plot(E, g[d["best_t_index"], :], **kw)
         axes[row, 0].set(xscale="log", xlabel="temperature T (epsilon = 0)", ylabel=name)
         axes[row, 1].set(xlabel="epsilon (T = 1)", ylabel=name)
         axes[row, 2].set(xlabel="epsilon (at each set's tuned T)", ylabel=name)
-    axes[0, 0].legend(fontsize=7)
-    axes[0, 2].legend(fontsize=7)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), **OUTSIDE)
     fig.suptitle("Effects of T and epsilon on the evaluation splits (Figures 3, 4, 7-9)")
-    fig.tight_layout()
     return fig
 
 
 def threshold(results: dict) -> Figure:
     """Figure 13: TPR and FPR vs the threshold delta."""
     t = results["threshold"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles = line_styles(t["fpr"])
+    fig, ax = figure(figsize=(9, 4.2))
     ax.plot(t["delta"], t["tpr"], color=ID_COLOUR, lw=2, label="TPR (in-distribution)")
     for key, f in t["fpr"].items():
-        ax.plot(t["delta"], f, label=f"FPR {t['labels'][key]}")
-    ax.axvline(t["delta_at_95"], color="grey", ls=":", label="delta at 95% TPR (ID tuning split)")
+        ax.plot(t["delta"], f, **styles[key], label=f"FPR {t['labels'][key]}")
+    reference_line(ax, t["delta_at_95"], "delta at 95% TPR (ID tuning split)", "v")
     ax.set(xlabel="threshold delta", ylabel="rate", title=f"T = {t['temperature']:g}, epsilon = {t['epsilon']:g}")
-    ax.ticklabel_format(axis="x", useOffset=False)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, not over them
     return fig
 
 
@@ -99,7 +90,7 @@ def cross_dataset(results: dict) -> Figure:
     c = results["cross_dataset"]
     m = 100 * np.array(c["fpr"])
     n = len(c["sets"])
-    fig, ax = plt.subplots(figsize=(1.3 * n + 3, 0.8 * n + 2))
+    fig, ax = figure(figsize=(1.3 * n + 3, 0.8 * n + 2))
     im = ax.imshow(m, cmap="viridis_r", vmin=0, vmax=max(1.0, m.max()))
     for i in range(n):
         for j in range(n):
@@ -109,53 +100,51 @@ def cross_dataset(results: dict) -> Figure:
     ax.set_yticks(range(n), c["labels"], fontsize=8)
     ax.set(xlabel="tuned on", ylabel="tested on", title="FPR at 95% TPR (%) across datasets")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
     return fig
 
 
 def tuning_size(results: dict) -> Figure:
     """Figure 15: FPR at 95% TPR vs tuning-set size (mean and +/- 1 std over repeats)."""
     t = results["tuning_size"]
-    colours = _colours(list(t["sets"]))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles = line_styles(t["sets"])
+    fig, ax = figure(figsize=(9, 4.2))
     for key, d in t["sets"].items():
         mean, std = np.array(d["mean"]) * 100, np.array(d["std"]) * 100
-        ax.errorbar(d["sizes"], mean, yerr=std, color=colours[key], marker="o", ms=3, capsize=2, label=d["label"])
+        ax.errorbar(d["sizes"], mean, yerr=std, **styles[key], marker="o", ms=3, capsize=2, label=d["label"])
     ax.set(xlabel="tuning-set size (OOD images)", ylabel="FPR at 95% TPR (%)",
            title=f"mean +/- 1 std over {t['repeats']} draws")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
 def accuracy(results: dict) -> Figure:
     """Figure 16: accuracy above (a) and below (b) the threshold for each TPR."""
     a = results["accuracy"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = figure(1, 2, figsize=(11, 3.8))
     if "skipped" in a:
         for ax in axes:
             ax.text(0.5, 0.5, a["skipped"], ha="center")
         return fig
+    styles = line_styles(a["methods"])
     for name, d in a["methods"].items():
         lab = "MSP" if name == "msp" else f"ODIN (T={d['temperature']:g}, eps={d['epsilon']:g})"
         for ax, part in zip(axes, ("above", "below")):
             y = [np.nan if v is None else 100 * v for v in d[part]]
-            ax.plot(100 * np.array(a["tprs"]), y, marker="o", label=lab)
+            ax.plot(100 * np.array(a["tprs"]), y, **styles[name], marker="o", label=lab)
     for ax, part in zip(axes, ("(a) above", "(b) below")):
-        ax.axhline(100 * a["accuracy"], color="grey", ls=":", label="overall accuracy")
+        reference_line(ax, 100 * a["accuracy"], "overall accuracy")
         ax.set(xlabel="TPR (%)", ylabel="test accuracy (%)", title=f"{part} the threshold")
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
 def _series(ax, centres, values: dict, labels: dict, id_key: str, log: bool = False) -> None:
-    colours = _colours([k for k in values if k != id_key])
+    styles = {id_key: {"color": ID_COLOUR, "ls": "-", "lw": 2.2},
+              **{k: {**style, "lw": 1.2} for k, style in line_styles([k for k in values if k != id_key]).items()}}
     x = 10 ** np.array(centres) if log else np.array(centres)
-    for key, v in values.items():
-        y = np.array([np.nan if e is None else e for e in v], dtype=float)
-        ax.plot(x, y, color=ID_COLOUR if key == id_key else colours[key], lw=2.2 if key == id_key else 1.2,
-                label=labels[key] + (" (ID)" if key == id_key else ""))
+    for key in styles:  # the ID set first: the thinner curves drawn over it leave it visible
+        y = np.array([np.nan if e is None else e for e in values[key]], dtype=float)
+        ax.plot(x, y, **styles[key], label=labels[key] + (" (ID)" if key == id_key else ""))
     if log:
         ax.set_xscale("log")
 
@@ -165,7 +154,7 @@ def section5(results: dict) -> Figure:
     E[norm | S] at T = 1 and T = 1000."""
     a = results["analysis"]
     labels, id_key = a["labels"], a["id_key"]
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    fig, axes = figure(2, 3, figsize=(15, 7.5))
     _series(axes[0, 0], a["u1_density"]["centres"], a["u1_density"]["density"], labels, id_key)
     axes[0, 0].set(xlabel="U1", ylabel="density", title="(a) density of U1")
     _series(axes[0, 1], a["u2_given_u1"]["centres"], a["u2_given_u1"]["mean"], labels, id_key)
@@ -178,25 +167,23 @@ def section5(results: dict) -> Figure:
         else:
             _series(ax, g["norm_given_score"]["centres"], g["norm_given_score"]["mean"], labels, id_key)
             ax.set(xlabel="softmax score S(x; T)", ylabel="E[norm | S]", title=f"E[gradient norm | S], T = {T}")
-            ax.ticklabel_format(axis="x", useOffset=False)
     axes[1, 2].axis("off")
     handles, names = axes[0, 0].get_legend_handles_labels()
     axes[1, 2].legend(handles, names, loc="center", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
 def profiles(results: dict) -> Figure:
     """Figures 5f-g, 17: the network's output for each class on one ID and one OOD image."""
     p = results["profiles"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    fig, axes = figure(1, 2, figsize=(11, 3.6), sharey=True)
     for ax, side, colour in ((axes[0], "id", ID_COLOUR), (axes[1], "ood", "tab:blue")):
         d = p[side]
         ax.bar(range(len(d["logits"])), d["logits"], color=colour)
-        ax.set_xticks(range(len(p["classes"])), p["classes"], rotation=45, ha="right", fontsize=8)
+        named = every_kth(len(p["classes"]), 20)  # 100 class names side by side would run together
+        ax.set_xticks(named, [p["classes"][k] for k in named], rotation=45, ha="right", fontsize=8)
         title = f"{d['set']} #{d['index']}" + (f" ({d['label']})" if d.get("label") else "")
         ax.set(title=title, ylabel="output f_i(x)")
-    fig.tight_layout()
     return fig
 
 
@@ -204,17 +191,18 @@ def distances(results: dict) -> Figure:
     """Figure 2: tuned ODIN's FPR at 95% TPR and detection error vs MMD and energy distance."""
     rows = results["distances"]["rows"]
     tuned = {r["ood"]: r["metrics"] for r in results["main_table"]["rows"] if r["method"] == "odin-tuned"}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = figure(1, 2, figsize=(12, 4))
+    tint = colours(r["ood"] for r in rows)
     for ax, dist, name in ((axes[0], "mmd2", "MMD^2 (RBF, median heuristic)"), (axes[1], "energy", "energy distance D^2")):
-        for metric, marker in (("fpr_at_95_tpr", "o"), ("detection_error", "s")):
-            x = [r[dist] for r in rows]
-            y = [100 * tuned[r["ood"]][metric] for r in rows]
-            ax.scatter(x, y, marker=marker, label=metric.replace("_", " "))
-            for xi, yi, r in zip(x, y, rows):
-                ax.annotate(r["label"].split(",")[0], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for r in rows:  # one colour per set, one marker per metric: no labels written over each other
+            for metric, marker in (("fpr_at_95_tpr", "o"), ("detection_error", "s")):
+                ax.scatter([r[dist]], [100 * tuned[r["ood"]][metric]], marker=marker, color=tint[r["ood"]],
+                           alpha=0.8, label=r["label"] if metric == "fpr_at_95_tpr" else None)
         ax.set(xlabel=name, ylabel="tuned ODIN (%)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    markers = [Line2D([], [], ls="", marker=m, color="k", label=lab)
+               for m, lab in (("o", "FPR at 95% TPR"), ("s", "detection error"))]
+    fig.legend([*markers, *handles], [h.get_label() for h in markers] + labels, **OUTSIDE)
     return fig
 
 
@@ -229,13 +217,6 @@ FIGURES: dict[str, tuple[str, Callable[[dict], Figure]]] = {
     "fig05_profiles": ("Figures 5f-g, 17: outputs per class for one ID and one OOD image", profiles),
     "fig02_distances": ("Figure 2: detection performance vs dataset distance", distances),
 }
-
-
-def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 # The results entry each figure draws from; a figure is left out when it is absent (a partial

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from odin_ood import extras
 from odin_ood.detector import Detector
 from odin_ood.preprocess import Preprocessing
 from odin_ood.scores.passes import model_device
@@ -80,11 +81,9 @@ def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: in
     if name not in RUNTIMES:
         raise ValueError(f"--runtime must be one of {sorted(RUNTIMES)}, got {name!r}")
     module, cls = RUNTIMES[name].split(":")
-    try:
-        runtime_class = getattr(importlib.import_module(module), cls)
-    except ImportError as exc:
-        raise ValueError(f"--runtime {name} needs the package {exc.name!r}: pip install 'odin-ood[{name}]' "
-                         "(or use --runtime torch)") from None
+    if name != "torch":  # the extra of the same name: the runtime and the exporter of its graph
+        extras.require(name, f"--runtime {name}", otherwise="or use --runtime torch")
+    runtime_class = getattr(importlib.import_module(module), cls)
     return runtime_class(detector, spec, threads=threads, cache_dir=cache_dir)
 
 
