@@ -213,6 +213,8 @@ def _clamp(v: Any, channels: int | None) -> Clamp | None:
         return None
     if not isinstance(v, list) or len(v) != 2:
         raise ValueError("clamp must be null or [low, high]")
+    if any(c is None for c in v):
+        raise ValueError(f"clamp must be null or [low, high] with numbers for both, got {_short(v)}")
     low, high = (_per_channel(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
     if not bool((torch.as_tensor(low) <= torch.as_tensor(high)).all()):
         raise ValueError(f"clamp low {low} exceeds high {high}")
