@@ -87,3 +87,24 @@ def test_a_data_dependent_shape_would_have_changed_scores_silently(fitted):
     plain = EagerRuntime(det, spec).outputs(x)["score"]
     counted = EagerRuntime(with_model(det, bright_pixel_count()), spec).outputs(x)["score"]
     assert (plain - counted).abs().max().item() > 1e-4
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", [
+    (2, 2, 0, 1, False), (2, 2, 0, 1, True), (3, 2, 1, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False),
+    ((2, 3), (1, 2), (1, 0), 1, True), (1, 1, 0, 1, False)])
+def test_the_max_pool_rule_gives_torch_s_values_and_indices_with_ties(kernel, stride, padding, dilation, ceil_mode):
+    """The rule against torch's own CPU kernel on odd sizes, with many ties (values in {0, 1, 2}:
+    the first maximum of a window in row-major order is the one whose gradient counts) and a NaN
+    (it propagates to its windows' values)."""
+    from odin_ood.export.rules import max_pool2d_with_indices
+
+    x = torch.randint(0, 3, (2, 3, 9, 7), generator=torch.Generator().manual_seed(0)).float()
+    x[1, 2, 4, 4] = float("nan")
+    args = [list(kernel) if isinstance(kernel, tuple) else [kernel], list(stride) if isinstance(stride, tuple) else [stride],
+            list(padding) if isinstance(padding, tuple) else [padding], [dilation], ceil_mode]
+    want_values, want_indices = torch.ops.aten.max_pool2d_with_indices(x, *args)
+    values, indices = max_pool2d_with_indices(x, *args)
+    assert torch.equal(values.isnan(), want_values.isnan()) and values.isnan().any()
+    assert torch.equal(values.nan_to_num(), want_values.nan_to_num())
+    finite = ~want_values.isnan()  # a window holding the NaN has no gradient that ODIN's score can use
+    assert torch.equal(indices[finite], want_indices[finite])

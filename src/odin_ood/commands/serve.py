@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "allows, at most 64)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
     parser.add_argument("--no-padding", action="store_true",
-                        help="run micro-batches at their natural size (faster when idle; scores may then "
-                             "differ from the library's in the last float bits)")
+                        help="run micro-batches at their natural size on --runtime torch (faster when idle; scores "
+                             "may then differ from the library's in the last float bits); the graph runtimes always do")
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="multipart body limit (16 MiB)")
     parser.add_argument("--max-json-bytes", type=int, default=4 * 1024 * 1024, help="JSON body limit (4 MiB)")
     parser.add_argument("--max-images", type=int, default=64, help="images per request")

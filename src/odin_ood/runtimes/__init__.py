@@ -9,17 +9,21 @@ name               what runs                                                    
 ``openvino``       the same graph on OpenVINO, fp32                                     openvino
 =================  ================================================================  ==============
 
-Every runtime maps a batch of [0, 1] pixels (N, C, H, W), N a multiple of ``batch_size``, to
-the gate's outputs ``predicted_class``, ``confidence``, ``score``, ``is_out_of_distribution``
-(:func:`odin_ood.serving.engine.fixed_batch_outputs` pads to that; ``fixed_batch`` says whether a
-runtime accepts other sizes). The graph runtimes compute the same function as ``torch`` (the
-same normalisation, T, epsilon and threshold inside the graph) in another float32 rounding: what
-that guarantees is :data:`SCORE_TOLERANCE`. An optional runtime's package is imported only when
-its name is asked for, and the graph is exported once per detector, model computation and batch
-size (:func:`odin_ood.export.cached_onnx`). Before it scores, a graph runtime runs one fixed probe
-batch through eager scoring and the graph (:mod:`odin_ood.runtimes.probe`): a cached graph that
-does not load or disagrees beyond :data:`SCORE_TOLERANCE` is exported afresh, once; a fresh graph
-that still disagrees is refused.
+Every runtime maps a batch of [0, 1] pixels (N, C, H, W) to the gate's outputs
+``predicted_class``, ``confidence``, ``score``, ``is_out_of_distribution``, in batches of at most
+``batch_size`` (``fixed_batch``: N must be a multiple of it, for a graph whose batch size is
+fixed; :func:`odin_ood.serving.engine.fixed_batch_outputs` pads to that). ``exact``: the rows are
+``Detector.outputs``' bit for bit in batches of ``batch_size`` (``torch``), so padding a small
+batch to ``batch_size`` buys that identity; the graph runtimes compute the same function (the
+same normalisation, T, epsilon and threshold inside the graph) in another float32 rounding, at
+any batch size: what that guarantees is :data:`SCORE_TOLERANCE`, and padding buys nothing (the
+gate runs their micro-batches at their natural size). An optional runtime's package is imported
+only when its name is asked for, and the graph is exported once per detector and model
+computation, with a dynamic batch dimension (:func:`odin_ood.export.cached_onnx`). Before it
+scores, a graph runtime runs one fixed probe batch through eager scoring and the graph, at
+``batch_size`` and at a smaller batch (:mod:`odin_ood.runtimes.probe`): a cached graph that does
+not load or disagrees beyond :data:`SCORE_TOLERANCE` is exported afresh, once; a fresh graph that
+still disagrees is refused.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class Runtime(Protocol):
     detector: Detector
     batch_size: int
     fixed_batch: bool  # True: N must be a multiple of batch_size
+    exact: bool  # True: rows equal Detector.outputs bit for bit in batches of batch_size
 
     def outputs(self, pixels: Tensor) -> dict[str, Tensor]: ...
 
@@ -86,10 +91,12 @@ def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: in
 
 
 class GraphRuntime:
-    """The exported gate (fixed batch size) on an ONNX runtime: subclasses open the file
-    (:meth:`_open`) and run one batch of ``batch_size`` rows as numpy (:meth:`_run`)."""
+    """The exported gate on an ONNX runtime: subclasses open the file (:meth:`_open`, which sets
+    ``fixed_batch`` from the graph) and run one batch of at most ``batch_size`` rows as numpy
+    (:meth:`_run`; exactly ``batch_size`` when ``fixed_batch``)."""
 
     name = "graph"
+    exact = False
     fixed_batch = True
 
     def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
@@ -97,6 +104,7 @@ class GraphRuntime:
         from odin_ood.export import cached_onnx
 
         self.detector, self.batch_size = detector, detector.batch_size
+        self.spec = spec
         self.device = model_device(detector.model, torch.device("cpu"))
         self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
         problem = self._checked_open(threads, spec)
@@ -121,7 +129,8 @@ class GraphRuntime:
         return None if problem is None else f"disagrees with eager scoring on the probe batch ({problem})"
 
     def _open(self, path: os.PathLike, threads: int | None) -> None:
-        """Load the ONNX file at ``path`` for ``threads`` CPU threads (None: the runtime's default)."""
+        """Load the ONNX file at ``path`` for ``threads`` CPU threads (None: the runtime's default)
+        and set ``fixed_batch`` (whether its batch dimension is a number)."""
         raise NotImplementedError
 
     def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
@@ -132,7 +141,7 @@ class GraphRuntime:
         from odin_ood.export.graph import OUTPUT_NAMES
 
         b = self.batch_size
-        if len(pixels) % b:
+        if self.fixed_batch and len(pixels) % b:
             raise ValueError(f"the {self.name} runtime takes batches of a multiple of {b} rows, got {len(pixels)}")
         x = pixels.detach().to("cpu", torch.float32).contiguous().numpy()
         parts = [self._run(x[s:s + b]) for s in range(0, len(x), b)]

@@ -17,6 +17,7 @@ class EagerRuntime:
 
     name = "torch"
     fixed_batch = False
+    exact = True
 
     def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
                  cache_dir: str | os.PathLike | None = None) -> None:

@@ -111,14 +111,17 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
                max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "",
                runtime: str = "torch", threads: int | None = None) -> FastAPI:
     """The gate for ``detector`` on the scoring runtime called ``runtime`` (:mod:`odin_ood.runtimes`);
-    ``max_batch`` also becomes ``detector.batch_size`` (the fixed batch size that ``pad`` fills, so
-    scores equal the library's in batches of that size; an exported graph always pads).
+    ``max_batch`` also becomes ``detector.batch_size`` (the fixed batch size that ``pad`` fills on
+    an exact runtime, ``torch``, so scores equal the library's in batches of that size; a graph
+    runtime, within SCORE_TOLERANCE of them at any batch size, runs micro-batches at their natural
+    size unless its graph has a fixed batch size).
     ``api_key`` (compared with the header's raw bytes as UTF-8) None turns authentication off."""
     if api_key is not None and not api_key:
         raise ValueError("the API key is empty: give a non-empty key, or None for no authentication")
     key = None if api_key is None else api_key.encode("utf-8")
     detector.batch_size = max_batch
     scorer = load_runtime(runtime, detector, spec, threads=threads)
+    pad = pad and scorer.exact
     batcher = MicroBatcher(partial(fixed_batch_outputs, scorer, pad=pad), max_batch, max_wait_ms)
     threshold = detector.threshold_
     names = class_names(detector.model)
@@ -148,7 +151,8 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:
         return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.input_shape), "resize": spec.resize,
-                "max_batch": max_batch, "runtime": runtime, "max_wait_ms": max_wait_ms, "limits": vars(limits)}
+                "max_batch": max_batch, "runtime": runtime, "padding": pad or scorer.fixed_batch,
+                "max_wait_ms": max_wait_ms, "limits": vars(limits)}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
               openapi_extra={"requestBody": _REQUEST_BODY})
