@@ -39,6 +39,7 @@ from odin_ood.batching import Data, map_batches
 from odin_ood.fingerprint import fingerprint
 from odin_ood.metrics import METRICS, threshold_at_tpr
 from odin_ood.models.folding import scoring_copy
+from odin_ood.precision import autocast, check_precision, check_scoring, eager_support
 from odin_ood.preprocess import Preprocessing, close_values, floats, of_model
 from odin_ood.model_input import check_normalise, declared, model_data
 from odin_ood.score_family import check_parameters, check_score, check_threshold, score_outputs, tune_score
@@ -93,6 +94,11 @@ class Detector:
     image the same way whatever the other images of a call and their order; pixels overshooting
     [0, 1] by at most 0.5 (resampling) are clamped, data beyond is refused
     (:mod:`odin_ood.model_input`). :meth:`outputs_for_model_input` takes the model's input as is.
+    ``precision``: the model's arithmetic, "fp32" (default), "bf16" or "fp16" (``torch.autocast``
+    where the device has it, :mod:`odin_ood.precision`); ``fit`` tunes and sets the threshold at it,
+    so the TPR holds for scores at that precision, and records it (``precision_``, and
+    ``runtime_``: the runtime whose reduced-precision scores set the threshold, "torch" after
+    ``fit``, None at fp32); scoring at another precision is refused.
     """
 
     def __init__(
@@ -112,6 +118,7 @@ class Detector:
         optimize: bool = False,
         normalise: str | bool = "auto",
         search: str = DEFAULT_SEARCH,
+        precision: str = "fp32",
     ) -> None:
         if preprocessing is not None:
             _check_agrees(preprocessing, input_std, input_mean, input_shape)
@@ -131,6 +138,7 @@ class Detector:
         self._preprocessing = preprocessing
         self.preprocessing_recorded_ = preprocessing is not None
         self.optimize = optimize
+        self.precision = precision
         self._scoring: tuple[tuple, nn.Module, bool] | None = None
 
     @property
@@ -177,24 +185,37 @@ class Detector:
         says, against the paper's Gaussian and Uniform noise or on ``id_data`` alone) and set
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept."""
         tpr = check_rate(tpr, "tpr")
+        precision = self._check_precision_support()
         id_data = self._model_data(id_data, "id_data")
         ood_data = None if ood_data is None else self._model_data(ood_data, "ood_data")
-        result = tune_score(
-            self.scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
-            self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
-            ood_free=self.ood_free, search=self.search,
-        )
+        with autocast(precision, model_device(self.model, torch.device("cpu"))):
+            result = tune_score(
+                self.scoring_model()[0], id_data, ood_data, self.score_name, self.temperatures, self.epsilons, self.std_,
+                self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
+                ood_free=self.ood_free, search=self.search,
+            )
         i, j = result.index
-        self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)
+        self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr,
+                         precision, None if precision == "fp32" else "torch")
         self.tuning_ = result
         return self
 
-    def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float) -> None:
+    def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float, precision: str = "fp32",
+                    runtime: str | None = None) -> None:
         self.temperature_ = check_temperature(temperature)
         self.epsilon_ = check_epsilon(epsilon)
         self.threshold_ = check_number(threshold, "threshold", -math.inf, math.inf)
         self.tpr_ = tpr
+        self.precision_, self.runtime_ = check_precision(precision, "precision"), runtime
         self.model_fingerprint_ = fingerprint(self.model)
+
+    def _check_precision_support(self) -> str:
+        """``precision``, checked: a known name the model's device computes in hardware."""
+        precision = check_precision(self.precision, named("precision", "--precision"))
+        problem = eager_support(precision, model_device(self.model, torch.device("cpu")))
+        if problem is not None:
+            raise ValueError(f"{named('precision', '--precision')} {precision}: {problem}")
+        return precision
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
@@ -211,8 +232,9 @@ class Detector:
     def outputs_for_model_input(self, z: Data) -> dict[str, Tensor]:
         """:meth:`outputs` for ``z`` already the model's input, never normalised here whatever
         ``normalise`` says: what a scoring runtime calls once its preprocessing has normalised the
-        pixels (:class:`odin_ood.runtimes.eager.EagerRuntime`)."""
+        pixels (:class:`odin_ood.runtimes.eager.EagerRuntime`). At ``precision`` (that of ``fit``)."""
         self._check_fitted()
+        check_scoring(self.precision_, self.runtime_, self.precision, "torch")
         both = map_batches(self._batch_outputs, z, self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
         broken = int((~torch.isfinite(score)).sum())
@@ -243,8 +265,9 @@ class Detector:
         model, channels_last = self.scoring_model()
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits, score = score_outputs(model, x, self.score_name, self.temperature_, self.epsilon_, self.std_,
-                                      self.clamp)
+        with autocast(self.precision, x.device):
+            logits, score = score_outputs(model, x, self.score_name, self.temperature_, self.epsilon_, self.std_,
+                                          self.clamp)
         return torch.cat([logits, score[:, None]], dim=1).T
 
     def score(self, x: Data) -> Tensor:
@@ -277,6 +300,7 @@ class Detector:
             "clamp": None if self.clamp is None else [_floats_or_none(c) for c in self.clamp],
             "batch_size": self.batch_size,
             "model_fingerprint": self.model_fingerprint_,
+            **({} if self.precision_ == "fp32" else {"precision": self.precision_, "runtime": self.runtime_}),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -343,7 +367,8 @@ class Detector:
         with _fields_of(source):
             temperature, epsilon = check_parameters(det.score_name, d["temperature"], d["epsilon"])
             threshold = check_threshold(det.score_name, d["threshold"], _num_classes(model, det.input_shape))
-            det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
+            det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"), *_precision(d))
+            det.precision = det.precision_
         if d.get("model_fingerprint") != det.model_fingerprint_:
             raise ValueError(
                 f"{source} was fitted for a model with weights {_short(d.get('model_fingerprint'), 80)}, but the given "
@@ -460,6 +485,19 @@ def _input_shape(v: Any) -> tuple[int, ...]:
         raise ValueError(f"input_shape {'x'.join(map(str, v))} holds {math.prod(v)} values, over 3 x PIL's pixel limit "
                          f"of {limit} (Image.MAX_IMAGE_PIXELS): no image that large is decoded")
     return tuple(v)
+
+
+def _precision(d: dict) -> tuple[str, str | None]:
+    """(precision, runtime) a file records: ("fp32", None) when absent (fp32, every runtime);
+    below fp32, the runtime whose scores set the threshold (a name, checked when it scores)."""
+    precision = check_precision(d.get("precision", "fp32"), "precision")
+    runtime = d.get("runtime")
+    if precision == "fp32" and runtime is None:
+        return precision, None
+    if precision == "fp32" or not (isinstance(runtime, str) and runtime.isidentifier() and len(runtime) <= 40):
+        raise ValueError(f"runtime must be the name of the runtime a {precision} threshold was fitted on "
+                         f"(fp32: none), got {_short(runtime)}")
+    return precision, runtime
 
 
 def _preprocessing(v: Any) -> Preprocessing | None:

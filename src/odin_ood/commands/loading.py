@@ -30,7 +30,7 @@ import torch
 from odin_ood import memory
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.options import add_model_arguments as add_options
+from odin_ood.commands.options import add_model_arguments as add_options, add_precision_argument
 from odin_ood.models.sources import probe
 from odin_ood.runtimes import RUNTIMES, Runtime, load_runtime
 from odin_ood.preprocess import Preprocessing, close_values, floats
@@ -50,6 +50,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
                              "openvino (optional packages; exported once per detector, model computation and batch size, cached under "
                              "$ODIN_OOD_CACHE/export)")
+    add_precision_argument(parser, "must be the one the detector was fitted at (a reduced precision moves scores "
+                                   "beyond the runtimes' tolerance, so its threshold holds only there)")
 
 
 def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch",
@@ -72,6 +74,7 @@ def load_detector(options: ModelOptions, detector: str | os.PathLike, device: to
     fitted = Detector.load(os.fspath(detector), model, max_memory=options.max_memory)
     fitted.optimize = optimize
     fitted.normalise = False  # odin_ood.preprocess gives the model's normalised input
+    fitted.precision = options.precision  # checked against the fitted one by the runtime
     preprocessing = preprocessing_for(fitted, options)
     check_bounds(preprocessing, options.max_memory)
     if tuple(getattr(model, "input_shape", None) or ()) != preprocessing.input_shape:

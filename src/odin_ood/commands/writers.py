@@ -330,6 +330,7 @@ def _typed_csv(r: dict[str, str]) -> Row:
         "is_out_of_distribution": r["is_out_of_distribution"] == "true",
         "error": _unescape(r["error"]),
         **({"label": int(r["label"]) if r["label"] else None} if "label" in r else {}),
+        **({"precision": r["precision"]} if "precision" in r else {}),
     }
 
 
@@ -422,7 +423,7 @@ def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
 
     types = {"index": pa.int64(), "source": pa.string(), "predicted_class": pa.int64(), "class_name": pa.string(),
              "confidence": pa.float64(), "score": pa.float64(), "is_out_of_distribution": pa.bool_(),
-             "error": pa.string(), "label": pa.int64()}
+             "error": pa.string(), "label": pa.int64(), "precision": pa.string()}
     schema = pa.schema([(c, types[c]) for c in columns])
     return pa.Table.from_pylist([_jsonable(r, columns) for r in rows], schema=schema)
 

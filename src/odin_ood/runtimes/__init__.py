@@ -6,7 +6,7 @@ name               what runs                                                    
 ``torch``          the library's own eager scoring (:meth:`odin_ood.Detector.outputs`)  (core)
 ``onnxruntime``    the gate exported as one ONNX graph (:mod:`odin_ood.export`),       onnxruntime
                    on ONNX Runtime (CUDA provider on a CUDA device)
-``openvino``       the same graph on OpenVINO, fp32                                     openvino
+``openvino``       the same graph on OpenVINO, fp32 (bf16/fp16 where the CPU has them)  openvino
 =================  ================================================================  ==============
 
 Every runtime maps a batch of [0, 1] pixels (N, C, H, W) to the gate's outputs
@@ -23,21 +23,26 @@ computation, with a dynamic batch dimension (:func:`odin_ood.export.cached_onnx`
 scores, a graph runtime runs one fixed probe batch through eager scoring and the graph, at
 ``batch_size`` and at a smaller batch (:mod:`odin_ood.runtimes.probe`): a cached graph that does
 not load or disagrees beyond :data:`SCORE_TOLERANCE` is exported afresh, once; a fresh graph that
-still disagrees is refused.
+still disagrees is refused. A detector's ``precision`` (:mod:`odin_ood.precision`) is the
+runtime's: eager torch under autocast, OpenVINO at its inference precision hint (the probe checks
+the graph in fp32 first); a runtime without that precision, or a detector whose reduced-precision
+threshold was fitted on another runtime, is refused in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import warnings
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
+from odin_ood.precision import check_scoring
 from odin_ood.preprocess import Preprocessing
 from odin_ood.scores import model_device
 
@@ -81,6 +86,7 @@ def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: in
     ``$ODIN_OOD_CACHE/export``)."""
     if name not in RUNTIMES:
         raise ValueError(f"--runtime must be one of {sorted(RUNTIMES)}, got {name!r}")
+    check_scoring(detector.precision_, detector.runtime_, detector.precision, name)
     module, cls = RUNTIMES[name].split(":")
     try:
         runtime_class = getattr(importlib.import_module(module), cls)
@@ -88,6 +94,18 @@ def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: in
         raise ValueError(f"--runtime {name} needs the package {exc.name!r}: pip install 'odin-ood[{name}]' "
                          "(or use --runtime torch)") from None
     return runtime_class(detector, spec, threads=threads, cache_dir=cache_dir)
+
+
+@contextlib.contextmanager
+def fp32_probe(detector: Detector) -> Iterator[None]:
+    """Within this block ``detector`` scores (and is checked) at fp32, whatever its precision:
+    the probe holds the graph to eager fp32 scoring within SCORE_TOLERANCE."""
+    saved = detector.precision, detector.precision_, detector.runtime_
+    detector.precision, detector.precision_, detector.runtime_ = "fp32", "fp32", None
+    try:
+        yield
+    finally:
+        detector.precision, detector.precision_, detector.runtime_ = saved
 
 
 class GraphRuntime:
@@ -106,6 +124,11 @@ class GraphRuntime:
         self.detector, self.batch_size = detector, detector.batch_size
         self.spec = spec
         self.device = model_device(detector.model, torch.device("cpu"))
+        self.precision = detector.precision
+        problem = self._precision_problem(self.precision)
+        if problem is not None:
+            raise ValueError(f"--runtime {self.name} --precision {self.precision}: {problem} (use --runtime torch or "
+                             "openvino where the device has it, or fp32)")
         self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
         problem = self._checked_open(threads, spec)
         if problem is not None:
@@ -122,15 +145,24 @@ class GraphRuntime:
         from odin_ood.runtimes.probe import probe_disagreement
 
         try:
-            self._open(self.path, threads)
+            self._open(self.path, threads, "fp32")
         except Exception as exc:  # noqa: BLE001 -- each runtime raises its own types for a file it cannot load
             return f"does not load on {self.name} ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})"
-        problem = probe_disagreement(self, self.detector, spec)
-        return None if problem is None else f"disagrees with eager scoring on the probe batch ({problem})"
+        with fp32_probe(self.detector):
+            problem = probe_disagreement(self, self.detector, spec)
+        if problem is not None:
+            return f"disagrees with eager scoring on the probe batch ({problem})"
+        if self.precision != "fp32":  # the file is the detector's gate: now at the precision it scores
+            self._open(self.path, threads, self.precision)
+        return None
 
-    def _open(self, path: os.PathLike, threads: int | None) -> None:
+    def _precision_problem(self, precision: str) -> str | None:
+        """Why this runtime cannot run the graph at ``precision`` (None: it can)."""
+        return None if precision == "fp32" else f"{self.name} has no {precision} path on the CPU"
+
+    def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:
         """Load the ONNX file at ``path`` for ``threads`` CPU threads (None: the runtime's default)
-        and set ``fixed_batch`` (whether its batch dimension is a number)."""
+        at ``precision``, and set ``fixed_batch`` (whether its batch dimension is a number)."""
         raise NotImplementedError
 
     def _run(self, pixels: np.ndarray) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ class OnnxRuntime(GraphRuntime):
     name = "onnxruntime"
     providers: list[str] | None = None
 
-    def _open(self, path: os.PathLike, threads: int | None) -> None:
+    def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads

@@ -1,9 +1,17 @@
-"""The ``openvino`` runtime: the exported gate on OpenVINO's CPU plugin, in fp32 (the
-precision hint is pinned: OpenVINO's default on CPUs with bf16 units would change scores).
+"""The ``openvino`` runtime: the exported gate on OpenVINO's CPU plugin, in fp32 unless the
+detector's precision says otherwise (the precision hint is always set: OpenVINO's default on
+CPUs with bf16 units is bf16, which would change scores silently). ``bf16`` and ``fp16`` run at
+OpenVINO's inference precision hint where the plugin lists BF16 / FP16 among its optimisation
+capabilities (the CPU's AVX512-BF16 or AMX units), and are refused elsewhere.
 
 A graph with a dynamic batch is compiled twice: for exactly ``batch_size`` rows (a static
 shape, which OpenVINO runs about 10% faster; every batch of ``odin-ood score``), and, at its first
 smaller batch, for any batch (the gate's micro-batches at their natural size).
+
+Threads: ``threads`` sets INFERENCE_NUM_THREADS. At 1 thread OpenVINO runs the inference in the
+calling thread (no pool of its own), with the LATENCY hint and one stream; ENABLE_CPU_PINNING
+stays at its default (it pins no thread on a 2-vCPU virtual machine: measured in
+benchmarks/RESULTS.md with the other settings, none of which changed the CPU time per batch).
 """
 
 from __future__ import annotations
@@ -14,12 +22,23 @@ import openvino as ov
 
 from odin_ood.runtimes import GraphRuntime
 
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # odin-ood precision -> INFERENCE_PRECISION_HINT
+CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
+
 
 class OpenVinoRuntime(GraphRuntime):
     name = "openvino"
 
-    def _open(self, path: os.PathLike, threads: int | None) -> None:
-        self.config = {"INFERENCE_PRECISION_HINT": "f32"}
+    def _precision_problem(self, precision: str) -> str | None:
+        if precision == "fp32":
+            return None
+        listed = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if CAPABILITIES[precision] not in listed:
+            return f"OpenVINO's CPU plugin lists no {CAPABILITIES[precision]} capability on this CPU ({', '.join(listed)})"
+        return None
+
+    def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:
+        self.config = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self.core = ov.Core()

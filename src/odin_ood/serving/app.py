@@ -3,7 +3,7 @@
 * ``POST /v1/predict``: one or more images as ``multipart/form-data`` files (PNG, JPEG, ...) or
   JSON ``{"images": [{"base64": "<encoded image>"} | {"array": <(C, H, W) floats in [0, 1]>}]}``;
   answers ``{"predictions": [{predicted_class, class_name, confidence, score, threshold,
-  is_out_of_distribution}, ...]}`` in request order (``class_name``: None unless the model has
+  is_out_of_distribution, error, precision}, ...]}`` in request order (``class_name``: None unless the model has
   ``class_names``, see :mod:`odin_ood.models.classes`).
 * ``GET /v1/detector``: the fitted parameters and the model's fingerprint. ``GET /healthz``.
 * The OpenAPI schema is at ``/openapi.json`` (``X-API-Key`` declared in it). There is no
@@ -87,6 +87,7 @@ class Prediction(BaseModel):
     threshold: float
     is_out_of_distribution: bool
     error: str | None = None
+    precision: str = "fp32"
 
 
 class PredictResponse(BaseModel):
@@ -171,7 +172,8 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
                              "or application/json", 415)
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
-        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names) for i in range(len(x))]}
+        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names, detector.precision)
+                                for i in range(len(x))]}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
@@ -201,14 +203,16 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip(" \t").lower()
 
 
-def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """One image's answer; a score that is not finite is reported out-of-distribution, with the reason."""
+def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None,
+                precision: str = "fp32") -> dict[str, Any]:
+    """One image's answer (at ``precision``, :mod:`odin_ood.precision`); a score that is not
+    finite is reported out-of-distribution, with the reason."""
     finite = math.isfinite(row["score"])
     return {"predicted_class": row["predicted_class"], "class_name": class_name(names, row["predicted_class"]),
             "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
             "score": row["score"] if finite else None, "threshold": threshold,
             "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
-            "error": None if finite else NOT_FINITE}
+            "error": None if finite else NOT_FINITE, "precision": precision}
 
 
 def _client(request: Request) -> str:
