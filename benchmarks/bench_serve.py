@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
                 servers[name] = start_server(
                     ["--detector", str(tmp / "det"), "--model", args.model, "--max-batch", str(args.max_batch),
                      "--max-wait-ms", str(args.max_wait_ms), "--max-images", str(args.images), "--no-auth",
-                     *VARIANTS[name]], extra_env={"ODIN_OOD_CACHE": str(tmp / "cache")}, threads=args.server_threads)
+                     "--device", args.device, *VARIANTS[name]], extra_env={"ODIN_OOD_CACHE": str(tmp / "cache")}, threads=args.server_threads)
             tallies = {name: Tally() for name in servers}
             for _ in range(args.rounds):
                 for name, (_, url) in servers.items():
@@ -128,6 +128,7 @@ def reference_rows(args, tmp: Path) -> list[dict]:
     """``odin-ood score`` of the pool with the torch runtime, in image order."""
     subprocess.run([sys.executable, "-m", "odin_ood", "score", str(tmp / "pool"), "--output", str(tmp / "ref.csv"),
                     "--detector", str(tmp / "det"), "--model", args.model, "--runtime", "torch", "--quiet",
+                    "--device", args.device,
                     "--threads", str(args.server_threads)], env=env(), check=True, timeout=600)
     return list(read_rows(tmp / "ref.csv"))
 

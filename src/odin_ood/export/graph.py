@@ -280,9 +280,42 @@ def fold_weight_transposes(model) -> None:
         graph.initializer.remove(w)
 
 
+def unexpand_weights(model) -> None:
+    """Let a MatMul broadcast a 2-d weight that the trace expanded to a batch of copies. torch's
+    matmul of a 3-d activation that is not contiguous (a transformer's (tokens, batch, features)
+    view) by a weight runs as bmm with the weight expanded over the tokens: a free view in torch,
+    but ONNX's Expand writes every copy (ViT-B/16 at 384 px: 577 x 768 x 2304 floats, 4 GB per
+    attention layer, and ONNX Runtime was killed for memory). MatMul broadcasts a 2-d operand
+    itself, so a MatMul reading Expand(W) reads W, and a Transpose of Expand(W) swapping the last
+    two axes becomes a Transpose of W (folded by :func:`fold_weight_transposes`)."""
+    graph = model.graph
+    ranks = {w.name: len(w.dims) for w in graph.initializer}
+    expanded = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Expand" and ranks.get(n.input[0]) == 2}
+    for node in graph.node:
+        if node.op_type == "MatMul":
+            for k, name in enumerate(node.input):
+                if name in expanded:
+                    node.input[k] = expanded[name]
+        elif node.op_type == "Transpose" and node.input[0] in expanded:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            if len(perm) >= 2 and perm[:-2] == list(range(len(perm) - 2)) and perm[-2:] == [len(perm) - 1, len(perm) - 2]:
+                consumers = [c for c in graph.node if node.output[0] in c.input]
+                if all(c.op_type == "MatMul" for c in consumers):  # a 2-d transposed weight broadcasts there too
+                    node.input[0] = expanded[node.input[0]]
+                    for a in node.attribute:
+                        if a.name == "perm":
+                            a.ints[:] = [1, 0]
+    used = {i for node in graph.node for i in node.input} | {o.name for o in graph.output}
+    for node in [n for n in graph.node if n.op_type == "Expand" and n.output[0] in expanded and n.output[0] not in used]:
+        graph.node.remove(node)
+
+
 def _finish(model, detector: Detector, spec: Preprocessing, batch_size: int | None, key: str) -> None:
-    """Fold the weight transposes and record in the model's metadata what it computes and its cache key."""
-    fold_weight_transposes(model)
+    """Undo weight expansions, fold the weight transposes and record in the model's metadata what
+    it computes and its cache key."""
+    fold_weight_transposes(model)  # the weights an Expand reads become initializers
+    unexpand_weights(model)
+    fold_weight_transposes(model)  # and the Transposes of them it leaves
     entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
                "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
                "odin_ood.batch_size": BATCH_DIM if batch_size is None else str(batch_size), "odin_ood.version": __version__, KEY_FIELD: key}

@@ -66,6 +66,19 @@ RUNTIMES: dict[str, str] = {
 }
 
 
+# name -> the memory one image takes on the runtime over eager torch's working set
+# (odin_ood.memory.working_bytes), the largest measured on ODIN's graph (benchmarks/RESULTS.md):
+# ONNX Runtime 2.0x on ViT-B/16 at 384 px, 1.3x on DenseNet-BC-100; OpenVINO 6.9x on ViT-B/16 for a
+# batch below its static one (its dynamic-shape compile; 3x at the static batch), 0.65x on DenseNet
+MEMORY_FACTORS: dict[str, int] = {"torch": 1, "onnxruntime": 2, "openvino": 7}
+
+
+def runtime_budget(name: str, budget: int) -> int:
+    """The bytes of ``budget`` that eager scoring may plan a batch's working set with, so that
+    the runtime ``name`` stays within ``budget``: ``budget // MEMORY_FACTORS[name]``."""
+    return max(1, budget // MEMORY_FACTORS.get(name, 1))
+
+
 class Runtime(Protocol):
     """A detector's gate on one runtime: pixels (N, C, H, W) in [0, 1] -> the four outputs."""
 

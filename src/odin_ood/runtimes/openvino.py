@@ -28,6 +28,7 @@ CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
 
 class OpenVinoRuntime(GraphRuntime):
     name = "openvino"
+    settings: dict[str, object] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
 
     def _precision_problem(self, precision: str) -> str | None:
         if precision == "fp32":
@@ -38,7 +39,7 @@ class OpenVinoRuntime(GraphRuntime):
         return None
 
     def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:
-        self.config = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
+        self.config = {**self.settings, "INFERENCE_PRECISION_HINT": HINTS[precision]}
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self.core = ov.Core()
