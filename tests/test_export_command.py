@@ -53,7 +53,8 @@ def test_export_writes_one_onnx_file_that_onnxruntime_runs_to_the_eager_gate(set
     assert got["predicted_class"].tolist() == want["predicted_class"]
     assert got["is_out_of_distribution"].tolist() == want["is_out_of_distribution"]
     assert np.abs(got["score"] - np.array(want["score"])).max() <= 1e-5
-    assert json.loads(session.get_modelmeta().custom_metadata_map["odin_ood.detector"]) == setup["det"].to_dict()
+    recorded = json.loads(session.get_modelmeta().custom_metadata_map["odin_ood.detector"])
+    assert recorded == {k: v for k, v in setup["det"].to_dict().items() if k != "batch_size"}  # any batch
     # exported once per detector: a second export copies the cached file
     cached, = [p for p in (Path(os.environ["ODIN_OOD_CACHE"]) / "export").glob("odin-gate-dynamic-*.onnx")
                if p.read_bytes() == out.read_bytes()]

@@ -165,18 +165,25 @@ def _check_dynamic(model) -> None:
 
 def export_key(detector: Detector, spec: Preprocessing, batch_size: int | None) -> str:
     """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
-    threshold, score, normalisation and the weights' fingerprint; the model's computation,
+    threshold, score, normalisation and the weights' fingerprint, not its batch size, :func:`described`; the model's computation,
     :func:`odin_ood.fingerprint.computation`, so that other code with the same weights gets
     another graph; the input shape and normalisation; the batch size, None for a dynamic one;
     odin-ood's and torch's versions)."""
     return _keys(detector, spec, [batch_size])[0]
 
 
+def described(detector: Detector) -> dict:
+    """The detector's JSON without its ``batch_size``: what the graph computes does not depend on
+    it (a graph's own batch size, fixed or dynamic, is part of its key and metadata), so a detector
+    served with another ``--max-batch`` finds the same graph."""
+    return {k: v for k, v in detector.to_dict().items() if k != "batch_size"}
+
+
 def _keys(detector: Detector, spec: Preprocessing, batch_sizes: list[int | None]) -> list[str]:
     """:func:`export_key` for each of ``batch_sizes`` (the model's computation traced once)."""
     from odin_ood.data.cache import cache_key
 
-    fields = {"detector": detector.to_dict(), "model": _computation(detector, spec), "shape": list(spec.input_shape),
+    fields = {"detector": described(detector), "model": _computation(detector, spec), "shape": list(spec.input_shape),
               "mean": spec.mean, "std": spec.std, "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET,
               "graph": GRAPH_VERSION}
     return [cache_key(f"odin-gate-{'dynamic' if b is None else f'b{b}'}", {**fields, "batch": b}) for b in batch_sizes]
@@ -316,7 +323,7 @@ def _finish(model, detector: Detector, spec: Preprocessing, batch_size: int | No
     fold_weight_transposes(model)  # the weights an Expand reads become initializers
     unexpand_weights(model)
     fold_weight_transposes(model)  # and the Transposes of them it leaves
-    entries = {"odin_ood.detector": json.dumps(detector.to_dict()), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
+    entries = {"odin_ood.detector": json.dumps(described(detector)), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
                "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
                "odin_ood.batch_size": BATCH_DIM if batch_size is None else str(batch_size), "odin_ood.version": __version__, KEY_FIELD: key}
     for name, value in entries.items():
