@@ -63,8 +63,11 @@ def make_runtime(name: str, det: Detector, spec: Preprocessing, threads: int | N
     if name in PROVIDERS:
         from odin_ood.runtimes.onnx import OnnxRuntime
 
-        chosen = type(name, (OnnxRuntime,), {"providers": PROVIDERS[name], "name": name})
-        return chosen(det, spec, threads=threads)
+        chosen = type(name, (OnnxRuntime,), {"providers": PROVIDERS[name], "name": name})(det, spec, threads=threads)
+        if chosen.session.get_providers()[0] != PROVIDERS[name][0]:  # ONNX Runtime falls back to the CPU silently
+            raise ValueError(f"{PROVIDERS[name][0]} is not available (onnxruntime-gpu, TensorRT): ONNX Runtime runs "
+                             f"{chosen.session.get_providers()}")
+        return chosen
     return load_runtime(name, det, spec, threads=threads)
 
 

@@ -10,7 +10,7 @@
 #   cp ../shared/data/cifar10/{cifar10-jpeg-test.zip,cifar10-test-lossless-first1000.zip} .carry/data/cifar10/
 #   cp ../shared/data/tiny-imagenet/tiny-imagenet-200-test.zip .carry/data/tiny-imagenet/
 #   cp ../shared/data/mnist/t10k-* .carry/data/mnist/ && cp ../shared/data/notmnist/t10k-* .carry/data/notmnist/
-#   ln -s models .carry/data/models   # bench_precision --gate reads DATA_ROOT/models/resnet20-cifar10.th
+#   ln -s ../models .carry/data/models   # bench_precision --gate reads DATA_ROOT/models/resnet20-cifar10.th
 # What runs, each step appending its own table to $OUT/RESULTS.md (a failing step is logged and the
 # others still run; a runtime whose package or provider is missing gets an error row):
 #   1. run_all.py: scoring, tuning, metrics, reproduce benchmarks on CUDA (fp32 and bf16 autocast)

@@ -47,8 +47,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
     add_options(parser)
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
-                        help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
-                             "openvino (optional packages; exported once per detector, model computation and batch size, cached under "
+                        help="where the gate runs: torch (eager, the default whatever is installed: the others agree "
+                             "within 1e-5, see README), or the exported ONNX graph on onnxruntime or openvino (optional "
+                             "packages; exported once per detector and model computation, cached under "
                              "$ODIN_OOD_CACHE/export)")
     add_precision_argument(parser, "must be the one the detector was fitted at (a reduced precision moves scores "
                                    "beyond the runtimes' tolerance, so its threshold holds only there)")

@@ -27,6 +27,13 @@ still disagrees is refused. A detector's ``precision`` (:mod:`odin_ood.precision
 runtime's: eager torch under autocast, OpenVINO at its inference precision hint (the probe checks
 the graph in fp32 first); a runtime without that precision, or a detector whose reduced-precision
 threshold was fitted on another runtime, is refused in one line.
+
+``torch`` is the default everywhere and stays so whatever is installed: a default chosen by the
+installed packages would change rows (last bits) and the decision of an image within
+SCORE_TOLERANCE of the threshold silently from one machine to the next; and no graph runtime is
+fastest on every model (per CPU second, ResNet-20: ONNX Runtime 0.85x, OpenVINO 1.16x folded eager;
+LeNet 1.41x and 1.27x), while each costs an export on first use and more memory per image
+(:data:`MEMORY_FACTORS`). Measured in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
