@@ -39,7 +39,7 @@ def test_get_params_gives_every_constructor_argument_unchanged(lenet):
     assert params["score_family"] == "energy-odin" and params["normalise"] is False and params["preprocessing"] is None
     assert sorted(params) == sorted(["model", "input_std", "input_mean", "temperatures", "epsilons", "objective",
                                      "batch_size", "clamp", "input_shape", "score_family", "ood_free",
-                                     "preprocessing", "optimize", "normalise", "search"])
+                                     "preprocessing", "optimize", "normalise", "search", "precision"])
     assert det.set_params(batch_size=7, search="grid") is det and (det.batch_size, det.search) == (7, "grid")
     with pytest.raises(ValueError, match="invalid parameter 'score' for Detector"):
         det.set_params(score="odin")

@@ -128,7 +128,7 @@ def assert_gate_equal(got: dict, want: dict) -> None:
 def cache_path(setup, detector, cache):
     from odin_ood.export.graph import export_key
 
-    return cache / f"{export_key(detector, setup['spec'], BATCH)}.onnx"
+    return cache / f"{export_key(detector, setup['spec'], None)}.onnx"
 
 
 @pytest.mark.parametrize("name", GRAPH_RUNTIMES)

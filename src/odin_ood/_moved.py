@@ -32,6 +32,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "odin_ood.devices": ("odin_ood._utils.devices",),
     "odin_ood.pass_progress": ("odin_ood._utils.progress",),
     "odin_ood._checks": ("odin_ood._utils.checks",),
+    "odin_ood.extras": ("odin_ood._utils.extras",),
     "odin_ood.serving.engine": ("odin_ood.runtimes.batches",),
     "odin_ood.scaling.ray_data": ("odin_ood.commands.ray_data",),
 }

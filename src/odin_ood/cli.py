@@ -18,7 +18,7 @@ from odin_ood._utils.devices import set_cpu_env_defaults
 
 set_cpu_env_defaults()  # before any command module imports torch (OpenMP reads it once, at load)
 
-from odin_ood import extras  # noqa: E402
+from odin_ood._utils import extras  # noqa: E402
 from odin_ood._version import __version__  # noqa: E402
 
 # name -> (module, one-line help)

@@ -5,8 +5,9 @@
 The file computes the whole gate (:mod:`odin_ood.export.graph`): float32 [0, 1] pixels
 (B, C, H, W) at the model's size in; ``predicted_class``, ``confidence``, ``score`` and
 ``is_out_of_distribution`` out, with the detector's normalisation, T, epsilon and threshold
-inside and B fixed (``--batch-size``, default the detector's; pad the last batch). The detector's
-JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
+inside. B is dynamic (the input's first dimension is named ``batch``), except for a model whose
+code fixes the batch size: then B is ``--batch-size`` (default the detector's; pad the last
+batch), with a warning. The detector's JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
 (cached) when given ``--runtime onnxruntime`` or ``openvino``.
 
 ``--out`` is written as score's outputs are (:func:`odin_ood._utils.files.replace_file`): a
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     cached = cached_onnx(detector, spec, detector.batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     replace_file(cached, out, "export", "--out")
-    print(f"odin-ood export: {out} (batch {detector.batch_size}, input {list(spec.input_shape)} pixels in [0, 1]; "
+    batch = "any batch" if cached.name.startswith("odin-gate-dynamic-") else f"batch {detector.batch_size}"
+    print(f"odin-ood export: {out} ({batch}, input {list(spec.input_shape)} pixels in [0, 1]; "
           f"{time.perf_counter() - start:.1f} s, cached in {cached.parent})", file=sys.stderr)
     return 0

@@ -35,7 +35,7 @@ def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, 
     """What makes a row what it is: the detector (sha256 of its JSON: score, T, epsilon,
     threshold, ...), the model's weights (:func:`~odin_ood.detector.fingerprint.fingerprint`) and
     computation (:func:`~odin_ood.detector.fingerprint.computation`), the runtime, batch size and device
-    type, the preprocessing (``max_side``/``min_side`` included), how inputs are read
+    type, the precision below fp32 (an fp32 record is as it always was), the preprocessing (``max_side``/``min_side`` included), how inputs are read
     (``max_image_bytes``, ``follow_symlinks``: which images get an error row; ``formats``: how
     shards and Parquet files are read, :meth:`~odin_ood.commands.input_options.InputOptions.formats_identity`) and odin-ood's and
     torch's versions. Not the chunk or the number of workers: rows do not depend on them
@@ -54,6 +54,7 @@ def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, 
         "reading": {"max_image_bytes": max_image_bytes, "follow_symlinks": follow_symlinks, **(formats or {})},
         "odin-ood": __version__,
         "torch": torch.__version__,
+        **({} if detector.precision == "fp32" else {"precision": detector.precision}),
     }
 
 

@@ -30,9 +30,9 @@ import torch
 from odin_ood.scores import memory
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.options import add_model_arguments
+from odin_ood.commands.options import add_model_arguments, add_precision_argument
 from odin_ood.models.sources import probe
-from odin_ood.runtimes import RUNTIMES, Runtime, load_runtime
+from odin_ood.runtimes import MEMORY_FACTORS, RUNTIMES, Runtime, load_runtime, runtime_budget
 from odin_ood.preprocess import Preprocessing, close_values, floats
 from odin_ood.preprocess.model_input import declared_input
 
@@ -48,31 +48,36 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
     add_model_arguments(parser)
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
-                        help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
-                             "openvino (optional packages; exported once per detector, model computation and batch size, cached under "
+                        help="where the gate runs: torch (eager, the default whatever is installed: the others agree "
+                             "within 1e-5, see README), or the exported ONNX graph on onnxruntime or openvino (optional "
+                             "packages; exported once per detector and model computation, cached under "
                              "$ODIN_OOD_CACHE/export)")
+    add_precision_argument(parser, "must be the one the detector was fitted at (a reduced precision moves scores "
+                                   "beyond the runtimes' tolerance, so its threshold holds only there)")
 
 
 def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch",
                 device: torch.device | None = None) -> tuple[Runtime, Preprocessing]:
     """:func:`load_detector`, then the detector on the runtime called ``runtime``
     (:func:`odin_ood.runtimes.load_runtime`, with ``options.threads``)."""
-    fitted, preprocessing = load_detector(options, detector, device)
+    fitted, preprocessing = load_detector(options, detector, device, runtime=runtime)
     return load_runtime(runtime, fitted, preprocessing, threads=options.threads), preprocessing
 
 
 def load_detector(options: ModelOptions, detector: str | os.PathLike, device: torch.device | None = None,
-                  optimize: bool = True, file_batch: bool = True) -> tuple[Detector, Preprocessing]:
+                  optimize: bool = True, file_batch: bool = True, runtime: str = "torch") -> tuple[Detector, Preprocessing]:
     """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked
     on the weights as loaded, sizes bounded by ``options.max_memory``) with its preprocessing
     (:func:`preprocessing_for`, :func:`check_bounds`) set, and that preprocessing. ``optimize``:
     score with batch norm folded and channels-last (``Detector.optimize``). The batch size is
-    ``options.batch_size``, else with ``file_batch`` the file's, clamped (:func:`bounded_batch`);
+    ``options.batch_size``, else with ``file_batch`` the file's, clamped (:func:`bounded_batch`,
+    with the memory the scoring ``runtime`` takes per image, :func:`odin_ood.runtimes.runtime_budget`);
     ``file_batch=False`` leaves it to the caller (serve's ``--max-batch``)."""
     model = options.load_model(device)
     fitted = Detector.load(os.fspath(detector), model, max_memory=options.max_memory)
     fitted.optimize = optimize
     fitted.normalise = False  # odin_ood.preprocess gives the model's normalised input
+    fitted.precision = options.precision  # checked against the fitted one by the runtime
     preprocessing = preprocessing_for(fitted, options)
     check_bounds(preprocessing, options.max_memory)
     if declared_input(model).shape != preprocessing.input_shape:
@@ -81,7 +86,7 @@ def load_detector(options: ModelOptions, detector: str | os.PathLike, device: to
     if options.batch_size is not None:
         fitted.batch_size = options.batch_size
     elif file_batch:
-        fitted.batch_size = bounded_batch(fitted, preprocessing.input_shape, options.max_memory)
+        fitted.batch_size = bounded_batch(fitted, preprocessing.input_shape, options.max_memory, runtime)
     return fitted, preprocessing
 
 
@@ -93,21 +98,24 @@ def check_bounds(spec: Preprocessing, budget: int) -> None:
     memory.check_input(spec.input_shape, budget)
 
 
-def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int) -> int:
+def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int, runtime: str = "torch") -> int:
     """``detector.batch_size`` (the file's), or when its working set does not fit in half of
-    ``budget`` the largest batch that does (:func:`odin_ood.scores.memory.batch_limit`), said on stderr.
+    ``budget`` the largest batch that does (:func:`odin_ood.scores.memory.batch_limit`), said on stderr;
+    on a graph ``runtime``, the working set is counted :data:`odin_ood.runtimes.MEMORY_FACTORS` times.
     A model the ODIN probe cannot run (no input gradient flows through it: an MSP gate over a
     model that scores under ``no_grad``) is bounded by its least working set instead."""
     if detector.batch_size == 1:
         return 1
+    planned = runtime_budget(runtime, budget)
     try:
-        fits = memory.batch_limit(detector.model, shape, budget)
+        fits = memory.batch_limit(detector.model, shape, planned)
     except RuntimeError:
-        fits = max(1, budget // memory.least_bytes(shape))
+        fits = max(1, planned // memory.least_bytes(shape))
     if detector.batch_size <= fits:
         return detector.batch_size
+    factor = "" if planned == budget else f" with --runtime {runtime}'s {MEMORY_FACTORS[runtime]}x eager memory per image"
     print(f"odin-ood: note: the detector's batch_size {detector.batch_size} does not fit in half of --max-memory "
-          f"({memory.readable(budget // 2)}): scoring in batches of {fits} (scores equal to those in batches of "
+          f"({memory.readable(budget // 2)}){factor}: scoring in batches of {fits} (scores equal to those in batches of "
           f"{detector.batch_size} up to float rounding; --batch-size or --max-memory sets it)", file=sys.stderr)
     return fits
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood.commands.listing import open_listed, printable
 from odin_ood.preprocess import InputError, Preprocessing, decode
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood.commands.ray_data import RayOptions, score_on_ray
 from odin_ood.commands.scoring import ScoreOptions, report
 

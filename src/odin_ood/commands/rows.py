@@ -3,7 +3,8 @@
 A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``class_name``
 (its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
-and ``error``, then ``label`` for inputs that carry labels (shards, Parquet). An image that cannot be decoded or does not fit the model gets a row with
+and ``error``, then ``label`` for inputs that carry labels (shards, Parquet) and ``precision``
+when scoring below fp32 (:mod:`odin_ood.scores.precision`). An image that cannot be decoded or does not fit the model gets a row with
 ``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the gate
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
@@ -127,7 +128,7 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: S
     names = class_names(runtime.detector.model)
     for k in range(skip, len(indices)):
         i, p = indices[k], prepared[k]
-        row: Row = {"index": i, "source": inputs.source(i)}
+        row: Row = {"index": i, "source": inputs.source(i), "precision": runtime.detector.precision}
         if inputs.labelled:
             row["label"] = inputs.label(i)
         if isinstance(p, Tensor):

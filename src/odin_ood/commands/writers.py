@@ -45,7 +45,7 @@ import stat
 from pathlib import Path
 from typing import Any, Iterator
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood._utils.files import NOFOLLOW, check_output_file, new_temporary, not_ours, refuse_link
 from odin_ood.commands.identity import differences, read_record, record_of, write_record
 
@@ -280,6 +280,7 @@ def _typed_csv(r: dict[str, str]) -> Row:
         "is_out_of_distribution": r["is_out_of_distribution"] == "true",
         "error": _unescape(r["error"]),
         **({"label": int(r["label"]) if r["label"] else None} if "label" in r else {}),
+        **({"precision": r["precision"]} if "precision" in r else {}),
     }
 
 
@@ -372,7 +373,7 @@ def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
 
     types = {"index": pa.int64(), "source": pa.string(), "predicted_class": pa.int64(), "class_name": pa.string(),
              "confidence": pa.float64(), "score": pa.float64(), "is_out_of_distribution": pa.bool_(),
-             "error": pa.string(), "label": pa.int64()}
+             "error": pa.string(), "label": pa.int64(), "precision": pa.string()}
     schema = pa.schema([(c, types[c]) for c in columns])
     return pa.Table.from_pylist([_jsonable(r, columns) for r in rows], schema=schema)
 

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._utils.batching import Data, map_batches
-from odin_ood._utils.checks import check_epsilon, check_number, check_rate, check_temperature
+from odin_ood._utils.checks import check_epsilon, check_number, check_rate, check_temperature, named
 from odin_ood.detector import file
 from odin_ood.detector.fingerprint import fingerprint
 from odin_ood.detector.params import Params, check_params
@@ -41,7 +41,8 @@ from odin_ood.models.folding import scoring_copy
 from odin_ood.preprocess.model_input import declared, declared_input, model_data, of_model
 from odin_ood.preprocess.spec import Preprocessing, floats
 from odin_ood.scores.family import score_outputs
-from odin_ood.scores.passes import Clamp
+from odin_ood.scores.passes import Clamp, model_device
+from odin_ood.scores.precision import autocast, check_precision, check_scoring, eager_support
 from odin_ood.tuning.family import tune_score
 from odin_ood.tuning.grid import DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES
 from odin_ood.tuning.searches import DEFAULT_SEARCH
@@ -75,9 +76,14 @@ class Detector(Params):
     ``normalise``: "auto" (default: pixels in [0, 1], normalised with ``mean_``/``std_`` when they
     declare a normalisation; else the model's input as is), True (pixels) or False (the model's
     input as is), decided by these alone, never by the data (:mod:`odin_ood.preprocess.model_input`).
+    ``precision``: the model's arithmetic, "fp32" (default), "bf16" or "fp16" (``torch.autocast``
+    where the device has it, :mod:`odin_ood.scores.precision`); ``fit`` tunes and sets the threshold
+    at it, so the TPR holds for scores at that precision, and records it (``precision_``, and
+    ``runtime_``: the runtime whose reduced-precision scores set the threshold, "torch" after
+    ``fit``, None at fp32); scoring at another precision is refused.
 
     Fitted attributes: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
-    ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, and after ``fit`` (not
+    ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, ``precision_``, ``runtime_``, and after ``fit`` (not
     ``load``) ``tuning_`` (the whole grid). ``model_spec_`` and ``weights_spec_`` (None unless a
     caller sets them: ``odin-ood fit`` and the demo do) say how the model was loaded, e.g.
     ``"torchvision:resnet18"`` and ``"r18.pth"``; they are saved as ``"model"``/``"weights"`` and
@@ -104,6 +110,7 @@ class Detector(Params):
         optimize: bool = False,
         normalise: str | bool = "auto",
         search: str = DEFAULT_SEARCH,
+        precision: str = "fp32",
         **deprecated: Any,
     ) -> None:
         if "score" in deprecated:
@@ -129,6 +136,7 @@ class Detector(Params):
         self.optimize = optimize
         self.normalise = normalise
         self.search = search
+        self.precision = precision
         self._scoring: tuple[tuple, nn.Module, bool] | None = None
 
     @property
@@ -144,16 +152,19 @@ class Detector(Params):
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept. Checks every constructor argument first."""
         check_params(self, file.channels(self.model))
         tpr = check_rate(tpr, "tpr")
+        precision = self._check_precision_support()
         self._fit_normalisation()
         id_data = self._model_data(id_data, "id_data")
         ood_data = None if ood_data is None else self._model_data(ood_data, "ood_data")
-        result = tune_score(
-            self.scoring_model()[0], id_data, ood_data, self.score_family, self.temperatures, self.epsilons,
-            self.std_, self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size, clamp=self.clamp,
-            ood_free=self.ood_free, search=self.search,
-        )
+        with autocast(precision, model_device(self.model, torch.device("cpu"))):
+            result = tune_score(
+                self.scoring_model()[0], id_data, ood_data, self.score_family, self.temperatures, self.epsilons,
+                self.std_, self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size,
+                clamp=self.clamp, ood_free=self.ood_free, search=self.search,
+            )
         i, j = result.index
-        self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr)
+        self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr,
+                         precision, None if precision == "fp32" else "torch")
         self.tuning_ = result
         return self
 
@@ -174,15 +185,25 @@ class Detector(Params):
         self.preprocessing_ = None if base is None else dataclasses.replace(
             base, mean=floats(self.mean_), std=floats(self.std_))
 
-    def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float) -> None:
-        """Record the fitted state: (T, epsilon), delta, the TPR, the weights' fingerprint and the
-        resolved normalisation."""
+    def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float, precision: str = "fp32",
+                    runtime: str | None = None) -> None:
+        """Record the fitted state: (T, epsilon), delta, the TPR, the precision and runtime that
+        set delta, the weights' fingerprint and the resolved normalisation."""
         self._fit_normalisation()
         self.temperature_ = check_temperature(temperature)
         self.epsilon_ = check_epsilon(epsilon)
         self.threshold_ = check_number(threshold, "threshold", -math.inf, math.inf)
         self.tpr_ = tpr
+        self.precision_, self.runtime_ = check_precision(precision, "precision"), runtime
         self.model_fingerprint_ = fingerprint(self.model)
+
+    def _check_precision_support(self) -> str:
+        """``precision``, checked: a known name the model's device computes in hardware."""
+        precision = check_precision(self.precision, named("precision", "--precision"))
+        problem = eager_support(precision, model_device(self.model, torch.device("cpu")))
+        if problem is not None:
+            raise ValueError(f"{named('precision', '--precision')} {precision}: {problem}")
+        return precision
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
@@ -199,8 +220,9 @@ class Detector(Params):
     def outputs_for_model_input(self, z: Data) -> dict[str, Tensor]:
         """:meth:`outputs` for ``z`` already the model's input, never normalised here whatever
         ``normalise`` says: what a scoring runtime calls once its preprocessing has normalised the
-        pixels (:class:`odin_ood.runtimes.eager.EagerRuntime`)."""
+        pixels (:class:`odin_ood.runtimes.eager.EagerRuntime`). At ``precision`` (that of ``fit``)."""
         self._check_fitted()
+        check_scoring(self.precision_, self.runtime_, self.precision, "torch")
         both = map_batches(self._batch_outputs, z, self.batch_size, "x")
         logits, score = both[:-1].T, both[-1]
         broken = int((~torch.isfinite(score)).sum())
@@ -231,8 +253,9 @@ class Detector(Params):
         model, channels_last = self.scoring_model()
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits, score = score_outputs(model, x, self.score_family, self.temperature_, self.epsilon_, self.std_,
-                                      self.clamp)
+        with autocast(self.precision, x.device):
+            logits, score = score_outputs(model, x, self.score_family, self.temperature_, self.epsilon_, self.std_,
+                                          self.clamp)
         return torch.cat([logits, score[:, None]], dim=1).T
 
     def score_samples(self, x: Data) -> Tensor:

@@ -33,6 +33,7 @@ from odin_ood.preprocess.spec import Preprocessing
 from odin_ood.scores import memory
 from odin_ood.scores.family import check_parameters, check_score, check_threshold
 from odin_ood.scores.passes import Clamp, model_device, scoring_mode
+from odin_ood.scores.precision import check_precision
 
 FORMAT = "odin-ood-detector"
 FORMAT_VERSION = 1
@@ -61,6 +62,7 @@ def to_dict(det: Any) -> dict[str, Any]:
         "clamp": None if det.clamp is None else [_floats_or_none(c) for c in det.clamp],
         "batch_size": det.batch_size,
         "model_fingerprint": det.model_fingerprint_,
+        **({} if det.precision_ == "fp32" else {"precision": det.precision_, "runtime": det.runtime_}),
         **{key: value for key, value in (("model", det.model_spec_), ("weights", det.weights_spec_))
            if value is not None},
     }
@@ -113,6 +115,8 @@ def from_dict(cls: type, d: Any, model: nn.Module, source: str = "detector", max
             score_family=check_score(d.get("score", "odin")),
             preprocessing=_preprocessing(d.get("preprocessing")),
         )
+        precision, runtime = _precision(d)
+        det.precision = precision
         check_params(det, c)
     if max_memory is not None:  # before _num_classes runs the model on the file's input size
         try:
@@ -125,7 +129,7 @@ def from_dict(cls: type, d: Any, model: nn.Module, source: str = "detector", max
         det.model_spec_, det.weights_spec_ = _text(d.get("model"), "model"), _text(d.get("weights"), "weights")
         temperature, epsilon = check_parameters(det.score_family, d["temperature"], d["epsilon"])
         threshold = check_threshold(det.score_family, d["threshold"], _num_classes(model, det.input_shape))
-        det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"))
+        det._set_fitted(temperature, epsilon, threshold, check_rate(d["tpr"], "tpr"), precision, runtime)
     if d.get("model_fingerprint") != det.model_fingerprint_:
         raise ValueError(
             f"{source} was fitted for {_fitted_with(det.model_spec_, det.weights_spec_)} with weights "
@@ -233,6 +237,19 @@ def _input_shape(v: Any) -> tuple[int, ...]:
         raise ValueError(f"input_shape {'x'.join(map(str, v))} holds {math.prod(v)} values, over 3 x PIL's pixel limit "
                          f"of {limit} (Image.MAX_IMAGE_PIXELS): no image that large is decoded")
     return tuple(v)
+
+
+def _precision(d: dict) -> tuple[str, str | None]:
+    """(precision, runtime) a file records: ("fp32", None) when absent (fp32, every runtime);
+    below fp32, the runtime whose scores set the threshold (a name, checked when it scores)."""
+    precision = check_precision(d.get("precision", "fp32"), "precision")
+    runtime = d.get("runtime")
+    if precision == "fp32" and runtime is None:
+        return precision, None
+    if precision == "fp32" or not (isinstance(runtime, str) and runtime.isidentifier() and len(runtime) <= 40):
+        raise ValueError(f"runtime must be the name of the runtime a {precision} threshold was fitted on "
+                         f"(fp32: none), got {_short(runtime)}")
+    return precision, runtime
 
 
 def _preprocessing(v: Any) -> Preprocessing | None:

@@ -19,11 +19,12 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from odin_ood._utils.checks import check_epsilon, check_grid, check_temperature, short
+from odin_ood._utils.checks import check_epsilon, check_grid, check_temperature, named, short
 from odin_ood.metrics.detection import METRICS
 from odin_ood.preprocess.model_input import check_normalise
 from odin_ood.preprocess.spec import Preprocessing, close_values, floats
 from odin_ood.scores.family import check_score
+from odin_ood.scores.precision import check_precision
 from odin_ood.tuning.grid import check_ood_free
 from odin_ood.tuning.searches import check_search
 
@@ -107,6 +108,7 @@ def check_params(det: Any, channels: int | None) -> None:
     check_ood_free(det.ood_free)
     check_normalise(det.normalise)
     check_search(det.search)
+    check_precision(det.precision, named("precision", "--precision"))
     if not isinstance(det.optimize, bool):
         raise TypeError(f"optimize must be True or False, got {short(det.optimize)}")
     if det.preprocessing is not None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from torch import nn
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess import CROP_FRACTION, Preprocessing
 from odin_ood.preprocess.resampling import LIBRARY_NAMES

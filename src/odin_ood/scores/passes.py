@@ -116,7 +116,8 @@ def perturbed_logits(
             chunk = cells[start : start + cells_per_forward]
             x_tilde = [perturb(x, d[k], epsilons[j], clamp) for k, j in chunk]
             with torch.no_grad():
-                out = model(x_tilde[0] if len(chunk) == 1 else torch.cat(x_tilde)).split(len(x))
+                # one cell: no split, so a trace with a symbolic batch keeps it symbolic (len() would fix it)
+                out = (model(x_tilde[0]),) if len(chunk) == 1 else model(torch.cat(x_tilde)).split(x.shape[0])
             for (k, j), z_cell in zip(chunk, out):
                 z[k][j] = z_cell
     return logits, z
