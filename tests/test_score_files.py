@@ -284,3 +284,21 @@ def test_overwrite_never_replaces_a_file_odin_ood_did_not_write(setup, tmp_path,
     assert score(setup, [folder_of(setup, tmp_path)], out, "--overwrite") == 2
     assert "not a file odin-ood score wrote: not touched" in capsys.readouterr().err
     assert out.read_text() == FOREIGN["csv"]
+
+
+def test_an_image_is_read_to_its_declared_size_and_on_to_the_limit_when_it_holds_more():
+    """read_capped reads the declared size and one byte more, not the whole cap at once; a file
+    that grew since it was listed (or a member that lies about its size) is read on to the cap."""
+    import io
+
+    from odin_ood.commands.listing import read_capped
+    from odin_ood.preprocess import InputError
+
+    data = bytes(range(100))
+    assert read_capped(io.BytesIO(data), 100, 100, "x") == data
+    assert read_capped(io.BytesIO(data), 10, 150, "x") == data  # grew from 10 to 100 bytes: all of it
+    assert read_capped(io.BytesIO(data), 200, 300, "x") == data  # shrank: what is there
+    for declared, limit in ((10, 99), (99, 99), (100, 99)):
+        with pytest.raises(InputError, match="over the limit of 99 bytes") as e:
+            read_capped(io.BytesIO(data), declared, limit, "x")
+        assert e.value.status == 413

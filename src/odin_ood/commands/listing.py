@@ -61,10 +61,16 @@ def open_listed(path: Path, identity: tuple[int, int, bool], label: str) -> int:
 
 
 def read_capped(f, declared: int, limit: int, label: str) -> bytes:
+    """The bytes of ``f``, refused (413) when its ``declared`` size or what it holds is over
+    ``limit``. Reads the declared size and one byte more (a file that grew since, or a member
+    that lies about its size, is read on up to the limit): a read of ``limit + 1`` bytes at once
+    would allocate that much for every image, 32 MiB by default."""
     too_big = f"{label}: over the limit of {limit} bytes per image (--max-image-bytes)"
     if declared > limit:
         raise InputError(f"{too_big}: it is {declared} bytes", 413)
-    blob = f.read(limit + 1)
+    blob = f.read(max(declared, 0) + 1)
+    if len(blob) > declared:  # more than it said: read on, to the limit
+        blob += f.read(limit + 1 - len(blob))
     if len(blob) > limit:
         raise InputError(too_big, 413)
     return blob

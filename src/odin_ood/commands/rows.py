@@ -29,7 +29,9 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -42,11 +44,13 @@ from odin_ood.preprocess import InputError, Preprocessing, image_pixels
 from odin_ood.commands.writers import Row, RowWriter
 from odin_ood.scores import memory
 from odin_ood.runtimes import Runtime
+from odin_ood._utils.prefetch import map_ahead
 from odin_ood._utils.progress import PassProgress
 from odin_ood.scores.family import score_passes
 from odin_ood.models.classes import class_name, class_names
 from odin_ood.runtimes.batches import fixed_batch_outputs
 
+DEFAULT_PREFETCH = 2  # batches decoded ahead of the one scoring (--prefetch)
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 
 
@@ -106,17 +110,23 @@ class Images(Protocol):
     def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray: ...
 
 
-def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: Sequence[int],
-               pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
-    """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
-    docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""
-    def prepare(i: int) -> Tensor | str:
-        try:
-            return image_pixels(inputs.load(i, spec), spec, inputs.source(i))
-        except InputError as exc:
-            return str(exc)
+def prepare(inputs: Images, spec: Preprocessing, i: int) -> Tensor | str:
+    """Image ``i``'s [0, 1] pixels at the model's size, or why it cannot be scored (its row's error)."""
+    try:
+        return image_pixels(inputs.load(i, spec), spec, inputs.source(i))
+    except InputError as exc:
+        return str(exc)
 
-    prepared = list(pool.map(prepare, indices) if pool is not None else map(prepare, indices))
+
+def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: Sequence[int],
+               pool: ThreadPoolExecutor | None = None, skip: int = 0,
+               prepared: Sequence[Tensor | str] | None = None) -> list[Row]:
+    """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
+    docstring): decoded in ``pool`` (threads), unless ``prepared`` holds :func:`prepare`'s result
+    for each of ``indices`` already, then scored with every image at its batch position."""
+    if prepared is None:
+        load = partial(prepare, inputs, spec)
+        prepared = list(pool.map(load, indices) if pool is not None else map(load, indices))
     values: dict[str, list] = {}
     if any(isinstance(p, Tensor) for p in prepared):
         zero = torch.zeros(spec.input_shape)
@@ -144,28 +154,41 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: S
 
 def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
                  world: int = 1, chunk: int | None = None, workers: int = 4, progress: bool = True,
-                 label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY) -> Tally:
+                 label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY,
+                 prefetch: int = DEFAULT_PREFETCH) -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
-    the ``writer.done`` rows it already holds, ``chunk`` images at a time (None: as many as half of
-    ``max_memory`` bytes holds decoded, :func:`odin_ood.scores.memory.chunk_for`); returns what this run
-    wrote. Prints a throughput line."""
+    the ``writer.done`` rows it already holds, writing ``chunk`` images at a time (None: as many as
+    half of ``max_memory`` holds decoded, :func:`odin_ood.scores.memory.chunk_for`); returns what
+    this run wrote. Prints a throughput line.
+
+    Batch by batch: ``workers`` threads decode the next ``prefetch`` batches while this thread
+    scores the current one (:func:`odin_ood._utils.prefetch.map_ahead`), so that decoding overlaps
+    the model's arithmetic (which runs on ``--threads``); the batch scoring and those decoded
+    ahead of it are at most one chunk (:func:`prefetch_depth`), the images that ``max_memory``
+    holds decoded. ``prefetch = 0``: each batch is decoded, then scored. Rows do not depend on it."""
     detector, b = runtime.detector, runtime.batch_size
     chunk = chunk or memory.chunk_for(spec.input_shape, max_memory, b)
     shard = Shard(len(inputs), b, rank, world)
     check_resume(writer, inputs, shard)
     done, step = writer.done, b * max(1, -(-chunk // b))  # chunks of whole batches
+    first = done - done % b if done < len(shard) else len(shard)  # a finished shard: none
+    batches = [(p, shard[p:p + b]) for p in range(first, len(shard), b)]
     tally = Tally()
     start = time.perf_counter()
     meter = PassProgress(len(shard), score_passes(detector.score_family, detector.epsilon_), label, progress)
     meter.settle(done)
     try:
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for s in range(done - done % b if done < len(shard) else done, len(shard), step):  # a finished shard: none
-                with meter.watching(detector.scoring_model()[0]):  # moves at every pass of every batch
-                    rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
-                writer.write(rows)
-                tally.add(rows)
-                meter.settle(done + tally.rows)
+        with ThreadPoolExecutor(max(1, workers)) as pool, meter.watching(detector.scoring_model()[0]), \
+                closing(map_ahead(partial(prepare, inputs, spec), [i for _, i in batches], pool,
+                                  prefetch_depth(prefetch, step, b))) as decoded:
+            rows: list[Row] = []
+            for (p, indices), prepared in zip(batches, decoded):
+                rows += score_rows(runtime, spec, inputs, indices, skip=max(0, done - p), prepared=prepared)
+                if (p + b - first) % step == 0 or p + b >= len(shard):  # a chunk is complete: written
+                    writer.write(rows)
+                    tally.add(rows)
+                    meter.settle(done + tally.rows)
+                    rows = []
     finally:
         meter.close()
     seconds = time.perf_counter() - start
@@ -174,6 +197,14 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
         print(f"{label}: {tally.rows} images in {seconds:.1f} s ({rate:.1f} images/s); "
               f"{writer.done} of {len(shard)} rows written", file=sys.stderr)
     return tally
+
+
+def prefetch_depth(prefetch: int, chunk: int, batch: int) -> int:
+    """Batches decoded ahead of the one scoring: ``prefetch``, at most what leaves the chunk's
+    images (``chunk``, whole batches of ``batch``) the most held decoded at once."""
+    if prefetch < 0:
+        raise ValueError(f"--prefetch must be >= 0, got {prefetch}")
+    return min(prefetch, chunk // batch - 1)
 
 
 def check_resume(writer: RowWriter, inputs: Inputs, indices: Sequence[int]) -> None:

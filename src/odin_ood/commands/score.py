@@ -24,6 +24,7 @@ from odin_ood.commands.input_options import add_input_arguments
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES
 from odin_ood.commands.loading import add_detector_arguments
 from odin_ood.commands.ray_engine import add_ray_arguments
+from odin_ood.commands.rows import DEFAULT_PREFETCH
 from odin_ood.commands.scoring import ScoreOptions, open_run, report, score_run
 from odin_ood.commands.writers import output_format
 
@@ -46,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest image file or zip member read; larger ones get an error row (default: 32 MiB)")
     parser.add_argument("--follow-symlinks", action="store_true",
                         help="follow symbolic links that leave an input folder (default: give them an error row)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding threads")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="image decoding threads, beside the --threads of the model's arithmetic: they decode the "
+                             "next batches while one is scored (default: min(4, CPU cores))")
+    parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH, metavar="BATCHES",
+                        help=f"batches decoded ahead of the one scoring (default {DEFAULT_PREFETCH}; 0: decode, then "
+                             "score); they count against --max-memory (at most one --chunk is held decoded)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or throughput line")
     parser.add_argument("--distributed", action="store_true", help="one shard per torchrun process")
     parser.add_argument("--backend", choices=("gloo", "nccl"), default=None,

@@ -25,7 +25,7 @@ from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.rows import Tally, score_inputs
+from odin_ood.commands.rows import DEFAULT_PREFETCH, Tally, score_inputs
 from odin_ood.commands.writers import RowWriter
 from odin_ood.preprocess.spec import Preprocessing
 from odin_ood.runtimes import Runtime
@@ -36,7 +36,8 @@ class ScoreOptions:
     """What to score and how: the model and detector (``model``, ``detector``, ``runtime``), the
     inputs (``reading``), ``resume``, ``overwrite`` (a finished output of odin-ood's is replaced
     when the new one is published), ``chunk`` (None: what half of ``--max-memory`` holds),
-    decoding ``workers`` and whether to show ``progress``."""
+    decoding ``workers`` (threads beside the model's ``--threads``), ``prefetch`` (batches they
+    decode ahead of the one scoring) and whether to show ``progress``."""
 
     model: ModelOptions
     detector: str
@@ -47,13 +48,16 @@ class ScoreOptions:
     workers: int = 4
     progress: bool = True
     overwrite: bool = False
+    prefetch: int = DEFAULT_PREFETCH
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ScoreOptions":
         if args.chunk is not None and args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+        if args.prefetch < 0:
+            raise ValueError(f"--prefetch must be >= 0, got {args.prefetch}")
         return cls(ModelOptions.from_args(args), args.detector, InputOptions.from_args(args), args.runtime,
-                   args.resume, args.chunk, args.workers, not args.quiet, args.overwrite)
+                   args.resume, args.chunk, args.workers, not args.quiet, args.overwrite, args.prefetch)
 
 
 class Run(NamedTuple):
@@ -84,7 +88,8 @@ def open_run(options: ScoreOptions, output: Path, fmt: str, device: torch.device
 def score_run(run: Run, options: ScoreOptions, rank: int = 0, world: int = 1, label: str = "scoring") -> Tally:
     """Score the rows ``run``'s output lacks (shard ``rank`` of ``world``) and publish it."""
     tally = score_inputs(run.runtime, run.spec, run.inputs, run.writer, rank, world, options.chunk, options.workers,
-                         progress=options.progress, label=label, max_memory=options.model.max_memory)
+                         progress=options.progress, label=label, max_memory=options.model.max_memory,
+                         prefetch=options.prefetch)
     run.writer.finish()
     return tally
 
