@@ -134,12 +134,22 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
 
 def timed_command(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 3600) -> float:
     """Wall seconds of the process ``cmd`` (from start to exit); a failure exits naming it."""
+    return timed_command_cpu(cmd, env, cwd, timeout)[0]
+
+
+def timed_command_cpu(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 3600) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of all its threads) of the process ``cmd``; a
+    failure exits naming it."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def load_summary(loads: list[tuple[float, float, float]], between: str) -> str:

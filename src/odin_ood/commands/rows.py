@@ -10,7 +10,9 @@ fails closed) and the reason in ``error``; so does an image that cannot be read 
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
 so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs, and the
-chunk by a budget in bytes (:mod:`odin_ood.scores.memory`).
+chunk by a budget in bytes (:mod:`odin_ood.scores.memory`). Batch by batch, decoding threads
+prepare the next batches while one is scored (:func:`score_inputs`); rows are written a chunk at
+a time, the same rows whether decoding overlaps scoring or not.
 
 **Every image's batch and position are fixed by its index.** With B the detector's batch size,
 batch k holds inputs ``[kB, (k+1)B)`` (the last one zero-padded to B), at position ``i mod B``;

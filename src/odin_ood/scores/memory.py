@@ -3,8 +3,9 @@ one forward/backward batch, from the model's input size and a budget (``--max-me
 
 Two costs grow with the images in flight:
 
-* a decoded input, ``4 C H W`` bytes (float32), held twice while a chunk is scored (the list of
-  decoded images and the stacked batch): ``2 * 4 C H W`` per image of a chunk;
+* a decoded input, ``4 C H W`` bytes (float32), held twice while it is scored (the list of
+  decoded images and the stacked batch): ``2 * 4 C H W`` per image of a chunk (``score`` holds
+  at most a chunk decoded: the batch being scored and those decoded ahead of it);
 * one image's share of a batch's working set: the tensors autograd saves to take ODIN's input
   gradient (every activation the backward pass needs), measured once on the model itself
   (:func:`working_bytes`), plus its input, gradient and perturbed copy (``3 * 4 C H W``).
