@@ -17,9 +17,10 @@ for the model's arithmetic everywhere:
   times for 2,880 images), which leaves out start-up (measured by bench_startup); with
   ``--sequential`` also with ``--prefetch 0`` (decode, then score: no overlap).
 
-Everything runs at ``--max-memory`` (2 GiB by default, so that every runtime keeps the batch of
-64: at the 1 GiB default ``score`` clamps OpenVINO's ResNet-20 batch to 49, counting its 7x
-memory per image, and the kernel then runs at 49 too).
+Everything runs in batches of ``--batch-size`` (``score --batch-size``: without it, ``score``
+clamps the detector's batch to what half of ``--max-memory`` holds, counting a graph runtime's
+worst measured memory per image, 7x eager's for OpenVINO: at the 1 GiB default, ResNet-20 on
+OpenVINO would score in batches of 49 and DenseNet-BC-100 in batches of 4).
 
 Every measurement is taken once per round, the order rotated each round, ``--rounds`` rounds;
 the figures are medians over rounds, and each ratio is the median of the per-round ratios (both
@@ -62,7 +63,6 @@ def parser():
     p.add_argument("--models", nargs="+", default=list(bench_peers.CHECKPOINTS), choices=list(bench_peers.CHECKPOINTS))
     p.add_argument("--runtimes", nargs="+", default=None, help="default: torch and the graph runtimes installed")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-memory", default="2GiB", help="score's --max-memory, for the commands and the kernels")
     p.add_argument("--sizes", nargs=2, type=int, default=[192, 1920], metavar=("N1", "N2"),
                    help="images of the two command runs whose difference gives the marginal rate")
     p.add_argument("--rounds", type=int, default=3)
@@ -120,7 +120,6 @@ def kernels(name: str, det: Path, weights: Path, model, pixels: torch.Tensor, ar
     """Scorers of in-memory images: pytorch-ood's (on normalised tensors), each runtime's (on pixels)."""
     from odin_ood.commands.loading import load_scorer
     from odin_ood.commands.options import ModelOptions
-    from odin_ood.scores.memory import parse_bytes
 
     out: dict[str, Callable] = {}
     if importlib.util.find_spec("pytorch_ood") is not None:
@@ -128,7 +127,7 @@ def kernels(name: str, det: Path, weights: Path, model, pixels: torch.Tensor, ar
         x = common.normalise(pixels, model)
         b = args.batch_size
         out["pytorch-ood kernel"] = lambda: torch.cat([peer(x[s:s + b].clone()) for s in range(0, len(x), b)])
-    options = ModelOptions(str(weights), threads=args.threads, max_memory=parse_bytes(args.max_memory))
+    options = ModelOptions(str(weights), threads=args.threads, batch_size=args.batch_size)
     for runtime in args.runtimes:
         scorer, _ = load_scorer(options, det, runtime)
         out[f"{runtime} kernel"] = partial(_scores, scorer, pixels)
@@ -150,8 +149,8 @@ def _run_command(cmd: list[str], out: Path, env: dict[str, str], cwd: Path) -> t
 def command(folder: Path, det: Path, weights: Path, runtime: str, n: int, prefetch: int | None, out: Path,
             args) -> list[str]:
     return [sys.executable, "-m", "odin_ood", "score", *inputs_for(folder, n), "--limit", str(n), "--detector",
-            str(det), "--model", str(weights), "--runtime", runtime, "--threads", str(args.threads), "--max-memory",
-            args.max_memory, "--quiet", "--output", str(out), *([] if prefetch is None else ["--prefetch", str(prefetch)])]
+            str(det), "--model", str(weights), "--runtime", runtime, "--threads", str(args.threads), "--batch-size",
+            str(args.batch_size), "--quiet", "--output", str(out), *([] if prefetch is None else ["--prefetch", str(prefetch)])]
 
 
 def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list) -> tuple[list[dict], dict]:
@@ -195,11 +194,12 @@ def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list)
             rates[f"{label} {runtime}"] = [((n2 - n1) / (w2 - w1), (n2 - n1) / (c2 - c1))
                                            for (w1, c1), (w2, c2) in zip(a, b)]
     threshold = Detector.load(str(det), model).threshold_
+    flops = odin_flops(model)
     for k, per_round in rates.items():
         runtime = k.split(" ")[0] if k.endswith("kernel") else k.split(" ")[-1]
         kernel = rates.get(f"{runtime} kernel")
         row = {"network": name, "path": k, "images_per_s": _median(per_round, 0),
-               "cpu_images_per_s": _median(per_round, 1)}
+               "cpu_images_per_s": _median(per_round, 1), "gflop_per_cpu_s": _median(per_round, 1) * flops / 1e9}
         if not k.endswith("kernel"):
             row.update(x_kernel=_median_ratio(per_round, kernel, 0), cpu_x_kernel=_median_ratio(per_round, kernel, 1))
         if peer is not None:
@@ -214,7 +214,33 @@ def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list)
         if peer is not None:
             row.update(_agreement(scores, results[peer], threshold))
         rows.append(row)
-    return rows, {"seconds": seconds, "threshold": threshold}
+    return rows, {"seconds": seconds, "threshold": threshold, "odin_gflop_per_image": flops / 1e9}
+
+
+def odin_flops(model) -> float:
+    """FLOPs of ODIN on one image: 3 forwards' worth (a forward, the input-only backward, which
+    runs each layer's transposed operation: as many multiply-adds, and the perturbed forward),
+    the forward counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(2, *model.input_shape))
+    return 3 * counter.get_total_flops() / 2
+
+
+def sgemm_gflops(repeats: int = 5) -> float:
+    """This core's practical float32 peak: the best GFLOP per CPU second of a 1024 x 1024 matrix
+    product on the threads set, over ``repeats`` tries."""
+    import time
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.process_time()
+        for _ in range(10):
+            a @ b
+        best = max(best, 10 * 2 * 1024**3 / (time.process_time() - start) / 1e9)
+    return best
 
 
 def _agreement(scores: torch.Tensor, peer: torch.Tensor, threshold: float) -> dict:
@@ -260,15 +286,22 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models:
         model_rows, raw[name] = bench_model(name, args, folder, env, loads)
         rows += model_rows
+    peak = sgemm_gflops()
+    for r in rows:
+        r["of_sgemm_peak"] = r["gflop_per_cpu_s"] / peak
     load = common.load_summary(loads, "rounds")
     ctx = common.context(device, load=load, batch_size=args.batch_size, peers=bench_peers._versions())
     note = (f"`benchmarks/bench_e2e.py --sizes {args.sizes[0]} {args.sizes[1]} --rounds {args.rounds}`: ODIN T = "
             f"{args.temperature:g}, eps = {args.epsilon:g}, {args.threads} thread(s) for the model's arithmetic "
-            f"(the command's decoding threads beside it), --max-memory {args.max_memory}, the lossless CIFAR-10 PNG files; "
+            f"(the command's decoding threads beside it), score --batch-size {args.batch_size}, the lossless CIFAR-10 PNG files; "
             f"{load}; "
             f"{ctx['peers']}. score: marginal rate (N2 - N1) / (t(N2) - t(N1)) of two fresh processes; kernel: the "
             "same runtime on pixels in memory; medians over interleaved rounds, ratios the median of per-round "
-            "ratios (*_rounds: their least and largest). cpu_*: per CPU second (user + system, all threads). Agreement: the N2 rows against the "
+            "ratios (*_rounds: their least and largest). cpu_*: per CPU second (user + system, all threads). "
+            "gflop_per_cpu_s: cpu_images_per_s times ODIN's FLOPs per image (3 forwards: "
+            + ", ".join(f"{m} {raw[m]['odin_gflop_per_image']:.3f} GFLOP" for m in raw) + f"); of_sgemm_peak: over this "
+            f"core's float32 matrix product, {peak:.1f} GFLOP per CPU second at {args.threads} thread(s) in this run "
+            "(the practical peak). Agreement: the N2 rows against the "
             f"kernel and against pytorch-ood; decisions_off_band: differing decisions farther than {TOLERANCE:g} "
             "from the threshold (must be 0).")
     common.append_results(args.results, "bench_e2e: `odin-ood score` end to end against its kernels and pytorch-ood"
