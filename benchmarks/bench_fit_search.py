@@ -4,7 +4,7 @@ Replays the searches on the grid logits cached by ``benchmarks/grid_logits.py`` 
 sample of each suite's tuning images, ID and one OOD set). Each of ``--splits`` seeded splits
 halves the sample into tuning and held-out images per side; the grid chooses its cell on the
 tuning half (:func:`odin_ood.tuning.tune_from_scores`), the shared search
-(:func:`odin_ood.shared_search.shared_search` on :class:`~odin_ood.shared_search.ArrayBackend`)
+(:func:`odin_ood.tuning.shared.shared_search` on :class:`~odin_ood.tuning.shared.ArrayBackend`)
 chooses its own, and both are measured on the held-out half: FPR@95, the grid cell's 95%
 bootstrap interval, the passes per image each search spent. Also reported: the sign agreement of
 grad_x log S(x; T) with T = 1000's, per T, and what a first-order estimate (log S(x~) ~ log S(x) +
@@ -31,7 +31,8 @@ import common  # noqa: E402
 import grid_logits  # noqa: E402
 from odin_ood.experiments.bootstrap import bootstrap_ci  # noqa: E402
 from odin_ood.metrics import fpr_at_tpr  # noqa: E402
-from odin_ood.shared_search import ArrayBackend, grid_passes, shared_search  # noqa: E402
+from odin_ood.tuning.shared import ArrayBackend, shared_search
+from odin_ood.tuning.searches import grid_passes  # noqa: E402
 from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, tune_from_scores  # noqa: E402
 
 

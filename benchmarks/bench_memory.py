@@ -1,5 +1,5 @@
 """Peak resident memory of ``odin-ood fit`` and ``score`` on ImageNet-sized inputs, with memory
-bounded in bytes (``--max-memory``, default 1 GiB; :mod:`odin_ood.memory`).
+bounded in bytes (``--max-memory``, default 1 GiB; :mod:`odin_ood.scores.memory`).
 
 Each command runs in its own process (1 torch thread, 1 decoding worker) on real images (Tiny
 ImageNet test JPEGs, CIFAR-10 test JPEGs as the OOD side of fit) resized to the model's input;
@@ -9,6 +9,11 @@ are random (timm's initialisation, saved to a temporary safetensors file): memor
 on their values. Needs a torch build that imports timm (see .ci/run); run with that python:
 
     /work/tvenv/bin/python benchmarks/bench_memory.py --sizes 224 384
+    /work/tvenv/bin/python benchmarks/bench_memory.py --sizes 384 --runtimes torch onnxruntime openvino
+
+With ``--runtimes``, ``score`` runs on each (a graph runtime once beforehand, to export its graph
+into a private cache: the figure is a run with the graph cached, at the batch its memory factor
+leaves, :data:`odin_ood.runtimes.MEMORY_FACTORS`).
 """
 
 from __future__ import annotations
@@ -59,17 +64,19 @@ def main() -> None:
     p.add_argument("--score-images", type=int, default=600)
     p.add_argument("--max-memory", default="1GiB")
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT)
+    p.add_argument("--runtimes", nargs="+", default=["torch"], help="score on each (default torch)")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.tiny:
         args.sizes, args.fit_images, args.score_images = [64], 20, 40
     import timm
-    from odin_ood import memory
+    from odin_ood.scores import memory
     from odin_ood.models import save_safetensors
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.environ["ODIN_OOD_CACHE"] = str(tmp / "cache")  # graphs exported here, not in the user's cache
         weights = save_safetensors(timm.create_model(args.model.split(":", 1)[1], pretrained=False),
                                    tmp / "w.safetensors")
         images = extract(args.data_root / TINY, args.score_images, tmp / "score")
@@ -84,15 +91,22 @@ def main() -> None:
             _, fit = peak_rss([*odin, "fit", *model, "--id", str(args.data_root / TINY), "--ood",
                                str(args.data_root / CIFAR), "--limit", str(args.fit_images), "--out", str(det),
                                "--workers", "1", "--quiet", *GRID])
-            _, score = peak_rss([*odin, "score", *model, "--detector", str(det), str(images), "--output",
-                                 str(tmp / f"s{size}.csv"), "--workers", "1", "--quiet"])
             batch = int(__import__("json").loads((det / "detector.json").read_text())["batch_size"])
             shape = (3, size, size)
-            rows.append({"model": args.model, "input": f"{size}x{size}", "max_memory": args.max_memory,
-                         "batch": batch, "chunk": memory.chunk_for(shape, memory.parse_bytes(args.max_memory), batch),
-                         "load_mib": round(floor), f"fit_{args.fit_images}x2_mib": round(fit),
-                         f"score_{args.score_images}_mib": round(score)})
-            print(rows[-1], flush=True)
+            for runtime in args.runtimes:
+                def score_argv(inputs: Path, out: str) -> list[str]:
+                    return [*odin, "score", *model, "--detector", str(det), str(inputs), "--output", str(tmp / out),
+                            "--workers", "1", "--quiet", "--runtime", runtime]
+
+                if runtime != "torch":  # export once, outside the measured run
+                    peak_rss(score_argv(images / sorted(os.listdir(images))[0], f"warm{size}-{runtime}.csv"))
+                _, score = peak_rss(score_argv(images, f"s{size}-{runtime}.csv"))
+                rows.append({"model": args.model, "input": f"{size}x{size}", "max_memory": args.max_memory,
+                             "runtime": runtime, "batch": batch,
+                             "chunk": memory.chunk_for(shape, memory.parse_bytes(args.max_memory), batch),
+                             "load_mib": round(floor), f"fit_{args.fit_images}x2_mib": round(fit),
+                             f"score_{args.score_images}_mib": round(score)})
+                print(rows[-1], flush=True)
     ctx = common.context(torch.device("cpu"), load_average=os.getloadavg()[0])
     common.write_json(args.out, "bench_memory", {"context": ctx, "rows": rows})
     common.append_results(

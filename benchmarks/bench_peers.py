@@ -55,7 +55,7 @@ def graph_runtime(name: str) -> Callable[[nn.Module, float, float, int], Scorer]
         from odin_ood import Detector
         from odin_ood.preprocess import Preprocessing
         from odin_ood.runtimes import load_runtime
-        from odin_ood.serving.engine import fixed_batch_outputs
+        from odin_ood.runtimes.batches import fixed_batch_outputs
 
         spec = Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
         mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (spec.mean, spec.std))

@@ -1,12 +1,27 @@
-"""bf16 autocast vs float32 on the CPU: how far the ODIN scores and metrics move.
+"""Reduced precision vs float32: how far ODIN's scores, decisions and metrics move, and how much faster.
 
-The suite's one-cell passes (``Scorer.cell_outputs``: ODIN at the paper's T, eps plus the logits)
-are computed in both precisions on the same images: the whole ID set and the first ``--chunks``
-cached chunks of each OOD set (the same chunks the suite caches, so nothing is recomputed that
-a run already holds). Recorded per set: FPR@95 and AUROC of MSP and ODIN in each precision, the
-largest score difference and the share of images whose predicted class changes.
+Two modes, each one command that appends its table to benchmarks/RESULTS.md:
 
-    python benchmarks/bench_precision.py --suite cifar10-densenet --sets tinyimagenet-crop gaussian
+* ``--gate`` (the reduced-precision gate, issue 29): for each network (the shipped MNIST LeNet on
+  MNIST vs notMNIST; ResNet-20 on CIFAR-10 lossless vs TinyImageNet (crop)) and each scoring path
+  ``RUNTIME:PRECISION`` (torch:fp32 the reference, torch:bf16, onnxruntime:fp32, openvino:fp32,
+  openvino:bf16, and fp16 where the device has it), ODIN at T = 1000, eps = 0.0014 with the
+  threshold set as ``odin-ood fit --precision P --runtime R`` sets it (95% TPR of that path's own
+  scores of the tuning ID images), then the same held-out ID and OOD images scored by every path,
+  the paths taking turns within each of ``--repeats`` rounds. Per path: images/s (wall, and per CPU
+  second: stable on a busy machine at one thread) and both over torch:fp32's, the share of
+  decisions equal to torch:fp32's, the largest score difference, FPR@95 and AUROC and their change,
+  and the held-out ID kept at the path's own threshold.
+
+      python benchmarks/bench_precision.py --gate --threads 1
+
+* default (the experiment suites): the suite's one-cell passes (``Scorer.cell_outputs``: ODIN
+  at the paper's T, eps plus the logits) in both precisions on the same images: the whole ID set
+  and the first ``--chunks`` cached chunks of each OOD set. Recorded per set: FPR@95 and AUROC of
+  MSP and ODIN in each precision, the largest score difference and the share of images whose
+  predicted class changes.
+
+      python benchmarks/bench_precision.py --suite cifar10-densenet --sets tinyimagenet-crop gaussian
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import precision_gate as gate  # noqa: E402
 from odin_ood.experiments import run  # noqa: E402
 from odin_ood.experiments.cache import ScoreCache  # noqa: E402
 from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
@@ -28,6 +44,14 @@ from odin_ood.metrics import evaluate  # noqa: E402
 
 def parser():
     p = common.suite_parser(__doc__.splitlines()[0], "cifar10-densenet", batch_size=64)
+    p.add_argument("--gate", action="store_true", help="the reduced-precision gate on every runtime (see above)")
+    p.add_argument("--networks", nargs="+", default=list(gate.NETWORKS), choices=list(gate.NETWORKS))
+    p.add_argument("--paths", nargs="+", default=None, metavar="RUNTIME:PRECISION",
+                   help="scoring paths, the first the reference (default: torch:fp32 torch:bf16 onnxruntime:fp32 "
+                        "openvino:fp32 openvino:bf16, plus the fp16 ones the device has)")
+    p.add_argument("--images", type=int, default=1000, help="--gate: held-out images per side (at most what is left)")
+    p.add_argument("--tune-images", type=int, default=400, help="--gate: ID images that set each path's threshold")
+    p.add_argument("--repeats", type=int, default=3, help="--gate: rounds of the timed passes")
     p.add_argument("--sets", nargs="+", default=["tinyimagenet-crop", "gaussian"])
     p.add_argument("--chunks", type=int, default=2, help=f"OOD chunks of {CELL_CHUNK} images per set")
     p.add_argument("--temperature", type=float, default=1000.0)
@@ -73,6 +97,8 @@ def prefix(scorer: Scorer, ds, cell, chunks: int) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     device = common.setup(args)
+    if args.gate:
+        return gate.run(args, device)
     suite, root, model = common.suite_model(args, device)
     cell = (args.temperature, args.epsilon)
     scorers = {p: Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=p)

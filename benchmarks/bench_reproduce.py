@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, msp_scores, odin_scores  # noqa: E402
-from odin_ood.batching import map_batches  # noqa: E402
+from odin_ood._utils.batching import map_batches  # noqa: E402
 from odin_ood.metrics import evaluate  # noqa: E402
 from odin_ood.tuning import grid_scores, tune_from_scores  # noqa: E402
 

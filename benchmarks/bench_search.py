@@ -2,7 +2,7 @@
 
 For each OOD set of ``--suite`` the ID and OOD tuning splits are exactly the suite's (same
 seeds); every cell of the 10x21 grid is scored on every tuning image once (cached), then the
-full grid search and successive halving (``odin_ood.search``, one run per ``--seeds`` image
+full grid search and successive halving (``odin_ood.tuning.halving``, one run per ``--seeds`` image
 order) both read those scores. Recorded per set and seed: the cell each chooses, whether they
 agree, the tuning FPR@95 of each choice and the gap, the FPR@95 on the evaluation split of each
 choice when they differ, and halving's cost as a fraction of the grid's cell-image evaluations.
@@ -27,7 +27,7 @@ from odin_ood.experiments import run  # noqa: E402
 from odin_ood.experiments.cache import ScoreCache  # noqa: E402
 from odin_ood.experiments.protocol import Scorer, dataset_seed, split_indices  # noqa: E402
 from odin_ood.metrics import fpr_at_tpr  # noqa: E402
-from odin_ood.search import array_scorer, model_scorer, search  # noqa: E402
+from odin_ood.tuning.halving import array_scorer, model_scorer, search  # noqa: E402
 from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
 
 

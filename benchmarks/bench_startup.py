@@ -12,7 +12,7 @@ measured with a warm export cache, as a user's second run is):
   at the paper's T = 1000, epsilon = 0.0014 with batch size ``--batch-size`` (128: what `fit`
   gives ResNet-20 by default), on the torch runtime, on onnxruntime and on openvino (when
   installed); the one image is scored in one batch of the detector's size (zero-padded: results
-  do not depend on a batch's other rows, :mod:`odin_ood.serving.engine`), so the torch row
+  do not depend on a batch's other rows, :mod:`odin_ood.runtimes.batches`), so the torch row
   includes one ODIN pass over a whole batch; ``score --batch-size 1`` is the same command without
   that padding (start-up alone);
 - ``score mnist-lenet``: one real MNIST test digit with the shipped LeNet (``--model mnist-lenet``).

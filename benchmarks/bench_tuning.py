@@ -29,9 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores  # noqa: E402
-from odin_ood._checks import channel_view  # noqa: E402
-from odin_ood.batching import map_batches  # noqa: E402
-from odin_ood.scores import perturbation_direction, scoring_mode  # noqa: E402
+from odin_ood._utils.checks import channel_view  # noqa: E402
+from odin_ood._utils.batching import map_batches  # noqa: E402
+from odin_ood.scores.odin import perturbation_direction
+from odin_ood.scores.passes import scoring_mode  # noqa: E402
 from odin_ood.tuning import grid_scores, tune_from_scores  # noqa: E402
 
 

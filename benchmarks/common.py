@@ -148,6 +148,20 @@ def load_summary(loads: list[tuple[float, float, float]], between: str) -> str:
             f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between {between}")
 
 
+def timed_cpu(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, float]:
+    """(fn(), wall seconds, this process's CPU seconds): on a busy shared machine the CPU seconds
+    of a one-thread run are what it would take alone (the wall clock adds the time it waited
+    for a core), so ratios of them are stable where wall-clock ratios are not."""
+    cpu = time.process_time()
+    result, wall = timed(fn, device)
+    return result, wall, time.process_time() - cpu
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, for the record of a figure."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
     """Yields a dict whose ``"peak_mib"`` is set on exit (None on the CPU: not measured)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from odin_ood import data, models, training
-from odin_ood.devices import resolve_device
+from odin_ood._utils.devices import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## CIFAR-10 (JPEG) training on one device: scripts/gpu_train_cifar.py"

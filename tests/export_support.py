@@ -51,6 +51,15 @@ class InverseErf(LeNet):
         return torch.erfinv(torch.tanh(super().forward(x)) * 0.9)
 
 
+class FixedBatch(LeNet):
+    """Reads the batch size as a Python number and builds a shape from it (as code written for one
+    deployment batch does): a graph of it holds one batch size, not a dynamic one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = int(x.shape[0])
+        return super().forward(x).reshape(n, 10)
+
+
 def _like_lenet(cls: type[LeNet]) -> LeNet:
     base = models.load("mnist-lenet")
     model = cls()
@@ -78,3 +87,7 @@ def in_place_input() -> LeNet:
 
 def inverse_erf() -> LeNet:
     return _like_lenet(InverseErf)
+
+
+def fixed_batch() -> LeNet:
+    return _like_lenet(FixedBatch)

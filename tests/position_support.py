@@ -15,7 +15,7 @@ from odin_ood.models.mlp import MLP
 class OddRowsMLP(MLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = super().forward(x)
-        odd = (torch.arange(len(x), device=x.device) % 2).to(logits.dtype)[:, None]
+        odd = (torch.arange(x.shape[0], device=x.device) % 2).to(logits.dtype)[:, None]
         return logits * (1 + odd * 2.0 ** -10)
 
 

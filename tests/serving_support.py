@@ -106,14 +106,15 @@ def free_port() -> int:
 
 
 def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 300.0,
-                 log_level: str = "warning", cwd: Path | None = None):
-    """``python -m odin_ood serve ARGS`` (in ``cwd``) on a free loopback port; (process, base URL)
-    once /healthz answers. The server's output goes to the file ``proc.log_path`` (see :func:`server_log`)."""
+                 log_level: str = "warning", cwd: Path | None = None, threads: int = 1):
+    """``python -m odin_ood serve ARGS --threads THREADS`` (in ``cwd``) on a free loopback port;
+    (process, base URL) once /healthz answers. The server's output goes to the file
+    ``proc.log_path`` (see :func:`server_log`)."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
-         "--threads", "1", "--log-level", log_level],
+         "--threads", str(threads), "--log-level", log_level],
         env={**env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
     )
     log.close()

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from odin_ood.batching import iter_batches, map_batches
+from odin_ood._utils.batching import iter_batches, map_batches
 
 OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 

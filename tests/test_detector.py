@@ -157,10 +157,11 @@ def test_id_only_fit_takes_t_1000_the_float64_mean_score_epsilon_and_keeps_95_pe
     assert det.tuning_.objective == "mean_id_score" and det.tuning_.scores_out.shape[-1] == 0
 
 
-def test_ood_free_is_checked_at_construction_and_ignored_with_ood_data(digits_model, digits):
-    with pytest.raises(ValueError, match="ood_free must be one of"):
-        Detector(digits_model, ood_free="ID-only")
+def test_ood_free_is_checked_in_fit_and_ignored_with_ood_data(digits_model, digits):
     x_in, x_out = digits["x_held"][:64], digits["x_held"][64:128]
+    wrong = Detector(digits_model, ood_free="ID-only")  # stored unchanged, as scikit-learn's estimators
+    with pytest.raises(ValueError, match="ood_free must be one of"):
+        wrong.fit(x_in, x_out)
     a = Detector(digits_model, **GRID, ood_free="id-only").fit(x_in, x_out)
     b = Detector(digits_model, **GRID).fit(x_in, x_out)
     assert (a.temperature_, a.epsilon_, a.threshold_) == (b.temperature_, b.epsilon_, b.threshold_)

@@ -33,7 +33,7 @@ BAD_FIELDS = [
     ("epsilon", 1e6), ("epsilon", -0.001), ("epsilon", INF), ("epsilon", None), ("epsilon", [0.001]),
     ("threshold", NAN), ("threshold", 2.0), ("threshold", -0.5), ("threshold", "high"),
     ("tpr", NAN), ("tpr", 1.0), ("tpr", "0.95"),
-    ("clamp", [NAN, NAN]), ("clamp", [1.0, 0.0]), ("clamp", [0.0]), ("clamp", [[0.0, 0.0], [1.0, 1.0]]), ("clamp", "x"),
+    ("clamp", [NAN, NAN]), ("clamp", [None, None]), ("clamp", [0.0, None]), ("clamp", [1.0, 0.0]), ("clamp", [0.0]), ("clamp", [[0.0, 0.0], [1.0, 1.0]]), ("clamp", "x"),
     ("input_std", "abc"), ("input_std", [0.0]), ("input_std", [-1.0]), ("input_std", [0.3, 0.3]), ("input_std", [INF]),
     ("input_mean", [NAN]), ("input_mean", [[0.1]]), ("input_mean", {"a": 1}),
     ("batch_size", 10**12), ("batch_size", 0), ("batch_size", 1.5), ("batch_size", "16"), ("batch_size", True),

@@ -14,7 +14,7 @@ import torch
 from serving_support import env, free_port
 
 from odin_ood import Detector, models, odin_scores
-from odin_ood.score_family import SCORES
+from odin_ood.scores.family import SCORES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -25,7 +25,7 @@ def lenet():
 
 
 def fitted_file(model, score: str, temperature: float, epsilon: float, threshold: float) -> dict:
-    det = Detector(model, score=score)
+    det = Detector(model, score_family=score)
     det._set_fitted(temperature, epsilon, threshold, 0.95)
     return det.to_dict()
 

@@ -59,7 +59,7 @@ def test_the_detector_file_records_the_preprocessing_and_loads_it(fitted):
     assert saved["preprocessing"] == {"input_shape": [1, 28, 28], "mode": "L", "resize": "squash",
                                       "resize_size": [28, 28], "interpolation": "bilinear", "mean": [0.0], "std": [1.0]}
     det = Detector.load(root / "det", models.load("mnist-mlp"))
-    assert det.preprocessing == SQUASH and det.preprocessing_recorded_
+    assert det.preprocessing == SQUASH and det.preprocessing_ == SQUASH
     assert Detector.from_dict(det.to_dict(), det.model).preprocessing == SQUASH
 
 
@@ -119,15 +119,16 @@ def test_a_file_written_before_the_preprocessing_was_recorded_loads_as_before(fi
     del old["preprocessing"]
     (tmp_path / "detector.json").write_text(json.dumps(old))
     det, p = load_detector(ModelOptions("mnist-mlp"), tmp_path)
-    assert not Detector.load(tmp_path, models.load("mnist-mlp")).preprocessing_recorded_
+    assert Detector.load(tmp_path, models.load("mnist-mlp")).preprocessing is None  # nothing recorded
     assert p == Preprocessing((1, 28, 28), mean=(0.0,), std=(1.0,))  # no resizing, the model's statistics
     with pytest.raises(ValueError, match="resizing is off"):
         image_tensor(decode(files[0].read_bytes(), p), p)
     # the flags may still ask for resizing (nothing recorded to contradict), and then match the recorded run
     det, p = load_detector(ModelOptions("mnist-mlp", resize="squash", interpolation="bilinear"), tmp_path)
-    assert p == SQUASH and det.preprocessing == SQUASH
+    assert p == SQUASH and det.preprocessing_ == SQUASH
 
 
 def test_a_detector_refuses_statistics_its_preprocessing_contradicts(digits_model):
+    det = Detector(digits_model, input_std=(0.5,), preprocessing=Preprocessing((1, 8, 8), std=(1.0,)))
     with pytest.raises(ValueError, match=r"input_std \(0.5,\) disagrees with the preprocessing's std \(1.0,\)"):
-        Detector(digits_model, input_std=(0.5,), preprocessing=Preprocessing((1, 8, 8), std=(1.0,)))
+        det.fit(torch.rand(8, 1, 8, 8))

@@ -1,4 +1,4 @@
-"""Detector(score=...) and tune_score (score_family.py): every score tuned, thresholded, saved and
+"""Detector(score_family=...) and tune_score (scores/family.py, tuning/family.py): every score tuned, thresholded, saved and
 loaded like ODIN; ODIN stays the default."""
 
 import json
@@ -9,9 +9,10 @@ import torch
 
 from odin_ood import Detector
 from odin_ood.metrics import fpr_at_tpr
-from odin_ood.score_family import SCORES, score_outputs, tune_score
-from odin_ood.scores import msp_scores
-from odin_ood.successors import energy_odin_scores, energy_scores, maxlogit_scores
+from odin_ood.scores.family import SCORES, score_outputs
+from odin_ood.tuning.family import tune_score
+from odin_ood.scores.odin import msp_scores
+from odin_ood.scores.energy import energy_odin_scores, energy_scores, maxlogit_scores
 from odin_ood.data.noise import gaussian_noise, uniform_noise
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -28,14 +29,14 @@ def halves(digits):
 
 def test_odin_is_the_default_score_and_is_saved(digits_model, halves, tmp_path):
     det = Detector(digits_model, temperatures=(1.0, 1000.0), epsilons=EPS).fit(halves[0])
-    assert det.score_name == "odin"
+    assert det.score_family == "odin"
     assert json.loads(det.save(tmp_path / "d.json").read_text())["score"] == "odin"
 
 
 @pytest.mark.parametrize("score,fn", [("energy", energy_scores), ("maxlogit", maxlogit_scores), ("msp", msp_scores)])
 def test_parameter_free_scores_fit_only_the_threshold(digits_model, halves, score, fn):
     fit, unseen, noise = halves
-    det = Detector(digits_model, score=score).fit(fit, noise)
+    det = Detector(digits_model, score_family=score).fit(fit, noise)
     assert (det.temperature_, det.epsilon_) == (1.0, 0.0)
     want = fn(digits_model, unseen)
     assert torch.allclose(det.score(unseen), want, atol=1e-6)
@@ -45,7 +46,7 @@ def test_parameter_free_scores_fit_only_the_threshold(digits_model, halves, scor
 
 def test_energy_odin_tunes_epsilon_at_t1_against_the_given_ood_set(digits_model, halves):
     fit, unseen, noise = halves
-    det = Detector(digits_model, score="energy-odin", epsilons=EPS).fit(fit, noise)
+    det = Detector(digits_model, score_family="energy-odin", epsilons=EPS).fit(fit, noise)
     assert det.temperature_ == 1.0 and det.epsilon_ in EPS
     fprs = [fpr_at_tpr(energy_odin_scores(digits_model, fit, 1.0, e).numpy(),
                        energy_odin_scores(digits_model, noise, 1.0, e).numpy()) for e in EPS]
@@ -65,9 +66,9 @@ def test_tune_score_odin_is_tune(digits_model, halves):
 @pytest.mark.parametrize("score", SCORES)
 def test_every_score_survives_save_and_load(digits_model, halves, score, tmp_path):
     fit, unseen, noise = halves
-    det = Detector(digits_model, score=score, temperatures=(1.0, 1000.0), epsilons=EPS).fit(fit, noise)
+    det = Detector(digits_model, score_family=score, temperatures=(1.0, 1000.0), epsilons=EPS).fit(fit, noise)
     loaded = Detector.load(det.save(tmp_path / "det"), digits_model)
-    assert loaded.score_name == score
+    assert loaded.score_family == score
     assert torch.equal(loaded.score(unseen), det.score(unseen))
     assert torch.equal(loaded.predict(noise), det.predict(noise))
 
@@ -76,13 +77,13 @@ def test_detector_file_without_a_score_field_loads_as_odin(digits_model, halves,
     det = Detector(digits_model, temperatures=(1.0,), epsilons=(0.0, 0.002)).fit(halves[0], halves[2])
     d = det.to_dict()
     del d["score"]
-    assert Detector.from_dict(d, digits_model).score_name == "odin"
+    assert Detector.from_dict(d, digits_model).score_family == "odin"
 
 
-def test_unknown_score_is_refused_at_construction_and_load(digits_model, halves):
+def test_unknown_score_is_refused_in_fit_and_at_load(digits_model, halves):
     with pytest.raises(ValueError, match="score must be one of"):
-        Detector(digits_model, score="mahalanobis")
-    det = Detector(digits_model, score="energy").fit(halves[0], halves[2])
+        Detector(digits_model, score_family="mahalanobis").fit(halves[0], halves[2])
+    det = Detector(digits_model, score_family="energy").fit(halves[0], halves[2])
     with pytest.raises(ValueError, match="corrupt"):
         Detector.from_dict({**det.to_dict(), "score": "mahalanobis"}, digits_model)
 
@@ -97,7 +98,7 @@ def test_parameter_free_scores_refuse_a_perturbation(digits_model, halves):
 def test_id_only_energy_odin_takes_the_epsilon_of_highest_mean_id_energy_at_t1(digits_model, halves):
     fit = halves[0]
     eps = (0.02, 0.01, 0.004, 0.002, 0.0)  # E rises with epsilon here; high to low, so "the last cell" fails
-    det = Detector(digits_model, score="energy-odin", epsilons=eps, ood_free="id-only").fit(fit)
+    det = Detector(digits_model, score_family="energy-odin", epsilons=eps, ood_free="id-only").fit(fit)
     means = [energy_odin_scores(digits_model, fit, 1.0, e).double().mean().item() for e in eps]
     assert (det.temperature_, det.epsilon_) == (1.0, eps[int(np.argmax(means))]) == (1.0, 0.02)
     assert det.tuning_.metrics["mean_id_score"][0] == pytest.approx(means, rel=1e-6)
@@ -109,8 +110,8 @@ def test_id_only_parameter_free_scores_have_nothing_to_choose(digits_model, halv
     fit = halves[0]
     r = tune_score(digits_model, fit, score=score, ood_free="id-only")
     assert (r.temperature, r.epsilon, r.objective) == (1.0, 0.0, "mean_id_score") and r.scores_out.shape == (1, 1, 0)
-    det = Detector(digits_model, score=score, ood_free="id-only").fit(fit)
-    assert det.threshold_ == Detector(digits_model, score=score).fit(fit).threshold_  # same ID scores, same rule
+    det = Detector(digits_model, score_family=score, ood_free="id-only").fit(fit)
+    assert det.threshold_ == Detector(digits_model, score_family=score).fit(fit).threshold_  # same ID scores, same rule
 
 
 def test_tune_score_refuses_an_unknown_ood_free(digits_model, halves):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from odin_ood.devices import CPU_ENV_DEFAULTS, set_cpu_env_defaults
+from odin_ood._utils.devices import CPU_ENV_DEFAULTS, set_cpu_env_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 

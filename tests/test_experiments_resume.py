@@ -17,7 +17,7 @@ from odin_ood.experiments.protocol import CELL_CHUNK, Scorer
 from odin_ood.experiments.run import begin
 from odin_ood.experiments.suites import DataSpec
 from odin_ood.metrics import evaluate
-from odin_ood.scores import odin_outputs
+from odin_ood.scores.odin import odin_outputs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

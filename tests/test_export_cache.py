@@ -21,7 +21,7 @@ from odin_ood.commands.writers import read_rows
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import SCORE_TOLERANCE, load_runtime
 from odin_ood.runtimes.eager import EagerRuntime
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 
 pytest.importorskip("onnxscript")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -67,7 +67,7 @@ def setup(shared_data, tmp_path_factory):
     spec = spec_of(model)
     fit_in, fit_out = (normalise(d.images[:200].float() / 255, spec) for d in (digits, letters))
     odin = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
-    msp = Detector(model, score="msp", batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
+    msp = Detector(model, score_family="msp", batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
     odin.save(root / "det")
     images = np.concatenate([digits.images[7000:7024, 0].numpy(), letters.images[7000:7024, 0].numpy()])
     folder = root / "images"
@@ -128,7 +128,7 @@ def assert_gate_equal(got: dict, want: dict) -> None:
 def cache_path(setup, detector, cache):
     from odin_ood.export.graph import export_key
 
-    return cache / f"{export_key(detector, setup['spec'], BATCH)}.onnx"
+    return cache / f"{export_key(detector, setup['spec'], None)}.onnx"
 
 
 @pytest.mark.parametrize("name", GRAPH_RUNTIMES)

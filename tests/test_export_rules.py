@@ -87,3 +87,75 @@ def test_a_data_dependent_shape_would_have_changed_scores_silently(fitted):
     plain = EagerRuntime(det, spec).outputs(x)["score"]
     counted = EagerRuntime(with_model(det, bright_pixel_count()), spec).outputs(x)["score"]
     assert (plain - counted).abs().max().item() > 1e-4
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", [
+    (2, 2, 0, 1, False), (2, 2, 0, 1, True), (3, 2, 1, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False),
+    ((2, 3), (1, 2), (1, 0), 1, True), (1, 1, 0, 1, False)])
+def test_the_max_pool_rule_gives_torch_s_values_and_indices_with_ties(kernel, stride, padding, dilation, ceil_mode):
+    """The rule against torch's own CPU kernel on odd sizes, with many ties (values in {0, 1, 2}:
+    the first maximum of a window in row-major order is the one whose gradient counts) and a NaN
+    (it propagates to its windows' values)."""
+    from odin_ood.export.rules import max_pool2d_with_indices
+
+    x = torch.randint(0, 3, (2, 3, 9, 7), generator=torch.Generator().manual_seed(0)).float()
+    x[1, 2, 4, 4] = float("nan")
+    args = [list(kernel) if isinstance(kernel, tuple) else [kernel], list(stride) if isinstance(stride, tuple) else [stride],
+            list(padding) if isinstance(padding, tuple) else [padding], [dilation], ceil_mode]
+    want_values, want_indices = torch.ops.aten.max_pool2d_with_indices(x, *args)
+    values, indices = max_pool2d_with_indices(x, *args)
+    assert torch.equal(values.isnan(), want_values.isnan()) and values.isnan().any()
+    assert torch.equal(values.nan_to_num(), want_values.nan_to_num())
+    finite = ~want_values.isnan()  # a window holding the NaN has no gradient that ODIN's score can use
+    assert torch.equal(indices[finite], want_indices[finite])
+
+
+class Attending(torch.nn.Module):
+    """Patches of 7 x 7 pixels as 16 tokens of 768 features through one multi-head attention (12
+    heads), then a linear head: at this width torch's matmul runs the attention's input projection
+    of the (tokens, batch, features) view as bmm with the weight expanded over the tokens."""
+
+    input_shape, input_mean, input_std = (1, 28, 28), (0.1307,), (0.3081,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patches = torch.nn.Conv2d(1, 768, 7, stride=7)
+        self.attention = torch.nn.MultiheadAttention(768, 12, batch_first=True)
+        self.head = torch.nn.Linear(768, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        return self.head(self.attention(tokens, tokens, tokens, need_weights=False)[0].mean(1))
+
+
+def expanded_weights(path) -> list[tuple[int, ...]]:
+    """The shapes of the 2-d weights that an Expand node of the ONNX file at ``path`` reads."""
+    import onnx
+
+    model = onnx.load(str(path))
+    weights = {w.name: tuple(w.dims) for w in model.graph.initializer}
+    return [weights[n.input[0]] for n in model.graph.node
+            if n.op_type == "Expand" and len(weights.get(n.input[0], ())) == 2]
+
+
+def test_an_expanded_weight_is_read_by_broadcasting_not_written_out(fitted, tmp_path, monkeypatch):
+    """ONNX's Expand writes every copy of a weight that torch expands as a view (ViT-B/16 at 384
+    px: 4 GB per attention layer, ONNX Runtime killed for memory): the exported graph reads the
+    weight itself, broadcast by MatMul, and still gives eager scoring's outputs."""
+    pytest.importorskip("onnxruntime")
+    from odin_ood.export import graph
+
+    det, x = fitted
+    torch.manual_seed(0)
+    attending = with_model(det, Attending().eval())
+    attending.input_std, attending.input_mean = Attending.input_std, Attending.input_mean
+    spec = spec_of(attending.model)
+    with monkeypatch.context() as undone:
+        undone.setattr(graph, "unexpand_weights", lambda model: None)
+        raw = graph.export_onnx(attending, spec, None, tmp_path / "raw.onnx")
+    assert (768, 2304) in expanded_weights(raw)  # what the trace gives: the input projection, copied per token
+    runtime = load_runtime("onnxruntime", attending, spec, threads=1, cache_dir=tmp_path / "cache")
+    assert expanded_weights(runtime.path) == []
+    got, want = runtime.outputs(x), EagerRuntime(attending, spec).outputs(x)
+    assert (got["score"].double() - want["score"].double()).abs().max() <= 1e-5
+    assert torch.equal(got["predicted_class"], want["predicted_class"])

@@ -1,4 +1,4 @@
-"""extras.py and ``odin-ood doctor``: every path a user takes that needs an optional package ends,
+"""odin_ood._utils.extras and ``odin-ood doctor``: every path a user takes that needs an optional package ends,
 when that package is missing, in ONE line naming the extra to install (exit status 2, no
 traceback); ``odin-ood --help`` and ``odin-ood doctor`` say which extras are installed.
 
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odin_ood import Detector, extras, models
+from odin_ood import Detector, models
+from odin_ood._utils import extras
 from odin_ood.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -284,7 +284,7 @@ def test_fit_with_another_score_matches_detector_fit_with_that_score(datasets, t
     x_id = torch.from_numpy(mnist.images[6000:6080, 0].numpy()[order["id"]]).float().div(255)[:, None]
     x_ood = torch.from_numpy(notmnist.images[6000:6080, 0].numpy()[order["ood"]]).float().div(255)[:, None]
     model = models.load("mnist-mlp")
-    det = Detector(model, input_std=model.input_std, epsilons=(0, 0.001, 0.002), score="energy-odin").fit(x_id, x_ood)
+    det = Detector(model, input_std=model.input_std, epsilons=(0, 0.001, 0.002), score_family="energy-odin").fit(x_id, x_ood)
     assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
     assert saved["temperature"] == 1.0 and "Energy + perturbation" in (out / "fit_report.html").read_text()
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from serving_support import png_header, server_log, start_server, stop_server
 
 from odin_ood import Detector, models
-from odin_ood._checks import EPSILON_RANGE, TEMPERATURE_RANGE
+from odin_ood._utils.checks import EPSILON_RANGE, TEMPERATURE_RANGE
 from odin_ood.detector import MAX_BATCH_SIZE
 
 KEY = "fuzz-key"

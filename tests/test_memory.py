@@ -1,4 +1,4 @@
-"""Memory bounded in bytes (odin_ood.memory): sizes parsed as written, chunk and batch sizes
+"""Memory bounded in bytes (odin_ood.scores.memory): sizes parsed as written, chunk and batch sizes
 worked by hand from the budget, a working set that grows with the pixels, and fit refusing
 inputs over the budget in one line before reading them."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from odin_ood import memory
+from odin_ood.scores import memory
 from odin_ood.cli import main
 
 
@@ -139,7 +139,7 @@ def test_the_batch_clamp_bounds_a_model_without_input_gradient_by_its_least_work
     from odin_ood import Detector
     from odin_ood.commands.loading import bounded_batch
 
-    det = Detector(_NoGradient().eval(), score="msp", input_shape=(1, 2, 2), batch_size=65536)
+    det = Detector(_NoGradient().eval(), score_family="msp", input_shape=(1, 2, 2), batch_size=65536)
     det._set_fitted(1.0, 0.0, 0.5, 0.95)
     # 16 bytes per input, 38 copies: 608 bytes; a 64 KiB budget holds 107
     assert bounded_batch(det, (1, 2, 2), 64 << 10) == (64 << 10) // 608 == 107

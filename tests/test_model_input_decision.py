@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from odin_ood import Detector, data, models, msp_scores, odin_scores
-from odin_ood.model_input import PIXEL_TOLERANCE
+from odin_ood.preprocess.model_input import PIXEL_TOLERANCE
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes.eager import EagerRuntime
 

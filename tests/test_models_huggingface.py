@@ -105,7 +105,7 @@ def test_torch_filters_equal_torchvisions_resize_of_uint8_tensors(blobs, method,
     up (32 and 64 px to 224) and down (600x457 to 97x61) alike."""
     from torchvision.transforms.v2 import functional as tvF
 
-    from odin_ood.resampling import resample
+    from odin_ood.preprocess.resampling import resample
 
     for label, blob in blobs.items():
         image = Image.open(io.BytesIO(blob)).convert("RGB")

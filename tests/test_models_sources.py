@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from odin_ood import data, models, odin_scores
-from odin_ood.fingerprint import fingerprint
+from odin_ood.detector.fingerprint import fingerprint
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")]

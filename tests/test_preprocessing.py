@@ -15,7 +15,7 @@ from PIL import Image
 
 from odin_ood.data.build import resize_images
 from odin_ood.preprocess import InputError, Preprocessing, check_min_side, decode, image_tensor
-from odin_ood.resampling import INTERPOLATIONS
+from odin_ood.preprocess.resampling import INTERPOLATIONS
 
 
 def test_to_dict_from_dict_round_trip_through_json_for_every_resize():

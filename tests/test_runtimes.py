@@ -21,7 +21,7 @@ from odin_ood import Detector, data, models
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import RUNTIMES, load_runtime
 from odin_ood.runtimes.eager import EagerRuntime
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 GRAPH_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(
@@ -120,7 +120,7 @@ def test_every_score_family_exports_with_the_eager_gate(mnist, score, tmp_path):
     pytest.importorskip("onnxruntime")
     digits, letters = mnist
     det = fitted(models.load("mnist-lenet"), pixels(digits, slice(0, 150)), pixels(letters, slice(0, 150)), 50,
-                 score=score, epsilons=(0.0014,))
+                 score_family=score, epsilons=(0.0014,))
     x = torch.cat([pixels(digits, slice(6000, 6100)), pixels(letters, slice(6000, 6100))])
     spec = spec_of(det.model)
     got = fixed_batch_outputs(load_runtime("onnxruntime", det, spec, threads=1, cache_dir=tmp_path), x)

@@ -15,7 +15,7 @@ from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import load_runtime
 from odin_ood.runtimes.eager import EagerRuntime
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.libraries]
 SPEC = Preprocessing((3, 32, 32), mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -1,5 +1,5 @@
-"""Scoring on Ray Data (:mod:`odin_ood.scaling.ray_data`), on a local cluster of 2 CPUs: ``odin-ood
-score --engine ray`` writes the very file one process writes (shards, Parquet and a folder at
+"""Scoring on Ray Data (:mod:`odin_ood.commands.ray_data`; :class:`odin_ood.scaling.RayScorer`), on a
+local cluster of 2 CPUs: ``odin-ood score --engine ray`` writes the very file one process writes (shards, Parquet and a folder at
 once; --resume and --limit included), Ray's Parquet/CSV writers hold the same rows, a worker killed
 while scoring is restarted and loses no row, and :class:`RayScorer` in ``Dataset.map_batches``
 gives the single-process rows of encoded images and of arrays, bit for bit, although Ray cuts its

@@ -41,14 +41,14 @@ def score(setup, inputs_, output, *extra):
 
 def swap_after_listing(monkeypatch, swap):
     """Run ``swap()`` right after the input folder is listed, before any image is read."""
-    real = inputs._walk
+    real = inputs.walk
 
     def listed_then_swapped(root, follow_symlinks):
         entries = real(root, follow_symlinks)
         swap()
         return entries
 
-    monkeypatch.setattr(inputs, "_walk", listed_then_swapped)
+    monkeypatch.setattr(inputs, "walk", listed_then_swapped)  # the name inputs lists folders with
 
 
 @pytest.mark.parametrize("follow", [False, True])
@@ -189,6 +189,7 @@ def test_no_image_scored_exits_1_and_says_so(setup, tmp_path, capsys):
 
 KILLED = """
 import os, signal, sys
+from odin_ood._utils import files
 from odin_ood.commands import writers
 
 real_append, real_part = writers.RowWriter._append, writers.RowWriter._write_part
@@ -201,7 +202,7 @@ def torn(self, text):  # the second chunk: half of it reaches the disk, then the
 
 def unrenamed(self, rows):  # the second chunk: a temporary part half written, then the process dies
     if self.done:
-        with writers._new_temporary(self.partial / f"rows-{self.done:012d}.parquet") as (f, _):
+        with files.new_temporary(self.partial / f"rows-{self.done:012d}.parquet") as (f, _):
             f.write(b"PAR1 half a part")
             f.flush()
             os.kill(os.getpid(), signal.SIGKILL)

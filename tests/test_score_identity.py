@@ -5,6 +5,7 @@ inputs in order (an image that cannot be scored is a zero image there)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,24 @@ def test_ranks_take_whole_aligned_batches_covering_every_input_once(world):
                 batches = [s[k:k + b] for k in range(0, len(s), b)]
                 assert all(batch == list(range(batch[0], batch[0] + len(batch))) and batch[0] % b == 0
                            and (batch[0] // b) % world == r for batch in batches)
+
+
+def test_a_graph_runtime_s_rows_do_not_depend_on_the_chunk_and_keep_the_tolerance(setup, tmp_path):
+    """The exported graph takes any batch size, but ``score`` still runs it in full batches at
+    fixed positions: its rows are the same bytes whatever ``--chunk``, and within SCORE_TOLERANCE
+    of the library's (the position-dependent model is traced into the graph as it is)."""
+    pytest.importorskip("onnxruntime")
+    from odin_ood.runtimes import SCORE_TOLERANCE
+
+    outputs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a graph of any batch size, not the fallback of one size
+        for chunk in ("1", "13", "4096"):
+            out = tmp_path / f"graph-{chunk}.csv"
+            assert run_score(setup, out, "--chunk", chunk, "--runtime", "onnxruntime") == 0
+            outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+    rows = list(read_rows(tmp_path / "graph-1.csv"))
+    good = [i for i in range(21) if i != 3]
+    assert max(abs(rows[i]["score"] - setup["want"]["score"][i]) for i in good) <= SCORE_TOLERANCE
+    assert [rows[i]["predicted_class"] for i in good] == [setup["want"]["predicted_class"][i] for i in good]

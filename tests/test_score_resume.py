@@ -14,6 +14,7 @@ from serving_support import encode, fit_mnist_detector
 
 from odin_ood import Detector, models
 from odin_ood.cli import main
+from odin_ood._utils import files
 from odin_ood.commands import writers
 from odin_ood.commands.writers import read_rows
 
@@ -61,7 +62,7 @@ def interrupted(root, out, monkeypatch):
 
     def unrenamed(self, rows):
         if self.done:
-            with writers._new_temporary(self.partial / f"rows-{self.done:012d}.parquet") as (f, _):
+            with files.new_temporary(self.partial / f"rows-{self.done:012d}.parquet") as (f, _):
                 f.write(b"PAR1 half a part")
             raise KeyboardInterrupt
         real_part(self, rows)

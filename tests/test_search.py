@@ -4,7 +4,7 @@ import torch
 
 from odin_ood import odin_scores
 from odin_ood.data.noise import uniform_noise
-from odin_ood.search import array_scorer, halving_sizes, model_scorer, search
+from odin_ood.tuning.halving import array_scorer, halving_sizes, model_scorer, search
 from odin_ood.tuning import tune_from_scores
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -95,7 +95,7 @@ def test_model_scorer_equals_per_cell_odin(digits_model, digits):
 
 
 def test_fpr_noise_hand_worked():
-    from odin_ood.search import fpr_noise
+    from odin_ood.tuning.halving import fpr_noise
     assert fpr_noise(0.1, 100, 100) == pytest.approx(0.03 + np.sqrt(0.0475 / 100))
     assert fpr_noise(0.0, 400, 10, tpr=0.95) == pytest.approx(np.sqrt(0.0475 / 400))
 

@@ -39,7 +39,8 @@ def expected(det, blobs: list[bytes]) -> list[dict]:
     out = library_outputs(det, torch.stack([decoded(b) for b in blobs]))
     return [{"predicted_class": out["predicted_class"][i], "class_name": None, "confidence": out["confidence"][i],
              "score": out["score"][i], "threshold": det.threshold_,
-             "is_out_of_distribution": out["is_out_of_distribution"][i], "error": None} for i in range(len(blobs))]
+             "is_out_of_distribution": out["is_out_of_distribution"][i], "error": None, "precision": "fp32"}
+            for i in range(len(blobs))]
 
 
 def test_multipart_png_and_jpeg_match_the_library(gate):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from odin_ood import Detector
 from odin_ood.runtimes.eager import EagerRuntime
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.commands.loading import preprocessing_for
 from odin_ood.preprocess import InputError, Preprocessing, array_tensor, decode, image_tensor
 
@@ -160,7 +160,7 @@ def test_an_image_resizing_to_more_pixels_than_the_largest_image_read_is_413_bef
     def no_resampling(*args, **kwargs):
         raise AssertionError("resampled")
 
-    monkeypatch.setattr("odin_ood.preprocess.resample", no_resampling)
+    monkeypatch.setattr("odin_ood.preprocess.images.resample", no_resampling)
     with pytest.raises(InputError, match=r"thin: image is 100x2, which resizes to 1400x28 before the crop: more than "
                                          r"the 10000 pixels") as e:
         image_tensor(np.zeros((2, 100), np.uint8), spec, "thin")

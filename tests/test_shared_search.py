@@ -1,4 +1,4 @@
-"""The shared search (odin_ood.shared_search): its pass count, hand-worked and counted on a real
+"""The shared search (odin_ood.tuning.shared): its pass count, hand-worked and counted on a real
 model; its survey against per-cell ODIN; its choice against the full grid on real MNIST /
 notMNIST with the shipped LeNet; progress per pass of a sub-batch; --search grid unchanged."""
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from odin_ood import Detector, data, models, odin_scores, tune
-from odin_ood.pass_progress import PassProgress
-from odin_ood.scores import odin_grid_scores, odin_shared_direction_scores
-from odin_ood.shared_search import (grid_passes, planned_passes, shared_search, survey_epsilons,
-                                    worst_case_passes)
+from odin_ood._utils.progress import PassProgress
+from odin_ood.scores.odin import odin_grid_scores, odin_shared_direction_scores
+from odin_ood.tuning.searches import grid_passes
+from odin_ood.tuning.shared import planned_passes, shared_search, survey_epsilons, worst_case_passes
 from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

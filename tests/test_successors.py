@@ -8,13 +8,8 @@ import torch
 from torch import nn
 
 from odin_ood import msp_scores
-from odin_ood.successors import (
-    energy_odin_grid_scores,
-    energy_odin_outputs,
-    energy_odin_scores,
-    energy_scores,
-    maxlogit_scores,
-)
+from odin_ood.scores.energy import (energy_odin_grid_scores, energy_odin_outputs, energy_odin_scores, energy_scores,
+                                    maxlogit_scores)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

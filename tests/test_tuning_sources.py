@@ -201,7 +201,7 @@ def test_energy_odin_rows_match_between_the_cpu_and_full_grid_paths(tmp_path):
     import torch
 
     from odin_ood.experiments import successor_rows
-    from odin_ood.successors import energy_odin_scores
+    from odin_ood.scores.energy import energy_odin_scores
 
     full, _ = _model_experiment(tmp_path, True)
     cpu, _ = _model_experiment(tmp_path, False)

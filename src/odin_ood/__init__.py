@@ -6,7 +6,7 @@ and the fitted detector in :mod:`odin_ood.detector`.
 
 The public names below are imported on first use (PEP 562), so ``import odin_ood.cli`` does not
 load torch: the command line sets its OpenMP defaults before torch loads the OpenMP runtime
-(:func:`odin_ood.devices.set_cpu_env_defaults`).
+(:func:`odin_ood._utils.devices.set_cpu_env_defaults`).
 """
 
 from __future__ import annotations
@@ -14,25 +14,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from odin_ood import _moved
 from odin_ood._version import __version__
 
-# the submodule odin_ood.fingerprint shares the function's name: bind the function now, so that
-# importing the submodule later cannot leave the module object in its place
-from odin_ood.fingerprint import fingerprint  # noqa: E402
+_moved.install()  # the module paths of before the core was grouped into packages, for one release
 
 _PUBLIC = {
     "Detector": "odin_ood.detector",
-    "PAPER_EPSILONS": "odin_ood.tuning",
-    "PAPER_TEMPERATURES": "odin_ood.tuning",
-    "TuningResult": "odin_ood.tuning",
-    "energy_odin_scores": "odin_ood.successors",
-    "energy_scores": "odin_ood.successors",
-    "maxlogit_scores": "odin_ood.successors",
-    "msp_scores": "odin_ood.scores",
-    "odin_scores": "odin_ood.scores",
-    "tune": "odin_ood.tuning",
+    "PAPER_EPSILONS": "odin_ood.tuning.grid",
+    "PAPER_TEMPERATURES": "odin_ood.tuning.grid",
+    "TuningResult": "odin_ood.tuning.grid",
+    "energy_odin_scores": "odin_ood.scores.energy",
+    "energy_scores": "odin_ood.scores.energy",
+    "fingerprint": "odin_ood.detector.fingerprint",
+    "maxlogit_scores": "odin_ood.scores.energy",
+    "msp_scores": "odin_ood.scores.odin",
+    "odin_scores": "odin_ood.scores.odin",
+    "tune": "odin_ood.tuning.grid",
 }
-__all__ = sorted([*_PUBLIC, "fingerprint"]) + ["__version__"]
+__all__ = sorted(_PUBLIC) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:

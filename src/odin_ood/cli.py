@@ -1,6 +1,6 @@
 """The `odin-ood` command line: thin wrappers over the library.
 
-OpenMP defaults are set first, before torch is loaded (:mod:`odin_ood.devices`: a passive wait
+OpenMP defaults are set first, before torch is loaded (:mod:`odin_ood._utils.devices`: a passive wait
 policy, so a busy CPU does not slow multi-threaded scoring several-fold). Each subcommand lives in the module that owns its concept and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up, importing only
 the module of the command that runs (``odin-ood --help`` loads no torch). Command modules keep
@@ -14,11 +14,11 @@ import argparse
 import importlib
 import sys
 
-from odin_ood.devices import set_cpu_env_defaults
+from odin_ood._utils.devices import set_cpu_env_defaults
 
 set_cpu_env_defaults()  # before any command module imports torch (OpenMP reads it once, at load)
 
-from odin_ood import extras  # noqa: E402
+from odin_ood._utils import extras  # noqa: E402
 from odin_ood._version import __version__  # noqa: E402
 
 # name -> (module, one-line help)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from odin_ood._checks import command_line_wording  # here: it loads torch, which --help does not need
+    from odin_ood._utils.checks import command_line_wording  # here: it loads torch, which --help does not need
 
     try:
         with command_line_wording():  # errors name --flags, not Python arguments

@@ -26,12 +26,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from odin_ood import Detector, __version__, fingerprint
+from odin_ood._version import __version__
+from odin_ood.detector import Detector
+from odin_ood.detector.fingerprint import fingerprint
 from odin_ood.assets import demo_sample, model_info
 from odin_ood.metrics import METRICS, evaluate, roc_points
 from odin_ood.models import load as load_model
 from odin_ood.data.noise import gaussian_noise, uniform_noise
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
+from odin_ood.tuning.grid import PAPER_EPSILONS, PAPER_TEMPERATURES
+from odin_ood._utils.files import write_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -84,7 +87,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     steps.set_postfix_str("loaded model and sample")
     steps.update()
 
-    detector = Detector(model, input_std=model.input_std, input_mean=model.input_mean, temperatures=PAPER_TEMPERATURES,
+    detector = Detector(model, temperatures=PAPER_TEMPERATURES,
                         epsilons=EPSILONS, batch_size=BATCH, normalise=True).fit(id_tune, ood_tune, tpr=0.95)
     steps.set_postfix_str(f"tuned T={detector.temperature_:g}, eps={detector.epsilon_:g}")
     steps.update()
@@ -125,9 +128,9 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
         "odin_better_on": wins,
         "rows": rows,
     }
-    (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_file(out / "demo.json", json.dumps(result, indent=2) + "\n", "demo", "--out")
     png = plot_scores(msp, odin, out / "scores.png", detector.threshold_)
-    (out / "summary.html").write_text(summary_html(result, png))
+    write_file(out / "summary.html", summary_html(result, png), "demo", "--out")
     steps.set_postfix_str(f"wrote {out}")
     steps.update()
     steps.close()
@@ -156,7 +159,7 @@ def plot_scores(msp: dict, odin: dict, path: Path, threshold: float) -> bytes:
     from odin_ood.report.style import png_bytes
 
     png = png_bytes(scores_figure(msp, odin, threshold), dpi=100)
-    path.write_bytes(png)
+    write_file(path, png, "demo", "--out")
     return png
 
 

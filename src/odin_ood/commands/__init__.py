@@ -12,6 +12,14 @@ networks: ``train`` (:mod:`~odin_ood.commands.train`, the recipes of :mod:`odin_
 Shared by fit, score and serve: the model options (:mod:`~odin_ood.commands.options`), loading a fitted
 detector and its runtime (:mod:`~odin_ood.commands.loading`) and the input sources: folders, zips, dataset names
 (:mod:`~odin_ood.commands.inputs`), WebDataset shards (:mod:`~odin_ood.commands.webdataset`) and Parquet files
-(:mod:`~odin_ood.commands.parquet_images`). ``score --engine ray`` runs on :mod:`odin_ood.scaling`. Each command module has ``add_arguments(parser)`` and
-``run(args)``; below them nothing takes an ``argparse.Namespace``.
+(:mod:`~odin_ood.commands.parquet_images`), read through :mod:`~odin_ood.commands.listing`. One ``score`` run is
+:mod:`~odin_ood.commands.scoring`'s two steps, the same in one process and on each torchrun rank;
+``score --engine ray`` runs on Ray Data (:mod:`~odin_ood.commands.ray_data`, whose :class:`RayScorer` is public as
+:class:`odin_ood.scaling.RayScorer`). Each command module has ``add_arguments(parser)`` and ``run(args)``, which
+turns the parsed arguments into plain values or a frozen options dataclass
+(:class:`~odin_ood.commands.options.ModelOptions`, :class:`~odin_ood.commands.input_options.InputOptions`,
+:class:`~odin_ood.commands.scoring.ScoreOptions`); below them nothing takes an ``argparse.Namespace``.
+
+The top of the import graph with :mod:`odin_ood.serving`: imports point down, to every library package;
+only :mod:`odin_ood.cli` and :mod:`odin_ood.scaling` import this.
 """

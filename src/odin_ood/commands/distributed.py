@@ -14,7 +14,7 @@ its finished shards stay for ``--resume`` with the same number of ranks.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import sys
 from datetime import timedelta
@@ -23,14 +23,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from odin_ood import memory
-from odin_ood.commands.loading import load_scorer
-from odin_ood.commands.input_options import InputOptions
-from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.identity import record_of, score_identity
-from odin_ood.commands.rows import score_inputs
-from odin_ood.commands.writers import RowWriter, check_output_file, read_rows, require_format
-from odin_ood.devices import resolve_device
+from odin_ood.commands.identity import record_of
+from odin_ood.commands.scoring import Run, ScoreOptions, open_run, score_run
+from odin_ood.commands.writers import RowWriter, read_rows, require_format
+from odin_ood._utils.files import check_output_file
+from odin_ood.scores import memory
+from odin_ood._utils.devices import resolve_device
 
 
 def environment() -> tuple[int, int, int] | None:
@@ -47,32 +45,37 @@ def shard_path(output: Path, rank: int, world: int) -> Path:
     return output.with_name(f"{output.name}.rank{rank}-of-{world}.jsonl")
 
 
-def run(args: argparse.Namespace, output: Path, fmt: str) -> int:
+def run(options: ScoreOptions, output: Path, fmt: str, backend: str | None = None, timeout: float = 3600.0) -> int:
+    """Score this rank's shard of ``options``' inputs and, once every rank has, merge the shards
+    into ``output`` on rank 0 (module docstring); ``backend`` None: nccl on CUDA, gloo on a CPU;
+    ``timeout``: seconds ranks wait for each other. Exit status 1 when a rank failed."""
     env = environment()
     if env is None:
         raise ValueError("--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
                          "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`")
     rank, world, local_rank = env
-    if not 0 < args.timeout <= MAX_TIMEOUT:  # timedelta holds no more (nor NaN or infinity)
-        raise ValueError(f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {args.timeout}")
+    if not 0 < timeout <= MAX_TIMEOUT:  # timedelta holds no more (nor NaN or infinity)
+        raise ValueError(f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout}")
     require_format(fmt)  # rank 0 merges into it: refuse a missing writer before any rank scores
-    device = resolve_device(args.device)
+    device = resolve_device(options.model.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    backend = args.backend or ("nccl" if device.type == "cuda" else "gloo")
-    dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
+    backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
     try:
         # two agreements: no rank scores unless every rank could open (and, resuming, prove) its shard
-        shard = _reported(rank, world, _open_shard, args, output, rank, world, device)
+        shard = _reported(rank, world, _open_shard, options, output, rank, world, device)
         if not (_agreed(shard is not _FAILED, device, backend)
-                and _agreed(_reported(rank, world, _score_shard, shard, args, rank, world) is not _FAILED, device, backend)):
+                and _agreed(_reported(rank, world, _score_shard, shard, options, rank, world) is not _FAILED,
+                            device, backend)):
             if rank == 0:
                 print(f"odin-ood score: error: at least one of {world} ranks failed (messages above); "
                       f"{output} was not written; finished shards are kept for --resume", file=sys.stderr)
             return 1
         if rank == 0:
-            merge(output, fmt, world, args, InputOptions.from_args(args).columns)
+            merge(output, fmt, world, options.reading.columns, options.chunk, quiet=not options.progress,
+                  overwrite=options.overwrite)
         return 0
     finally:
         dist.destroy_process_group()
@@ -97,41 +100,33 @@ def _agreed(ok: bool, device: torch.device, backend: str) -> bool:
     return bool(flag.item())
 
 
-def _open_shard(args: argparse.Namespace, output: Path, rank: int, world: int, device: torch.device):
-    """This rank's scorer, inputs and shard writer, the shard's rows (on resume) proven to be this
-    scorer's (:meth:`RowWriter.claim`); None when ``output`` is already complete."""
-    if not args.resume:
-        check_output_file(output, args.overwrite, "score", "--output")
-    if output.exists() and not args.overwrite:
+def _open_shard(options: ScoreOptions, output: Path, rank: int, world: int, device: torch.device) -> Run | None:
+    """This rank's run on its own shard file (:func:`odin_ood.commands.scoring.open_run`, the
+    identity record kept until the merge); None when ``output`` is already complete."""
+    if not options.resume:
+        check_output_file(output, options.overwrite, "score", "--output")
+    if output.exists() and not options.overwrite:
         return None
-    runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime, device)
-    reading = InputOptions.from_args(args)
-    inputs = reading.open()
-    writer = RowWriter(shard_path(output, rank, world), "jsonl", resume=args.resume, keep_record=True,
-                       columns=reading.columns)
-    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks, reading.formats_identity()))
-    return runtime, spec, inputs, writer
+    return open_run(options, shard_path(output, rank, world), "jsonl", device, shard=True)
 
 
-def _score_shard(shard, args: argparse.Namespace, rank: int, world: int) -> None:
+def _score_shard(shard: Run | None, options: ScoreOptions, rank: int, world: int) -> None:
     """Score the rows the shard lacks and publish it (nothing when the output is complete)."""
-    if shard is None:
-        return
-    runtime, spec, inputs, writer = shard
-    score_inputs(runtime, spec, inputs, writer, rank, world, args.chunk, args.workers,
-                 progress=rank == 0 and not args.quiet, label=f"rank {rank}/{world}", max_memory=args.max_memory)
-    writer.finish()
+    if shard is not None:
+        score_run(shard, dataclasses.replace(options, progress=options.progress and rank == 0), rank, world,
+                  label=f"rank {rank}/{world}")
 
 
-def merge(output: Path, fmt: str, world: int, args: argparse.Namespace, columns: tuple[str, ...]) -> None:
+def merge(output: Path, fmt: str, world: int, columns: tuple[str, ...], chunk: int | None = None,
+          quiet: bool = False, overwrite: bool = False) -> None:
     """Interleave the shards into ``output`` in input order (item i is the head of one shard),
-    then delete them."""
-    if output.exists() and not args.overwrite:
+    then delete them; ``overwrite``: a finished output of odin-ood's there is replaced."""
+    if output.exists() and not overwrite:
         return
     shards = [shard_path(output, r, world) for r in range(world)]
     streams = [read_rows(s, "jsonl") for s in shards]
     heads = [next(s, None) for s in streams]
-    writer = RowWriter(output, fmt, resume=False, columns=columns, overwrite=args.overwrite)
+    writer = RowWriter(output, fmt, resume=False, columns=columns, overwrite=overwrite)
     rows, i = [], 0
     while any(h is not None for h in heads):
         r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)
@@ -140,7 +135,7 @@ def merge(output: Path, fmt: str, world: int, args: argparse.Namespace, columns:
         rows.append(heads[r])
         heads[r] = next(streams[r], None)
         i += 1
-        if len(rows) >= (args.chunk or memory.MAX_CHUNK):
+        if len(rows) >= (chunk or memory.MAX_CHUNK):
             writer.write(rows)
             rows = []
     writer.write(rows)
@@ -148,5 +143,5 @@ def merge(output: Path, fmt: str, world: int, args: argparse.Namespace, columns:
     for s in shards:
         s.unlink()
         record_of(s).unlink(missing_ok=True)
-    if not args.quiet:
+    if not quiet:
         print(f"odin-ood score: {i} rows from {world} ranks written to {output}", file=sys.stderr)

@@ -5,7 +5,7 @@
 Prints odin-ood's and Python's versions, torch's version and the device ``--device auto`` picks
 (CUDA devices with their names, MPS, else the CPU and its threads), the data root
 (``$ODIN_OOD_DATA``) and cache (``$ODIN_OOD_CACHE``), the core packages' versions, and every
-optional extra (:mod:`odin_ood.extras`): installed with its packages' versions, or what it lacks
+optional extra (:mod:`odin_ood._utils.extras`): installed with its packages' versions, or what it lacks
 and the ``pip install 'odin-ood[EXTRA]'`` line that brings it. Reads metadata only: no optional
 package is imported, nothing is downloaded.
 """
@@ -18,7 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood._version import __version__
 
 CORE = ("torch", "numpy", "scikit-learn", "safetensors", "pillow", "tqdm", "matplotlib")
@@ -67,7 +67,7 @@ def device_line() -> str:
     """torch's version and what ``--device auto`` runs on."""
     import torch
 
-    from odin_ood.devices import resolve_device
+    from odin_ood._utils.devices import resolve_device
 
     device = resolve_device("auto")
     if device.type == "cuda":

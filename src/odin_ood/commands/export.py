@@ -5,11 +5,12 @@
 The file computes the whole gate (:mod:`odin_ood.export.graph`): float32 [0, 1] pixels
 (B, C, H, W) at the model's size in; ``predicted_class``, ``confidence``, ``score`` and
 ``is_out_of_distribution`` out, with the detector's normalisation, T, epsilon and threshold
-inside and B fixed (``--batch-size``, default the detector's; pad the last batch). The detector's
-JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
+inside. B is dynamic (the input's first dimension is named ``batch``), except for a model whose
+code fixes the batch size: then B is ``--batch-size`` (default the detector's; pad the last
+batch), with a warning. The detector's JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
 (cached) when given ``--runtime onnxruntime`` or ``openvino``.
 
-``--out`` is written as score's outputs are (:func:`odin_ood.commands.writers.replace_file`): a
+``--out`` is written as score's outputs are (:func:`odin_ood._utils.files.replace_file`): a
 new file beside it, created exclusively and fsync'ed, renamed over it; a symbolic link or a
 non-regular file there is refused, and an existing file is replaced only with ``--overwrite``.
 A model that cannot be exported is one error line (:class:`odin_ood.export.ExportError`).
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from odin_ood.commands.loading import load_detector
 from odin_ood.commands.options import ModelOptions, add_model_arguments
-from odin_ood.commands.writers import check_output_file, replace_file
+from odin_ood._utils.files import check_output_file, replace_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     cached = cached_onnx(detector, spec, detector.batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     replace_file(cached, out, "export", "--out")
-    print(f"odin-ood export: {out} (batch {detector.batch_size}, input {list(spec.input_shape)} pixels in [0, 1]; "
+    batch = "any batch" if cached.name.startswith("odin-gate-dynamic-") else f"batch {detector.batch_size}"
+    print(f"odin-ood export: {out} ({batch}, input {list(spec.input_shape)} pixels in [0, 1]; "
           f"{time.perf_counter() - start:.1f} s, cached in {cached.parent})", file=sys.stderr)
     return 0

@@ -15,8 +15,14 @@ are measured on the held-out OOD inputs, or on fresh noise without them. ``fit.j
 which source chose the parameters (``tuning_source``). The threshold is set at ``--tpr``. Written to
 ``--out``: ``detector.json`` (for ``score`` and ``serve``), ``fit.json`` (the whole record: grid,
 splits with every image's source, held-out metrics) and ``fit_report.html``/``.png``.
-A run is not resumable: scoring the grid is one pass, rerun it whole. Memory is bounded in bytes
-(:mod:`odin_ood.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
+``--precision bf16`` (or fp16, where the device has it) searches the grid and sets the threshold
+with the model's arithmetic at that precision (:mod:`odin_ood.scores.precision`), so the threshold keeps
+``--tpr`` of the ID images for scores at that precision, and the detector records it; with
+``--runtime openvino`` the threshold is then set from that runtime's scores of the tuning ID images
+at that precision (and the held-out metrics measured on them), since two reduced-precision
+implementations round differently: the detector scores only there. A run is not resumable:
+scoring the grid is one pass, rerun it whole. Memory is bounded in bytes
+(:mod:`odin_ood.scores.memory`): batches hold what half of ``--max-memory`` allows (at most 128 images,
 unless ``--batch-size``; the detector keeps that batch size for ``score``), and since fit holds its
 images decoded, inputs that would take more than the other half are refused before any is read.
 """
@@ -30,30 +36,39 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from odin_ood._checks import NonFiniteScores
-from odin_ood import memory
+from odin_ood._utils.checks import NonFiniteScores
+from odin_ood.scores import memory
 from odin_ood._version import __version__
-from odin_ood.detector import FILENAME, Detector
+from odin_ood.detector import FILENAME, Detector, threshold_below
+from odin_ood.scores.precision import eager_support
+from odin_ood.runtimes import RUNTIMES
+from odin_ood.scores import model_device
 from odin_ood.metrics import METRICS, evaluate
-from odin_ood.score_family import FIXED_TEMPERATURE, SCORES, score_passes
+from odin_ood.scores.family import FIXED_TEMPERATURE, SCORES, score_passes
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
-from odin_ood.commands.options import ModelOptions, add_model_arguments, floats_arg
+from odin_ood.commands.options import ModelOptions, add_model_arguments, add_precision_argument, floats_arg
 from odin_ood.commands.loading import apply_flags, check_bounds
 from odin_ood.preprocess import Preprocessing, of_model
-from odin_ood.pass_progress import PassProgress
-from odin_ood.shared_search import DEFAULT_SEARCH, SEARCHES, grid_passes, planned_passes
-from odin_ood.tuning import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
-                             PAPER_TEMPERATURES, noise_ood_set)
+from odin_ood._utils.progress import PassProgress
+from odin_ood.tuning.searches import DEFAULT_SEARCH, TUNE_SEARCHES, grid_passes
+from odin_ood.tuning.shared import planned_passes
+from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
+                                  PAPER_TEMPERATURES, noise_ood_set)
+from odin_ood._utils.files import refuse_link, write_file
 
 WITHOUT_OOD = {
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
                "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
 }
+
+FIT_RECORD = "fit.json"
 
 
 def noise_what(count: int, shape: tuple[int, ...], seed: int, fresh: str = "") -> str:
@@ -68,9 +83,10 @@ class FitOptions:
     """What to fit on: ``id_inputs``/``ood_inputs`` (folders, zips, dataset names; without OOD
     inputs ``ood_free`` says what tunes), the grid, ``tpr``, the fraction ``holdout`` kept out of tuning for evaluation,
     ``limit`` (at most that many distinct images per side, a seeded random sample), ``seed``,
-    ``score`` (:data:`odin_ood.score_family.SCORES`; ODIN by default) and ``ood_free``
+    ``score`` (:data:`odin_ood.scores.family.SCORES`; ODIN by default) and ``ood_free``
     (:data:`odin_ood.tuning.OOD_FREE`: what tunes when there are no OOD inputs) and ``search``
-    (:data:`odin_ood.shared_search.SEARCHES`: how the grid is searched)."""
+    (:data:`odin_ood.tuning.searches.SEARCHES`: how the grid is searched); ``runtime``: below fp32,
+    the runtime whose scores set the threshold (:mod:`odin_ood.runtimes`)."""
 
     id_inputs: tuple[str, ...]
     ood_inputs: tuple[str, ...] = ()
@@ -86,6 +102,7 @@ class FitOptions:
     score: str = "odin"
     ood_free: str = DEFAULT_OOD_FREE
     search: str = DEFAULT_SEARCH
+    runtime: str = "torch"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "images; id-only = the ID images alone, the epsilon "
                              f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
                              f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)")
-    parser.add_argument("--search", choices=SEARCHES, default=DEFAULT_SEARCH,
+    parser.add_argument("--search", choices=TUNE_SEARCHES, default=DEFAULT_SEARCH,
                         help="how the T x epsilon grid is searched (default shared: one backward shared across "
                              "temperatures, the best cells verified exactly, <= 20 passes per image on the paper's "
                              "grid; grid: the paper's, every cell on every image, 211 passes)")
@@ -122,19 +139,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding threads")
     parser.add_argument("--overwrite", action="store_true", help="replace a detector.json already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_precision_argument(parser, "the grid is searched and the threshold set at it, so its TPR holds for scores "
+                                   "at that precision (score and serve must then pass it)")
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
+                        help="with --precision bf16 or fp16: the runtime whose scores at that precision set the "
+                             "threshold, the one score and serve must use (default torch; at fp32 every runtime "
+                             "agrees within the runtimes' tolerance)")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    for name in (FILENAME, FIT_RECORD):  # before any work: a link or a folder there is refused
+        refuse_link(out / name, command="fit", option="--out")
     if (out / FILENAME).exists() and not args.overwrite:
         raise ValueError(f"{out / FILENAME} exists: choose another --out, or pass --overwrite")
     if args.ood and args.ood_free is not None:
         raise ValueError("--ood-free chooses what tunes without OOD inputs: pass --ood or --ood-free, not both")
+    if args.runtime != "torch" and args.precision == "fp32":
+        raise ValueError("--runtime in fit chooses the runtime a reduced-precision threshold is fitted on; at fp32 every "
+                         "runtime scores within the tolerance of torch: pass --precision bf16 or fp16, or drop --runtime")
     options = FitOptions(
         id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
         temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
         limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet, score=args.score,
-        ood_free=args.ood_free or DEFAULT_OOD_FREE, search=args.search,
+        ood_free=args.ood_free or DEFAULT_OOD_FREE, search=args.search, runtime=args.runtime,
     )
     record = fit(ModelOptions.from_args(args), options, out)
     print(summary(record, out))
@@ -146,6 +174,9 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     from odin_ood.report.fit_report import write_fit_report
 
     model = model_options.load_model()
+    problem = eager_support(model_options.precision, model_device(model, torch.device("cpu")))
+    if problem is not None:  # before any image is read
+        raise ValueError(f"--precision {model_options.precision}: {problem}")
     spec = model_preprocessing(model, model_options)
     check_bounds(spec, model_options.max_memory)
     budget = model_options.max_memory
@@ -162,8 +193,8 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     batch = model_options.batch_size or memory.batch_for(model, spec.input_shape, model_options.max_memory)
     meter = _Meter(model, options.progress)
     detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
-                        normalise=False)  # the preprocessing normalised the images
+                        score_family=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
+                        normalise=False, precision=model_options.precision)  # the preprocessing normalised the images
     if ood_tune is not None:
         ood_data = ood_tune.x
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
@@ -174,6 +205,9 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     with _naming_non_finite(id_tune, ood_tune, "tuning"), \
             meter.stage(f"tuning ({options.search} search)", len(id_tune) + n_out, _tuning_passes(options)):
         detector.fit(id_tune.x, ood_data, tpr=options.tpr)
+    outputs = detector.outputs
+    if options.runtime != "torch":
+        outputs = _threshold_on_runtime(detector, spec, id_tune.x, options, model_options.threads)
     result = detector.tuning_
     i, j = result.index
     record: dict[str, Any] = {
@@ -181,7 +215,8 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
         "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
         "preprocessing": spec.to_dict(),
         "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
-        "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_name,
+        "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_family,
+        "precision": detector.precision_, "runtime": detector.runtime_,
         "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
         "search": result.search, "passes_per_image": result.passes_per_image,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
@@ -197,12 +232,12 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     scores = {"id": result.scores_in[i, j], "ood": result.scores_out[i, j]}
     if id_eval is not None:
         with _naming_non_finite(id_eval, ood_eval, "held-out"):
-            record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, meter)
+            record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, meter, outputs)
     record["histogram_split"] = "tuning" if id_eval is None else "held-out"
     out.mkdir(parents=True, exist_ok=True)
     detector.model_spec_, detector.weights_spec_ = model_options.model, model_options.weights  # named on a mismatch
     detector.save(out)
-    (out / "fit.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_file(out / FIT_RECORD, json.dumps(record, indent=1) + "\n", "fit", "--out")
     write_fit_report(out, record, scores)
     return record
 
@@ -221,7 +256,7 @@ def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
 
 def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int | None, budget: int) -> None:
     """Refuse, before reading any image, inputs whose decoded images would take more than half of
-    ``budget`` (fit holds them all: :func:`odin_ood.memory.held_bytes`)."""
+    ``budget`` (fit holds them all: :func:`odin_ood.scores.memory.held_bytes`)."""
     n = sum(len(s) if limit is None else min(limit, len(s)) for s in sides if s is not None)
     need = memory.held_bytes(shape, n)
     if need > budget // 2:
@@ -275,10 +310,32 @@ def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_nam
             f"{', '.join(names)}: remove them from the inputs (or fix the model on them) and rerun") from None
 
 
+def _threshold_on_runtime(detector: Detector, spec: Preprocessing, id_x: Tensor, options: FitOptions,
+                          threads: int | None) -> Callable[[Tensor], dict[str, Tensor]]:
+    """Set ``detector``'s threshold from ``options.runtime``'s scores (at the detector's
+    precision, T and epsilon) of the tuning ID images ``id_x`` (model inputs: the runtime takes
+    their pixels, x * std + mean, within float rounding of the decoded ones) and record that
+    runtime; returns its outputs on model inputs, for the held-out metrics."""
+    from odin_ood.runtimes import load_runtime
+    from odin_ood.runtimes.batches import fixed_batch_outputs
+
+    def pixels(x: Tensor) -> Tensor:
+        mean = torch.tensor(spec.mean if spec.mean is not None else [0.0]).view(-1, 1, 1)
+        std = torch.tensor(spec.std if spec.std is not None else [1.0]).view(-1, 1, 1)
+        return x.cpu() * std + mean
+
+    detector.runtime_ = options.runtime
+    runtime = load_runtime(options.runtime, detector, spec, threads=threads)  # its graph's threshold is not read
+    detector.threshold_ = threshold_below(fixed_batch_outputs(runtime, pixels(id_x))["score"], options.tpr)
+    return lambda x: fixed_batch_outputs(runtime, pixels(x))
+
+
 def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: Preprocessing,
-              options: FitOptions, meter: _Meter) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Held-out metrics of ODIN (fitted) and MSP; without OOD inputs, fresh noise (a seed the
-    tuning noise does not use) is the OOD side."""
+              options: FitOptions, meter: _Meter, score: Callable[[Tensor], dict[str, Tensor]]
+              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Held-out metrics of ODIN (fitted, its scores from ``score``: the detector's outputs, or its
+    runtime's) and MSP; without OOD inputs, fresh noise (a seed the tuning noise does not use) is
+    the OOD side."""
     if ood_eval is not None:
         x_out, ood = ood_eval.x, _part(ood_eval)
     else:
@@ -290,8 +347,8 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
     # unperturbed logits that its score's first forward computes)
     outputs = {}
     for k, x in (("id", id_eval.x), ("ood", x_out)):
-        with meter.stage(f"held-out: {k.upper()}", len(x), score_passes(detector.score_name, detector.epsilon_)):
-            outputs[k] = detector.outputs(x)
+        with meter.stage(f"held-out: {k.upper()}", len(x), score_passes(detector.score_family, detector.epsilon_)):
+            outputs[k] = score(x)
     odin = {k: o["score"].numpy() for k, o in outputs.items()}
     msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
     held = {
@@ -305,7 +362,7 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
 
 
 class _Meter:
-    """A :class:`odin_ood.pass_progress.PassProgress` bar per stage, watching ``model``."""
+    """A :class:`odin_ood._utils.progress.PassProgress` bar per stage, watching ``model``."""
 
     def __init__(self, model: Any, enabled: bool) -> None:
         self.model, self.enabled = model, enabled

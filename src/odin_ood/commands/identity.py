@@ -13,17 +13,17 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from odin_ood._version import __version__
-from odin_ood.fingerprint import computation, fingerprint
+from odin_ood.detector.fingerprint import computation, fingerprint
 from odin_ood.preprocess import Preprocessing
 from odin_ood.runtimes import Runtime
-from odin_ood.scores import model_device
+from odin_ood.scores.passes import model_device
+from odin_ood._utils.files import write_file
 
 FORMAT = "odin-ood score identity"
 MAX_RECORD_BYTES = 1 << 16
@@ -33,9 +33,9 @@ _NOT_OURS = "not odin-ood's identity record: not touched; choose another --outpu
 def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, follow_symlinks: bool,
                    formats: dict[str, Any] | None = None) -> dict[str, Any]:
     """What makes a row what it is: the detector (sha256 of its JSON: score, T, epsilon,
-    threshold, ...), the model's weights (:func:`~odin_ood.fingerprint.fingerprint`) and
-    computation (:func:`~odin_ood.fingerprint.computation`), the runtime, batch size and device
-    type, the preprocessing (``max_side``/``min_side`` included), how inputs are read
+    threshold, ...), the model's weights (:func:`~odin_ood.detector.fingerprint.fingerprint`) and
+    computation (:func:`~odin_ood.detector.fingerprint.computation`), the runtime, batch size and device
+    type, the precision below fp32 (an fp32 record is as it always was), the preprocessing (``max_side``/``min_side`` included), how inputs are read
     (``max_image_bytes``, ``follow_symlinks``: which images get an error row; ``formats``: how
     shards and Parquet files are read, :meth:`~odin_ood.commands.input_options.InputOptions.formats_identity`) and odin-ood's and
     torch's versions. Not the chunk or the number of workers: rows do not depend on them
@@ -54,6 +54,7 @@ def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, 
         "reading": {"max_image_bytes": max_image_bytes, "follow_symlinks": follow_symlinks, **(formats or {})},
         "odin-ood": __version__,
         "torch": torch.__version__,
+        **({} if detector.precision == "fp32" else {"precision": detector.precision}),
     }
 
 
@@ -87,15 +88,7 @@ def write_record(path: Path, identity: dict[str, Any]) -> None:
     never through a link), fsync'ed, renamed over it; a stale record of ours is replaced,
     anything else refused."""
     read_record(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps({"format": FORMAT, "identity": identity}, indent=1).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_file(path, json.dumps({"format": FORMAT, "identity": identity}, indent=1), "score", "--output")
 
 
 def differences(recorded: dict[str, Any], now: dict[str, Any]) -> str:

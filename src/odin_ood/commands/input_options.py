@@ -13,13 +13,14 @@ from typing import Any
 
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs, labelled
 from odin_ood.commands.writers import COLUMNS, LABELLED
-from odin_ood.memory import DEFAULT_MAX_MEMORY
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 
 
 @dataclass(frozen=True)
 class InputOptions:
     """The ``arguments`` (folders, zips, files, shards, Parquet files, dataset names) and the
-    options of :class:`~odin_ood.commands.inputs.Inputs`; ``limit``: the first images only."""
+    options of :class:`~odin_ood.commands.inputs.Inputs`; ``limit``: the first images only;
+    ``precision``: the scoring precision, a column of every row below fp32."""
 
     arguments: tuple[str, ...]
     data_root: str | None = None
@@ -29,11 +30,12 @@ class InputOptions:
     label_column: str = "label"
     max_memory: int = DEFAULT_MAX_MEMORY
     limit: int | None = None
+    precision: str = "fp32"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "InputOptions":
         return cls(tuple(args.inputs), args.data_root, args.max_image_bytes, args.follow_symlinks,
-                   args.image_column, args.label_column, args.max_memory, args.limit)
+                   args.image_column, args.label_column, args.max_memory, args.limit, getattr(args, "precision", "fp32"))
 
     def open(self) -> Inputs:
         """The inputs, listed."""
@@ -51,8 +53,10 @@ class InputOptions:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The output's columns: one more, ``label``, when an input is shards or Parquet."""
-        return LABELLED if labelled(self.arguments) else COLUMNS
+        """The output's columns: one more, ``label``, when an input is shards or Parquet; one
+        more, ``precision``, when scoring below fp32 (an fp32 run's rows are as they always were)."""
+        columns = LABELLED if labelled(self.arguments) else COLUMNS
+        return columns if self.precision == "fp32" else (*columns, "precision")
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,19 +33,18 @@ is listed compactly (:mod:`odin_ood.commands.zips`).
 from __future__ import annotations
 
 import bisect
-import errno
 import os
-import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
-from odin_ood._checks import short
+from odin_ood._utils.checks import short
+from odin_ood.commands.listing import is_image, printable, read_capped, read_listed, walk
 from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.memory import DEFAULT_MAX_MEMORY
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
 
 if TYPE_CHECKING:
@@ -56,19 +55,11 @@ MAX_IMAGE_BYTES = 32 * 1024 * 1024
 LARGEST_IMAGE_BYTES = 1 << 30  # --max-image-bytes at most: read() takes it as a C size
 
 
-def printable(name: str) -> str:
-    """``name`` in plain UTF-8, losslessly: a backslash becomes ``\\\\`` and each byte that is not
-    UTF-8 (decoded by the OS as a lone surrogate, as ``os.fsdecode`` does) becomes ``\\xNN``."""
-    if name.isascii() and "\\" not in name:
-        return name
-    return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 class _Folder:
     def __init__(self, path: Path, max_bytes: int, follow_symlinks: bool) -> None:
         self.path, self.max_bytes = path, max_bytes
         self.prefix = printable(f"{path}/")
-        self.entries = _walk(path, follow_symlinks)  # (relative name, reason it is skipped or "", identity)
+        self.entries = walk(path, follow_symlinks)  # (relative name, reason it is skipped or "", identity)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -81,7 +72,7 @@ class _Folder:
         label = self.name(i)
         if skipped:
             raise InputError(f"{label}: {skipped}")
-        return _read_listed(self.path / member, identity, self.max_bytes, spec, label)
+        return read_listed(self.path / member, identity, self.max_bytes, spec, label)
 
 
 class _File:
@@ -99,7 +90,7 @@ class _File:
         return self.label
 
     def load(self, i: int, spec: Preprocessing) -> Image.Image:
-        return _read_listed(self.path, self.identity, self.max_bytes, spec, self.label)
+        return read_listed(self.path, self.identity, self.max_bytes, spec, self.label)
 
 
 class _Idx:
@@ -135,45 +126,11 @@ class _Idx:
             raise InputError(f"{self.name(i)}: {exc}") from None
 
 
-def _read_listed(path: Path, identity: tuple[int, int, bool], max_bytes: int, spec: Preprocessing,
-                 label: str) -> Image.Image:
-    with os.fdopen(_open_listed(path, identity, label), "rb") as f:
-        try:
-            blob = _read_capped(f, os.fstat(f.fileno()).st_size, max_bytes, label)
-        except OSError as exc:
-            raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
-    return decode(blob, spec, label)
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def _open_listed(path: Path, identity: tuple[int, int, bool], label: str) -> int:
-    """A descriptor of the very file listed at ``path``: opened without blocking (a FIFO swapped
-    in opens at once) and without following a final symbolic link the listing did not see, then
-    checked on the descriptor itself: a regular file with the listed device and inode. Anything
-    swapped in after the listing (a link to outside the folder, a FIFO, another file) is refused."""
-    dev, ino, was_link = identity
-    try:
-        fd = os.open(path, _OPEN_FLAGS | (0 if was_link else _NOFOLLOW))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputError(f"{label}: replaced by a symbolic link after it was listed: not followed") from None
-        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (dev, ino):
-        os.close(fd)
-        now = "another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
-        raise InputError(f"{label}: replaced after it was listed (now {now}): not read")
-    return fd
-
-
 class _Zip:
     def __init__(self, path: Path, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         try:
-            self.members = Members(path, _is_image)
+            self.members = Members(path, is_image)
         except Exception as exc:  # a damaged central directory: BadZipFile, struct.error, UnicodeDecodeError...
             raise ValueError(f"input {path}: not a readable zip archive ({type(exc).__name__}: {exc})") from None
         self.prefix = printable(f"{path}!")
@@ -189,78 +146,12 @@ class _Zip:
         try:
             info = self.members.info(i)
             with self.members.zip.open(info) as f:
-                blob = _read_capped(f, info.file_size, self.max_bytes, label)
+                blob = read_capped(f, info.file_size, self.max_bytes, label)
         except InputError:
             raise
         except Exception as exc:  # damaged member: encrypted, unknown method, bad deflate data, CRC...
             raise InputError(f"{label}: cannot read this zip member ({type(exc).__name__}: {exc})") from None
         return decode(blob, spec, label)
-
-
-def _read_capped(f, declared: int, limit: int, label: str) -> bytes:
-    too_big = f"{label}: over the limit of {limit} bytes per image (--max-image-bytes)"
-    if declared > limit:
-        raise InputError(f"{too_big}: it is {declared} bytes", 413)
-    blob = f.read(limit + 1)
-    if len(blob) > limit:
-        raise InputError(too_big, 413)
-    return blob
-
-
-def _is_image(name: str) -> bool:
-    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
-
-
-def _walk(root: Path, follow_symlinks: bool) -> list[tuple[str, str, tuple[int, int, bool]]]:
-    """(POSIX path relative to ``root``, reason it is skipped or "", (device, inode, is a link)
-    of the file it names) for each image file below ``root`` and each link leaving it, sorted by path."""
-    real_root = os.path.realpath(root)
-    outside = "a symbolic link to outside the input folder: not followed (pass --follow-symlinks to follow it)"
-    entries: list[tuple[str, str, tuple[int, int, bool]]] = []
-    seen = {real_root}
-    for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
-        kept = []
-        for d in dirs:
-            full = os.path.join(folder, d)
-            real = os.path.realpath(full)
-            if not os.path.islink(full):
-                kept.append(d)
-            elif follow_symlinks and real not in seen:  # links are followed once each: no cycles
-                seen.add(real)
-                kept.append(d)
-            elif not follow_symlinks and not _inside(real, real_root):
-                entries.append((_relative(full, root), outside, _NO_FILE))
-        dirs[:] = kept
-        for f in files:
-            if _is_image(f):
-                full = os.path.join(folder, f)
-                entries.append((_relative(full, root), *_check_listed(full, real_root, follow_symlinks, outside)))
-    return sorted(entries)
-
-
-_NO_FILE = (0, 0, False)
-
-
-def _check_listed(path: str, real_root: str, follow_symlinks: bool, outside: str) -> tuple[str, tuple[int, int, bool]]:
-    """(reason ``path`` is skipped or "", the identity of the file it names)."""
-    is_link = os.path.islink(path)
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return ("a broken symbolic link" if is_link else f"cannot read ({exc.strerror})"), _NO_FILE
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file", _NO_FILE
-    if is_link and not follow_symlinks and not _inside(os.path.realpath(path), real_root):
-        return outside, _NO_FILE
-    return "", (st.st_dev, st.st_ino, is_link)
-
-
-def _inside(real: str, real_root: str) -> bool:
-    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
-
-
-def _relative(path: str, root: Path) -> str:
-    return os.path.relpath(path, root).replace(os.sep, "/")
 
 
 class _Dataset:
@@ -348,7 +239,7 @@ def kind(argument: str) -> str:
     suffix = path.suffix.lower()
     if path.is_file() and suffix in (".zip", ".tar", ".parquet"):
         return {".zip": "zip", ".tar": "shards", ".parquet": "parquet"}[suffix]
-    if path.is_file() and _is_image(path.name):
+    if path.is_file() and is_image(path.name):
         return "file"
     if path.is_file() and is_idx(path):
         return "idx"

@@ -27,13 +27,14 @@ from typing import Any
 
 import torch
 
-from odin_ood import memory
+from odin_ood.scores import memory
 from odin_ood.detector import FILENAME, Detector
 from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.options import add_model_arguments as add_options
+from odin_ood.commands.options import add_model_arguments, add_precision_argument
 from odin_ood.models.sources import probe
-from odin_ood.runtimes import RUNTIMES, Runtime, load_runtime
+from odin_ood.runtimes import MEMORY_FACTORS, RUNTIMES, Runtime, load_runtime, runtime_budget
 from odin_ood.preprocess import Preprocessing, close_values, floats
+from odin_ood.preprocess.model_input import declared_input
 
 # ModelOptions field -> (its flag, the Preprocessing field it sets)
 FLAGS = {"input_shape": ("--input-size", "input_shape"), "input_mean": ("--input-mean", "mean"),
@@ -45,68 +46,76 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by ``score`` and ``serve``: which detector, :class:`ModelOptions` and
     the scoring runtime."""
     parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
-    add_options(parser)
+    add_model_arguments(parser)
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
-                        help="where the gate runs: torch (eager), or the exported ONNX graph on onnxruntime or "
-                             "openvino (optional packages; exported once per detector, model computation and batch size, cached under "
+                        help="where the gate runs: torch (eager, the default whatever is installed: the others agree "
+                             "within 1e-5, see README), or the exported ONNX graph on onnxruntime or openvino (optional "
+                             "packages; exported once per detector and model computation, cached under "
                              "$ODIN_OOD_CACHE/export)")
+    add_precision_argument(parser, "must be the one the detector was fitted at (a reduced precision moves scores "
+                                   "beyond the runtimes' tolerance, so its threshold holds only there)")
 
 
 def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch",
                 device: torch.device | None = None) -> tuple[Runtime, Preprocessing]:
     """:func:`load_detector`, then the detector on the runtime called ``runtime``
     (:func:`odin_ood.runtimes.load_runtime`, with ``options.threads``)."""
-    fitted, preprocessing = load_detector(options, detector, device)
+    fitted, preprocessing = load_detector(options, detector, device, runtime=runtime)
     return load_runtime(runtime, fitted, preprocessing, threads=options.threads), preprocessing
 
 
 def load_detector(options: ModelOptions, detector: str | os.PathLike, device: torch.device | None = None,
-                  optimize: bool = True, file_batch: bool = True) -> tuple[Detector, Preprocessing]:
+                  optimize: bool = True, file_batch: bool = True, runtime: str = "torch") -> tuple[Detector, Preprocessing]:
     """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked
     on the weights as loaded, sizes bounded by ``options.max_memory``) with its preprocessing
     (:func:`preprocessing_for`, :func:`check_bounds`) set, and that preprocessing. ``optimize``:
     score with batch norm folded and channels-last (``Detector.optimize``). The batch size is
-    ``options.batch_size``, else with ``file_batch`` the file's, clamped (:func:`bounded_batch`);
+    ``options.batch_size``, else with ``file_batch`` the file's, clamped (:func:`bounded_batch`,
+    with the memory the scoring ``runtime`` takes per image, :func:`odin_ood.runtimes.runtime_budget`);
     ``file_batch=False`` leaves it to the caller (serve's ``--max-batch``)."""
     model = options.load_model(device)
     fitted = Detector.load(os.fspath(detector), model, max_memory=options.max_memory)
     fitted.optimize = optimize
     fitted.normalise = False  # odin_ood.preprocess gives the model's normalised input
+    fitted.precision = options.precision  # checked against the fitted one by the runtime
     preprocessing = preprocessing_for(fitted, options)
     check_bounds(preprocessing, options.max_memory)
-    if tuple(getattr(model, "input_shape", None) or ()) != preprocessing.input_shape:
+    if declared_input(model).shape != preprocessing.input_shape:
         probe(model, preprocessing.input_shape, options.model)
-    fitted.preprocessing = preprocessing
+    fitted.preprocessing_ = preprocessing  # the preprocessing this gate applies (with this run's reading limits)
     if options.batch_size is not None:
         fitted.batch_size = options.batch_size
     elif file_batch:
-        fitted.batch_size = bounded_batch(fitted, preprocessing.input_shape, options.max_memory)
+        fitted.batch_size = bounded_batch(fitted, preprocessing.input_shape, options.max_memory, runtime)
     return fitted, preprocessing
 
 
 def check_bounds(spec: Preprocessing, budget: int) -> None:
     """Refuse a preprocessing whose input or resize size is over ``spec.max_side``
     (:meth:`~odin_ood.preprocess.Preprocessing.check_max_side`) or of which one image cannot be
-    scored within ``budget`` bytes (:func:`odin_ood.memory.check_input`)."""
+    scored within ``budget`` bytes (:func:`odin_ood.scores.memory.check_input`)."""
     spec.check_max_side()
     memory.check_input(spec.input_shape, budget)
 
 
-def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int) -> int:
+def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int, runtime: str = "torch") -> int:
     """``detector.batch_size`` (the file's), or when its working set does not fit in half of
-    ``budget`` the largest batch that does (:func:`odin_ood.memory.batch_limit`), said on stderr.
+    ``budget`` the largest batch that does (:func:`odin_ood.scores.memory.batch_limit`), said on stderr;
+    on a graph ``runtime``, the working set is counted :data:`odin_ood.runtimes.MEMORY_FACTORS` times.
     A model the ODIN probe cannot run (no input gradient flows through it: an MSP gate over a
     model that scores under ``no_grad``) is bounded by its least working set instead."""
     if detector.batch_size == 1:
         return 1
+    planned = runtime_budget(runtime, budget)
     try:
-        fits = memory.batch_limit(detector.model, shape, budget)
+        fits = memory.batch_limit(detector.model, shape, planned)
     except RuntimeError:
-        fits = max(1, budget // memory.least_bytes(shape))
+        fits = max(1, planned // memory.least_bytes(shape))
     if detector.batch_size <= fits:
         return detector.batch_size
+    factor = "" if planned == budget else f" with --runtime {runtime}'s {MEMORY_FACTORS[runtime]}x eager memory per image"
     print(f"odin-ood: note: the detector's batch_size {detector.batch_size} does not fit in half of --max-memory "
-          f"({memory.readable(budget // 2)}): scoring in batches of {fits} (scores equal to those in batches of "
+          f"({memory.readable(budget // 2)}){factor}: scoring in batches of {fits} (scores equal to those in batches of "
           f"{detector.batch_size} up to float rounding; --batch-size or --max-memory sets it)", file=sys.stderr)
     return fits
 
@@ -117,7 +126,7 @@ def preprocessing_for(detector: Detector, options: ModelOptions | None = None) -
     a ``Detector`` built in Python) :func:`legacy_preprocessing` with the flags applied."""
     options = options or ModelOptions("")
     given = {name: getattr(options, name) for name in FLAGS if getattr(options, name) is not None}
-    if detector.preprocessing_recorded_:
+    if detector.preprocessing is not None:  # recorded in the file
         recorded = detector.preprocessing
         _check_flags(recorded, given)
         return dataclasses.replace(recorded, max_side=options.max_side, min_side=options.min_side)
@@ -159,8 +168,8 @@ def legacy_preprocessing(detector: Detector) -> Preprocessing:
     trained with); the detector's recorded values serve a model that does not say; a detector
     fitted for another size or with other statistics is refused (its epsilon step assumed them).
     No resizing (``none``)."""
-    model = detector.model
-    shape = getattr(model, "input_shape", None)
+    said = declared_input(detector.model)
+    shape = said.shape
     if detector.input_shape is not None:
         if shape is not None and tuple(shape) != tuple(detector.input_shape):
             raise ValueError(f"the detector was fitted for inputs of size {tuple(detector.input_shape)} but the "
@@ -169,8 +178,8 @@ def legacy_preprocessing(detector: Detector) -> Preprocessing:
     if shape is None:
         raise ValueError("the model does not say what input size it takes and the detector does not record it: "
                          "pass --input-size C,H,W")
-    mean = _model_statistic(model, detector, "input_mean")
-    std = _model_statistic(model, detector, "input_std")
+    mean = _model_statistic(said.mean, detector, "input_mean")
+    std = _model_statistic(said.std, detector, "input_std")
     return Preprocessing(tuple(int(s) for s in shape), mean=mean, std=std)
 
 
@@ -197,8 +206,8 @@ def _shown(v: Any) -> str:
     return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 
-def _model_statistic(model: torch.nn.Module, detector: Detector, name: str) -> tuple[float, ...] | None:
-    own, stored = floats(getattr(model, name, None)), floats(getattr(detector, name))
+def _model_statistic(own: tuple[float, ...] | None, detector: Detector, name: str) -> tuple[float, ...] | None:
+    stored = floats(getattr(detector, name))
     if own is None:
         return stored
     if stored is not None and not close_values(stored, own):

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from odin_ood._checks import short
+from odin_ood._utils.checks import short
 from odin_ood.detector import check_batch_size
-from odin_ood.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
-from odin_ood.devices import resolve_device
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
+from odin_ood._utils.devices import resolve_device
+from odin_ood.scores.precision import PRECISIONS, check_precision
 from odin_ood.preprocess import RESIZES
-from odin_ood.resampling import INTERPOLATIONS
+from odin_ood.preprocess.resampling import INTERPOLATIONS
 
 
 MAX_THREADS = 4096
@@ -32,10 +33,11 @@ class ModelOptions:
     ``input_mean``/``input_std`` of [0, 1] pixels), where it runs (``device``, ``threads``), images
     per forward (``batch_size``, None = the detector's or 128) and how images are read: ``resize``
     (:data:`odin_ood.preprocess.RESIZES`), ``interpolation``
-    (:data:`odin_ood.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
+    (:data:`odin_ood.preprocess.resampling.INTERPOLATIONS`) and ``resize_size``, each None = the model's own
     at ``fit``, the detector's at ``score``/``serve``; ``max_side``; ``min_side`` (None = half the
     model's side); ``num_classes`` (None: the checkpoint's); ``max_memory``: the bytes that images in
-    flight may take (:mod:`odin_ood.memory`)."""
+    flight may take (:mod:`odin_ood.scores.memory`); ``precision``: the model's arithmetic
+    (:mod:`odin_ood.scores.precision`; fit tunes at it, score and serve must name the detector's)."""
 
     model: str
     weights: str | None = None
@@ -54,8 +56,10 @@ class ModelOptions:
     min_side: int | None = None
     num_classes: int | None = None
     max_memory: int = DEFAULT_MAX_MEMORY
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.batch_size is not None:
             check_batch_size(self.batch_size, "--batch-size")
         if self.num_classes is not None and self.num_classes < 2:
@@ -86,6 +90,7 @@ class ModelOptions:
             interpolation=args.interpolation, resize_size=args.resize_size, max_side=args.max_side, min_side=args.min_side,
             threads=args.threads, strip_prefixes=tuple(args.strip_prefix),
             rename_keys=tuple(args.rename_key), num_classes=args.num_classes, max_memory=args.max_memory,
+            precision=getattr(args, "precision", "fp32"),
         )
 
     def load_model(self, device: torch.device | None = None) -> nn.Module:
@@ -145,6 +150,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-memory", type=bytes_arg, default=DEFAULT_MAX_MEMORY, metavar="BYTES",
                         help="memory the images in flight may take, e.g. 512MiB or 4GiB (default 1GiB): sets the "
                              "batch size (unless --batch-size) and the images held decoded at once")
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--precision``: the model's arithmetic (:mod:`odin_ood.scores.precision`)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help=f"the model's arithmetic: fp32 (default), bf16 or fp16 where the device has it; {what}")
 
 
 def resize_arg(text: str) -> str:

@@ -30,8 +30,8 @@ from typing import Any
 
 from PIL import Image
 
-from odin_ood import extras
-from odin_ood.commands.inputs import _open_listed, printable
+from odin_ood._utils import extras
+from odin_ood.commands.listing import open_listed, printable
 from odin_ood.preprocess import InputError, Preprocessing, decode
 
 _OFFSET_BYTES = 16  # per row: offsets of the value and of the dictionary index
@@ -47,7 +47,7 @@ class ParquetImages:
         self.label_text = printable(str(path))
         self.max_bytes, self.column = max_bytes, image_column
         st = os.stat(path)
-        self.file = os.fdopen(_open_listed(path, (st.st_dev, st.st_ino, os.path.islink(path)), self.label_text), "rb")
+        self.file = os.fdopen(open_listed(path, (st.st_dev, st.st_ino, os.path.islink(path)), self.label_text), "rb")
         try:
             meta = pq.ParquetFile(self.file).metadata
             schema = meta.schema.to_arrow_schema()

@@ -1,4 +1,4 @@
-"""``odin-ood score --engine ray``: the command-line side of :mod:`odin_ood.scaling.ray_data`.
+"""``odin-ood score --engine ray``: the command-line side of :mod:`odin_ood.commands.ray_data`.
 
     odin-ood score --engine ray --detector det/ --model mnist-mlp shards/ --output scores.parquet
     odin-ood score --engine ray --ray-address ray://head:10001 --ray-workers 8 ... --ray-writer parquet --output out/
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from odin_ood import extras
-from odin_ood.commands.input_options import InputOptions
-from odin_ood.commands.options import ModelOptions
+from odin_ood._utils import extras
+from odin_ood.commands.ray_data import RayOptions, score_on_ray
+from odin_ood.commands.scoring import ScoreOptions, report
 
 RAY_FLAGS = {"ray_address": "--ray-address", "ray_workers": "--ray-workers", "ray_writer": "--ray-writer"}
 
@@ -45,13 +45,12 @@ def check_engine_flags(args: argparse.Namespace) -> None:
         raise ValueError("--engine ray and --distributed (torchrun) are two engines: pass one")
 
 
-def run(args: argparse.Namespace) -> int:
-    from odin_ood.commands.score import report
-
+def run(options: ScoreOptions, ray_options: RayOptions, output: Path) -> int:
+    """Score ``options``' inputs on Ray Data into ``output``
+    (:func:`odin_ood.commands.ray_data.score_on_ray`) and say what it wrote."""
     extras.import_optional("ray.data", "ray", "--engine ray")
-    from odin_ood.scaling.ray_data import RayOptions, score_on_ray
 
-    tally, rows = score_on_ray(ModelOptions.from_args(args), args.detector, InputOptions.from_args(args), args.output,
-                               RayOptions(args.ray_address, args.ray_workers, args.ray_writer), args.runtime,
-                               args.chunk, args.resume, args.workers, not args.quiet, overwrite=args.overwrite)
-    return report(tally, rows, Path(args.output), args.quiet)
+    tally, rows = score_on_ray(options.model, options.detector, options.reading, output, ray_options, options.runtime,
+                               options.chunk, options.resume, options.workers, options.progress,
+                               overwrite=options.overwrite)
+    return report(tally, rows, output, not options.progress)

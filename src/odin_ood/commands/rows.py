@@ -3,13 +3,14 @@
 A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``, ``class_name``
 (its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
-and ``error``, then ``label`` for inputs that carry labels (shards, Parquet). An image that cannot be decoded or does not fit the model gets a row with
+and ``error``, then ``label`` for inputs that carry labels (shards, Parquet) and ``precision``
+when scoring below fp32 (:mod:`odin_ood.scores.precision`). An image that cannot be decoded or does not fit the model gets a row with
 ``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the gate
 fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
 so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs, and the
-chunk by a budget in bytes (:mod:`odin_ood.memory`).
+chunk by a budget in bytes (:mod:`odin_ood.scores.memory`).
 
 **Every image's batch and position are fixed by its index.** With B the detector's batch size,
 batch k holds inputs ``[kB, (k+1)B)`` (the last one zero-padded to B), at position ``i mod B``;
@@ -39,12 +40,12 @@ from torch import Tensor
 from odin_ood.commands.inputs import Inputs
 from odin_ood.preprocess import InputError, Preprocessing, image_pixels
 from odin_ood.commands.writers import Row, RowWriter
-from odin_ood import memory
+from odin_ood.scores import memory
 from odin_ood.runtimes import Runtime
-from odin_ood.pass_progress import PassProgress
-from odin_ood.score_family import score_passes
+from odin_ood._utils.progress import PassProgress
+from odin_ood.scores.family import score_passes
 from odin_ood.models.classes import class_name, class_names
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
 
@@ -127,7 +128,7 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: S
     names = class_names(runtime.detector.model)
     for k in range(skip, len(indices)):
         i, p = indices[k], prepared[k]
-        row: Row = {"index": i, "source": inputs.source(i)}
+        row: Row = {"index": i, "source": inputs.source(i), "precision": runtime.detector.precision}
         if inputs.labelled:
             row["label"] = inputs.label(i)
         if isinstance(p, Tensor):
@@ -146,7 +147,7 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
                  label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY) -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
     the ``writer.done`` rows it already holds, ``chunk`` images at a time (None: as many as half of
-    ``max_memory`` bytes holds decoded, :func:`odin_ood.memory.chunk_for`); returns what this run
+    ``max_memory`` bytes holds decoded, :func:`odin_ood.scores.memory.chunk_for`); returns what this run
     wrote. Prints a throughput line."""
     detector, b = runtime.detector, runtime.batch_size
     chunk = chunk or memory.chunk_for(spec.input_shape, max_memory, b)
@@ -155,7 +156,7 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     done, step = writer.done, b * max(1, -(-chunk // b))  # chunks of whole batches
     tally = Tally()
     start = time.perf_counter()
-    meter = PassProgress(len(shard), score_passes(detector.score_name, detector.epsilon_), label, progress)
+    meter = PassProgress(len(shard), score_passes(detector.score_family, detector.epsilon_), label, progress)
     meter.settle(done)
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:

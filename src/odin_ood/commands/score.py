@@ -5,10 +5,11 @@
 One row per image (see :mod:`odin_ood.commands.rows`), inputs in a deterministic order (see
 :mod:`odin_ood.commands.inputs`; WebDataset shards and Parquet files add a ``label`` column),
 streamed in chunks (``--chunk``, else as many images as half of ``--max-memory`` holds
-decoded, :mod:`odin_ood.memory`) with a progress bar and a throughput line,
-resumable with ``--resume`` (see :mod:`odin_ood.commands.writers`). ``--distributed`` under
-torchrun splits the work across processes (see :mod:`odin_ood.commands.distributed`); this
-module also runs as ``python -m odin_ood.commands.score``. ``--engine ray`` scores on Ray Data
+decoded, :mod:`odin_ood.scores.memory`) with a progress bar and a throughput line,
+resumable with ``--resume`` (see :mod:`odin_ood.commands.writers`); one run is
+:mod:`odin_ood.commands.scoring`'s two steps. ``--distributed`` under
+torchrun splits the work across processes (see :mod:`odin_ood.commands.distributed`; under
+torchrun it runs as ``-m odin_ood score``). ``--engine ray`` scores on Ray Data
 instead (:mod:`odin_ood.commands.ray_engine`).
 """
 
@@ -16,18 +17,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from odin_ood.commands import distributed, ray_engine
-from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_scorer
-from odin_ood.commands.input_options import InputOptions, add_input_arguments
+from odin_ood.commands.input_options import add_input_arguments
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES
-from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.identity import score_identity
+from odin_ood.commands.loading import add_detector_arguments
 from odin_ood.commands.ray_engine import add_ray_arguments
-from odin_ood.commands.rows import Tally, score_inputs
-from odin_ood.commands.writers import RowWriter, output_format
+from odin_ood.commands.scoring import ScoreOptions, open_run, report, score_run
+from odin_ood.commands.writers import output_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image folder, .zip, image file, IDX file, WebDataset .tar shards (a file, a folder of "
                              "them or a brace pattern data-{000..009}.tar), .parquet file, or dataset name[:split]")
     parser.add_argument("--output", required=True, help="scores file: .csv, .jsonl or .parquet")
-    add_model_arguments(parser)
+    add_detector_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run and continue")
     parser.add_argument("--overwrite", action="store_true",
@@ -59,52 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.chunk is not None and args.chunk < 1:
-        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
     ray_engine.check_engine_flags(args)
-    if args.engine == "ray":
-        return ray_engine.run(args)
+    options = ScoreOptions.from_args(args)
     output = Path(args.output)
+    if args.engine == "ray":
+        return ray_engine.run(options, ray_engine.RayOptions(args.ray_address, args.ray_workers, args.ray_writer),
+                              output)
     fmt = output_format(output)
-    env = distributed.environment()
     if args.distributed:
-        return distributed.run(args, output, fmt)
+        return distributed.run(options, output, fmt, args.backend, args.timeout)
+    env = distributed.environment()
     if env is not None and env[1] > 1:
         raise ValueError(f"started by torchrun with WORLD_SIZE={env[1]}: pass --distributed, "
                          "or every process would score everything")
-    reading = InputOptions.from_args(args)
-    writer = RowWriter(output, fmt, resume=args.resume, columns=reading.columns, overwrite=args.overwrite)
-    runtime, spec = load_scorer(ModelOptions.from_args(args), args.detector, args.runtime)
-    inputs = reading.open()
-    writer.claim(score_identity(runtime, spec, args.max_image_bytes, args.follow_symlinks, reading.formats_identity()))
-    tally = score_inputs(runtime, spec, inputs, writer, chunk=args.chunk, workers=args.workers,
-                         progress=not args.quiet, max_memory=args.max_memory)
-    writer.finish()
-    return report(tally, writer.done, output, args.quiet)
+    opened = open_run(options, output, fmt)
+    tally = score_run(opened, options)
+    return report(tally, opened.writer.done, output, not options.progress)
 
-
-def report(tally: Tally, rows: int, output: Path, quiet: bool) -> int:
-    """Say what this run wrote; exit status 1 when it had images to score and could score none."""
-    if tally.not_finite:
-        print(f"odin-ood score: {tally.not_finite} of {tally.rows} images have a score that is not finite: "
-              "out-of-distribution, see the error column (the model outputs NaN or infinity on them)", file=sys.stderr)
-    if tally.rows and tally.failed == tally.rows:
-        print(f"odin-ood score: error: none of the {tally.rows} images could be scored, e.g. {tally.first_error} "
-              f"(every row of {output} is an error row)", file=sys.stderr)
-        return 1
-    if tally.failed:
-        print(f"odin-ood score: {tally.failed} of {tally.rows} images could not be scored: "
-              f"see the error column of {output}", file=sys.stderr)
-    if not quiet:
-        print(f"odin-ood score: {rows} rows in {output}", file=sys.stderr)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from odin_ood.cli import main as cli_main
-
-    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

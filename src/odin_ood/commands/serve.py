@@ -24,27 +24,29 @@ import math
 import os
 import sys
 
-from odin_ood import extras, memory
-from odin_ood._checks import short
+from odin_ood._utils import extras
+from odin_ood.scores import memory
+from odin_ood._utils.checks import short
 from odin_ood.detector import check_batch_size
-from odin_ood.commands.loading import add_detector_arguments as add_model_arguments, load_detector
+from odin_ood.commands.loading import add_detector_arguments, load_detector
 from odin_ood.commands.options import ModelOptions
+from odin_ood.runtimes import runtime_budget
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
 SERVE_BATCH = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_detector_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="images per micro-batch, the fixed batch size (default: what half of --max-memory "
-                             "allows, at most 64)")
+                             "allows on the runtime, at most 64)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
     parser.add_argument("--no-padding", action="store_true",
-                        help="run micro-batches at their natural size (faster when idle; scores may then "
-                             "differ from the library's in the last float bits)")
+                        help="run micro-batches at their natural size on --runtime torch (faster when idle; scores "
+                             "may then differ from the library's in the last float bits); the graph runtimes always do")
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="multipart body limit (16 MiB)")
     parser.add_argument("--max-json-bytes", type=int, default=4 * 1024 * 1024, help="JSON body limit (4 MiB)")
     parser.add_argument("--max-images", type=int, default=64, help="images per request")
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     key = resolve_api_key(args.api_key, dict(os.environ), args.no_auth)
     limits = Limits(args.max_body_bytes, args.max_images, args.max_json_bytes, args.body_timeout)
     detector, spec = load_detector(ModelOptions.from_args(args), args.detector, file_batch=False)
-    max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.input_shape, args.max_memory))
+    budget = runtime_budget(args.runtime, args.max_memory)  # a graph runtime takes more per image than eager
+    max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.input_shape, budget))
     app = create_app(
         detector, spec, limits, api_key=key,
         max_batch=max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),

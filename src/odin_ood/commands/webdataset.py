@@ -45,7 +45,7 @@ from typing import IO, Iterator
 
 from PIL import Image
 
-from odin_ood.commands.inputs import _check_listed, _is_image, _open_listed, printable
+from odin_ood.commands.listing import check_listed, is_image, open_listed, printable
 from odin_ood.data.images import IMAGE_SUFFIXES
 from odin_ood.preprocess import InputError, Preprocessing, decode
 
@@ -104,7 +104,7 @@ def is_shard_folder(path: Path) -> bool:
     except OSError:
         return False
     tars = [e for e in entries if e.name.lower().endswith(".tar")]
-    others = [e for e in entries if e.is_dir(follow_symlinks=False) or _is_image(e.name)]
+    others = [e for e in entries if e.is_dir(follow_symlinks=False) or is_image(e.name)]
     return bool(tars) and not others
 
 
@@ -159,7 +159,7 @@ class Shards:
         if i in self.errors:
             raise InputError(f"{label}: {self.errors[i]}")
         path, identity = self.shards[self.shard_of[i]]
-        fd = _open_listed(path, identity, label)
+        fd = open_listed(path, identity, label)
         try:
             blob = os.pread(fd, self.sizes[i], self.offsets[i])
         except OSError as exc:
@@ -195,12 +195,12 @@ class Shards:
             reason, identity = "", (st.st_dev, st.st_ino, os.path.islink(path))
         else:
             outside = "a symbolic link to outside the shard folder: not followed (pass --follow-symlinks to follow it)"
-            reason, identity = _check_listed(str(path), os.path.realpath(folder), follow_symlinks, outside)
+            reason, identity = check_listed(str(path), os.path.realpath(folder), follow_symlinks, outside)
         self.shards.append((path, identity))
         if reason:
             return reason
         try:
-            fd = _open_listed(path, identity, "")
+            fd = open_listed(path, identity, "")
         except InputError as exc:
             return str(exc).lstrip(": ")
         with os.fdopen(fd, "rb") as f:

@@ -22,13 +22,12 @@ Only odin-ood's own files are touched: an existing output or partial file must s
 exact CSV header (JSONL: the first key ``index``; Parquet: exactly these columns) and end in a
 row of these columns, or it is refused, unchanged, in one line. Nothing is written through a
 symbolic link: a link at the output, partial or parts path is refused, the partial file is opened
-with ``O_NOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files are created ``O_EXCL``, and
+with ``ONOFOLLOW`` (created with ``O_EXCL``), temporary Parquet files are created ``O_EXCL``, and
 the partial file must still be the one written before it is renamed. A format whose writer cannot
 be imported (Parquet without pyarrow) is refused when the writer is made, before any scoring.
 
-:func:`check_output_file` and :func:`replace_file` give other commands' single output files
-(``odin-ood export --out``) the same rules: a link or a non-regular file is refused, an existing
-file is replaced only when asked, by renaming a new file (created exclusively, fsync'ed) over it.
+Every other file odin-ood writes follows the same rules (:mod:`odin_ood._utils.files`: a link
+or a non-regular file is refused, a new file created exclusively, fsync'ed and renamed over it).
 ``score --overwrite`` follows them too (:class:`RowWriter`): a finished scores file of odin-ood's
 is replaced by renaming the new output over it once every row is written.
 """
@@ -41,20 +40,20 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import stat
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import Any, Iterator
 
-from odin_ood import extras
+from odin_ood._utils import extras
+from odin_ood._utils.files import NOFOLLOW, check_output_file, new_temporary, not_ours, refuse_link
 from odin_ood.commands.identity import differences, read_record, record_of, write_record
 
 COLUMNS = ("index", "source", "predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")
 LABELLED = (*COLUMNS, "label")  # inputs that carry labels (WebDataset shards, Parquet): one more column
 FORMATS = ("csv", "jsonl", "parquet")
 _BLOCK = 1 << 20
+_NOT_OURS = not_ours("score", "--output")
 
 Row = dict[str, Any]
 
@@ -88,11 +87,11 @@ class RowWriter:
         self.replacing = overwrite and self.path.exists()
         if self.replacing:
             _count_finished(self.path, self.fmt, self.columns)  # only a scores file of odin-ood's is replaced
-        _refuse_links(self.path)
-        _refuse_links(self.partial, folder=self.fmt == "parquet")
+        refuse_link(self.path, command="score", option="--output")
+        refuse_link(self.partial, folder=self.fmt == "parquet", command="score", option="--output")
         if not resume and os.path.lexists(self.partial):
             raise ValueError(f"{self.partial} exists: pass --resume to keep its rows, or delete it")
-        _refuse_links(self.record)
+        refuse_link(self.record, command="score", option="--output")
         self.identity: tuple[int, int] | None = None  # of the partial file, as last written
         self._repair: int | None = None  # where a torn partial file is cut at the first write (-1: deleted)
         self._pending: dict[str, Any] | None = None  # the identity to record at the first write
@@ -166,7 +165,7 @@ class RowWriter:
         """Append to the partial file, never through a symbolic link (a new one is created
         exclusively), flushed and fsync'ed; remembers the file's identity for :meth:`finish`."""
         create = 0 if os.path.lexists(self.partial) else os.O_CREAT | os.O_EXCL
-        flags = os.O_WRONLY | os.O_APPEND | create | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        flags = os.O_WRONLY | os.O_APPEND | create | NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         try:
             fd = os.open(self.partial, flags, 0o666)
         except OSError as exc:
@@ -185,9 +184,9 @@ class RowWriter:
         import pyarrow.parquet as pq
 
         self.partial.mkdir(parents=True, exist_ok=True)
-        _refuse_links(self.partial, folder=True)
+        refuse_link(self.partial, folder=True, command="score", option="--output")
         target = self.partial / f"rows-{self.done:012d}.parquet"
-        with _new_temporary(target) as (f, tmp):
+        with new_temporary(target) as (f, tmp):
             pq.write_table(row_table(rows, self.columns), f)
         os.replace(tmp, target)
 
@@ -217,63 +216,6 @@ def require_format(fmt: str) -> None:
     """Refuse, before anything is scored, a format whose writer cannot be imported."""
     if fmt == "parquet":
         extras.require("parquet", "--output *.parquet", otherwise="or write .csv or .jsonl")
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def _not_ours(command: str = "score", option: str = "--output") -> str:
-    return f"not a file odin-ood {command} wrote: not touched; choose another {option}, or move it away"
-
-
-_NOT_OURS = _not_ours()
-
-
-def _refuse_links(path: Path, folder: bool = False, command: str = "score", option: str = "--output") -> None:
-    """A symbolic link (even a dangling one) or a file of the wrong kind at an output path is refused."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(st.st_mode):
-        raise ValueError(f"{path} is a symbolic link: odin-ood never writes through one; delete it or choose another {option}")
-    if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
-        raise ValueError(f"{path} is not a {'folder' if folder else 'regular file'}: {_not_ours(command, option)}")
-
-
-def check_output_file(path: Path, overwrite: bool, command: str, option: str) -> None:
-    """Refuse, before any work, an output file ``path`` that is a symbolic link or not a regular
-    file, or that exists when ``overwrite`` is false (``option`` names the flag in the message)."""
-    _refuse_links(path, command=command, option=option)
-    if os.path.lexists(path) and not overwrite:
-        raise ValueError(f"{path} exists: choose another {option}, or pass --overwrite")
-
-
-def replace_file(source: Path, target: Path, command: str, option: str) -> None:
-    """Copy ``source`` to a new file beside ``target`` (created exclusively, never through a link,
-    fsync'ed) and rename it over ``target``: a reader sees the old file or the whole new one, and
-    a link at ``target`` (checked again here) is refused, never followed."""
-    _refuse_links(target, command=command, option=option)
-    with _new_temporary(target) as (f, tmp), open(source, "rb") as src:
-        shutil.copyfileobj(src, f, _BLOCK)
-    os.replace(tmp, target)
-
-
-@contextmanager
-def _new_temporary(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """(binary file, path) of a new file beside ``target``, created exclusively (``O_EXCL``, so
-    never through a link; permissions as the umask gives), flushed and fsync'ed when the block
-    ends, removed again if the block fails."""
-    tmp = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        with os.fdopen(os.open(tmp, flags, 0o666), "wb") as f:
-            yield f, tmp
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _check_head(path: Path, fmt: str, columns: tuple[str, ...]) -> None:
@@ -338,6 +280,7 @@ def _typed_csv(r: dict[str, str]) -> Row:
         "is_out_of_distribution": r["is_out_of_distribution"] == "true",
         "error": _unescape(r["error"]),
         **({"label": int(r["label"]) if r["label"] else None} if "label" in r else {}),
+        **({"precision": r["precision"]} if "precision" in r else {}),
     }
 
 
@@ -430,7 +373,7 @@ def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
 
     types = {"index": pa.int64(), "source": pa.string(), "predicted_class": pa.int64(), "class_name": pa.string(),
              "confidence": pa.float64(), "score": pa.float64(), "is_out_of_distribution": pa.bool_(),
-             "error": pa.string(), "label": pa.int64()}
+             "error": pa.string(), "label": pa.int64(), "precision": pa.string()}
     schema = pa.schema([(c, types[c]) for c in columns])
     return pa.Table.from_pylist([_jsonable(r, columns) for r in rows], schema=schema)
 
@@ -438,7 +381,7 @@ def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
 def _join_parts(folder: Path, target: Path, columns: tuple[str, ...]) -> None:
     import pyarrow.parquet as pq
 
-    with _new_temporary(target) as (f, tmp):
+    with new_temporary(target) as (f, tmp):
         with pq.ParquetWriter(f, row_table([], columns).schema) as out:
             for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
                 out.write_table(pq.read_table(part))

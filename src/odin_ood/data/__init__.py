@@ -12,6 +12,9 @@ Tiny ImageNet test images), gaussian, uniform. Proven on fixtures in the exact r
 (the files are not available here): cifar10 and cifar100 (official python pickles),
 cifar80/cifar20, the paper's published folders (Imagenet, Imagenet_resize, LSUN,
 LSUN_resize, iSUN) and lsun-crop/-resize built from raw LSUN images.
+
+Imports point down only, to :mod:`odin_ood.preprocess` (the resampling) and :mod:`odin_ood._utils`;
+the tuning (noise sets), the experiments and the commands import this.
 """
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset

@@ -7,7 +7,7 @@
 
 How an image is downsampled moves detection results by tens of FPR points on the resize set,
 so ``method`` is explicit and recorded in the manifest. Its names are the interpolations of
-:mod:`odin_ood.resampling` (the same names ``--interpolation`` takes): ``nearest``, ``bilinear``
+:mod:`odin_ood.preprocess.resampling` (the same names ``--interpolation`` takes): ``nearest``, ``bilinear``
 (torch, *without* antialiasing: each output pixel interpolates the 2x2 input pixels around its
 centre), ``bilinear-antialias`` (PIL bilinear), ``bicubic``, ``box``, ``hamming``, ``lanczos``
 (PIL) and ``area`` (torch ``adaptive_avg_pool``, equal to ``box`` for integer factors).
@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, ImageDataset
-from odin_ood.resampling import INTERPOLATIONS, PIL_FILTERS, resample, resample_uint8
+from odin_ood.preprocess.resampling import INTERPOLATIONS, PIL_FILTERS, resample, resample_uint8
 
 RESIZE_METHODS = INTERPOLATIONS
 DEFAULT_RESIZE_METHOD = "bilinear"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odin_ood.data.dataset import ImageDataset
+from odin_ood._utils.files import replacing
 
 CACHE_ENV = "ODIN_OOD_CACHE"
 
@@ -47,24 +47,12 @@ def cache_key(name: str, params: dict[str, Any]) -> str:
 
 def save_dataset(ds: ImageDataset, path: str | os.PathLike, compress: bool = False) -> None:
     """Write ``ds`` to ``path`` (.npz, zlib-compressed if ``compress``) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"name": ds.name, "mean": ds.mean, "std": ds.std,
             "classes": list(ds.classes) if ds.classes is not None else None,
             "manifest": ds.manifest}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compress else np.savez)(
-                f, images=ds.images.numpy(), labels=ds.labels.numpy(),
-                meta=np.array(json.dumps(meta)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as f:
+        (np.savez_compressed if compress else np.savez)(
+            f, images=ds.images.numpy(), labels=ds.labels.numpy(), meta=np.array(json.dumps(meta)))
 
 
 def load_dataset(path: str | os.PathLike) -> ImageDataset:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from odin_ood._checks import named
+from odin_ood._utils.checks import named
 
 # Normalisation conventions (per channel, on [0, 1] pixels).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)

@@ -69,7 +69,7 @@ class IdxItems:
                 return
             total = math.prod(self.shape) * self.dtype.itemsize
             if max_bytes is not None and total > max_bytes:
-                from odin_ood.memory import readable
+                from odin_ood._utils.checks import readable
 
                 raise ValueError(f"{self.path}: the header declares {total} bytes of data {self.shape}, over "
                                  f"--max-memory ({readable(max_bytes)}): a .gz IDX file is decompressed into a "

@@ -27,7 +27,7 @@ from odin_ood.experiments import paper
 from odin_ood.experiments.choose import tuned
 from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer
 from odin_ood.metrics import threshold_at_tpr
-from odin_ood.scores import model_device, scoring_mode
+from odin_ood.scores.passes import model_device, scoring_mode
 
 TPRS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 GRAD_TEMPERATURES = (1.0, 1000.0)

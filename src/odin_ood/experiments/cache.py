@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from odin_ood._version import __version__
 from odin_ood.data.cache import cache_folder
+from odin_ood._utils.files import replacing
 
 
 def default_folder() -> Path:
@@ -42,18 +42,8 @@ def entry_path(folder: str | os.PathLike, key: dict[str, Any]) -> Path:
 
 def write_entry(path: str | os.PathLike, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and the key's JSON to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as f:
+        np.savez(f, key=np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def read_entry(path: str | os.PathLike, key: dict[str, Any]) -> dict[str, np.ndarray] | None:

@@ -1,7 +1,7 @@
 """Choosing (T, epsilon) per OOD set on the tuning splits (section 4.4), with a search.
 
 ``search="grid"`` scores all cells on every tuning image, as the paper; ``"halving"`` runs
-successive halving (:mod:`odin_ood.search`). Scores come either from the precomputed grid of
+successive halving (:mod:`odin_ood.tuning.halving`). Scores come either from the precomputed grid of
 every image (``--eval-grid``, the GPU path: the search only reads arrays) or from the model on
 the tuning images alone (the CPU path). On the CPU path the ID tuning scores are shared by all
 OOD sets (a cell-image pair is scored once per run) and each set's result is cached, so a killed
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from odin_ood.experiments.progress import OutOfTime
-from odin_ood.search import Cell, ScoreFn, SearchResult, array_scorer, model_scorer, search
+from odin_ood.tuning.searches import Cell
+from odin_ood.tuning.halving import ScoreFn, SearchResult, array_scorer, model_scorer, search
 
 if TYPE_CHECKING:
     from odin_ood.experiments.protocol import Experiment, Scored
@@ -119,7 +120,7 @@ def _model_rows(exp: "Experiment", ood: "Scored") -> ScoreFn:
     s = exp.scorer
     id_x = exp.id_set.data.images[exp.id_set.split.tune]
     ood_x = ood.data.images[ood.split.tune]
-    fn = model_scorer(s.model, id_x, ood_x, s.temperatures, s.epsilons, input_std=s.model.input_std,
+    fn = model_scorer(s.model, id_x, ood_x, s.temperatures, s.epsilons, input_std=s.input_std,
                       batch_size=s.batch_size, prepare=s.inputs, context=s.autocast)
     if exp.shared_id is None:
         exp.shared_id = SharedRows(fn)

@@ -16,7 +16,7 @@ from odin_ood.experiments import paper
 from odin_ood.experiments.choose import tuned
 from odin_ood.experiments.protocol import Experiment
 from odin_ood.metrics import threshold_at_tpr, tpr_fpr_at_thresholds
-from odin_ood.tuning import tune_from_scores
+from odin_ood.tuning.grid import tune_from_scores
 
 SWEEP_METRICS = ("fpr_at_95_tpr", "auroc", "detection_error")
 

@@ -27,12 +27,13 @@ from torch import nn
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.progress import OutOfTime, Progress
-from odin_ood.fingerprint import fingerprint
-from odin_ood.pass_progress import PassProgress
-from odin_ood.scores import odin_outputs, softmax_score
-from odin_ood.shared_search import grid_passes
-from odin_ood.successors import energy_odin_outputs
-from odin_ood.tuning import grid_scores
+from odin_ood.detector.fingerprint import fingerprint
+from odin_ood._utils.progress import PassProgress
+from odin_ood.scores.odin import odin_outputs, softmax_score
+from odin_ood.tuning.searches import grid_passes
+from odin_ood.scores.energy import energy_odin_outputs
+from odin_ood.tuning.grid import grid_scores
+from odin_ood.preprocess.model_input import declared_input
 
 CHUNK = 1024  # images per progress step
 CELL_CHUNK = 512  # images per cached chunk of a one-cell pass (a killed run loses at most this many)
@@ -110,7 +111,7 @@ class Scored:
 
 
 class _PassLines:
-    """Adapts :class:`~odin_ood.pass_progress.PassProgress` updates to a line
+    """Adapts :class:`~odin_ood._utils.progress.PassProgress` updates to a line
     :class:`~odin_ood.experiments.progress.Progress` (computed images); nothing without one."""
 
     def __init__(self, progress: Progress | None, name: str) -> None:
@@ -149,8 +150,10 @@ class Scorer:
         self.batch_size = batch_size
         self.progress = progress
         self.fingerprint = fingerprint(model)
-        self.mean = torch.tensor(model.input_mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(model.input_std, dtype=torch.float32).view(1, -1, 1, 1)
+        said = declared_input(model)
+        self.input_std = said.std  # divides epsilon
+        self.mean = torch.tensor(said.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(said.std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> the model's normalised float input (channels-last for conv nets:
@@ -169,7 +172,7 @@ class Scorer:
 
     def _chunks(self, ds: ImageDataset, what: str, passes_per_image: int):
         """Chunk starts of ``ds``, under a bar in images that advances at every pass of the model
-        (:class:`odin_ood.pass_progress.PassProgress`), not once per chunk of the whole grid."""
+        (:class:`odin_ood._utils.progress.PassProgress`), not once per chunk of the whole grid."""
         meter = PassProgress(len(ds), passes_per_image, f"{what} {ds.name}", self.progress)
         try:
             with meter.watching(self.model):
@@ -197,7 +200,7 @@ class Scorer:
                 x = self.inputs(ds.images[s:s + CHUNK])
                 with self.autocast():
                     grids.append(grid_scores(self.model, x, temperatures, self.epsilons,
-                                             input_std=self.model.input_std, batch_size=self.batch_size).numpy())
+                                             input_std=self.input_std, batch_size=self.batch_size).numpy())
                     logits.append(self.logits(x))
             return {"grid": np.concatenate(grids, axis=-1).astype(np.float32),
                     "logits": np.concatenate(logits).astype(np.float32)}
@@ -238,7 +241,7 @@ class Scorer:
                 for b in range(start, stop, self.batch_size):
                     x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)
                     with self.autocast():
-                        z, s = outputs(self.model, x, temperature, epsilon, input_std=self.model.input_std)
+                        z, s = outputs(self.model, x, temperature, epsilon, input_std=self.input_std)
                     logits.append(z.float().cpu())
                     scores.append(s.float().cpu())
             lines.update((stop - start) - lines.n)  # exactly the chunk's rows in all

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import os
 import platform
@@ -18,8 +19,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-import odin_ood
 from odin_ood import data, models
+from odin_ood._version import __version__
 from odin_ood.data.dataset import resolve_root, sha256_file
 from odin_ood.experiments import (analysis, distances, main_table, parameters, successor_rows, suites, transfer,
                                   tuning_sources)
@@ -31,8 +32,10 @@ from odin_ood.experiments.suites import DataSpec, Suite
 from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
 from odin_ood.experiments.progress import Progress, eta_text
 from odin_ood.metrics import METRICS
+from odin_ood.preprocess.model_input import declared_input
+from odin_ood._utils.files import write_file
+from odin_ood.tuning.searches import REPRODUCE_DEFAULT_SEARCH
 
-DEFAULT_SEARCH = "grid"  # halving did not always pick the grid's cell on ResNet-20 (benchmarks/RESULTS.md)
 STAGES = ("every-image", "tuning")
 
 @dataclass
@@ -59,7 +62,7 @@ class RunConfig:
     progress: bool = True
     temperatures: tuple[float, ...] | None = None
     epsilons: tuple[float, ...] | None = None
-    search: str = DEFAULT_SEARCH
+    search: str = REPRODUCE_DEFAULT_SEARCH
     precision: str = "fp32"
     eval_grid: bool | None = None
     stop_after: str | None = None
@@ -85,7 +88,7 @@ class RunConfig:
 def load_spec(spec: DataSpec, root: Path, model: torch.nn.Module) -> data.ImageDataset:
     kw = dict(spec.kwargs)
     if spec.loader in suites.NOISE_LOADERS:
-        kw["shape"] = tuple(model.input_shape)
+        kw["shape"] = declared_input(model).shape
     return data.load(spec.loader, root=root, **kw)
 
 
@@ -185,9 +188,10 @@ def begin(out: Path, cfg: RunConfig) -> None:
     for name in ("results.json", "results.csv", "report.html"):
         if (out / name).exists():
             os.replace(out / name, out / f"{name}.previous")
-    (out / "RUNNING.json").write_text(json.dumps({"suite": cfg.suite, "quick": cfg.quick, "started_utc": _now(),
-                                                  "note": "incomplete: a run is under way or was stopped; "
-                                                          "rerun the same command to resume"}, indent=1) + "\n")
+    write_file(out / "RUNNING.json", json.dumps({"suite": cfg.suite, "quick": cfg.quick, "started_utc": _now(),
+                                                 "note": "incomplete: a run is under way or was stopped; "
+                                                         "rerun the same command to resume"}, indent=1) + "\n",
+               "reproduce", "--out")
 
 
 def _now() -> str:
@@ -332,7 +336,7 @@ def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path 
         acc = float((ids.logits[ev].argmax(1) == ids.labels[ev]).mean())
     scored = {s.key: s for s in ([exp.id_set, *exp.oods] if exp is not None else [])}
     return {
-        "library": {"odin_ood": odin_ood.__version__, "torch": torch.__version__, "numpy": np.__version__,
+        "library": {"odin_ood": __version__, "torch": torch.__version__, "numpy": np.__version__,
                     "python": sys.version.split()[0], "git_commit": _git_commit()},
         "device": _device_name(cfg.device), "platform": platform.platform(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
@@ -340,7 +344,7 @@ def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path 
         "config": asdict(cfg) | {"cache_dir": str(scorer.cache.folder)},
         "model": {"name": getattr(model, "arch", suite.model), "weights": str(path) if path else "shipped with odin-ood",
                   "weights_sha256": sha256_file(path) if path else None, "fingerprint": scorer.fingerprint,
-                  "input_mean": list(model.input_mean), "input_std": list(model.input_std),
+                  "input_mean": list(declared_input(model).mean), "input_std": list(scorer.input_std),
                   "num_classes": int(model.num_classes), "id_eval_accuracy": acc},
         "grid": {"temperatures": list(scorer.temperatures), "epsilons": list(scorer.epsilons),
                  "epsilon_units": "pixel units of [0, 1] images; the step is divided by the model's input_std"},
@@ -356,23 +360,24 @@ def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path 
 
 def write_results(results: dict[str, Any], out: Path) -> None:
     """``results.json`` (everything) and ``results.csv`` (the main table, one row per set and method)."""
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    write_file(out / "results.json", json.dumps(results, indent=1, default=_json_default) + "\n", "reproduce", "--out")
     fields = ["suite", "ood", "label", "method", "temperature", "epsilon", "n_in", "n_out"]
     fields += [f"{m}{s}" for m in METRICS for s in ("", "_ci_low", "_ci_high", "_paper")] + ["paper_source"]
     if "main_table" not in results:
         return
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in results["main_table"]["rows"]:
-            row = {k: r[k] for k in ("ood", "label", "method", "temperature", "epsilon", "n_in", "n_out")}
-            row["suite"] = results["suite"]
-            for m in METRICS:
-                row[m] = r["metrics"][m]
-                row[f"{m}_ci_low"], row[f"{m}_ci_high"] = r["ci95"][m]
-                row[f"{m}_paper"] = r["paper"]["values"][m] / 100 if r["paper"] else ""
-            row["paper_source"] = r["paper"]["source"] if r["paper"] else ""
-            w.writerow(row)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    for r in results["main_table"]["rows"]:
+        row = {k: r[k] for k in ("ood", "label", "method", "temperature", "epsilon", "n_in", "n_out")}
+        row["suite"] = results["suite"]
+        for m in METRICS:
+            row[m] = r["metrics"][m]
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = r["ci95"][m]
+            row[f"{m}_paper"] = r["paper"]["values"][m] / 100 if r["paper"] else ""
+        row["paper_source"] = r["paper"]["source"] if r["paper"] else ""
+        w.writerow(row)
+    write_file(out / "results.csv", f.getvalue(), "reproduce", "--out")
 
 
 def _json_default(obj: Any) -> Any:

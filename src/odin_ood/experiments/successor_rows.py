@@ -3,7 +3,7 @@
 * ``energy``: Liu et al.'s energy score T * logsumexp(f(x)/T) at T = 1, from the cached logits;
 * ``maxlogit``: max_i f_i(x), from the cached logits;
 * ``energy-odin``: the energy score at T = 1 after ODIN's input perturbation
-  (:func:`odin_ood.successors.energy_odin_scores`), epsilon chosen as tuned ODIN's is: the value
+  (:func:`odin_ood.scores.energy.energy_odin_scores`), epsilon chosen as tuned ODIN's is: the value
   of the suite's epsilon grid minimising FPR at 95% TPR on the set's tuning split (section 4.4).
   Its scores need their own passes (one forward with an input-only backward, then one forward per
   epsilon > 0), cached: the epsilon grid on every image when the suite scores the full grid
@@ -18,12 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from odin_ood.batching import map_batches
+from odin_ood._utils.batching import map_batches
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.progress import Progress
 from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer, select_cell
-from odin_ood.shared_search import grid_passes
-from odin_ood.successors import energy_from_logits, energy_odin_grid_scores, maxlogit_from_logits
+from odin_ood.tuning.searches import grid_passes
+from odin_ood.scores.energy import energy_from_logits, energy_odin_grid_scores, maxlogit_from_logits
 
 METHODS = ("energy", "maxlogit", "energy-odin")
 METHOD_LABELS = {"energy": "Energy (Liu et al. 2020, T=1)", "maxlogit": "MaxLogit (Hendrycks et al. 2022)",
@@ -41,7 +41,7 @@ def energy_odin_grid(scorer: Scorer, ds: ImageDataset) -> np.ndarray:
         def batch(x: torch.Tensor) -> torch.Tensor:
             with scorer.autocast():
                 return energy_odin_grid_scores(scorer.model, x, TEMPERATURE, scorer.epsilons,
-                                               scorer.model.input_std)[1].float()
+                                               scorer.input_std)[1].float()
 
         parts = [map_batches(batch, scorer.inputs(ds.images[s:s + CHUNK]), scorer.batch_size).numpy()
                  for s in scorer._chunks(ds, "energy-odin", grid_passes(1, scorer.epsilons))]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
+from odin_ood.tuning.grid import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 NOISE_LOADERS = ("gaussian", "uniform")
 QUICK_TEMPERATURES = (1.0, 10.0, 100.0, 1000.0)

@@ -50,7 +50,7 @@ from odin_ood.experiments.choose import tune_set, tuned
 from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, dataset_seed, select_cell
 from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
-from odin_ood.tuning import id_only_from_scores
+from odin_ood.tuning.grid import id_only_from_scores
 
 NOISE_SPECS = (DataSpec("tuning-gaussian", "Gaussian (tuning draw, seed 0)", "gaussian", {"count": 1000, "seed": 0}),
                DataSpec("tuning-uniform", "Uniform (tuning draw, seed 1)", "uniform", {"count": 1000, "seed": 1}))

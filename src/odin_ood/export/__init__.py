@@ -8,6 +8,9 @@
   construct a trace cannot hold (data-dependent control flow or shapes).
 
 Needs the optional ``onnx`` and ``onnxscript`` packages (``pip install odin-ood[onnx]``).
+
+Imports point down: to :mod:`odin_ood.detector`, :mod:`odin_ood.scores` and :mod:`odin_ood.preprocess`;
+the runtimes and the ``export`` command import this.
 """
 
 from odin_ood.export.graph import cached_onnx, export_onnx, trace

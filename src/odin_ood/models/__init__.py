@@ -6,6 +6,10 @@ in eval mode from a zoo name, a checkpoint, ``torchvision:NAME``/``timm:NAME``, 
 archive, a ``torch.export`` program or ``package.module:factory`` (see :mod:`.sources`); both
 carry ``input_mean``, ``input_std``, ``input_shape``, ``num_classes``. ``fold_batch_norm(model)``
 is the same function with batch norms folded into the convolutions before them (:mod:`.folding`).
+
+Each model carries its preprocessing, attached once at load (:func:`odin_ood.preprocess.attach`) and
+read through :func:`odin_ood.preprocess.declared_input`. Imports point down only, to
+:mod:`odin_ood.preprocess`, :mod:`odin_ood.data` (channel statistics) and :mod:`odin_ood._utils`.
 """
 
 from odin_ood.models.checkpoint import read_state_dict, save_safetensors

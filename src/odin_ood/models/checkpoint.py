@@ -18,8 +18,10 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
+
+from odin_ood._utils.files import write_file
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -174,10 +176,7 @@ def save_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, obj
         k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, path, metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-    return path
+    return write_file(path, save(state, metadata={k: json.dumps(v) for k, v in (metadata or {}).items()}))
 
 
 def read_metadata(path: str | Path) -> dict[str, object]:

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood.models.packaged import _first_line
 from odin_ood.preprocess import Preprocessing
 

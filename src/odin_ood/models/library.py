@@ -20,7 +20,7 @@ The model's own evaluation transform comes with it, as a :class:`~odin_ood.prepr
   and an architecture without one the standard ImageNet transform (resize 256, crop 224,
   bilinear, ImageNet mean/std). Class names only when the head has as many classes.
 
-Library interpolation names map to odin-ood's (:mod:`odin_ood.resampling`): torchvision's and
+Library interpolation names map to odin-ood's (:mod:`odin_ood.preprocess.resampling`): torchvision's and
 timm's ``bilinear`` on PIL images is ``bilinear-antialias``, ``bicubic`` is ``bicubic``.
 """
 
@@ -32,10 +32,10 @@ from typing import Any
 
 from torch import nn
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess import CROP_FRACTION, Preprocessing
-from odin_ood.resampling import LIBRARY_NAMES
+from odin_ood.preprocess.resampling import LIBRARY_NAMES
 
 LIBRARIES = ("torchvision", "timm")
 STANDARD_IMAGENET = Preprocessing((3, 224, 224), "resize-shorter-then-center-crop", "bilinear-antialias", 256,

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from odin_ood import extras
+from odin_ood._utils import extras
 from odin_ood.models.packaged import _first_line
 
 PREFIX = "onnx:"

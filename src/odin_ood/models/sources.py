@@ -18,12 +18,14 @@ a zoo name                    :func:`odin_ood.models.names`, ``weights`` optiona
 
 Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors, their
 keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
-comes back in eval mode on ``map_location`` with ``input_shape``,
-``input_mean``, ``input_std`` (None when unknown) and ``num_classes`` attributes, taken from the
-arguments, else the library's metadata, else the model's own attributes; torchvision and timm
-models also carry ``preprocessing`` (their evaluation transform, a
-:class:`~odin_ood.preprocess.Preprocessing`; :func:`odin_ood.preprocess.of_model` reads any model's)
-and ``class_names`` (the weights' categories, None when unknown or the head has another size);
+comes back in eval mode on ``map_location`` with its ``preprocessing`` (a
+:class:`~odin_ood.preprocess.Preprocessing`, attached once here whenever the input size is known:
+the library's evaluation transform for torchvision and timm models, else a ``none`` resize; read
+through :func:`odin_ood.preprocess.declared_input`, the one reader), the same values as
+``input_shape``, ``input_mean``, ``input_std`` attributes (None when unknown) and ``num_classes``,
+taken from the arguments, else the library's metadata, else the model's own attributes;
+torchvision and timm models also carry ``class_names`` (the weights' categories, None when
+unknown or the head has another size);
 ``hf:`` models carry their image processor's preprocessing and ``id2label``, ``onnx:`` models
 what the file's metadata says. When the input shape is
 known (and for every non-zoo model) a batch of zeros is run through the model first, so a wrong
@@ -43,7 +45,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from odin_ood._checks import named
+from odin_ood._utils.checks import named
+from odin_ood.preprocess.model_input import attach
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
 from odin_ood.models.huggingface import load_huggingface, split_huggingface_spec
@@ -179,12 +182,11 @@ def _from_factory(spec: str) -> nn.Module:
 def describe(model: nn.Module, source: str, map_location: str | torch.device = "cpu",
              metadata: dict[str, Any] | None = None, num_classes: int | None = None) -> nn.Module:
     """Set ``input_shape``/``input_mean``/``input_std`` from ``metadata`` (else keep the model's
-    own, else None) and ``preprocessing``/``class_names`` when it has them, move to
+    own, else None), attach the model's preprocessing (``metadata``'s geometry with those values:
+    :func:`odin_ood.preprocess.attach`) and ``class_names`` when it has them, move to
     ``map_location``, eval mode, and probe the input shape when known: ``num_classes`` becomes
     the width of the logits (and class names of another count are dropped)."""
     metadata = metadata or {}
-    if metadata.get("preprocessing") is not None:
-        model.preprocessing = metadata["preprocessing"]
     if "class_names" in metadata:
         model.class_names = metadata["class_names"]
     for key in ("input_shape", "input_mean", "input_std"):
@@ -198,6 +200,7 @@ def describe(model: nn.Module, source: str, map_location: str | torch.device = "
             raise ValueError(f"{source}: {key} has {len(value)} values but the input has {channels} channels")
     if model.input_std is not None and min(model.input_std) <= 0:
         raise ValueError(f"{source}: input_std must be > 0, got {model.input_std}")
+    attach(model, metadata.get("preprocessing"))
     model = model.to(map_location).eval()
     if shape is not None:
         found = probe(model, shape, source)

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from odin_ood._checks import named
+from odin_ood._utils.checks import named
+from odin_ood.preprocess.model_input import attach
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
 from odin_ood.models.checkpoint import load_strict, map_keys, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
@@ -98,6 +99,7 @@ def build(name: str, num_classes: int | None = None) -> nn.Module:
     model.input_std = s.input_std
     model.input_shape = s.input_shape
     model.num_classes = num_classes
+    attach(model)
     return model
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from odin_ood.experiments.comparison import METHODS
 from odin_ood.metrics import METRICS
 from odin_ood.report.html import CSS, METRIC_LABELS, _cell, pct
+from odin_ood._utils.files import write_file
 
 SHORT = {"msp": "MSP", "odin-tuned": "ODIN tuned", "odin-paper": "ODIN T=1000, &epsilon;=0"}
 
@@ -63,7 +64,6 @@ def write_comparison(comparison: dict[str, Any], out: str | Path, title: str, no
     """``comparison.json`` and ``report.html`` in ``out``; returns the HTML path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(comparison, indent=1) + "\n")
-    path = out / "report.html"
-    path.write_text(render_comparison(comparison, title, note), encoding="utf-8")
+    write_file(out / "comparison.json", json.dumps(comparison, indent=1) + "\n", "reproduce", "--out")
+    path = write_file(out / "report.html", render_comparison(comparison, title, note), "reproduce", "--out")
     return path

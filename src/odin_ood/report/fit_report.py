@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from odin_ood.metrics import METRICS
+from odin_ood._utils.files import write_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -166,8 +167,8 @@ def write_fit_report(folder: Path, record: dict[str, Any], scores: dict[str, np.
     """Write ``fit_report.png`` and ``fit_report.html`` into ``folder``."""
     png = figure_png(record, scores)
     png_path, html_path = folder / "fit_report.png", folder / "fit_report.html"
-    png_path.write_bytes(png)
-    html_path.write_text(report_html(record, png))
+    write_file(png_path, png, "fit", "--out")
+    write_file(html_path, report_html(record, png), "fit", "--out")
     return png_path, html_path
 
 

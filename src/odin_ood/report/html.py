@@ -18,6 +18,7 @@ from odin_ood.experiments.paper import DISTANCES
 from odin_ood.metrics import LOWER_IS_BETTER, METRICS
 from odin_ood.report.plots import FIGURES, figure_skipped, render_all
 from odin_ood.report.sources import tuning_sources_html
+from odin_ood._utils.files import write_file
 
 METRIC_LABELS = {"fpr_at_95_tpr": "FPR at 95% TPR &darr;", "detection_error": "Detection error &darr;",
                  "auroc": "AUROC &uarr;", "aupr_in": "AUPR-In &uarr;", "aupr_out": "AUPR-Out &uarr;"}
@@ -195,7 +196,7 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
         *(["<h2>Table 2/3: baseline vs ODIN (evaluation splits)</h2>", main_table_html(results),
            f"<p>ODIN (tuned): (T, &epsilon;) chosen on the tuning splits by the <b>{escape(results.get('search', 'grid'))}</b> "
            "search (grid: the paper's, every cell on every tuning image; halving: successive halving over the grid, "
-           "odin_ood.search). 95% intervals: "
+           "odin_ood.tuning.halving). 95% intervals: "
            f"{escape(json.dumps(results['main_table']['bootstrap']))}.</p>"] if "main_table" in results else
           ["<h2>Tuning finished so far</h2>", tuning_html(results)] if results.get("tuning") else []),
         "<h2>Skipped</h2>" + (f"<ul>{skipped}{figures_skipped}</ul>" if skipped or figures_skipped
@@ -219,5 +220,5 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
     out = Path(out)
     figures = render_all(results, out)
     path = out / "report.html"
-    path.write_text(render_html(results, figures), encoding="utf-8")
+    write_file(path, render_html(results, figures), "reproduce", "--out")
     return path

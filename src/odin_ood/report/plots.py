@@ -17,6 +17,8 @@ from matplotlib.lines import Line2D
 
 from odin_ood.report.style import ID_COLOUR, colours, every_kth, figure, line_styles, png_bytes, reference_line
 
+from odin_ood._utils.files import write_file
+
 OUTSIDE = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
 
 
@@ -242,6 +244,6 @@ def render_all(results: dict, out: str | Path) -> dict[str, tuple[str, bytes]]:
         if figure_skipped(results, name):
             continue
         data = png_bytes(draw(results))
-        (out / f"{name}.png").write_bytes(data)
+        write_file(out / f"{name}.png", data, "reproduce", "--out")
         pngs[name] = (title, data)
     return pngs

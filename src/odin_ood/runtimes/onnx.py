@@ -17,7 +17,7 @@ class OnnxRuntime(GraphRuntime):
     name = "onnxruntime"
     providers: list[str] | None = None
 
-    def _open(self, path: os.PathLike, threads: int | None) -> None:
+    def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -25,6 +25,7 @@ class OnnxRuntime(GraphRuntime):
         providers = self.providers or (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda"
                                        else ["CPUExecutionProvider"])
         self.session = ort.InferenceSession(os.fspath(path), options, providers=providers)
+        self.fixed_batch = isinstance(self.session.get_inputs()[0].shape[0], int)
 
     def _run(self, pixels):
         return self.session.run(None, {"pixels": pixels})

@@ -3,8 +3,10 @@ scoring and through the graph on its runtime, compared within :data:`odin_ood.ru
 
 The probe batch (:func:`probe_pixels`) is deterministic: a black, a white and a mid-grey image,
 a horizontal ramp, then pixels uniform in [0, 1) from a fixed seed, one batch of the graph;
-the first ``PROBE_IMAGES`` are compared. A graph agrees with eager scoring (:func:`disagreement`
-is None) when on every one
+the first ``PROBE_IMAGES`` are compared, and for a graph with a dynamic batch the first
+``SMALL_BATCH`` again as a batch of their own (the gate runs micro-batches at their natural
+size, which a runtime may compile and round otherwise). A graph agrees with eager scoring
+(:func:`disagreement` is None) when on every one
 
 * |score_graph - score_eager| <= SCORE_TOLERANCE (a NaN only where eager gives NaN);
 * the decision is the same, unless the eager score lies within SCORE_TOLERANCE of the threshold;
@@ -20,11 +22,12 @@ import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.fingerprint import PROBE_SEED
+from odin_ood.detector.fingerprint import PROBE_SEED
 from odin_ood.preprocess import Preprocessing, normalise
-from odin_ood.scores import at_least_fp32, model_device, scoring_mode
+from odin_ood.scores.passes import at_least_fp32, model_device, scoring_mode
 
 PROBE_IMAGES = 16  # probe images compared with eager scoring (the graph runs a whole batch)
+SMALL_BATCH = 3  # and run again as a batch of their own, when the graph takes any batch size
 
 
 def probe_pixels(spec: Preprocessing, batch_size: int) -> Tensor:
@@ -65,7 +68,8 @@ def probe_disagreement(runtime, detector: Detector, spec: Preprocessing) -> str 
     """:func:`disagreement` of ``runtime`` (a graph runtime for ``detector`` on inputs of ``spec``)
     with the ``torch`` runtime (eager scoring) on the first ``PROBE_IMAGES`` images of the probe
     batch of ``runtime.batch_size`` images (eager scoring of all of them would cost more than
-    the check is worth on a large batch)."""
+    the check is worth on a large batch), and for a graph with a dynamic batch on the first
+    ``SMALL_BATCH`` of them run as a batch of their own."""
     from odin_ood.runtimes.eager import EagerRuntime
 
     pixels = probe_pixels(spec, runtime.batch_size)
@@ -76,5 +80,12 @@ def probe_disagreement(runtime, detector: Detector, spec: Preprocessing) -> str 
     model = detector.model
     with scoring_mode(model), torch.no_grad():
         logits = model(normalise(pixels[:k], spec).to(model_device(model, torch.device("cpu"))))
+    probabilities = torch.softmax(at_least_fp32(logits), dim=1)
     got = {name: t[:k] for name, t in runtime.outputs(pixels).items()}
-    return disagreement(got, want, detector.threshold_, torch.softmax(at_least_fp32(logits), dim=1))
+    problem = disagreement(got, want, detector.threshold_, probabilities)
+    m = min(SMALL_BATCH, len(pixels) - 1)
+    if problem is not None or runtime.fixed_batch or m < 1:
+        return problem
+    small = disagreement(runtime.outputs(pixels[:m]), {name: t[:m] for name, t in want.items()}, detector.threshold_,
+                         probabilities[:m])
+    return None if small is None else f"in a batch of {m}: {small}"

@@ -3,7 +3,7 @@
 * ``POST /v1/predict``: one or more images as ``multipart/form-data`` files (PNG, JPEG, ...) or
   JSON ``{"images": [{"base64": "<encoded image>"} | {"array": <(C, H, W) floats in [0, 1]>}]}``;
   answers ``{"predictions": [{predicted_class, class_name, confidence, score, threshold,
-  is_out_of_distribution}, ...]}`` in request order (``class_name``: None unless the model has
+  is_out_of_distribution, error, precision}, ...]}`` in request order (``class_name``: None unless the model has
   ``class_names``, see :mod:`odin_ood.models.classes`).
 * ``GET /v1/detector``: the fitted parameters and the model's fingerprint. ``GET /healthz``.
 * The OpenAPI schema is at ``/openapi.json`` (``X-API-Key`` declared in it). There is no
@@ -54,7 +54,7 @@ from odin_ood._version import __version__
 from odin_ood.detector import Detector
 from odin_ood.models.classes import class_name, class_names
 from odin_ood.serving.batcher import MicroBatcher
-from odin_ood.serving.engine import fixed_batch_outputs
+from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
 from odin_ood.runtimes import load_runtime
 
@@ -87,6 +87,7 @@ class Prediction(BaseModel):
     threshold: float
     is_out_of_distribution: bool
     error: str | None = None
+    precision: str = "fp32"
 
 
 class PredictResponse(BaseModel):
@@ -111,14 +112,17 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
                max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "",
                runtime: str = "torch", threads: int | None = None) -> FastAPI:
     """The gate for ``detector`` on the scoring runtime called ``runtime`` (:mod:`odin_ood.runtimes`);
-    ``max_batch`` also becomes ``detector.batch_size`` (the fixed batch size that ``pad`` fills, so
-    scores equal the library's in batches of that size; an exported graph always pads).
+    ``max_batch`` also becomes ``detector.batch_size`` (the fixed batch size that ``pad`` fills on
+    an exact runtime, ``torch``, so scores equal the library's in batches of that size; a graph
+    runtime, within SCORE_TOLERANCE of them at any batch size, runs micro-batches at their natural
+    size unless its graph has a fixed batch size).
     ``api_key`` (compared with the header's raw bytes as UTF-8) None turns authentication off."""
     if api_key is not None and not api_key:
         raise ValueError("the API key is empty: give a non-empty key, or None for no authentication")
     key = None if api_key is None else api_key.encode("utf-8")
     detector.batch_size = max_batch
     scorer = load_runtime(runtime, detector, spec, threads=threads)
+    pad = pad and scorer.exact
     batcher = MicroBatcher(partial(fixed_batch_outputs, scorer, pad=pad), max_batch, max_wait_ms)
     threshold = detector.threshold_
     names = class_names(detector.model)
@@ -148,7 +152,8 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:
         return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.input_shape), "resize": spec.resize,
-                "max_batch": max_batch, "runtime": runtime, "max_wait_ms": max_wait_ms, "limits": vars(limits)}
+                "max_batch": max_batch, "runtime": runtime, "padding": pad or scorer.fixed_batch,
+                "max_wait_ms": max_wait_ms, "limits": vars(limits)}
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
               openapi_extra={"requestBody": _REQUEST_BODY})
@@ -167,7 +172,8 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
                              "or application/json", 415)
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
-        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names) for i in range(len(x))]}
+        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names, detector.precision)
+                                for i in range(len(x))]}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
@@ -197,14 +203,16 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip(" \t").lower()
 
 
-def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """One image's answer; a score that is not finite is reported out-of-distribution, with the reason."""
+def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None,
+                precision: str = "fp32") -> dict[str, Any]:
+    """One image's answer (at ``precision``, :mod:`odin_ood.scores.precision`); a score that is not
+    finite is reported out-of-distribution, with the reason."""
     finite = math.isfinite(row["score"])
     return {"predicted_class": row["predicted_class"], "class_name": class_name(names, row["predicted_class"]),
             "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
             "score": row["score"] if finite else None, "threshold": threshold,
             "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
-            "error": None if finite else NOT_FINITE}
+            "error": None if finite else NOT_FINITE, "precision": precision}
 
 
 def _client(request: Request) -> str:

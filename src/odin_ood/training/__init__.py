@@ -1,4 +1,8 @@
-"""Training the paper's networks with the paper's recipe (section 4.1, Appendix A.1)."""
+"""Training the paper's networks with the paper's recipe (section 4.1, Appendix A.1).
+
+Imports point down: to :mod:`odin_ood.models`, :mod:`odin_ood.data`, :mod:`odin_ood.preprocess`
+and :mod:`odin_ood._utils`; only the ``train`` command imports this.
+"""
 
 from odin_ood.training.augment import random_crop_flip
 from odin_ood.training.loop import TrainResult, accuracy, train

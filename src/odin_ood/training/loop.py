@@ -21,11 +21,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from odin_ood.data import ImageDataset
-from odin_ood.devices import resolve_device
+from odin_ood._utils.devices import resolve_device
 from odin_ood.models.zoo import spec
 from odin_ood.training.augment import random_crop_flip
 from odin_ood.training.recipe import Recipe, recipe as get_recipe
 from odin_ood.training.state import STATE_FILE, load_checkpoint, save_checkpoint
+from odin_ood.preprocess.model_input import declared_input
 
 
 @dataclass
@@ -40,14 +41,15 @@ class TrainResult:
 
 def normaliser(model: nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std) of the model's input as (1, C, 1, 1) tensors on ``device``."""
-    mean = torch.tensor(getattr(model, "input_mean", (0.0,)), device=device).view(1, -1, 1, 1)
-    std = torch.tensor(getattr(model, "input_std", (1.0,)), device=device).view(1, -1, 1, 1)
+    said = declared_input(model)
+    mean = torch.tensor(said.mean or (0.0,), device=device).view(1, -1, 1, 1)
+    std = torch.tensor(said.std or (1.0,), device=device).view(1, -1, 1, 1)
     return mean, std
 
 
 def check_compatible(model: nn.Module, data: ImageDataset) -> None:
     """Raise ``ValueError`` when ``data``'s image shape or labels do not fit ``model``."""
-    shape = getattr(model, "input_shape", None)
+    shape = declared_input(model).shape
     if shape is not None and tuple(data.shape) != tuple(shape):
         raise ValueError(f"dataset {data.name!r} has images of shape {tuple(data.shape)}; the model expects {tuple(shape)}")
     classes = getattr(model, "num_classes", None)

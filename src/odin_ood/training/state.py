@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from odin_ood.models.checkpoint import load_strict, read_state_dict, save_safetensors
+from odin_ood.preprocess.model_input import declared_input
+from odin_ood._utils.files import write_file
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -29,8 +31,8 @@ def model_metadata(model: nn.Module) -> dict[str, Any]:
     return {
         "arch": getattr(model, "arch", None),
         "num_classes": getattr(model, "num_classes", None),
-        "input_mean": list(getattr(model, "input_mean", ())),
-        "input_std": list(getattr(model, "input_std", ())),
+        "input_mean": list(declared_input(model).mean or ()),
+        "input_std": list(declared_input(model).std or ()),
     }
 
 
@@ -46,11 +48,9 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
         for key, value in buffers.items()
         if isinstance(value, torch.Tensor)
     }
-    save_file(tensors, folder / OPTIMIZER_FILE)
+    write_file(folder / OPTIMIZER_FILE, save(tensors))
     state = dict(state, param_groups=opt["param_groups"])
-    tmp = folder / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(folder / STATE_FILE)
+    write_file(folder / STATE_FILE, json.dumps(state, indent=2))
 
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-if TYPE_CHECKING:
-    from torch import nn
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves, tree_map
+from torch.utils.weak import WeakIdKeyDictionary
+
+from odin_ood.scores.passes import model_device, scoring_mode
 
 PROBE_SEED = 20180430  # the fixed probe batch of :func:`computation` (ICLR 2018's first day)
 PROBE_ROWS = 3
 
 
-def fingerprint(model: "nn.Module") -> str:
+def fingerprint(model: nn.Module) -> str:
     """``"sha256:<hex>"`` over the state dict (names, dtypes, shapes and bytes, sorted by name).
 
     Buffers such as BatchNorm running statistics are included: they change the outputs.
     """
-    import torch  # here, so that ``odin_ood`` imports without torch (odin_ood/__init__.py)
-
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
@@ -30,9 +33,9 @@ def fingerprint(model: "nn.Module") -> str:
     return "sha256:" + h.hexdigest()
 
 
-def computation(model: "nn.Module", input_shape: Sequence[int]) -> str:
+def computation(model: nn.Module, input_shape: Sequence[int]) -> str:
     """``"sha256:<hex>"`` over the ATen operations that ``model`` runs, as ODIN runs it (eval
-    mode, :func:`odin_ood.scores.scoring_mode`), on a fixed probe batch: ``PROBE_ROWS`` images of
+    mode, :func:`odin_ood.scores.passes.scoring_mode`), on a fixed probe batch: ``PROBE_ROWS`` images of
     ``input_shape``, uniform in [0, 1) from seed ``PROBE_SEED``, through the forward pass and the
     input gradient of CE(f(x), argmax f(x)) (ODIN's backward).
 
@@ -45,13 +48,6 @@ def computation(model: "nn.Module", input_shape: Sequence[int]) -> str:
     A branch that this batch does not take is not seen. Costs one forward and backward of
     ``PROBE_ROWS`` images.
     """
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves, tree_map
-    from torch.utils.weak import WeakIdKeyDictionary
-
-    from odin_ood.scores import model_device, scoring_mode
-
     state = {id(t): name for name, t in (*model.named_parameters(), *model.named_buffers())}
     made: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> number of the operation output it is
     numbers = itertools.count()

@@ -166,3 +166,8 @@ class NonFiniteScores(ValueError):
         super().__init__(f"{name} contains NaN or infinite values (at {len(positions)} position(s), "
                          f"first {positions[0]})")
         self.name, self.positions = name, positions
+
+
+def readable(n: int) -> str:
+    """``n`` bytes in MiB below 1 GiB, else GiB (``"10.0 MiB"``, ``"1.50 GiB"``)."""
+    return f"{n / 2**20:.1f} MiB" if n < 1 << 30 else f"{n / 2**30:.2f} GiB"

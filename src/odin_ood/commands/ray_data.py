@@ -181,7 +181,7 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
     import ray
     from ray.data import DataContext
 
-    from odin_ood import memory
+    from odin_ood.scores import memory
 
     output = Path(output)
     if ray_options.workers is not None and ray_options.workers < 1:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from odin_ood._checks import check_batch
+from odin_ood._utils.checks import check_batch
 
 Data = Union[Tensor, Dataset, DataLoader]
 

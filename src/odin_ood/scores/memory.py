@@ -31,7 +31,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from odin_ood._checks import named
+from odin_ood._utils.checks import named, readable
+from odin_ood.scores.odin import odin_outputs
+from odin_ood.scores.passes import model_device
 
 DEFAULT_MAX_MEMORY = 1 << 30
 MAX_BATCH = 128
@@ -62,11 +64,6 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-def readable(n: int) -> str:
-    """``n`` bytes in MiB below 1 GiB, else GiB (``"10.0 MiB"``, ``"1.50 GiB"``)."""
-    return f"{n / 2**20:.1f} MiB" if n < 1 << 30 else f"{n / 2**30:.2f} GiB"
-
-
 def input_bytes(shape: Sequence[int]) -> int:
     """Bytes of one float32 model input of ``shape`` (C, H, W)."""
     return 4 * math.prod(int(s) for s in shape)
@@ -77,8 +74,6 @@ def working_bytes(model: nn.Module, shape: Sequence[int]) -> int:
     gradient (each storage counted once, the model's own weights and buffers not), measured on ``PROBE_IMAGES`` zero images on the model's
     device, per image, plus its input, gradient and perturbed copy. A model whose autograd saves
     nothing visible to hooks (TorchScript) counts 16 inputs' worth of activations."""
-    from odin_ood.scores import model_device, odin_outputs
-
     seen: dict[tuple[int, int], int] = {}
     weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
 

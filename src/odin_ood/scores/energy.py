@@ -1,5 +1,5 @@
-"""ODIN's successors as pure functions, with the conventions of :mod:`odin_ood.scores` (ODIN and
-MSP live there): higher = more in-distribution, batched, eval mode with parameter gradients off
+"""ODIN's successors as pure functions, with the conventions of :mod:`odin_ood.scores.odin` (ODIN
+and MSP live there): higher = more in-distribution, batched, eval mode with parameter gradients off
 (every module's mode restored), computed on the model's device, logits in float32 or wider.
 
 * **Energy** (Liu, Wang, Owens & Li, NeurIPS 2020, eq. 4 with the sign flipped so that higher
@@ -23,9 +23,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from odin_ood._checks import channel_view, check_epsilon, check_temperature
-from odin_ood.model_input import scoring_input
-from odin_ood.scores import Clamp, _prepare, at_least_fp32, logits_per_epsilon, scoring_mode, sign_direction
+from odin_ood._utils.checks import channel_view, check_epsilon, check_temperature
+from odin_ood.preprocess.model_input import scoring_input
+from odin_ood.scores.passes import Clamp, at_least_fp32, perturbed_logits, prepare, scoring_mode, sign_direction
 
 
 def energy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -40,20 +40,20 @@ def maxlogit_from_logits(logits: Tensor) -> Tensor:
 
 
 def _logits(model: nn.Module, x: Tensor, normalise: str | bool) -> Tensor:
-    x = _prepare(model, scoring_input(model, x, normalise, None)[0])
+    x = prepare(model, scoring_input(model, x, normalise, None)[0])
     with scoring_mode(model), torch.no_grad():
         return model(x)
 
 
 def energy_scores(model: nn.Module, x: Tensor, temperature: float = 1.0, *, normalise: str | bool = "auto") -> Tensor:
     """Energy score T * logsumexp(f(x) / T) (Liu et al., 2020); one forward without a graph.
-    ``normalise`` as :func:`odin_ood.scores.odin_scores` (:mod:`odin_ood.model_input`)."""
+    ``normalise`` as :func:`odin_ood.scores.odin.odin_scores` (:mod:`odin_ood.preprocess.model_input`)."""
     return energy_from_logits(_logits(model, x, normalise), temperature)
 
 
 def maxlogit_scores(model: nn.Module, x: Tensor, *, normalise: str | bool = "auto") -> Tensor:
     """MaxLogit score max_i f_i(x) (Hendrycks et al., 2022); one forward without a graph.
-    ``normalise`` as :func:`odin_ood.scores.odin_scores`."""
+    ``normalise`` as :func:`odin_ood.scores.odin.odin_scores`."""
     return maxlogit_from_logits(_logits(model, x, normalise))
 
 
@@ -84,10 +84,10 @@ def energy_odin_grid_scores(
     """
     temperature = check_temperature(temperature)
     epsilons = [check_epsilon(e, "epsilons") for e in epsilons]
-    x = _prepare(model, x)
+    x = prepare(model, x)
     std = channel_view(input_std, x)
-    logits, per_epsilon = logits_per_epsilon(
-        model, x, epsilons, lambda z, xg: energy_direction(z, xg, temperature, std), clamp)
+    logits, (per_epsilon,) = perturbed_logits(
+        model, x, [lambda z, xg, keep: energy_direction(z, xg, temperature, std, keep)], epsilons, clamp)
     return logits, torch.stack([energy_from_logits(z, temperature) for z in per_epsilon])
 
 
@@ -118,9 +118,9 @@ def energy_odin_scores(
     x~ = x - epsilon * sign(-grad_x E(x; T)) / std (the step increases the energy score).
 
     ``epsilon`` is in pixel units (divided by the per-channel ``input_std`` when given, as in
-    :func:`odin_ood.scores.odin_scores`); ``clamp=(low, high)`` optionally clips x~. Costs one
+    :func:`odin_ood.scores.odin.odin_scores`); ``clamp=(low, high)`` optionally clips x~. Costs one
     forward with an input-only backward and, for epsilon > 0, one forward without a graph.
-    ``normalise`` as :func:`odin_ood.scores.odin_scores` (:mod:`odin_ood.model_input`).
+    ``normalise`` as :func:`odin_ood.scores.odin.odin_scores` (:mod:`odin_ood.preprocess.model_input`).
     """
     x, std = scoring_input(model, x, normalise, input_std)
     return energy_odin_outputs(model, x, temperature, epsilon, std, clamp)[1]

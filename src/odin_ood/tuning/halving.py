@@ -30,12 +30,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood.metrics import fpr_at_tpr
-from odin_ood.scores import odin_grid_scores
+from odin_ood.metrics.detection import fpr_at_tpr
+from odin_ood.scores.odin import odin_grid_scores
+from odin_ood.tuning.searches import REPRODUCE_SEARCHES, Cell, check_search
 
-Cell = tuple[int, int]
 ScoreFn = Callable[[str, Sequence[Cell], np.ndarray], np.ndarray]
-SEARCHES = ("grid", "halving")
 
 
 @dataclass
@@ -85,7 +84,7 @@ def _fprs(memo: _Memo, cells: Sequence[Cell], n_in: int, n_out: int, tpr: float)
 
 
 def _best(cells: Sequence[Cell], fpr: np.ndarray) -> Cell:
-    """Lowest FPR, ties to the first cell in grid order (as :func:`odin_ood.tuning.tune_from_scores`)."""
+    """Lowest FPR, ties to the first cell in grid order (as :func:`odin_ood.tuning.grid.tune_from_scores`)."""
     order = sorted(range(len(cells)), key=lambda k: (fpr[k], cells[k]))
     return cells[order[0]]
 
@@ -113,8 +112,7 @@ def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method
     ``"halving"`` runs successive halving (module docstring): each cut keeps the best
     1/``eta`` of the cells and also every cell within ``margin`` noise units
     (:func:`fpr_noise`) of the round's best, so a winner unlucky on a small subset survives."""
-    if method not in SEARCHES:
-        raise ValueError(f"search must be one of {SEARCHES}, got {method!r}")
+    check_search(method, REPRODUCE_SEARCHES)
     if eta <= 1:
         raise ValueError(f"eta must be > 1, got {eta}")
     rng = np.random.default_rng(seed)

@@ -34,14 +34,17 @@ perturbation step is divided by the same std, as the paper's code.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+import dataclasses
+
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from odin_ood._checks import channel_view, check_batch
-from odin_ood.batching import Data, iter_batches
+from odin_ood._utils.checks import channel_view, check_batch
+from odin_ood._utils.batching import Data, iter_batches
+from odin_ood.preprocess.spec import Preprocessing, close_values, floats
 
 NORMALISE = ("auto", True, False)
 PIXEL_TOLERANCE = 0.5  # how far outside [0, 1] pixels may overshoot (resampling) and still be pixels, clamped
@@ -53,12 +56,75 @@ def check_normalise(normalise: object) -> str | bool:
     return normalise  # type: ignore[return-value]
 
 
+class Declared(NamedTuple):
+    """What a model says about its input, None where it does not say: the
+    :class:`~odin_ood.preprocess.spec.Preprocessing` attached at load, the input size (C, H, W) and
+    the per-channel mean and std its pixels go through."""
+
+    preprocessing: Preprocessing | None
+    shape: tuple[int, ...] | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+
+
+def declared_input(model: nn.Module) -> Declared:
+    """The one reader of what a model declares about its input (everything in odin-ood asks here).
+
+    A model from :func:`odin_ood.models.load` carries its :class:`Preprocessing` as
+    ``model.preprocessing``, attached once at load by whichever source knows it (:func:`attach`:
+    the zoo, torchvision's weights or timm's data config, a transformers image processor, an ONNX
+    file's metadata, the user's ``input_shape``/``input_mean``/``input_std``), and for
+    compatibility the same values as ``input_shape``, ``input_mean`` and ``input_std`` attributes. A
+    model built by hand may carry only those attributes: they are read the same way. Attributes
+    that contradict the attached preprocessing (changed after load) are refused (``ValueError``),
+    never one silently preferred."""
+    shape, mean, std = (getattr(model, name, None) for name in ("input_shape", "input_mean", "input_std"))
+    shape = None if shape is None else tuple(int(s) for s in shape)
+    mean, std = floats(mean), floats(std)
+    attached = getattr(model, "preprocessing", None)
+    if not isinstance(attached, Preprocessing):
+        return Declared(None, shape, mean, std)
+    for name, said, has in (("input_mean", mean, attached.mean), ("input_std", std, attached.std)):
+        if said is not None and not close_values(said, has):
+            raise ValueError(f"the model's {name} {said} contradicts its preprocessing's {name[6:]} {has} (attached "
+                             f"at load): change model.preprocessing, not model.{name}")
+    if shape is not None and shape != attached.input_shape:
+        raise ValueError(f"the model's input_shape {shape} contradicts its preprocessing's {attached.input_shape} "
+                         "(attached at load): change model.preprocessing, not model.input_shape")
+    return Declared(attached, attached.input_shape, attached.mean, attached.std)
+
+
+def of_model(model: nn.Module) -> Preprocessing | None:
+    """The preprocessing a model declares (:func:`declared_input`): the one attached at load, else
+    a ``none`` resize at its ``input_shape`` with its ``input_mean``/``input_std``; None when it
+    does not say its input size."""
+    d = declared_input(model)
+    if d.preprocessing is not None or d.shape is None:
+        return d.preprocessing
+    return Preprocessing(d.shape, mean=d.mean, std=d.std)
+
+
+def attach(model: nn.Module, library: Preprocessing | None = None) -> Preprocessing | None:
+    """Set ``model.preprocessing`` from what its source said, once, at load: ``library``'s geometry
+    (its resize, interpolation and resize size, scaled to the model's input size) with the model's
+    ``input_mean``/``input_std``, else a ``none`` resize at its ``input_shape``; None when the input
+    size is unknown. Called by :func:`odin_ood.models.sources.describe` and
+    :func:`odin_ood.models.zoo.build`, after they set the attributes."""
+    model.preprocessing = None
+    own = of_model(model)
+    if own is not None and library is not None:
+        own = dataclasses.replace(library.for_input_shape(own.input_shape), mean=own.mean, std=own.std)
+    model.preprocessing = own
+    return own
+
+
 def declared(model: nn.Module, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None) -> tuple[Sequence[float], Sequence[float]] | None:
-    """(mean, std) that ``model`` takes its pixels through: ``mean``/``std`` if given, else its
-    ``input_mean``/``input_std`` attributes; None when either is unknown or they are the identity."""
-    mean = mean if mean is not None else getattr(model, "input_mean", None)
-    std = std if std is not None else getattr(model, "input_std", None)
+    """(mean, std) that ``model`` takes its pixels through: ``mean``/``std`` if given, else what the
+    model declares (:func:`declared_input`); None when either is unknown or they are the identity."""
+    said = declared_input(model)
+    mean = mean if mean is not None else said.mean
+    std = std if std is not None else said.std
     if mean is None or std is None:
         return None
     m, s = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(std, dtype=torch.float64)
@@ -104,7 +170,7 @@ def scoring_input(model: nn.Module, x: Tensor, normalise: str | bool,
                   input_std: Sequence[float] | Tensor | None) -> tuple[Tensor, Sequence[float] | Tensor | None]:
     """(x as the model takes it, the std that divides the step) for one scoring call: normalised
     with the model's own statistics when ``normalise`` says so (then the step's std is
-    ``input_std`` or, if None, the model's ``input_std``)."""
+    ``input_std`` or, if None, the model's std)."""
     stats = declared(model)
     x, done = model_input(check_batch(x), stats, normalise)
     return x, (input_std if input_std is not None or not done else stats[1])

@@ -15,7 +15,7 @@ ID scores X and OOD scores Y:
 
 These choices depend on the grid range and resolution, and the rate-based precision differs
 from precision whenever the two sets differ in size; so odin-ood's default is the exact
-empirical convention of :mod:`odin_ood.metrics`. Use this mode (``evaluate(...,
+empirical convention of :mod:`odin_ood.metrics.detection`. Use this mode (``evaluate(...,
 convention="calmetric")``) to compare with the paper's numbers like for like. By default the
 grid spans [min, max) of the pooled scores; pass ``start``/``end`` to mimic a hard-coded range.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from odin_ood._checks import as_scores
+from odin_ood._utils.checks import as_scores
 
 TPR_WINDOW = (0.9495, 0.9505)
 

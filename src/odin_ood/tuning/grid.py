@@ -4,7 +4,7 @@ For every cell of the grid T x epsilon, ODIN scores the held-out ID and OOD imag
 cell minimising the FPR at 95% TPR (or another metric of :mod:`odin_ood.metrics`) wins. The
 paper's grid: T in {1, 2, 5, ..., 1000} and 21 evenly spaced epsilon in [0, 0.004].
 
-Work is shared across the grid (:func:`odin_ood.scores.odin_grid_scores`): per batch one
+Work is shared across the grid (:func:`odin_ood.scores.odin.odin_grid_scores`): per batch one
 forward with an input graph, one input-only backward per T and one forward per cell with
 epsilon > 0 (``cells_per_forward`` cells optionally stacked into one larger forward), instead
 of three passes per cell; by default the scores equal per-cell scoring bit for bit
@@ -14,10 +14,11 @@ as one OOD set (Appendix H of the paper shows parameters tuned on one OOD set tr
 (``"id-only"``) the ID data alone, by the Generalized-ODIN criterion at T = 1000
 (:func:`id_only_from_scores`).
 
-``search`` says how the grid is searched: ``"grid"`` (the default of :func:`tune`, the paper's
-procedure: every cell on every image, scores identical to per-cell scoring) or ``"shared"``
-(:mod:`odin_ood.shared_search`: one backward shared across temperatures, the best cells verified
-exactly, <= 20 passes per image instead of 211; the default of :class:`odin_ood.Detector`).
+``search`` says how the grid is searched (:data:`odin_ood.tuning.searches.SEARCHES`): ``"grid"``
+(the default of :func:`tune`, the paper's procedure: every cell on every image, scores identical
+to per-cell scoring) or ``"shared"`` (:mod:`odin_ood.tuning.shared`: one backward shared across
+temperatures, the best cells verified exactly, <= 20 passes per image instead of 211; the default
+of :class:`odin_ood.Detector`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood._checks import channel_view, check_epsilon, check_grid, check_temperature
-from odin_ood.batching import Data, iter_batches, map_batches
-from odin_ood.metrics import LOWER_IS_BETTER, METRICS, evaluate
+from odin_ood._utils.checks import channel_view, check_epsilon, check_grid, check_temperature
+from odin_ood._utils.batching import Data, iter_batches, map_batches
 from odin_ood.data.noise import gaussian_noise, uniform_noise
-from odin_ood.scores import Clamp, odin_grid_scores
-from odin_ood.shared_search import ModelBackend, check_search, grid_passes, shared_search, worst_case_passes
+from odin_ood.metrics.detection import LOWER_IS_BETTER, METRICS, evaluate
+from odin_ood.scores.odin import odin_grid_scores
+from odin_ood.scores.passes import Clamp
+from odin_ood.tuning.searches import check_search, grid_passes
+from odin_ood.tuning.shared import ModelBackend, runs_shared, shared_search
 
 PAPER_TEMPERATURES: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 PAPER_EPSILONS: tuple[float, ...] = tuple(round(i * 0.0002, 4) for i in range(21))
@@ -254,7 +257,7 @@ def tune(
                             clamp=clamp, cells_per_forward=cells_per_forward)
     if ood_data is None:
         ood_data = noise_ood_set(id_data, noise_size, input_mean, input_std, noise_seed)
-    if search == "shared" and worst_case_passes(epsilons) < grid_passes(len(temperatures), epsilons):
+    if runs_shared(search, temperatures, epsilons):
         backend = ModelBackend(model, id_data, ood_data, temperatures, epsilons, input_std, batch_size, clamp)
         found = shared_search(backend, temperatures, epsilons, objective, tpr)
         i, j = found.index

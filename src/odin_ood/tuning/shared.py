@@ -1,13 +1,12 @@
 """The shared search: the (T, epsilon) grid at a tenth of its passes, the chosen cell scored exactly.
 
-Cost is counted in passes per tuning image, forwards and backwards alike. The paper's grid
-(section 4.4) costs 1 + |T| + |T| |E+|: one forward with an input graph, one input-only backward
-per temperature and one forward per cell with epsilon > 0 (E+) -- 211 on the 10 x 21 grid.
+Cost is counted in passes per tuning image (:mod:`odin_ood.tuning.searches`: the paper's grid
+costs 211 on the 10 x 21 grid).
 
 1. **Survey** (every tuning image): one forward with an input graph, ONE backward at the largest
    temperature T_d, and one forward along its direction d(T_d) at every second positive epsilon
    of the grid (E_s); each forward's logits give S(x - e d(T_d); T) at every T for free
-   (:func:`odin_ood.scores.odin_shared_direction_scores`). Cost 2 + |E_s| (12 on the paper's
+   (:func:`odin_ood.scores.odin.odin_shared_direction_scores`). Cost 2 + |E_s| (12 on the paper's
    grid). These approximate ODIN's cells, exactly where T = T_d or e = 0: for large T the sign of
    grad_x log S(x; T) stops depending on T (measured: benchmarks/RESULTS.md).
 2. **Verify** (every tuning image, exact ODIN): the best surveyed cell with its grid neighbours in
@@ -16,11 +15,11 @@ per temperature and one forward per cell with epsilon > 0 (E+) -- 211 on the 10 
    at most 8 more on the paper's grid.
 3. **Choose** among the exactly scored cells (the e = 0 column, T_d's surveyed row, the verified
    cells) by the objective, ties to the first cell in grid order, as
-   :func:`odin_ood.tuning.tune_from_scores` does over the whole grid.
+   :func:`odin_ood.tuning.grid.tune_from_scores` does over the whole grid.
 
 So the chosen cell's scores are ODIN's exactly (the threshold is set on them), at most 20 passes
 per image on the paper's grid instead of 211. Where the survey's worst case would cost as much as
-the grid (a small grid), the grid runs instead. The same code runs on a model
+the grid (a small grid), the grid runs instead (:func:`runs_shared`: the one place that rule is written). The same code runs on a model
 (:class:`ModelBackend`) and on cached grid logits (:class:`ArrayBackend`, which
 ``benchmarks/bench_fit_search.py`` uses to replay the search on many tuning splits).
 """
@@ -34,25 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood.batching import Data, map_batches
-from odin_ood.metrics import LOWER_IS_BETTER, METRICS, evaluate
-from odin_ood.scores import Clamp, odin_grid_scores, odin_shared_direction_scores
-
-SEARCHES: tuple[str, ...] = ("shared", "grid")
-DEFAULT_SEARCH = "shared"  # Detector.fit and odin-ood fit; odin_ood.tune keeps the grid
-Cell = tuple[int, int]
-
-
-def check_search(search: str) -> str:
-    if search not in SEARCHES:
-        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
-    return search
-
-
-def grid_passes(n_temperatures: int, epsilons: Sequence[float]) -> int:
-    """Passes per image of the full grid: 1 + |T| (1 + |E+|), or 1 when no epsilon is positive."""
-    positive = sum(e > 0 for e in epsilons)
-    return 1 + n_temperatures * (1 + positive) if positive else 1
+from odin_ood._utils.batching import Data, map_batches
+from odin_ood.metrics.detection import LOWER_IS_BETTER, METRICS, evaluate
+from odin_ood.scores.odin import odin_grid_scores, odin_shared_direction_scores
+from odin_ood.scores.passes import Clamp
+from odin_ood.tuning.searches import Cell, check_search, grid_passes
 
 
 def survey_epsilons(epsilons: Sequence[float]) -> list[int]:
@@ -72,11 +57,19 @@ def worst_case_passes(epsilons: Sequence[float]) -> int:
     return 1 + (positive > 0) + surveyed + (2 + min(3, positive)) + 3 * (positive > 0)
 
 
+def runs_shared(search: str, temperatures: Sequence[float], epsilons: Sequence[float]) -> bool:
+    """Whether ``search`` runs the shared search on this grid: it was asked for, and its worst case
+    costs fewer passes than the grid (on a small grid it would not: the grid runs instead)."""
+    return (check_search(search) == "shared"
+            and worst_case_passes(epsilons) < grid_passes(len(temperatures), epsilons))
+
+
 def planned_passes(search: str, temperatures: Sequence[float], epsilons: Sequence[float]) -> int:
-    """Passes per image ``search`` plans on this grid (the shared search's worst case, or the grid
-    where that would cost no less)."""
-    grid = grid_passes(len(temperatures), epsilons)
-    return min(worst_case_passes(epsilons), grid) if check_search(search) == "shared" else grid
+    """Passes per image ``search`` plans on this grid: the shared search's worst case where it runs
+    (:func:`runs_shared`), else the grid's."""
+    if runs_shared(search, temperatures, epsilons):
+        return worst_case_passes(epsilons)
+    return grid_passes(len(temperatures), epsilons)
 
 
 class Backend(Protocol):

@@ -8,19 +8,23 @@ resumed ``odin-ood score`` run and for every rank of a distributed run, and equa
 ``Detector.outputs`` on the same images in batches of ``batch_size``. Which runtime scores
 (eager torch, the exported graph on ONNX Runtime or OpenVINO) is the runtime's business
 (:mod:`odin_ood.runtimes`); an exported graph takes only full batches, so it is always padded.
+Used by the HTTP gate (:mod:`odin_ood.serving`) and ``odin-ood score`` (:mod:`odin_ood.commands.rows`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
-from odin_ood.runtimes import Runtime
+if TYPE_CHECKING:  # the runtimes import this module's callers' detector: no import at run time
+    from odin_ood.runtimes import Runtime
 
 OUTPUT_KEYS = ("predicted_class", "confidence", "score", "is_out_of_distribution")
 
 
-def fixed_batch_outputs(runtime: Runtime, pixels: Tensor, pad: bool = True) -> dict[str, Tensor]:
+def fixed_batch_outputs(runtime: "Runtime", pixels: Tensor, pad: bool = True) -> dict[str, Tensor]:
     """``runtime.outputs(pixels)`` ([0, 1] pixels (N, C, H, W)) computed in batches of exactly
     ``runtime.batch_size`` rows (the last one zero-padded, padding dropped from the result) when
     ``pad`` or the runtime takes only full batches; as given otherwise."""

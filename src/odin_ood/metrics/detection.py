@@ -17,7 +17,7 @@ Conventions, used everywhere in odin-ood:
 Every metric is computed from one sort of the pooled scores (``roc_points``), so ``evaluate``
 on 10^6 scores takes a fraction of a second; the tests check each value against
 scikit-learn. ``evaluate(..., convention="calmetric")`` reproduces the paper's released
-evaluation code instead (see :mod:`odin_ood.calmetric`).
+evaluation code instead (see :mod:`odin_ood.metrics.calmetric`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from odin_ood._checks import as_scores, check_rate
+from odin_ood._utils.checks import as_scores, check_rate
+from odin_ood.metrics.calmetric import calmetric_evaluate
 
 METRICS = ("fpr_at_95_tpr", "detection_error", "auroc", "aupr_in", "aupr_out")
 LOWER_IS_BETTER = frozenset({"fpr_at_95_tpr", "detection_error"})
@@ -140,12 +141,10 @@ def evaluate(
 
     ``convention="exact"`` (default) uses the empirical curves described in this module.
     ``convention="calmetric"`` reproduces the paper's released ``calMetric.py`` (threshold grid,
-    FPR averaged over a TPR window, rate-based precision; see :mod:`odin_ood.calmetric`), to
+    FPR averaged over a TPR window, rate-based precision; see :mod:`odin_ood.metrics.calmetric`), to
     compare with the paper's tables like for like.
     """
     if convention == "calmetric":
-        from odin_ood.calmetric import calmetric_evaluate
-
         return calmetric_evaluate(scores_in, scores_out, **calmetric_options)
     if convention != "exact":
         raise ValueError(f"convention must be 'exact' or 'calmetric', got {convention!r}")
