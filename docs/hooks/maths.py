@@ -24,7 +24,8 @@ def to_mathml(latex: str, display: str) -> str:
 
 def convert_text(text: str) -> str:
     text = DISPLAY.sub(lambda m: '<div class="maths">' + to_mathml(m.group(1), "block") + "</div>", text)
-    return INLINE.sub(lambda m: to_mathml(m.group(1), "inline"), text)
+    # in a span: a line that starts with <math> would otherwise end the paragraph (a block-level tag)
+    return INLINE.sub(lambda m: "<span>" + to_mathml(m.group(1), "inline") + "</span>", text)
 
 
 def on_page_markdown(markdown: str, **kwargs) -> str:
