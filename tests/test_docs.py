@@ -8,8 +8,8 @@ of this checkout (``python`` and ``torchrun`` are this interpreter's too). The f
 the docs; a page that names it is skipped when it is absent. A served port (``localhost:8000``,
 ``--port 8000``) becomes a free one, so two runs on one machine do not meet.
 
-A block that does not run here says so on the line before it, and the count of such marks per page
-is fixed below (``NOT_RUN``), so none hides silently:
+A block that does not run by default says so on the line before it, and the count of such marks
+per page is fixed below (``MARKED``), so none hides silently:
 
 * ``<!-- not-run: REASON -->`` never runs (an install, hours of CPU, weights we do not have);
 * ``<!-- docs-test: slow -->`` runs only with ``-m slow`` (``test_slow_blocks_run``);
@@ -43,15 +43,26 @@ MARKS = {"not-run", "docs-test"}
 MODES = {"slow", "libraries"}
 TIMEOUT = 300
 
-# pages -> how many of their blocks never run (each with its reason beside it in the page)
-NOT_RUN = {
-    "README.md": 2,                       # the install + whole test suite (.ci/run runs it); mkdocs serve
-    "docs/getting-started.md": 3,         # the same install; pip install '.[serve]'; the 5.5 GB libraries venv
-    "docs/guides/data-and-models.md": 1,  # training at full length (minutes to days)
-    "docs/guides/library-models.md": 2,   # downloading ImageNet weights; files that are not in the repository
-    "docs/guides/reproduce.md": 2,        # the full suites (minutes to hours); the GPU script
-    "docs/guides/scale-out.md": 2,        # GPUs on two machines; a running Ray cluster
-    "docs/results/README.md": 1,          # the full CIFAR suites
+# page -> how many of its blocks never run (each with its reason beside it in the page), run with
+# -m slow only, or run with -m libraries only
+MARKED = {
+    # not-run: the install + whole test suite (.ci/run runs it); mkdocs serve
+    "README.md": {"not-run": 2},
+    # not-run: the same install; pip install '.[serve]'; the 5.5 GB libraries venv. slow: the tour,
+    # which is the README's (test_the_slow_marked_walkthroughs_run_by_default_elsewhere)
+    "docs/getting-started.md": {"not-run": 3, "slow": 4},
+    # not-run: training at full length. slow: datasets --root, the Tiny ImageNet builds, one epoch
+    "docs/guides/data-and-models.md": {"not-run": 1, "slow": 3},
+    # not-run: downloading ImageNet weights; files that are not in the repository
+    "docs/guides/library-models.md": {"not-run": 2, "libraries": 5},
+    # slow: fit -> score -> serve of a .pt2, which tests/test_walkthrough.py runs by default
+    "docs/guides/own-model.md": {"slow": 1},
+    # not-run: the full suites (minutes to hours); the GPU script. slow: a one-minute smoke run
+    "docs/guides/reproduce.md": {"not-run": 2, "slow": 1},
+    # not-run: GPUs on two machines; a running Ray cluster. slow: torchrun, Ray's cluster start
+    "docs/guides/scale-out.md": {"not-run": 2, "slow": 3},
+    # not-run: the full CIFAR suites
+    "docs/results/README.md": {"not-run": 1},
 }
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+|~~~+)(?P<lang>[^\s`]*)")
@@ -233,7 +244,7 @@ def with_blocks(mode: str | None) -> list:
 
 
 def test_every_block_is_run_or_marked_with_a_reason():
-    counts = {}
+    counts: dict[str, dict[str, int]] = {}
     for path in pages():
         name = page_name(path)
         assert not dangling_marks(path), f"{name}: a mark with no block right after it, line(s) {dangling_marks(path)}"
@@ -241,12 +252,16 @@ def test_every_block_is_run_or_marked_with_a_reason():
             assert b.lang in RUN | SHOWN, f"{b.where}: a fence in {b.lang or 'no language'!r}: use one of {sorted(RUN | SHOWN)}"
             if b.mark == "not-run":
                 assert len(b.reason) > 10, f"{b.where}: a not-run block must say why"
-                counts[name] = counts.get(name, 0) + 1
             elif b.mark is not None:
                 assert b.mark in MODES, f"{b.where}: docs-test: {b.mark!r} is none of {sorted(MODES)}"
             if b.mark and b.lang in SHOWN:
                 raise AssertionError(f"{b.where}: a {b.lang} block is never run, so it needs no mark")
-    assert counts == NOT_RUN, "blocks marked not-run changed: update NOT_RUN (and say why in the page)"
+            if b.mark:
+                counts.setdefault(name, {}).setdefault(b.mark, 0)
+                counts[name][b.mark] += 1
+            if b.lang in RUN and b.mark != "not-run" and "odin-ood serve" in b.code:
+                assert "--port 8000" in b.code, f"{b.where}: serve on --port 8000, which the test moves to a free port"
+    assert counts == MARKED, "marked blocks changed: update MARKED (and say why, in the page and there)"
 
 
 def odin_ood_lines(path: Path, after: str) -> list[str]:
