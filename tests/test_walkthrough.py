@@ -1,5 +1,5 @@
-"""The README's command-line walk-through, run as written: ``odin-ood fit`` -> ``score`` -> ``serve``
-on a user's own model (a small conv net trained here on real MNIST digits and exported with
+"""The command-line walk-through of docs/guides/own-model.md, run as written: ``odin-ood fit`` ->
+``score`` -> ``serve`` on a user's own model (a small conv net trained here on real MNIST digits and exported with
 torch.export as ``my_model.pt2``) and folders of real PNG files."""
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ from odin_ood.commands.writers import read_rows
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "own-model.md"
+SECTION = "## Fit, score, serve"
 
 
 def readme_commands() -> dict[str, list[str]]:
-    """The ``odin-ood`` commands of the first bash block under "## Use it", by subcommand."""
-    section = README.read_text().split("## Use it", 1)[1]
+    """The ``odin-ood`` commands of the first bash block under "## Fit, score, serve", by
+    subcommand (``serve``'s ``&`` dropped: the test starts the server itself, on a free port)."""
+    section = PAGE.read_text().split(SECTION, 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
-    commands = [shlex.split(line) for line in block.splitlines() if line.startswith("odin-ood ")]
+    commands = [shlex.split(line.removesuffix("&")) for line in block.splitlines() if line.startswith("odin-ood ")]
     return {c[1]: c[2:] for c in commands}
 
 
 def readme_api_key() -> str:
     """The key the walk-through exports before ``odin-ood serve``."""
-    return re.search(r"export ODIN_OOD_API_KEY=(\S+)", README.read_text().split("## Use it", 1)[1]).group(1)
+    return re.search(r"export ODIN_OOD_API_KEY=(\S+)", PAGE.read_text().split(SECTION, 1)[1]).group(1)
 
 
 def test_the_readme_has_the_three_commands():

@@ -119,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epsilons", type=floats_arg, default=PAPER_EPSILONS, metavar="E,E,...",
                         help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])")
     parser.add_argument("--score", choices=SCORES, default="odin",
-                        help="the detector's score (default: ODIN; the others are its successors, see README)")
+                        help="the detector's score (default: ODIN; the others are its successors, see docs/concepts/odin.md)")
     parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
                         help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): noise = "
                              f"{NOISE_SIZE} Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {NOISE_SIZE} Uniform "

@@ -138,7 +138,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "zoo; the detector's at score and serve)")
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default=None,
                         help="resampling filter of --resize (default: the model's own, else bilinear-antialias = "
-                             "PIL bilinear; bilinear = torch's, without antialiasing; see README)")
+                             "PIL bilinear; bilinear = torch's, without antialiasing; see docs/concepts/preprocessing.md)")
     parser.add_argument("--resize-size", type=ints_arg, default=None, metavar="N|H,W",
                         help="the size --resize resizes to before the centre crop: the shorter side for "
                              "resize-shorter-then-center-crop, H,W for squash (default: the model's own)")

@@ -2,19 +2,17 @@
 
 A spec is one of (first match wins):
 
-============================  =====================================================  ============
-spec                          what is loaded                                          runs code?
-============================  =====================================================  ============
-``torchvision:NAME``          torchvision's architecture NAME, ``weights`` file       no (weights)
-``timm:NAME``                 timm's architecture NAME, ``weights`` file              no (weights)
-``hf:PATH``                   a transformers folder (:mod:`.huggingface`)             no
-``onnx:PATH``, ``*.onnx``     an ONNX graph made a torch module (:mod:`.onnx`)        no
-``torchscript:PATH``, ``*.ts``  a TorchScript archive                                 **yes**
-``export:PATH``, ``*.pt2``    a ``torch.export`` program                              **yes**
-an existing file              a checkpoint of a zoo architecture (:mod:`.zoo`)        no
-a zoo name                    :func:`odin_ood.models.names`, ``weights`` optional     no
-``package.module:factory``    ``factory()`` from the user's importable module         **yes**
-============================  =====================================================  ============
+| spec                           | what is loaded                                      | runs code?   |
+|--------------------------------|-----------------------------------------------------|--------------|
+| ``torchvision:NAME``           | torchvision's architecture NAME, ``weights`` file   | no (weights) |
+| ``timm:NAME``                  | timm's architecture NAME, ``weights`` file          | no (weights) |
+| ``hf:PATH``                    | a transformers folder (:mod:`.huggingface`)         | no           |
+| ``onnx:PATH``, ``*.onnx``      | an ONNX graph made a torch module (:mod:`.onnx`)    | no           |
+| ``torchscript:PATH``, ``*.ts`` | a TorchScript archive                               | **yes**      |
+| ``export:PATH``, ``*.pt2``     | a ``torch.export`` program                          | **yes**      |
+| an existing file               | a checkpoint of a zoo architecture (:mod:`.zoo`)    | no           |
+| a zoo name                     | :func:`odin_ood.models.names`, ``weights`` optional | no           |
+| ``package.module:factory``     | ``factory()`` from the user's importable module     | **yes**      |
 
 Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors, their
 keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
