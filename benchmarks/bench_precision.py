@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import precision_gate as gate  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.cache import ScoreCache  # noqa: E402
-from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
-from odin_ood.experiments.protocol import CELL_CHUNK, Scorer, images_sha256  # noqa: E402
-from odin_ood.metrics import evaluate  # noqa: E402
+import common
+import precision_gate as gate
+from odin_ood.experiments import run
+from odin_ood.experiments.cache import ScoreCache
+from odin_ood.experiments.every_image import msp_from_logits
+from odin_ood.experiments.protocol import CELL_CHUNK, Scorer, images_sha256
+from odin_ood.metrics import evaluate
 
 
 def parser():

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.cache import ScoreCache  # noqa: E402
-from odin_ood.experiments.protocol import Scorer, dataset_seed, split_indices  # noqa: E402
-from odin_ood.metrics import fpr_at_tpr  # noqa: E402
-from odin_ood.tuning.halving import array_scorer, model_scorer, search  # noqa: E402
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
+import common
+from odin_ood.experiments import run
+from odin_ood.experiments.cache import ScoreCache
+from odin_ood.experiments.protocol import Scorer, dataset_seed, split_indices
+from odin_ood.metrics import fpr_at_tpr
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
+from odin_ood.tuning.halving import array_scorer, model_scorer, search
 
 
 def parser():

@@ -17,8 +17,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-from odin_ood import models  # noqa: E402
+from odin_ood import models  # noqa: E402 -- after sys.path points at src/
 
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"

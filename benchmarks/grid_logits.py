@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.protocol import dataset_seed, split_indices  # noqa: E402
-from odin_ood.scores.passes import scoring_mode  # noqa: E402
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
+import common
+from odin_ood.experiments import run
+from odin_ood.experiments.protocol import dataset_seed, split_indices
+from odin_ood.scores.passes import scoring_mode
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 DEFAULT_CACHE = common.ROOT / ".cache" / "grid-logits"
 

@@ -111,7 +111,7 @@ def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeo
     (process, base URL) once /healthz answers. The server's output goes to the file
     ``proc.log_path`` (see :func:`server_log`)."""
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)  # noqa: SIM115 -- closed once Popen holds it
     proc = subprocess.Popen(
         [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
          "--threads", str(threads), "--log-level", log_level],

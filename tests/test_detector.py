@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 
+from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 from odin_ood import Detector, fingerprint, odin_scores
-from odin_ood.detector import NotFittedError, threshold_below
 from odin_ood.data.noise import gaussian_noise, uniform_noise
+from odin_ood.detector import NotFittedError, threshold_below
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

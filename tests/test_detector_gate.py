@@ -11,10 +11,10 @@ import sys
 
 import pytest
 import torch
-from serving_support import env, free_port
 
 from odin_ood import Detector, models, odin_scores
 from odin_ood.scores.family import SCORES
+from serving_support import env, free_port
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -1,5 +1,5 @@
-"""Detector(score_family=...) and tune_score (scores/family.py, tuning/family.py): every score tuned, thresholded, saved and
-loaded like ODIN; ODIN stays the default."""
+"""Detector(score_family=...) and tune_score (scores/family.py, tuning/family.py): every score tuned,
+thresholded, saved and loaded like ODIN; ODIN stays the default."""
 
 import json
 
@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from odin_ood import Detector
-from odin_ood.metrics import fpr_at_tpr
-from odin_ood.scores.family import SCORES, score_outputs
-from odin_ood.tuning.family import tune_score
-from odin_ood.scores.odin import msp_scores
-from odin_ood.scores.energy import energy_odin_scores, energy_scores, maxlogit_scores
 from odin_ood.data.noise import gaussian_noise, uniform_noise
+from odin_ood.metrics import fpr_at_tpr
+from odin_ood.scores.energy import energy_odin_scores, energy_scores, maxlogit_scores
+from odin_ood.scores.family import SCORES, score_outputs
+from odin_ood.scores.odin import msp_scores
+from odin_ood.tuning.family import tune_score
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -37,7 +37,10 @@ def test_median_heuristic_is_median_over_pairs_of_the_pooled_set(samples, square
 def test_mmd2_equals_the_unbiased_u_statistic_by_loops(samples):
     v, w = samples
     s = _loop_median(v, w, True)
-    k = lambda a, b: np.exp(-np.sum((a - b) ** 2) / s)  # noqa: E731
+
+    def k(a, b):
+        return np.exp(-np.sum((a - b) ** 2) / s)
+
     m = len(v)
     pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
     expected = (sum(k(v[i], v[j]) for i, j in pairs) + sum(k(w[i], w[j]) for i, j in pairs)
@@ -53,7 +56,10 @@ def test_mmd2_equals_the_unbiased_u_statistic_by_loops(samples):
 def test_energy_distance_equals_appendix_g_by_loops(samples):
     v, w = samples
     m = len(v)
-    d = lambda a, b: np.sqrt(np.sum((a - b) ** 2))  # noqa: E731
+
+    def d(a, b):
+        return np.sqrt(np.sum((a - b) ** 2))
+
     unordered = list(itertools.combinations(range(m), 2))
     expected = (2 / m**2 * sum(d(v[i], w[j]) for i in range(m) for j in range(m))
                 - sum(d(v[i], v[j]) for i, j in unordered) / len(unordered)

@@ -10,10 +10,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from serving_support import SRC, encode, env, fit_mnist_detector, free_port
 
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
+from serving_support import SRC, encode, env, fit_mnist_detector, free_port
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def torchrun(script: list[str], cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("fmt", ["csv", pytest.param("parquet", marks=pytest.mark.slow)])
 def test_two_gloo_ranks_write_exactly_the_single_process_output(setup, tmp_path, monkeypatch, fmt):
-    root, args = setup
+    _root, args = setup
     args = [*args, "--model", "position_support:make"]  # the last --model wins: rounding depends on the position
     monkeypatch.syspath_prepend(str(TESTS))
     single = tmp_path / f"single.{fmt}"
@@ -96,7 +96,7 @@ def test_resuming_shards_with_a_refitted_detector_is_refused_by_every_rank_touch
     with the detector that wrote the shard, the output is the single-process one."""
     from odin_ood import Detector, data, models
 
-    root, args = setup
+    _root, args = setup
     refit = Detector(models.load("mnist-mlp"), temperatures=(1000.0,), epsilons=(0.0,), batch_size=16)
     refit.fit(data.load("mnist", root=shared_data).images[:200].float() / 255,
               data.load("notmnist", root=shared_data).images[:200].float() / 255)
@@ -167,7 +167,7 @@ def two_nodes(script: list[str], cwd, fail_rank: str = "none") -> list[subproces
 
 
 def test_two_torchrun_nodes_give_the_single_process_rows_and_a_failed_rank_resumes(setup, tmp_path, monkeypatch):
-    root, args = setup
+    _root, args = setup
     args = [*args, "--model", "position_support:make"]
     monkeypatch.syspath_prepend(str(TESTS))
     single = tmp_path / "single.csv"

@@ -13,15 +13,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from serving_support import encode
 
 from odin_ood import Detector, data, models
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import SCORE_TOLERANCE, load_runtime
-from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.runtimes.eager import EagerRuntime
+from serving_support import encode
 
 pytest.importorskip("onnxscript")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -83,7 +83,7 @@ def assert_agree(got: list[dict], want: list[dict]) -> None:
     the same decision wherever the eager score is not within the bound of the threshold."""
     assert [g["source"] for g in got] == [w["source"] for w in want]
     assert [g["predicted_class"] for g in got] == [w["predicted_class"] for w in want]
-    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want)) <= SCORE_TOLERANCE
+    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want, strict=True)) <= SCORE_TOLERANCE
     assert [g["is_out_of_distribution"] for g in got] == [w["is_out_of_distribution"] for w in want]
 
 
@@ -110,7 +110,7 @@ def test_a_factory_model_whose_code_changed_gets_a_new_graph_not_the_cached_one(
     assert_agree(rows["avg_pool2d", "onnxruntime"], rows["avg_pool2d", "torch"])
     # the change matters: average pooling changes decisions (the old graph would have kept them)
     changed = sum(a["is_out_of_distribution"] != m["is_out_of_distribution"] or a["predicted_class"] != m["predicted_class"]
-                  for a, m in zip(rows["avg_pool2d", "torch"], rows["max_pool2d", "torch"]))
+                  for a, m in zip(rows["avg_pool2d", "torch"], rows["max_pool2d", "torch"], strict=True))
     assert changed >= 3
     assert len(list((tmp_path / "cache" / "export").glob("*.onnx"))) == 2  # one graph per computation
 

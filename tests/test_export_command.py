@@ -16,11 +16,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs, start_server, stop_server
 
 from odin_ood import Detector, models
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs, start_server, stop_server
 
 pytest.importorskip("onnxscript")
 BATCH = 16
@@ -48,7 +48,7 @@ def test_export_writes_one_onnx_file_that_onnxruntime_runs_to_the_eager_gate(set
     assert [i.name for i in session.get_inputs()] == ["pixels"]
     assert session.get_inputs()[0].shape == ["batch", 1, 28, 28]  # any batch size
     pixels = np.stack([setup["images"][i][None].astype(np.float32) / 255.0 for i in range(BATCH)])
-    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": pixels})))
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": pixels}), strict=True))
     want = library_outputs(setup["det"], torch.from_numpy(pixels))
     assert got["predicted_class"].tolist() == want["predicted_class"]
     assert got["is_out_of_distribution"].tolist() == want["is_out_of_distribution"]
@@ -82,7 +82,7 @@ def test_score_with_a_graph_runtime_gives_the_eager_rows(setup, tmp_path, runtim
         rows[name] = list(read_rows(out))
     eager, graph = rows["torch"], rows[runtime]
     assert [r["source"] for r in graph] == [r["source"] for r in eager] and len(graph) == 50
-    for g, e in zip(graph, eager):
+    for g, e in zip(graph, eager, strict=True):
         assert (g["predicted_class"], g["is_out_of_distribution"], g["error"]) == \
             (e["predicted_class"], e["is_out_of_distribution"], e["error"])
         assert abs(float(g["score"]) - float(e["score"])) <= 1e-5
@@ -100,7 +100,7 @@ def test_serve_with_openvino_answers_as_the_library(setup):
         got = r.json()["predictions"]
         assert [p["predicted_class"] for p in got] == want["predicted_class"]
         assert [p["is_out_of_distribution"] for p in got] == want["is_out_of_distribution"]
-        assert max(abs(p["score"] - s) for p, s in zip(got, want["score"])) <= 1e-5
+        assert max(abs(p["score"] - s) for p, s in zip(got, want["score"], strict=True)) <= 1e-5
         assert httpx.get(url + "/v1/detector", timeout=10).json()["runtime"] == "openvino"
     finally:
         stop_server(proc)

@@ -102,7 +102,7 @@ def blocked_interpreter(tmp_path: Path, blocked: tuple[str, ...]) -> dict[str, s
     ``sitecustomize`` sets them to None in sys.modules before anything runs)."""
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text("import sys\nfor _name in %r:\n    sys.modules[_name] = None\n" % (blocked,))
+    (site / "sitecustomize.py").write_text(f"import sys\nfor _name in {blocked!r}:\n    sys.modules[_name] = None\n")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src")])}
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serving_support import encode
 from sklearn.metrics import roc_auc_score
 
 from odin_ood import Detector, data, models, msp_scores, odin_scores
 from odin_ood.cli import main
 from odin_ood.metrics import METRICS, evaluate
+from serving_support import encode
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -115,8 +115,8 @@ def test_fit_report_picture_reads_well_and_its_page_fits_1400_px(mnist_run, data
     labelled threshold, outlined histograms and an unclipped title (tests/figure_support.py); its
     page, with the paper's 10 x 21 grid as a table, is no wider than a 1400-px window."""
     import matplotlib.pyplot as plt
-    from figure_support import faults, rendered_widths
 
+    from figure_support import faults, rendered_widths
     from odin_ood.report.fit_report import fit_figure
     from odin_ood.report.style import finish
 

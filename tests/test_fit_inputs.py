@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
-from serving_support import encode
 
 from odin_ood import Detector, data, models
 from odin_ood.cli import main
 from odin_ood.tuning import noise_ood_set
+from serving_support import encode
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 GRID = ("--temperatures", "1,1000", "--epsilons", "0,0.002")

@@ -10,12 +10,12 @@ import zipfile
 
 import httpx
 import pytest
-from serving_support import encode, start_server, stop_server
-from test_models_sources import export_program, export_torchscript
 
 from odin_ood import data, models
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
+from serving_support import encode, start_server, stop_server
+from test_models_sources import export_program, export_torchscript
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
               pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")]
@@ -51,7 +51,7 @@ def assert_same(reference, other, atol=1e-6):
     assert [r["source"] for r in rows_a] == [r["source"] for r in rows_b]
     assert [r["predicted_class"] for r in rows_a] == [r["predicted_class"] for r in rows_b]
     assert [r["is_out_of_distribution"] for r in rows_a] == [r["is_out_of_distribution"] for r in rows_b]
-    diff = max(abs(a["score"] - b["score"]) for a, b in zip(rows_a, rows_b))
+    diff = max(abs(a["score"] - b["score"]) for a, b in zip(rows_a, rows_b, strict=True))
     assert diff <= atol
 
 
@@ -106,7 +106,7 @@ def test_mnist_serve_answers_like_the_eager_model(mnist, name):
     want = [eager[0], eager[7], eager[40 + 3]]
     got = r.json()["predictions"]
     assert [g["predicted_class"] for g in got] == [w["predicted_class"] for w in want]
-    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want)) <= 1e-6
+    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want, strict=True)) <= 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -160,4 +160,4 @@ def test_densenet_pt2_served_answers_like_the_checkpoint(densenet):
     want = [results["checkpoint"][1][2], results["checkpoint"][1][6 + 1]]
     got = r.json()["predictions"]
     assert [g["predicted_class"] for g in got] == [w["predicted_class"] for w in want]
-    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want)) <= 1e-5
+    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want, strict=True)) <= 1e-5

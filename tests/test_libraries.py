@@ -20,7 +20,6 @@ import httpx
 import pytest
 import torch
 from safetensors.torch import save_file
-from serving_support import library_outputs, start_server, stop_server
 
 from odin_ood import Detector, models
 from odin_ood.cli import main
@@ -29,6 +28,7 @@ from odin_ood.commands.loading import load_detector
 from odin_ood.commands.options import ModelOptions
 from odin_ood.commands.writers import read_rows
 from odin_ood.preprocess import image_tensor
+from serving_support import library_outputs, start_server, stop_server
 
 pytestmark = pytest.mark.libraries
 torchvision = pytest.importorskip("torchvision")

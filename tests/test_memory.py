@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from odin_ood.scores import memory
 from odin_ood.cli import main
+from odin_ood.scores import memory
 
 
 @pytest.mark.parametrize("text,value", [("1GiB", 1 << 30), ("512MiB", 512 << 20), ("2G", 2 * 10**9),
@@ -20,7 +20,7 @@ def test_sizes_parse_as_written(text, value):
 
 @pytest.mark.parametrize("text", ["", "lots", "1 GiBs", "-5", "0"])
 def test_bad_sizes_say_what_is_expected(text):
-    with pytest.raises(ValueError, match="1GiB|at least 1 byte"):
+    with pytest.raises(ValueError, match=r"1GiB|at least 1 byte"):
         memory.parse_bytes(text)
 
 
@@ -102,9 +102,8 @@ def test_a_detector_files_batch_size_is_clamped_to_the_budget_with_a_note(shared
     batches that fit, each row equal to the library's in batches of that size."""
     import json
 
-    from serving_support import fit_mnist_detector, library_outputs
-
     from odin_ood.commands.writers import read_rows
+    from serving_support import fit_mnist_detector, library_outputs
 
     det, mnist, _ = fit_mnist_detector(shared_data, tmp_path / "det", batch_size=8)
     path = tmp_path / "det" / "detector.json"
@@ -120,7 +119,7 @@ def test_a_detector_files_batch_size_is_clamped_to_the_budget_with_a_note(shared
     rows = list(read_rows(tmp_path / "s.jsonl"))
     det.batch_size = fits
     want = library_outputs(det, mnist.images[:300].float() / 255)
-    assert [(r["predicted_class"], r["score"]) for r in rows[:300]] == list(zip(want["predicted_class"], want["score"]))
+    assert [(r["predicted_class"], r["score"]) for r in rows[:300]] == list(zip(want["predicted_class"], want["score"], strict=True))
 
 
 class _NoGradient(nn.Module):

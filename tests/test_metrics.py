@@ -86,7 +86,7 @@ def test_paper_table2_relation_between_fpr_and_detection_error():
         n = 1000
         s_in = np.linspace(1.0, 2.0, n)  # threshold at the 95% point keeps 950
         t = threshold_at_tpr(s_in)
-        n_above = int(round(fpr_percent / 100 * n))
+        n_above = round(fpr_percent / 100 * n)
         s_out = np.r_[np.full(n_above, t + 0.5), np.full(n - n_above, t - 0.5)]
         e = evaluate(s_in, s_out)
         assert e["fpr_at_95_tpr"] == pytest.approx(fpr_percent / 100)

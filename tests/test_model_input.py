@@ -11,9 +11,9 @@ from torch.utils.data import Subset
 
 from odin_ood import Detector, data, models, msp_scores, odin_scores
 from odin_ood.metrics import evaluate
+from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess.model_input import PIXEL_TOLERANCE, check_normalise
 from odin_ood.preprocess.model_input import pixels as pixels_of
-from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.scores.energy import energy_odin_scores, energy_scores, maxlogit_scores
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -95,7 +95,7 @@ def test_mlp_is_hendrycks_and_gimpels_three_gelu_layers():
 def test_mlp_initialisation_has_unit_rows_scaled_per_layer():
     torch.manual_seed(0)
     model = models.build("mnist-mlp")
-    for layer, scale in zip((model.fc1, model.fc2, model.fc3, model.fc4), (1.425, 0.85, 0.85, 1.425)):
+    for layer, scale in zip((model.fc1, model.fc2, model.fc3, model.fc4), (1.425, 0.85, 0.85, 1.425), strict=True):
         norms = layer.weight.norm(dim=1)
         assert torch.allclose(norms, torch.full_like(norms, scale ** -0.5), atol=1e-6)
         assert layer.bias.abs().sum() == 0
@@ -123,7 +123,7 @@ def test_bad_densenet_depth_is_rejected(name, depth):
 
 
 def test_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match="unknown model name 'vgg16'.*densenet-bc-100"):
+    with pytest.raises(ValueError, match=r"unknown model name 'vgg16'.*densenet-bc-100"):
         models.build("vgg16")
 
 

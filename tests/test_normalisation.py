@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from odin_ood import Detector, data, models
+from odin_ood.commands.inputs import Inputs
+from odin_ood.commands.loading import preprocessing_for
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Scorer
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
-from odin_ood.runtimes.batches import fixed_batch_outputs
-from odin_ood.commands.loading import preprocessing_for
-from odin_ood.commands.inputs import Inputs
 from odin_ood.preprocess import image_pixels, image_tensor, normalise
+from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.runtimes.eager import EagerRuntime
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -67,5 +67,5 @@ def test_serving_path_feeds_resnet20_its_own_statistics(resnet20, cifar, shared_
     predicted = fixed_batch_outputs(EagerRuntime(det, spec), pixels)["predicted_class"]
     assert (predicted == cifar.labels).double().mean().item() == pytest.approx(0.915, abs=1e-9)
     # a detector fitted with the dataset's statistics would normalise with CIFAR's: refused
-    with pytest.raises(ValueError, match="fitted with input_mean .* but the model takes"):
+    with pytest.raises(ValueError, match=r"fitted with input_mean .* but the model takes"):
         preprocessing_for(Detector(resnet20, input_std=cifar.std, input_mean=cifar.mean))

@@ -18,10 +18,10 @@ from odin_ood import Detector, data, models, odin_scores
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
 from odin_ood.detector import threshold_below
-from odin_ood.scores.precision import eager_support
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import SCORE_TOLERANCE, load_runtime
 from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.scores.precision import eager_support
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
               pytest.mark.skipif(eager_support("bf16", torch.device("cpu")) is not None,
@@ -74,7 +74,7 @@ def test_scoring_at_another_precision_or_runtime_than_fitted_is_refused_in_one_l
         det.score(images[0])
     fp32 = copy.copy(fitted["fp32"])
     fp32.precision = "bf16"
-    with pytest.raises(ValueError, match="fitted at fp32 .*, not bf16"):
+    with pytest.raises(ValueError, match=r"fitted at fp32 .*, not bf16"):
         fp32.score(images[0])
     with pytest.raises(ValueError, match=r"^the detector's bf16 threshold was fitted on the torch runtime, whose bf16 "
                                          r"scores differ from openvino's: score with --runtime torch"):

@@ -72,7 +72,7 @@ def test_resize_shorter_then_center_crop_is_pil_resize_of_the_short_side_and_a_r
     w, h = size
     new = (27, int(27 * h / w)) if w <= h else (int(27 * w / h), 27)
     big = Image.open(io.BytesIO(blob)).convert("RGB").resize(new, Image.Resampling.BICUBIC)
-    left, top = int(round((new[0] - 24) / 2.0)), int(round((new[1] - 24) / 2.0))
+    left, top = round((new[0] - 24) / 2.0), round((new[1] - 24) / 2.0)
     want = np.asarray(big, np.float32)[top:top + 24, left:left + 24].transpose(2, 0, 1) / np.float32(255)
     assert torch.equal(image_tensor(decode(blob, p), p), torch.from_numpy(want))
 

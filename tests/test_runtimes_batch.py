@@ -12,14 +12,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from export_support import fixed_batch
-from runtime_support import assert_within_tolerance
 
+from export_support import fixed_batch
 from odin_ood import Detector, data, models
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import load_runtime
-from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.runtimes.eager import EagerRuntime
+from runtime_support import assert_within_tolerance
 
 pytest.importorskip("onnxscript")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -8,11 +8,11 @@ import zipfile
 
 import pytest
 import torch
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 from odin_ood.cli import main
 from odin_ood.commands import writers
 from odin_ood.commands.writers import read_rows
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import sys
 import threading
 
 import pytest
-from serving_support import encode, fit_mnist_detector
 
 from odin_ood.cli import main
 from odin_ood.commands import inputs, rows, writers
 from odin_ood.commands.writers import read_rows
+from serving_support import encode, fit_mnist_detector
 
 
 @pytest.fixture(scope="module")

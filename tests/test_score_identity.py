@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from position_support import make
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 from odin_ood import Detector
 from odin_ood.cli import main
 from odin_ood.commands import writers
 from odin_ood.commands.writers import read_rows
+from position_support import make
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 TESTS = Path(__file__).resolve().parent
 

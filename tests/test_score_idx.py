@@ -11,11 +11,11 @@ import struct
 import numpy as np
 import pytest
 import torch
-from named_models import DIGIT_NAMES
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
+from named_models import DIGIT_NAMES
 from odin_ood.cli import main
 from odin_ood.commands.writers import read_rows
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 
 @pytest.fixture(scope="module")

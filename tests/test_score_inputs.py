@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs, nan_mnist_detector
 
 from odin_ood.cli import main
 from odin_ood.commands import writers
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.writers import read_rows
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs, nan_mnist_detector
 
 
 @pytest.fixture(scope="module")

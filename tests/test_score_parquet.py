@@ -9,8 +9,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from formats_support import killed_mid_write, real_images, write_folder, write_parquet
 
+from formats_support import killed_mid_write, real_images, write_folder, write_parquet
 from odin_ood.cli import main
 from odin_ood.commands.parquet_images import ParquetImages
 from odin_ood.commands.writers import read_rows

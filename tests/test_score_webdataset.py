@@ -14,8 +14,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from formats_support import add_member, killed_mid_write, real_images, write_folder, write_shards
 
+from formats_support import add_member, killed_mid_write, real_images, write_folder, write_shards
 from odin_ood.cli import main
 from odin_ood.commands import webdataset
 from odin_ood.commands.webdataset import expand_braces

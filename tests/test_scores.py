@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from odin_ood import msp_scores, odin_scores
-from odin_ood.scores.passes import perturb
 from odin_ood.scores.odin import odin_grid_scores, odin_outputs, softmax_score
+from odin_ood.scores.passes import perturb
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -243,8 +243,8 @@ def test_detector_and_serving_at_epsilon_zero_run_no_backward(digits_model, digi
     # go through the epsilon = 0 branch: the guarded model would raise on any backward
     from odin_ood import Detector
     from odin_ood.preprocess import Preprocessing
-    from odin_ood.runtimes.eager import EagerRuntime
     from odin_ood.runtimes.batches import fixed_batch_outputs
+    from odin_ood.runtimes.eager import EagerRuntime
 
     guarded = _NoBackward(digits_model)
     ood = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0))

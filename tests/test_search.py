@@ -1,11 +1,13 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from odin_ood import odin_scores
 from odin_ood.data.noise import uniform_noise
-from odin_ood.tuning.halving import array_scorer, halving_sizes, model_scorer, search
 from odin_ood.tuning import tune_from_scores
+from odin_ood.tuning.halving import array_scorer, halving_sizes, model_scorer, search
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -17,8 +19,8 @@ def smooth_grid(shape=(10, 21), n_in=600, n_out=800, peak=(7, 9), seed=0):
     ti, ej = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     sep = 2.5 - 0.15 * (ti - peak[0]) ** 2 - 0.01 * (ej - peak[1]) ** 2
     base_in, base_out = rng.normal(size=n_in), rng.normal(size=n_out)
-    jitter_in = 0.3 * rng.normal(size=shape + (n_in,))
-    jitter_out = 0.3 * rng.normal(size=shape + (n_out,))
+    jitter_in = 0.3 * rng.normal(size=(*shape, n_in))
+    jitter_out = 0.3 * rng.normal(size=(*shape, n_out))
     return sep[..., None] + base_in + jitter_in, base_out + jitter_out
 
 
@@ -104,7 +106,7 @@ def test_margin_zero_keeps_a_third_and_a_wide_margin_keeps_everything():
     g_in, g_out = smooth_grid(shape=(6, 9), n_in=500, n_out=1000, seed=4)
     pure = search(array_scorer(g_in, g_out), 500, 1000, (6, 9), "halving", margin=0.0)
     cells = [r["cells"] for r in pure.rounds]
-    assert cells[0] == 54 and all(np.ceil(a / 3) <= b < a for a, b in zip(cells, cells[1:]))  # a third, plus ties
+    assert cells[0] == 54 and all(np.ceil(a / 3) <= b < a for a, b in itertools.pairwise(cells))  # a third, plus ties
     wide = search(array_scorer(g_in, g_out), 500, 1000, (6, 9), "halving", margin=1e9)
     assert [r["cells"] for r in wide.rounds] == [54, 54, 54]
     full = search(array_scorer(g_in, g_out), 500, 1000, (6, 9), "grid")

@@ -11,8 +11,18 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from serving_support import (decoded, encode, encode16, fit_mnist_detector, library_outputs, png_header, server_log,
-                             start_server, stop_server)
+
+from serving_support import (
+    decoded,
+    encode,
+    encode16,
+    fit_mnist_detector,
+    library_outputs,
+    png_header,
+    server_log,
+    start_server,
+    stop_server,
+)
 
 KEY = "s3cret-clé-🔑"  # keys are UTF-8; HTTP carries the header as raw bytes
 MAX_BATCH = 16

@@ -12,13 +12,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from serving_support import encode, server_log, start_server, stop_server
 
 from odin_ood import Detector, models, odin_scores
 from odin_ood.cli import build_parser
 from odin_ood.commands.options import ModelOptions
 from odin_ood.preprocess import InputError, Preprocessing, image_tensor
 from odin_ood.serving.app import media_type
+from serving_support import encode, server_log, start_server, stop_server
 
 HEAD_LIMIT = 16 * 1024  # the default --h11-max-incomplete-event-size
 

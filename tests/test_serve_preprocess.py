@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from odin_ood import Detector
-from odin_ood.runtimes.eager import EagerRuntime
-from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.commands.loading import preprocessing_for
 from odin_ood.preprocess import InputError, Preprocessing, array_tensor, decode, image_tensor
+from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.runtimes.eager import EagerRuntime
 
 CIFAR = Preprocessing((3, 4, 5), mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010))
 

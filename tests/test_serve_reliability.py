@@ -14,9 +14,9 @@ import time
 import httpx
 import numpy as np
 import pytest
-from serving_support import encode, env, free_port, nan_mnist_detector, server_log, start_server, stop_server
 
 from odin_ood.commands.serve import resolve_api_key
+from serving_support import encode, env, free_port, nan_mnist_detector, server_log, start_server, stop_server
 
 LIMIT = 24
 

@@ -11,9 +11,9 @@ import torch
 from odin_ood import Detector, data, models, odin_scores, tune
 from odin_ood._utils.progress import PassProgress
 from odin_ood.scores.odin import odin_grid_scores, odin_shared_direction_scores
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 from odin_ood.tuning.searches import grid_passes
 from odin_ood.tuning.shared import planned_passes, shared_search, survey_epsilons, worst_case_passes
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -14,20 +14,20 @@ import json
 
 import pytest
 import torch
-from sources_support import CIFAR, TINY, check_chain, cli_chain, odin_ood_pixels, real_images, write_images
 
 from odin_ood import models
 from odin_ood.cli import main
 from odin_ood.models.huggingface import Logits
 from odin_ood.preprocess import Preprocessing
+from sources_support import CIFAR, TINY, check_chain, cli_chain, odin_ood_pixels, real_images, write_images
 
 transformers = pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 torchvision = pytest.importorskip("torchvision")
 pytestmark = pytest.mark.libraries
 
-from test_models_huggingface import LABELS, save_folder  # noqa: E402
-from test_models_onnx import export  # noqa: E402
+from test_models_huggingface import LABELS, save_folder  # noqa: E402 -- imports the libraries: after the importorskips
+from test_models_onnx import export  # noqa: E402 -- imports the libraries: after the importorskips
 
 SWAG = "torchvision:vit_b_16:IMAGENET1K_SWAG_E2E_V1"
 GRID = ["--temperatures", "1,1000", "--epsilons", "0,0.0014"]
@@ -150,7 +150,7 @@ def test_swag_vit_is_built_at_384_px_with_torchvisions_logits(tmp_path, torch_on
     x = torch.rand(2, 3, 384, 384)
     with torch.no_grad():
         assert torch.equal(model(x), built(x))
-    with pytest.raises(ValueError, match="size mismatch|pos_embedding"):
+    with pytest.raises(ValueError, match=r"size mismatch|pos_embedding"):
         models.load("torchvision:vit_b_16", weights=path)  # the 224-px network refuses the 384-px checkpoint
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serving_support import env, library_outputs
 
 from odin_ood import Detector, models
 from odin_ood.commands.writers import read_rows
+from serving_support import env, library_outputs
 
 # what scoring on the torch runtime never needs
 NOT_FOR_TORCH_SCORING = ("torch._dynamo", "torch._inductor", "torch.onnx", "onnx", "onnxruntime", "openvino",

@@ -8,8 +8,13 @@ import torch
 from torch import nn
 
 from odin_ood import msp_scores
-from odin_ood.scores.energy import (energy_odin_grid_scores, energy_odin_outputs, energy_odin_scores, energy_scores,
-                                    maxlogit_scores)
+from odin_ood.scores.energy import (
+    energy_odin_grid_scores,
+    energy_odin_outputs,
+    energy_odin_scores,
+    energy_scores,
+    maxlogit_scores,
+)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -117,7 +122,7 @@ def test_new_scores_leave_parameters_and_mode_untouched(digits_model, digits):
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # BatchNorm untouched
     evaluated = [energy_scores(digits_model, x), maxlogit_scores(digits_model, x),
                  energy_odin_scores(digits_model, x, 1.0, 0.002)]
-    assert all(torch.equal(a, b) for a, b in zip(trained, evaluated))  # scored in eval mode
+    assert all(torch.equal(a, b) for a, b in zip(trained, evaluated, strict=True))  # scored in eval mode
 
 
 def test_energy_ranks_differently_from_msp_on_real_digits(digits_model, digits):

@@ -55,6 +55,6 @@ def test_tiny_budget_run_records_its_accuracy(script, shared_data, tmp_path):
     assert float(row["JPEG test accuracy"]) == pytest.approx(accuracy(model, test, device="cpu"), abs=1e-4)
     text = results.read_text()
     assert "kept" in text and script.SECTION in text
-    script.main(argv + ["--max-steps", "2"])  # a second run adds a second row to the same table
-    rows = [l for l in results.read_text().splitlines() if l.startswith("| 20")]
+    script.main([*argv, "--max-steps", "2"])  # a second run adds a second row to the same table
+    rows = [line for line in results.read_text().splitlines() if line.startswith("| 20")]
     assert len(rows) == 2 and "| resnet20 | cpu |" in rows[0]

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 
+from id_only_support import WIDE_EPSILONS, float64_id_only_choice, lenet_and_digits
 from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores, tune
-from odin_ood.metrics import evaluate
 from odin_ood.data.noise import gaussian_noise, uniform_noise
+from odin_ood.metrics import evaluate
 from odin_ood.tuning import grid_scores, id_only_from_scores, noise_ood_set, tune_from_scores, tune_id_only
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

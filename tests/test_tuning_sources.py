@@ -10,8 +10,16 @@ from torch import nn
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, fpr_grid, split_indices
-from odin_ood.experiments.tuning_sources import (Evaluation, choices, compare, evaluated_rows, id_only_choice,
-                                                 overlaps, summarise, verdict)
+from odin_ood.experiments.tuning_sources import (
+    Evaluation,
+    choices,
+    compare,
+    evaluated_rows,
+    id_only_choice,
+    overlaps,
+    summarise,
+    verdict,
+)
 
 T, E = (1.0, 10.0, 1000.0), (0.0, 0.001, 0.002)
 
@@ -206,7 +214,7 @@ def test_energy_odin_rows_match_between_the_cpu_and_full_grid_paths(tmp_path):
     full, _ = _model_experiment(tmp_path, True)
     cpu, _ = _model_experiment(tmp_path, False)
     successor_rows.prepare(cpu, progress=False)
-    for a, b in zip(full.oods, cpu.oods):
+    for a, b in zip(full.oods, cpu.oods, strict=True):
         fa, fb = (successor_rows.method_scores(e, o, "energy-odin") for e, o in ((full, a), (cpu, b)))
         assert fa[3] == fb[3]
         np.testing.assert_allclose(fb[0], fa[0], atol=1e-5)

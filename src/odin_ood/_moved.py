@@ -16,7 +16,8 @@ import importlib.machinery
 import sys
 import types
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 MOVED: dict[str, tuple[str, ...]] = {
     "odin_ood.successors": ("odin_ood.scores.energy",),

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
-
 
 _COMMAND_LINE = contextvars.ContextVar("odin_ood_command_line", default=False)
 _TRACING: contextvars.ContextVar[bool] = contextvars.ContextVar("odin_ood_tracing", default=False)

@@ -12,8 +12,9 @@ be set, a TorchScript module, advances only there).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -37,7 +38,7 @@ class PassProgress:
         self.bar.update(min(rows / self.passes_per_image, left))  # a plan's worst case may overcount
 
     @contextmanager
-    def watching(self, model: nn.Module) -> Iterator["PassProgress"]:
+    def watching(self, model: nn.Module) -> Iterator[PassProgress]:
         """Advance at each forward of ``model`` and each backward through its outputs."""
         def forward_hook(module: nn.Module, args: tuple, output: Any) -> None:
             rows = len(args[0]) if args and isinstance(args[0], Tensor) else 0

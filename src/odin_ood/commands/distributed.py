@@ -2,10 +2,10 @@
 
 With B the detector's batch size, rank r of W scores the whole batches ``[kB, (k+1)B)`` with
 k = r (mod W) (every item exactly once, at the batch position a single process gives it, so the
-rows are bit-identical to one process's; see :mod:`odin_ood.commands.rows`) on its own device (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo) into its own resumable
-shard file ``OUT.rank<r>-of-<W>.jsonl`` (its identity record, ``writers.RowWriter.claim``, kept
-until the merge, so a resumed shard is proven to be this scorer's). The ranks agree twice with an
-``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes): that every
+rows are bit-identical to one process's; see :mod:`odin_ood.commands.rows`) on its own device (``cuda:LOCAL_RANK`` with
+NCCL, the CPU with gloo) into its own resumable shard file ``OUT.rank<r>-of-<W>.jsonl`` (its identity record,
+``writers.RowWriter.claim``, kept until the merge, so a resumed shard is proven to be this scorer's). The ranks agree
+twice with an ``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes): that every
 rank could open its shard (a refused resume stops every rank before any scores), then that every
 rank scored it; only if every rank succeeded does rank 0 merge the shards in input order (batch k is the next B rows
 of shard k % W) into the partial output and rename it to ``OUT``. A failed rank thus leaves no ``OUT``;
@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from odin_ood._utils.devices import resolve_device
+from odin_ood._utils.files import check_output_file
 from odin_ood.commands.identity import record_of
 from odin_ood.commands.scoring import Run, ScoreOptions, open_run, score_run
 from odin_ood.commands.writers import RowWriter, read_rows, require_format
-from odin_ood._utils.files import check_output_file
 from odin_ood.scores import memory
-from odin_ood._utils.devices import resolve_device
 
 
 def environment() -> tuple[int, int, int] | None:

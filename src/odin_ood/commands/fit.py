@@ -33,35 +33,42 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from odin_ood._utils.checks import NonFiniteScores
-from odin_ood.scores import memory
+from odin_ood._utils.files import refuse_link, write_file
+from odin_ood._utils.progress import PassProgress
 from odin_ood._version import __version__
-from odin_ood.detector import FILENAME, Detector, threshold_below
-from odin_ood.scores.precision import eager_support
-from odin_ood.runtimes import RUNTIMES
-from odin_ood.scores import model_device
-from odin_ood.metrics import METRICS, evaluate
-from odin_ood.scores.family import FIXED_TEMPERATURE, SCORES, score_passes
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
-from odin_ood.commands.options import ModelOptions, add_model_arguments, add_precision_argument, floats_arg
 from odin_ood.commands.loading import apply_flags, check_bounds
+from odin_ood.commands.options import ModelOptions, add_model_arguments, add_precision_argument, floats_arg
+from odin_ood.detector import FILENAME, Detector, threshold_below
+from odin_ood.metrics import METRICS, evaluate
 from odin_ood.preprocess import Preprocessing, of_model
-from odin_ood._utils.progress import PassProgress
+from odin_ood.runtimes import RUNTIMES
+from odin_ood.scores import memory, model_device
+from odin_ood.scores.family import FIXED_TEMPERATURE, SCORES, score_passes
+from odin_ood.scores.precision import eager_support
+from odin_ood.tuning.grid import (
+    DEFAULT_OOD_FREE,
+    ID_ONLY_TEMPERATURE,
+    NOISE_SIZE,
+    OOD_FREE,
+    PAPER_EPSILONS,
+    PAPER_TEMPERATURES,
+    noise_ood_set,
+)
 from odin_ood.tuning.searches import DEFAULT_SEARCH, TUNE_SEARCHES, grid_passes
 from odin_ood.tuning.shared import planned_passes
-from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
-                                  PAPER_TEMPERATURES, noise_ood_set)
-from odin_ood._utils.files import refuse_link, write_file
 
 WITHOUT_OOD = {
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
@@ -293,7 +300,7 @@ def _nan_to_none(values: np.ndarray) -> list:
 def _noise_count(options: FitOptions, part: str) -> int:
     """Gaussian (and as many Uniform) noise images for ``part`` under ``--limit``: the noise side
     holds ``limit`` images in all, split by ``--holdout`` like real OOD inputs (at least 1 + 1)."""
-    held = int(round(options.holdout * options.limit))
+    held = round(options.holdout * options.limit)
     return max(1, (held if part == "held-out" else options.limit - held) // 2)
 
 

@@ -33,7 +33,7 @@ class InputOptions:
     precision: str = "fp32"
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "InputOptions":
+    def from_args(cls, args: argparse.Namespace) -> InputOptions:
         return cls(tuple(args.inputs), args.data_root, args.max_image_bytes, args.follow_symlinks,
                    args.image_column, args.label_column, args.max_memory, args.limit, getattr(args, "precision", "fp32"))
 

@@ -25,12 +25,12 @@ import os
 import sys
 
 from odin_ood._utils import extras
-from odin_ood.scores import memory
 from odin_ood._utils.checks import short
-from odin_ood.detector import check_batch_size
 from odin_ood.commands.loading import add_detector_arguments, load_detector
 from odin_ood.commands.options import ModelOptions
+from odin_ood.detector import check_batch_size
 from odin_ood.runtimes import runtime_budget
+from odin_ood.scores import memory
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
 SERVE_BATCH = 64

@@ -42,8 +42,9 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from odin_ood._utils import extras
 from odin_ood._utils.files import NOFOLLOW, check_output_file, new_temporary, not_ours, refuse_link
@@ -381,8 +382,7 @@ def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
 def _join_parts(folder: Path, target: Path, columns: tuple[str, ...]) -> None:
     import pyarrow.parquet as pq
 
-    with new_temporary(target) as (f, tmp):
-        with pq.ParquetWriter(f, row_table([], columns).schema) as out:
-            for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
-                out.write_table(pq.read_table(part))
+    with new_temporary(target) as (f, tmp), pq.ParquetWriter(f, row_table([], columns).schema) as out:
+        for part in sorted(folder.glob("rows-*.parquet")) if folder.exists() else []:
+            out.write_table(pq.read_table(part))
     os.replace(tmp, target)

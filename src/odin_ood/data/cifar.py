@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from odin_ood.data.dataset import (
-    CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset, find_file, resolve_root,
+    CIFAR_MEAN,
+    CIFAR_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    ImageDataset,
+    find_file,
+    resolve_root,
     source_record,
 )
 from odin_ood.data.folders import load_class_folders

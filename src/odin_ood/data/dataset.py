@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,7 +87,7 @@ class ImageDataset(Dataset):
         """The whole set at once: (float32 (N,C,H,W) in [0,1], int64 labels)."""
         return self.images.float().div_(255.0), self.labels
 
-    def subset(self, indices: Sequence[int] | torch.Tensor, name: str | None = None) -> "ImageDataset":
+    def subset(self, indices: Sequence[int] | torch.Tensor, name: str | None = None) -> ImageDataset:
         """A new dataset holding ``indices`` (same normalisation; manifest records the parent)."""
         idx = torch.as_tensor(indices, dtype=torch.int64)
         manifest = dict(self.manifest, parent=self.manifest.get("name", self.name))

@@ -21,13 +21,19 @@ import math
 import os
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 
 from odin_ood.data.dataset import (
-    MNIST_MEAN, MNIST_STD, ImageDataset, find_file, resolve_root, source_record,
+    MNIST_MEAN,
+    MNIST_STD,
+    ImageDataset,
+    find_file,
+    resolve_root,
+    source_record,
 )
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -64,7 +70,7 @@ class IdxItems:
             self.item_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
             _check_stored(self.path, self.shape, self.dtype, offset)
             if not _compressed(self.path):
-                self.file: BinaryIO = open(self.path, "rb")
+                self.file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 -- the reader owns it (pread per item)
                 self.offset = offset
                 return
             total = math.prod(self.shape) * self.dtype.itemsize
@@ -74,7 +80,7 @@ class IdxItems:
                 raise ValueError(f"{self.path}: the header declares {total} bytes of data {self.shape}, over "
                                  f"--max-memory ({readable(max_bytes)}): a .gz IDX file is decompressed into a "
                                  "temporary file that the budget bounds (gunzip it, or raise --max-memory)")
-            self.file, self.offset = tempfile.TemporaryFile(), 0
+            self.file, self.offset = tempfile.TemporaryFile(), 0  # noqa: SIM115 -- the reader owns it
             try:
                 _copy_data(f, self.path, self.shape, self.dtype, offset, self.file.write)
             except BaseException:

@@ -24,8 +24,9 @@ import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,8 +84,8 @@ class Detector(Params):
     ``fit``, None at fp32); scoring at another precision is refused.
 
     Fitted attributes: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
-    ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, ``precision_``, ``runtime_``, and after ``fit`` (not
-    ``load``) ``tuning_`` (the whole grid). ``model_spec_`` and ``weights_spec_`` (None unless a
+    ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, ``precision_``, ``runtime_``, and after ``fit``
+    (not ``load``) ``tuning_`` (the whole grid). ``model_spec_`` and ``weights_spec_`` (None unless a
     caller sets them: ``odin-ood fit`` and the demo do) say how the model was loaded, e.g.
     ``"torchvision:resnet18"`` and ``"r18.pth"``; they are saved as ``"model"``/``"weights"`` and
     named when a file meets other weights.
@@ -146,7 +147,7 @@ class Detector(Params):
         return self.score_family
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
+    def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> Detector:
         """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (when None: as ``ood_free``
         says, against the paper's Gaussian and Uniform noise or on ``id_data`` alone) and set
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept. Checks every constructor argument first."""
@@ -287,7 +288,7 @@ class Detector(Params):
         return file.save(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: nn.Module, max_memory: int | None = None) -> "Detector":
+    def load(cls, path: str | os.PathLike, model: nn.Module, max_memory: int | None = None) -> Detector:
         """Read a detector saved by :meth:`save` for ``model`` (:func:`odin_ood.detector.file.read`):
         refuses files made for other weights and fields outside their valid range (``ValueError``
         naming the file and the field), and with ``max_memory`` (bytes) an input size of which one
@@ -296,7 +297,7 @@ class Detector(Params):
         return cls.from_dict(d, model, source=str(path), max_memory=max_memory)
 
     @classmethod
-    def from_dict(cls, d: Any, model: nn.Module, source: str = "detector", max_memory: int | None = None) -> "Detector":
+    def from_dict(cls, d: Any, model: nn.Module, source: str = "detector", max_memory: int | None = None) -> Detector:
         """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
         field checked (:func:`odin_ood.detector.file.from_dict`)."""
         return file.from_dict(cls, d, model, source, max_memory)

@@ -17,14 +17,16 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from odin_ood._utils.checks import check_number, check_rate, named, short as _short
+from odin_ood._utils.checks import check_number, check_rate, named
+from odin_ood._utils.checks import short as _short
 from odin_ood._utils.files import write_file
 from odin_ood._version import __version__
 from odin_ood.detector.params import MAX_CHANNELS, check_batch_size, check_input_shape, check_objective, check_params

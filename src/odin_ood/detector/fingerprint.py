@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,7 +61,8 @@ def computation(model: nn.Module, input_shape: Sequence[int]) -> str:
             if id(v) in state:
                 return f"@{state[id(v)]}"
             data = v.detach().cpu().contiguous()
-            return f"{data.dtype}{tuple(data.shape)}:{hashlib.sha256(data.reshape(-1).view(torch.uint8).numpy()).hexdigest()}"
+            digest = hashlib.sha256(data.reshape(-1).view(torch.uint8).numpy()).hexdigest()
+            return f"{data.dtype}{tuple(data.shape)}:{digest}"
         return v.type if isinstance(v, torch.device) else v
 
     class Recorder(TorchDispatchMode):

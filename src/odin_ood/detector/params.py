@@ -15,7 +15,8 @@ from __future__ import annotations
 import inspect
 import math
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -52,7 +53,7 @@ class Params:
             out[name] = value
         return out
 
-    def set_params(self, **params: Any) -> "Params":
+    def set_params(self, **params: Any) -> Params:
         """Set constructor arguments (``name__sub`` for a nested estimator's); checked at the next
         ``fit``. Returns ``self``."""
         valid = self.get_params(deep=True)
@@ -143,7 +144,7 @@ def check_clamp(v: Any, channels: int | None) -> None:
     low, high = (check_channels(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
     if 1 not in (len(low), len(high)) and len(low) != len(high):
         raise ValueError(f"clamp low has {len(low)} values and high {len(high)}: give 1 or C values each")
-    if any(a > b for a, b in zip(low * len(high) if len(low) == 1 else low, high * len(low) if len(high) == 1 else high)):
+    if any(a > b for a, b in zip(low * len(high) if len(low) == 1 else low, high * len(low) if len(high) == 1 else high, strict=True)):
         raise ValueError(f"clamp low {list(low)} exceeds high {list(high)}")
 
 

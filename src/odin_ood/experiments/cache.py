@@ -16,14 +16,15 @@ import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from odin_ood._utils.files import replacing
 from odin_ood._version import __version__
 from odin_ood.data.cache import cache_folder
-from odin_ood._utils.files import replacing
 
 
 def default_folder() -> Path:

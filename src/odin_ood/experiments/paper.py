@@ -120,7 +120,7 @@ def _parse_table(text: str) -> dict[str, dict[str, dict[str, float]]]:
         if len(pairs) != len(METRICS):
             raise ValueError(f"paper table row {key!r} has {len(pairs)} entries, expected {len(METRICS)}")
         split = [tuple(float(v) for v in p.split("/")) for p in pairs]
-        rows[key] = {"msp": dict(zip(METRICS, (b for b, _ in split))), "odin": dict(zip(METRICS, (o for _, o in split)))}
+        rows[key] = {"msp": dict(zip(METRICS, (b for b, _ in split), strict=True)), "odin": dict(zip(METRICS, (o for _, o in split), strict=True))}
     return rows
 
 
@@ -150,7 +150,7 @@ def _parameters() -> dict[str, dict[str, tuple[float, float]]]:
             t_one = _T[arch].get(data, ())
             out[f"{arch} {data}"] = {
                 ood: (1.0 if ood in t_one else 1000.0, float(eps[col]))
-                for ood, eps in zip(_OODS, rows) if eps[col] is not None
+                for ood, eps in zip(_OODS, rows, strict=True) if eps[col] is not None
             }
     return out
 
@@ -185,7 +185,7 @@ def _parse_cross(text: str) -> dict[str, dict[str, tuple[float, float]]]:
     out = {}
     for line in text.strip().splitlines():
         test, *pairs = line.split()
-        out[test] = {tuned: tuple(float(v) for v in p.split("/")) for tuned, p in zip(_CROSS_COLUMNS, pairs)}
+        out[test] = {tuned: tuple(float(v) for v in p.split("/")) for tuned, p in zip(_CROSS_COLUMNS, pairs, strict=True)}
     return out
 
 

@@ -17,23 +17,24 @@ from __future__ import annotations
 import hashlib
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from odin_ood._utils.progress import PassProgress
 from odin_ood.data import ImageDataset
+from odin_ood.detector.fingerprint import fingerprint
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.progress import OutOfTime, Progress
-from odin_ood.detector.fingerprint import fingerprint
-from odin_ood._utils.progress import PassProgress
-from odin_ood.scores.odin import odin_outputs, softmax_score
-from odin_ood.tuning.searches import grid_passes
-from odin_ood.scores.energy import energy_odin_outputs
-from odin_ood.tuning.grid import grid_scores
 from odin_ood.preprocess.model_input import declared_input
+from odin_ood.scores.energy import energy_odin_outputs
+from odin_ood.scores.odin import odin_outputs, softmax_score
+from odin_ood.tuning.grid import grid_scores
+from odin_ood.tuning.searches import grid_passes
 
 CHUNK = 1024  # images per progress step
 CELL_CHUNK = 512  # images per cached chunk of a one-cell pass (a killed run loses at most this many)

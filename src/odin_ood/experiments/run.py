@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import functools
 import io
 import json
 import os
@@ -12,28 +13,36 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from odin_ood import data, models
+from odin_ood._utils.files import write_file
 from odin_ood._version import __version__
 from odin_ood.data.dataset import resolve_root, sha256_file
-from odin_ood.experiments import (analysis, distances, main_table, parameters, successor_rows, suites, transfer,
-                                  tuning_sources)
+from odin_ood.experiments import (
+    analysis,
+    distances,
+    main_table,
+    parameters,
+    successor_rows,
+    suites,
+    transfer,
+    tuning_sources,
+)
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.choose import tuned
-from odin_ood.experiments.progress import OutOfTime
+from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
+from odin_ood.experiments.progress import OutOfTime, Progress, eta_text
 from odin_ood.experiments.protocol import Experiment, Scored, Scorer, dataset_seed, split_indices, subsample
 from odin_ood.experiments.suites import DataSpec, Suite
-from odin_ood.experiments.every_image import every_image_pass, every_image_rows, logits_cell
-from odin_ood.experiments.progress import Progress, eta_text
 from odin_ood.metrics import METRICS
 from odin_ood.preprocess.model_input import declared_input
-from odin_ood._utils.files import write_file
 from odin_ood.tuning.searches import REPRODUCE_DEFAULT_SEARCH
 
 STAGES = ("every-image", "tuning")
@@ -71,9 +80,12 @@ class RunConfig:
     sources_oracle: bool = True
     num_classes: int | None = None
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         q = self.quick
-        pick = lambda v, quick, full: v if v is not None else (quick if q else full)  # noqa: E731
+
+        def pick(v: Any, quick: Any, full: Any) -> Any:
+            return v if v is not None else (quick if q else full)
+
         suite = suites.get(self.suite)
         grid_t, grid_e = suites.grid(suite, q)
         eval_grid = self.eval_grid if self.eval_grid is not None else (
@@ -212,7 +224,7 @@ def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, ti
     """Tune every set (progress per set), then score every image at the tuned cells."""
     start = time.perf_counter()
     for k, o in enumerate(scored, 1):
-        t = _timed(timings, f"tune {o.key}", lambda: tuned(exp, o))
+        t = _timed(timings, f"tune {o.key}", functools.partial(tuned, exp, o))
         if cfg.progress:
             eta = eta_text((time.perf_counter() - start) / k * (len(scored) - k))
             print(f"[tuning, {cfg.search}] {k}/{len(scored)} {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
@@ -279,7 +291,7 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
 
     at = None if cfg.eval_grid else logits_cell(suite.paper_label, [spec for spec, _ in oods])
     id_set = _timed(timings, f"score {id_spec.key}", lambda: _score(scorer, id_spec, id_ds, suite.id_tune, cfg.seed, at))
-    scored = [_timed(timings, f"score {spec.key}", lambda: _score(scorer, spec, ds, suite.ood_tune, cfg.seed, at))
+    scored = [_timed(timings, f"score {spec.key}", functools.partial(_score, scorer, spec, ds, suite.ood_tune, cfg.seed, at))
               for spec, ds in oods]
     exp = Experiment(scorer=scorer, id_set=id_set, oods=scored, paper_row=suite.paper_label,
                      paper_matches=suite.paper_row is not None, seed=cfg.seed, search=cfg.search)

@@ -22,8 +22,8 @@ from odin_ood._utils.batching import map_batches
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.progress import Progress
 from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer, select_cell
-from odin_ood.tuning.searches import grid_passes
 from odin_ood.scores.energy import energy_from_logits, energy_odin_grid_scores, maxlogit_from_logits
+from odin_ood.tuning.searches import grid_passes
 
 METHODS = ("energy", "maxlogit", "energy-odin")
 METHOD_LABELS = {"energy": "Energy (Liu et al. 2020, T=1)", "maxlogit": "MaxLogit (Hendrycks et al. 2022)",

@@ -108,7 +108,7 @@ _C10_OOD = _natural_cifar_ood() + _noise() + (DataSpec("cifar100", "CIFAR-100 (T
 _C100_OOD = _natural_cifar_ood() + _noise() + (
     DataSpec("cifar10", "CIFAR-10 (Table 12)", "cifar10", {}, "cifar10"),
 )
-_C80_OOD = (DataSpec("cifar20", "CIFAR-20", "cifar20", {}, "cifar20"),) + _natural_cifar_ood() + _noise()
+_C80_OOD = (DataSpec("cifar20", "CIFAR-20", "cifar20", {}, "cifar20"), *_natural_cifar_ood(), *_noise())
 
 
 def _mnist_ood() -> tuple[DataSpec, ...]:

@@ -38,7 +38,8 @@ import hashlib
 import sys
 import time
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -269,7 +270,10 @@ def verdict(summary: dict[str, dict[str, float]], pick: Callable[[str], bool] = 
     if not free:
         return "no real (non-noise) OOD set was evaluated: no verdict"
     best = min(free, key=lambda k: (free[k]["mean_fpr_at_95_tpr"], -free[k]["mean_auroc"]))
-    fmt = lambda k: f"{k} {100 * summary[k]['mean_fpr_at_95_tpr']:.1f}% / {100 * summary[k]['mean_auroc']:.1f}"  # noqa: E731
+
+    def fmt(k: str) -> str:
+        return f"{k} {100 * summary[k]['mean_fpr_at_95_tpr']:.1f}% / {100 * summary[k]['mean_auroc']:.1f}"
+
     others = ", ".join(fmt(k) for k in (*OOD_FREE, "loo (mean over sources)", "same-set", "oracle", "msp")
                        if k in summary and k != best)
     n = summary[best]["sets"]

@@ -42,17 +42,25 @@ import torch
 from torch import Tensor, nn
 
 from odin_ood._utils import extras
-from odin_ood._version import __version__
 from odin_ood._utils.checks import tracing
+from odin_ood._utils.files import write_file
+from odin_ood._version import __version__
 from odin_ood.detector import MAX_BATCH_SIZE, Detector, gate_outputs
-from odin_ood.export.metadata import model_metadata
-from odin_ood.export.rules import (RUN_EAGER, ExportError, check_exportable, check_static_shapes, decompositions,
-                                   export_failure, quiet_registry, trace_failure)
 from odin_ood.detector.fingerprint import computation
+from odin_ood.export.metadata import model_metadata
+from odin_ood.export.rules import (
+    RUN_EAGER,
+    ExportError,
+    check_exportable,
+    check_static_shapes,
+    decompositions,
+    export_failure,
+    quiet_registry,
+    trace_failure,
+)
+from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.scores.family import score_outputs
 from odin_ood.scores.passes import model_device
-from odin_ood.preprocess import Preprocessing, normalise
-from odin_ood._utils.files import write_file
 
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
@@ -153,8 +161,8 @@ def _check_dynamic(model) -> None:
 
 def export_key(detector: Detector, spec: Preprocessing, batch_size: int | None) -> str:
     """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
-    threshold, score, normalisation and the weights' fingerprint, not its batch size, :func:`described`; the model's computation,
-    :func:`odin_ood.detector.fingerprint.computation`, so that other code with the same weights gets
+    threshold, score, normalisation and the weights' fingerprint, not its batch size, :func:`described`; the model's
+    computation, :func:`odin_ood.detector.fingerprint.computation`, so that other code with the same weights gets
     another graph; the input shape and normalisation; the batch size, None for a dynamic one;
     odin-ood's and torch's versions)."""
     return _keys(detector, spec, [batch_size])[0]

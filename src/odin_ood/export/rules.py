@@ -38,8 +38,9 @@ import logging
 import os
 import re
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -200,12 +201,12 @@ def check_exportable(graph: torch.fx.GraphModule) -> None:
     with quiet_registry():
         registry = ONNXRegistry.from_torchlib()
     for node in graph.graph.nodes:
-        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
-            # the exporter translates registered operators and decomposes those torch has a rule for
-            if not registry.is_registered(node.target) and node.target not in decomposition_table:
-                raise UnsupportedOperator(
-                    f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
-                    f"odin-ood export rule{RUN_EAGER}")
+        # the exporter translates registered operators and decomposes those torch has a rule for
+        if (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                and not registry.is_registered(node.target) and node.target not in decomposition_table):
+            raise UnsupportedOperator(
+                f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
+                f"odin-ood export rule{RUN_EAGER}")
 
 
 @contextmanager

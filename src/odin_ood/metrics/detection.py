@@ -22,8 +22,8 @@ evaluation code instead (see :mod:`odin_ood.metrics.calmetric`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError

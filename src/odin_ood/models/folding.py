@@ -62,7 +62,7 @@ def foldable_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
     called twice, or read as an attribute, is left alone). Names are those of ``named_modules``."""
     try:
         graph = fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - fx raises many kinds for untraceable code: search the children
+    except Exception:  # fx raises many kinds for untraceable code: search the children
         return [pair for name, child in model.named_children()
                 for pair in foldable_pairs(child, f"{prefix}{name}.")]
     modules = dict(model.named_modules())

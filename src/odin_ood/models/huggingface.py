@@ -180,7 +180,7 @@ def _geometry(processor: Any, kind: str, where: str) -> tuple[tuple[int, int, in
             return (3, h, w), "squash", (h, w)
         for side, full, cut in (("height", h, crop["height"]), ("width", w, crop["width"])):
             # odin-ood's squash crop rounds its offset to even; transformers' rounds down
-            if cut > full or (full - cut) // 2 != int(round((full - cut) / 2.0)):
+            if cut > full or (full - cut) // 2 != round((full - cut) / 2.0):
                 raise ValueError(f"{where}: crop_size {side} {cut} from a resized {side} of {full}: odin-ood's squash "
                                  "crops only a smaller size whose margin rounds the same down and to even")
         return (3, crop["height"], crop["width"]), "squash", (h, w)

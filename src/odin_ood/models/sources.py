@@ -39,20 +39,21 @@ import itertools
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from odin_ood._utils.checks import named
-from odin_ood.preprocess.model_input import attach
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
 from odin_ood.models.huggingface import load_huggingface, split_huggingface_spec
 from odin_ood.models.library import build_library_model, split_library_spec
 from odin_ood.models.onnx import load_onnx, split_onnx_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
+from odin_ood.preprocess.model_input import attach
 
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _PACKAGING_PREFIXES = {"torchscript:": "torchscript", "export:": "export"}

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from odin_ood._utils.checks import named
-from odin_ood.preprocess.model_input import attach
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
 from odin_ood.models.checkpoint import load_strict, map_keys, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
@@ -30,6 +29,7 @@ from odin_ood.models.lenet import LeNet
 from odin_ood.models.mlp import MLP
 from odin_ood.models.resnet_cifar import ResNetCifar
 from odin_ood.models.wide_resnet import WideResNet
+from odin_ood.preprocess.model_input import attach
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,8 +114,8 @@ def load(
 ) -> nn.Module:
     """A trained model in eval mode.
 
-    ``load("mnist-mlp")`` and ``load("mnist-lenet")`` return the MNIST models shipped in the package. ``load(NAME, weights=FILE)``
-    builds architecture NAME and loads FILE strictly. ``load(FILE)`` reads the architecture from
+    ``load("mnist-mlp")`` and ``load("mnist-lenet")`` return the MNIST models shipped in the package. ``load(NAME,
+    weights=FILE)`` builds architecture NAME and loads FILE strictly. ``load(FILE)`` reads the architecture from
     the file's safetensors metadata (files written by ``odin-ood train``) or, failing that,
     recognises it from the checkpoint's key names and shapes. ``num_classes`` defaults to the
     checkpoint's; a different value raises ``ValueError``. ``strip_prefixes`` and ``rename_keys``
@@ -145,7 +145,8 @@ def _resolve(name_or_path: str, weights: str | Path | None) -> tuple[str | None,
         shipped = _SPECS[name_or_path].shipped_weights
         if shipped is None:
             raise ValueError(
-                f"model {name_or_path!r} has no weights shipped with odin-ood: pass {named('weights=PATH', '--weights FILE')} "
+                f"model {name_or_path!r} has no weights shipped with "
+                f"odin-ood: pass {named('weights=PATH', '--weights FILE')} "
                 f"(a .pth/.th/.tar/.safetensors checkpoint)"
                 + named(f", or use build({name_or_path!r}) for an untrained network", "")
             )

@@ -35,15 +35,15 @@ perturbation step is divided by the same std, as the paper's code.
 from __future__ import annotations
 
 import dataclasses
-
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from odin_ood._utils.checks import channel_view, check_batch
 from odin_ood._utils.batching import Data, iter_batches
+from odin_ood._utils.checks import channel_view, check_batch
 from odin_ood.preprocess.spec import Preprocessing, close_values, floats
 
 NORMALISE = ("auto", True, False)
@@ -51,7 +51,7 @@ PIXEL_TOLERANCE = 0.5  # how far outside [0, 1] pixels may overshoot (resampling
 
 
 def check_normalise(normalise: object) -> str | bool:
-    if not any(normalise is v or normalise == v and isinstance(normalise, str) for v in NORMALISE):
+    if not any(normalise is v or (normalise == v and isinstance(normalise, str)) for v in NORMALISE):
         raise ValueError(f"normalise must be 'auto', True or False, got {normalise!r}")
     return normalise  # type: ignore[return-value]
 

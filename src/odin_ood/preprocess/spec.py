@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from odin_ood._utils.checks import named, short as _short
+from odin_ood._utils.checks import named
+from odin_ood._utils.checks import short as _short
 from odin_ood.preprocess.resampling import INTERPOLATIONS
 
 RESIZES = {
@@ -130,7 +131,7 @@ class Preprocessing:
         """The PIL mode images are converted to: "L" (grey) for one channel, "RGB" for three."""
         return "L" if self.input_shape[0] == 1 else "RGB"
 
-    def for_input_shape(self, input_shape: tuple[int, int, int]) -> "Preprocessing":
+    def for_input_shape(self, input_shape: tuple[int, int, int]) -> Preprocessing:
         """The same recipe for another input size: ``resize_size`` scales with the height
         (``floor(resize_size * H' / H)``, as timm's ``size / crop_pct``)."""
         shape = tuple(int(s) for s in input_shape)
@@ -162,7 +163,7 @@ class Preprocessing:
                 "std": None if self.std is None else list(self.std)}
 
     @classmethod
-    def from_dict(cls, d: Any, source: str = "preprocessing") -> "Preprocessing":
+    def from_dict(cls, d: Any, source: str = "preprocessing") -> Preprocessing:
         """The :class:`Preprocessing` written by :meth:`to_dict`; anything else is a ``ValueError``
         naming ``source`` and the field."""
         if not isinstance(d, dict):
@@ -187,7 +188,7 @@ class Preprocessing:
                              f"(expected {p.mode!r})")
         return p
 
-    def differences(self, other: "Preprocessing") -> list[tuple[str, Any, Any]]:
+    def differences(self, other: Preprocessing) -> list[tuple[str, Any, Any]]:
         """(field, this value, other value) for each saved field where ``other`` differs (means
         and stds compared to 1e-6)."""
         out = []
@@ -226,7 +227,7 @@ def close_values(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bo
     """Both None, or the same number of values each within 1e-6."""
     if a is None or b is None:
         return a is b
-    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b))
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b, strict=True))
 
 
 def _is_int(v: Any) -> bool:

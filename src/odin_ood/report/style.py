@@ -21,18 +21,21 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.axis import Axis  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, Formatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, Formatter, LogLocator, MaxNLocator, NullFormatter
 
 MAX_TICKS = 6
 PALETTE = [plt.get_cmap("tab10")(i) for i in (0, 1, 2, 4, 5, 6, 7, 8, 9)]  # no red: red marks the ID set
@@ -53,10 +56,10 @@ class SignificantFormatter(Formatter):
     def format_ticks(self, values: Sequence[float]) -> list[str]:
         finite = sorted({float(v) for v in values if math.isfinite(v)})
         if finite:
-            gaps = [b - a for a, b in zip(finite, finite[1:]) if b > a]
+            gaps = [b - a for a, b in itertools.pairwise(finite) if b > a]
             gap = min(gaps) if gaps else max(abs(finite[0]), 1.0)
             self.powers = any(v != 0 and not 1e-3 <= abs(v) < 1e4 for v in finite) and (
-                self.axis is not None and self.axis.get_scale() == "log" or max(map(abs, finite)) >= 1e6)
+                (self.axis is not None and self.axis.get_scale() == "log") or max(map(abs, finite)) >= 1e6)
             self.decimals = next((d for d in range(16) if all(abs(round(v, d) - v) <= 1e-6 * gap for v in finite)), 15)
         return [self(v) for v in values]
 

@@ -17,6 +17,7 @@ benchmarks/RESULTS.md with the other settings, none of which changed the CPU tim
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import openvino as ov
 
@@ -28,7 +29,7 @@ CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
 
 class OpenVinoRuntime(GraphRuntime):
     name = "openvino"
-    settings: dict[str, object] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
+    settings: ClassVar[dict[str, object]] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
 
     def _precision_problem(self, precision: str) -> str | None:
         if precision == "fp32":

@@ -26,17 +26,18 @@ paths, and nothing received is unpickled.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
-import asyncio
 import json
 import logging
 import math
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,19 +45,19 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 from torch import Tensor
 
 from odin_ood._version import __version__
 from odin_ood.detector import Detector
 from odin_ood.models.classes import class_name, class_names
-from odin_ood.serving.batcher import MicroBatcher
-from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
 from odin_ood.runtimes import load_runtime
+from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.serving.batcher import MicroBatcher
 
 log = logging.getLogger("odin_ood.serve")
 

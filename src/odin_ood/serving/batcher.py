@@ -11,9 +11,10 @@ requests in it; the collector keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -46,10 +47,8 @@ class MicroBatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     async def submit(self, x: Tensor) -> Outputs:

@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from odin_ood.data import ImageDataset
 from odin_ood._utils.devices import resolve_device
+from odin_ood.data import ImageDataset
 from odin_ood.models.zoo import spec
-from odin_ood.training.augment import random_crop_flip
-from odin_ood.training.recipe import Recipe, recipe as get_recipe
-from odin_ood.training.state import STATE_FILE, load_checkpoint, save_checkpoint
 from odin_ood.preprocess.model_input import declared_input
+from odin_ood.training.augment import random_crop_flip
+from odin_ood.training.recipe import Recipe
+from odin_ood.training.recipe import recipe as get_recipe
+from odin_ood.training.state import STATE_FILE, load_checkpoint, save_checkpoint
 
 
 @dataclass

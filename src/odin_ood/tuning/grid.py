@@ -23,15 +23,15 @@ of :class:`odin_ood.Detector`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood._utils.checks import channel_view, check_epsilon, check_grid, check_temperature
 from odin_ood._utils.batching import Data, iter_batches, map_batches
+from odin_ood._utils.checks import channel_view, check_epsilon, check_grid, check_temperature
 from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.metrics.detection import LOWER_IS_BETTER, METRICS, evaluate
 from odin_ood.scores.odin import odin_grid_scores
@@ -246,8 +246,8 @@ def tune(
     at :data:`ID_ONLY_TEMPERATURE`, ``temperatures`` and ``objective`` unused). ``ood_free`` is
     unused when ``ood_data`` is given. ``search``: ``"grid"`` (default, the paper's) or
     ``"shared"`` (module docstring; the grid still runs where it would cost no more, and ID-only
-    tuning always scores its epsilon row; ``cells_per_forward`` only applies to the grid). The result holds the chosen cell, the metrics and
-    scores of every cell the search scored, the search's name and its passes per image.
+    tuning always scores its epsilon row; ``cells_per_forward`` only applies to the grid). The result holds the chosen
+    cell, the metrics and scores of every cell the search scored, the search's name and its passes per image.
     """
     check_search(search)
     temperatures = check_grid(temperatures, check_temperature, "temperatures")
