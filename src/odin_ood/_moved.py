@@ -53,7 +53,8 @@ class _Moved(types.ModuleType):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None):
+    def find_spec(self, name: str, path: Sequence[str] | None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if name not in MOVED:
             return None
         return importlib.machinery.ModuleSpec(name, self)

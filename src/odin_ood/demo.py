@@ -20,7 +20,7 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -102,7 +102,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     odin = {name: o["score"] for name, o in outputs.items()}
     steps.update()
 
-    rows = [{"ood": name, "n": len(x), "msp": evaluate(msp["MNIST"], msp[name]),
+    rows: list[dict[str, Any]] = [{"ood": name, "n": len(x), "msp": evaluate(msp["MNIST"], msp[name]),
              "odin": evaluate(odin["MNIST"], odin[name]),
              "flagged_ood": float(outputs[name]["is_out_of_distribution"].float().mean())} for name, x in unseen.items()]
     wins = [r["ood"] for r in rows if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"]

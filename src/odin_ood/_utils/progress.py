@@ -25,7 +25,7 @@ class PassProgress:
     with tqdm's ``update``/``refresh``/``n``; by default a new tqdm on stderr, off when not
     ``enabled``)."""
 
-    def __init__(self, total: float, passes_per_image: float, desc: str, enabled: bool = True,
+    def __init__(self, total: float | None, passes_per_image: float, desc: str, enabled: bool = True,
                  bar: Any = None) -> None:
         self.passes_per_image = max(float(passes_per_image), 1.0)
         self.bar = bar if bar is not None else tqdm(total=total, desc=desc, unit="img", file=sys.stderr,

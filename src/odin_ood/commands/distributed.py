@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -84,7 +86,7 @@ def run(options: ScoreOptions, output: Path, fmt: str, backend: str | None = Non
 _FAILED = object()
 
 
-def _reported(rank: int, world: int, step, *args):
+def _reported(rank: int, world: int, step: Callable[..., Any], *args: Any) -> Any:
     """``step(*args)``, or ``_FAILED`` after printing why (every rank then learns it by :func:`_agreed`)."""
     try:
         return step(*args)
@@ -127,12 +129,13 @@ def merge(output: Path, fmt: str, world: int, columns: tuple[str, ...], chunk: i
     streams = [read_rows(s, "jsonl") for s in shards]
     heads = [next(s, None) for s in streams]
     writer = RowWriter(output, fmt, resume=False, columns=columns, overwrite=overwrite)
-    rows, i = [], 0
+    rows: list[dict[str, Any]] = []
+    i = 0
     while any(h is not None for h in heads):
-        r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)
-        if r is None:
+        r, head = next(((r, h) for r, h in enumerate(heads) if h is not None and h["index"] == i), (None, None))
+        if r is None or head is None:
             raise RuntimeError(f"shards {shards}: no shard continues with item {i}: not merging")
-        rows.append(heads[r])
+        rows.append(head)
         heads[r] = next(streams[r], None)
         i += 1
         if len(rows) >= (chunk or memory.MAX_CHUNK):

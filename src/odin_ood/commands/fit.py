@@ -205,14 +205,14 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     if ood_tune is not None:
         ood_data = ood_tune.x
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
-        ood_data = noise_ood_set(id_tune.x, _noise_count(options, "tuning"), spec.mean, spec.std)
+        ood_data = noise_ood_set(id_tune.x, _noise_count(options.limit, options.holdout, "tuning"), spec.mean, spec.std)
     else:
         ood_data = None  # Detector.fit's own default
     n_out = len(ood_data) if ood_data is not None else (0 if options.ood_free == "id-only" else 2 * NOISE_SIZE)
     with _naming_non_finite(id_tune, ood_tune, "tuning"), \
             meter.stage(f"tuning ({options.search} search)", len(id_tune) + n_out, _tuning_passes(options)):
         detector.fit(id_tune.x, ood_data, tpr=options.tpr)
-    outputs = detector.outputs
+    outputs: Callable[[Tensor], dict[str, Tensor]] = detector.outputs
     if options.runtime != "torch":
         outputs = _threshold_on_runtime(detector, spec, id_tune.x, options, model_options.threads)
     result = detector.tuning_
@@ -297,15 +297,15 @@ def _nan_to_none(values: np.ndarray) -> list:
     return [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(values, dtype=float)]
 
 
-def _noise_count(options: FitOptions, part: str) -> int:
+def _noise_count(limit: int, holdout: float, part: str) -> int:
     """Gaussian (and as many Uniform) noise images for ``part`` under ``--limit``: the noise side
     holds ``limit`` images in all, split by ``--holdout`` like real OOD inputs (at least 1 + 1)."""
-    held = round(options.holdout * options.limit)
-    return max(1, (held if part == "held-out" else options.limit - held) // 2)
+    held = round(holdout * limit)
+    return max(1, (held if part == "held-out" else limit - held) // 2)
 
 
 @contextmanager
-def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_name: str):
+def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_name: str) -> Iterator[None]:
     """Turn a score check's NaN error into one naming the images (by source) it came from."""
     try:
         yield
@@ -346,7 +346,7 @@ def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None
     if ood_eval is not None:
         x_out, ood = ood_eval.x, _part(ood_eval)
     else:
-        n = len(id_eval) if options.limit is None else _noise_count(options, "held-out")
+        n = len(id_eval) if options.limit is None else _noise_count(options.limit, options.holdout, "held-out")
         x_out = noise_ood_set(id_eval.x, n, spec.mean, spec.std, seed=options.seed + 1000)
         ood = {"count": len(x_out), "what": noise_what(len(x_out), spec.input_shape, options.seed + 1000, "fresh "),
                "sources": []}

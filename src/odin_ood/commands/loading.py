@@ -170,7 +170,7 @@ def legacy_preprocessing(detector: Detector) -> Preprocessing:
         if shape is not None and tuple(shape) != tuple(detector.input_shape):
             raise ValueError(f"the detector was fitted for inputs of size {tuple(detector.input_shape)} but the "
                              f"model takes {tuple(shape)}")
-        shape = detector.input_shape
+        shape = tuple(detector.input_shape)
     if shape is None:
         raise ValueError("the model does not say what input size it takes and the detector does not record it: "
                          "pass --input-size C,H,W")

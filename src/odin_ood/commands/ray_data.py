@@ -155,7 +155,7 @@ class _Units(RayScorer):
                                f"{batch_size}: the same detector and options must load alike everywhere")
         self.inputs, self.columns = reading.open(), reading.columns
 
-    def __call__(self, units: dict[str, Any]) -> Any:  # type: ignore[override]
+    def __call__(self, units: dict[str, Any]) -> Any:
         rows: list[Row] = []
         for start, stop, skip in zip(units["start"], units["stop"], units["skip"], strict=True):
             rows += score_rows(self.runtime, self.spec, self.inputs, range(int(start), int(stop)), self.pool, int(skip))

@@ -129,4 +129,3 @@ def _print_rows(part: str, results: dict) -> None:
               f"AUROC {100 * m['auroc']:5.1f}")
     for s in results["skipped"]:
         print(f"skipped {s['label']}: {s['reason']}")
-    return 0

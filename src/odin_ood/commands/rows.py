@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 import numpy as np
 import torch
@@ -66,7 +66,11 @@ class Shard(Sequence[int]):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, p):  # type: ignore[override]
+    @overload
+    def __getitem__(self, p: int) -> int: ...
+    @overload
+    def __getitem__(self, p: slice) -> list[int]: ...
+    def __getitem__(self, p: int | slice) -> int | list[int]:
         if isinstance(p, slice):
             return [self[q] for q in range(*p.indices(self.length))]
         if not 0 <= p < self.length:

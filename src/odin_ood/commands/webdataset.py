@@ -241,6 +241,7 @@ def _samples(f: _Clamped) -> Iterator[list[tarfile.TarInfo] | str]:
     """The shard's samples (runs of members sharing a key, directories left out), in order; a
     string (why) where the shard cannot be read further."""
     try:
+        # typeshed's file protocol asks write() and close(), which reading never calls
         tar = tarfile.open(fileobj=f, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115 -- reads the caller's file, which it does not close
     except tarfile.TarError as exc:
         yield f"not a readable tar file ({exc})"

@@ -364,11 +364,11 @@ def _count_finished(path: Path, fmt: str, columns: tuple[str, ...]) -> tuple[int
     return n, _last_of(f.read_row_group(f.metadata.num_row_groups - 1))
 
 
-def _last_of(table) -> Row:
+def _last_of(table: Any) -> Row:  # a pyarrow Table (pyarrow ships no types)
     return table.slice(table.num_rows - 1).to_pylist()[0]
 
 
-def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS):
+def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS) -> Any:
     """``rows`` as a pyarrow Table of ``columns`` with odin-ood's column types (non-finite floats null)."""
     import pyarrow as pa
 

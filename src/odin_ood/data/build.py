@@ -50,7 +50,7 @@ def resize_images(images: np.ndarray | Sequence[np.ndarray], size: int | tuple[i
     """Resize uint8 ``(H, W, C)`` images (an ``(N, H, W, C)`` array or a list of any sizes) to
     ``size``; returns ``(N, h, w, C)`` uint8."""
     check_method(method)
-    hw = (size, size) if isinstance(size, int) else tuple(size)
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if method in PIL_FILTERS:
         return np.stack([_pil_resize(np.asarray(im), hw, method) for im in images])
     if isinstance(images, np.ndarray):

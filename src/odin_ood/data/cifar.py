@@ -16,6 +16,7 @@ globals that a pickled numpy array needs; anything else (code, arbitrary classes
 from __future__ import annotations
 
 import codecs
+import importlib
 import os
 import pickle
 from pathlib import Path
@@ -41,10 +42,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 
 def _reconstruct() -> Any:
     try:
-        from numpy._core.multiarray import _reconstruct as fn  # numpy >= 2
+        return importlib.import_module("numpy._core.multiarray")._reconstruct  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct as fn
-    return fn
+        return importlib.import_module("numpy.core.multiarray")._reconstruct
 
 
 _ALLOWED = {

@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Literal, overload
 
 import numpy as np
 from PIL import Image
@@ -82,6 +83,12 @@ def _decode_chunk(labels: Sequence[str], blobs: Sequence[bytes], mode: str) -> l
     return [_decode_one(lab, b, mode) for lab, b in zip(labels, blobs, strict=True)]
 
 
+@overload
+def decode_images(source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ...,
+                  stack: Literal[True] = ...) -> np.ndarray: ...
+@overload
+def decode_images(source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ...,
+                  stack: Literal[False]) -> list[np.ndarray]: ...
 def decode_images(
     source: ImageSource,
     members: Sequence[str],

@@ -174,17 +174,16 @@ class Detector(Params):
         arguments where given, else the given preprocessing's, else the model's own."""
         said, given = declared_input(self.model), self.preprocessing
         source = given if given is not None else said
-        self.std_ = self.input_std if self.input_std is not None else source.std
-        self.mean_ = self.input_mean if self.input_mean is not None else source.mean
+        self.std_ = floats(self.input_std) if self.input_std is not None else source.std
+        self.mean_ = floats(self.input_mean) if self.input_mean is not None else source.mean
         if given is not None:
-            self.preprocessing_ = given
+            self.preprocessing_: Preprocessing | None = given
             return
         base = of_model(self.model)
         if self.input_shape is not None:
             shape = tuple(self.input_shape)
             base = Preprocessing(shape) if base is None else base.for_input_shape(shape)
-        self.preprocessing_ = None if base is None else dataclasses.replace(
-            base, mean=floats(self.mean_), std=floats(self.std_))
+        self.preprocessing_ = None if base is None else dataclasses.replace(base, mean=self.mean_, std=self.std_)
 
     def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float, precision: str = "fp32",
                     runtime: str | None = None) -> None:

@@ -224,7 +224,8 @@ def _clamp(v: Any, channels: int | None) -> Clamp | None:
     low, high = (_per_channel(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
     if not bool((torch.as_tensor(low) <= torch.as_tensor(high)).all()):
         raise ValueError(f"clamp low {low} exceeds high {high}")
-    return tuple(c if isinstance(c, float) else torch.tensor(c).view(-1, 1, 1) for c in (low, high))
+    bound_low, bound_high = (c if isinstance(c, float) else torch.tensor(c).view(-1, 1, 1) for c in (low, high))
+    return bound_low, bound_high
 
 
 def _input_shape(v: Any) -> tuple[int, ...]:

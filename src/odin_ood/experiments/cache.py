@@ -44,7 +44,8 @@ def entry_path(folder: str | os.PathLike, key: dict[str, Any]) -> Path:
 def write_entry(path: str | os.PathLike, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and the key's JSON to ``path`` atomically."""
     with replacing(path) as f:
-        np.savez(f, key=np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()})
+        entries: dict[str, Any] = {"key": np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()}}
+        np.savez(f, **entries)
 
 
 def read_entry(path: str | os.PathLike, key: dict[str, Any]) -> dict[str, np.ndarray] | None:

@@ -106,8 +106,8 @@ def _tuning_grids(exp: Experiment, ood: Scored) -> tuple[np.ndarray, np.ndarray]
     only when already cached (e.g. by ``benchmarks/bench_search.py``; the same scores the model
     would give, so the same choice), else None."""
     subsets = [s.data.subset(torch.from_numpy(s.split.tune)) for s in (exp.id_set, ood)]
-    found = [exp.scorer.grid(sub, compute=exp.search == "grid") for sub in subsets]
-    return None if any(f is None for f in found) else (found[0]["grid"], found[1]["grid"])
+    found_in, found_out = (exp.scorer.grid(sub, compute=exp.search == "grid") for sub in subsets)
+    return None if found_in is None or found_out is None else (found_in["grid"], found_out["grid"])
 
 
 def _sha(scored: Scored, rows: np.ndarray) -> str:

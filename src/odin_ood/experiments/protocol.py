@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -89,13 +89,14 @@ def images_sha256(ds: ImageDataset) -> str:
 @dataclass
 class Scored:
     """A dataset with its cached scores: ``grid`` (T, E, N) ODIN scores of every image at every
-    cell (None on the CPU path, which scores only the cells it needs), ``logits`` (N, C)."""
+    cell (None on the CPU path, which scores only the cells it needs), ``logits`` (N, C) (None for the
+    pooled tuning noise on the CPU path: it only tunes)."""
 
     key: str
     label: str
     data: ImageDataset
     grid: np.ndarray | None
-    logits: np.ndarray
+    logits: np.ndarray | None
     split: Split
     paper_key: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -104,11 +105,25 @@ class Scored:
     def labels(self) -> np.ndarray:
         return self.data.labels.numpy()
 
+    def full_grid(self) -> np.ndarray:
+        """``grid``; ``ValueError`` where only some cells were scored (the CPU path)."""
+        if self.grid is None:
+            raise ValueError(f"{self.key}: the full grid was not scored (the CPU path scores the cells it needs)")
+        return self.grid
+
+    def full_logits(self) -> np.ndarray:
+        """``logits``; ``ValueError`` for a set scored only at grid cells (the pooled tuning noise)."""
+        if self.logits is None:
+            raise ValueError(f"{self.key}: its logits were not kept (a set used only for tuning)")
+        return self.logits
+
     def tune(self, i: int | None = None, j: int | None = None) -> np.ndarray:
-        return self.grid[..., self.split.tune] if i is None else self.grid[i, j, self.split.tune]
+        grid = self.full_grid()
+        return grid[..., self.split.tune] if i is None else grid[i, j, self.split.tune]
 
     def eval(self, i: int | None = None, j: int | None = None) -> np.ndarray:
-        return self.grid[..., self.split.eval] if i is None else self.grid[i, j, self.split.eval]
+        grid = self.full_grid()
+        return grid[..., self.split.eval] if i is None else grid[i, j, self.split.eval]
 
 
 class _PassLines:
@@ -143,7 +158,7 @@ class Scorer:
         self.deadline: float | None = None  # time.monotonic() after which no new chunk starts
         self.channels_last = channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit memory_format
         self.model = model
         self.temperatures = tuple(float(t) for t in temperatures)
         self.epsilons = tuple(float(e) for e in epsilons)
@@ -162,7 +177,7 @@ class Scorer:
         x = (images.float().div_(255.0) - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def autocast(self):
+    def autocast(self) -> torch.autocast:
         """bf16 autocast for ``precision="bf16"`` (scores are still computed in float32)."""
         device = next(self.model.parameters()).device.type
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -171,7 +186,7 @@ class Scorer:
         return {"model": self.fingerprint, "data": ds.manifest, "images_sha256": images_sha256(ds),
                 "method": method, **extra}
 
-    def _chunks(self, ds: ImageDataset, what: str, passes_per_image: int):
+    def _chunks(self, ds: ImageDataset, what: str, passes_per_image: int) -> Iterator[int]:
         """Chunk starts of ``ds``, under a bar in images that advances at every pass of the model
         (:class:`odin_ood._utils.progress.PassProgress`), not once per chunk of the whole grid."""
         meter = PassProgress(len(ds), passes_per_image, f"{what} {ds.name}", self.progress)
@@ -183,6 +198,12 @@ class Scorer:
         finally:
             meter.close()
 
+    @overload
+    def grid(self, ds: ImageDataset, compute: Literal[True] = ...,
+             temperatures: Sequence[float] | None = ...) -> dict[str, np.ndarray]: ...
+    @overload
+    def grid(self, ds: ImageDataset, compute: bool, temperatures: Sequence[float] | None = ...
+             ) -> dict[str, np.ndarray] | None: ...
     def grid(self, ds: ImageDataset, compute: bool = True,
              temperatures: Sequence[float] | None = None) -> dict[str, np.ndarray] | None:
         """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``
@@ -194,7 +215,7 @@ class Scorer:
         if not compute:
             return self.cache.peek(key)
 
-        def compute() -> dict[str, np.ndarray]:
+        def scored() -> dict[str, np.ndarray]:
             grids, logits = [], []
             # the grid's passes, and one forward more for the logits
             for s in self._chunks(ds, "grid", grid_passes(len(temperatures), self.epsilons) + 1):
@@ -206,7 +227,7 @@ class Scorer:
             return {"grid": np.concatenate(grids, axis=-1).astype(np.float32),
                     "logits": np.concatenate(logits).astype(np.float32)}
 
-        return self.cache.get(key, compute)
+        return self.cache.get(key, scored)
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> np.ndarray:
@@ -226,7 +247,7 @@ class Scorer:
                 "temperature": float(temperature), "epsilon": float(epsilon), "precision": self.precision}
 
     def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin",
-                      progress: Progress | None = None):
+                      progress: Progress | None = None) -> Callable[[int, int], dict[str, np.ndarray]]:
         """``compute(start, stop)`` for one cell; with ``progress``, it advances at every pass of
         every batch (forward or backward), not once per chunk."""
         device = next(self.model.parameters()).device
@@ -250,6 +271,12 @@ class Scorer:
 
         return compute
 
+    @overload
+    def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float, progress: Progress | None = ...,
+                     compute: Literal[True] = ..., score: str = ...) -> dict[str, np.ndarray]: ...
+    @overload
+    def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float, progress: Progress | None = ...,
+                     *, compute: bool, score: str = ...) -> dict[str, np.ndarray] | None: ...
     def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float,
                      progress: Progress | None = None, compute: bool = True,
                      score: str = "odin") -> dict[str, np.ndarray] | None:
@@ -259,8 +286,12 @@ class Scorer:
         (:meth:`cell_key`), so a killed run resumes at its last finished chunk. ``compute=False``:
         None unless cached."""
         fn = self._cell_compute(ds, temperature, epsilon, score, progress) if compute else None
-        step = None if progress is None else (lambda rows, cached: cached and progress.advance(ds.name, rows, True))
-        return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon, score), len(ds), CELL_CHUNK, fn, step)
+        def cached_chunk(rows: int, cached: bool) -> None:  # a computed chunk advanced pass by pass
+            if cached and progress is not None:
+                progress.advance(ds.name, rows, True)
+
+        return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon, score), len(ds), CELL_CHUNK, fn,
+                                      None if progress is None else cached_chunk)
 
     def cell_chunk(self, ds: ImageDataset, temperature: float, epsilon: float, start: int,
                    progress: Progress | None = None) -> None:
@@ -303,7 +334,8 @@ def fpr_grid(scores_in: np.ndarray, scores_out: np.ndarray, tpr: float = 0.95) -
 def select_cell(scores_in: np.ndarray, scores_out: np.ndarray, tpr: float = 0.95) -> tuple[int, int]:
     """The cell minimising FPR at ``tpr``, ties to the first in grid order (as ``tune_from_scores``)."""
     f = fpr_grid(scores_in, scores_out, tpr)
-    return tuple(int(k) for k in np.unravel_index(int(np.argmin(f)), f.shape))  # type: ignore[return-value]
+    i, j = np.unravel_index(int(np.argmin(f)), f.shape)
+    return int(i), int(j)
 
 
 @dataclass
@@ -357,4 +389,4 @@ class Experiment:
         if scored.grid is not None:
             i, j = self.scorer.msp_index()
             return scored.grid[i, j]
-        return softmax_score(torch.from_numpy(scored.logits), 1.0).numpy()
+        return softmax_score(torch.from_numpy(scored.full_logits()), 1.0).numpy()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from odin_ood.preprocess.model_input import declared_input
 from odin_ood.tuning.searches import REPRODUCE_DEFAULT_SEARCH
 
 STAGES = ("every-image", "tuning")
+T = TypeVar("T")
 
 @dataclass
 class RunConfig:
@@ -173,10 +174,11 @@ def _score(scorer: Scorer, spec: DataSpec, ds: data.ImageDataset, n_tune: int, s
     every-image pass at ``logits_at`` (the CPU path; further cells are scored when needed)."""
     if logits_at is None:
         arrays = scorer.grid(ds)
+        grid, logits = arrays["grid"], arrays["logits"]
     else:
-        arrays = {"grid": None, "logits": scorer.cell_outputs(ds, *logits_at)["logits"]}
+        grid, logits = None, scorer.cell_outputs(ds, *logits_at)["logits"]
     split = split_indices(len(ds), min(n_tune, len(ds) // 2), dataset_seed(seed, spec.key))
-    return Scored(key=spec.key, label=spec.label, data=ds, grid=arrays["grid"], logits=arrays["logits"],
+    return Scored(key=spec.key, label=spec.label, data=ds, grid=grid, logits=logits,
                   split=split, paper_key=spec.paper_key,
                   manifest={"loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds), "split": split.describe(),
                             "dataset": ds.manifest})
@@ -235,6 +237,17 @@ def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, ti
         _timed(timings, "energy + perturbation pass", lambda: successor_rows.prepare(exp, cfg.progress))
 
 
+def _listed(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else list(values)
+
+
+def _resolved(value: T | None) -> T:
+    """A :class:`RunConfig` field that :meth:`RunConfig.resolved` sets."""
+    if value is None:
+        raise ValueError("a RunConfig default is unset: run_suite resolves the config first (RunConfig.resolved)")
+    return value
+
+
 def run_suite(config: RunConfig) -> dict[str, Any]:
     """Run every experiment of ``config.suite``; write results.json/results.csv into ``config.out``
     and return the results. Stages: every image at the paper's parameters, tuning (``search``
@@ -253,7 +266,7 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     path = weights_path(suite, root, cfg.weights)
     model = load_model(suite, path, cfg.device, cfg.num_classes)
-    scorer = Scorer(model, cfg.temperatures, cfg.epsilons, ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
+    scorer = Scorer(model, _resolved(cfg.temperatures), _resolved(cfg.epsilons), ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
                     cfg.batch_size, cfg.progress, precision=cfg.precision)
     scorer.msp_index()
     if cfg.time_limit is not None:
@@ -272,7 +285,7 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
 
     id_spec, id_ds = next(((spec, ds) for spec in suite.id_candidates
                            if (ds := load(spec, "in-distribution")) is not None), (None, None))
-    if id_ds is None:
+    if id_spec is None or id_ds is None:
         raise FileNotFoundError(f"suite {suite.name!r}: no in-distribution set could be loaded: "
                                 + "; ".join(f"{s['key']}: {s['reason']}" for s in skipped))
     oods = [(spec, ds) for spec in suite.ood if (ds := load(spec, "out-of-distribution")) is not None]
@@ -302,28 +315,31 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     results["tuning"] = {o.key: t.describe() for o in scored if (t := exp.tunings.get(o.key)) is not None}
     if cfg.stop_after == "tuning" or "stopped" in results:
         return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
-    results["main_table"] = _timed(timings, "main table", lambda: main_table.main_table(exp, cfg.resamples))
+    results["main_table"] = _timed(timings, "main table", lambda: main_table.main_table(exp, _resolved(cfg.resamples)))
     full = exp.full_grid
     results["sweeps"] = _timed(timings, "sweeps", lambda: parameters.sweeps(exp)) if full else {"skipped": FULL_GRID_ONLY}
     results["threshold"] = _timed(timings, "threshold", lambda: parameters.threshold_curves(exp))
     results["cross_dataset"] = (_timed(timings, "cross-dataset", lambda: transfer.cross_dataset(exp)) if full
                                 else {"skipped": FULL_GRID_ONLY})
-    results["tuning_size"] = (_timed(timings, "tuning size", lambda: transfer.tuning_size_curve(exp, cfg.repeats)) if full
+    results["tuning_size"] = (_timed(timings, "tuning size", lambda: transfer.tuning_size_curve(exp, _resolved(cfg.repeats))) if full
                               else {"skipped": FULL_GRID_ONLY})
-    results["analysis"] = _timed(timings, "section 5", lambda: analysis.section5(exp, cfg.analysis_n))
+    results["analysis"] = _timed(timings, "section 5", lambda: analysis.section5(exp, _resolved(cfg.analysis_n)))
     results["profiles"] = analysis.class_profiles(exp)
     results["accuracy"] = _timed(timings, "accuracy vs threshold", lambda: analysis.accuracy_vs_threshold(exp))
-    results["distances"] = _timed(timings, "distances", lambda: distances.distances(exp, cfg.distance_m))
+    results["distances"] = _timed(timings, "distances", lambda: distances.distances(exp, _resolved(cfg.distance_m)))
     # beyond the paper: which tuning source transfers (fresh noise draws tune only, never evaluated)
     noise = [(spec, ds) for spec in tuning_sources.NOISE_SPECS if (ds := load(spec, "tuning source")) is not None]
     results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
-        exp, tuning_sources.noise_set(scorer, noise, full), cfg.resamples,
+        exp, tuning_sources.noise_set(scorer, noise, full), _resolved(cfg.resamples),
         eval_limit=None if full else cfg.sources_limit, progress=cfg.progress, oracle=full or cfg.sources_oracle))
     results["complete"] = True
     return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
 
 
-def _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp=None):
+def _finish(results: dict[str, Any], cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path | None,
+            scorer: Scorer, timings: dict[str, float], started: float, out: Path, id_spec: DataSpec,
+            id_ds: data.ImageDataset, oods: list[tuple[DataSpec, data.ImageDataset]],
+            exp: Experiment | None = None) -> dict[str, Any]:
     timings["total"] = round(time.perf_counter() - started, 2)
     results["provenance"] = provenance(cfg, suite, model, path, scorer, timings, id_spec, id_ds, oods, exp)
     write_results(results, out)
@@ -340,12 +356,13 @@ def _dataset_entry(spec: DataSpec, ds: data.ImageDataset, scored: Scored | None)
 
 
 def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path | None, scorer: Scorer,
-               timings: dict[str, float], id_spec: DataSpec, id_ds: data.ImageDataset, oods, exp: Experiment | None
+               timings: dict[str, float], id_spec: DataSpec, id_ds: data.ImageDataset,
+               oods: list[tuple[DataSpec, data.ImageDataset]], exp: Experiment | None
                ) -> dict[str, Any]:
     acc = None
     if exp is not None and (exp.id_set.labels[exp.id_set.split.eval] >= 0).all():
         ids, ev = exp.id_set, exp.id_set.split.eval
-        acc = float((ids.logits[ev].argmax(1) == ids.labels[ev]).mean())
+        acc = float((ids.full_logits()[ev].argmax(1) == ids.labels[ev]).mean())
     scored = {s.key: s for s in ([exp.id_set, *exp.oods] if exp is not None else [])}
     return {
         "library": {"odin_ood": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -356,8 +373,8 @@ def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path 
         "config": asdict(cfg) | {"cache_dir": str(scorer.cache.folder)},
         "model": {"name": getattr(model, "arch", suite.model), "weights": str(path) if path else "shipped with odin-ood",
                   "weights_sha256": sha256_file(path) if path else None, "fingerprint": scorer.fingerprint,
-                  "input_mean": list(declared_input(model).mean), "input_std": list(scorer.input_std),
-                  "num_classes": int(model.num_classes), "id_eval_accuracy": acc},
+                  "input_mean": _listed(declared_input(model).mean), "input_std": _listed(scorer.input_std),
+                  "num_classes": getattr(model, "num_classes", None), "id_eval_accuracy": acc},
         "grid": {"temperatures": list(scorer.temperatures), "epsilons": list(scorer.epsilons),
                  "epsilon_units": "pixel units of [0, 1] images; the step is divided by the model's input_std"},
         "paper_row": suite.paper_label, "paper_row_matches_model": suite.paper_row is not None,

@@ -51,7 +51,7 @@ def energy_odin_grid(scorer: Scorer, ds: ImageDataset) -> np.ndarray:
 
 
 def _from_logits(scored: Scored, method: str) -> np.ndarray:
-    logits = torch.from_numpy(scored.logits)
+    logits = torch.from_numpy(scored.full_logits())
     s = energy_from_logits(logits, TEMPERATURE) if method == "energy" else maxlogit_from_logits(logits)
     return s.numpy()
 

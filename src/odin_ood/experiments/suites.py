@@ -134,7 +134,8 @@ def _mnist_suite(name: str, model: str, row: str | None, reference: str | None, 
                  quick_grid=(QUICK_TEMPERATURES, QUICK_EPSILONS), full_grid_on_cpu=True)
 
 
-def _cifar_suite(name: str, model: str, weights: str | None, id_sets, ood, row: str | None, **kw) -> Suite:
+def _cifar_suite(name: str, model: str, weights: str | None, id_sets: tuple[DataSpec, ...],
+                 ood: tuple[DataSpec, ...], row: str | None, **kw: Any) -> Suite:
     return Suite(name=name, description=kw.pop("description"), model=model, weights=weights, id_candidates=id_sets,
                  ood=ood, paper_row=row, **kw)
 

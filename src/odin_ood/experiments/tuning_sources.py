@@ -68,9 +68,9 @@ def noise_set(scorer: Scorer, draws: list[tuple[DataSpec, ImageDataset]], full_g
     first = draws[0][1]
     pooled = ImageDataset(images, name="tuning-noise", mean=first.mean, std=first.std,
                           manifest={"pooled": [ds.manifest for _, ds in draws]})
-    arrays = scorer.grid(pooled) if full_grid else {"grid": None, "logits": None}
+    arrays = scorer.grid(pooled) if full_grid else None
     return Scored(key="tuning-noise", label=" + ".join(spec.label for spec, _ in draws), data=pooled,
-                  grid=arrays["grid"], logits=arrays["logits"], split=Split(np.arange(len(pooled)), np.arange(0), -1),
+                  grid=None if arrays is None else arrays["grid"], logits=None if arrays is None else arrays["logits"], split=Split(np.arange(len(pooled)), np.arange(0), -1),
                   manifest={"sets": [{"key": spec.key, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds),
                                       "dataset": ds.manifest} for spec, ds in draws]})
 

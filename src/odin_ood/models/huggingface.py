@@ -115,7 +115,7 @@ def processor_preprocessing(processor: Any, source: str = "the image processor")
     where = f"{source}: {kind}"
     backend = getattr(processor, "backend", None)
     standard = _backend_class(backend)
-    if standard is None:
+    if standard is None or not isinstance(backend, str):
         raise ValueError(f"{where} has backend {backend!r}; odin-ood follows the torchvision and pil backends")
     allowed = ("resize", "_preprocess") if kind in _CONVNEXT else ()
     own = [step for step in _STANDARD_STEPS

@@ -8,17 +8,19 @@ layout, at most six tick labels to their significant digits, labelled reference 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from odin_ood._utils.files import write_file
 from odin_ood.report.style import ID_COLOUR, colours, every_kth, figure, line_styles, png_bytes, reference_line
 
-OUTSIDE = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
+OUTSIDE: dict[str, Any] = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
 
 
 def _axes(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)) -> tuple[Figure, np.ndarray]:
@@ -137,7 +139,7 @@ def accuracy(results: dict) -> Figure:
     return fig
 
 
-def _series(ax, centres, values: dict, labels: dict, id_key: str, log: bool = False) -> None:
+def _series(ax: Axes, centres: Sequence[float], values: dict, labels: dict, id_key: str, log: bool = False) -> None:
     styles = {id_key: {"color": ID_COLOUR, "ls": "-", "lw": 2.2},
               **{k: {**style, "lw": 1.2} for k, style in line_styles([k for k in values if k != id_key]).items()}}
     x = 10 ** np.array(centres) if log else np.array(centres)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
+import numpy as np
 import openvino as ov
 
 from odin_ood.runtimes import GraphRuntime
@@ -54,7 +55,7 @@ class OpenVinoRuntime(GraphRuntime):
     def _request(self, model: ov.Model) -> ov.InferRequest:
         return self.core.compile_model(model, "CPU", self.config).create_infer_request()
 
-    def _run(self, pixels):
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
         n = len(pixels) if len(pixels) == self.batch_size else 0  # 0: the compiled model for any batch
         if n not in self.requests:
             self.requests[n] = self._request(self.model)

@@ -47,8 +47,8 @@ def model_device(model: nn.Module, default: torch.device) -> torch.device:
     """The device of the model's first parameter or buffer (``default`` for a stateless model)."""
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return default
 
 

@@ -77,7 +77,8 @@ class MicroBatcher:
                 await self._run(loop, live)
 
     def _take(self) -> list[tuple[Tensor, asyncio.Future]]:
-        batch, n = [], 0
+        batch: list[tuple[Tensor, asyncio.Future]] = []
+        n = 0
         while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_batch):
             x, f = self._pending.popleft()
             self._waiting_images -= len(x)

@@ -96,9 +96,10 @@ def train(
     smoke tests. ``bf16`` runs the forward pass under bfloat16 autocast.
     """
     if recipe is None:
-        if getattr(model, "arch", None) is None:
+        arch = getattr(model, "arch", None)
+        if arch is None:
             raise ValueError("recipe is required for a model not built by odin_ood.models.build")
-        recipe = spec(model.arch).recipe
+        recipe = spec(arch).recipe
     r = get_recipe(recipe)
     epochs = r.epochs if epochs is None else epochs
     batch_size = r.batch_size if batch_size is None else batch_size

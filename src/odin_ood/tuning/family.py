@@ -6,7 +6,7 @@ the data. Without OOD data the same ``ood_free`` rules apply (noise, or the ID d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from torch import Tensor, nn
@@ -30,7 +30,8 @@ from odin_ood.tuning.grid import (
 from odin_ood.tuning.searches import check_search, grid_passes
 
 
-def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std, clamp):
+def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None,
+          clamp: Clamp | None) -> Callable[[Tensor], Tensor]:
     """Batch -> (1, len(epsilons), N) scores of a non-ODIN score at T = 1."""
 
     def fn(x: Tensor) -> Tensor:

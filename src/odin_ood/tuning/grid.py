@@ -132,7 +132,7 @@ def tune_from_scores(
     cells = [evaluate(s_in[i, j], s_out[i, j], tpr=tpr) for i in range(shape[0]) for j in range(shape[1])]
     metrics = {m: np.array([c[m] for c in cells]).reshape(shape) for m in METRICS}
     values = metrics[objective] if objective in LOWER_IS_BETTER else -metrics[objective]
-    i, j = np.unravel_index(int(np.argmin(values)), shape)
+    i, j = (int(k) for k in np.unravel_index(int(np.argmin(values)), shape))
     return TuningResult(
         temperature=float(temperatures[i]),
         epsilon=float(epsilons[j]),
@@ -202,7 +202,8 @@ def tune_id_only(
 
 
 def noise_ood_set(
-    like: Data, n: int = 1000, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None, seed: int = 0
+    like: Data, n: int = 1000, input_mean: Sequence[float] | Tensor | None = None,
+    input_std: Sequence[float] | Tensor | None = None, seed: int = 0
 ) -> Tensor:
     """The paper's Gaussian + Uniform noise (n images each) in the shape and space of ``like``.
 
@@ -266,15 +267,9 @@ def tune(
             value=float(found.metrics[objective][i, j]), temperatures=tuple(float(t) for t in temperatures),
             epsilons=tuple(float(e) for e in epsilons), metrics=found.metrics, scores_in=found.scores_in,
             scores_out=found.scores_out, search="shared", passes_per_image=found.passes_per_image)
-    kwargs = dict(
-        temperatures=temperatures,
-        epsilons=epsilons,
-        input_std=input_std,
-        batch_size=batch_size,
-        clamp=clamp,
-        cells_per_forward=cells_per_forward,
-    )
-    scores_in = grid_scores(model, id_data, name="id_data", **kwargs)
-    scores_out = grid_scores(model, ood_data, name="ood_data", **kwargs)
+    scores_in, scores_out = (
+        grid_scores(model, data, temperatures, epsilons, input_std, batch_size, clamp=clamp,
+                    cells_per_forward=cells_per_forward, name=name)
+        for data, name in ((id_data, "id_data"), (ood_data, "ood_data")))
     result = tune_from_scores(scores_in.numpy(), scores_out.numpy(), temperatures, epsilons, objective, tpr)
     return replace(result, passes_per_image=grid_passes(len(temperatures), epsilons))

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,7 +149,7 @@ def array_scorer(grid_in: np.ndarray, grid_out: np.ndarray) -> ScoreFn:
 def model_scorer(model: nn.Module, data_in: Tensor, data_out: Tensor, temperatures: Sequence[float],
                  epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None = None,
                  batch_size: int = 128, prepare: Callable[[Tensor], Tensor] | None = None,
-                 context: Callable[[], object] | None = None) -> ScoreFn:
+                 context: Callable[[], AbstractContextManager[Any]] | None = None) -> ScoreFn:
     """A score function running ODIN on the rows asked for. Cells sharing a temperature share
     one input-only backward; when the cells asked form a full rectangle of their temperatures
     and epsilons (the first round), one forward with an input graph serves them all.

@@ -26,7 +26,7 @@ runs on a model (:class:`ModelBackend`) and on cached grid logits (:class:`Array
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -175,7 +175,7 @@ class ModelBackend:
         self.temperatures, self.epsilons = tuple(temperatures), tuple(epsilons)
         self.input_std, self.batch_size, self.clamp = input_std, batch_size, clamp
 
-    def _map(self, fn, side: str) -> np.ndarray:
+    def _map(self, fn: Callable[[Tensor], Tensor], side: str) -> np.ndarray:
         return map_batches(fn, self.data[side], self.batch_size, "id_data" if side == "in" else "ood_data").numpy()
 
     def survey(self, side: str, direction: int, eps: list[int]) -> np.ndarray:
