@@ -5,7 +5,7 @@ policy, so a busy CPU does not slow multi-threaded scoring several-fold). Each s
 its concept and exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up, importing only
 the module of the command that runs (``odin-ood --help`` loads no torch). Command modules keep
 heavy optional imports (FastAPI, matplotlib) inside ``run`` so every command works with only the
-core dependencies installed, and starts without what it does not use (tests/test_startup.py).
+core dependencies installed, and starts without what it does not use (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ instead of two. The input gradient that ODIN's step needs is the gradient of the
 so it is unchanged too. Folding is exact only where the convolution's output goes to the batch
 norm and nowhere else: in a pre-activation network (DenseNet-BC, Wide ResNet) a batch norm that
 reads a concatenation or a residual sum, or that is followed by ReLU before the next convolution,
-stays. What is folded in the zoo (``tests/test_folding.py`` checks these counts):
+stays. What is folded in the zoo (``tests/test_models_folding.py`` checks these counts):
 
 * ResNet-20/32/...: every batch norm (19 of 19 in ResNet-20: post-activation, conv -> BN);
 * DenseNet-BC-100: 48 of 99, the ``bn2`` of each bottleneck (after its 1x1 convolution);

@@ -25,7 +25,7 @@ rather than read another way (values in [0, 255], or inputs normalised by hand, 
 "auto"). Inputs normalised by hand lie outside that range in every batch of 128 of the MNIST,
 notMNIST and Omniglot test images (the LeNet's statistics) and of the 1,000 lossless CIFAR-10
 (ResNet-20's); a lone one rarely lies inside (8 of the 10,000 notMNIST letters;
-``tests/test_model_input.py``): pass ``normalise=False`` for them, not "auto".
+``tests/test_preprocess_model_input.py``): pass ``normalise=False`` for them, not "auto".
 
 Normalising gives exactly the tensor ``(clamp(x, 0, 1) - mean) / std`` (the preprocessing's
 arithmetic; the clamp changes nothing in [0, 1]), and epsilon stays in pixel units: the

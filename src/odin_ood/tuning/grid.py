@@ -8,7 +8,7 @@ Work is shared across the grid (:func:`odin_ood.scores.odin.odin_grid_scores`): 
 forward with an input graph, one input-only backward per T and one forward per cell with
 epsilon > 0 (``cells_per_forward`` cells optionally stacked into one larger forward), instead
 of three passes per cell; by default the scores equal per-cell scoring bit for bit
-(tests/test_tuning.py). When no OOD data is given, ``ood_free`` says what tunes: by default
+(tests/test_tuning_grid.py). When no OOD data is given, ``ood_free`` says what tunes: by default
 (``"noise"``) the paper's Gaussian and Uniform noise images in the shape of the ID inputs, pooled
 as one OOD set (Appendix H of the paper shows parameters tuned on one OOD set transfer); or
 (``"id-only"``) the ID data alone, by the Generalized-ODIN criterion at T = 1000
