@@ -1,7 +1,6 @@
 """Energy, MaxLogit and energy with ODIN's perturbation (successors.py) against independent
 per-sample float64 computations, plus the conventions shared with odin_scores."""
 
-import copy
 
 import pytest
 import torch
@@ -15,36 +14,9 @@ from odin_ood.scores.energy import (
     energy_scores,
     maxlogit_scores,
 )
+from reference_support import float64_copy, reference_energy_float64, reference_energy_odin_float64
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def _float64(model):
-    return copy.deepcopy(model).double().eval()
-
-
-def reference_energy_float64(model, x, temperature):
-    """T * log(sum_i exp(f_i / T)), written out with exp and log in float64 (max subtracted)."""
-    with torch.no_grad():
-        z = _float64(model)(x.double()) / temperature
-    m = z.max(dim=1, keepdim=True).values
-    return temperature * (m.squeeze(1) + torch.log(torch.exp(z - m).sum(dim=1)))
-
-
-def reference_energy_odin_float64(model, x, temperature, epsilon, std=1.0):
-    """Per sample, float64 autograd: x~ = x - eps * sign(-grad_x E(x; T)) / std (sign(0) = +1),
-    score E(x~; T), with E written out as T * log(sum exp(f / T))."""
-    m = _float64(model)
-    out = []
-    for xi in x.double():
-        xi = xi.unsqueeze(0).requires_grad_(True)
-        energy = temperature * torch.log(torch.exp(m(xi) / temperature).sum())
-        (g,) = torch.autograd.grad(energy, xi)
-        sign = torch.where(-g >= 0, 1.0, -1.0).double()
-        x_tilde = xi.detach() - epsilon * sign / std
-        with torch.no_grad():
-            out.append(temperature * torch.log(torch.exp(m(x_tilde) / temperature).sum()).item())
-    return torch.tensor(out, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 10.0])
@@ -57,7 +29,7 @@ def test_energy_equals_float64_reference(digits_model, digits, temperature):
 def test_maxlogit_equals_float64_max_of_logits(digits_model, digits):
     x = digits["x_held"][:64]
     with torch.no_grad():
-        want = _float64(digits_model)(x.double()).max(dim=1).values
+        want = float64_copy(digits_model)(x.double()).max(dim=1).values
     assert torch.allclose(maxlogit_scores(digits_model, x).double(), want, atol=1e-4, rtol=1e-6)
 
 
@@ -102,27 +74,6 @@ def test_energy_grid_equals_per_epsilon_scoring_and_returns_the_unperturbed_logi
     with torch.no_grad():
         assert torch.allclose(logits, digits_model(x), atol=1e-6)
     assert torch.equal(energy_odin_outputs(digits_model, x, 1.0, 0.0)[1], energy_scores(digits_model, x, 1.0))
-
-
-@pytest.mark.parametrize("batch", [1, 7])
-def test_energy_odin_batch_size_invariance(digits_model, digits, batch):
-    x = digits["x_held"][:40]
-    whole = energy_odin_scores(digits_model, x, 1.0, 0.002)
-    parts = torch.cat([energy_odin_scores(digits_model, c, 1.0, 0.002) for c in x.split(batch)])
-    assert torch.allclose(whole, parts, atol=1e-5)
-
-
-def test_new_scores_leave_parameters_and_mode_untouched(digits_model, digits):
-    model = copy.deepcopy(digits_model).train()
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    x = digits["x_held"][:16]
-    trained = [energy_scores(model, x), maxlogit_scores(model, x), energy_odin_scores(model, x, 1.0, 0.002)]
-    assert model.training
-    assert all(p.grad is None and p.requires_grad for p in model.parameters())
-    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # BatchNorm untouched
-    evaluated = [energy_scores(digits_model, x), maxlogit_scores(digits_model, x),
-                 energy_odin_scores(digits_model, x, 1.0, 0.002)]
-    assert all(torch.equal(a, b) for a, b in zip(trained, evaluated, strict=True))  # scored in eval mode
 
 
 def test_energy_ranks_differently_from_msp_on_real_digits(digits_model, digits):

@@ -12,7 +12,7 @@ from torch import nn
 
 from odin_ood import data, msp_scores, odin_scores, tune
 from odin_ood.metrics import evaluate
-from test_scores_odin import reference_odin_float64
+from reference_support import reference_odin_float64
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
