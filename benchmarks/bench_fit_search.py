@@ -102,17 +102,17 @@ def timed_fit(suite_name: str, ood: str, n: int, n_out: int, data_root: str, lim
     """Detector.fit on the model, grid vs shared, on the first tuning half of the cached sample
     (same images as the replay's split 0), 1 thread, grid and shared interleaved."""
     from odin_ood import Detector
-    from odin_ood.experiments import run, suites
+    from odin_ood.experiments import loading, suites
 
     suite = suites.get(suite_name)
     root = Path(data_root)
-    model = run.load_model(suite, run.weights_path(suite, root, None), "cpu")
+    model = loading.load_model(suite, loading.weights_path(suite, root, None), "cpu")
     out = {}
     sides = []
     for key, size in (("mnist" if suite_name.startswith("mnist") else "cifar10-lossless-1000", n), (ood, n_out)):
         spec = next(s for s in suite.id_candidates + suite.ood if s.key == key)
         z = np.load(grid_logits.cache_path(Path(grid_logits.DEFAULT_CACHE), suite_name, key, size))
-        ds = run.load_spec(spec, root, model)
+        ds = loading.load_spec(spec, root, model)
         half = np.array_split(np.random.default_rng(0).permutation(len(z["rows"])), 2)[0][:limit]
         x = ds.images[torch.from_numpy(z["rows"][half])].float() / 255.0
         sides.append((x - torch.tensor(model.input_mean).view(1, -1, 1, 1)) / torch.tensor(model.input_std).view(1, -1, 1, 1))

@@ -23,10 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from odin_ood import data
-from odin_ood.experiments import run
+from odin_ood.experiments import loading
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.every_image import msp_from_logits
-from odin_ood.experiments.protocol import Scorer
+from odin_ood.experiments.scorer import Scorer
 from odin_ood.metrics import evaluate
 
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for spec in suite.ood:
         try:
-            ds = run.load_spec(spec, root, model)
+            ds = loading.load_spec(spec, root, model)
         except (FileNotFoundError, ValueError, KeyError):
             continue
         out = scorer.cell_finished(ds, *cell)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import common
 from odin_ood import Detector, data, models
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from odin_ood.runtimes import SCORE_TOLERANCE
 from serving_support import encode, env, start_server, stop_server
 

@@ -64,19 +64,19 @@ def suite_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, Pa
     """(the suite named by ``--suite``, the data root, its model on ``device``: the suite's own
     checkpoint under the data root, loaded as ``odin-ood reproduce`` loads it)."""
     from odin_ood.data.dataset import resolve_root
-    from odin_ood.experiments import run, suites
+    from odin_ood.experiments import loading, suites
 
     suite = suites.get(args.suite)
     root = resolve_root(args.data_root)
-    return suite, root, run.load_model(suite, run.weights_path(suite, root, None), str(device))
+    return suite, root, loading.load_model(suite, loading.weights_path(suite, root, None), str(device))
 
 
 def suite_data_loads(spec: Any, root: Path, model: nn.Module) -> bool:
     """Whether a suite's data set ``spec`` loads from ``root`` for ``model`` (its files are there)."""
-    from odin_ood.experiments import run
+    from odin_ood.experiments import loading
 
     try:
-        run.load_spec(spec, root, model)
+        loading.load_spec(spec, root, model)
         return True
     except (FileNotFoundError, ValueError, KeyError):
         return False

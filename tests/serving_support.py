@@ -60,6 +60,14 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
+def write_pngs(folder: Path, images: np.ndarray, names: list[str] | None = None) -> Path:
+    """``images`` as PNG files in ``folder`` (``000.png``, ... unless ``names``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(images):
+        (folder / (names[k] if names else f"{k:03d}.png")).write_bytes(encode(image))
+    return folder
+
+
 def encode16(image: np.ndarray) -> bytes:
     """A uint8 (H, W) array as a 16-bit grey PNG (mode I;16) of the same picture: values v * 257."""
     buf = io.BytesIO()

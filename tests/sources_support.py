@@ -17,7 +17,7 @@ from PIL import Image
 from odin_ood import Detector
 from odin_ood.cli import main
 from odin_ood.commands.inputs import Inputs
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from odin_ood.detector.fingerprint import fingerprint
 from odin_ood.preprocess import Preprocessing, image_pixels, normalise
 from serving_support import library_outputs, start_server, stop_server

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from odin_ood import Detector, models
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import env, library_outputs
 
 # what scoring on the torch runtime never needs

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from odin_ood.cli import main
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import SRC, encode, env, fit_mnist_detector, free_port
 
 

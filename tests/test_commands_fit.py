@@ -1,11 +1,10 @@
 """``odin-ood fit`` on real MNIST / notMNIST with the shipped MNIST model: the command reproduces
 the Python ``Detector.fit`` exactly, its record and report tell the truth, splits never share an
-image (by content), and bad input ends in one line."""
+image (by content); what a careless operator passes: test_commands_fit_inputs.py."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 
@@ -18,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from odin_ood import Detector, data, models, msp_scores, odin_scores
 from odin_ood.cli import main
 from odin_ood.metrics import METRICS, evaluate
-from serving_support import encode
+from serving_support import write_pngs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -136,13 +135,6 @@ def test_fit_report_picture_reads_well_and_its_page_fits_1400_px(mnist_run, data
     assert width["page"] <= 1400 and max(width["tables"]) <= width["body"], width
 
 
-def write_pngs(folder, images, names=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, image in enumerate(images):
-        (folder / (names[k] if names else f"{k:03d}.png")).write_bytes(encode(image))
-    return folder
-
-
 @pytest.mark.parametrize("ood_free", [None, "id-only"])
 def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_free, capsys):
     """No --ood: the default (noise) or --ood-free id-only, each equal to Detector.fit; the output
@@ -196,67 +188,6 @@ def test_duplicate_images_are_dropped_so_no_picture_sits_in_both_splits(datasets
     assert len(contents(tuned)) == len(tuned) and not contents(tuned) & contents(held)
 
 
-def test_images_among_both_id_and_ood_inputs_are_refused(datasets, tmp_path, capsys):
-    mnist, _ = datasets
-    digits = mnist.images[:10, 0].numpy()
-    a = write_pngs(tmp_path / "a", digits)
-    b = write_pngs(tmp_path / "b", digits[:3], names=["x.png", "y.png", "z.png"])
-    assert fit(tmp_path / "det", "--model", "mnist-mlp", "--id", a, "--ood", b, "--quiet") == 2
-    err = capsys.readouterr().err.strip()
-    assert "3 image(s) appear among both the ID and the OOD inputs" in err and "\n" not in err
-    assert not (tmp_path / "det").exists()
-
-
-def test_an_existing_detector_is_not_overwritten(datasets, tmp_path, capsys):
-    folder = write_pngs(tmp_path / "d", datasets[0].images[:20, 0].numpy())
-    args = ["--model", "mnist-mlp", "--id", folder, "--quiet", "--temperatures", "1", "--epsilons", "0"]
-    assert fit(tmp_path / "det", *args) == 0
-    before = (tmp_path / "det" / "detector.json").read_bytes()
-    assert fit(tmp_path / "det", *args, "--seed", 1) == 2
-    assert "exists" in capsys.readouterr().err
-    assert (tmp_path / "det" / "detector.json").read_bytes() == before
-    assert fit(tmp_path / "det", *args, "--seed", 1, "--overwrite") == 0
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--holdout", "1"], "--holdout must lie in [0, 1)"),
-    (["--limit", "0"], "--limit must be >= 1"),
-    (["--tpr", "1.5"], "tpr must lie strictly between 0 and 1"),
-    (["--epsilons", "-1"], "epsilons must be a finite number in [0, 1]"),
-    (["--model", "mnist-mlp", "--input-size", "3,32,32"], "does not take inputs of size 3x32x32"),
-    (["--model", "wrn-28-10"], "no weights shipped"),
-    (["--model", "densenet-bc-100", "--weights", "missing.pth"], "does not exist"),
-    (["--model", "no-such-net"], "neither a known model name"),
-    (["--ood", "letters/", "--ood-free", "id-only"], "pass --ood or --ood-free, not both"),
-])
-def test_bad_fit_arguments_end_in_one_line(datasets, tmp_path, capsys, args, message):
-    folder = write_pngs(tmp_path / "d", datasets[0].images[:10, 0].numpy())
-    model = [] if "--model" in args else ["--model", "mnist-mlp"]
-    assert fit(tmp_path / "det", *model, "--id", folder, "--quiet", *args) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err and err.startswith("odin-ood fit: error:")
-
-
-def test_a_model_that_does_not_say_its_input_size_asks_for_it(datasets, tmp_path, capsys):
-    program = torch.export.export(models.load("mnist-mlp"), (torch.zeros(2, 1, 28, 28),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    torch.export.save(program, str(tmp_path / "m.pt2"))
-    folder = write_pngs(tmp_path / "d", datasets[0].images[:10, 0].numpy())
-    assert fit(tmp_path / "det", "--model", tmp_path / "m.pt2", "--id", folder, "--quiet") == 2
-    assert "pass --input-size C,H,W" in capsys.readouterr().err
-
-
-def test_bad_input_size_text_is_an_argument_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        fit(tmp_path / "det", "--model", "mnist-mlp", "--id", tmp_path, "--input-size", "28x28")
-    assert info.value.code == 2 and "comma-separated integers" in capsys.readouterr().err
-
-
-def test_undecodable_image_names_the_file(datasets, tmp_path, capsys):
-    folder = write_pngs(tmp_path / "d", datasets[0].images[:5, 0].numpy())
-    (folder / "broken.png").write_bytes(io.BytesIO(b"\x89PNG\r\n\x1a\n nope").getvalue())
-    assert fit(tmp_path / "det", "--model", "mnist-mlp", "--id", folder, "--quiet") == 2
-    assert "broken.png: not an image" in capsys.readouterr().err
 
 
 def test_detector_file_round_trips_input_shape_and_older_files_still_load(mnist_run, tmp_path):

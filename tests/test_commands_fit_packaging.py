@@ -13,7 +13,7 @@ import pytest
 
 from odin_ood import data, models
 from odin_ood.cli import main
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import encode, start_server, stop_server
 from test_models_sources import export_program, export_torchscript
 

@@ -14,7 +14,7 @@ import torch
 from odin_ood import Detector
 from odin_ood.cli import main
 from odin_ood.commands import writers
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from position_support import make
 from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 

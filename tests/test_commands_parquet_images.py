@@ -13,7 +13,7 @@ import pytest
 from formats_support import killed_mid_write, real_images, write_folder, write_parquet
 from odin_ood.cli import main
 from odin_ood.commands.parquet_images import ParquetImages
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from odin_ood.preprocess import Preprocessing
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from odin_ood.cli import main
 from odin_ood.commands import inputs, rows, writers
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import encode, fit_mnist_detector
 
 

@@ -14,7 +14,7 @@ import torch
 
 from named_models import DIGIT_NAMES
 from odin_ood.cli import main
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 

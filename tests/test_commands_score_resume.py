@@ -15,7 +15,7 @@ from odin_ood import Detector, models
 from odin_ood._utils import files
 from odin_ood.cli import main
 from odin_ood.commands import writers
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import encode, fit_mnist_detector
 
 TESTS = Path(__file__).resolve().parent

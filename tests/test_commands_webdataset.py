@@ -18,8 +18,8 @@ import pytest
 from formats_support import add_member, killed_mid_write, real_images, write_folder, write_shards
 from odin_ood.cli import main
 from odin_ood.commands import webdataset
+from odin_ood.commands.row_files import read_rows
 from odin_ood.commands.webdataset import expand_braces
-from odin_ood.commands.writers import read_rows
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from torch import nn
 
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
-from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, fpr_grid, split_indices
+from odin_ood.experiments.protocol import Experiment, Scored, Split, fpr_grid, split_indices
+from odin_ood.experiments.scorer import Scorer
 from odin_ood.experiments.tuning_sources import (
     Evaluation,
     choices,

@@ -26,7 +26,7 @@ from odin_ood.cli import main
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.loading import load_detector
 from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from odin_ood.preprocess import image_tensor
 from serving_support import library_outputs, start_server, stop_server
 

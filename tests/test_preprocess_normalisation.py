@@ -11,7 +11,7 @@ from odin_ood import Detector, data, models
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.loading import preprocessing_for
 from odin_ood.experiments.cache import ScoreCache
-from odin_ood.experiments.protocol import Scorer
+from odin_ood.experiments.scorer import Scorer
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess import image_pixels, image_tensor, normalise
 from odin_ood.runtimes.batches import fixed_batch_outputs

@@ -20,7 +20,7 @@ from PIL import Image
 
 from formats_support import killed_mid_write, real_images, write_folder, write_parquet, write_shards
 from odin_ood.cli import main
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import SRC
 
 TESTS = Path(__file__).resolve().parent

@@ -102,7 +102,7 @@ def test_a_detector_files_batch_size_is_clamped_to_the_budget_with_a_note(shared
     batches that fit, each row equal to the library's in batches of that size."""
     import json
 
-    from odin_ood.commands.writers import read_rows
+    from odin_ood.commands.row_files import read_rows
     from serving_support import fit_mnist_detector, library_outputs
 
     det, mnist, _ = fit_mnist_detector(shared_data, tmp_path / "det", batch_size=8)

@@ -16,7 +16,7 @@ import torch
 
 from odin_ood import Detector, data, models, odin_scores
 from odin_ood.cli import main
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from odin_ood.detector import threshold_below
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import SCORE_TOLERANCE, load_runtime

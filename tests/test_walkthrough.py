@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from odin_ood import Detector, data, models
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from serving_support import decoded, encode, env, library_outputs, start_server, stop_server
 from test_models_sources import USER_MODULE, export_program, train_user_net
 

@@ -28,8 +28,9 @@ import torch.distributed as dist
 from odin_ood._utils.devices import resolve_device
 from odin_ood._utils.files import check_output_file
 from odin_ood.commands.identity import record_of
+from odin_ood.commands.row_files import read_rows
 from odin_ood.commands.scoring import Run, ScoreOptions, open_run, score_run
-from odin_ood.commands.writers import RowWriter, read_rows, require_format
+from odin_ood.commands.writers import RowWriter, require_format
 from odin_ood.scores import memory
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs, labelled
-from odin_ood.commands.writers import COLUMNS, LABELLED
+from odin_ood.commands.row_files import COLUMNS, LABELLED
 from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 
 

@@ -45,8 +45,9 @@ from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES
 from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.options import ModelOptions
+from odin_ood.commands.row_files import COLUMNS, Row, output_format, row_table
 from odin_ood.commands.rows import Shard, Tally, check_resume, score_rows
-from odin_ood.commands.writers import COLUMNS, Row, RowWriter, output_format, row_table
+from odin_ood.commands.writers import RowWriter
 from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
 
 RESULTS = COLUMNS[2:]  # what RayScorer adds to each row: predicted_class ... error

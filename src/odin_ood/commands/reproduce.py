@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from odin_ood.experiments.comparison import compare
-from odin_ood.experiments.protocol import PRECISIONS
-from odin_ood.experiments.run import STAGES, RunConfig, availability, run_suite
+from odin_ood.experiments.config import STAGES, RunConfig
+from odin_ood.experiments.loading import availability
+from odin_ood.experiments.run import run_suite
+from odin_ood.experiments.scorer import PRECISIONS
 from odin_ood.experiments.suites import COMPOSITES, SUITES
 from odin_ood.experiments.tuning_sources import EVAL_LIMIT_CPU
 from odin_ood.report import write_report

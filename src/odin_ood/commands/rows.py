@@ -40,7 +40,8 @@ from torch import Tensor
 
 from odin_ood._utils.progress import PassProgress
 from odin_ood.commands.inputs import Inputs
-from odin_ood.commands.writers import Row, RowWriter
+from odin_ood.commands.row_files import Row
+from odin_ood.commands.writers import RowWriter
 from odin_ood.models.classes import class_name, class_names
 from odin_ood.preprocess import InputError, Preprocessing, image_pixels
 from odin_ood.runtimes import Runtime

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from odin_ood.experiments import paper
 from odin_ood.experiments.choose import tuned
-from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer
+from odin_ood.experiments.protocol import Experiment, Scored
+from odin_ood.experiments.scorer import CHUNK, Scorer
 from odin_ood.metrics import threshold_at_tpr
 from odin_ood.scores.passes import model_device, scoring_mode
 

@@ -21,7 +21,8 @@ import torch
 from odin_ood._utils.batching import map_batches
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.progress import Progress
-from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer, select_cell
+from odin_ood.experiments.protocol import Experiment, Scored, select_cell
+from odin_ood.experiments.scorer import CHUNK, Scorer
 from odin_ood.scores.energy import energy_from_logits, energy_odin_grid_scores, maxlogit_from_logits
 from odin_ood.tuning.searches import grid_passes
 

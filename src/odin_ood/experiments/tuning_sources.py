@@ -48,7 +48,8 @@ from odin_ood.data import ImageDataset
 from odin_ood.experiments import paper
 from odin_ood.experiments.bootstrap import bootstrap_ci
 from odin_ood.experiments.choose import tune_set, tuned
-from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, dataset_seed, select_cell
+from odin_ood.experiments.protocol import Experiment, Scored, Split, dataset_seed, select_cell
+from odin_ood.experiments.scorer import Scorer
 from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
 from odin_ood.tuning.grid import id_only_from_scores

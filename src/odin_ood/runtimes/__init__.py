@@ -35,7 +35,8 @@ fastest on every model (per CPU second, ResNet-20: ONNX Runtime 0.85x, OpenVINO 
 LeNet 1.41x and 1.27x), while each costs an export on first use and more memory per image
 (:data:`MEMORY_FACTORS`). Measured in benchmarks/RESULTS.md.
 
-Imports point down: to :mod:`odin_ood.export`, :mod:`odin_ood.detector` and :mod:`odin_ood.preprocess`;
+Imports point down: to :mod:`odin_ood.export`, :mod:`odin_ood.detector`, :mod:`odin_ood.scores`,
+:mod:`odin_ood.preprocess` and :mod:`odin_ood._utils`;
 the serving app and the commands import this.
 """
 
