@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from serving_support import decoded, encode, env, library_outputs, start_server, stop_server
-from test_models_sources import USER_MODULE, export_program, train_user_net
 
 from odin_ood import Detector, data, models
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
+from serving_support import decoded, encode, env, library_outputs, start_server, stop_server
+from test_models_sources import USER_MODULE, export_program, train_user_net
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -85,7 +85,7 @@ def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     want = library_outputs(detector, (pixels - 0.1307) / 0.3081)
     assert [r["predicted_class"] for r in rows] == want["predicted_class"]
     assert [r["is_out_of_distribution"] for r in rows] == want["is_out_of_distribution"]
-    assert max(abs(r["score"] - s) for r, s in zip(rows, want["score"])) <= 1e-6
+    assert max(abs(r["score"] - s) for r, s in zip(rows, want["score"], strict=True)) <= 1e-6
     assert sum(r["is_out_of_distribution"] for r in rows[10:]) > sum(r["is_out_of_distribution"] for r in rows[:10])
 
     proc, url = start_server(commands["serve"], extra_env={"ODIN_OOD_API_KEY": readme_api_key()}, cwd=root)
@@ -99,4 +99,4 @@ def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     assert [g["predicted_class"] for g in got] == [rows[0]["predicted_class"], rows[15]["predicted_class"]]
     assert [g["is_out_of_distribution"] for g in got] == [rows[0]["is_out_of_distribution"],
                                                            rows[15]["is_out_of_distribution"]]
-    assert max(abs(g["score"] - rows[k]["score"]) for g, k in zip(got, (0, 15))) <= 1e-6
+    assert max(abs(g["score"] - rows[k]["score"]) for g, k in zip(got, (0, 15), strict=True)) <= 1e-6

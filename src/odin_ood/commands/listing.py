@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from PIL import Image
 
@@ -60,7 +61,7 @@ def open_listed(path: Path, identity: tuple[int, int, bool], label: str) -> int:
     return fd
 
 
-def read_capped(f, declared: int, limit: int, label: str) -> bytes:
+def read_capped(f: IO[bytes], declared: int, limit: int, label: str) -> bytes:
     too_big = f"{label}: over the limit of {limit} bytes per image (--max-image-bytes)"
     if declared > limit:
         raise InputError(f"{too_big}: it is {declared} bytes", 413)

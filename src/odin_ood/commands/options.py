@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from odin_ood._utils.checks import short
-from odin_ood.detector import check_batch_size
-from odin_ood.scores.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
 from odin_ood._utils.devices import resolve_device
-from odin_ood.scores.precision import PRECISIONS, check_precision
+from odin_ood.detector import check_batch_size
 from odin_ood.preprocess import RESIZES
 from odin_ood.preprocess.resampling import INTERPOLATIONS
-
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
+from odin_ood.scores.precision import PRECISIONS, check_precision
 
 MAX_THREADS = 4096
 
@@ -83,7 +82,7 @@ class ModelOptions:
             raise ValueError(f"--min-side must be >= 1, got {self.min_side}")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
+    def from_args(cls, args: argparse.Namespace) -> ModelOptions:
         return cls(
             model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,

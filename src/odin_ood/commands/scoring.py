@@ -49,7 +49,7 @@ class ScoreOptions:
     overwrite: bool = False
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ScoreOptions":
+    def from_args(cls, args: argparse.Namespace) -> ScoreOptions:
         if args.chunk is not None and args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
         return cls(ModelOptions.from_args(args), args.detector, InputOptions.from_args(args), args.runtime,

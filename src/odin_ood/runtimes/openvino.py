@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import openvino as ov
@@ -32,7 +33,7 @@ CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
 
 class OpenVinoRuntime(GraphRuntime):
     name = "openvino"
-    settings: dict[str, object] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
+    settings: ClassVar[dict[str, object]] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
 
     def _precision_problem(self, precision: str) -> str | None:
         if precision == "fp32":

@@ -27,7 +27,7 @@ every input. Energy and MaxLogit are logits, unbounded: only a finite threshold 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
