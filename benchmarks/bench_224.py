@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import Detector, models, msp_scores, odin_scores  # noqa: E402
+import common
+from odin_ood import Detector, models, msp_scores, odin_scores
 
 TINY = "tiny-imagenet/tiny-imagenet-200-test.zip"
 CIFAR = "cifar10/cifar10-jpeg-test.zip"

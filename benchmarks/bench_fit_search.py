@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import grid_logits  # noqa: E402
-from odin_ood.experiments.bootstrap import bootstrap_ci  # noqa: E402
-from odin_ood.metrics import fpr_at_tpr  # noqa: E402
+import common
+import grid_logits
+from odin_ood.experiments.bootstrap import bootstrap_ci
+from odin_ood.metrics import fpr_at_tpr
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, tune_from_scores
+from odin_ood.tuning.searches import grid_passes
 from odin_ood.tuning.shared import ArrayBackend, shared_search
-from odin_ood.tuning.searches import grid_passes  # noqa: E402
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES, tune_from_scores  # noqa: E402
 
 
 def parser():
@@ -81,7 +81,7 @@ def replay(suite: str, ood: str, n: int, n_out: int, splits: int, cache: Path) -
         shared = shared_search(backend, PAPER_TEMPERATURES, PAPER_EPSILONS)
         fo = first_order_choice(z_in, z_out, t_in, t_out)
 
-        def held(cell):
+        def held(cell, h_in=h_in, h_out=h_out):
             return fpr_at_tpr(g_in[cell][h_in], g_out[cell][h_out])
 
         low, high = bootstrap_ci(g_in[grid.index][h_in], g_out[grid.index][h_out], resamples=200, seed=seed)[
@@ -91,7 +91,7 @@ def replay(suite: str, ood: str, n: int, n_out: int, splits: int, cache: Path) -
                      "grid_ci_low": low, "grid_ci_high": high, "first_order_heldout_fpr": held(fo),
                      "shared_passes": shared.passes_per_image})
     agree = np.concatenate([z_in["agree"], z_out["agree"]], axis=1).mean(axis=1)
-    return rows, {f"T={t:g}": round(float(a), 4) for t, a in zip(PAPER_TEMPERATURES, agree)}
+    return rows, {f"T={t:g}": round(float(a), 4) for t, a in zip(PAPER_TEMPERATURES, agree, strict=True)}
 
 
 def _cell(index) -> str:
@@ -102,17 +102,17 @@ def timed_fit(suite_name: str, ood: str, n: int, n_out: int, data_root: str, lim
     """Detector.fit on the model, grid vs shared, on the first tuning half of the cached sample
     (same images as the replay's split 0), 1 thread, grid and shared interleaved."""
     from odin_ood import Detector
-    from odin_ood.experiments import run, suites
+    from odin_ood.experiments import loading, suites
 
     suite = suites.get(suite_name)
     root = Path(data_root)
-    model = run.load_model(suite, run.weights_path(suite, root, None), "cpu")
+    model = loading.load_model(suite, loading.weights_path(suite, root, None), "cpu")
     out = {}
     sides = []
     for key, size in (("mnist" if suite_name.startswith("mnist") else "cifar10-lossless-1000", n), (ood, n_out)):
         spec = next(s for s in suite.id_candidates + suite.ood if s.key == key)
         z = np.load(grid_logits.cache_path(Path(grid_logits.DEFAULT_CACHE), suite_name, key, size))
-        ds = run.load_spec(spec, root, model)
+        ds = loading.load_spec(spec, root, model)
         half = np.array_split(np.random.default_rng(0).permutation(len(z["rows"])), 2)[0][:limit]
         x = ds.images[torch.from_numpy(z["rows"][half])].float() / 255.0
         sides.append((x - torch.tensor(model.input_mean).view(1, -1, 1, 1)) / torch.tensor(model.input_std).view(1, -1, 1, 1))

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import data  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.cache import ScoreCache  # noqa: E402
-from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
-from odin_ood.experiments.protocol import Scorer  # noqa: E402
-from odin_ood.metrics import evaluate  # noqa: E402
+import common
+from odin_ood import data
+from odin_ood.experiments import loading
+from odin_ood.experiments.cache import ScoreCache
+from odin_ood.experiments.every_image import msp_from_logits
+from odin_ood.experiments.scorer import Scorer
+from odin_ood.metrics import evaluate
 
 
 def parser():
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for spec in suite.ood:
         try:
-            ds = run.load_spec(spec, root, model)
+            ds = loading.load_spec(spec, root, model)
         except (FileNotFoundError, ValueError, KeyError):
             continue
         out = scorer.cell_finished(ds, *cell)
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
                          **{f"odin_{m}": round(100 * odin[m], 2) for m in ("fpr_at_95_tpr", "detection_error", "auroc")}})
             print(rows[-1], flush=True)
     ctx = common.context(device, batch_size=args.batch_size, dtype=args.precision, threads=torch.get_num_threads())
-    note = (f"T = 1000, eps = 0.0014; the paired JPEG images differ from the lossless ones by {255 * diff:.2f}/255 per pixel "
+    note = ("T = 1000, eps = 0.0014; the paired JPEG images differ "
+            f"from the lossless ones by {255 * diff:.2f}/255 per pixel "
             "on average. OOD rows: the images the suite's every-image pass had finished (n_out).")
     common.write_json(args.out, "bench_id_choice", {"benchmark": "bench_id_choice", "context": ctx, "rows": rows,
                                                     "pixel_diff": diff, "accuracy": acc})

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 TINY = "tiny-imagenet/tiny-imagenet-200-test.zip"
 CIFAR = "cifar10/cifar10-jpeg-test.zip"
@@ -70,8 +70,9 @@ def main() -> None:
     if args.tiny:
         args.sizes, args.fit_images, args.score_images = [64], 20, 40
     import timm
-    from odin_ood.scores import memory
+
     from odin_ood.models import save_safetensors
+    from odin_ood.scores import memory
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +95,7 @@ def main() -> None:
             batch = int(__import__("json").loads((det / "detector.json").read_text())["batch_size"])
             shape = (3, size, size)
             for runtime in args.runtimes:
-                def score_argv(inputs: Path, out: str) -> list[str]:
+                def score_argv(inputs: Path, out: str, model=model, det=det, runtime=runtime) -> list[str]:
                     return [*odin, "score", *model, "--detector", str(det), str(inputs), "--output", str(tmp / out),
                             "--workers", "1", "--quiet", "--runtime", runtime]
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood.metrics import evaluate  # noqa: E402
+import common
+from odin_ood.metrics import evaluate
 
 
 def time_evaluate(n: int, repeats: int, seed: int = 0) -> float:

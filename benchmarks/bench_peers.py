@@ -14,9 +14,9 @@ source, pytorch-ood 0.4.0, oodeel 0.4.0):
   runs three forwards (one for the labels, one for the loss, one for the score); it is compared
   with odin-ood at ``input_std=None``, the same step in the model's input units.
 
-odin-ood's eager variant is required: it is the reference of the score differences. Variants are named scoring callables: ``eager`` (``odin_scores`` on the model as
-loaded), ``folded`` (batch norm folded into the convolutions, channels-last inputs:
-:func:`odin_ood.models.folding.scoring_copy`) and any ``--runtime NAME`` registered in
+odin-ood's eager variant is required: it is the reference of the score differences. Variants are named scoring
+callables: ``eager`` (``odin_scores`` on the model as loaded), ``folded`` (batch norm folded into the convolutions,
+channels-last inputs: :func:`odin_ood.models.folding.scoring_copy`) and any ``--runtime NAME`` registered in
 :data:`RUNTIMES` (a factory ``(model, temperature, epsilon) -> (x -> scores)``).
 Run it in a venv where the peers import, with odin-ood from the checkout:
 
@@ -29,16 +29,16 @@ import copy
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import msp_scores, odin_scores  # noqa: E402
-from odin_ood.models.folding import scoring_copy  # noqa: E402
+import common
+from odin_ood import msp_scores, odin_scores
+from odin_ood.models.folding import scoring_copy
 
 Scorer = Callable[[Tensor], Tensor]
 CHECKPOINTS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
@@ -156,7 +156,7 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
         for k, x in enumerate(batches):
             outputs = {}
             for m, fn in list(methods.items())[:: -1 if k % 2 else 1]:  # alternate order against drift
-                outputs[m], s = common.timed(lambda: fn(x.clone()), torch.device("cpu"))
+                outputs[m], s = common.timed(lambda fn=fn, x=x: fn(x.clone()), torch.device("cpu"))
                 seconds[m] += s if k > 0 else 0.0  # batch 0 (WARM_UP images) warms up
             print(f"{name} batch {batch_size}: {k} of {args.batches} timed batches done", file=sys.stderr, flush=True)
             for m, d in max_diffs(outputs, model, x, args.temperature, args.epsilon).items():

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import precision_gate as gate  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.cache import ScoreCache  # noqa: E402
-from odin_ood.experiments.every_image import msp_from_logits  # noqa: E402
-from odin_ood.experiments.protocol import CELL_CHUNK, Scorer, images_sha256  # noqa: E402
-from odin_ood.metrics import evaluate  # noqa: E402
+import common
+import precision_gate as gate
+from odin_ood.experiments import loading
+from odin_ood.experiments.cache import ScoreCache
+from odin_ood.experiments.every_image import msp_from_logits
+from odin_ood.experiments.scorer import CELL_CHUNK, Scorer, images_sha256
+from odin_ood.metrics import evaluate
 
 
 def parser():
@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> dict:
     scorers = {p: Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=p)
                for p in ("fp32", "bf16")}
     id_spec = suite.id_candidates[-1]
-    id_ds = run.load_spec(id_spec, root, model)
+    id_ds = loading.load_spec(id_spec, root, model)
     specs = {s.key: s for s in suite.ood}
     if not args.msp_sets:
         ids = {p: s.cell_outputs(id_ds, *cell) for p, s in scorers.items()}
     if args.msp_sets:
-        rows = msp_rows(scorers, id_ds, [(k, run.load_spec(specs[k], root, model)) for k in args.msp_sets], cell)
+        rows = msp_rows(scorers, id_ds, [(k, loading.load_spec(specs[k], root, model)) for k in args.msp_sets], cell)
         ctx = common.context(device, batch_size=args.batch_size, dtype="fp32 vs bf16", threads=torch.get_num_threads())
         common.write_json(args.out, f"bench_precision_msp_{args.suite}", {"benchmark": "bench_precision", "context": ctx,
                                                                           "rows": rows})
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {"rows": rows}
     rows = []
     for key in args.sets:
-        ds = run.load_spec(specs[key], root, model)
+        ds = loading.load_spec(specs[key], root, model)
         outs = {p: prefix(s, ds, cell, args.chunks) for p, s in scorers.items()}
         row = {"set": key, "n_in": len(id_ds), "n_out": int(outs["fp32"]["scores"].size)}
         for p in ("fp32", "bf16"):

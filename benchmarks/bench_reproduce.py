@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, msp_scores, odin_scores  # noqa: E402
-from odin_ood._utils.batching import map_batches  # noqa: E402
-from odin_ood.metrics import evaluate  # noqa: E402
-from odin_ood.tuning import grid_scores, tune_from_scores  # noqa: E402
+import common
+from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, msp_scores, odin_scores
+from odin_ood._utils.batching import map_batches
+from odin_ood.metrics import evaluate
+from odin_ood.tuning import grid_scores, tune_from_scores
 
 ID_SET = "cifar10-jpeg"
 OOD_SETS = ("tinyimagenet-crop", "tinyimagenet-resize", "gaussian", "uniform")

@@ -9,7 +9,8 @@ median round gives images/s. Recorded beside the speed: max |score - eager score
 decisions and classes with eager torch, and the export seconds (0 when the graph was cached).
 
     python benchmarks/bench_runtimes.py --threads 1                       # CPU: torch, onnxruntime, openvino
-    python benchmarks/bench_runtimes.py --device cuda --runtimes torch torch-compile onnxruntime-cuda onnxruntime-tensorrt
+    python benchmarks/bench_runtimes.py --device cuda --runtimes torch torch-compile onnxruntime-cuda \
+        onnxruntime-tensorrt
     python benchmarks/bench_runtimes.py --threads 1 --runtimes openvino openvino+ENABLE_CPU_PINNING=NO \
         openvino+PERFORMANCE_HINT=THROUGHPUT openvino+CPU_DENORMALS_OPTIMIZATION=YES   # OpenVINO's settings
 
@@ -32,12 +33,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import Detector, data, models  # noqa: E402
-from odin_ood.preprocess import Preprocessing, normalise  # noqa: E402
-from odin_ood.runtimes import load_runtime  # noqa: E402
-from odin_ood.runtimes.eager import EagerRuntime  # noqa: E402
-from odin_ood.runtimes.batches import fixed_batch_outputs  # noqa: E402
+import common
+from odin_ood import Detector, data, models
+from odin_ood.preprocess import Preprocessing, normalise
+from odin_ood.runtimes import load_runtime
+from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.runtimes.eager import EagerRuntime
 
 WEIGHTS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
 PROVIDERS = {"onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -112,7 +113,7 @@ def bench_network(name: str, args, device: torch.device) -> list[dict]:
         outputs = {}
         for _ in range(args.repeats):
             for r, runtime in runtimes.items():
-                out, s, c = common.timed_cpu(lambda: fixed_batch_outputs(runtime, x), device)
+                out, s, c = common.timed_cpu(lambda runtime=runtime: fixed_batch_outputs(runtime, x), device)
                 seconds[r].append(s)
                 cpu[r].append(c)
                 outputs[r] = out

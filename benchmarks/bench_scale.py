@@ -35,9 +35,8 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
-from odin_ood.commands.webdataset import Shards  # noqa: E402
+import common
+from odin_ood.commands.webdataset import Shards
 
 CONFIGS = [("single", 1, 1), ("single", 1, 2), ("torchrun", 1, 1), ("torchrun", 2, 1), ("ray", 1, 1), ("ray", 2, 1)]
 

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import msp_scores, odin_scores  # noqa: E402
+import common
+from odin_ood import msp_scores, odin_scores
+
 
 def odin_with_weight_gradients(model: nn.Module, x: Tensor, input_std: Tensor, temperature: float,
                                epsilon: float) -> Tensor:
@@ -61,7 +62,7 @@ def bench_model(name: str, args, device: torch.device, dtype: str) -> dict:
         for k, x in enumerate(batches):
             for m, fn in list(methods.items())[:: -1 if k % 2 else 1]:  # alternate order against drift
                 with common.peak_memory(device) as mem:
-                    _, s = common.timed(lambda: fn(x), device)
+                    _, s = common.timed(lambda fn=fn, x=x: fn(x), device)
                 if k > 0:  # batch 0 warms up (cuDNN autotuning, compilation)
                     seconds[m] += s
                     peak[m] = None if mem["peak_mib"] is None else max(peak[m] or 0.0, mem["peak_mib"])

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.cache import ScoreCache  # noqa: E402
-from odin_ood.experiments.protocol import Scorer, dataset_seed, split_indices  # noqa: E402
-from odin_ood.metrics import fpr_at_tpr  # noqa: E402
-from odin_ood.tuning.halving import array_scorer, model_scorer, search  # noqa: E402
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
+import common
+from odin_ood.experiments import loading
+from odin_ood.experiments.cache import ScoreCache
+from odin_ood.experiments.protocol import dataset_seed, split_indices
+from odin_ood.experiments.scorer import Scorer
+from odin_ood.metrics import fpr_at_tpr
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
+from odin_ood.tuning.halving import array_scorer, model_scorer, search
 
 
 def parser():
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     temps, eps = (PAPER_TEMPERATURES[:2], PAPER_EPSILONS[:3]) if args.tiny else (PAPER_TEMPERATURES, PAPER_EPSILONS)
     scorer = Scorer(model, temps, eps, ScoreCache(), args.batch_size, progress=False, precision=args.precision)
     id_spec = next(s for s in suite.id_candidates if common.suite_data_loads(s, root, model))
-    id_ds = run.load_spec(id_spec, root, model)
+    id_ds = loading.load_spec(id_spec, root, model)
     id_split, id_tune = tuning_subset(id_spec, id_ds, suite.id_tune, 0)
     started = time.perf_counter()
     g_in = scorer.grid(id_tune)["grid"]
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     for spec in suite.ood:
         if (args.sets and spec.key not in args.sets) or not common.suite_data_loads(spec, root, model):
             continue
-        ds = run.load_spec(spec, root, model)
+        ds = loading.load_spec(spec, root, model)
         split, tune_ds = tuning_subset(spec, ds, suite.ood_tune, 0)
         t0 = time.perf_counter()
         g_out = scorer.grid(tune_ds)["grid"]

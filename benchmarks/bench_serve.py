@@ -30,15 +30,13 @@ import httpx
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
-import common  # noqa: E402
-from serving_support import encode, env, start_server, stop_server  # noqa: E402
-
-from odin_ood import Detector, data, models  # noqa: E402
-from odin_ood.commands.writers import read_rows  # noqa: E402
-from odin_ood.runtimes import SCORE_TOLERANCE  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import common
+from odin_ood import Detector, data, models
+from odin_ood.commands.row_files import read_rows
+from odin_ood.runtimes import SCORE_TOLERANCE
+from serving_support import encode, env, start_server, stop_server
 
 VARIANTS = {"torch": ["--runtime", "torch"], "torch-no-padding": ["--runtime", "torch", "--no-padding"],
             "onnxruntime": ["--runtime", "onnxruntime"], "openvino": ["--runtime", "openvino"]}
@@ -97,8 +95,10 @@ def main(argv: list[str] | None = None) -> dict:
     common.write_json(args.out, "bench_serve", {"context": ctx, "rows": rows})
     common.append_results(
         args.results, f"bench_serve: the gate under load on each runtime ({args.model})", ctx, rows,
-        note=(f"`python benchmarks/bench_serve.py --model {args.model} --clients {args.clients} --duration {args.duration:g} "
-              f"--rounds {args.rounds} --max-batch {args.max_batch}`: ODIN T = 1000, eps = 0.0014; {args.clients} clients, "
+        note=(f"`python benchmarks/bench_serve.py --model {args.model} "
+              f"--clients {args.clients} --duration {args.duration:g} "
+              f"--rounds {args.rounds} --max-batch {args.max_batch}`: "
+              f"ODIN T = 1000, eps = 0.0014; {args.clients} clients, "
               f"{args.images} PNG per request, one server per runtime (--threads {args.server_threads}), the runtimes "
               f"taking turns over {args.rounds} rounds; load average {ctx['load_average']}. decisions_equal: share of "
               "answers whose decision equals `odin-ood score --runtime torch`'s row of the same image; "
@@ -173,7 +173,7 @@ def load(url: str, blobs: list[bytes], args, seconds: float) -> dict:
                 latencies.append(time.perf_counter() - t)
                 statuses.append(r.status_code)
                 if r.status_code == 200:
-                    answers += list(zip(picked, r.json()["predictions"]))
+                    answers += list(zip(picked, r.json()["predictions"], strict=True))
                 j += args.clients
         return latencies, statuses, answers
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 CONFIGS = [(1, None), (2, None), (1, "PASSIVE"), (2, "PASSIVE")]
 WORKER = """

@@ -27,18 +27,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores  # noqa: E402
-from odin_ood._utils.checks import channel_view  # noqa: E402
-from odin_ood._utils.batching import map_batches  # noqa: E402
+import common
+from odin_ood import PAPER_EPSILONS, PAPER_TEMPERATURES, odin_scores
+from odin_ood._utils.batching import map_batches
+from odin_ood._utils.checks import channel_view
 from odin_ood.scores.odin import perturbation_direction
-from odin_ood.scores.passes import scoring_mode  # noqa: E402
-from odin_ood.tuning import grid_scores, tune_from_scores  # noqa: E402
+from odin_ood.scores.passes import scoring_mode
+from odin_ood.tuning import grid_scores, tune_from_scores
 
 
 def naive_grid(model, x, temps, eps, input_std, batch_size) -> torch.Tensor:
     return torch.stack([
-        torch.stack([map_batches(lambda b: odin_scores(model, b, t, e, input_std, normalise=False), x, batch_size)
+        torch.stack([map_batches(lambda b, t=t, e=e: odin_scores(model, b, t, e, input_std, normalise=False), x, batch_size)
                      for e in eps])
         for t in temps
     ])
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows = []
         for k in args.cells_per_forward:
             with common.peak_memory(device) as mem:
-                (s_in, s_out), shared_s = common.timed(lambda: [
+                (s_in, s_out), shared_s = common.timed(lambda k=k: [
                     grid_scores(model, x, temps, eps, std, args.batch_size, cells_per_forward=k) for x in (x_in, x_out)
                 ], device)
             shared = tune_from_scores(s_in, s_out, temps, eps)

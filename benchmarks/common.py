@@ -17,8 +17,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-from odin_ood import models  # noqa: E402
+from odin_ood import models  # noqa: E402 -- after sys.path points at src/
 
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"
@@ -63,19 +64,19 @@ def suite_model(args: argparse.Namespace, device: torch.device) -> tuple[Any, Pa
     """(the suite named by ``--suite``, the data root, its model on ``device``: the suite's own
     checkpoint under the data root, loaded as ``odin-ood reproduce`` loads it)."""
     from odin_ood.data.dataset import resolve_root
-    from odin_ood.experiments import run, suites
+    from odin_ood.experiments import loading, suites
 
     suite = suites.get(args.suite)
     root = resolve_root(args.data_root)
-    return suite, root, run.load_model(suite, run.weights_path(suite, root, None), str(device))
+    return suite, root, loading.load_model(suite, loading.weights_path(suite, root, None), str(device))
 
 
 def suite_data_loads(spec: Any, root: Path, model: nn.Module) -> bool:
     """Whether a suite's data set ``spec`` loads from ``root`` for ``model`` (its files are there)."""
-    from odin_ood.experiments import run
+    from odin_ood.experiments import loading
 
     try:
-        run.load_spec(spec, root, model)
+        loading.load_spec(spec, root, model)
         return True
     except (FileNotFoundError, ValueError, KeyError):
         return False

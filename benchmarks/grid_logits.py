@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from odin_ood.experiments import run  # noqa: E402
-from odin_ood.experiments.protocol import dataset_seed, split_indices  # noqa: E402
-from odin_ood.scores.passes import scoring_mode  # noqa: E402
-from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES  # noqa: E402
+import common
+from odin_ood.experiments import loading
+from odin_ood.experiments.protocol import dataset_seed, split_indices
+from odin_ood.scores.passes import scoring_mode
+from odin_ood.tuning import PAPER_EPSILONS, PAPER_TEMPERATURES
 
 DEFAULT_CACHE = common.ROOT / ".cache" / "grid-logits"
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         if path.exists():
             print(f"{path} exists", flush=True)
             continue
-        ds = run.load_spec(spec, root, model)
+        ds = loading.load_spec(spec, root, model)
         rows = sample(spec, ds, n_tune, args.n)
         x = (ds.images[torch.from_numpy(rows)].float() / 255.0 - mean) / std
         x = common.to_device(x, model, device, channels_last=True)

@@ -11,14 +11,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from bench_runtimes import make_runtime  # noqa: E402
-from odin_ood import Detector, data, models  # noqa: E402
-from odin_ood.detector import threshold_below  # noqa: E402
-from odin_ood.metrics import evaluate  # noqa: E402
-from odin_ood.scores.precision import eager_support  # noqa: E402
-from odin_ood.preprocess import Preprocessing  # noqa: E402
-from odin_ood.runtimes.batches import fixed_batch_outputs  # noqa: E402
+import common
+from bench_runtimes import make_runtime
+from odin_ood import Detector, data, models
+from odin_ood.detector import threshold_below
+from odin_ood.metrics import evaluate
+from odin_ood.preprocess import Preprocessing
+from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.scores.precision import eager_support
 
 # network -> (ID set, OOD set, checkpoint under the data root or None for the shipped weights)
 NETWORKS = {"mnist-lenet": ("mnist", "notmnist", None),
@@ -30,7 +30,7 @@ def default_paths(device: torch.device) -> list[str]:
     """torch:fp32 first (the reference), then every other runtime and precision this device has."""
     paths = ["torch:fp32"] + [f"torch:{p}" for p in ("bf16", "fp16") if eager_support(p, device) is None]
     if device.type == "cuda":
-        return paths + ["onnxruntime-cuda:fp32", "onnxruntime-tensorrt:fp32", "torch-compile:fp32"]
+        return [*paths, "onnxruntime-cuda:fp32", "onnxruntime-tensorrt:fp32", "torch-compile:fp32"]
     paths += ["onnxruntime:fp32", "openvino:fp32"]
     try:
         import openvino as ov
@@ -94,7 +94,7 @@ def network_rows(name: str, paths: list[str], args, device: torch.device) -> lis
     wall, cpu, scores = {p: [] for p in runtimes}, {p: [] for p in runtimes}, {}
     for _ in range(args.repeats):
         for p, r in runtimes.items():
-            out, w, c = common.timed_cpu(lambda: fixed_batch_outputs(r, held)["score"], device)
+            out, w, c = common.timed_cpu(lambda r=r: fixed_batch_outputs(r, held)["score"], device)
             wall[p].append(w)
             cpu[p].append(c)
             scores[p] = out.double().cpu().numpy()

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_metrics  # noqa: E402
-import bench_reproduce  # noqa: E402
-import bench_scoring  # noqa: E402
-import bench_tuning  # noqa: E402
-import common  # noqa: E402
+import bench_metrics
+import bench_reproduce
+import bench_scoring
+import bench_tuning
+import common
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, object, list[str]]]:
@@ -33,13 +33,12 @@ def plan(args: argparse.Namespace) -> list[tuple[str, object, list[str]]]:
     weights = ["--weights", str(args.weights)] if args.weights else []
     data = ["--data-root", str(args.data_root or "")]
     if args.tiny:
-        tiny = common_argv + ["--tiny"]
+        tiny = [*common_argv, "--tiny"]
         return [
-            ("scoring", bench_scoring, tiny + ["--models", "mnist-mlp", "resnet20", "--dtypes", "fp32", "bf16",
-                                               "--channels-last", "--baseline"]),
-            ("tuning", bench_tuning, tiny + ["--model", "mnist-mlp"] + data),
+            ("scoring", bench_scoring, [*tiny, "--models", "mnist-mlp", "resnet20", "--dtypes", "fp32", "bf16", "--channels-last", "--baseline"]),
+            ("tuning", bench_tuning, [*tiny, "--model", "mnist-mlp", *data]),
             ("metrics", bench_metrics, tiny),
-            ("reproduce", bench_reproduce, tiny + ["--model", "mnist-mlp", "--data-root", "", "--dtypes", "fp32", "bf16"]),
+            ("reproduce", bench_reproduce, [*tiny, "--model", "mnist-mlp", "--data-root", "", "--dtypes", "fp32", "bf16"]),
         ]
     return [
         ("scoring", bench_scoring, common_argv + weights + ["--batch-size", "256", "--batches", "20", "--dtypes",
@@ -49,7 +48,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, object, list[str]]]:
         ("scoring_compile", bench_scoring, common_argv + weights + ["--models", "densenet-bc-100", "--batch-size",
                                                                     "256", "--batches", "20", "--compile"]),
         ("tuning", bench_tuning, common_argv + weights + data + ["--n", "500", "--batch-size", "256"]),
-        ("metrics", bench_metrics, ["--device", "cpu"] + common_argv[2:]),
+        ("metrics", bench_metrics, ["--device", "cpu", *common_argv[2:]]),
         ("reproduce", bench_reproduce, common_argv + weights + data + ["--dtypes", "fp32", "bf16",
                                                                        "--cells-per-forward", "8"]),
     ]
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, module, run_argv in plan(args):
         start = time.perf_counter()
         try:
-            module.main(run_argv + ["--out", str(args.out / label)])
+            module.main([*run_argv, "--out", str(args.out / label)])
             status[label] = {"ok": True}
         except Exception as e:  # one failure must not lose the other figures of a GPU run
             traceback.print_exc()

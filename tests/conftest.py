@@ -3,6 +3,7 @@ trained on scikit-learn's digits."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from pathlib import Path
@@ -40,9 +41,17 @@ def _selected(report: pytest.TestReport | pytest.CollectReport, markexpr: str) -
         return True
     source = Path(report.fspath)
     text = source.read_text(encoding="utf-8") if source.is_file() else ""
-    line = next((row for row in text.splitlines() if row.startswith("pytestmark")), "")
-    marks = set(re.findall(r"pytest\.mark\.(\w+)", line))
+    marks = _module_marks(text)
     return Expression.compile(markexpr).evaluate(lambda name, **_: name in marks)
+
+
+def _module_marks(text: str) -> set[str]:
+    """The ``pytest.mark.NAME`` names in a module's ``pytestmark = ...`` statement, however many
+    lines the formatter spreads it over."""
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            return set(re.findall(r"pytest\.mark\.(\w+)", ast.get_source_segment(text, node) or ""))
+    return set()
 
 
 @pytest.fixture(scope="session")

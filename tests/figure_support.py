@@ -16,6 +16,7 @@ comparison): the faults issue 33 found in the demo's and the fit report's pictur
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -24,9 +25,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from matplotlib.figure import Figure
 from matplotlib.container import BarContainer
+from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator
 
 MAX_LABELS = 6
@@ -106,7 +106,7 @@ def _opaque_histogram(container) -> bool:
         return False
     bars = container.patches
     touching = all(abs(a.get_x() + a.get_width() - b.get_x()) <= 1e-9 * max(1.0, abs(b.get_x()))
-                   for a, b in zip(bars, bars[1:]))
+                   for a, b in itertools.pairwise(bars))
     return touching and any(p.get_fill() and p.get_facecolor()[3] >= 1 for p in bars)
 
 

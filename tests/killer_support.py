@@ -9,6 +9,7 @@ import os
 import signal
 
 import torch
+
 from position_support import OddRowsMLP
 from position_support import make as make_position_model
 

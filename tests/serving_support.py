@@ -60,6 +60,14 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
+def write_pngs(folder: Path, images: np.ndarray, names: list[str] | None = None) -> Path:
+    """``images`` as PNG files in ``folder`` (``000.png``, ... unless ``names``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(images):
+        (folder / (names[k] if names else f"{k:03d}.png")).write_bytes(encode(image))
+    return folder
+
+
 def encode16(image: np.ndarray) -> bytes:
     """A uint8 (H, W) array as a 16-bit grey PNG (mode I;16) of the same picture: values v * 257."""
     buf = io.BytesIO()
@@ -111,7 +119,7 @@ def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeo
     (process, base URL) once /healthz answers. The server's output goes to the file
     ``proc.log_path`` (see :func:`server_log`)."""
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)  # noqa: SIM115 -- closed once Popen holds it
     proc = subprocess.Popen(
         [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
          "--threads", str(threads), "--log-level", log_level],

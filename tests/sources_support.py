@@ -13,14 +13,14 @@ import httpx
 import numpy as np
 import torch
 from PIL import Image
-from serving_support import library_outputs, start_server, stop_server
 
 from odin_ood import Detector
 from odin_ood.cli import main
 from odin_ood.commands.inputs import Inputs
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
 from odin_ood.detector.fingerprint import fingerprint
 from odin_ood.preprocess import Preprocessing, image_pixels, normalise
+from serving_support import library_outputs, start_server, stop_server
 
 CIFAR = "cifar10/cifar10-jpeg-test.zip"
 TINY = "tiny-imagenet/tiny-imagenet-200-test.zip"
@@ -136,8 +136,8 @@ def check_exported(path: Path, pixels: np.ndarray, rows: list[dict]) -> None:
         padded, b = pixels, 8
     scores, classes = [], []
     for i in range(0, len(padded), b):
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": padded[i:i + b]})))
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": padded[i:i + b]}), strict=True))
         scores += got["score"].tolist()
         classes += got["predicted_class"].tolist()
     assert classes[:n] == [r["predicted_class"] for r in rows]
-    assert max(abs(s - r["score"]) for s, r in zip(scores, rows)) <= 1e-5
+    assert max(abs(s - r["score"]) for s, r in zip(scores, rows, strict=True)) <= 1e-5

@@ -104,8 +104,9 @@ def test_tuning_floor_by_pass_count_on_the_papers_grid(tiny_run):
 
 def test_peers_benchmark_without_peers_times_both_variants_at_equal_scores(tmp_path, shared_data):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import bench_peers
     import torch
+
+    import bench_peers
 
     threads = torch.get_num_threads()
     try:  # the benchmark sets one thread

@@ -17,7 +17,7 @@ def test_random_crops_come_from_their_image_and_are_seeded():
     images = [rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8) for i in range(5)]
     patches, corners = random_crops(images, 32, per_image=3, seed=7)
     assert patches.shape == (15, 32, 32, 3)
-    for k, (patch, (r, c)) in enumerate(zip(patches, corners)):
+    for k, (patch, (r, c)) in enumerate(zip(patches, corners, strict=True)):
         np.testing.assert_array_equal(patch, images[k // 3][r:r + 32, c:c + 32])
         assert _found_in(patch, images[k // 3])
     again, _ = random_crops(images, 32, per_image=3, seed=7)

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,7 @@ def test_cached_builds_once_and_rebuilds_damaged_entry(tmp_path):
 
 def test_damaged_entry_is_a_clear_error(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 nope")
-    with pytest.raises(ValueError, match="bad.npz: unreadable dataset cache entry"):
+    with pytest.raises(ValueError, match=re.escape("bad.npz: unreadable dataset cache entry")):
         load_dataset(tmp_path / "bad.npz")
 
 

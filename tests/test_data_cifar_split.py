@@ -23,20 +23,20 @@ def cifar100_root(tmp_path):
 def test_cifar80_remaps_labels_and_keeps_pixels(cifar100_root):
     root, truth = cifar100_root
     x, fine, _ = truth["test"]
-    inside, outside = split_classes(seed=0)
+    inside, _outside = split_classes(seed=0)
     ds = load("cifar80", root=root, split="test")
     assert len(ds) == 160 and sorted(set(ds.labels.tolist())) == list(range(80))
     assert ds.manifest["cifar80_classes"] == list(inside) and ds.manifest["split_seed"] == 0
     original = np.asarray(inside)[ds.labels.numpy()]  # back to CIFAR-100 ids
     # Each image must be one of the two images of its original class, independently looked up.
-    for img, cls in zip(ds.images.permute(0, 2, 3, 1).numpy(), original):
+    for img, cls in zip(ds.images.permute(0, 2, 3, 1).numpy(), original, strict=True):
         assert any(np.array_equal(img, x[i]) for i in np.flatnonzero(fine == cls))
     assert ds.classes[0] == f"fine{inside[0]}"
 
 
 def test_cifar20_is_the_complement(cifar100_root):
     root, truth = cifar100_root
-    x, fine, _ = truth["test"]
+    _x, fine, _ = truth["test"]
     ood = load("cifar20", root=root)
     idd = load("cifar80", root=root)
     assert len(ood) + len(idd) == len(fine) and (ood.labels == -1).all()

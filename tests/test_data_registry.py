@@ -14,7 +14,7 @@ def test_every_paper_set_is_registered():
 
 
 def test_unknown_name_lists_known_ones():
-    with pytest.raises(KeyError, match="unknown dataset 'svhn'.*mnist"):
+    with pytest.raises(KeyError, match=r"unknown dataset 'svhn'.*mnist"):
         load("svhn", root=".")
 
 

@@ -90,8 +90,8 @@ def test_demo_picture_reads_well_and_its_page_fits_1400_px(demo, tmp_path):
     import matplotlib.pyplot as plt
     import numpy as np
     import torch
-    from figure_support import faults, rendered_widths
 
+    from figure_support import faults, rendered_widths
     from odin_ood.demo import MODEL, demo_sets, scores_figure
     from odin_ood.report.style import finish
 

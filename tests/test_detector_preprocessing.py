@@ -83,7 +83,7 @@ def test_api_score_command_and_serve_give_bit_identical_outputs_with_no_flag(fit
     proc, url = start_server(["--detector", str(root / "det"), "--model", "mnist-mlp", "--max-batch", "8",
                               "--no-auth"], timeout=180.0)
     try:
-        r = httpx.post(url + "/v1/predict", files=[("images", (f.name, b)) for f, b in zip(files, blobs)], timeout=120.0)
+        r = httpx.post(url + "/v1/predict", files=[("images", (f.name, b)) for f, b in zip(files, blobs, strict=True)], timeout=120.0)
         described = httpx.get(url + "/v1/detector", timeout=30.0).json()
     finally:
         stop_server(proc)

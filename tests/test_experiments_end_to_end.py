@@ -124,7 +124,7 @@ def test_sets_whose_files_are_missing_are_listed_as_skipped_with_the_reason(shar
 
 
 def test_list_reports_why_a_suite_cannot_run(shared_data):
-    from odin_ood.experiments.run import availability
+    from odin_ood.experiments.loading import availability
 
     assert availability("mnist-mlp", str(shared_data)).startswith("ok")
     assert "no in-distribution set" in availability("cifar100-densenet", str(shared_data))

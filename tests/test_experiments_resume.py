@@ -13,8 +13,8 @@ from odin_ood.data import ImageDataset
 from odin_ood.experiments.cache import ScoreCache
 from odin_ood.experiments.every_image import every_image_pass, every_image_rows, msp_from_logits
 from odin_ood.experiments.progress import Progress
-from odin_ood.experiments.protocol import CELL_CHUNK, Scorer
-from odin_ood.experiments.run import begin
+from odin_ood.experiments.results import begin
+from odin_ood.experiments.scorer import CELL_CHUNK, Scorer
 from odin_ood.experiments.suites import DataSpec
 from odin_ood.metrics import evaluate
 from odin_ood.scores.odin import odin_outputs

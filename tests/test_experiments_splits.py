@@ -7,8 +7,8 @@ import pytest
 
 from odin_ood.data.content import content_hashes
 from odin_ood.experiments import suites
+from odin_ood.experiments.loading import load_spec
 from odin_ood.experiments.protocol import dataset_seed, split_indices
-from odin_ood.experiments.run import load_spec
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -12,8 +12,8 @@ import re
 
 import pytest
 import torch
-from export_support import branching, bright_pixel_count, in_place_input, inverse_erf, tuple_output
 
+from export_support import branching, bright_pixel_count, in_place_input, inverse_erf, tuple_output
 from odin_ood import Detector, data, models
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import load_runtime

@@ -16,11 +16,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from serving_support import png_header, server_log, start_server, stop_server
 
 from odin_ood import Detector, models
 from odin_ood._utils.checks import EPSILON_RANGE, TEMPERATURE_RANGE
 from odin_ood.detector import MAX_BATCH_SIZE
+from serving_support import png_header, server_log, start_server, stop_server
 
 KEY = "fuzz-key"
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=False,

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sources_support import real_images
 
 from odin_ood import models
 from odin_ood.cli import main
 from odin_ood.preprocess import decode, image_pixels, normalise, of_model
+from sources_support import real_images
 
 transformers = pytest.importorskip("transformers")
 pytestmark = [pytest.mark.libraries, pytest.mark.usefixtures("torch_one_thread")]
 
-from odin_ood.models.huggingface import Logits, processor_preprocessing  # noqa: E402
+from odin_ood.models.huggingface import Logits, processor_preprocessing  # noqa: E402 -- imports transformers: after the importorskip
 
 LABELS = {i: name for i, name in enumerate(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                            "ship", "truck"])}
@@ -175,7 +175,7 @@ def test_loaded_model_gives_the_transformers_logits_and_id2label(folders, name):
      "do_center_crop=True crops a second time"),
 ])
 def test_a_processor_odin_ood_cannot_follow_is_one_error_naming_the_field(processor, field):
-    with pytest.raises(ValueError, match="^the image processor: ") as info:
+    with pytest.raises(ValueError, match=r"^the image processor: ") as info:
         processor_preprocessing(processor())
     assert field in str(info.value) and "\n" not in str(info.value)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -69,5 +71,5 @@ def test_shipped_models_max_softmax_separates_digits_from_omniglot(name, invert,
 
 
 def test_missing_asset_is_a_clear_error():
-    with pytest.raises(FileNotFoundError, match="packaged asset 'nope.bin' is missing"):
+    with pytest.raises(FileNotFoundError, match=re.escape("packaged asset 'nope.bin' is missing")):
         assets.asset_path("nope.bin")

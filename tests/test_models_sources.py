@@ -5,6 +5,7 @@ they import; bad specs fail in one line naming the problem."""
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import textwrap
 
@@ -188,14 +189,14 @@ def test_bad_factory_specs_fail_in_one_line(user_module, spec, message):
 
 def test_factory_weights_that_do_not_fit_are_refused(user_module):
     save_file({"body.0.weight": torch.zeros(3, 3)}, user_module / "wrong.safetensors")
-    with pytest.raises(ValueError, match="does not match SmallNet.*missing keys"):
+    with pytest.raises(ValueError, match=r"does not match SmallNet.*missing keys"):
         models.load("user_models:build", weights=user_module / "wrong.safetensors")
 
 
 def test_wrong_input_size_is_a_one_line_error_at_load(mnist_packages):
     for spec, kwargs in [("mnist-mlp", {"input_shape": (3, 32, 32)}),
                          (str(mnist_packages[1]["torchscript"]), {"input_shape": (1, 32, 32)})]:
-        with pytest.raises(ValueError, match="does not take inputs of size .*32x32") as info:
+        with pytest.raises(ValueError, match=r"does not take inputs of size .*32x32") as info:
             models.load(spec, **kwargs)
         assert "\n" not in str(info.value)
 
@@ -203,7 +204,7 @@ def test_wrong_input_size_is_a_one_line_error_at_load(mnist_packages):
 def test_program_exported_for_one_batch_size_is_refused_at_load(tmp_path):
     program = torch.export.export(models.load("mnist-mlp"), (torch.zeros(2, 1, 28, 28),))  # batch fixed to 2
     torch.export.save(program, str(tmp_path / "fixed.pt2"))
-    with pytest.raises(ValueError, match="in a batch of 3 .*dynamic batch dimension") as info:
+    with pytest.raises(ValueError, match=r"in a batch of 3 .*dynamic batch dimension") as info:
         models.load(tmp_path / "fixed.pt2", input_shape=(1, 28, 28))
     assert "\n" not in str(info.value)
 
@@ -214,21 +215,21 @@ def test_mean_and_std_must_match_the_channels():
 
 
 def test_unknown_spec_lists_the_forms():
-    with pytest.raises(ValueError, match="neither a known model name.*torchvision:NAME.*package.module:factory"):
+    with pytest.raises(ValueError, match=r"neither a known model name.*torchvision:NAME.*package.module:factory"):
         models.load("resnet-1000")
 
 
 def test_missing_packaged_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.pt2"):
+    with pytest.raises(FileNotFoundError, match=re.escape("nowhere.pt2")):
         models.load(tmp_path / "nowhere.pt2")
 
 
 def test_packaged_archive_given_as_a_checkpoint_is_refused_not_run(mnist_packages, tmp_path):
     renamed = tmp_path / "looks-like-weights.pth"
     renamed.write_bytes(mnist_packages[1]["torchscript"].read_bytes())
-    with pytest.raises(ValueError, match="is a torchscript archive, which runs code when loaded.*torchscript:"):
+    with pytest.raises(ValueError, match=r"is a torchscript archive, which runs code when loaded.*torchscript:"):
         models.load(renamed)
-    with pytest.raises(ValueError, match="is not a torch.export program.*torchscript archive"):
+    with pytest.raises(ValueError, match=r"is not a torch.export program.*torchscript archive"):
         models.load(f"export:{renamed}")
 
 

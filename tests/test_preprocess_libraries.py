@@ -25,7 +25,7 @@ tv = pytest.importorskip("torchvision")
 timm = pytest.importorskip("timm")
 pytestmark = [pytest.mark.libraries, pytest.mark.usefixtures("torch_one_thread")]
 
-from odin_ood.models.library import timm_preprocessing, torchvision_preprocessing  # noqa: E402
+from odin_ood.models.library import timm_preprocessing, torchvision_preprocessing  # noqa: E402 -- imports the libraries: after the importorskips
 
 
 @pytest.fixture(scope="module")

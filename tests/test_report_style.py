@@ -11,11 +11,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from figure_support import faults
 
+from figure_support import faults
 from odin_ood.report.plots import FIGURES, figure_skipped
-from odin_ood.report.style import (SignificantFormatter, figure, finish, line_styles, reference_line, step_histograms,
-                                    wrapped_title)
+from odin_ood.report.style import (
+    SignificantFormatter,
+    figure,
+    finish,
+    line_styles,
+    reference_line,
+    step_histograms,
+    wrapped_title,
+)
 
 RESULTS = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").rglob("results.json"))
 
@@ -107,7 +114,6 @@ def test_every_report_figure_of_the_committed_runs_reads_well(path):
 
 def test_the_report_page_of_the_widest_committed_run_fits_1400_px(tmp_path):
     from figure_support import rendered_widths
-
     from odin_ood.report.html import render_html
 
     path = next(p for p in RESULTS if p.parent.name == "cifar10-densenet-quick")

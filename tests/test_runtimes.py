@@ -14,14 +14,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from runtime_support import assert_within_tolerance
 from torch import nn
 
 from odin_ood import Detector, data, models
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import RUNTIMES, load_runtime
-from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.runtimes.eager import EagerRuntime
+from runtime_support import assert_within_tolerance
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 GRAPH_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(

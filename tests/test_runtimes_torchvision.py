@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runtime_support import assert_within_tolerance
 
 from odin_ood import Detector, data
 from odin_ood.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.runtimes import load_runtime
-from odin_ood.runtimes.eager import EagerRuntime
 from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.runtimes.eager import EagerRuntime
+from runtime_support import assert_within_tolerance
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.libraries]
 SPEC = Preprocessing((3, 32, 32), mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -1,6 +1,6 @@
 """Scoring on Ray Data (:mod:`odin_ood.commands.ray_data`; :class:`odin_ood.scaling.RayScorer`), on a
-local cluster of 2 CPUs: ``odin-ood score --engine ray`` writes the very file one process writes (shards, Parquet and a folder at
-once; --resume and --limit included), Ray's Parquet/CSV writers hold the same rows, a worker killed
+local cluster of 2 CPUs: ``odin-ood score --engine ray`` writes the very file one process writes (shards, Parquet and a
+folder at once; --resume and --limit included), Ray's Parquet/CSV writers hold the same rows, a worker killed
 while scoring is restarted and loses no row, and :class:`RayScorer` in ``Dataset.map_batches``
 gives the single-process rows of encoded images and of arrays, bit for bit, although Ray cuts its
 batches elsewhere (on a model whose rounding depends on the batch position). The tests that start
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from formats_support import killed_mid_write, real_images, write_folder, write_parquet, write_shards
 from PIL import Image
-from serving_support import SRC
 
+from formats_support import killed_mid_write, real_images, write_folder, write_parquet, write_shards
 from odin_ood.cli import main
-from odin_ood.commands.writers import read_rows
+from odin_ood.commands.row_files import read_rows
+from serving_support import SRC
 
 TESTS = Path(__file__).resolve().parent
 RESULTS = ("predicted_class", "class_name", "confidence", "score", "is_out_of_distribution", "error")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_blobs
-from test_scores import reference_odin_float64
 from torch import nn
 
 from odin_ood import data, msp_scores, odin_scores, tune
 from odin_ood.metrics import evaluate
+from reference_support import reference_odin_float64
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -1,5 +1,5 @@
-"""The README's command-line walk-through, run as written: ``odin-ood fit`` -> ``score`` -> ``serve``
-on a user's own model (a small conv net trained here on real MNIST digits and exported with
+"""The command-line walk-through of docs/guides/own-model.md, run as written: ``odin-ood fit`` ->
+``score`` -> ``serve`` on a user's own model (a small conv net trained here on real MNIST digits and exported with
 torch.export as ``my_model.pt2``) and folders of real PNG files."""
 
 from __future__ import annotations
@@ -14,28 +14,30 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+
+from odin_ood import Detector, data, models
+from odin_ood.commands.row_files import read_rows
 from serving_support import decoded, encode, env, library_outputs, start_server, stop_server
 from test_models_sources import USER_MODULE, export_program, train_user_net
 
-from odin_ood import Detector, data, models
-from odin_ood.commands.writers import read_rows
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "own-model.md"
+SECTION = "## Fit, score, serve"
 
 
 def readme_commands() -> dict[str, list[str]]:
-    """The ``odin-ood`` commands of the first bash block under "## Use it", by subcommand."""
-    section = README.read_text().split("## Use it", 1)[1]
+    """The ``odin-ood`` commands of the first bash block under "## Fit, score, serve", by
+    subcommand (``serve``'s ``&`` dropped: the test starts the server itself, on a free port)."""
+    section = PAGE.read_text().split(SECTION, 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
-    commands = [shlex.split(line) for line in block.splitlines() if line.startswith("odin-ood ")]
+    commands = [shlex.split(line.removesuffix("&")) for line in block.splitlines() if line.startswith("odin-ood ")]
     return {c[1]: c[2:] for c in commands}
 
 
 def readme_api_key() -> str:
     """The key the walk-through exports before ``odin-ood serve``."""
-    return re.search(r"export ODIN_OOD_API_KEY=(\S+)", README.read_text().split("## Use it", 1)[1]).group(1)
+    return re.search(r"export ODIN_OOD_API_KEY=(\S+)", PAGE.read_text().split(SECTION, 1)[1]).group(1)
 
 
 def test_the_readme_has_the_three_commands():
@@ -83,7 +85,7 @@ def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     want = library_outputs(detector, (pixels - 0.1307) / 0.3081)
     assert [r["predicted_class"] for r in rows] == want["predicted_class"]
     assert [r["is_out_of_distribution"] for r in rows] == want["is_out_of_distribution"]
-    assert max(abs(r["score"] - s) for r, s in zip(rows, want["score"])) <= 1e-6
+    assert max(abs(r["score"] - s) for r, s in zip(rows, want["score"], strict=True)) <= 1e-6
     assert sum(r["is_out_of_distribution"] for r in rows[10:]) > sum(r["is_out_of_distribution"] for r in rows[:10])
 
     proc, url = start_server(commands["serve"], extra_env={"ODIN_OOD_API_KEY": readme_api_key()}, cwd=root)
@@ -97,4 +99,4 @@ def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     assert [g["predicted_class"] for g in got] == [rows[0]["predicted_class"], rows[15]["predicted_class"]]
     assert [g["is_out_of_distribution"] for g in got] == [rows[0]["is_out_of_distribution"],
                                                            rows[15]["is_out_of_distribution"]]
-    assert max(abs(g["score"] - rows[k]["score"]) for g, k in zip(got, (0, 15))) <= 1e-6
+    assert max(abs(g["score"] - rows[k]["score"]) for g, k in zip(got, (0, 15), strict=True)) <= 1e-6

@@ -32,7 +32,7 @@ _PUBLIC = {
     "odin_scores": "odin_ood.scores.odin",
     "tune": "odin_ood.tuning.grid",
 }
-__all__ = sorted(_PUBLIC) + ["__version__"]
+__all__ = [*sorted(_PUBLIC), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

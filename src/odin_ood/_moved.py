@@ -16,7 +16,8 @@ import importlib.machinery
 import sys
 import types
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 MOVED: dict[str, tuple[str, ...]] = {
     "odin_ood.successors": ("odin_ood.scores.energy",),
@@ -52,7 +53,8 @@ class _Moved(types.ModuleType):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None):
+    def find_spec(self, name: str, path: Sequence[str] | None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if name not in MOVED:
             return None
         return importlib.machinery.ModuleSpec(name, self)

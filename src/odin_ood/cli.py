@@ -1,11 +1,11 @@
 """The `odin-ood` command line: thin wrappers over the library.
 
 OpenMP defaults are set first, before torch is loaded (:mod:`odin_ood._utils.devices`: a passive wait
-policy, so a busy CPU does not slow multi-threaded scoring several-fold). Each subcommand lives in the module that owns its concept and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up, importing only
+policy, so a busy CPU does not slow multi-threaded scoring several-fold). Each subcommand lives in the module that owns
+its concept and exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only wires them up, importing only
 the module of the command that runs (``odin-ood --help`` loads no torch). Command modules keep
 heavy optional imports (FastAPI, matplotlib) inside ``run`` so every command works with only the
-core dependencies installed, and starts without what it does not use (tests/test_startup.py).
+core dependencies installed, and starts without what it does not use (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from odin_ood._utils.devices import set_cpu_env_defaults
 
 set_cpu_env_defaults()  # before any command module imports torch (OpenMP reads it once, at load)
 
-from odin_ood._utils import extras  # noqa: E402
-from odin_ood._version import __version__  # noqa: E402
+from odin_ood._utils import extras  # noqa: E402 -- after set_cpu_env_defaults(): OpenMP reads its settings once, at load
+from odin_ood._version import __version__  # noqa: E402 -- after set_cpu_env_defaults(): OpenMP reads its settings once, at load
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -20,21 +20,21 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from odin_ood._utils.files import write_file
 from odin_ood._version import __version__
+from odin_ood.assets import demo_sample, model_info
+from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.detector import Detector
 from odin_ood.detector.fingerprint import fingerprint
-from odin_ood.assets import demo_sample, model_info
 from odin_ood.metrics import METRICS, evaluate, roc_points
 from odin_ood.models import load as load_model
-from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.tuning.grid import PAPER_EPSILONS, PAPER_TEMPERATURES
-from odin_ood._utils.files import write_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -102,7 +102,7 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     odin = {name: o["score"] for name, o in outputs.items()}
     steps.update()
 
-    rows = [{"ood": name, "n": len(x), "msp": evaluate(msp["MNIST"], msp[name]),
+    rows: list[dict[str, Any]] = [{"ood": name, "n": len(x), "msp": evaluate(msp["MNIST"], msp[name]),
              "odin": evaluate(odin["MNIST"], odin[name]),
              "flagged_ood": float(outputs[name]["is_out_of_distribution"].float().mean())} for name, x in unseen.items()]
     wins = [r["ood"] for r in rows if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"]
@@ -150,7 +150,8 @@ def format_table(result: dict) -> str:
         cells = "".join(f"{100 * row['msp'][m]:>14.1f} / {100 * row['odin'][m]:<5.1f}" for m in METRICS)
         lines.append(f"{row['ood']:<20}{cells}")
     lines += ["", f"{result['headline']} (lower FPR at 95% TPR and higher AUROC on "
-              f"{len(result['odin_better_on'])} of {len(result['rows'])} unseen sets: {', '.join(result['odin_better_on'])})."]
+              f"{len(result['odin_better_on'])} of {len(result['rows'])} "
+              f"unseen sets: {', '.join(result['odin_better_on'])})."]
     return "\n".join(lines)
 
 
@@ -171,7 +172,7 @@ def scores_figure(msp: dict, odin: dict, threshold: float) -> Figure:
     fig, axes = figure(1, 3, figsize=(16, 4.6))
     colour = {"MNIST": ID_COLOUR, **colours([k for k in msp if k != "MNIST"])}
     labels = {"MNIST": "MNIST (ID)"}
-    for ax, (title, scores) in zip(axes[:2], [("MSP (baseline)", msp), ("ODIN", odin)]):
+    for ax, (title, scores) in zip(axes[:2], [("MSP (baseline)", msp), ("ODIN", odin)], strict=True):
         step_histograms(ax, {k: s.numpy() for k, s in scores.items()}, colour, labels=labels)
         if title == "ODIN":
             reference_line(ax, threshold, f"threshold {threshold:.4g} (95% TPR)", "v", color="k", ls="--")
@@ -201,8 +202,10 @@ def summary_html(result: dict, png: bytes) -> str:
 td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
 <h1>odin-ood demo</h1>
 <p><b>{html.escape(result['headline'])}.</b></p>
-<p>{html.escape(result['model'])}, test accuracy {100 * result['model_test_accuracy']:.2f}% on MNIST; {html.escape(result['split'])}.</p>
-<p>Tuned on {html.escape(result['tuning_set'])} only (paper's temperatures, every 4th of its epsilons; minimum FPR at 95% TPR): <b>T = {result['temperature']:g}</b>,
+<p>{html.escape(result['model'])}, test accuracy {100 * result['model_test_accuracy']:.2f}% on MNIST;
+{html.escape(result['split'])}.</p>
+<p>Tuned on {html.escape(result['tuning_set'])} only (paper's temperatures, every 4th of its epsilons; minimum FPR
+at 95% TPR): <b>T = {result['temperature']:g}</b>,
 <b>&epsilon; = {result['epsilon']:g}</b>; threshold &delta; = {result['threshold']:.6f}, which keeps
 {100 * result['id_kept']:.1f}% of unseen MNIST digits.</p>
 <table><tr><th>OOD set</th>{header}<th>flagged OOD (%)</th></tr>{body}</table>

@@ -7,7 +7,7 @@ and scoring continues.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Union
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from odin_ood._utils.checks import check_batch
 
-Data = Union[Tensor, Dataset, DataLoader]
+Data = Tensor | Dataset | DataLoader
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from typing import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import Tensor
-
 
 _COMMAND_LINE = contextvars.ContextVar("odin_ood_command_line", default=False)
 _TRACING: contextvars.ContextVar[bool] = contextvars.ContextVar("odin_ood_tracing", default=False)
@@ -102,7 +102,7 @@ def check_number(value: object, name: str, low: float, high: float, open_low: bo
     return v
 
 
-def _number(value: object, name: str) -> float:
+def _number(value: Any, name: str) -> float:
     """A real number (a Python, numpy or 0-d torch scalar; not a bool or a string) as a float;
     NaN passes through to the caller's range check."""
     if value is None or isinstance(value, (bool, str, bytes)):
@@ -122,15 +122,19 @@ def check_rate(value: float, name: str) -> float:
     return v
 
 
-def check_grid(values: Sequence[float], check, name: str) -> tuple[float, ...]:
+def check_grid(values: Sequence[float], check: Callable[[Any, str], float], name: str) -> tuple[float, ...]:
     values = tuple(check(v, name) for v in values)
     if not values:
         raise ValueError(f"{name} must hold at least one value")
     return values
 
 
+@overload
+def channel_view(values: None, x: Tensor, name: str = ..., positive: bool = ...) -> None: ...
+@overload
+def channel_view(values: Sequence[float] | Tensor | float, x: Tensor, name: str = ..., positive: bool = ...) -> Tensor: ...
 def channel_view(
-    values: Sequence[float] | Tensor | None, x: Tensor, name: str = "input_std", positive: bool = True
+    values: Sequence[float] | Tensor | float | None, x: Tensor, name: str = "input_std", positive: bool = True
 ) -> Tensor | None:
     """Per-channel values shaped (1, C, 1, ...) to broadcast over x (N, C, ...)."""
     if values is None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, MutableMapping
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +35,7 @@ def set_cpu_env_defaults(environ: MutableMapping[str, str] = os.environ) -> dict
     return added
 
 
-def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA if available, else MPS, else CPU; anything else as given."""
     import torch
 

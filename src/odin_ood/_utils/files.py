@@ -16,9 +16,10 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BLOCK = 1 << 20

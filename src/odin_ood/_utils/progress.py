@@ -12,8 +12,9 @@ be set, a TorchScript module, advances only there).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -24,7 +25,7 @@ class PassProgress:
     with tqdm's ``update``/``refresh``/``n``; by default a new tqdm on stderr, off when not
     ``enabled``)."""
 
-    def __init__(self, total: float, passes_per_image: float, desc: str, enabled: bool = True,
+    def __init__(self, total: float | None, passes_per_image: float, desc: str, enabled: bool = True,
                  bar: Any = None) -> None:
         self.passes_per_image = max(float(passes_per_image), 1.0)
         self.bar = bar if bar is not None else tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
@@ -37,7 +38,7 @@ class PassProgress:
         self.bar.update(min(rows / self.passes_per_image, left))  # a plan's worst case may overcount
 
     @contextmanager
-    def watching(self, model: nn.Module) -> Iterator["PassProgress"]:
+    def watching(self, model: nn.Module) -> Iterator[PassProgress]:
         """Advance at each forward of ``model`` and each backward through its outputs."""
         def forward_hook(module: nn.Module, args: tuple, output: Any) -> None:
             rows = len(args[0]) if args and isinstance(args[0], Tensor) else 0

@@ -6,6 +6,8 @@ seed, threads and test accuracy; ``scripts/train_mnist.py MODEL`` reproduces the
 ``demo_sample.npz`` (``scripts/make_demo_sample.py``): 1,000 MNIST test digits, 1,000 notMNIST
 letters and 1,000 Omniglot characters (licences in ``DEMO_SAMPLE_LICENSES.md``), enough to run
 the whole ODIN pipeline with no data and no network.
+
+Imports only :mod:`odin_ood.data` (the sample as an ImageDataset); the model zoo and the demo import this.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The ``odin-ood`` commands. On a user's own model and files: ``fit``
-(:mod:`~odin_ood.commands.fit`, held-out splits in :mod:`~odin_ood.commands.heldout`), ``score``
-(:mod:`~odin_ood.commands.score`: rows in :mod:`~odin_ood.commands.rows`, resumable output files in
-:mod:`~odin_ood.commands.writers`, torch.distributed in :mod:`~odin_ood.commands.distributed`) and
+(:mod:`~odin_ood.commands.fit`, held-out splits in :mod:`~odin_ood.commands.heldout`, held-out metrics and
+what it prints in :mod:`~odin_ood.commands.fit_evaluation`), ``score`` (:mod:`~odin_ood.commands.score`: rows
+in :mod:`~odin_ood.commands.rows`, resumable output files in :mod:`~odin_ood.commands.writers`, their formats
+read back in :mod:`~odin_ood.commands.row_files`, torch.distributed in :mod:`~odin_ood.commands.distributed`) and
 ``serve`` (:mod:`~odin_ood.commands.serve`, which starts :mod:`odin_ood.serving`), both on the
 scoring runtime ``--runtime`` names (:mod:`odin_ood.runtimes`); ``export`` (:mod:`~odin_ood.commands.export`:
 the gate as one ONNX file, :mod:`odin_ood.export`). On the paper's

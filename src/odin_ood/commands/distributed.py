@@ -2,10 +2,10 @@
 
 With B the detector's batch size, rank r of W scores the whole batches ``[kB, (k+1)B)`` with
 k = r (mod W) (every item exactly once, at the batch position a single process gives it, so the
-rows are bit-identical to one process's; see :mod:`odin_ood.commands.rows`) on its own device (``cuda:LOCAL_RANK`` with NCCL, the CPU with gloo) into its own resumable
-shard file ``OUT.rank<r>-of-<W>.jsonl`` (its identity record, ``writers.RowWriter.claim``, kept
-until the merge, so a resumed shard is proven to be this scorer's). The ranks agree twice with an
-``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes): that every
+rows are bit-identical to one process's; see :mod:`odin_ood.commands.rows`) on its own device (``cuda:LOCAL_RANK`` with
+NCCL, the CPU with gloo) into its own resumable shard file ``OUT.rank<r>-of-<W>.jsonl`` (its identity record,
+``writers.RowWriter.claim``, kept until the merge, so a resumed shard is proven to be this scorer's). The ranks agree
+twice with an ``all_reduce(MIN)`` of a 0/1 flag (a tensor: nothing is pickled between processes): that every
 rank could open its shard (a refused resume stops every rank before any scores), then that every
 rank scored it; only if every rank succeeded does rank 0 merge the shards in input order (batch k is the next B rows
 of shard k % W) into the partial output and rename it to ``OUT``. A failed rank thus leaves no ``OUT``;
@@ -17,18 +17,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from odin_ood.commands.identity import record_of
-from odin_ood.commands.scoring import Run, ScoreOptions, open_run, score_run
-from odin_ood.commands.writers import RowWriter, read_rows, require_format
-from odin_ood._utils.files import check_output_file
-from odin_ood.scores import memory
 from odin_ood._utils.devices import resolve_device
+from odin_ood._utils.files import check_output_file
+from odin_ood.commands.identity import record_of
+from odin_ood.commands.row_files import read_rows
+from odin_ood.commands.scoring import Run, ScoreOptions, open_run, score_run
+from odin_ood.commands.writers import RowWriter, require_format
+from odin_ood.scores import memory
 
 
 def environment() -> tuple[int, int, int] | None:
@@ -84,7 +87,7 @@ def run(options: ScoreOptions, output: Path, fmt: str, backend: str | None = Non
 _FAILED = object()
 
 
-def _reported(rank: int, world: int, step, *args):
+def _reported(rank: int, world: int, step: Callable[..., Any], *args: Any) -> Any:
     """``step(*args)``, or ``_FAILED`` after printing why (every rank then learns it by :func:`_agreed`)."""
     try:
         return step(*args)
@@ -127,12 +130,13 @@ def merge(output: Path, fmt: str, world: int, columns: tuple[str, ...], chunk: i
     streams = [read_rows(s, "jsonl") for s in shards]
     heads = [next(s, None) for s in streams]
     writer = RowWriter(output, fmt, resume=False, columns=columns, overwrite=overwrite)
-    rows, i = [], 0
+    rows: list[dict[str, Any]] = []
+    i = 0
     while any(h is not None for h in heads):
-        r = next((r for r, h in enumerate(heads) if h is not None and h["index"] == i), None)
-        if r is None:
+        r, head = next(((r, h) for r, h in enumerate(heads) if h is not None and h["index"] == i), (None, None))
+        if r is None or head is None:
             raise RuntimeError(f"shards {shards}: no shard continues with item {i}: not merging")
-        rows.append(heads[r])
+        rows.append(head)
         heads[r] = next(streams[r], None)
         i += 1
         if len(rows) >= (chunk or memory.MAX_CHUNK):

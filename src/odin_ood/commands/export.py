@@ -7,8 +7,8 @@ The file computes the whole gate (:mod:`odin_ood.export.graph`): float32 [0, 1] 
 ``is_out_of_distribution`` out, with the detector's normalisation, T, epsilon and threshold
 inside. B is dynamic (the input's first dimension is named ``batch``), except for a model whose
 code fixes the batch size: then B is ``--batch-size`` (default the detector's; pad the last
-batch), with a warning. The detector's JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same graph themselves
-(cached) when given ``--runtime onnxruntime`` or ``openvino``.
+batch), with a warning. The detector's JSON is recorded in the file's metadata. ``score`` and ``serve`` export the same
+graph themselves (cached) when given ``--runtime onnxruntime`` or ``openvino``.
 
 ``--out`` is written as score's outputs are (:func:`odin_ood._utils.files.replace_file`): a
 new file beside it, created exclusively and fsync'ed, renamed over it; a symbolic link or a
@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from odin_ood._utils.files import check_output_file, replace_file
 from odin_ood.commands.loading import load_detector
 from odin_ood.commands.options import ModelOptions, add_model_arguments
-from odin_ood._utils.files import check_output_file, replace_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,8 @@ same way, deduplicated by content and split into a tuning and a held-out evaluat
 (:mod:`odin_ood.commands.heldout`). :meth:`odin_ood.Detector.fit` tunes (T, epsilon) on the tuning
 part over the paper's grid (or ``--temperatures``/``--epsilons``) against the OOD inputs. Without
 ``--ood``, ``--ood-free`` says what tunes: ``noise`` (default), the paper's Gaussian + Uniform
-noise as the OOD side (1,000 images of each at the model's input size, :func:`noise_what`; said
+noise as the OOD side (1,000 images of each at the model's input size,
+:func:`~odin_ood.commands.fit_evaluation.noise_what`; said
 in the output and in fit.json); ``id-only``, the ID tuning part alone (the epsilon with the highest mean ID
 score at a fixed T, :func:`odin_ood.tuning.id_only_from_scores`; ``--temperatures`` unused). Passing
 ``--ood-free`` with ``--ood`` is an error, as it would be ignored. Either way the held-out metrics
@@ -33,35 +34,48 @@ import argparse
 import json
 import math
 import os
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from odin_ood._utils.checks import NonFiniteScores
-from odin_ood.scores import memory
+from odin_ood._utils.files import refuse_link, write_file
 from odin_ood._version import __version__
-from odin_ood.detector import FILENAME, Detector, threshold_below
-from odin_ood.scores.precision import eager_support
-from odin_ood.runtimes import RUNTIMES
-from odin_ood.scores import model_device
-from odin_ood.metrics import METRICS, evaluate
-from odin_ood.scores.family import FIXED_TEMPERATURE, SCORES, score_passes
+from odin_ood.commands.fit_evaluation import (
+    Meter,
+    evaluate_heldout,
+    naming_non_finite,
+    noise_count,
+    noise_what,
+    part,
+    summary,
+    threshold_on_runtime,
+)
 from odin_ood.commands.heldout import Selection, check_disjoint, select, split
 from odin_ood.commands.inputs import Inputs
-from odin_ood.commands.options import ModelOptions, add_model_arguments, add_precision_argument, floats_arg
 from odin_ood.commands.loading import apply_flags, check_bounds
+from odin_ood.commands.options import ModelOptions, add_model_arguments, add_precision_argument, floats_arg
+from odin_ood.detector import FILENAME, Detector
 from odin_ood.preprocess import Preprocessing, of_model
-from odin_ood._utils.progress import PassProgress
+from odin_ood.runtimes import RUNTIMES
+from odin_ood.scores import memory, model_device
+from odin_ood.scores.family import FIXED_TEMPERATURE, SCORES
+from odin_ood.scores.precision import eager_support
+from odin_ood.tuning.grid import (
+    DEFAULT_OOD_FREE,
+    ID_ONLY_TEMPERATURE,
+    NOISE_SIZE,
+    OOD_FREE,
+    PAPER_EPSILONS,
+    PAPER_TEMPERATURES,
+    noise_ood_set,
+)
 from odin_ood.tuning.searches import DEFAULT_SEARCH, TUNE_SEARCHES, grid_passes
 from odin_ood.tuning.shared import planned_passes
-from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE, PAPER_EPSILONS,
-                                  PAPER_TEMPERATURES, noise_ood_set)
-from odin_ood._utils.files import refuse_link, write_file
 
 WITHOUT_OOD = {
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
@@ -69,13 +83,6 @@ WITHOUT_OOD = {
 }
 
 FIT_RECORD = "fit.json"
-
-
-def noise_what(count: int, shape: tuple[int, ...], seed: int, fresh: str = "") -> str:
-    """What a noise OOD side of ``count`` images is (half Gaussian, half Uniform, drawn in pixels at
-    the model's input size, then normalised like the images; paper section 4.2), for fit.json and the output."""
-    return (f"{count // 2} {fresh}Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {count // 2} Uniform "
-            f"(U[0, 1)) noise images of {'x'.join(map(str, shape))}, seeds {seed} and {seed + 1}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epsilons", type=floats_arg, default=PAPER_EPSILONS, metavar="E,E,...",
                         help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])")
     parser.add_argument("--score", choices=SCORES, default="odin",
-                        help="the detector's score (default: ODIN; the others are its successors, see README)")
+                        help="the detector's score (default: ODIN; the others are its successors, see docs/concepts/odin.md)")
     parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
                         help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): noise = "
                              f"{NOISE_SIZE} Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {NOISE_SIZE} Uniform "
@@ -191,23 +198,23 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     ood_tune, ood_eval = split(ood_images, options.holdout) if ood_images is not None else (None, None)
 
     batch = model_options.batch_size or memory.batch_for(model, spec.input_shape, model_options.max_memory)
-    meter = _Meter(model, options.progress)
+    meter = Meter(model, options.progress)
     detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
                         score_family=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
                         normalise=False, precision=model_options.precision)  # the preprocessing normalised the images
     if ood_tune is not None:
         ood_data = ood_tune.x
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
-        ood_data = noise_ood_set(id_tune.x, _noise_count(options, "tuning"), spec.mean, spec.std)
+        ood_data = noise_ood_set(id_tune.x, noise_count(options.limit, options.holdout, "tuning"), spec.mean, spec.std)
     else:
         ood_data = None  # Detector.fit's own default
     n_out = len(ood_data) if ood_data is not None else (0 if options.ood_free == "id-only" else 2 * NOISE_SIZE)
-    with _naming_non_finite(id_tune, ood_tune, "tuning"), \
+    with naming_non_finite(id_tune, ood_tune, "tuning"), \
             meter.stage(f"tuning ({options.search} search)", len(id_tune) + n_out, _tuning_passes(options)):
         detector.fit(id_tune.x, ood_data, tpr=options.tpr)
-    outputs = detector.outputs
+    outputs: Callable[[Tensor], dict[str, Tensor]] = detector.outputs
     if options.runtime != "torch":
-        outputs = _threshold_on_runtime(detector, spec, id_tune.x, options, model_options.threads)
+        outputs = threshold_on_runtime(detector, spec, id_tune.x, options.runtime, options.tpr, model_options.threads)
     result = detector.tuning_
     i, j = result.index
     record: dict[str, Any] = {
@@ -221,8 +228,8 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
         "search": result.search, "passes_per_image": result.passes_per_image,
         "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
                  **{m: _nan_to_none(v) for m, v in result.metrics.items()}},
-        "tuning": {"id": _part(id_tune, what="the ID inputs"),
-                   "ood": _part(ood_tune, count=result.scores_out.shape[-1],
+        "tuning": {"id": part(id_tune, what="the ID inputs"),
+                   "ood": part(ood_tune, count=result.scores_out.shape[-1],
                                 what="the OOD inputs" if ood_tune is not None else
                                 WITHOUT_OOD.get(options.ood_free) or
                                 noise_what(result.scores_out.shape[-1], spec.input_shape, 0))},
@@ -231,8 +238,9 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     }
     scores = {"id": result.scores_in[i, j], "ood": result.scores_out[i, j]}
     if id_eval is not None:
-        with _naming_non_finite(id_eval, ood_eval, "held-out"):
-            record["heldout"], scores = _evaluate(detector, id_eval, ood_eval, spec, options, meter, outputs)
+        with naming_non_finite(id_eval, ood_eval, "held-out"):
+            noise = (options.limit, options.holdout, options.seed)
+            record["heldout"], scores = evaluate_heldout(detector, id_eval, ood_eval, spec, noise, meter, outputs)
     record["histogram_split"] = "tuning" if id_eval is None else "held-out"
     out.mkdir(parents=True, exist_ok=True)
     detector.model_spec_, detector.weights_spec_ = model_options.model, model_options.weights  # named on a mismatch
@@ -270,12 +278,6 @@ def _select(inputs: Inputs, spec: Preprocessing, options: FitOptions, label: str
     return select(inputs, spec, options.limit, options.seed, options.workers, options.progress, label)
 
 
-def _part(images: Selection | None, count: int | None = None, what: str = "the OOD inputs") -> dict[str, Any]:
-    if images is None:
-        return {"count": count, "what": what, "sources": []}
-    return {"count": len(images), "what": what, "sources": list(images.sources)}
-
-
 def _tuning_passes(options: FitOptions) -> int:
     """Passes per tuning image the fit plans (the shared search's worst case)."""
     if options.score != "odin":
@@ -290,109 +292,3 @@ def _nan_to_none(values: np.ndarray) -> list:
     return [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(values, dtype=float)]
 
 
-def _noise_count(options: FitOptions, part: str) -> int:
-    """Gaussian (and as many Uniform) noise images for ``part`` under ``--limit``: the noise side
-    holds ``limit`` images in all, split by ``--holdout`` like real OOD inputs (at least 1 + 1)."""
-    held = int(round(options.holdout * options.limit))
-    return max(1, (held if part == "held-out" else options.limit - held) // 2)
-
-
-@contextmanager
-def _naming_non_finite(id_part: Selection, ood_part: Selection | None, split_name: str):
-    """Turn a score check's NaN error into one naming the images (by source) it came from."""
-    try:
-        yield
-    except NonFiniteScores as exc:
-        side, part = ("ID", id_part) if exc.name == "scores_in" else ("OOD", ood_part)
-        names = [part.sources[k] for k in exc.positions[:3]] if part is not None else [f"noise image {exc.positions[0]}"]
-        raise ValueError(
-            f"the model's score is NaN or infinite on {len(exc.positions)} {split_name} {side} image(s), e.g. "
-            f"{', '.join(names)}: remove them from the inputs (or fix the model on them) and rerun") from None
-
-
-def _threshold_on_runtime(detector: Detector, spec: Preprocessing, id_x: Tensor, options: FitOptions,
-                          threads: int | None) -> Callable[[Tensor], dict[str, Tensor]]:
-    """Set ``detector``'s threshold from ``options.runtime``'s scores (at the detector's
-    precision, T and epsilon) of the tuning ID images ``id_x`` (model inputs: the runtime takes
-    their pixels, x * std + mean, within float rounding of the decoded ones) and record that
-    runtime; returns its outputs on model inputs, for the held-out metrics."""
-    from odin_ood.runtimes import load_runtime
-    from odin_ood.runtimes.batches import fixed_batch_outputs
-
-    def pixels(x: Tensor) -> Tensor:
-        mean = torch.tensor(spec.mean if spec.mean is not None else [0.0]).view(-1, 1, 1)
-        std = torch.tensor(spec.std if spec.std is not None else [1.0]).view(-1, 1, 1)
-        return x.cpu() * std + mean
-
-    detector.runtime_ = options.runtime
-    runtime = load_runtime(options.runtime, detector, spec, threads=threads)  # its graph's threshold is not read
-    detector.threshold_ = threshold_below(fixed_batch_outputs(runtime, pixels(id_x))["score"], options.tpr)
-    return lambda x: fixed_batch_outputs(runtime, pixels(x))
-
-
-def _evaluate(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: Preprocessing,
-              options: FitOptions, meter: _Meter, score: Callable[[Tensor], dict[str, Tensor]]
-              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Held-out metrics of ODIN (fitted, its scores from ``score``: the detector's outputs, or its
-    runtime's) and MSP; without OOD inputs, fresh noise (a seed the tuning noise does not use) is
-    the OOD side."""
-    if ood_eval is not None:
-        x_out, ood = ood_eval.x, _part(ood_eval)
-    else:
-        n = len(id_eval) if options.limit is None else _noise_count(options, "held-out")
-        x_out = noise_ood_set(id_eval.x, n, spec.mean, spec.std, seed=options.seed + 1000)
-        ood = {"count": len(x_out), "what": noise_what(len(x_out), spec.input_shape, options.seed + 1000, "fresh "),
-               "sources": []}
-    # one pass per side: the detector's outputs carry the MSP baseline too (the softmax of the
-    # unperturbed logits that its score's first forward computes)
-    outputs = {}
-    for k, x in (("id", id_eval.x), ("ood", x_out)):
-        with meter.stage(f"held-out: {k.upper()}", len(x), score_passes(detector.score_family, detector.epsilon_)):
-            outputs[k] = score(x)
-    odin = {k: o["score"].numpy() for k, o in outputs.items()}
-    msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
-    held = {
-        "id": _part(id_eval, what="the ID inputs"), "ood": ood,
-        "odin": evaluate(odin["id"], odin["ood"], tpr=detector.tpr_),
-        "msp": evaluate(msp["id"], msp["ood"], tpr=detector.tpr_),
-        "id_kept": float(np.mean(odin["id"] > detector.threshold_)),
-        "ood_flagged": float(np.mean(odin["ood"] <= detector.threshold_)),
-    }
-    return held, odin
-
-
-class _Meter:
-    """A :class:`odin_ood._utils.progress.PassProgress` bar per stage, watching ``model``."""
-
-    def __init__(self, model: Any, enabled: bool) -> None:
-        self.model, self.enabled = model, enabled
-
-    @contextmanager
-    def stage(self, label: str, images: int, passes_per_image: float) -> Iterator[None]:
-        meter = PassProgress(images, passes_per_image, label, self.enabled)
-        try:
-            with meter.watching(self.model):
-                yield
-            meter.settle(images)
-        finally:
-            meter.close()
-
-
-def summary(record: dict[str, Any], out: Path) -> str:
-    source = record["tuning_source"]
-    tuned = ("tuned on the ID images alone (highest mean ID score)" if source == "id-only"
-             else f"tuned against {record['tuning']['ood']['count']} OOD images")
-    if source == "noise":  # no --ood: say what stood in for OOD data
-        tuned = f"no --ood given: tuned against {record['tuning']['ood']['what']}"
-    lines = [f"odin-ood fit: T = {record['temperature']:g}, epsilon = {record['epsilon']:g}, "
-             f"threshold = {record['threshold']:.9g} (keeps {record['tpr']:.0%} of {record['tuning']['id']['count']} "
-             f"tuning ID images; {tuned})"]
-    held = record["heldout"]
-    if held is not None:
-        cells = ", ".join(f"{m} {100 * held['odin'][m]:.2f}% (MSP {100 * held['msp'][m]:.2f}%)" for m in METRICS)
-        versus = f"{held['ood']['count']} OOD" if held["ood"]["sources"] else \
-            f"{held['ood']['count']} fresh noise images, seeds {record['seed'] + 1000} and {record['seed'] + 1001}"
-        lines.append(f"held-out ({held['id']['count']} ID vs {versus}): {cells}; "
-                     f"ID kept {100 * held['id_kept']:.2f}%, OOD flagged {100 * held['ood_flagged']:.2f}%")
-    lines.append(f"wrote {out / FILENAME}, fit.json, fit_report.html and fit_report.png")
-    return "\n".join(lines)

@@ -37,7 +37,7 @@ class Selection:
     def __len__(self) -> int:
         return len(self.sources)
 
-    def part(self, start: int, stop: int | None = None) -> "Selection":
+    def part(self, start: int, stop: int | None = None) -> Selection:
         return Selection(self.x[start:stop], self.sources[start:stop], self.digests[start:stop], 0)
 
 
@@ -64,7 +64,7 @@ def select(inputs: Inputs, spec: Preprocessing, limit: int | None = None, seed: 
     ) as bar:
         for start in range(0, len(order), chunk):
             ids = order[start:start + chunk]
-            for i, x in zip(ids, pool.map(lambda i: image_tensor(inputs.load(i, spec), spec, inputs.source(i)), ids)):
+            for i, x in zip(ids, pool.map(lambda i: image_tensor(inputs.load(i, spec), spec, inputs.source(i)), ids), strict=True):
                 d = digest(x)
                 if d in seen:
                     duplicates += 1
@@ -82,8 +82,8 @@ def select(inputs: Inputs, spec: Preprocessing, limit: int | None = None, seed: 
 
 def check_disjoint(id_images: Selection, ood_images: Selection) -> None:
     """Refuse images that appear (by content) among both the ID and the OOD inputs."""
-    ood = dict(zip(ood_images.digests, ood_images.sources))
-    both = [(s, ood[d]) for s, d in zip(id_images.sources, id_images.digests) if d in ood]
+    ood = dict(zip(ood_images.digests, ood_images.sources, strict=True))
+    both = [(s, ood[d]) for s, d in zip(id_images.sources, id_images.digests, strict=True) if d in ood]
     if both:
         a, b = both[0]
         raise ValueError(f"{len(both)} image(s) appear among both the ID and the OOD inputs, e.g. {a} and {b}")
@@ -94,7 +94,7 @@ def split(images: Selection, holdout: float) -> tuple[Selection, Selection | Non
     when ``holdout`` is 0. Both parts must be non-empty."""
     if not 0.0 <= holdout < 1.0:
         raise ValueError(f"--holdout must lie in [0, 1), got {holdout}")
-    n_eval = int(round(holdout * len(images)))
+    n_eval = round(holdout * len(images))
     if holdout == 0.0:
         return images, None
     if n_eval < 1 or n_eval >= len(images):

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
+from odin_ood._utils.files import write_file
 from odin_ood._version import __version__
 from odin_ood.detector.fingerprint import computation, fingerprint
 from odin_ood.preprocess import Preprocessing
 from odin_ood.runtimes import Runtime
 from odin_ood.scores.passes import model_device
-from odin_ood._utils.files import write_file
 
 FORMAT = "odin-ood score identity"
 MAX_RECORD_BYTES = 1 << 16
@@ -35,11 +35,11 @@ def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, 
     """What makes a row what it is: the detector (sha256 of its JSON: score, T, epsilon,
     threshold, ...), the model's weights (:func:`~odin_ood.detector.fingerprint.fingerprint`) and
     computation (:func:`~odin_ood.detector.fingerprint.computation`), the runtime, batch size and device
-    type, the precision below fp32 (an fp32 record is as it always was), the preprocessing (``max_side``/``min_side`` included), how inputs are read
-    (``max_image_bytes``, ``follow_symlinks``: which images get an error row; ``formats``: how
-    shards and Parquet files are read, :meth:`~odin_ood.commands.input_options.InputOptions.formats_identity`) and odin-ood's and
-    torch's versions. Not the chunk or the number of workers: rows do not depend on them
-    (:mod:`odin_ood.commands.rows`)."""
+    type, the precision below fp32 (an fp32 record is as it always was), the preprocessing (``max_side``/``min_side``
+    included), how inputs are read (``max_image_bytes``, ``follow_symlinks``: which images get an error row;
+    ``formats``: how shards and Parquet files are read,
+    :meth:`~odin_ood.commands.input_options.InputOptions.formats_identity`) and odin-ood's and torch's versions. Not the
+    chunk or the number of workers: rows do not depend on them (:mod:`odin_ood.commands.rows`)."""
     detector = runtime.detector
     described = {k: v for k, v in detector.to_dict().items() if k != "batch_size"}
     model = detector.model

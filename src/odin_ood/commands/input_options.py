@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES, Inputs, labelled
-from odin_ood.commands.writers import COLUMNS, LABELLED
+from odin_ood.commands.row_files import COLUMNS, LABELLED
 from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 
 
@@ -33,7 +33,7 @@ class InputOptions:
     precision: str = "fp32"
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "InputOptions":
+    def from_args(cls, args: argparse.Namespace) -> InputOptions:
         return cls(tuple(args.inputs), args.data_root, args.max_image_bytes, args.follow_symlinks,
                    args.image_column, args.label_column, args.max_memory, args.limit, getattr(args, "precision", "fp32"))
 

@@ -8,9 +8,9 @@ a brace pattern: :mod:`odin_ood.commands.webdataset`), a Parquet file with an im
 (:mod:`odin_ood.commands.parquet_images`) or a dataset name known to ``odin_ood.data``
 (``mnist`` or ``mnist:train``; images in the dataset's order). Arguments are concatenated in the
 order given; ``limit`` keeps the first images only (arguments after it are not even listed).
-Shards and Parquet files carry a ``label`` per image (``labelled``). Only the file listing is held in memory; images are read one at a time, at most
-``max_image_bytes`` each (checked from the file's or member's declared size before reading, and
-again while reading: a zip member may lie about its size). An IDX file's images are read one at a
+Shards and Parquet files carry a ``label`` per image (``labelled``). Only the file listing is held in memory; images are
+read one at a time, at most ``max_image_bytes`` each (checked from the file's or member's declared size before reading,
+and again while reading: a zip member may lie about its size). An IDX file's images are read one at a
 time too (:class:`odin_ood.data.idx.IdxItems`: in place, or a ``.gz`` through a temporary file
 of at most ``max_memory`` bytes), its header checked against the file's size first, and each is
 refused (413) when over ``--max-side`` like the same picture in a PNG.
@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image
@@ -44,8 +45,8 @@ from odin_ood._utils.checks import short
 from odin_ood.commands.listing import is_image, printable, read_capped, read_listed, walk
 from odin_ood.commands.zips import Members
 from odin_ood.data.images import IMAGE_SUFFIXES
-from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY
 
 if TYPE_CHECKING:
     from odin_ood.commands.parquet_images import ParquetImages

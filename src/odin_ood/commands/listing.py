@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from PIL import Image
 
@@ -60,7 +61,7 @@ def open_listed(path: Path, identity: tuple[int, int, bool], label: str) -> int:
     return fd
 
 
-def read_capped(f, declared: int, limit: int, label: str) -> bytes:
+def read_capped(f: IO[bytes], declared: int, limit: int, label: str) -> bytes:
     """The bytes of ``f``, refused (413) when its ``declared`` size or what it holds is over
     ``limit``. Reads the declared size and one byte more (a file that grew since, or a member
     that lies about its size, is read on up to the limit): a read of ``limit + 1`` bytes at once

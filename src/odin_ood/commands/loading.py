@@ -27,14 +27,13 @@ from typing import Any
 
 import torch
 
-from odin_ood.scores import memory
+from odin_ood.commands.options import ModelOptions, add_model_arguments, add_precision_argument
 from odin_ood.detector import FILENAME, Detector
-from odin_ood.commands.options import ModelOptions
-from odin_ood.commands.options import add_model_arguments, add_precision_argument
 from odin_ood.models.sources import probe
-from odin_ood.runtimes import MEMORY_FACTORS, RUNTIMES, Runtime, load_runtime, runtime_budget
 from odin_ood.preprocess import Preprocessing, close_values, floats
 from odin_ood.preprocess.model_input import declared_input
+from odin_ood.runtimes import MEMORY_FACTORS, RUNTIMES, Runtime, load_runtime, runtime_budget
+from odin_ood.scores import memory
 
 # ModelOptions field -> (its flag, the Preprocessing field it sets)
 FLAGS = {"input_shape": ("--input-size", "input_shape"), "input_mean": ("--input-mean", "mean"),
@@ -142,10 +141,7 @@ def apply_flags(base: Preprocessing, given: dict[str, Any], max_side: int = 4096
         raise ValueError("--interpolation and --resize-size need resizing: add --resize squash or "
                          "--resize resize-shorter-then-center-crop")
     size = given.get("resize_size")
-    if size is None:
-        size = base.resize_size if resize == base.resize else None
-    else:
-        size = _resize_size(size, resize)
+    size = (base.resize_size if resize == base.resize else None) if size is None else _resize_size(size, resize)
     return Preprocessing(base.input_shape, resize, given.get("interpolation", base.interpolation), size,
                          base.mean, base.std, max_side)
 
@@ -174,7 +170,7 @@ def legacy_preprocessing(detector: Detector) -> Preprocessing:
         if shape is not None and tuple(shape) != tuple(detector.input_shape):
             raise ValueError(f"the detector was fitted for inputs of size {tuple(detector.input_shape)} but the "
                              f"model takes {tuple(shape)}")
-        shape = detector.input_shape
+        shape = tuple(detector.input_shape)
     if shape is None:
         raise ValueError("the model does not say what input size it takes and the detector does not record it: "
                          "pass --input-size C,H,W")

@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from odin_ood._utils.checks import short
-from odin_ood.detector import check_batch_size
-from odin_ood.scores.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
 from odin_ood._utils.devices import resolve_device
-from odin_ood.scores.precision import PRECISIONS, check_precision
+from odin_ood.detector import check_batch_size
 from odin_ood.preprocess import RESIZES
 from odin_ood.preprocess.resampling import INTERPOLATIONS
-
+from odin_ood.scores.memory import DEFAULT_MAX_MEMORY, check_input, parse_bytes
+from odin_ood.scores.precision import PRECISIONS, check_precision
 
 MAX_THREADS = 4096
 
@@ -83,7 +82,7 @@ class ModelOptions:
             raise ValueError(f"--min-side must be >= 1, got {self.min_side}")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ModelOptions":
+    def from_args(cls, args: argparse.Namespace) -> ModelOptions:
         return cls(
             model=str(args.model), weights=args.weights, input_shape=args.input_size, input_mean=args.input_mean,
             input_std=args.input_std, device=args.device, batch_size=args.batch_size, resize=args.resize,
@@ -138,7 +137,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "zoo; the detector's at score and serve)")
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default=None,
                         help="resampling filter of --resize (default: the model's own, else bilinear-antialias = "
-                             "PIL bilinear; bilinear = torch's, without antialiasing; see README)")
+                             "PIL bilinear; bilinear = torch's, without antialiasing; see docs/concepts/preprocessing.md)")
     parser.add_argument("--resize-size", type=ints_arg, default=None, metavar="N|H,W",
                         help="the size --resize resizes to before the centre crop: the shorter side for "
                              "resize-shorter-then-center-crop, H,W for squash (default: the model's own)")

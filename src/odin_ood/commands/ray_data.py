@@ -31,10 +31,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +45,9 @@ from odin_ood.commands.input_options import InputOptions
 from odin_ood.commands.inputs import MAX_IMAGE_BYTES
 from odin_ood.commands.loading import load_scorer
 from odin_ood.commands.options import ModelOptions
+from odin_ood.commands.row_files import COLUMNS, Row, output_format, row_table
 from odin_ood.commands.rows import Shard, Tally, check_resume, score_rows
-from odin_ood.commands.writers import COLUMNS, Row, RowWriter, output_format, row_table
+from odin_ood.commands.writers import RowWriter
 from odin_ood.preprocess import InputError, Preprocessing, check_side, decode
 
 RESULTS = COLUMNS[2:]  # what RayScorer adds to each row: predicted_class ... error
@@ -154,7 +156,7 @@ class _Units(RayScorer):
                                f"{batch_size}: the same detector and options must load alike everywhere")
         self.inputs, self.columns = reading.open(), reading.columns
 
-    def __call__(self, units: dict[str, Any]) -> Any:  # type: ignore[override]
+    def __call__(self, units: dict[str, Any]) -> Any:
         rows: list[Row] = []
         for start, stop, skip in zip(units["start"], units["stop"], units["skip"], strict=True):
             rows += score_rows(self.runtime, self.spec, self.inputs, range(int(start), int(stop)), self.pool, int(skip))

@@ -15,13 +15,15 @@ from pathlib import Path
 import torch
 
 from odin_ood.experiments.comparison import compare
-from odin_ood.experiments.protocol import PRECISIONS
-from odin_ood.experiments.run import STAGES, RunConfig, availability, run_suite
+from odin_ood.experiments.config import STAGES, RunConfig
+from odin_ood.experiments.loading import availability
+from odin_ood.experiments.run import run_suite
+from odin_ood.experiments.scorer import PRECISIONS
 from odin_ood.experiments.suites import COMPOSITES, SUITES
 from odin_ood.experiments.tuning_sources import EVAL_LIMIT_CPU
-from odin_ood.tuning.searches import REPRODUCE_DEFAULT_SEARCH, REPRODUCE_SEARCHES
 from odin_ood.report import write_report
 from odin_ood.report.comparison import write_comparison
+from odin_ood.tuning.searches import REPRODUCE_DEFAULT_SEARCH, REPRODUCE_SEARCHES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (on a shared, loaded CPU 1 beats 2: benchmarks/RESULTS.md)")
     parser.add_argument("--search", choices=REPRODUCE_SEARCHES, default=REPRODUCE_DEFAULT_SEARCH,
-                        help=f"how (T, eps) is chosen on the tuning splits (default {REPRODUCE_DEFAULT_SEARCH}): the paper's full grid, "
+                        help="how (T, eps) is chosen on the tuning splits (default "
+                             f"{REPRODUCE_DEFAULT_SEARCH}): the paper's full grid, "
                              "or successive halving over it (0.3-0.6 of the cost; picked the grid's cell in 50/50 MNIST "
                              "runs but 7/10 on ResNet-20 TinyImageNet crop, within 2 tuning-FPR points: "
                              "benchmarks/RESULTS.md)")
@@ -56,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model arithmetic; bf16 autocast keeps scores in float32 (gap in benchmarks/RESULTS.md)")
     parser.add_argument("--eval-grid", action=argparse.BooleanOptionalAction, default=None,
                         help="score every image at every grid cell (needed for the sweeps, cross-dataset and tuning-size "
-                             "figures; default: on with --quick, a GPU or the cheap MNIST suites, off otherwise on a CPU, where only the cells needed are scored)")
+                             "figures; default: on with --quick, a GPU or the cheap MNIST suites, "
+                             "off otherwise on a CPU, where only the cells needed are scored)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="start no new chunk after this many seconds; write what finished, marked incomplete "
                              "(0 = only report what the cache already holds)")
@@ -127,4 +131,3 @@ def _print_rows(part: str, results: dict) -> None:
               f"AUROC {100 * m['auroc']:5.1f}")
     for s in results["skipped"]:
         print(f"skipped {s['label']}: {s['reason']}")
-    return 0

@@ -4,9 +4,9 @@ A row holds ``index`` (position in the inputs), ``source``, ``predicted_class``,
 (its name when the model has ``class_names``, see :mod:`odin_ood.models.classes`; else None), ``confidence``
 (the classifier's softmax on the unperturbed image), ``score`` (ODIN), ``is_out_of_distribution``
 and ``error``, then ``label`` for inputs that carry labels (shards, Parquet) and ``precision``
-when scoring below fp32 (:mod:`odin_ood.scores.precision`). An image that cannot be decoded or does not fit the model gets a row with
-``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the gate
-fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
+when scoring below fp32 (:mod:`odin_ood.scores.precision`). An image that cannot be decoded or does not fit the model
+gets a row with ``predicted_class = -1``, no class name, confidence or score, ``is_out_of_distribution = true`` (the
+gate fails closed) and the reason in ``error``; so does an image that cannot be read (a damaged zip
 member, a file over the byte cap, a skipped symlink, an I/O error), and the run goes on. An
 image whose score is not finite keeps its class but no score, is out-of-distribution and says
 so in ``error``. Memory is bounded by one chunk of images whatever the number of inputs, and the
@@ -30,27 +30,29 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, Sequence
+from typing import Protocol, overload
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from odin_ood.commands.inputs import Inputs
-from odin_ood.preprocess import InputError, Preprocessing, image_pixels
-from odin_ood.commands.writers import Row, RowWriter
-from odin_ood.scores import memory
-from odin_ood.runtimes import Runtime
 from odin_ood._utils.prefetch import map_ahead
 from odin_ood._utils.progress import PassProgress
-from odin_ood.scores.family import score_passes
+from odin_ood.commands.inputs import Inputs
+from odin_ood.commands.row_files import Row
+from odin_ood.commands.writers import RowWriter
 from odin_ood.models.classes import class_name, class_names
+from odin_ood.preprocess import InputError, Preprocessing, image_pixels
+from odin_ood.runtimes import Runtime
 from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.scores import memory
+from odin_ood.scores.family import score_passes
 
 DEFAULT_PREFETCH = 2  # batches decoded ahead of the one scoring (--prefetch)
 NOT_FINITE = "the ODIN score is not finite (NaN or infinite): out-of-distribution (the gate fails closed)"
@@ -71,7 +73,11 @@ class Shard(Sequence[int]):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, p):  # type: ignore[override]
+    @overload
+    def __getitem__(self, p: int) -> int: ...
+    @overload
+    def __getitem__(self, p: slice) -> list[int]: ...
+    def __getitem__(self, p: int | slice) -> int | list[int]:
         if isinstance(p, slice):
             return [self[q] for q in range(*p.indices(self.length))]
         if not 0 <= p < self.length:

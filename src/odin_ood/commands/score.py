@@ -25,8 +25,8 @@ from odin_ood.commands.inputs import MAX_IMAGE_BYTES
 from odin_ood.commands.loading import add_detector_arguments
 from odin_ood.commands.ray_engine import add_ray_arguments
 from odin_ood.commands.rows import DEFAULT_PREFETCH
+from odin_ood.commands.row_files import output_format
 from odin_ood.commands.scoring import ScoreOptions, open_run, report, score_run
-from odin_ood.commands.writers import output_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -51,7 +51,7 @@ class ScoreOptions:
     prefetch: int = DEFAULT_PREFETCH
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ScoreOptions":
+    def from_args(cls, args: argparse.Namespace) -> ScoreOptions:
         if args.chunk is not None and args.chunk < 1:
             raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
         if args.prefetch < 0:

@@ -25,12 +25,12 @@ import os
 import sys
 
 from odin_ood._utils import extras
-from odin_ood.scores import memory
 from odin_ood._utils.checks import short
-from odin_ood.detector import check_batch_size
 from odin_ood.commands.loading import add_detector_arguments, load_detector
 from odin_ood.commands.options import ModelOptions
+from odin_ood.detector import check_batch_size
 from odin_ood.runtimes import runtime_budget
+from odin_ood.scores import memory
 
 API_KEY_ENV = "ODIN_OOD_API_KEY"
 SERVE_BATCH = 64
@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"odin-ood serve: {args.model} on http://{args.host}:{args.port} "
           f"(API key {'required' if key else 'off (--no-auth)'})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                http=functools.partial(TimedH11Protocol, header_timeout=args.header_timeout),
+                # uvicorn calls http= with the protocol's arguments: a partial works (its hint names a class)
+                http=functools.partial(TimedH11Protocol, header_timeout=args.header_timeout),  # type: ignore[arg-type]
                 timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
                 h11_max_incomplete_event_size=args.h11_max_incomplete_event_size)
     return 0

@@ -40,8 +40,9 @@ import os
 import re
 import tarfile
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from PIL import Image
 
@@ -236,11 +237,12 @@ class Shards:
             self._add(m.name, m.offset_data, m.size, label, error)
 
 
-def _samples(f: "_Clamped") -> Iterator[list[tarfile.TarInfo] | str]:
+def _samples(f: _Clamped) -> Iterator[list[tarfile.TarInfo] | str]:
     """The shard's samples (runs of members sharing a key, directories left out), in order; a
     string (why) where the shard cannot be read further."""
     try:
-        tar = tarfile.open(fileobj=f, mode="r:")  # type: ignore[call-overload]
+        # typeshed's file protocol asks write() and close(), which reading never calls
+        tar = tarfile.open(fileobj=f, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115 -- reads the caller's file, which it does not close
     except tarfile.TarError as exc:
         yield f"not a readable tar file ({exc})"
         return

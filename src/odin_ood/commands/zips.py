@@ -16,8 +16,9 @@ import struct
 import threading
 import zipfile
 from array import array
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 _END = struct.Struct("<4s4H2LH")  # end of central directory record
 _LOCATOR64 = struct.Struct("<4sLQL")  # zip64 end of central directory locator
@@ -39,27 +40,32 @@ class Members:
     name (a name that occurs twice: archive order), as ``names`` and central-directory offsets."""
 
     def __init__(self, path: Path, keep: Callable[[str], bool]) -> None:
-        self.file = open(path, "rb")
-        self.lock = threading.Lock()
-        start, size, declared = _central_directory(self.file)
-        self.concat = start - declared  # bytes before the archive (a zip appended to other data)
-        listed: list[tuple[str, int]] = []
-        self.file.seek(start)
-        position, end = start, start + size
-        while position < end:
-            fixed = self.file.read(_CENTRAL.size)
-            if len(fixed) != _CENTRAL.size or fixed[:4] != b"PK\x01\x02":
-                raise zipfile.BadZipFile("truncated central directory or bad magic number in it")
-            head = _CENTRAL.unpack(fixed)
-            name = _decode_name(self.file.read(head[12]), head[5])
-            self.file.seek(head[13] + head[14], os.SEEK_CUR)
-            if not name.endswith("/") and keep(name):
-                listed.append((name, position))
-            position += _CENTRAL.size + head[12] + head[13] + head[14]
-        listed.sort(key=lambda m: m[0])  # stable: duplicates stay in archive order
-        self.names = [m[0] for m in listed]
-        self.offsets = array("Q", (m[1] for m in listed))
-        self.zip = _Archive(path)
+        # held open for info() while the members are read; closed here if the listing fails
+        self.file = open(path, "rb")  # noqa: SIM115 -- the object owns the handle past __init__
+        try:
+            self.lock = threading.Lock()
+            start, size, declared = _central_directory(self.file)
+            self.concat = start - declared  # bytes before the archive (a zip appended to other data)
+            listed: list[tuple[str, int]] = []
+            self.file.seek(start)
+            position, end = start, start + size
+            while position < end:
+                fixed = self.file.read(_CENTRAL.size)
+                if len(fixed) != _CENTRAL.size or fixed[:4] != b"PK\x01\x02":
+                    raise zipfile.BadZipFile("truncated central directory or bad magic number in it")
+                head = _CENTRAL.unpack(fixed)
+                name = _decode_name(self.file.read(head[12]), head[5])
+                self.file.seek(head[13] + head[14], os.SEEK_CUR)
+                if not name.endswith("/") and keep(name):
+                    listed.append((name, position))
+                position += _CENTRAL.size + head[12] + head[13] + head[14]
+            listed.sort(key=lambda m: m[0])  # stable: duplicates stay in archive order
+            self.names = [m[0] for m in listed]
+            self.offsets = array("Q", (m[1] for m in listed))
+            self.zip = _Archive(path)
+        except BaseException:
+            self.file.close()
+            raise
 
     def __len__(self) -> int:
         return len(self.names)

@@ -20,5 +20,13 @@ the tuning (noise sets), the experiments and the commands import this.
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset
 from odin_ood.data.registry import describe, load, names
 
-__all__ = ["ImageDataset", "load", "names", "describe",
-           "CIFAR_MEAN", "CIFAR_STD", "MNIST_MEAN", "MNIST_STD"]
+__all__ = [
+           "CIFAR_MEAN",
+           "CIFAR_STD",
+           "MNIST_MEAN",
+           "MNIST_STD",
+           "ImageDataset",
+           "describe",
+           "load",
+           "names",
+]

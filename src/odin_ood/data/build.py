@@ -20,7 +20,7 @@ separable; this is our best reading, not a documented fact — compare methods w
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def resize_images(images: np.ndarray | Sequence[np.ndarray], size: int | tuple[i
     """Resize uint8 ``(H, W, C)`` images (an ``(N, H, W, C)`` array or a list of any sizes) to
     ``size``; returns ``(N, h, w, C)`` uint8."""
     check_method(method)
-    hw = (size, size) if isinstance(size, int) else tuple(size)
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if method in PIL_FILTERS:
         return np.stack([_pil_resize(np.asarray(im), hw, method) for im in images])
     if isinstance(images, np.ndarray):
@@ -75,7 +75,7 @@ def random_crops(images: np.ndarray | Sequence[np.ndarray], size: int = 32, per_
             raise ValueError(f"image {i} is {h}x{w}, smaller than the {size}x{size} crop")
         rows = rng.integers(0, h - size + 1, per_image)
         cols = rng.integers(0, w - size + 1, per_image)
-        for r, c in zip(rows, cols):
+        for r, c in zip(rows, cols, strict=True):
             patches.append(image[r:r + size, c:c + size])
             corners.append((r, c))
     return np.stack(patches), np.asarray(corners, dtype=np.int64)

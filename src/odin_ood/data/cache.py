@@ -20,13 +20,14 @@ import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from odin_ood.data.dataset import ImageDataset
 from odin_ood._utils.files import replacing
+from odin_ood.data.dataset import ImageDataset
 
 CACHE_ENV = "ODIN_OOD_CACHE"
 

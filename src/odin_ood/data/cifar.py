@@ -16,6 +16,7 @@ globals that a pickled numpy array needs; anything else (code, arbitrary classes
 from __future__ import annotations
 
 import codecs
+import importlib
 import os
 import pickle
 from pathlib import Path
@@ -24,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from odin_ood.data.dataset import (
-    CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, ImageDataset, find_file, resolve_root,
+    CIFAR_MEAN,
+    CIFAR_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    ImageDataset,
+    find_file,
+    resolve_root,
     source_record,
 )
 from odin_ood.data.folders import load_class_folders
@@ -35,10 +42,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 
 def _reconstruct() -> Any:
     try:
-        from numpy._core.multiarray import _reconstruct as fn  # numpy >= 2
+        return importlib.import_module("numpy._core.multiarray")._reconstruct  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct as fn
-    return fn
+        return importlib.import_module("numpy.core.multiarray")._reconstruct
 
 
 _ALLOWED = {

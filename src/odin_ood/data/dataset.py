@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,13 +81,14 @@ class ImageDataset(Dataset):
     @property
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one image."""
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole set at once: (float32 (N,C,H,W) in [0,1], int64 labels)."""
         return self.images.float().div_(255.0), self.labels
 
-    def subset(self, indices: Sequence[int] | torch.Tensor, name: str | None = None) -> "ImageDataset":
+    def subset(self, indices: Sequence[int] | torch.Tensor | np.ndarray, name: str | None = None) -> ImageDataset:
         """A new dataset holding ``indices`` (same normalisation; manifest records the parent)."""
         idx = torch.as_tensor(indices, dtype=torch.int64)
         manifest = dict(self.manifest, parent=self.manifest.get("name", self.name))

@@ -10,8 +10,8 @@ Labels are positions in ``classes`` (default: the sorted class folder names).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 import numpy as np
 

@@ -17,20 +17,28 @@ that a gzip bomb costs one chunk of memory.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import IO
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from odin_ood.data.dataset import (
-    MNIST_MEAN, MNIST_STD, ImageDataset, find_file, resolve_root, source_record,
+    MNIST_MEAN,
+    MNIST_STD,
+    ImageDataset,
+    find_file,
+    resolve_root,
+    source_record,
 )
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES: dict[int, DTypeLike] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 CHUNK = 1 << 20
 DEFLATE_MAX_RATIO = 1032  # deflate's largest expansion: 258 bytes from 2 bits
@@ -64,7 +72,7 @@ class IdxItems:
             self.item_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
             _check_stored(self.path, self.shape, self.dtype, offset)
             if not _compressed(self.path):
-                self.file: BinaryIO = open(self.path, "rb")
+                self.file: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 -- the reader owns it (pread per item)
                 self.offset = offset
                 return
             total = math.prod(self.shape) * self.dtype.itemsize
@@ -74,7 +82,7 @@ class IdxItems:
                 raise ValueError(f"{self.path}: the header declares {total} bytes of data {self.shape}, over "
                                  f"--max-memory ({readable(max_bytes)}): a .gz IDX file is decompressed into a "
                                  "temporary file that the budget bounds (gunzip it, or raise --max-memory)")
-            self.file, self.offset = tempfile.TemporaryFile(), 0
+            self.file, self.offset = tempfile.TemporaryFile(), 0  # noqa: SIM115 -- the reader owns it
             try:
                 _copy_data(f, self.path, self.shape, self.dtype, offset, self.file.write)
             except BaseException:
@@ -98,11 +106,11 @@ def _compressed(path: Path) -> bool:
     return path.suffix == ".gz"
 
 
-def _opened(path: Path) -> BinaryIO:
+def _opened(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if _compressed(path) else open(path, "rb")
 
 
-def _header(f: BinaryIO, path: Path, max_item_bytes: int | None) -> tuple[tuple[int, ...], np.dtype, int]:
+def _header(f: io.BufferedIOBase, path: Path, max_item_bytes: int | None) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, bytes before the data) from the header; items over ``max_item_bytes`` refused."""
     try:
         head = f.read(4)
@@ -135,7 +143,7 @@ def _check_stored(path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: i
                          "truncated or corrupt")
 
 
-def _copy_data(f: BinaryIO, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int,
+def _copy_data(f: io.BufferedIOBase, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int,
                write: Callable[[bytes], object]) -> None:
     """Pass the data after the header to ``write`` one chunk at a time: exactly the bytes the
     header declares (checked against the file's size first), else a ``ValueError``."""

@@ -13,9 +13,10 @@ import hashlib
 import io
 import os
 import zipfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Literal, overload
 
 import numpy as np
 from PIL import Image
@@ -62,7 +63,7 @@ class ImageSource:
         if self._zip is not None:
             self._zip.close()
 
-    def __enter__(self) -> "ImageSource":
+    def __enter__(self) -> ImageSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -79,9 +80,15 @@ def _decode_one(label: str, blob: bytes, mode: str) -> np.ndarray:
 
 
 def _decode_chunk(labels: Sequence[str], blobs: Sequence[bytes], mode: str) -> list[np.ndarray]:
-    return [_decode_one(lab, b, mode) for lab, b in zip(labels, blobs)]
+    return [_decode_one(lab, b, mode) for lab, b in zip(labels, blobs, strict=True)]
 
 
+@overload
+def decode_images(source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ...,
+                  stack: Literal[True] = ...) -> np.ndarray: ...
+@overload
+def decode_images(source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ...,
+                  stack: Literal[False]) -> list[np.ndarray]: ...
 def decode_images(
     source: ImageSource,
     members: Sequence[str],
@@ -113,7 +120,7 @@ def decode_images(
     if not arrays:
         return np.zeros((0, 0, 0, len(mode)), np.uint8)
     first = arrays[0].shape
-    for lab, a in zip(labels, arrays):
+    for lab, a in zip(labels, arrays, strict=True):
         if a.shape != first:
             raise ValueError(f"{lab}: image is {a.shape}, expected {first} like {labels[0]}")
     return np.stack(arrays)

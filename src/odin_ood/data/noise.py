@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ def rebuild(manifest: Mapping[str, Any]) -> np.ndarray:
     return images
 
 
-def _registry_loader(kind: str):
+def _registry_loader(kind: str) -> Callable[..., ImageDataset]:
     def loader(root: str | os.PathLike | None = None, split: str = "test", *,
                count: int = DEFAULT_COUNT, shape: Sequence[int] = DEFAULT_SHAPE,
                seed: int = 0) -> ImageDataset:

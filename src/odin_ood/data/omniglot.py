@@ -101,7 +101,7 @@ def load_omniglot(root: str | os.PathLike | None = None, split: str = "test", *,
                 parts.append(decode_images(src, chosen, "L", workers=workers))
         records.append({"path": str(path), "images": len(members), "selected": len(chosen),
                         **({"sha256": sha256_file(path)} if path.is_file() else {})})
-    if selection == "explicit" and keep - found:
+    if selection == "explicit" and keep is not None and keep - found:
         raise ValueError(f"omniglot: alphabets {sorted(keep - found)} not found; available: {sorted(found)}")
     if not parts:
         raise ValueError(f"omniglot: none of the selected alphabets ({selection}) is in the sources; "

@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 
 from odin_ood.data.build import (
-    DEFAULT_RESIZE_METHOD, check_method, crop_dataset, resize_dataset,
+    DEFAULT_RESIZE_METHOD,
+    check_method,
+    crop_dataset,
+    resize_dataset,
 )
 from odin_ood.data.cache import cached
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, ImageDataset, resolve_root, sha256_file

@@ -24,8 +24,9 @@ import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,8 +84,8 @@ class Detector(Params):
     ``fit``, None at fp32); scoring at another precision is refused.
 
     Fitted attributes: ``temperature_``, ``epsilon_``, ``threshold_``, ``tpr_``,
-    ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, ``precision_``, ``runtime_``, and after ``fit`` (not
-    ``load``) ``tuning_`` (the whole grid). ``model_spec_`` and ``weights_spec_`` (None unless a
+    ``model_fingerprint_``, ``preprocessing_``, ``mean_``, ``std_``, ``precision_``, ``runtime_``, and after ``fit``
+    (not ``load``) ``tuning_`` (the whole grid). ``model_spec_`` and ``weights_spec_`` (None unless a
     caller sets them: ``odin-ood fit`` and the demo do) say how the model was loaded, e.g.
     ``"torchvision:resnet18"`` and ``"r18.pth"``; they are saved as ``"model"``/``"weights"`` and
     named when a file meets other weights.
@@ -146,7 +147,7 @@ class Detector(Params):
         return self.score_family
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> "Detector":
+    def fit(self, id_data: Data, ood_data: Data | None = None, tpr: float = 0.95) -> Detector:
         """Tune (T, epsilon) on held-out ``id_data`` vs ``ood_data`` (when None: as ``ood_free``
         says, against the paper's Gaussian and Uniform noise or on ``id_data`` alone) and set
         ``threshold_`` so that ``tpr`` of ``id_data`` is kept. Checks every constructor argument first."""
@@ -173,17 +174,16 @@ class Detector(Params):
         arguments where given, else the given preprocessing's, else the model's own."""
         said, given = declared_input(self.model), self.preprocessing
         source = given if given is not None else said
-        self.std_ = self.input_std if self.input_std is not None else source.std
-        self.mean_ = self.input_mean if self.input_mean is not None else source.mean
+        self.std_ = floats(self.input_std) if self.input_std is not None else source.std
+        self.mean_ = floats(self.input_mean) if self.input_mean is not None else source.mean
         if given is not None:
-            self.preprocessing_ = given
+            self.preprocessing_: Preprocessing | None = given
             return
         base = of_model(self.model)
         if self.input_shape is not None:
             shape = tuple(self.input_shape)
             base = Preprocessing(shape) if base is None else base.for_input_shape(shape)
-        self.preprocessing_ = None if base is None else dataclasses.replace(
-            base, mean=floats(self.mean_), std=floats(self.std_))
+        self.preprocessing_ = None if base is None else dataclasses.replace(base, mean=self.mean_, std=self.std_)
 
     def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float, precision: str = "fp32",
                     runtime: str | None = None) -> None:
@@ -287,7 +287,7 @@ class Detector(Params):
         return file.save(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: nn.Module, max_memory: int | None = None) -> "Detector":
+    def load(cls, path: str | os.PathLike, model: nn.Module, max_memory: int | None = None) -> Detector:
         """Read a detector saved by :meth:`save` for ``model`` (:func:`odin_ood.detector.file.read`):
         refuses files made for other weights and fields outside their valid range (``ValueError``
         naming the file and the field), and with ``max_memory`` (bytes) an input size of which one
@@ -296,7 +296,7 @@ class Detector(Params):
         return cls.from_dict(d, model, source=str(path), max_memory=max_memory)
 
     @classmethod
-    def from_dict(cls, d: Any, model: nn.Module, source: str = "detector", max_memory: int | None = None) -> "Detector":
+    def from_dict(cls, d: Any, model: nn.Module, source: str = "detector", max_memory: int | None = None) -> Detector:
         """The detector described by ``d`` (as written by :meth:`to_dict`) for ``model``, every
         field checked (:func:`odin_ood.detector.file.from_dict`)."""
         return file.from_dict(cls, d, model, source, max_memory)

@@ -17,14 +17,16 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from odin_ood._utils.checks import check_number, check_rate, named, short as _short
+from odin_ood._utils.checks import check_number, check_rate, named
+from odin_ood._utils.checks import short as _short
 from odin_ood._utils.files import write_file
 from odin_ood._version import __version__
 from odin_ood.detector.params import MAX_CHANNELS, check_batch_size, check_input_shape, check_objective, check_params
@@ -222,7 +224,8 @@ def _clamp(v: Any, channels: int | None) -> Clamp | None:
     low, high = (_per_channel(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
     if not bool((torch.as_tensor(low) <= torch.as_tensor(high)).all()):
         raise ValueError(f"clamp low {low} exceeds high {high}")
-    return tuple(c if isinstance(c, float) else torch.tensor(c).view(-1, 1, 1) for c in (low, high))
+    bound_low, bound_high = (c if isinstance(c, float) else torch.tensor(c).view(-1, 1, 1) for c in (low, high))
+    return bound_low, bound_high
 
 
 def _input_shape(v: Any) -> tuple[int, ...]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,7 +61,9 @@ def computation(model: nn.Module, input_shape: Sequence[int]) -> str:
             if id(v) in state:
                 return f"@{state[id(v)]}"
             data = v.detach().cpu().contiguous()
-            return f"{data.dtype}{tuple(data.shape)}:{hashlib.sha256(data.reshape(-1).view(torch.uint8).numpy()).hexdigest()}"
+            raw = data.reshape(-1).view(torch.uint8).numpy()
+            digest = hashlib.sha256(raw).hexdigest()  # type: ignore[arg-type]  # numpy types its buffer protocol from Python 3.12
+            return f"{data.dtype}{tuple(data.shape)}:{digest}"
         return v.type if isinstance(v, torch.device) else v
 
     class Recorder(TorchDispatchMode):
@@ -70,7 +73,8 @@ def computation(model: nn.Module, input_shape: Sequence[int]) -> str:
             # call imports the compiler (torch._dynamo, about a second) on every scoring run
             return False
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]

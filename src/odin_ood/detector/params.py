@@ -15,14 +15,15 @@ from __future__ import annotations
 import inspect
 import math
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from odin_ood._utils.checks import check_epsilon, check_grid, check_temperature, named, short
 from odin_ood.metrics.detection import METRICS
 from odin_ood.preprocess.model_input import check_normalise
-from odin_ood.preprocess.spec import Preprocessing, close_values, floats
+from odin_ood.preprocess.spec import Preprocessing, close_values, float_tuple, floats
 from odin_ood.scores.family import check_score
 from odin_ood.scores.precision import check_precision
 from odin_ood.tuning.grid import check_ood_free
@@ -52,7 +53,7 @@ class Params:
             out[name] = value
         return out
 
-    def set_params(self, **params: Any) -> "Params":
+    def set_params(self, **params: Any) -> Params:
         """Set constructor arguments (``name__sub`` for a nested estimator's); checked at the next
         ``fit``. Returns ``self``."""
         valid = self.get_params(deep=True)
@@ -120,10 +121,12 @@ def check_params(det: Any, channels: int | None) -> None:
 
 def check_channels(v: Any, name: str, channels: int | None, positive: bool = False) -> tuple[float, ...] | None:
     """None, or one number or 1 or C finite numbers (> 0 when ``positive``), as floats."""
-    if v is None:
-        return None
+    return None if v is None else _channel_values(v, name, channels, positive)
+
+
+def _channel_values(v: Any, name: str, channels: int | None, positive: bool = False) -> tuple[float, ...]:
     try:
-        values = floats(v)
+        values = float_tuple(v)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise ValueError(f"{name} must be one number or 1 or C numbers, got {short(v)}") from None
     allowed = {1, channels} if channels is not None else set(range(1, MAX_CHANNELS + 1))
@@ -140,10 +143,10 @@ def check_clamp(v: Any, channels: int | None) -> None:
         return
     if not isinstance(v, (tuple, list)) or len(v) != 2 or v[0] is None or v[1] is None:
         raise ValueError(f"clamp must be None or (low, high), got {short(v)}")
-    low, high = (check_channels(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
+    low, high = (_channel_values(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
     if 1 not in (len(low), len(high)) and len(low) != len(high):
         raise ValueError(f"clamp low has {len(low)} values and high {len(high)}: give 1 or C values each")
-    if any(a > b for a, b in zip(low * len(high) if len(low) == 1 else low, high * len(low) if len(high) == 1 else high)):
+    if any(a > b for a, b in zip(low * len(high) if len(low) == 1 else low, high * len(low) if len(high) == 1 else high, strict=True)):
         raise ValueError(f"clamp low {list(low)} exceeds high {list(high)}")
 
 

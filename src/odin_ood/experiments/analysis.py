@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from odin_ood.experiments import paper
 from odin_ood.experiments.choose import tuned
-from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer
+from odin_ood.experiments.protocol import Experiment, Scored
+from odin_ood.experiments.scorer import CHUNK, Scorer
 from odin_ood.metrics import threshold_at_tpr
 from odin_ood.scores.passes import model_device, scoring_mode
 
@@ -112,8 +113,8 @@ def class_profiles(exp: Experiment) -> dict[str, Any]:
     first correctly classified evaluation image) and of the first evaluation image of the first
     natural-image OOD set."""
     ids = exp.id_set
-    classes = list(ids.data.classes) if ids.data.classes else [str(c) for c in range(ids.logits.shape[1])]
-    pred = ids.logits.argmax(1)
+    classes = list(ids.data.classes) if ids.data.classes else [str(c) for c in range(ids.full_logits().shape[1])]
+    pred = ids.full_logits().argmax(1)
     ok = [i for i in ids.split.eval if pred[i] == ids.labels[i]]
     want = classes.index("dog") if "dog" in classes else None
     i_id = next((i for i in ok if want is None or ids.labels[i] == want), ok[0] if ok else int(ids.split.eval[0]))
@@ -122,8 +123,8 @@ def class_profiles(exp: Experiment) -> dict[str, Any]:
     i_ood = int(ood.split.eval[0])
     return {"classes": classes,
             "id": {"set": ids.label, "index": int(i_id), "label": classes[int(ids.labels[i_id])] if ids.labels[i_id] >= 0 else None,
-                   "logits": ids.logits[i_id].tolist()},
-            "ood": {"set": ood.label, "index": i_ood, "logits": ood.logits[i_ood].tolist()}}
+                   "logits": ids.full_logits()[i_id].tolist()},
+            "ood": {"set": ood.label, "index": i_ood, "logits": ood.full_logits()[i_ood].tolist()}}
 
 
 def accuracy_vs_threshold(exp: Experiment) -> dict[str, Any]:
@@ -134,7 +135,7 @@ def accuracy_vs_threshold(exp: Experiment) -> dict[str, Any]:
     labels = ids.labels[ev]
     if (labels < 0).any():
         return {"skipped": "the ID set is unlabelled"}
-    correct = ids.logits[ev].argmax(1) == labels
+    correct = ids.full_logits()[ev].argmax(1) == labels
     params = next((p for p in (paper.parameters(exp.paper_row, o.paper_key) for o in exp.oods) if p), None)
     if params is None:
         t = tuned(exp, exp.oods[0])
@@ -158,7 +159,7 @@ def section5(exp: Experiment, analysis_n: int = 2000) -> dict[str, Any]:
     labels = {s.key: s.label for s in sets}
     u1, u2 = {}, {}
     for s in sets:
-        u1[s.key], u2[s.key] = u1_u2(s.logits[s.split.eval])
+        u1[s.key], u2[s.key] = u1_u2(s.full_logits()[s.split.eval])
     out: dict[str, Any] = {"id_key": exp.id_set.key, "labels": labels, "u1_density": density(u1),
                            "u2_given_u1": conditional_mean(u1, u2),
                            "u1_mean": {k: float(v.mean()) for k, v in u1.items()},

@@ -16,14 +16,15 @@ import json
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from odin_ood._utils.files import replacing
 from odin_ood._version import __version__
 from odin_ood.data.cache import cache_folder
-from odin_ood._utils.files import replacing
 
 
 def default_folder() -> Path:
@@ -43,7 +44,8 @@ def entry_path(folder: str | os.PathLike, key: dict[str, Any]) -> Path:
 def write_entry(path: str | os.PathLike, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and the key's JSON to ``path`` atomically."""
     with replacing(path) as f:
-        np.savez(f, key=np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()})
+        entries: dict[str, Any] = {"key": np.array(key_json(key)), **{k: np.asarray(v) for k, v in arrays.items()}}
+        np.savez(f, **entries)
 
 
 def read_entry(path: str | os.PathLike, key: dict[str, Any]) -> dict[str, np.ndarray] | None:

@@ -11,15 +11,16 @@ run re-tunes at most the set it was on.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from odin_ood.experiments.progress import OutOfTime
-from odin_ood.tuning.searches import Cell
 from odin_ood.tuning.halving import ScoreFn, SearchResult, array_scorer, model_scorer, search
+from odin_ood.tuning.searches import Cell
 
 if TYPE_CHECKING:
     from odin_ood.experiments.protocol import Experiment, Scored
@@ -62,19 +63,19 @@ class SharedRows:
         todo = [c for c in cells if any((side, c, int(r)) not in self.known for r in rows)]
         if todo:
             new = self.score(side, todo, rows)
-            for c, s in zip(todo, new):
-                self.known.update({(side, c, int(r)): float(v) for r, v in zip(rows, s)})
+            for c, s in zip(todo, new, strict=True):
+                self.known.update({(side, c, int(r)): float(v) for r, v in zip(rows, s, strict=True)})
         return np.array([[self.known[(side, c, int(r))] for r in rows] for c in cells], dtype=np.float32)
 
 
-def tuned(exp: "Experiment", ood: "Scored") -> Tuned:
+def tuned(exp: Experiment, ood: Scored) -> Tuned:
     """The suite's tuned (T, epsilon) for ``ood`` (:func:`tune_set`), computed once per experiment."""
     if ood.key not in exp.tunings:
         exp.tunings[ood.key] = tune_set(exp, ood)
     return exp.tunings[ood.key]
 
 
-def tune_set(exp: "Experiment", ood: "Scored") -> Tuned:
+def tune_set(exp: Experiment, ood: Scored) -> Tuned:
     """The cell chosen for ``ood`` by ``exp.search`` on the tuning splits."""
     s = exp.scorer
     shape = (len(s.temperatures), len(s.epsilons))
@@ -100,21 +101,21 @@ def tune_set(exp: "Experiment", ood: "Scored") -> Tuned:
                  float(found["cost"]))
 
 
-def _tuning_grids(exp: "Experiment", ood: "Scored") -> tuple[np.ndarray, np.ndarray] | None:
+def _tuning_grids(exp: Experiment, ood: Scored) -> tuple[np.ndarray, np.ndarray] | None:
     """The full grid on both tuning splits: computed (cached) for ``search="grid"``; for halving
     only when already cached (e.g. by ``benchmarks/bench_search.py``; the same scores the model
     would give, so the same choice), else None."""
     subsets = [s.data.subset(torch.from_numpy(s.split.tune)) for s in (exp.id_set, ood)]
-    found = [exp.scorer.grid(sub, compute=exp.search == "grid") for sub in subsets]
-    return None if any(f is None for f in found) else (found[0]["grid"], found[1]["grid"])
+    found_in, found_out = (exp.scorer.grid(sub, compute=exp.search == "grid") for sub in subsets)
+    return None if found_in is None or found_out is None else (found_in["grid"], found_out["grid"])
 
 
-def _sha(scored: "Scored", rows: np.ndarray) -> str:
+def _sha(scored: Scored, rows: np.ndarray) -> str:
     import hashlib
     return hashlib.sha256(scored.data.images[rows].numpy().tobytes()).hexdigest()
 
 
-def _model_rows(exp: "Experiment", ood: "Scored") -> ScoreFn:
+def _model_rows(exp: Experiment, ood: Scored) -> ScoreFn:
     """Model scores of tuning images, row indices relative to each split's tuning indices; the
     ID side goes through ``exp``'s shared memo."""
     s = exp.scorer

@@ -9,7 +9,8 @@ killed run resumes where it stopped.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch
 from odin_ood.data import ImageDataset
 from odin_ood.experiments import paper
 from odin_ood.experiments.progress import Progress
-from odin_ood.experiments.protocol import CELL_CHUNK, Scorer
+from odin_ood.experiments.scorer import CELL_CHUNK, Scorer
 from odin_ood.metrics import evaluate
 
 

@@ -55,7 +55,8 @@ def roc_curve(s_in: np.ndarray, s_out: np.ndarray, max_points: int = 400) -> dic
 def main_table(exp: Experiment, resamples: int = 200) -> dict[str, Any]:
     """Rows (one per OOD set and method) with metrics, 95% bootstrap intervals and the paper's
     numbers; and the ROC curves of MSP and tuned ODIN per set."""
-    rows, roc = [], {}
+    rows: list[dict[str, Any]] = []
+    roc: dict[str, dict[str, Any]] = {}
     for k, ood in enumerate(exp.oods):
         ref = paper.table_row(exp.paper_row, ood.paper_key)
         roc[ood.key] = {}

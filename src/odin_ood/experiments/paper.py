@@ -120,7 +120,7 @@ def _parse_table(text: str) -> dict[str, dict[str, dict[str, float]]]:
         if len(pairs) != len(METRICS):
             raise ValueError(f"paper table row {key!r} has {len(pairs)} entries, expected {len(METRICS)}")
         split = [tuple(float(v) for v in p.split("/")) for p in pairs]
-        rows[key] = {"msp": dict(zip(METRICS, (b for b, _ in split))), "odin": dict(zip(METRICS, (o for _, o in split)))}
+        rows[key] = {"msp": dict(zip(METRICS, (b for b, _ in split), strict=True)), "odin": dict(zip(METRICS, (o for _, o in split), strict=True))}
     return rows
 
 
@@ -136,7 +136,7 @@ _EPS = {  # Tables 4, 6, 8: columns CIFAR-10, CIFAR-80, CIFAR-100
     "WRN-40-4": [(0.0004, 0.0002, 0.0014), (0.0008, 0.0004, 0.0016), (0, 0.0002, 0.0038), (0.001, 0.0002, 0.0014),
                  (0.0008, 0.0002, 0.0016), (0.0016, 0.0002, 0.0024), (0.0016, 0.0002, 0.0026), (None, 0.0002, None)],
 }
-_T = {  # Tables 5, 7, 9: T is 1000 everywhere except noise (and CIFAR-20) where listed as 1
+_T: dict[str, dict[str, tuple[str, ...]]] = {  # Tables 5, 7, 9: T is 1000 everywhere except noise (and CIFAR-20) where listed as 1
     "Dense-BC": {"CIFAR-80": ("uniform", "gaussian", "cifar20"), "CIFAR-100": ("uniform", "gaussian")},
     "WRN-28-10": {"CIFAR-80": ("uniform", "gaussian", "cifar20")},
     "WRN-40-4": {"CIFAR-80": ("uniform", "gaussian", "cifar20")},
@@ -149,8 +149,8 @@ def _parameters() -> dict[str, dict[str, tuple[float, float]]]:
         for col, data in enumerate(("CIFAR-10", "CIFAR-80", "CIFAR-100")):
             t_one = _T[arch].get(data, ())
             out[f"{arch} {data}"] = {
-                ood: (1.0 if ood in t_one else 1000.0, float(eps[col]))
-                for ood, eps in zip(_OODS, rows) if eps[col] is not None
+                ood: (1.0 if ood in t_one else 1000.0, float(e))
+                for ood, eps in zip(_OODS, rows, strict=True) if (e := eps[col]) is not None
             }
     return out
 
@@ -185,8 +185,14 @@ def _parse_cross(text: str) -> dict[str, dict[str, tuple[float, float]]]:
     out = {}
     for line in text.strip().splitlines():
         test, *pairs = line.split()
-        out[test] = {tuned: tuple(float(v) for v in p.split("/")) for tuned, p in zip(_CROSS_COLUMNS, pairs)}
+        out[test] = {tuned: _pair(p) for tuned, p in zip(_CROSS_COLUMNS, pairs, strict=True)}
     return out
+
+
+def _pair(text: str) -> tuple[float, float]:
+    """``a/b`` as (a, b)."""
+    a, b = text.split("/")
+    return float(a), float(b)
 
 
 # CROSS[row][test set][tuning set] = (baseline FPR, ODIN FPR)

@@ -32,7 +32,7 @@ class Progress:
                  stream: TextIO | None = None) -> None:
         self.label, self.total, self.enabled, self.every = label, int(total), enabled, every
         self.stream = stream if stream is not None else sys.stderr
-        self.done = self.cached = self.computed = 0
+        self.done = self.cached = self.computed = 0.0  # images: computed ones arrive in fractions
         self.started = time.perf_counter()
         self.last = -float("inf")
 

@@ -21,9 +21,10 @@ import torch
 from odin_ood._utils.batching import map_batches
 from odin_ood.data import ImageDataset
 from odin_ood.experiments.progress import Progress
-from odin_ood.experiments.protocol import CHUNK, Experiment, Scored, Scorer, select_cell
-from odin_ood.tuning.searches import grid_passes
+from odin_ood.experiments.protocol import Experiment, Scored, select_cell
+from odin_ood.experiments.scorer import CHUNK, Scorer
 from odin_ood.scores.energy import energy_from_logits, energy_odin_grid_scores, maxlogit_from_logits
+from odin_ood.tuning.searches import grid_passes
 
 METHODS = ("energy", "maxlogit", "energy-odin")
 METHOD_LABELS = {"energy": "Energy (Liu et al. 2020, T=1)", "maxlogit": "MaxLogit (Hendrycks et al. 2022)",
@@ -51,7 +52,7 @@ def energy_odin_grid(scorer: Scorer, ds: ImageDataset) -> np.ndarray:
 
 
 def _from_logits(scored: Scored, method: str) -> np.ndarray:
-    logits = torch.from_numpy(scored.logits)
+    logits = torch.from_numpy(scored.full_logits())
     s = energy_from_logits(logits, TEMPERATURE) if method == "energy" else maxlogit_from_logits(logits)
     return s.numpy()
 

@@ -108,7 +108,7 @@ _C10_OOD = _natural_cifar_ood() + _noise() + (DataSpec("cifar100", "CIFAR-100 (T
 _C100_OOD = _natural_cifar_ood() + _noise() + (
     DataSpec("cifar10", "CIFAR-10 (Table 12)", "cifar10", {}, "cifar10"),
 )
-_C80_OOD = (DataSpec("cifar20", "CIFAR-20", "cifar20", {}, "cifar20"),) + _natural_cifar_ood() + _noise()
+_C80_OOD = (DataSpec("cifar20", "CIFAR-20", "cifar20", {}, "cifar20"), *_natural_cifar_ood(), *_noise())
 
 
 def _mnist_ood() -> tuple[DataSpec, ...]:
@@ -134,7 +134,8 @@ def _mnist_suite(name: str, model: str, row: str | None, reference: str | None, 
                  quick_grid=(QUICK_TEMPERATURES, QUICK_EPSILONS), full_grid_on_cpu=True)
 
 
-def _cifar_suite(name: str, model: str, weights: str | None, id_sets, ood, row: str | None, **kw) -> Suite:
+def _cifar_suite(name: str, model: str, weights: str | None, id_sets: tuple[DataSpec, ...],
+                 ood: tuple[DataSpec, ...], row: str | None, **kw: Any) -> Suite:
     return Suite(name=name, description=kw.pop("description"), model=model, weights=weights, id_candidates=id_sets,
                  ood=ood, paper_row=row, **kw)
 

@@ -36,7 +36,7 @@ def cross_dataset(exp: Experiment) -> dict[str, Any]:
         fpr.append(row)
         baseline.append(fpr_at_tpr(exp.id_set.eval(i1, j0), test.eval(i1, j0)))
     cross = paper.CROSS.get(exp.paper_row or "", {})
-    paper_matrix = [[(cross.get(t.paper_key) or {}).get(u.paper_key) for u in exp.oods] for t in exp.oods]
+    paper_matrix = [[(cross.get(t.paper_key or "") or {}).get(u.paper_key or "") for u in exp.oods] for t in exp.oods]
     return {
         "sets": keys, "labels": [o.label for o in exp.oods], "fpr": fpr, "msp_fpr": baseline,
         "parameters": {k: [exp.tunings[k].temperature, exp.tunings[k].epsilon] for k in keys},
@@ -69,8 +69,8 @@ def tuning_size_curve(exp: Experiment, repeats: int = 10) -> dict[str, Any]:
             draws = []
             for _ in range(repeats):
                 pick = rng.choice(pool, size=size, replace=False)
-                i, j = select_cell(id_tune, ood.grid[..., pick])
-                draws.append(fpr_at_tpr(id_eval[i, j], ood.grid[i, j, test]))
+                i, j = select_cell(id_tune, ood.full_grid()[..., pick])
+                draws.append(fpr_at_tpr(id_eval[i, j], ood.full_grid()[i, j, test]))
             values.append(draws)
         v = np.asarray(values)
         out["sets"][ood.key] = {"label": ood.label, "sizes": sizes, "test_size": int(test.size),

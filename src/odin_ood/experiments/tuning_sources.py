@@ -38,7 +38,8 @@ import hashlib
 import sys
 import time
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,8 @@ from odin_ood.data import ImageDataset
 from odin_ood.experiments import paper
 from odin_ood.experiments.bootstrap import bootstrap_ci
 from odin_ood.experiments.choose import tune_set, tuned
-from odin_ood.experiments.protocol import Experiment, Scored, Scorer, Split, dataset_seed, select_cell
+from odin_ood.experiments.protocol import Experiment, Scored, Split, dataset_seed, select_cell
+from odin_ood.experiments.scorer import Scorer
 from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
 from odin_ood.tuning.grid import id_only_from_scores
@@ -67,9 +69,9 @@ def noise_set(scorer: Scorer, draws: list[tuple[DataSpec, ImageDataset]], full_g
     first = draws[0][1]
     pooled = ImageDataset(images, name="tuning-noise", mean=first.mean, std=first.std,
                           manifest={"pooled": [ds.manifest for _, ds in draws]})
-    arrays = scorer.grid(pooled) if full_grid else {"grid": None, "logits": None}
+    arrays = scorer.grid(pooled) if full_grid else None
     return Scored(key="tuning-noise", label=" + ".join(spec.label for spec, _ in draws), data=pooled,
-                  grid=arrays["grid"], logits=arrays["logits"], split=Split(np.arange(len(pooled)), np.arange(0), -1),
+                  grid=None if arrays is None else arrays["grid"], logits=None if arrays is None else arrays["logits"], split=Split(np.arange(len(pooled)), np.arange(0), -1),
                   manifest={"sets": [{"key": spec.key, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds),
                                       "dataset": ds.manifest} for spec, ds in draws]})
 
@@ -269,7 +271,10 @@ def verdict(summary: dict[str, dict[str, float]], pick: Callable[[str], bool] = 
     if not free:
         return "no real (non-noise) OOD set was evaluated: no verdict"
     best = min(free, key=lambda k: (free[k]["mean_fpr_at_95_tpr"], -free[k]["mean_auroc"]))
-    fmt = lambda k: f"{k} {100 * summary[k]['mean_fpr_at_95_tpr']:.1f}% / {100 * summary[k]['mean_auroc']:.1f}"  # noqa: E731
+
+    def fmt(k: str) -> str:
+        return f"{k} {100 * summary[k]['mean_fpr_at_95_tpr']:.1f}% / {100 * summary[k]['mean_auroc']:.1f}"
+
     others = ", ".join(fmt(k) for k in (*OOD_FREE, "loo (mean over sources)", "same-set", "oracle", "msp")
                        if k in summary and k != best)
     n = summary[best]["sets"]

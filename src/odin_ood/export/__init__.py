@@ -9,7 +9,8 @@
 
 Needs the optional ``onnx`` and ``onnxscript`` packages (``pip install odin-ood[onnx]``).
 
-Imports point down: to :mod:`odin_ood.detector`, :mod:`odin_ood.scores` and :mod:`odin_ood.preprocess`;
+Imports point down: to :mod:`odin_ood.detector`, :mod:`odin_ood.scores`, :mod:`odin_ood.preprocess`,
+:mod:`odin_ood.data` (the cache folder) and :mod:`odin_ood._utils`;
 the runtimes and the ``export`` command import this.
 """
 

@@ -37,22 +37,34 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from odin_ood._utils import extras
-from odin_ood._version import __version__
 from odin_ood._utils.checks import tracing
+from odin_ood._utils.files import write_file
+from odin_ood._version import __version__
 from odin_ood.detector import MAX_BATCH_SIZE, Detector, gate_outputs
-from odin_ood.export.metadata import model_metadata
-from odin_ood.export.rules import (RUN_EAGER, ExportError, check_exportable, check_static_shapes, decompositions,
-                                   export_failure, quiet_registry, trace_failure)
 from odin_ood.detector.fingerprint import computation
+from odin_ood.export.metadata import model_metadata
+from odin_ood.export.rules import (
+    RUN_EAGER,
+    ExportError,
+    check_exportable,
+    check_static_shapes,
+    decompositions,
+    export_failure,
+    quiet_registry,
+    trace_failure,
+)
+from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.scores.family import score_outputs
 from odin_ood.scores.passes import model_device
-from odin_ood.preprocess import Preprocessing, normalise
-from odin_ood._utils.files import write_file
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("predicted_class", "confidence", "score", "is_out_of_distribution")
@@ -74,7 +86,8 @@ class Gate(nn.Module):
         logits, score = score_outputs(d.model, normalise(pixels, self.spec), d.score_family, d.temperature_,
                                       d.epsilon_, d.std_, d.clamp)
         out = gate_outputs(logits, score, d.threshold_)
-        return tuple(out[k] for k in OUTPUT_NAMES)
+        predicted_class, confidence, score, is_ood = (out[k] for k in OUTPUT_NAMES)
+        return predicted_class, confidence, score, is_ood
 
 
 def trace(detector: Detector, spec: Preprocessing, batch_size: int | None = None) -> torch.fx.GraphModule:
@@ -133,6 +146,8 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int | None,
                                         dynamic_shapes=dynamic)
         except Exception as exc:
             raise export_failure(exc) from exc
+    if program is None:  # only an export with dynamo=False returns None
+        raise ExportError(f"torch.onnx.export returned no program{RUN_EAGER}")
     model = program.model_proto
     if batch_size is None:
         _check_dynamic(model)
@@ -140,7 +155,7 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int | None,
     return write_file(path, model.SerializeToString())
 
 
-def _check_dynamic(model) -> None:
+def _check_dynamic(model: ModelProto) -> None:
     """Raise :class:`~odin_ood.export.rules.ExportError` unless the batch dimension of the graph's
     input and of every output is symbolic: the exporter specialises it silently to the example's
     size when the model's code fixes it (reads it as a number and builds a shape from it)."""
@@ -153,8 +168,8 @@ def _check_dynamic(model) -> None:
 
 def export_key(detector: Detector, spec: Preprocessing, batch_size: int | None) -> str:
     """The cache file stem: what the graph depends on, hashed (the detector's JSON with T, epsilon,
-    threshold, score, normalisation and the weights' fingerprint, not its batch size, :func:`described`; the model's computation,
-    :func:`odin_ood.detector.fingerprint.computation`, so that other code with the same weights gets
+    threshold, score, normalisation and the weights' fingerprint, not its batch size, :func:`described`; the model's
+    computation, :func:`odin_ood.detector.fingerprint.computation`, so that other code with the same weights gets
     another graph; the input shape and normalisation; the batch size, None for a dynamic one;
     odin-ood's and torch's versions)."""
     return _keys(detector, spec, [batch_size])[0]
@@ -248,7 +263,7 @@ def _on_cpu(detector: Detector) -> Detector:
     return moved
 
 
-def fold_weight_transposes(model) -> None:
+def fold_weight_transposes(model: ModelProto) -> None:
     """Replace each Transpose of a weight (an initializer, or a Transpose of one) by the
     transposed weight, dropping weights no node reads any more. The backward of a linear layer
     reads W through two Transposes; OpenVINO 2026.4's CPU plugin computed some rows of that
@@ -274,7 +289,7 @@ def fold_weight_transposes(model) -> None:
         graph.initializer.remove(w)
 
 
-def unexpand_weights(model) -> None:
+def unexpand_weights(model: ModelProto) -> None:
     """Let a MatMul broadcast a 2-d weight that the trace expanded to a batch of copies. torch's
     matmul of a 3-d activation that is not contiguous (a transformer's (tokens, batch, features)
     view) by a weight runs as bmm with the weight expanded over the tokens: a free view in torch,
@@ -304,7 +319,7 @@ def unexpand_weights(model) -> None:
         graph.node.remove(node)
 
 
-def _finish(model, detector: Detector, spec: Preprocessing, batch_size: int | None, key: str) -> None:
+def _finish(model: ModelProto, detector: Detector, spec: Preprocessing, batch_size: int | None, key: str) -> None:
     """Undo weight expansions, fold the weight transposes and record in the model's metadata what
     it computes and its cache key."""
     fold_weight_transposes(model)  # the weights an Expand reads become initializers

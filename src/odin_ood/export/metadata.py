@@ -10,7 +10,7 @@ and skips every other field. The runtime that then loads the file parses the res
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 MODEL_METADATA_FIELD = 14
 _FIXED_SIZES = {1: 8, 5: 4}  # wire types of fixed size: 64-bit, 32-bit

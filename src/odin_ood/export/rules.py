@@ -38,8 +38,9 @@ import logging
 import os
 import re
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -63,8 +64,10 @@ def _input_grad_only(output_mask: Sequence[bool], op: str) -> None:
                                   f"cover (scoring needs the input gradient only){RUN_EAGER}")
 
 
-def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bias_sizes, stride, padding, dilation,
-                         transposed: bool, output_padding, groups: int, output_mask):
+def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bias_sizes: Sequence[int] | None,
+                         stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], transposed: bool,
+                         output_padding: Sequence[int], groups: int,
+                         output_mask: Sequence[bool]) -> tuple[Tensor | None, None, None]:
     """(dL/dx, None, None) of a (non-transposed) N-d convolution, as a transposed convolution."""
     _input_grad_only(output_mask, "aten.convolution_backward")
     if transposed:
@@ -82,13 +85,13 @@ def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bia
     return grad_input, None, None
 
 
-def avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size, stride, padding, ceil_mode: bool,
-                        count_include_pad: bool, divisor_override):
+def avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                        padding: Sequence[int], ceil_mode: bool, count_include_pad: bool,
+                        divisor_override: int | None) -> Tensor:
     """dL/dx of 2-d average pooling: a transposed convolution with the constant kernel 1/(kh*kw)."""
-    kh, kw = (kernel_size * 2)[:2] if len(kernel_size) == 1 else kernel_size
-    stride = stride or (kh, kw)
-    sh, sw = (stride * 2)[:2] if len(stride) == 1 else stride
-    ph, pw = (padding * 2)[:2] if len(padding) == 1 else padding
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride or (kh, kw))
+    ph, pw = _pair(padding)
     if ceil_mode or divisor_override or (not count_include_pad and (ph or pw)):
         raise UnsupportedOperator("the model's gradient uses aten.avg_pool2d_backward with ceil_mode, divisor_override "
                                   "or count_include_pad=False and padding, which no export rule covers: score it "
@@ -100,8 +103,9 @@ def avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size, stride,
     return aten.convolution(grad_output, kernel, None, [sh, sw], [ph, pw], [1, 1], True, restore, c)
 
 
-def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_size, stride, padding, dilation,
-                                     ceil_mode: bool, indices: Tensor):
+def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_size: Sequence[int],
+                                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                                     ceil_mode: bool, indices: Tensor) -> Tensor:
     """dL/dx of 2-d max pooling: each output gradient added where its maximum was (indices are
     positions in the flattened H*W plane of each channel)."""
     n, c = input.shape[:2]
@@ -110,7 +114,9 @@ def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_
     return flat.reshape(input.shape)
 
 
-def max_pool2d_with_indices(x: Tensor, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode: bool = False):
+def max_pool2d_with_indices(x: Tensor, kernel_size: int | Sequence[int], stride: int | Sequence[int] = (),
+                            padding: int | Sequence[int] = (0,), dilation: int | Sequence[int] = (1,),
+                            ceil_mode: bool = False) -> tuple[Tensor, Tensor]:
     """(values, indices) of 2-d max pooling from the kh * kw strided slices of the input padded
     with -inf: values their elementwise maximum (NaN propagates), indices the position in the
     flattened H * W plane of the first slice, in row-major window order, that equals it (torch's
@@ -136,9 +142,10 @@ def max_pool2d_with_indices(x: Tensor, kernel_size, stride=(), padding=(0,), dil
     return values, indices.expand(values.shape)
 
 
-def _pair(v) -> tuple[int, int]:
-    v = list(v) if isinstance(v, (list, tuple)) else [v]
-    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    """(v, v) for a number or a 1-sequence, the first two of a longer one (torch's 2-d size arguments)."""
+    values: list[int] = list(v) if isinstance(v, (list, tuple)) else [cast(int, v)]  # a number (or a SymInt)
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
 def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -153,7 +160,7 @@ def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
 
 def attention_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor,
                        dropout_p: float, is_causal: bool, *, attn_mask: Tensor | None = None,
-                       scale: float | None = None):
+                       scale: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(dL/dq, dL/dk, dL/dv) of softmax attention O = P V, P = softmax(q k^T * scale + mask),
     recomputing P: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dq = dS k * scale,
     dk = dS^T q * scale (CPU flash attention's backward, written in matrix products)."""
@@ -200,12 +207,12 @@ def check_exportable(graph: torch.fx.GraphModule) -> None:
     with quiet_registry():
         registry = ONNXRegistry.from_torchlib()
     for node in graph.graph.nodes:
-        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
-            # the exporter translates registered operators and decomposes those torch has a rule for
-            if not registry.is_registered(node.target) and node.target not in decomposition_table:
-                raise UnsupportedOperator(
-                    f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
-                    f"odin-ood export rule{RUN_EAGER}")
+        # the exporter translates registered operators and decomposes those torch has a rule for
+        if (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                and not registry.is_registered(node.target) and node.target not in decomposition_table):
+            raise UnsupportedOperator(
+                f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
+                f"odin-ood export rule{RUN_EAGER}")
 
 
 @contextmanager
@@ -242,7 +249,10 @@ def _integer_indexing(node: torch.fx.Node) -> bool:
     """``aten.index.Tensor`` with integer indices only: its shape is the indices', not data-dependent."""
     if node.target is not aten.index.Tensor:
         return False
-    values = [i.meta.get("val") for i in node.args[1] if isinstance(i, torch.fx.Node)]
+    indices = node.args[1]
+    if not isinstance(indices, (list, tuple)):
+        return False
+    values = [i.meta.get("val") for i in indices if isinstance(i, torch.fx.Node)]
     return all(v is not None and not (v.dtype == torch.bool or v.dtype == torch.uint8) for v in values)
 
 
@@ -274,9 +284,10 @@ def trace_failure(exc: Exception, gate: nn.Module, model: nn.Module, example: Te
 def export_failure(exc: Exception) -> ExportError:
     """The one-line error for ``torch.onnx.export`` failing: its innermost cause (which names the
     operator, e.g. ``No ONNX function found for <OpOverload(op='prims.erf_inv', ...)>``)."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__  # type: ignore[assignment]
-    return ExportError(f"torch.onnx cannot export the gate: {type(exc).__name__}: {_first_line(exc)}{RUN_EAGER}")
+    cause: BaseException = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return ExportError(f"torch.onnx cannot export the gate: {type(cause).__name__}: {_first_line(cause)}{RUN_EAGER}")
 
 
 _TORCH = os.path.dirname(torch.__file__) + os.sep

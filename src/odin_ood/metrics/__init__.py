@@ -10,9 +10,20 @@ Imports only :mod:`odin_ood._utils`: the tuning, the detector and the experiment
 """
 
 from odin_ood.metrics.calmetric import calmetric_evaluate
-from odin_ood.metrics.detection import (LOWER_IS_BETTER, METRICS, RocPoints, aupr_in, aupr_out, auroc,
-                                        detection_error, evaluate, fpr_at_tpr, roc_points, threshold_at_tpr,
-                                        tpr_fpr_at_thresholds)
+from odin_ood.metrics.detection import (
+                                        LOWER_IS_BETTER,
+                                        METRICS,
+                                        RocPoints,
+                                        aupr_in,
+                                        aupr_out,
+                                        auroc,
+                                        detection_error,
+                                        evaluate,
+                                        fpr_at_tpr,
+                                        roc_points,
+                                        threshold_at_tpr,
+                                        tpr_fpr_at_thresholds,
+)
 
 __all__ = [
     "LOWER_IS_BETTER", "METRICS", "RocPoints", "aupr_in", "aupr_out", "auroc", "calmetric_evaluate",

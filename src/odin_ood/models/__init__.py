@@ -9,7 +9,8 @@ is the same function with batch norms folded into the convolutions before them (
 
 Each model carries its preprocessing, attached once at load (:func:`odin_ood.preprocess.attach`) and
 read through :func:`odin_ood.preprocess.declared_input`. Imports point down only, to
-:mod:`odin_ood.preprocess`, :mod:`odin_ood.data` (channel statistics) and :mod:`odin_ood._utils`.
+:mod:`odin_ood.preprocess`, :mod:`odin_ood.data` (channel statistics), :mod:`odin_ood.assets` (the shipped
+weights) and :mod:`odin_ood._utils`; the detector, the experiments, the training and the commands import this.
 """
 
 from odin_ood.models.checkpoint import read_state_dict, save_safetensors

@@ -11,10 +11,12 @@ explicit key mapping (:func:`map_keys`) applied before the strict check, which s
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import pickle
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -27,7 +29,7 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The state dict stored in ``path``, unwrapped and with wrapper prefixes removed."""
     path = Path(path)
     if not path.is_file():
@@ -81,13 +83,22 @@ def map_keys(
     for prefix in strip_prefixes:
         if not prefix or not any(k.startswith(prefix) for k in state):
             raise ValueError(f"strip prefix {prefix!r} matches no checkpoint key (keys look like {_sample(state)})")
-        state = _renamed(state, lambda k, p=prefix: k[len(p):] if k.startswith(p) else k)
+        state = _renamed(state, functools.partial(_without_prefix, prefix))
     for old, new in (rename_keys or {}).items():
         if not old or not new or not any(k == old or k.startswith(old + ".") for k in state):
             raise ValueError(f"rename {old!r} -> {new!r}: no checkpoint key is {old!r} or starts with "
                              f"{old + '.'!r} (keys look like {_sample(state)})")
-        state = _renamed(state, lambda k, o=old, n=new: n + k[len(o):] if k == o or k.startswith(o + ".") else k)
+        state = _renamed(state, functools.partial(_with_module_renamed, old, new))
     return state
+
+
+def _without_prefix(prefix: str, key: str) -> str:
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def _with_module_renamed(old: str, new: str, key: str) -> str:
+    """``key`` with the key or module ``old`` renamed ``new``."""
+    return new + key[len(old):] if key == old or key.startswith(old + ".") else key
 
 
 def _renamed(state: dict[str, torch.Tensor], rename: Callable[[str], str]) -> dict[str, torch.Tensor]:

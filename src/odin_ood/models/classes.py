@@ -8,7 +8,7 @@ any other model may set the attribute itself. ``score`` rows and ``serve`` answe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

@@ -10,7 +10,7 @@ instead of two. The input gradient that ODIN's step needs is the gradient of the
 so it is unchanged too. Folding is exact only where the convolution's output goes to the batch
 norm and nowhere else: in a pre-activation network (DenseNet-BC, Wide ResNet) a batch norm that
 reads a concatenation or a residual sum, or that is followed by ReLU before the next convolution,
-stays. What is folded in the zoo (``tests/test_folding.py`` checks these counts):
+stays. What is folded in the zoo (``tests/test_models_folding.py`` checks these counts):
 
 * ResNet-20/32/...: every batch norm (19 of 19 in ResNet-20: post-activation, conv -> BN);
 * DenseNet-BC-100: 48 of 99, the ``bn2`` of each bottleneck (after its 1x1 convolution);
@@ -29,6 +29,8 @@ import copy
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -51,7 +53,10 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     folded = copy.deepcopy(model)
     modules = dict(folded.named_modules())
     for conv_name, bn_name in pairs:
-        _set_submodule(folded, conv_name, folded_convolution(modules[conv_name], modules[bn_name]))
+        conv, bn = modules[conv_name], modules[bn_name]
+        if not isinstance(conv, _ConvNd) or not isinstance(bn, _BatchNorm):  # foldable_pairs chose them as such
+            raise TypeError(f"{conv_name} and {bn_name} are not a convolution and a batch norm")
+        _set_submodule(folded, conv_name, folded_convolution(conv, bn))
         _set_submodule(folded, bn_name, nn.Identity())
     return folded
 
@@ -62,29 +67,36 @@ def foldable_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
     called twice, or read as an attribute, is left alone). Names are those of ``named_modules``."""
     try:
         graph = fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - fx raises many kinds for untraceable code: search the children
+    except Exception:  # fx raises many kinds for untraceable code: search the children
         return [pair for name, child in model.named_children()
                 for pair in foldable_pairs(child, f"{prefix}{name}.")]
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    read = {node.target.rsplit(".", 1)[0] for node in graph.nodes if node.op == "get_attr" and "." in node.target}
+        if (called := _called_module(node)) is not None:
+            calls[called] = calls.get(called, 0) + 1
+    read = {str(node.target).rsplit(".", 1)[0] for node in graph.nodes
+            if node.op == "get_attr" and "." in str(node.target)}
     pairs = []
     for node in graph.nodes:
-        bn = modules.get(node.target) if node.op == "call_module" else None
-        if type(bn) not in BATCH_NORMS or bn.training or bn.running_mean is None or len(node.args) != 1 or node.kwargs:
+        bn_name = _called_module(node)
+        bn = modules.get(bn_name) if bn_name is not None else None
+        if (bn_name is None or not isinstance(bn, _BatchNorm) or type(bn) not in BATCH_NORMS or bn.training
+                or bn.running_mean is None or len(node.args) != 1 or node.kwargs):
             continue
         source = _through_identities(node.args[0], modules)
-        if not isinstance(source, fx.Node) or source.op != "call_module" or len(source.users) != 1:
+        conv_name = _called_module(source) if isinstance(source, fx.Node) and len(source.users) == 1 else None
+        conv = modules.get(conv_name) if conv_name is not None else None
+        if conv_name is None or type(conv) not in CONVOLUTIONS or CONVOLUTIONS.index(type(conv)) != BATCH_NORMS.index(type(bn)):
             continue
-        conv = modules.get(source.target)
-        if type(conv) not in CONVOLUTIONS or CONVOLUTIONS.index(type(conv)) != BATCH_NORMS.index(type(bn)):
-            continue
-        if calls[source.target] == 1 and calls[node.target] == 1 and not {source.target, node.target} & read:
-            pairs.append((prefix + source.target, prefix + node.target))
+        if calls[conv_name] == 1 and calls[bn_name] == 1 and not {conv_name, bn_name} & read:
+            pairs.append((prefix + conv_name, prefix + bn_name))
     return pairs
+
+
+def _called_module(node: fx.Node) -> str | None:
+    """The name of the submodule a ``call_module`` node calls; None for other nodes."""
+    return node.target if node.op == "call_module" and isinstance(node.target, str) else None
 
 
 def _through_identities(node: object, modules: dict[str, nn.Module]) -> object:
@@ -96,20 +108,22 @@ def _through_identities(node: object, modules: dict[str, nn.Module]) -> object:
 
 
 def _is_identity(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        m = modules.get(node.target)
-        return type(m) is nn.Identity or (type(m) in DROPOUTS and not m.training)
+    if (called := _called_module(node)) is not None:
+        m = modules.get(called)
+        return type(m) is nn.Identity or (isinstance(m, nn.Module) and type(m) in DROPOUTS and not m.training)
     if node.op == "call_function" and node.target is F.dropout:
         p = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else 0.5)
         training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
-        return training is False or p == 0
+        return training is False or bool(p == 0)
     return False
 
 
 @torch.no_grad()
-def folded_convolution(conv: nn.Module, bn: nn.Module) -> nn.Module:
+def folded_convolution(conv: _ConvNd, bn: _BatchNorm) -> nn.Module:
     """The convolution ``BN(conv(x))`` as one: W' = W s, b' = (b - mu) s + beta with
     s = gamma / sqrt(var + e), computed in float64 and stored in the convolution's dtype."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("a batch norm without running statistics normalises with each batch's: it cannot be folded")
     scale = bn.running_var.double().add(bn.eps).rsqrt()
     if bn.weight is not None:
         scale = scale * bn.weight.double()
@@ -131,7 +145,7 @@ def scoring_copy(model: nn.Module) -> tuple[nn.Module, bool]:
     channels_last = any(isinstance(m, nn.Conv2d) for m in folded.modules()) and not isinstance(
         folded, torch.jit.ScriptModule)
     if channels_last:
-        folded = (folded if folded is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)
+        folded = (folded if folded is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit memory_format
     return folded, channels_last
 
 

@@ -115,7 +115,7 @@ def processor_preprocessing(processor: Any, source: str = "the image processor")
     where = f"{source}: {kind}"
     backend = getattr(processor, "backend", None)
     standard = _backend_class(backend)
-    if standard is None:
+    if standard is None or not isinstance(backend, str):
         raise ValueError(f"{where} has backend {backend!r}; odin-ood follows the torchvision and pil backends")
     allowed = ("resize", "_preprocess") if kind in _CONVNEXT else ()
     own = [step for step in _STANDARD_STEPS
@@ -180,7 +180,7 @@ def _geometry(processor: Any, kind: str, where: str) -> tuple[tuple[int, int, in
             return (3, h, w), "squash", (h, w)
         for side, full, cut in (("height", h, crop["height"]), ("width", w, crop["width"])):
             # odin-ood's squash crop rounds its offset to even; transformers' rounds down
-            if cut > full or (full - cut) // 2 != int(round((full - cut) / 2.0)):
+            if cut > full or (full - cut) // 2 != round((full - cut) / 2.0):
                 raise ValueError(f"{where}: crop_size {side} {cut} from a resized {side} of {full}: odin-ood's squash "
                                  "crops only a smaller size whose margin rounds the same down and to even")
         return (3, crop["height"], crop["width"]), "squash", (h, w)

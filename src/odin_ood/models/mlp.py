@@ -39,7 +39,7 @@ class MLP(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Hendrycks & Gimpel's initialisation (draws from torch's global generator)."""
-        for layer, scale in zip((self.fc1, self.fc2, self.fc3, self.fc4), _INIT_SCALES):
+        for layer, scale in zip((self.fc1, self.fc2, self.fc3, self.fc4), _INIT_SCALES, strict=True):
             w = torch.randn_like(layer.weight)
             layer.weight.copy_(w / w.norm(dim=1, keepdim=True) / math.sqrt(scale))
             layer.bias.zero_()

@@ -146,7 +146,8 @@ def fixed_sizes(graph: fx.GraphModule) -> fx.GraphModule:
 
 def _fixed(module: nn.Module, values: list[Any]) -> nn.Module | None:
     """The static twin of onnx2torch's Slice, Reshape or Pad ``module`` given its size inputs; None for others."""
-    from onnx2torch.node_converters import pad, reshape, slice as onnx_slice
+    from onnx2torch.node_converters import pad, reshape
+    from onnx2torch.node_converters import slice as onnx_slice
 
     if isinstance(module, onnx_slice.OnnxSlice):
         starts, ends, axes, steps = (values + [None] * 4)[:4]

@@ -41,7 +41,7 @@ class Packaged(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x)
 
-    def train(self, mode: bool = True) -> "Packaged":
+    def train(self, mode: bool = True) -> Packaged:
         if self.packaging == "torchscript":
             return super().train(mode)
         self.training = mode

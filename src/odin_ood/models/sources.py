@@ -2,19 +2,17 @@
 
 A spec is one of (first match wins):
 
-============================  =====================================================  ============
-spec                          what is loaded                                          runs code?
-============================  =====================================================  ============
-``torchvision:NAME``          torchvision's architecture NAME, ``weights`` file       no (weights)
-``timm:NAME``                 timm's architecture NAME, ``weights`` file              no (weights)
-``hf:PATH``                   a transformers folder (:mod:`.huggingface`)             no
-``onnx:PATH``, ``*.onnx``     an ONNX graph made a torch module (:mod:`.onnx`)        no
-``torchscript:PATH``, ``*.ts``  a TorchScript archive                                 **yes**
-``export:PATH``, ``*.pt2``    a ``torch.export`` program                              **yes**
-an existing file              a checkpoint of a zoo architecture (:mod:`.zoo`)        no
-a zoo name                    :func:`odin_ood.models.names`, ``weights`` optional     no
-``package.module:factory``    ``factory()`` from the user's importable module         **yes**
-============================  =====================================================  ============
+| spec                           | what is loaded                                      | runs code?   |
+|--------------------------------|-----------------------------------------------------|--------------|
+| ``torchvision:NAME``           | torchvision's architecture NAME, ``weights`` file   | no (weights) |
+| ``timm:NAME``                  | timm's architecture NAME, ``weights`` file          | no (weights) |
+| ``hf:PATH``                    | a transformers folder (:mod:`.huggingface`)         | no           |
+| ``onnx:PATH``, ``*.onnx``      | an ONNX graph made a torch module (:mod:`.onnx`)    | no           |
+| ``torchscript:PATH``, ``*.ts`` | a TorchScript archive                               | **yes**      |
+| ``export:PATH``, ``*.pt2``     | a ``torch.export`` program                          | **yes**      |
+| an existing file               | a checkpoint of a zoo architecture (:mod:`.zoo`)    | no           |
+| a zoo name                     | :func:`odin_ood.models.names`, ``weights`` optional | no           |
+| ``package.module:factory``     | ``factory()`` from the user's importable module     | **yes**      |
 
 Checkpoints (``weights``) are read with ``torch.load(weights_only=True)`` or safetensors, their
 keys mapped if asked (``strip_prefixes``, ``rename_keys``), and loaded strictly. Every model
@@ -39,20 +37,21 @@ import itertools
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from odin_ood._utils.checks import named
-from odin_ood.preprocess.model_input import attach
 from odin_ood.models import zoo
 from odin_ood.models.checkpoint import head_classes, load_strict, map_keys, read_state_dict
 from odin_ood.models.huggingface import load_huggingface, split_huggingface_spec
 from odin_ood.models.library import build_library_model, split_library_spec
 from odin_ood.models.onnx import load_onnx, split_onnx_spec
 from odin_ood.models.packaged import EXPORT_SUFFIXES, TORCHSCRIPT_SUFFIXES, load_packaged, packaging_of
+from odin_ood.preprocess.model_input import attach, declare
 
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _PACKAGING_PREFIXES = {"torchscript:": "torchscript", "export:": "export"}
@@ -85,7 +84,7 @@ def load(
     ``strip_prefixes=("encoder.",), rename_keys={"output_layer": "fc"}``.
     """
     text = os.fspath(spec)
-    mapping = {"strip_prefixes": tuple(strip_prefixes), "rename_keys": dict(rename_keys or {})}
+    mapping: dict[str, Any] = {"strip_prefixes": tuple(strip_prefixes), "rename_keys": dict(rename_keys or {})}
     overrides = {"input_shape": input_shape, "input_mean": input_mean, "input_std": input_std}
     library = split_library_spec(text)
     packaging, path = _packaging(text)
@@ -107,13 +106,17 @@ def load(
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
             raise ValueError(f"{text} carries its own weights: drop "
                              f"{named('weights= and any key mapping', '--weights, --strip-prefix and --rename-key')}")
-        model, metadata = converted() if converted is not None else (load_packaged(path, packaging, map_location), {})
+        if converted is not None:
+            model, metadata = converted()
+        else:
+            assert packaging is not None  # the branch's condition
+            model, metadata = load_packaged(path, packaging, map_location), {}
         return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if Path(text).exists() or text in zoo.names():
-        found = packaging_of(Path(text)) if Path(text).is_file() else None
-        if found is not None:
-            raise ValueError(f"{text!r} is a {found} archive, which runs code when loaded; if you trust it, "
-                             f"pass it as {found}:{text}")
+        archive = packaging_of(Path(text)) if Path(text).is_file() else None
+        if archive is not None:
+            raise ValueError(f"{text!r} is a {archive} archive, which runs code when loaded; if you trust it, "
+                             f"pass it as {archive}:{text}")
         model = zoo.load(text, weights=weights, num_classes=num_classes, map_location=map_location, **mapping)
         if not _given(overrides):
             return model
@@ -188,30 +191,32 @@ def describe(model: nn.Module, source: str, map_location: str | torch.device = "
     the width of the logits (and class names of another count are dropped)."""
     metadata = metadata or {}
     if "class_names" in metadata:
-        model.class_names = metadata["class_names"]
+        declare(model, class_names=metadata["class_names"])
+    said: dict[str, tuple[Any, ...] | None] = {}
     for key in ("input_shape", "input_mean", "input_std"):
         value = metadata.get(key, getattr(model, key, None))
-        value = None if value is None else tuple((int if key == "input_shape" else float)(v) for v in value)
-        setattr(model, key, value)
-    shape, channels = model.input_shape, (model.input_shape or (None,))[0]
+        said[key] = None if value is None else tuple((int if key == "input_shape" else float)(v) for v in value)
+    declare(model, **said)
+    shape, std = said["input_shape"], said["input_std"]
+    channels = shape[0] if shape else None
     for key in ("input_mean", "input_std"):
-        value = getattr(model, key)
+        value = said[key]
         if value is not None and channels is not None and len(value) not in (1, channels):
             raise ValueError(f"{source}: {key} has {len(value)} values but the input has {channels} channels")
-    if model.input_std is not None and min(model.input_std) <= 0:
-        raise ValueError(f"{source}: input_std must be > 0, got {model.input_std}")
+    if std is not None and min(std) <= 0:
+        raise ValueError(f"{source}: input_std must be > 0, got {std}")
     attach(model, metadata.get("preprocessing"))
     model = model.to(map_location).eval()
     if shape is not None:
         found = probe(model, shape, source)
         if num_classes is not None and num_classes != found:
             raise ValueError(f"num_classes={num_classes} requested but {source} gives {found} logits")
-        model.num_classes = found
+        declare(model, num_classes=found)
         names = getattr(model, "class_names", None)
         if names is not None and len(names) != found:
-            model.class_names = None
+            declare(model, class_names=None)
     elif num_classes is not None:
-        model.num_classes = num_classes
+        declare(model, num_classes=num_classes)
     return model
 
 

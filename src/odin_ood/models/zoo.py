@@ -14,6 +14,8 @@ pixel statistics (mean 0.1307, std 0.3081), as PyTorch's MNIST example.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,6 @@ import torch
 from torch import nn
 
 from odin_ood._utils.checks import named
-from odin_ood.preprocess.model_input import attach
 from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD
 from odin_ood.models.checkpoint import load_strict, map_keys, mismatch_report, read_metadata, read_state_dict
 from odin_ood.models.densenet import DenseNetBC
@@ -30,6 +31,7 @@ from odin_ood.models.lenet import LeNet
 from odin_ood.models.mlp import MLP
 from odin_ood.models.resnet_cifar import ResNetCifar
 from odin_ood.models.wide_resnet import WideResNet
+from odin_ood.preprocess.model_input import attach, declare
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,7 +65,7 @@ _SPECS: dict[str, ModelSpec] = {
         ModelSpec("wrn-40-4", lambda c: WideResNet(40, 4, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc",
                   190),
         *(
-            ModelSpec(f"resnet{d}", (lambda c, d=d: ResNetCifar(d, c)), IMAGENET_MEAN, IMAGENET_STD, (3, 32, 32), 10,
+            ModelSpec(f"resnet{d}", functools.partial(ResNetCifar, d), IMAGENET_MEAN, IMAGENET_STD, (3, 32, 32), 10,
                       "resnet", "linear", tensors)
             for d, tensors in ((20, 97), (32, 157), (44, 217), (56, 277), (110, 547))
         ),
@@ -94,18 +96,15 @@ def build(name: str, num_classes: int | None = None) -> nn.Module:
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     model = s.builder(num_classes)
-    model.arch = s.name
-    model.input_mean = s.input_mean
-    model.input_std = s.input_std
-    model.input_shape = s.input_shape
-    model.num_classes = num_classes
+    declare(model, arch=s.name, input_mean=s.input_mean, input_std=s.input_std, input_shape=s.input_shape,
+            num_classes=num_classes)
     attach(model)
     return model
 
 
 def load(
     name_or_path: str | Path,
-    weights: str | Path | None = None,
+    weights: str | os.PathLike[str] | None = None,
     num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
     *,
@@ -114,8 +113,8 @@ def load(
 ) -> nn.Module:
     """A trained model in eval mode.
 
-    ``load("mnist-mlp")`` and ``load("mnist-lenet")`` return the MNIST models shipped in the package. ``load(NAME, weights=FILE)``
-    builds architecture NAME and loads FILE strictly. ``load(FILE)`` reads the architecture from
+    ``load("mnist-mlp")`` and ``load("mnist-lenet")`` return the MNIST models shipped in the package. ``load(NAME,
+    weights=FILE)`` builds architecture NAME and loads FILE strictly. ``load(FILE)`` reads the architecture from
     the file's safetensors metadata (files written by ``odin-ood train``) or, failing that,
     recognises it from the checkpoint's key names and shapes. ``num_classes`` defaults to the
     checkpoint's; a different value raises ``ValueError``. ``strip_prefixes`` and ``rename_keys``
@@ -124,8 +123,9 @@ def load(
     """
     name, weights = _resolve(str(name_or_path), weights)
     state = map_keys(read_state_dict(weights, map_location=map_location), strip_prefixes, rename_keys)
-    recognised = _recognise(state, source=str(weights)) if name is None else None  # built once, here
-    name = recognised.arch if recognised is not None else name
+    recognised = None
+    if name is None:
+        name, recognised = _recognise(state, source=str(weights))  # built once, here
     found = _classes_in(name, state)
     if num_classes is not None and found is not None and num_classes != found:
         raise ValueError(
@@ -137,7 +137,7 @@ def load(
     return model.to(map_location).eval()
 
 
-def _resolve(name_or_path: str, weights: str | Path | None) -> tuple[str | None, Path]:
+def _resolve(name_or_path: str, weights: str | os.PathLike[str] | None) -> tuple[str | None, Path]:
     """(architecture name or None when unknown yet, weights file)."""
     if name_or_path in _SPECS:
         if weights is not None:
@@ -145,7 +145,8 @@ def _resolve(name_or_path: str, weights: str | Path | None) -> tuple[str | None,
         shipped = _SPECS[name_or_path].shipped_weights
         if shipped is None:
             raise ValueError(
-                f"model {name_or_path!r} has no weights shipped with odin-ood: pass {named('weights=PATH', '--weights FILE')} "
+                f"model {name_or_path!r} has no weights shipped with "
+                f"odin-ood: pass {named('weights=PATH', '--weights FILE')} "
                 f"(a .pth/.th/.tar/.safetensors checkpoint)"
                 + named(f", or use build({name_or_path!r}) for an untrained network", "")
             )
@@ -170,19 +171,19 @@ def _classes_in(name: str, state: dict[str, torch.Tensor]) -> int | None:
     return int(head.shape[0]) if head is not None and head.dim() == 2 else None
 
 
-def _recognise(state: dict[str, torch.Tensor], source: str) -> nn.Module:
-    """A fresh network (:func:`build`) of the unique known architecture whose keys and shapes
+def _recognise(state: dict[str, torch.Tensor], source: str) -> tuple[str, nn.Module]:
+    """(name, a fresh network (:func:`build`) of the unique known architecture whose keys and shapes
     match ``state`` exactly. Only the candidates are built: an architecture whose classifier is in
     ``state`` and whose state dict has as many tensors as ``state`` (``ModelSpec.tensors``, BatchNorm's
     ``num_batches_tracked`` aside), which an exact match must. For the zoo that is one network
     (two for an MNIST MLP's checkpoint: LeNet's classifier ``fc2`` is a hidden layer of the MLP)."""
     tensors = sum(not k.endswith("num_batches_tracked") for k in state)
-    matches = [model for name, s in _SPECS.items()
+    matches = [(name, model) for name, s in _SPECS.items()
                if s.tensors == tensors and (model := _candidate(name, state)) is not None]
     if len(matches) != 1:
         raise ValueError(
             f"cannot tell the architecture of {source} from its keys "
-            f"(matches: {[m.arch for m in matches] or 'none'}); "
+            f"(matches: {[name for name, _ in matches] or 'none'}); "
             f"{named('call load(NAME, weights=PATH)', 'pass --model NAME --weights FILE')} with NAME one of {names()}"
         )
     return matches[0]

@@ -14,14 +14,42 @@ The bottom layer with :mod:`odin_ood.data` and :mod:`odin_ood.models`: it import
 :mod:`odin_ood._utils`; the scores, the detector, the commands and the export import it.
 """
 
-from odin_ood.preprocess.images import (MIN_SIDE_CAP, InputError, array_pixels, array_tensor, check_min_side,
-                                        check_side, decode, image_pixels, image_tensor, normalise)
+from odin_ood.preprocess.images import (
+                                        MIN_SIDE_CAP,
+                                        InputError,
+                                        array_pixels,
+                                        array_tensor,
+                                        check_min_side,
+                                        check_side,
+                                        decode,
+                                        image_pixels,
+                                        image_tensor,
+                                        normalise,
+)
 from odin_ood.preprocess.model_input import Declared, attach, declared_input, of_model
 from odin_ood.preprocess.resampling import INTERPOLATIONS
 from odin_ood.preprocess.spec import CROP_FRACTION, MAX_SIZE, RESIZES, Preprocessing, close_values, floats
 
 __all__ = [
-    "CROP_FRACTION", "Declared", "INTERPOLATIONS", "InputError", "MAX_SIZE", "MIN_SIDE_CAP", "Preprocessing", "RESIZES",
-    "array_pixels", "array_tensor", "attach", "check_min_side", "check_side", "close_values", "decode",
-    "declared_input", "floats", "image_pixels", "image_tensor", "normalise", "of_model",
+                                        "CROP_FRACTION",
+                                        "INTERPOLATIONS",
+                                        "MAX_SIZE",
+                                        "MIN_SIDE_CAP",
+                                        "RESIZES",
+                                        "Declared",
+                                        "InputError",
+                                        "Preprocessing",
+                                        "array_pixels",
+                                        "array_tensor",
+                                        "attach",
+                                        "check_min_side",
+                                        "check_side",
+                                        "close_values",
+                                        "declared_input",
+                                        "decode",
+                                        "floats",
+                                        "image_pixels",
+                                        "image_tensor",
+                                        "normalise",
+                                        "of_model",
 ]

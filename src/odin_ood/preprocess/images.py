@@ -131,7 +131,7 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
     if spec.resize == "resize-shorter-then-center-crop-floor":
         left, top = (target[0] - w) // 2, (target[1] - h) // 2
     else:
-        left, top = int(round((target[0] - w) / 2.0)), int(round((target[1] - h) / 2.0))
+        left, top = round((target[0] - w) / 2.0), round((target[1] - h) / 2.0)
     return image if (left, top, target) == (0, 0, (w, h)) else image.crop((left, top, left + w, top + h))
 
 

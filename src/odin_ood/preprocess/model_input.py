@@ -25,7 +25,7 @@ rather than read another way (values in [0, 255], or inputs normalised by hand, 
 "auto"). Inputs normalised by hand lie outside that range in every batch of 128 of the MNIST,
 notMNIST and Omniglot test images (the LeNet's statistics) and of the 1,000 lossless CIFAR-10
 (ResNet-20's); a lone one rarely lies inside (8 of the 10,000 notMNIST letters;
-``tests/test_model_input.py``): pass ``normalise=False`` for them, not "auto".
+``tests/test_preprocess_model_input.py``): pass ``normalise=False`` for them, not "auto".
 
 Normalising gives exactly the tensor ``(clamp(x, 0, 1) - mean) / std`` (the preprocessing's
 arithmetic; the clamp changes nothing in [0, 1]), and epsilon stays in pixel units: the
@@ -35,15 +35,15 @@ perturbation step is divided by the same std, as the paper's code.
 from __future__ import annotations
 
 import dataclasses
-
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from odin_ood._utils.checks import channel_view, check_batch
 from odin_ood._utils.batching import Data, iter_batches
+from odin_ood._utils.checks import channel_view, check_batch
 from odin_ood.preprocess.spec import Preprocessing, close_values, floats
 
 NORMALISE = ("auto", True, False)
@@ -51,9 +51,10 @@ PIXEL_TOLERANCE = 0.5  # how far outside [0, 1] pixels may overshoot (resampling
 
 
 def check_normalise(normalise: object) -> str | bool:
-    if not any(normalise is v or normalise == v and isinstance(normalise, str) for v in NORMALISE):
-        raise ValueError(f"normalise must be 'auto', True or False, got {normalise!r}")
-    return normalise  # type: ignore[return-value]
+    """One of :data:`NORMALISE`: the string "auto" or a Python bool (not 1, 0 or a numpy bool)."""
+    if isinstance(normalise, bool) or (isinstance(normalise, str) and normalise in NORMALISE):
+        return normalise
+    raise ValueError(f"normalise must be 'auto', True or False, got {normalise!r}")
 
 
 class Declared(NamedTuple):
@@ -94,6 +95,15 @@ def declared_input(model: nn.Module) -> Declared:
     return Declared(attached, attached.input_shape, attached.mean, attached.std)
 
 
+def declare(model: nn.Module, **values: Any) -> None:
+    """Set what ``model`` says about itself as plain attributes (``input_shape``, ``input_mean``,
+    ``input_std``, ``preprocessing``; the loaders' ``arch``, ``num_classes``, ``class_names``), read
+    back by :func:`declared_input`. The one writer: ``nn.Module`` types any other attribute it is
+    given as a parameter, buffer or submodule."""
+    for name, value in values.items():
+        setattr(model, name, value)
+
+
 def of_model(model: nn.Module) -> Preprocessing | None:
     """The preprocessing a model declares (:func:`declared_input`): the one attached at load, else
     a ``none`` resize at its ``input_shape`` with its ``input_mean``/``input_std``; None when it
@@ -110,11 +120,11 @@ def attach(model: nn.Module, library: Preprocessing | None = None) -> Preprocess
     ``input_mean``/``input_std``, else a ``none`` resize at its ``input_shape``; None when the input
     size is unknown. Called by :func:`odin_ood.models.sources.describe` and
     :func:`odin_ood.models.zoo.build`, after they set the attributes."""
-    model.preprocessing = None
+    declare(model, preprocessing=None)
     own = of_model(model)
     if own is not None and library is not None:
         own = dataclasses.replace(library.for_input_shape(own.input_shape), mean=own.mean, std=own.std)
-    model.preprocessing = own
+    declare(model, preprocessing=own)
     return own
 
 
@@ -159,9 +169,9 @@ def pixels(x: Tensor, normalise: str | bool, name: str = "x") -> Tensor:
 def model_input(x: Tensor, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
                 name: str = "x") -> tuple[Tensor, bool]:
     """(the model's input for ``x``, whether it was normalised) under ``normalise`` (module docstring)."""
-    if not reads_pixels(stats, normalise):
+    if not reads_pixels(stats, normalise) or stats is None:  # reads_pixels is False without stats
         return x, False
-    mean, std = stats  # type: ignore[misc]
+    mean, std = stats
     x = pixels(x, normalise, name)
     return (x - channel_view(mean, x, "input_mean", positive=False)) / channel_view(std, x), True
 
@@ -173,7 +183,7 @@ def scoring_input(model: nn.Module, x: Tensor, normalise: str | bool,
     ``input_std`` or, if None, the model's std)."""
     stats = declared(model)
     x, done = model_input(check_batch(x), stats, normalise)
-    return x, (input_std if input_std is not None or not done else stats[1])
+    return x, (stats[1] if done and input_std is None and stats is not None else input_std)
 
 
 def model_data(data: Data, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
@@ -191,7 +201,8 @@ def model_data(data: Data, stats: tuple[Sequence[float], Sequence[float]] | None
 class _Batches(IterableDataset):
     """The batches of ``data`` through :func:`model_input`, each read as pixels."""
 
-    def __init__(self, data: Data, stats, normalise: str | bool, batch_size: int, name: str) -> None:
+    def __init__(self, data: Data, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
+                 batch_size: int, name: str) -> None:
         self.data, self.stats, self.normalise, self.batch_size, self.name = data, stats, normalise, batch_size, name
 
     def __iter__(self) -> Iterator[Tensor]:

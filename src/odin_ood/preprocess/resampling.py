@@ -1,23 +1,21 @@
 """Interpolation: one name per filter, used by the preprocessing and by the data sets alike.
 
-====================== ===========================================================================
-``nearest``            PIL nearest neighbour (torchvision's and timm's ``nearest`` on PIL images)
-``bilinear``           torch ``interpolate(mode="bilinear", align_corners=False, antialias=False)``:
-                       each output pixel interpolates the 2x2 input pixels around its centre, no
-                       antialiasing (the paper-era resize of scipy/OpenCV; the data sets' default)
-``bilinear-antialias`` PIL bilinear: a triangle filter widened by the scale factor (antialiased);
-                       what torchvision and timm call ``bilinear`` on PIL images
-``bicubic``            PIL bicubic (antialiased); torchvision's and timm's ``bicubic``
-``box``                PIL box filter: the mean over each output pixel's footprint
-``hamming``            PIL Hamming filter
-``lanczos``            PIL Lanczos (a = 3)
-``area``               torch ``adaptive_avg_pool2d``; equal to ``box`` for integer factors
-``bilinear-antialias-  torch ``interpolate(mode="bilinear", antialias=True)`` on the uint8 image:
-torch``                torchvision's ``resize`` of a uint8 tensor, which the image processors of
-                       Hugging Face transformers (their default torchvision backend) use; within
-                       a grey level or two of PIL's bilinear, not equal to it
-``bicubic-torch``      the same with ``mode="bicubic"`` (antialiased)
-====================== ===========================================================================
+* ``nearest``: PIL nearest neighbour (torchvision's and timm's ``nearest`` on PIL images);
+* ``bilinear``: torch ``interpolate(mode="bilinear", align_corners=False, antialias=False)``: each
+  output pixel interpolates the 2x2 input pixels around its centre, no antialiasing (the
+  paper-era resize of scipy/OpenCV; the data sets' default);
+* ``bilinear-antialias``: PIL bilinear: a triangle filter widened by the scale factor
+  (antialiased); what torchvision and timm call ``bilinear`` on PIL images;
+* ``bicubic``: PIL bicubic (antialiased); torchvision's and timm's ``bicubic``;
+* ``box``: PIL box filter: the mean over each output pixel's footprint;
+* ``hamming``: PIL Hamming filter;
+* ``lanczos``: PIL Lanczos (a = 3);
+* ``area``: torch ``adaptive_avg_pool2d``; equal to ``box`` for integer factors;
+* ``bilinear-antialias-torch``: torch ``interpolate(mode="bilinear", antialias=True)`` on the
+  uint8 image: torchvision's ``resize`` of a uint8 tensor, which the image processors of Hugging
+  Face transformers (their default torchvision backend) use; within a grey level or two of PIL's
+  bilinear, not equal to it;
+* ``bicubic-torch``: the same with ``mode="bicubic"`` (antialiased).
 
 The torch filters run in float32 on the image's values; 8-bit images are then rounded to the
 nearest integer and clipped to [0, 255]. The two antialiased torch filters take 8-bit images

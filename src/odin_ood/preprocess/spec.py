@@ -27,6 +27,7 @@ neither saved nor compared.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -34,7 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from odin_ood._utils.checks import named, short as _short
+from odin_ood._utils.checks import named
+from odin_ood._utils.checks import short as _short
 from odin_ood.preprocess.resampling import INTERPOLATIONS
 
 RESIZES = {
@@ -62,7 +64,7 @@ class Preprocessing:
     rounded up, at most 16, :func:`check_min_side`; a limit, not saved), so that a 1x1 picture is not
     upscaled into an input."""
 
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # (C, H, W), checked in __post_init__
     resize: str = "none"
     interpolation: str = "bilinear-antialias"
     resize_size: int | tuple[int, int] | None = None
@@ -92,7 +94,7 @@ class Preprocessing:
 
     def _checked_resize_size(self) -> int | tuple[int, int] | None:
         _, h, w = self.input_shape
-        size = self.resize_size
+        size: Any = self.resize_size  # as given: checked here
         if self.resize == "none":
             if size is not None:
                 raise ValueError(f"resize_size {_short(size)} needs resize squash or resize-shorter-then-center-crop, "
@@ -116,7 +118,7 @@ class Preprocessing:
         """Refuse (``ValueError``) an input or resize height or width over ``max_side``: no image
         read is larger, so none should be made larger (a detector file states these sizes)."""
         size = self.resize_size
-        stated = [("input_shape", self.input_shape, max(self.input_shape[1:]))]
+        stated: list[tuple[str, int | tuple[int, ...], int]] = [("input_shape", self.input_shape, max(self.input_shape[1:]))]
         if size is not None:
             stated.append(("resize_size", size, max(size) if isinstance(size, tuple) else size))
         for what, value, side in stated:
@@ -130,27 +132,31 @@ class Preprocessing:
         """The PIL mode images are converted to: "L" (grey) for one channel, "RGB" for three."""
         return "L" if self.input_shape[0] == 1 else "RGB"
 
-    def for_input_shape(self, input_shape: tuple[int, int, int]) -> "Preprocessing":
+    def for_input_shape(self, input_shape: Sequence[int]) -> Preprocessing:
         """The same recipe for another input size: ``resize_size`` scales with the height
         (``floor(resize_size * H' / H)``, as timm's ``size / crop_pct``)."""
-        shape = tuple(int(s) for s in input_shape)
+        c, h, w = (int(s) for s in input_shape)
+        shape = (c, h, w)
         if shape == self.input_shape:
             return self
-        size = self.resize_size
-        if self.resize == "squash":
-            size = (math.floor(size[0] * shape[1] / self.input_shape[1]), math.floor(size[1] * shape[2] / self.input_shape[2]))
-        elif self.resize != "none":
-            size = max(math.floor(size * shape[1] / self.input_shape[1]), shape[1], shape[2])
+        size = self.resize_size  # validated: (h, w) for squash, an int for the shorter side, None for none
+        if isinstance(size, tuple):
+            size = (math.floor(size[0] * h / self.input_shape[1]), math.floor(size[1] * w / self.input_shape[2]))
+        elif size is not None:
+            size = max(math.floor(size * h / self.input_shape[1]), h, w)
         return Preprocessing(shape, self.resize, self.interpolation, size, self.mean, self.std, self.max_side,
                              self.min_side)
 
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) an image of ``size`` (width, height) is resized to before the crop."""
-        if self.resize == "squash":
-            return self.resize_size[1], self.resize_size[0]
+        resize = self.resize_size  # validated: (h, w) for squash, an int for the shorter side
+        if isinstance(resize, tuple):
+            return resize[1], resize[0]
+        if resize is None:
+            raise ValueError("resized_size needs a resize (this Preprocessing has resize none)")
         w, h = size
         short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        new_short, new_long = resize, int(resize * long / short)
         return (new_short, new_long) if w <= h else (new_long, new_short)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +168,7 @@ class Preprocessing:
                 "std": None if self.std is None else list(self.std)}
 
     @classmethod
-    def from_dict(cls, d: Any, source: str = "preprocessing") -> "Preprocessing":
+    def from_dict(cls, d: Any, source: str = "preprocessing") -> Preprocessing:
         """The :class:`Preprocessing` written by :meth:`to_dict`; anything else is a ``ValueError``
         naming ``source`` and the field."""
         if not isinstance(d, dict):
@@ -187,7 +193,7 @@ class Preprocessing:
                              f"(expected {p.mode!r})")
         return p
 
-    def differences(self, other: "Preprocessing") -> list[tuple[str, Any, Any]]:
+    def differences(self, other: Preprocessing) -> list[tuple[str, Any, Any]]:
         """(field, this value, other value) for each saved field where ``other`` differs (means
         and stds compared to 1e-6)."""
         out = []
@@ -199,8 +205,11 @@ class Preprocessing:
 
 def floats(v: Any) -> tuple[float, ...] | None:
     """None, a number or a sequence/tensor of numbers as a tuple of Python floats (float64, no rounding)."""
-    if v is None:
-        return None
+    return None if v is None else float_tuple(v)
+
+
+def float_tuple(v: Any) -> tuple[float, ...]:
+    """A number or a sequence/tensor of numbers as a tuple of Python floats (float64, no rounding)."""
     return tuple(float(a) for a in torch.as_tensor(v, dtype=torch.float64).flatten().tolist())
 
 
@@ -208,7 +217,7 @@ def _per_channel(v: Any, name: str, channels: int, positive: bool = False) -> tu
     if v is None:
         return None
     try:
-        values = floats(v)
+        values = float_tuple(v)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"{name} must be 1 or {channels} numbers, got {_short(v)}") from None
     except OverflowError:  # an integer too large for a float (JSON allows 10**400)
@@ -226,7 +235,7 @@ def close_values(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bo
     """Both None, or the same number of values each within 1e-6."""
     if a is None or b is None:
         return a is b
-    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b))
+    return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b, strict=True))
 
 
 def _is_int(v: Any) -> bool:

@@ -11,10 +11,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from odin_ood._utils.files import write_file
 from odin_ood.experiments.comparison import METHODS
 from odin_ood.metrics import METRICS
 from odin_ood.report.html import CSS, METRIC_LABELS, _cell, pct
-from odin_ood._utils.files import write_file
 
 SHORT = {"msp": "MSP", "odin-tuned": "ODIN tuned", "odin-paper": "ODIN T=1000, &epsilon;=0"}
 
@@ -45,9 +45,11 @@ def _metric_table(comparison: dict[str, Any], metric: str) -> str:
 
 def render_comparison(comparison: dict[str, Any], title: str, note: str = "") -> str:
     models = "".join(
-        f'<li><a href="{escape(info["suite"])}/report.html">{escape(name)}</a>: model <code>{escape(info["model"])}</code>, '
+        f'<li><a href="{escape(info["suite"])}/report.html">{escape(name)}</a>: '
+        f'model <code>{escape(info["model"])}</code>, '
         f"accuracy on the {info['n_id_eval']} evaluated MNIST test digits {pct(info['id_eval_accuracy'])}%, grid "
-        f"T &isin; {escape(str(info['grid']['temperatures']))} &times; &epsilon; &isin; {escape(str(info['grid']['epsilons']))}, "
+        f"T &isin; {escape(str(info['grid']['temperatures']))} &times; "
+        f"&epsilon; &isin; {escape(str(info['grid']['epsilons']))}, "
         f"run {escape(info['date_utc'])} UTC"
         f"{' (QUICK run)' if info['quick'] else ''}</li>" for name, info in comparison["models"].items())
     findings = "".join(f"<li>{escape(f)}</li>" for f in comparison["findings"])

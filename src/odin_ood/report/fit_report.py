@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from odin_ood.metrics import METRICS
 from odin_ood._utils.files import write_file
+from odin_ood.metrics import METRICS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

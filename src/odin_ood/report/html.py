@@ -13,18 +13,19 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from odin_ood._utils.files import write_file
 from odin_ood.experiments.main_table import METHOD_LABELS
 from odin_ood.experiments.paper import DISTANCES
 from odin_ood.metrics import LOWER_IS_BETTER, METRICS
 from odin_ood.report.plots import FIGURES, figure_skipped, render_all
 from odin_ood.report.sources import tuning_sources_html
-from odin_ood._utils.files import write_file
 
 METRIC_LABELS = {"fpr_at_95_tpr": "FPR at 95% TPR &darr;", "detection_error": "Detection error &darr;",
                  "auroc": "AUROC &uarr;", "aupr_in": "AUPR-In &uarr;", "aupr_out": "AUPR-Out &uarr;"}
 
 CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;
+padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.85em}
 td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f0f0f0}
@@ -50,7 +51,8 @@ def main_table_html(results: dict) -> str:
     head = "".join(f'<th colspan="2">{METRIC_LABELS[m]}</th>' for m in METRICS)
     sub = "".join("<th>ours [95% CI]</th><th>paper</th>" for _ in METRICS)
     out = [f'<table class="main"><tr><th class="l" rowspan="2">OOD set</th><th class="l" rowspan="2">method</th>'
-           f'<th rowspan="2">T</th><th rowspan="2">&epsilon;</th><th rowspan="2">n ID / OOD (eval)</th>{head}</tr><tr>{sub}</tr>']
+           '<th rowspan="2">T</th><th rowspan="2">&epsilon;</th>'
+           f'<th rowspan="2">n ID / OOD (eval)</th>{head}</tr><tr>{sub}</tr>']
     by_set: dict[str, list[dict]] = {}
     for r in rows:
         by_set.setdefault(r["ood"], []).append(r)
@@ -111,9 +113,10 @@ def tuning_html(results: dict) -> str:
     """The cells chosen on the tuning splits so far (a run stopped before its evaluation stage)."""
     out = ['<table class="main"><tr><th class="l">OOD set</th><th>T</th><th>&epsilon;</th><th>search</th>'
            "<th>tuning FPR95</th><th>cost (fraction of the grid)</th></tr>"]
-    out += [f'<tr><td class="l">{escape(k)}</td><td>{t["temperature"]:g}</td><td>{t["epsilon"]:g}</td><td>{escape(t["search"])}</td>'
+    out += [f'<tr><td class="l">{escape(k)}</td><td>{t["temperature"]:g}</td><td>{t["epsilon"]:g}</td>'
+            f'<td>{escape(t["search"])}</td>'
             f'<td>{pct(t["tuning_fpr_at_95_tpr"])}</td><td>{t["cost_fraction_of_grid"]:.2f}</td></tr>' for k, t in results["tuning"].items()]
-    return "\n".join(out + ["</table>"])
+    return "\n".join([*out, "</table>"])
 
 
 def every_image_html(results: dict) -> str:
@@ -126,8 +129,11 @@ def every_image_html(results: dict) -> str:
            "<th>FPR95 MSP</th><th>paper</th><th>FPR95 ODIN</th><th>paper</th><th>AUROC MSP</th><th>paper</th>"
            "<th>AUROC ODIN</th><th>paper</th></tr>"]
     for r in rows:
-        p = r["paper"]
-        ref = (lambda m, k: "&ndash;" if p is None else f'{p[k][m]:.1f}')  # noqa: E731
+        paper = r["paper"]
+
+        def ref(metric: str, method: str, paper: dict | None = paper) -> str:
+            return "&ndash;" if paper is None else f"{paper[method][metric]:.1f}"
+
         n = f'{r["n_in"]} / {r["n_out"]}' + ("" if r["complete"] else f' <b>of {r["n_out_total"]} (partial)</b>')
         params = "" if r.get("paper_parameters", True) else " (paper gives none: same as the other sets)"
         out.append(f'<tr><td class="l">{escape(r["label"])}{params}</td><td>{r["temperature"]:g}</td><td>{r["epsilon"]:g}</td>'
@@ -143,9 +149,10 @@ def every_image_html(results: dict) -> str:
 
 def provenance_html(results: dict) -> str:
     p = results["provenance"]
+    same = "same model" if p["paper_row_matches_model"] else "a different model: reference only"
     items = [("library", p["library"]), ("device", p["device"]), ("platform", p["platform"]), ("date (UTC)", p["date_utc"]),
              ("command", p["command"]), ("model", p["model"]), ("grid", p["grid"]),
-             ("paper row compared", f'{p["paper_row"]} ({"same model" if p["paper_row_matches_model"] else "a different model: reference only"})'),
+             ("paper row compared", f'{p["paper_row"]} ({same})'),
              ("settings", p["config"]), ("score cache", p["cache"]), ("timings (s)", p["timings_s"])]
     out = ["<table>"] + [f'<tr><th class="l">{escape(k)}</th><td class="l"><pre>{escape(json.dumps(v, indent=1))}</pre></td></tr>'
                          for k, v in items] + ["</table>", "<h3>Datasets (sources, checksums, construction, splits)</h3>"]
@@ -165,8 +172,10 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
     cfg = p["config"]
     quick = ""
     if results["quick"]:
-        quick = (f'<p class="banner">QUICK RUN (--quick): every set subsampled to at most {cfg["limit"]} images, reduced grid '
-                 f'T &isin; {cfg["temperatures"]}, &epsilon; &isin; {cfg["epsilons"]}, {cfg["resamples"]} bootstrap resamples. '
+        quick = ('<p class="banner">QUICK RUN (--quick): every set '
+                 f'subsampled to at most {cfg["limit"]} images, reduced grid '
+                 f'T &isin; {cfg["temperatures"]}, &epsilon; &isin; {cfg["epsilons"]}, '
+                 f'{cfg["resamples"]} bootstrap resamples. '
                  "A smoke run: its numbers are noisy and not comparable with the paper's.</p>")
     if not results.get("complete", True):
         quick += ('<p class="banner">INCOMPLETE RUN: only the stages shown below finished (rows marked partial cover '
@@ -174,7 +183,8 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
                   + (f" Stopped: {escape(results['stopped'])}." if results.get("stopped") else "") + "</p>")
     same = p["paper_row_matches_model"]
     paper_note = ("No matching row in the paper." if p["paper_row"] is None else
-                  f"Columns marked <b>paper</b> (shaded) are copied from the paper, row &ldquo;{escape(p['paper_row'])}&rdquo;"
+                  "Columns marked <b>paper</b> (shaded) are copied from "
+                  f"the paper, row &ldquo;{escape(p['paper_row'])}&rdquo;"
                   + ("" if same else " &mdash; <b>a different model</b>, shown for reference only") + ". Everything else is computed by this run.")
     skipped = "".join(f"<li><b>{escape(s['label'])}</b> ({s['role']}): {escape(s['reason'])}</li>" for s in results["skipped"])
     figures_skipped = "".join(f"<li>{escape(FIGURES[n][0])}: {escape(why)}</li>" for n in FIGURES
@@ -190,12 +200,15 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
         f"ID set {escape(ids['label'])}: {ids['n']} images"
         + (f", {ids['split']['tune']} held out for tuning, {ids['split']['eval']} evaluated" if ids.get("split") else "")
         + f"; accuracy on the evaluated ID images: {pct(acc) if acc is not None else '&ndash;'}%. "
-        f"Each OOD set: at most 1,000 images tune (T, &epsilon;), the rest are evaluated (section 4.4). Device: {escape(p['device'])}; "
+        "Each OOD set: at most 1,000 images tune (T, &epsilon;), the rest "
+        f"are evaluated (section 4.4). Device: {escape(p['device'])}; "
         f"total time {p['timings_s']['total']:.0f} s.</p>",
         "<h2>Table 2/3 at the paper's parameters on every image</h2>", every_image_html(results),
         *(["<h2>Table 2/3: baseline vs ODIN (evaluation splits)</h2>", main_table_html(results),
-           f"<p>ODIN (tuned): (T, &epsilon;) chosen on the tuning splits by the <b>{escape(results.get('search', 'grid'))}</b> "
-           "search (grid: the paper's, every cell on every tuning image; halving: successive halving over the grid, "
+           "<p>ODIN (tuned): (T, &epsilon;) chosen on the tuning splits "
+           f"by the <b>{escape(results.get('search', 'grid'))}</b> "
+           "search (grid: the paper's, every cell on every tuning "
+           "image; halving: successive halving over the grid, "
            "odin_ood.tuning.halving). 95% intervals: "
            f"{escape(json.dumps(results['main_table']['bootstrap']))}.</p>"] if "main_table" in results else
           ["<h2>Tuning finished so far</h2>", tuning_html(results)] if results.get("tuning") else []),
@@ -211,7 +224,8 @@ def render_html(results: dict, figures: dict[str, tuple[str, bytes]]) -> str:
         sections.append(_figure(name, title, png))
     sections += ["<h2>Provenance</h2>", provenance_html(results)]
     body = "\n".join(s for s in sections if s)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>odin-ood {escape(results["suite"])}</title>'
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<title>odin-ood {escape(results["suite"])}</title>'
             f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
 
 

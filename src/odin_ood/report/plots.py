@@ -8,18 +8,19 @@ layout, at most six tick labels to their significant digits, labelled reference 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from odin_ood._utils.files import write_file
 from odin_ood.report.style import ID_COLOUR, colours, every_kth, figure, line_styles, png_bytes, reference_line
 
-from odin_ood._utils.files import write_file
-
-OUTSIDE = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
+OUTSIDE: dict[str, Any] = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
 
 
 def _axes(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)) -> tuple[Figure, np.ndarray]:
@@ -40,7 +41,7 @@ def roc(results: dict) -> Figure:
     labels = _labels(results)
     curves = results["main_table"]["roc"]
     fig, axes = _axes(len(curves))
-    for ax, (key, c) in zip(axes, curves.items()):
+    for ax, (key, c) in zip(axes, curves.items(), strict=False):
         ax.plot(c["msp"]["fpr"], c["msp"]["tpr"], color="tab:red", label="Baseline (MSP)")
         ax.plot(c["odin-tuned"]["fpr"], c["odin-tuned"]["tpr"], "--", color="tab:blue", label="ODIN (tuned)")
         reference_line(ax, 0.95, "95% TPR")
@@ -128,17 +129,17 @@ def accuracy(results: dict) -> Figure:
     styles = line_styles(a["methods"])
     for name, d in a["methods"].items():
         lab = "MSP" if name == "msp" else f"ODIN (T={d['temperature']:g}, eps={d['epsilon']:g})"
-        for ax, part in zip(axes, ("above", "below")):
+        for ax, part in zip(axes, ("above", "below"), strict=True):
             y = [np.nan if v is None else 100 * v for v in d[part]]
             ax.plot(100 * np.array(a["tprs"]), y, **styles[name], marker="o", label=lab)
-    for ax, part in zip(axes, ("(a) above", "(b) below")):
+    for ax, part in zip(axes, ("(a) above", "(b) below"), strict=True):
         reference_line(ax, 100 * a["accuracy"], "overall accuracy")
         ax.set(xlabel="TPR (%)", ylabel="test accuracy (%)", title=f"{part} the threshold")
         ax.legend(fontsize=7)
     return fig
 
 
-def _series(ax, centres, values: dict, labels: dict, id_key: str, log: bool = False) -> None:
+def _series(ax: Axes, centres: Sequence[float], values: dict, labels: dict, id_key: str, log: bool = False) -> None:
     styles = {id_key: {"color": ID_COLOUR, "ls": "-", "lw": 2.2},
               **{k: {**style, "lw": 1.2} for k, style in line_styles([k for k in values if k != id_key]).items()}}
     x = 10 ** np.array(centres) if log else np.array(centres)

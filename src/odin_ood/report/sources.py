@@ -43,7 +43,8 @@ def tuning_sources_html(results: dict[str, Any]) -> str:
            "are measured on the evaluation splits (95% bootstrap intervals). Only the oracle sees the images it is "
            "evaluated on; <i>overlap</i> counts the tuning images found, by content, among the evaluated ones. "
            f"Evaluated: {escape(ts.get('evaluated', {}).get('note', 'every image of each evaluation split'))}; "
-           f"choices by the {escape(ts.get('search', 'grid'))} search; oracle: {escape(ts.get('oracle', 'computed'))}.</p>",
+           f"choices by the {escape(ts.get('search', 'grid'))} search; "
+           f"oracle: {escape(ts.get('oracle', 'computed'))}.</p>",
            f"<p><b>Verdict:</b> {escape(ts['verdict'])}</p>",
            '<table><tr><th class="l">source (mean over real OOD sets)</th><th>sets</th><th>FPR at 95% TPR &darr;</th>'
            "<th>AUROC &uarr;</th></tr>"]
@@ -59,7 +60,8 @@ def tuning_sources_html(results: dict[str, Any]) -> str:
                    "<th>FPR at 95% TPR [95% CI]</th><th>AUROC [95% CI]</th><th>overlap</th></tr>")
         for r in entry["rows"]:
             cells = "".join(
-                _td(f'{_pct(r["metrics"][m])} <span class="ci">[{_pct(r["ci95"][m][0])}, {_pct(r["ci95"][m][1])}]</span>',
+                _td(f'{_pct(r["metrics"][m])} <span class="ci">[{_pct(r["ci95"][m][0])}, '
+                    f'{_pct(r["ci95"][m][1])}]</span>',
                     f"{key}|source:{r['source']}|{m}", "paper" if r["source"] == "oracle" else "")
                 for m in ("fpr_at_95_tpr", "auroc"))
             overlap = "&ndash;" if r["overlap"] is None else str(r["overlap"])

@@ -21,18 +21,21 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.axis import Axis  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, Formatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, Formatter, LogLocator, MaxNLocator, NullFormatter
 
 MAX_TICKS = 6
 PALETTE = [plt.get_cmap("tab10")(i) for i in (0, 1, 2, 4, 5, 6, 7, 8, 9)]  # no red: red marks the ID set
@@ -53,12 +56,15 @@ class SignificantFormatter(Formatter):
     def format_ticks(self, values: Sequence[float]) -> list[str]:
         finite = sorted({float(v) for v in values if math.isfinite(v)})
         if finite:
-            gaps = [b - a for a, b in zip(finite, finite[1:]) if b > a]
+            gaps = [b - a for a, b in itertools.pairwise(finite) if b > a]
             gap = min(gaps) if gaps else max(abs(finite[0]), 1.0)
             self.powers = any(v != 0 and not 1e-3 <= abs(v) < 1e4 for v in finite) and (
-                self.axis is not None and self.axis.get_scale() == "log" or max(map(abs, finite)) >= 1e6)
+                self._log_scale() or max(map(abs, finite)) >= 1e6)
             self.decimals = next((d for d in range(16) if all(abs(round(v, d) - v) <= 1e-6 * gap for v in finite)), 15)
         return [self(v) for v in values]
+
+    def _log_scale(self) -> bool:
+        return isinstance(self.axis, Axis) and self.axis.get_scale() == "log"
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         if not math.isfinite(x):
@@ -69,7 +75,7 @@ class SignificantFormatter(Formatter):
             power = f"10^{{{exponent}}}"
             return f"${power}$" if abs(mantissa - 1) < 1e-6 else f"${mantissa:.2g}\\times{power}$"
         decimals = self.decimals
-        if self.axis is not None and self.axis.get_scale() == "log":  # 0.2, 0.5, 1, 2: each value its own digits
+        if self._log_scale():  # 0.2, 0.5, 1, 2: each value its own digits
             decimals = next(d for d in range(16) if abs(round(x, d) - x) <= 1e-9 * abs(x) or d == 15)
         text = f"{x:.{decimals}f}"
         return "0" if float(text) == 0 else text
@@ -106,7 +112,10 @@ def reference_line(ax: Axes, value: float, label: str, orientation: str = "h", *
 
 def wrapped_title(ax: Axes, text: str, fontsize: float = 10.5) -> None:
     """``text`` as ``ax``'s title, broken at word boundaries into lines no wider than the axes."""
-    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    figure = ax.get_figure(root=True)
+    if figure is None:
+        raise ValueError("the axes belong to no figure")
+    width_in = ax.get_position().width * figure.get_figwidth()
     chars = max(20, int(width_in * 72 / (0.5 * fontsize)))  # an average character is ~0.5 em wide
     ax.set_title("\n".join(textwrap.wrap(text, chars)), fontsize=fontsize)
 
@@ -147,8 +156,8 @@ def step_histograms(ax: Axes, series: dict[str, np.ndarray], colour: dict[str, A
         name = (labels or {}).get(key, key)
         a = a[np.isfinite(a)]
         if n == 0:
-            ax.hist(a, bins=edges, density=True, color=colour[key], alpha=0.25, histtype="stepfilled")
-        ax.hist(a, bins=edges, density=True, color=colour[key], histtype="step", lw=1.6 if n == 0 else 1.3,
+            ax.hist(a, bins=edges.tolist(), density=True, color=colour[key], alpha=0.25, histtype="stepfilled")
+        ax.hist(a, bins=edges.tolist(), density=True, color=colour[key], histtype="step", lw=1.6 if n == 0 else 1.3,
                 label=name)
     return edges
 

@@ -35,7 +35,8 @@ fastest on every model (per CPU second, ResNet-20: ONNX Runtime 0.85x, OpenVINO 
 LeNet 1.41x and 1.27x), while each costs an export on first use and more memory per image
 (:data:`MEMORY_FACTORS`). Measured in benchmarks/RESULTS.md.
 
-Imports point down: to :mod:`odin_ood.export`, :mod:`odin_ood.detector` and :mod:`odin_ood.preprocess`;
+Imports point down: to :mod:`odin_ood.export`, :mod:`odin_ood.detector`, :mod:`odin_ood.scores`,
+:mod:`odin_ood.preprocess` and :mod:`odin_ood._utils`;
 the serving app and the commands import this.
 """
 
@@ -45,7 +46,8 @@ import contextlib
 import importlib
 import os
 import warnings
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -53,9 +55,9 @@ from torch import Tensor
 
 from odin_ood._utils import extras
 from odin_ood.detector import Detector
-from odin_ood.scores.precision import check_scoring
 from odin_ood.preprocess import Preprocessing
 from odin_ood.scores.passes import model_device
+from odin_ood.scores.precision import check_scoring
 
 SCORE_TOLERANCE = 1e-5
 """How far a graph runtime's score (and confidence) may lie from eager torch's on any image,
@@ -168,7 +170,7 @@ class GraphRuntime:
 
         try:
             self._open(self.path, threads, "fp32")
-        except Exception as exc:  # noqa: BLE001 -- each runtime raises its own types for a file it cannot load
+        except Exception as exc:  # each runtime raises its own types for a file it cannot load
             return f"does not load on {self.name} ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})"
         with fp32_probe(self.detector):
             problem = probe_disagreement(self, self.detector, spec)

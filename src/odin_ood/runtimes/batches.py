@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the runtimes import this module's callers' detector: no imp
 OUTPUT_KEYS = ("predicted_class", "confidence", "score", "is_out_of_distribution")
 
 
-def fixed_batch_outputs(runtime: "Runtime", pixels: Tensor, pad: bool = True) -> dict[str, Tensor]:
+def fixed_batch_outputs(runtime: Runtime, pixels: Tensor, pad: bool = True) -> dict[str, Tensor]:
     """``runtime.outputs(pixels)`` ([0, 1] pixels (N, C, H, W)) computed in batches of exactly
     ``runtime.batch_size`` rows (the last one zero-padded, padding dropped from the result) when
     ``pad`` or the runtime takes only full batches; as given otherwise."""

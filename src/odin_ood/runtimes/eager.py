@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from odin_ood.detector import Detector
-from odin_ood.scores.precision import eager_support
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.scores import model_device
+from odin_ood.scores.precision import eager_support
 
 
 class EagerRuntime:

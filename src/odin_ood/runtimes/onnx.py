@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnxruntime as ort
 
 from odin_ood.runtimes import GraphRuntime
@@ -27,5 +28,5 @@ class OnnxRuntime(GraphRuntime):
         self.session = ort.InferenceSession(os.fspath(path), options, providers=providers)
         self.fixed_batch = isinstance(self.session.get_inputs()[0].shape[0], int)
 
-    def _run(self, pixels):
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {"pixels": pixels})

@@ -6,7 +6,9 @@ capabilities (the CPU's AVX512-BF16 or AMX units), and are refused elsewhere.
 
 A graph with a dynamic batch is compiled twice: for exactly ``batch_size`` rows (a static
 shape, which OpenVINO runs about 10% faster; every batch of ``odin-ood score``), and, at its first
-smaller batch, for any batch (the gate's micro-batches at their natural size).
+smaller batch, for any batch (the gate's micro-batches at their natural size). Where the plugin
+cannot compile the dynamic shape (timm's ViT: a graph pass needs the batch as a number), smaller
+batches are padded to ``batch_size``, with one warning.
 
 Threads: ``threads`` sets INFERENCE_NUM_THREADS. At 1 thread OpenVINO runs the inference in the
 calling thread (no pool of its own), with the LATENCY hint and one stream; ENABLE_CPU_PINNING
@@ -17,7 +19,10 @@ benchmarks/RESULTS.md with the other settings, none of which changed the CPU tim
 from __future__ import annotations
 
 import os
+import warnings
+from typing import ClassVar
 
+import numpy as np
 import openvino as ov
 
 from odin_ood.runtimes import GraphRuntime
@@ -28,7 +33,7 @@ CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
 
 class OpenVinoRuntime(GraphRuntime):
     name = "openvino"
-    settings: dict[str, object] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
+    settings: ClassVar[dict[str, object]] = {}  # more compile properties (benchmarks/bench_runtimes.py compares some)
 
     def _precision_problem(self, precision: str) -> str | None:
         if precision == "fp32":
@@ -48,15 +53,35 @@ class OpenVinoRuntime(GraphRuntime):
         full = self.model.clone()
         if not self.fixed_batch:
             full.reshape({0: [self.batch_size, *self.spec.input_shape]})
-        self.requests = {self.batch_size: self._request(full)}
+        self.requests: dict[int, ov.InferRequest | None] = {self.batch_size: self._request(full)}
 
     def _request(self, model: ov.Model) -> ov.InferRequest:
         return self.core.compile_model(model, "CPU", self.config).create_infer_request()
 
-    def _run(self, pixels):
-        n = len(pixels) if len(pixels) == self.batch_size else 0  # 0: the compiled model for any batch
-        if n not in self.requests:
-            self.requests[n] = self._request(self.model)
-        request = self.requests[n]
+    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
+        rows = len(pixels)
+        if rows != self.batch_size and self._any_batch() is None:  # pad to the static batch
+            padded = np.zeros((self.batch_size, *pixels.shape[1:]), dtype=pixels.dtype)
+            padded[:rows] = pixels
+            return [out[:rows] for out in self._infer(self.requests[self.batch_size], padded)]
+        return self._infer(self.requests[self.batch_size if rows == self.batch_size else 0], pixels)
+
+    def _any_batch(self) -> ov.InferRequest | None:
+        """The model compiled for any batch (key 0), compiled at its first use; None where the
+        plugin cannot compile the dynamic shape (some transformer graphs: a pass needs the batch
+        as a number), said once: smaller batches are then padded to ``batch_size``, each image's
+        outputs independent of its padding within :data:`odin_ood.runtimes.SCORE_TOLERANCE`."""
+        if 0 not in self.requests:
+            try:
+                self.requests[0] = self._request(self.model)
+            except RuntimeError as exc:
+                reason = str(exc).strip().splitlines()[-1][:200]
+                warnings.warn(f"OpenVINO cannot compile this graph for any batch size ({reason}): batches smaller "
+                              f"than {self.batch_size} are padded to it", RuntimeWarning, stacklevel=3)
+                self.requests[0] = None
+        return self.requests[0]
+
+    @staticmethod
+    def _infer(request: ov.InferRequest, pixels: np.ndarray) -> list[np.ndarray]:
         result = request.infer({0: pixels})
         return [result[out] for out in request.model_outputs]

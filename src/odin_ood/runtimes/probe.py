@@ -17,6 +17,7 @@ size, which a runtime may compile and round otherwise). A graph agrees with eage
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,6 +26,9 @@ from odin_ood.detector import Detector
 from odin_ood.detector.fingerprint import PROBE_SEED
 from odin_ood.preprocess import Preprocessing, normalise
 from odin_ood.scores.passes import at_least_fp32, model_device, scoring_mode
+
+if TYPE_CHECKING:
+    from odin_ood.runtimes import GraphRuntime
 
 PROBE_IMAGES = 16  # probe images compared with eager scoring (the graph runs a whole batch)
 SMALL_BATCH = 3  # and run again as a batch of their own, when the graph takes any batch size
@@ -64,7 +68,7 @@ def disagreement(got: dict[str, Tensor], want: dict[str, Tensor], threshold: flo
     return None
 
 
-def probe_disagreement(runtime, detector: Detector, spec: Preprocessing) -> str | None:
+def probe_disagreement(runtime: GraphRuntime, detector: Detector, spec: Preprocessing) -> str | None:
     """:func:`disagreement` of ``runtime`` (a graph runtime for ``detector`` on inputs of ``spec``)
     with the ``torch`` runtime (eager scoring) on the first ``PROBE_IMAGES`` images of the probe
     batch of ``runtime.batch_size`` images (eager scoring of all of them would cost more than

@@ -14,14 +14,37 @@ Imports point down only: to :mod:`odin_ood.preprocess` (how ``normalise`` reads 
 :mod:`odin_ood._utils`; nothing here knows about files, the command line or the report.
 """
 
-from odin_ood.scores.energy import (energy_direction, energy_from_logits, energy_odin_grid_scores,
-                                    energy_odin_outputs, energy_odin_scores, energy_scores, maxlogit_from_logits,
-                                    maxlogit_scores)
+from odin_ood.scores.energy import (
+                                    energy_direction,
+                                    energy_from_logits,
+                                    energy_odin_grid_scores,
+                                    energy_odin_outputs,
+                                    energy_odin_scores,
+                                    energy_scores,
+                                    maxlogit_from_logits,
+                                    maxlogit_scores,
+)
 from odin_ood.scores.family import SCORES, check_parameters, check_score, check_threshold, score_outputs, score_passes
-from odin_ood.scores.odin import (msp_scores, odin_grid_outputs, odin_grid_scores, odin_outputs, odin_scores,
-                                  odin_shared_direction_scores, perturbation_direction, softmax_score)
-from odin_ood.scores.passes import (Clamp, at_least_fp32, model_device, perturb, perturbed_logits, prepare,
-                                    scoring_mode, sign_direction)
+from odin_ood.scores.odin import (
+                                    msp_scores,
+                                    odin_grid_outputs,
+                                    odin_grid_scores,
+                                    odin_outputs,
+                                    odin_scores,
+                                    odin_shared_direction_scores,
+                                    perturbation_direction,
+                                    softmax_score,
+)
+from odin_ood.scores.passes import (
+                                    Clamp,
+                                    at_least_fp32,
+                                    model_device,
+                                    perturb,
+                                    perturbed_logits,
+                                    prepare,
+                                    scoring_mode,
+                                    sign_direction,
+)
 
 __all__ = [
     "SCORES", "Clamp", "at_least_fp32", "check_parameters", "check_score", "check_threshold", "energy_direction",

@@ -18,7 +18,7 @@ and MSP live there): higher = more in-distribution, batched, eval mode with para
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

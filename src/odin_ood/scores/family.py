@@ -1,15 +1,13 @@
 """The table of score families: the score a :class:`odin_ood.Detector` uses, by name, and how each
 one is tuned (:func:`odin_ood.tuning.family.tune_score`).
 
-=============  ==========================================  ======================================
-score          value (higher = more in-distribution)       parameters chosen by ``tune_score``
-=============  ==========================================  ======================================
-``odin``       max softmax(f(x~)/T), paper eq. 1-2         T and epsilon on the grid (section 4.4)
-``energy-odin`` T logsumexp(f(x~)/T), x~ raising E          epsilon on the grid, T = 1
-``energy``     T logsumexp(f(x)/T) (Liu et al., 2020)      none (T = 1, as Liu et al.)
-``maxlogit``   max_i f_i(x) (Hendrycks et al., 2022)       none
-``msp``        max softmax(f(x)) (Hendrycks & Gimpel)      none
-=============  ==========================================  ======================================
+| score           | value (higher = more in-distribution)  | parameters chosen by ``tune_score``     |
+|-----------------|----------------------------------------|-----------------------------------------|
+| ``odin``        | max softmax(f(x~)/T), paper eq. 1-2    | T and epsilon on the grid (section 4.4) |
+| ``energy-odin`` | T logsumexp(f(x~)/T), x~ raising E     | epsilon on the grid, T = 1              |
+| ``energy``      | T logsumexp(f(x)/T) (Liu et al., 2020) | none (T = 1, as Liu et al.)             |
+| ``maxlogit``    | max_i f_i(x) (Hendrycks et al., 2022)  | none                                    |
+| ``msp``         | max softmax(f(x)) (Hendrycks & Gimpel) | none                                    |
 
 Every score is tuned the same way: grid scores (T, E, N) of the held-out ID and OOD data, the
 cell minimising the objective wins (:func:`odin_ood.tuning.tune_from_scores`); without OOD data,
@@ -29,7 +27,7 @@ every input. Energy and MaxLogit are logits, unbounded: only a finite threshold 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

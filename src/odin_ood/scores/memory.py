@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -72,8 +72,8 @@ def input_bytes(shape: Sequence[int]) -> int:
 
 def working_bytes(model: nn.Module, shape: Sequence[int]) -> int:
     """Bytes one image adds to a batch's ODIN forward/backward: what autograd saves for the input
-    gradient (each storage counted once, the model's own weights and buffers not), measured on ``PROBE_IMAGES`` zero images on the model's
-    device, per image, plus its input, gradient and perturbed copy. A model whose autograd saves
+    gradient (each storage counted once, the model's own weights and buffers not), measured on ``PROBE_IMAGES`` zero
+    images on the model's device, per image, plus its input, gradient and perturbed copy. A model whose autograd saves
     nothing visible to hooks (TorchScript) counts 16 inputs' worth of activations."""
     seen: dict[tuple[int, int], int] = {}
     weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}

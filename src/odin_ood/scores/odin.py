@@ -15,7 +15,7 @@ The passes (one forward with an input graph, an input-only backward, a forward o
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,7 +138,7 @@ def odin_grid_outputs(
     std = channel_view(input_std, x)
     directions = [lambda z, xg, keep, t=t: perturbation_direction(z, xg, t, std, keep) for t in temperatures]
     logits, z = perturbed_logits(model, x, directions, epsilons, clamp, cells_per_forward)
-    scores = [torch.stack([softmax_score(z_cell, t) for z_cell in row]) for row, t in zip(z, temperatures)]
+    scores = [torch.stack([softmax_score(z_cell, t) for z_cell in row]) for row, t in zip(z, temperatures, strict=True)]
     return logits, torch.stack(scores)
 
 

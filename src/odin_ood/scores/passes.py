@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -47,8 +47,8 @@ def model_device(model: nn.Module, default: torch.device) -> torch.device:
     """The device of the model's first parameter or buffer (``default`` for a stateless model)."""
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return default
 
 
@@ -118,6 +118,6 @@ def perturbed_logits(
             with torch.no_grad():
                 # one cell: no split, so a trace with a symbolic batch keeps it symbolic (len() would fix it)
                 out = (model(x_tilde[0]),) if len(chunk) == 1 else model(torch.cat(x_tilde)).split(x.shape[0])
-            for (k, j), z_cell in zip(chunk, out):
+            for (k, j), z_cell in zip(chunk, out, strict=True):
                 z[k][j] = z_cell
     return logits, z

@@ -36,7 +36,7 @@ def check_precision(value: object, name: str = "--precision") -> str:
     """``value`` if it is one of :data:`PRECISIONS`, else a one-line ``ValueError``."""
     if value not in PRECISIONS:
         raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)}, got {str(value)[:40]!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def eager_support(precision: str, device: torch.device) -> str | None:

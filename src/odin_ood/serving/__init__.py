@@ -7,6 +7,6 @@ gate scores on a runtime (:mod:`odin_ood.runtimes`) in fixed-size batches
 Images become model inputs in :mod:`odin_ood.preprocess`; the ``odin-ood serve`` command that
 starts the gate lives with the other commands in :mod:`odin_ood.commands.serve`.
 
-Imports point down: to :mod:`odin_ood.runtimes`, :mod:`odin_ood.detector` and
-:mod:`odin_ood.preprocess`; only the ``serve`` command imports this.
+Imports point down: to :mod:`odin_ood.runtimes`, :mod:`odin_ood.detector`, :mod:`odin_ood.models`
+(class names) and :mod:`odin_ood.preprocess`; only the ``serve`` command imports this.
 """

@@ -26,17 +26,18 @@ paths, and nothing received is unpickled.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
-import asyncio
 import json
 import logging
 import math
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,19 +45,19 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 from torch import Tensor
 
 from odin_ood._version import __version__
 from odin_ood.detector import Detector
 from odin_ood.models.classes import class_name, class_names
-from odin_ood.serving.batcher import MicroBatcher
-from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.preprocess import InputError, Preprocessing, array_pixels, decode, image_pixels
 from odin_ood.runtimes import load_runtime
+from odin_ood.runtimes.batches import fixed_batch_outputs
+from odin_ood.serving.batcher import MicroBatcher
 
 log = logging.getLogger("odin_ood.serve")
 
@@ -128,7 +129,7 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     names = class_names(detector.model)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
         yield
         await batcher.stop()
@@ -182,7 +183,7 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
     app.add_exception_handler(HTTPException, lambda r, e: error(e.status_code, str(e.detail)))
     app.add_exception_handler(RequestValidationError, lambda r, e: error(422, str(e.errors())))
 
-    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+    async def gone(request: Request, exc: Exception) -> JSONResponse:
         log.info("client %s went away before sending the whole request to %s", _client(request), request.url.path)
         return error(400, "client disconnected")
 
@@ -246,7 +247,7 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 async def _multipart(request: Request, body: bytes, max_images: int) -> list[tuple[str, bytes]]:
-    async def once():
+    async def once() -> AsyncGenerator[bytes, None]:
         yield body
 
     parser = MultiPartParser(request.headers, once(), max_files=max_images, max_fields=max_images,
@@ -256,8 +257,8 @@ async def _multipart(request: Request, body: bytes, max_images: int) -> list[tup
     except MultiPartException as exc:
         status = 413 if "Too many" in exc.message else 400
         raise InputError(f"multipart body: {exc.message} (at most {max_images} images per request)", status) from None
-    files = [(f"image {i} ({v.filename or k})", await v.read())
-             for i, (k, v) in enumerate(x for x in form.multi_items() if isinstance(x[1], UploadFile))]
+    uploads = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
+    files = [(f"image {i} ({v.filename or k})", await v.read()) for i, (k, v) in enumerate(uploads)]
     await form.close()
     if not files:
         raise InputError("multipart body holds no image files", 422)

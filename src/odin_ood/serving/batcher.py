@@ -11,9 +11,10 @@ requests in it; the collector keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -46,10 +47,8 @@ class MicroBatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     async def submit(self, x: Tensor) -> Outputs:
@@ -78,7 +77,8 @@ class MicroBatcher:
                 await self._run(loop, live)
 
     def _take(self) -> list[tuple[Tensor, asyncio.Future]]:
-        batch, n = [], 0
+        batch: list[tuple[Tensor, asyncio.Future]] = []
+        n = 0
         while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_batch):
             x, f = self._pending.popleft()
             self._waiting_images -= len(x)

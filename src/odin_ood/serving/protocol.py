@@ -18,6 +18,7 @@ and dropped for up to :data:`LINGER_SECONDS`, so the client reads the 400 instea
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
@@ -41,7 +42,7 @@ class HeadLimitedConnection(h11.Connection):
         self.max_head_bytes = max_head_bytes
         self.refusal: str | None = None
 
-    def next_event(self):  # type: ignore[override]
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         try:
             event = super().next_event()
         except h11.RemoteProtocolError as exc:  # 431: h11's "Receive buffer too long" (an incomplete head)
@@ -62,13 +63,14 @@ class TimedH11Protocol(H11Protocol):
     answer) is closed, however slowly it trickles bytes; and a size limit on each head, however
     it arrives (400, then a lingering close)."""
 
-    def __init__(self, *args, header_timeout: float, **kwargs) -> None:
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._draining = False
         limit = self.config.h11_max_incomplete_event_size
-        self.conn = HeadLimitedConnection(limit if limit is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE)
+        self.limited = HeadLimitedConnection(limit if limit is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE)
+        self.conn = self.limited
 
     def data_received(self, data: bytes) -> None:
         if not self._draining:  # after a 400, what still arrives is dropped
@@ -76,7 +78,7 @@ class TimedH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's 400 (with the reason for a head over the limit), then a lingering close."""
-        reason = (self.conn.refusal or msg).encode("ascii", "replace")
+        reason = (self.limited.refusal or msg).encode("ascii", "replace")
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(reason)),
                    (b"connection", b"close")]
         for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
@@ -96,7 +98,7 @@ class TimedH11Protocol(H11Protocol):
         if idle and not self.transport.is_closing():
             self.transport.close()
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's H11Protocol, which narrows asyncio's BaseTransport
         super().connection_made(transport)
         self._arm()
 

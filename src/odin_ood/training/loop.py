@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from odin_ood.data import ImageDataset
 from odin_ood._utils.devices import resolve_device
+from odin_ood.data import ImageDataset
 from odin_ood.models.zoo import spec
-from odin_ood.training.augment import random_crop_flip
-from odin_ood.training.recipe import Recipe, recipe as get_recipe
-from odin_ood.training.state import STATE_FILE, load_checkpoint, save_checkpoint
 from odin_ood.preprocess.model_input import declared_input
+from odin_ood.training.augment import random_crop_flip
+from odin_ood.training.recipe import Recipe
+from odin_ood.training.recipe import recipe as get_recipe
+from odin_ood.training.state import STATE_FILE, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -95,9 +96,10 @@ def train(
     smoke tests. ``bf16`` runs the forward pass under bfloat16 autocast.
     """
     if recipe is None:
-        if getattr(model, "arch", None) is None:
+        arch = getattr(model, "arch", None)
+        if arch is None:
             raise ValueError("recipe is required for a model not built by odin_ood.models.build")
-        recipe = spec(model.arch).recipe
+        recipe = spec(arch).recipe
     r = get_recipe(recipe)
     epochs = r.epochs if epochs is None else epochs
     batch_size = r.batch_size if batch_size is None else batch_size

@@ -22,6 +22,7 @@ on the three hidden weight matrices only (not the biases, not the output layer).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,7 @@ class Recipe:
     l2_penalty: float = 0.0  # coefficient c of the loss term c * sum ||W||^2 / 2 ...
     l2_parameters: tuple[str, ...] = ()  # ... over these named parameters
 
-    def penalty(self, named: dict[str, torch.Tensor]) -> torch.Tensor | float:
+    def penalty(self, named: Mapping[str, torch.Tensor]) -> torch.Tensor | float:
         """``l2_penalty * sum_W ||W||^2 / 2`` over ``l2_parameters`` (0 when there are none);
         a name missing from ``named`` raises ``ValueError``."""
         if not self.l2_penalty or not self.l2_parameters:

@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from odin_ood._utils.files import write_file
 from odin_ood.models.checkpoint import load_strict, read_state_dict, save_safetensors
 from odin_ood.preprocess.model_input import declared_input
-from odin_ood._utils.files import write_file
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"

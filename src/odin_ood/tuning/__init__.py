@@ -14,15 +14,57 @@ Imports point down: to :mod:`odin_ood.scores`, :mod:`odin_ood.metrics`, :mod:`od
 """
 
 from odin_ood.tuning.family import tune_score
-from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, ID_ONLY_OBJECTIVE, ID_ONLY_TEMPERATURE, NOISE_SIZE, OOD_FREE,
-                                  PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, check_ood_free, grid_scores,
-                                  id_only_from_scores, noise_ood_set, tune, tune_from_scores, tune_id_only)
-from odin_ood.tuning.searches import (DEFAULT_SEARCH, REPRODUCE_DEFAULT_SEARCH, REPRODUCE_SEARCHES, SEARCHES,
-                                      TUNE_SEARCHES, Cell, check_search, grid_passes)
+from odin_ood.tuning.grid import (
+                                  DEFAULT_OOD_FREE,
+                                  ID_ONLY_OBJECTIVE,
+                                  ID_ONLY_TEMPERATURE,
+                                  NOISE_SIZE,
+                                  OOD_FREE,
+                                  PAPER_EPSILONS,
+                                  PAPER_TEMPERATURES,
+                                  TuningResult,
+                                  check_ood_free,
+                                  grid_scores,
+                                  id_only_from_scores,
+                                  noise_ood_set,
+                                  tune,
+                                  tune_from_scores,
+                                  tune_id_only,
+)
+from odin_ood.tuning.searches import (
+                                  DEFAULT_SEARCH,
+                                  REPRODUCE_DEFAULT_SEARCH,
+                                  REPRODUCE_SEARCHES,
+                                  SEARCHES,
+                                  TUNE_SEARCHES,
+                                  Cell,
+                                  check_search,
+                                  grid_passes,
+)
 
 __all__ = [
-    "Cell", "DEFAULT_OOD_FREE", "DEFAULT_SEARCH", "ID_ONLY_OBJECTIVE", "ID_ONLY_TEMPERATURE", "NOISE_SIZE", "OOD_FREE",
-    "PAPER_EPSILONS", "PAPER_TEMPERATURES", "REPRODUCE_DEFAULT_SEARCH", "REPRODUCE_SEARCHES", "SEARCHES", "TUNE_SEARCHES", "TuningResult",
-    "check_ood_free", "check_search", "grid_passes", "grid_scores", "id_only_from_scores", "noise_ood_set", "tune",
-    "tune_from_scores", "tune_id_only", "tune_score",
+                                  "DEFAULT_OOD_FREE",
+                                  "DEFAULT_SEARCH",
+                                  "ID_ONLY_OBJECTIVE",
+                                  "ID_ONLY_TEMPERATURE",
+                                  "NOISE_SIZE",
+                                  "OOD_FREE",
+                                  "PAPER_EPSILONS",
+                                  "PAPER_TEMPERATURES",
+                                  "REPRODUCE_DEFAULT_SEARCH",
+                                  "REPRODUCE_SEARCHES",
+                                  "SEARCHES",
+                                  "TUNE_SEARCHES",
+                                  "Cell",
+                                  "TuningResult",
+                                  "check_ood_free",
+                                  "check_search",
+                                  "grid_passes",
+                                  "grid_scores",
+                                  "id_only_from_scores",
+                                  "noise_ood_set",
+                                  "tune",
+                                  "tune_from_scores",
+                                  "tune_id_only",
+                                  "tune_score",
 ]

@@ -6,8 +6,8 @@ the data. Without OOD data the same ``ood_free`` rules apply (noise, or the ID d
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from torch import Tensor, nn
 
@@ -16,12 +16,22 @@ from odin_ood._utils.checks import check_epsilon, check_grid
 from odin_ood.scores.energy import energy_odin_grid_scores
 from odin_ood.scores.family import FIXED_TEMPERATURE, check_parameters, check_score, score_outputs
 from odin_ood.scores.passes import Clamp
-from odin_ood.tuning.grid import (DEFAULT_OOD_FREE, PAPER_EPSILONS, PAPER_TEMPERATURES, TuningResult, check_ood_free,
-                                  id_only_from_scores, noise_ood_set, tune, tune_from_scores)
+from odin_ood.tuning.grid import (
+    DEFAULT_OOD_FREE,
+    PAPER_EPSILONS,
+    PAPER_TEMPERATURES,
+    TuningResult,
+    check_ood_free,
+    id_only_from_scores,
+    noise_ood_set,
+    tune,
+    tune_from_scores,
+)
 from odin_ood.tuning.searches import check_search, grid_passes
 
 
-def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std, clamp):
+def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None,
+          clamp: Clamp | None) -> Callable[[Tensor], Tensor]:
     """Batch -> (1, len(epsilons), N) scores of a non-ODIN score at T = 1."""
 
     def fn(x: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ Work is shared across the grid (:func:`odin_ood.scores.odin.odin_grid_scores`): 
 forward with an input graph, one input-only backward per T and one forward per cell with
 epsilon > 0 (``cells_per_forward`` cells optionally stacked into one larger forward), instead
 of three passes per cell; by default the scores equal per-cell scoring bit for bit
-(tests/test_tuning.py). When no OOD data is given, ``ood_free`` says what tunes: by default
+(tests/test_tuning_grid.py). When no OOD data is given, ``ood_free`` says what tunes: by default
 (``"noise"``) the paper's Gaussian and Uniform noise images in the shape of the ID inputs, pooled
 as one OOD set (Appendix H of the paper shows parameters tuned on one OOD set transfer); or
 (``"id-only"``) the ID data alone, by the Generalized-ODIN criterion at T = 1000
@@ -23,15 +23,15 @@ of :class:`odin_ood.Detector`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from odin_ood._utils.checks import channel_view, check_epsilon, check_grid, check_temperature
 from odin_ood._utils.batching import Data, iter_batches, map_batches
+from odin_ood._utils.checks import channel_view, check_epsilon, check_grid, check_temperature
 from odin_ood.data.noise import gaussian_noise, uniform_noise
 from odin_ood.metrics.detection import LOWER_IS_BETTER, METRICS, evaluate
 from odin_ood.scores.odin import odin_grid_scores
@@ -132,7 +132,7 @@ def tune_from_scores(
     cells = [evaluate(s_in[i, j], s_out[i, j], tpr=tpr) for i in range(shape[0]) for j in range(shape[1])]
     metrics = {m: np.array([c[m] for c in cells]).reshape(shape) for m in METRICS}
     values = metrics[objective] if objective in LOWER_IS_BETTER else -metrics[objective]
-    i, j = np.unravel_index(int(np.argmin(values)), shape)
+    i, j = (int(k) for k in np.unravel_index(int(np.argmin(values)), shape))
     return TuningResult(
         temperature=float(temperatures[i]),
         epsilon=float(epsilons[j]),
@@ -202,7 +202,8 @@ def tune_id_only(
 
 
 def noise_ood_set(
-    like: Data, n: int = 1000, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None, seed: int = 0
+    like: Data, n: int = 1000, input_mean: Sequence[float] | Tensor | None = None,
+    input_std: Sequence[float] | Tensor | None = None, seed: int = 0
 ) -> Tensor:
     """The paper's Gaussian + Uniform noise (n images each) in the shape and space of ``like``.
 
@@ -246,8 +247,8 @@ def tune(
     at :data:`ID_ONLY_TEMPERATURE`, ``temperatures`` and ``objective`` unused). ``ood_free`` is
     unused when ``ood_data`` is given. ``search``: ``"grid"`` (default, the paper's) or
     ``"shared"`` (module docstring; the grid still runs where it would cost no more, and ID-only
-    tuning always scores its epsilon row; ``cells_per_forward`` only applies to the grid). The result holds the chosen cell, the metrics and
-    scores of every cell the search scored, the search's name and its passes per image.
+    tuning always scores its epsilon row; ``cells_per_forward`` only applies to the grid). The result holds the chosen
+    cell, the metrics and scores of every cell the search scored, the search's name and its passes per image.
     """
     check_search(search)
     temperatures = check_grid(temperatures, check_temperature, "temperatures")
@@ -266,15 +267,9 @@ def tune(
             value=float(found.metrics[objective][i, j]), temperatures=tuple(float(t) for t in temperatures),
             epsilons=tuple(float(e) for e in epsilons), metrics=found.metrics, scores_in=found.scores_in,
             scores_out=found.scores_out, search="shared", passes_per_image=found.passes_per_image)
-    kwargs = dict(
-        temperatures=temperatures,
-        epsilons=epsilons,
-        input_std=input_std,
-        batch_size=batch_size,
-        clamp=clamp,
-        cells_per_forward=cells_per_forward,
-    )
-    scores_in = grid_scores(model, id_data, name="id_data", **kwargs)
-    scores_out = grid_scores(model, ood_data, name="ood_data", **kwargs)
+    scores_in, scores_out = (
+        grid_scores(model, data, temperatures, epsilons, input_std, batch_size, clamp=clamp,
+                    cells_per_forward=cells_per_forward, name=name)
+        for data, name in ((id_data, "id_data"), (ood_data, "ood_data")))
     result = tune_from_scores(scores_in.numpy(), scores_out.numpy(), temperatures, epsilons, objective, tpr)
     return replace(result, passes_per_image=grid_passes(len(temperatures), epsilons))

@@ -23,8 +23,10 @@ measure agreement for free).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,14 +75,14 @@ class _Memo:
             rows = self.order[side][start:n]
             new = np.asarray(self.score(side, group, rows), dtype=np.float32)
             self.evaluations += new.size
-            for c, s in zip(group, new):
+            for c, s in zip(group, new, strict=True):
                 self.done[(side, c)] = np.concatenate([have[c], s])
         return np.stack([self.done[(side, c)][:n] for c in cells])
 
 
 def _fprs(memo: _Memo, cells: Sequence[Cell], n_in: int, n_out: int, tpr: float) -> np.ndarray:
     s_in, s_out = memo.get("in", cells, n_in), memo.get("out", cells, n_out)
-    return np.array([fpr_at_tpr(a, b, tpr) for a, b in zip(s_in, s_out)])
+    return np.array([fpr_at_tpr(a, b, tpr) for a, b in zip(s_in, s_out, strict=True)])
 
 
 def _best(cells: Sequence[Cell], fpr: np.ndarray) -> Cell:
@@ -93,7 +95,7 @@ def halving_sizes(n: int, eta: float, min_images: int) -> list[int]:
     """Image counts per round: n, n/eta, n/eta^2, ... down to >= ``min_images``, smallest first."""
     sizes = [n]
     while sizes[-1] / eta >= min_images:
-        sizes.append(int(math.ceil(sizes[-1] / eta)))
+        sizes.append(math.ceil(sizes[-1] / eta))
     return sizes[::-1]
 
 
@@ -126,11 +128,11 @@ def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method
         fpr = _fprs(memo, cells, m_in, m_out, tpr)
         rounds.append({"cells": len(cells), "n_in": m_in, "n_out": m_out})
         if r < len(fractions) - 1:
-            keep = max(1, int(math.ceil(len(cells) / eta)))
+            keep = max(1, math.ceil(len(cells) / eta))
             cut = max(np.sort(fpr)[keep - 1], fpr.min() + margin * fpr_noise(fpr.min(), m_in, m_out, tpr))
-            cells = [c for c, f in zip(cells, fpr) if f <= cut]
+            cells = [c for c, f in zip(cells, fpr, strict=True) if f <= cut]
     full = np.full(shape, np.nan)
-    for c, f in zip(cells, fpr):
+    for c, f in zip(cells, fpr, strict=True):
         full[c] = f
     return SearchResult(search=method, index=_best(cells, fpr), fpr=full, evaluations=memo.evaluations,
                         grid_evaluations=shape[0] * shape[1] * (n_in + n_out), rounds=rounds)
@@ -147,7 +149,7 @@ def array_scorer(grid_in: np.ndarray, grid_out: np.ndarray) -> ScoreFn:
 def model_scorer(model: nn.Module, data_in: Tensor, data_out: Tensor, temperatures: Sequence[float],
                  epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None = None,
                  batch_size: int = 128, prepare: Callable[[Tensor], Tensor] | None = None,
-                 context: Callable[[], object] | None = None) -> ScoreFn:
+                 context: Callable[[], AbstractContextManager[Any]] | None = None) -> ScoreFn:
     """A score function running ODIN on the rows asked for. Cells sharing a temperature share
     one input-only backward; when the cells asked form a full rectangle of their temperatures
     and epsilons (the first round), one forward with an input graph serves them all.

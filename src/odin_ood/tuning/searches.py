@@ -8,7 +8,7 @@ temperature and one forward per cell with epsilon > 0 (E+): 211 on the 10 x 21 g
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 Cell = tuple[int, int]
 """A cell of the grid by its indices: (row of the temperature, column of the epsilon)."""

@@ -19,15 +19,16 @@ costs 211 on the 10 x 21 grid).
 
 So the chosen cell's scores are ODIN's exactly (the threshold is set on them), at most 20 passes
 per image on the paper's grid instead of 211. Where the survey's worst case would cost as much as
-the grid (a small grid), the grid runs instead (:func:`runs_shared`: the one place that rule is written). The same code runs on a model
-(:class:`ModelBackend`) and on cached grid logits (:class:`ArrayBackend`, which
+the grid (a small grid), the grid runs instead (:func:`runs_shared`: the one place that rule is written). The same code
+runs on a model (:class:`ModelBackend`) and on cached grid logits (:class:`ArrayBackend`, which
 ``benchmarks/bench_fit_search.py`` uses to replay the search on many tuning splits).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -122,8 +123,8 @@ def shared_search(backend: Backend, temperatures: Sequence[float], epsilons: Seq
     for i in range(shape[0]):
         for k, j in enumerate(cols):
             surveyed[i, j] = evaluate(s_in[i, k], s_out[i, k], tpr=tpr)[objective]
-    exact_in = np.full(shape + (s_in.shape[-1],), np.nan, dtype=np.float32)
-    exact_out = np.full(shape + (s_out.shape[-1],), np.nan, dtype=np.float32)
+    exact_in = np.full((*shape, s_in.shape[-1]), np.nan, dtype=np.float32)
+    exact_out = np.full((*shape, s_out.shape[-1]), np.nan, dtype=np.float32)
     known = [(i, j) for i in range(shape[0]) for j in cols if i == direction or epsilons[j] == 0]
     for i, j in known:
         exact_in[i, j], exact_out[i, j] = s_in[i, cols.index(j)], s_out[i, cols.index(j)]
@@ -174,7 +175,7 @@ class ModelBackend:
         self.temperatures, self.epsilons = tuple(temperatures), tuple(epsilons)
         self.input_std, self.batch_size, self.clamp = input_std, batch_size, clamp
 
-    def _map(self, fn, side: str) -> np.ndarray:
+    def _map(self, fn: Callable[[Tensor], Tensor], side: str) -> np.ndarray:
         return map_batches(fn, self.data[side], self.batch_size, "id_data" if side == "in" else "ood_data").numpy()
 
     def survey(self, side: str, direction: int, eps: list[int]) -> np.ndarray:
