@@ -43,15 +43,15 @@ import os
 import statistics
 import sys
 import zipfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_peers  # noqa: E402
-import common  # noqa: E402
+import bench_peers
+import common
 
 TOLERANCE = 1e-5  # odin_ood.runtimes.SCORE_TOLERANCE: decisions may differ within it of the threshold
 ZIP = Path("cifar10") / "cifar10-test-lossless-first1000.zip"
@@ -63,15 +63,25 @@ def parser():
     p.add_argument("--models", nargs="+", default=list(bench_peers.CHECKPOINTS), choices=list(bench_peers.CHECKPOINTS))
     p.add_argument("--runtimes", nargs="+", default=None, help="default: torch and the graph runtimes installed")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--sizes", nargs=2, type=int, default=[192, 1920], metavar=("N1", "N2"),
-                   help="images of the two command runs whose difference gives the marginal rate")
+    p.add_argument(
+        "--sizes",
+        nargs=2,
+        type=int,
+        default=[192, 1920],
+        metavar=("N1", "N2"),
+        help="images of the two command runs whose difference gives the marginal rate",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sequential", action="store_true", help="also time score --prefetch 0 (no overlap)")
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT)
-    p.add_argument("--work", type=Path, default=common.ROOT / "results" / "bench" / "e2e",
-                   help="git-ignored folder for the PNG files, detectors, outputs and the export cache")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=common.ROOT / "results" / "bench" / "e2e",
+        help="git-ignored folder for the PNG files, detectors, outputs and the export cache",
+    )
     return p
 
 
@@ -93,7 +103,7 @@ def detector_folder(name: str, model, images, args) -> Path:
     of the first two batches' scores (the paper's TPR; speed does not depend on it)."""
     from odin_ood import Detector, odin_scores
 
-    x = common.normalise(images[:2 * args.batch_size], model)
+    x = common.normalise(images[: 2 * args.batch_size], model)
     scores = odin_scores(model, x, args.temperature, args.epsilon, model.input_std, normalise=False)
     det = Detector(model, batch_size=args.batch_size)
     det._set_fitted(args.temperature, args.epsilon, float(torch.quantile(scores.double(), 0.05)), 0.95)
@@ -126,7 +136,7 @@ def kernels(name: str, det: Path, weights: Path, model, pixels: torch.Tensor, ar
         peer = bench_peers.pytorch_ood_methods(model, args.temperature, args.epsilon)["odin:pytorch-ood"]
         x = common.normalise(pixels, model)
         b = args.batch_size
-        out["pytorch-ood kernel"] = lambda: torch.cat([peer(x[s:s + b].clone()) for s in range(0, len(x), b)])
+        out["pytorch-ood kernel"] = lambda: torch.cat([peer(x[s : s + b].clone()) for s in range(0, len(x), b)])
     options = ModelOptions(str(weights), threads=args.threads, batch_size=args.batch_size)
     for runtime in args.runtimes:
         scorer, _ = load_scorer(options, det, runtime)
@@ -146,11 +156,32 @@ def _run_command(cmd: list[str], out: Path, env: dict[str, str], cwd: Path) -> t
     return (out, *common.timed_command_cpu(cmd, env, cwd))
 
 
-def command(folder: Path, det: Path, weights: Path, runtime: str, n: int, prefetch: int | None, out: Path,
-            args) -> list[str]:
-    return [sys.executable, "-m", "odin_ood", "score", *inputs_for(folder, n), "--limit", str(n), "--detector",
-            str(det), "--model", str(weights), "--runtime", runtime, "--threads", str(args.threads), "--batch-size",
-            str(args.batch_size), "--quiet", "--output", str(out), *([] if prefetch is None else ["--prefetch", str(prefetch)])]
+def command(
+    folder: Path, det: Path, weights: Path, runtime: str, n: int, prefetch: int | None, out: Path, args
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "odin_ood",
+        "score",
+        *inputs_for(folder, n),
+        "--limit",
+        str(n),
+        "--detector",
+        str(det),
+        "--model",
+        str(weights),
+        "--runtime",
+        runtime,
+        "--threads",
+        str(args.threads),
+        "--batch-size",
+        str(args.batch_size),
+        "--quiet",
+        "--output",
+        str(out),
+        *([] if prefetch is None else ["--prefetch", str(prefetch)]),
+    ]
 
 
 def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list) -> tuple[list[dict], dict]:
@@ -167,7 +198,8 @@ def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list)
     scorers = kernels(name, det, weights, model, pixels, args)
     variants = {"score": None, **({"score --prefetch 0": 0} if args.sequential else {})}
     jobs: dict[str, Callable[[], tuple[object, float, float]]] = {
-        k: partial(common.timed_cpu, fn, torch.device("cpu")) for k, fn in scorers.items()}
+        k: partial(common.timed_cpu, fn, torch.device("cpu")) for k, fn in scorers.items()
+    }
     for runtime in args.runtimes:
         for label, prefetch in variants.items():
             for n in (n1, n2):
@@ -179,7 +211,7 @@ def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list)
     names, seconds = list(jobs), {k: [] for k in jobs}
     results = {}
     for r in range(args.rounds):
-        for k in names[r % len(names):] + names[:r % len(names)]:
+        for k in names[r % len(names) :] + names[: r % len(names)]:
             result, wall, cpu = jobs[k]()
             seconds[k].append((wall, cpu))
             results[k] = result
@@ -191,24 +223,33 @@ def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list)
     for runtime in args.runtimes:
         for label in variants:
             a, b = seconds[f"{label} {runtime} {n1}"], seconds[f"{label} {runtime} {n2}"]
-            rates[f"{label} {runtime}"] = [((n2 - n1) / (w2 - w1), (n2 - n1) / (c2 - c1))
-                                           for (w1, c1), (w2, c2) in zip(a, b)]
+            rates[f"{label} {runtime}"] = [
+                ((n2 - n1) / (w2 - w1), (n2 - n1) / (c2 - c1)) for (w1, c1), (w2, c2) in zip(a, b, strict=True)
+            ]
     threshold = Detector.load(str(det), model).threshold_
     flops = odin_flops(model)
     for k, per_round in rates.items():
         runtime = k.split(" ")[0] if k.endswith("kernel") else k.split(" ")[-1]
         kernel = rates.get(f"{runtime} kernel")
-        row = {"network": name, "path": k, "images_per_s": _median(per_round, 0),
-               "cpu_images_per_s": _median(per_round, 1), "gflop_per_cpu_s": _median(per_round, 1) * flops / 1e9}
+        row = {
+            "network": name,
+            "path": k,
+            "images_per_s": _median(per_round, 0),
+            "cpu_images_per_s": _median(per_round, 1),
+            "gflop_per_cpu_s": _median(per_round, 1) * flops / 1e9,
+        }
         if not k.endswith("kernel"):
             row.update(x_kernel=_median_ratio(per_round, kernel, 0), cpu_x_kernel=_median_ratio(per_round, kernel, 1))
         if peer is not None:
-            row.update(x_pytorch_ood=_median_ratio(per_round, rates[peer], 0),
-                       cpu_x_pytorch_ood=_median_ratio(per_round, rates[peer], 1),
-                       x_pytorch_ood_rounds=_spread(per_round, rates[peer], 0),
-                       cpu_x_pytorch_ood_rounds=_spread(per_round, rates[peer], 1))
-        scores = results[k] if k.endswith("kernel") else torch.tensor(
-            [r["score"] for r in read_rows(results[f"{k} {n2}"])])
+            row.update(
+                x_pytorch_ood=_median_ratio(per_round, rates[peer], 0),
+                cpu_x_pytorch_ood=_median_ratio(per_round, rates[peer], 1),
+                x_pytorch_ood_rounds=_spread(per_round, rates[peer], 0),
+                cpu_x_pytorch_ood_rounds=_spread(per_round, rates[peer], 1),
+            )
+        scores = (
+            results[k] if k.endswith("kernel") else torch.tensor([r["score"] for r in read_rows(results[f"{k} {n2}"])])
+        )
         if not k.endswith("kernel"):
             row["max_diff_vs_kernel"] = float((scores - results[f"{runtime} kernel"]).abs().max())
         if peer is not None:
@@ -249,8 +290,11 @@ def _agreement(scores: torch.Tensor, peer: torch.Tensor, threshold: float) -> di
     s, p = scores.double(), peer.double()
     differ = (s > threshold) != (p > threshold)
     near = ((s - threshold).abs() <= TOLERANCE) | ((p - threshold).abs() <= TOLERANCE)
-    return {"max_diff_vs_pytorch_ood": float((s - p).abs().max()), "decisions_equal": float(1 - differ.double().mean()),
-            "decisions_off_band": int((differ & ~near).sum())}
+    return {
+        "max_diff_vs_pytorch_ood": float((s - p).abs().max()),
+        "decisions_equal": float(1 - differ.double().mean()),
+        "decisions_off_band": int((differ & ~near).sum()),
+    }
 
 
 def _median(per_round: list[tuple[float, float]], i: int) -> float:
@@ -258,12 +302,12 @@ def _median(per_round: list[tuple[float, float]], i: int) -> float:
 
 
 def _median_ratio(per_round: list[tuple[float, float]], base: list[tuple[float, float]] | None, i: int) -> float | None:
-    return None if base is None else statistics.median(v[i] / w[i] for v, w in zip(per_round, base))
+    return None if base is None else statistics.median(v[i] / w[i] for v, w in zip(per_round, base, strict=True))
 
 
 def _spread(per_round: list[tuple[float, float]], base: list[tuple[float, float]], i: int) -> str:
     """The least and the largest per-round ratio, "a-b"."""
-    ratios = [v[i] / w[i] for v, w in zip(per_round, base)]
+    ratios = [v[i] / w[i] for v, w in zip(per_round, base, strict=True)]
     return f"{min(ratios):.2f}-{max(ratios):.2f}"
 
 
@@ -278,8 +322,12 @@ def main(argv: list[str] | None = None) -> dict:
     device = common.setup(args)
     args.work.mkdir(parents=True, exist_ok=True)
     folder = images_folder(args.data_root, args.work)
-    env = dict(os.environ, PYTHONPATH=str(common.ROOT / "src"), OMP_NUM_THREADS=str(args.threads),
-               ODIN_OOD_CACHE=str(args.work / "cache"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(common.ROOT / "src"),
+        OMP_NUM_THREADS=str(args.threads),
+        ODIN_OOD_CACHE=str(args.work / "cache"),
+    )
     os.environ["ODIN_OOD_CACHE"] = env["ODIN_OOD_CACHE"]  # the kernels' graphs: the commands' cache
     loads = [os.getloadavg()]
     rows, raw = [], {}
@@ -291,21 +339,30 @@ def main(argv: list[str] | None = None) -> dict:
         r["of_sgemm_peak"] = r["gflop_per_cpu_s"] / peak
     load = common.load_summary(loads, "rounds")
     ctx = common.context(device, load=load, batch_size=args.batch_size, peers=bench_peers._versions())
-    note = (f"`benchmarks/bench_e2e.py --sizes {args.sizes[0]} {args.sizes[1]} --rounds {args.rounds}`: ODIN T = "
-            f"{args.temperature:g}, eps = {args.epsilon:g}, {args.threads} thread(s) for the model's arithmetic "
-            f"(the command's decoding threads beside it), score --batch-size {args.batch_size}, the lossless CIFAR-10 PNG files; "
-            f"{load}; "
-            f"{ctx['peers']}. score: marginal rate (N2 - N1) / (t(N2) - t(N1)) of two fresh processes; kernel: the "
-            "same runtime on pixels in memory; medians over interleaved rounds, ratios the median of per-round "
-            "ratios (*_rounds: their least and largest). cpu_*: per CPU second (user + system, all threads). "
-            "gflop_per_cpu_s: cpu_images_per_s times ODIN's FLOPs per image (3 forwards: "
-            + ", ".join(f"{m} {raw[m]['odin_gflop_per_image']:.3f} GFLOP" for m in raw) + f"); of_sgemm_peak: over this "
-            f"core's float32 matrix product, {peak:.1f} GFLOP per CPU second at {args.threads} thread(s) in this run "
-            "(the practical peak). Agreement: the N2 rows against the "
-            f"kernel and against pytorch-ood; decisions_off_band: differing decisions farther than {TOLERANCE:g} "
-            "from the threshold (must be 0).")
-    common.append_results(args.results, "bench_e2e: `odin-ood score` end to end against its kernels and pytorch-ood"
-                          + (" (tiny)" if args.tiny else ""), ctx, rows, note)
+    note = (
+        f"`benchmarks/bench_e2e.py --sizes {args.sizes[0]} {args.sizes[1]} --rounds {args.rounds}`: ODIN T = "
+        f"{args.temperature:g}, eps = {args.epsilon:g}, {args.threads} thread(s) for the model's arithmetic "
+        f"(the command's decoding threads beside it), "
+        f"score --batch-size {args.batch_size}, the lossless CIFAR-10 PNG files; "
+        f"{load}; "
+        f"{ctx['peers']}. score: marginal rate (N2 - N1) / (t(N2) - t(N1)) of two fresh processes; kernel: the "
+        "same runtime on pixels in memory; medians over interleaved rounds, ratios the median of per-round "
+        "ratios (*_rounds: their least and largest). cpu_*: per CPU second (user + system, all threads). "
+        "gflop_per_cpu_s: cpu_images_per_s times ODIN's FLOPs per image (3 forwards: "
+        + ", ".join(f"{m} {raw[m]['odin_gflop_per_image']:.3f} GFLOP" for m in raw)
+        + f"); of_sgemm_peak: over this "
+        f"core's float32 matrix product, {peak:.1f} GFLOP per CPU second at {args.threads} thread(s) in this run "
+        "(the practical peak). Agreement: the N2 rows against the "
+        f"kernel and against pytorch-ood; decisions_off_band: differing decisions farther than {TOLERANCE:g} "
+        "from the threshold (must be 0)."
+    )
+    common.append_results(
+        args.results,
+        "bench_e2e: `odin-ood score` end to end against its kernels and pytorch-ood" + (" (tiny)" if args.tiny else ""),
+        ctx,
+        rows,
+        note,
+    )
     payload = {"benchmark": "bench_e2e", "context": ctx, "rows": rows, "raw": raw, "loads": loads, "note": note}
     common.write_json(args.out, "bench_e2e", payload)
     for r in rows:

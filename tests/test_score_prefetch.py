@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 from odin_ood._utils.prefetch import map_ahead
 from odin_ood.cli import main
@@ -19,6 +18,7 @@ from odin_ood.commands import rows
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.rows import prefetch_depth
 from odin_ood.commands.writers import read_rows
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 BATCH = 4
 IMAGES = 30  # 7 whole batches and a padded one, with the two bad files among them
@@ -38,8 +38,24 @@ def setup(shared_data, tmp_path_factory):
 
 
 def score(setup, output, *extra):
-    return main(["score", str(setup["folder"]), "--output", str(output), "--detector", str(setup["root"] / "det"),
-                 "--model", "mnist-mlp", "--threads", "1", "--quiet", "--workers", "2", *extra])
+    return main(
+        [
+            "score",
+            str(setup["folder"]),
+            "--output",
+            str(output),
+            "--detector",
+            str(setup["root"] / "det"),
+            "--model",
+            "mnist-mlp",
+            "--threads",
+            "1",
+            "--quiet",
+            "--workers",
+            "2",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
@@ -54,7 +70,7 @@ def test_overlapped_rows_are_byte_identical_to_the_sequential_path(setup, tmp_pa
     files = sorted(setup["folder"].iterdir())
     assert [r["source"] for r in got] == [str(p) for p in files]
     bad = {"09b_broken.png": "not an image", "17b_wrong_size.png": "image is 24x20 but the model takes 28x28"}
-    for r, p in zip(got, files):
+    for r, p in zip(got, files, strict=True):
         if p.name in bad:
             assert bad[p.name] in r["error"] and r["score"] is None and r["predicted_class"] == -1
     # independently: the library on the same batches (an unreadable image is a zero image in its place)

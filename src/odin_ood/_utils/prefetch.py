@@ -13,15 +13,17 @@ without the look-ahead; work not yet started is cancelled when the caller stops.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Executor, Future
-from typing import Callable, Generator, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-def map_ahead(fn: Callable[[T], U], groups: Iterable[Sequence[T]], pool: Executor | None,
-              depth: int) -> Generator[list[U], None, None]:
+def map_ahead(
+    fn: Callable[[T], U], groups: Iterable[Sequence[T]], pool: Executor | None, depth: int
+) -> Generator[list[U], None, None]:
     """``[fn(x) for x in group]`` for each of ``groups`` in order, computed in ``pool`` (each
     ``x`` a task: one group runs on all its threads), with the ``depth`` groups after the one
     yielded submitted before it is yielded. ``depth = 0`` or no ``pool``: each group is computed

@@ -126,9 +126,15 @@ def prepare(inputs: Images, spec: Preprocessing, i: int) -> Tensor | str:
         return str(exc)
 
 
-def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: Sequence[int],
-               pool: ThreadPoolExecutor | None = None, skip: int = 0,
-               prepared: Sequence[Tensor | str] | None = None) -> list[Row]:
+def score_rows(
+    runtime: Runtime,
+    spec: Preprocessing,
+    inputs: Images,
+    indices: Sequence[int],
+    pool: ThreadPoolExecutor | None = None,
+    skip: int = 0,
+    prepared: Sequence[Tensor | str] | None = None,
+) -> list[Row]:
     """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
     docstring): decoded in ``pool`` (threads), unless ``prepared`` holds :func:`prepare`'s result
     for each of ``indices`` already, then scored with every image at its batch position."""
@@ -155,15 +161,27 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: S
             if not math.isfinite(row["score"]):
                 row.update(is_out_of_distribution=True, error=NOT_FINITE)
         else:
-            row.update(predicted_class=-1, class_name=None, confidence=None, score=None, is_out_of_distribution=True, error=p)
+            row.update(
+                predicted_class=-1, class_name=None, confidence=None, score=None, is_out_of_distribution=True, error=p
+            )
         rows.append(row)
     return rows
 
 
-def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
-                 world: int = 1, chunk: int | None = None, workers: int = 4, progress: bool = True,
-                 label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY,
-                 prefetch: int = DEFAULT_PREFETCH) -> Tally:
+def score_inputs(
+    runtime: Runtime,
+    spec: Preprocessing,
+    inputs: Inputs,
+    writer: RowWriter,
+    rank: int = 0,
+    world: int = 1,
+    chunk: int | None = None,
+    workers: int = 4,
+    progress: bool = True,
+    label: str = "scoring",
+    max_memory: int = memory.DEFAULT_MAX_MEMORY,
+    prefetch: int = DEFAULT_PREFETCH,
+) -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
     the ``writer.done`` rows it already holds, writing ``chunk`` images at a time (None: as many as
     half of ``max_memory`` holds decoded, :func:`odin_ood.scores.memory.chunk_for`); returns what
@@ -180,17 +198,23 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     check_resume(writer, inputs, shard)
     done, step = writer.done, b * max(1, -(-chunk // b))  # chunks of whole batches
     first = done - done % b if done < len(shard) else len(shard)  # a finished shard: none
-    batches = [(p, shard[p:p + b]) for p in range(first, len(shard), b)]
+    batches = [(p, shard[p : p + b]) for p in range(first, len(shard), b)]
     tally = Tally()
     start = time.perf_counter()
     meter = PassProgress(len(shard), score_passes(detector.score_family, detector.epsilon_), label, progress)
     meter.settle(done)
     try:
-        with ThreadPoolExecutor(max(1, workers)) as pool, meter.watching(detector.scoring_model()[0]), \
-                closing(map_ahead(partial(prepare, inputs, spec), [i for _, i in batches], pool,
-                                  prefetch_depth(prefetch, step, b))) as decoded:
+        with (
+            ThreadPoolExecutor(max(1, workers)) as pool,
+            meter.watching(detector.scoring_model()[0]),
+            closing(
+                map_ahead(
+                    partial(prepare, inputs, spec), [i for _, i in batches], pool, prefetch_depth(prefetch, step, b)
+                )
+            ) as decoded,
+        ):
             rows: list[Row] = []
-            for (p, indices), prepared in zip(batches, decoded):
+            for (p, indices), prepared in zip(batches, decoded, strict=True):
                 rows += score_rows(runtime, spec, inputs, indices, skip=max(0, done - p), prepared=prepared)
                 if (p + b - first) % step == 0 or p + b >= len(shard):  # a chunk is complete: written
                     writer.write(rows)
@@ -202,8 +226,11 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     seconds = time.perf_counter() - start
     if progress:
         rate = tally.rows / seconds if seconds > 0 else float("inf")
-        print(f"{label}: {tally.rows} images in {seconds:.1f} s ({rate:.1f} images/s); "
-              f"{writer.done} of {len(shard)} rows written", file=sys.stderr)
+        print(
+            f"{label}: {tally.rows} images in {seconds:.1f} s ({rate:.1f} images/s); "
+            f"{writer.done} of {len(shard)} rows written",
+            file=sys.stderr,
+        )
     return tally
 
 
