@@ -105,7 +105,7 @@ def blocks(path: Path, text: str | None = None) -> list[Block]:
         i += 1
         body = []
         while i < len(lines) and not re.match(rf"^{re.escape(indent)}{re.escape(ticks)}\s*$", lines[i].rstrip()):
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
+            body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
         if i == len(lines):
             raise AssertionError(f"{page_name(path)}:{start + 1}: fence never closed")
@@ -127,7 +127,7 @@ def dangling_marks(path: Path) -> list[int]:
     for n, line in enumerate(lines):
         mm = MARK.match(line)
         if mm and mm["kind"] in MARKS:
-            nxt = next((x for x in lines[n + 1:] if x.strip()), "")
+            nxt = next((x for x in lines[n + 1 :] if x.strip()), "")
             if not FENCE.match(nxt):
                 bad.append(n + 1)
     return bad
@@ -169,8 +169,11 @@ class PageRun:
         tool_folder(tmp_path / "bin")
         self.port = str(free_port())
         self.namespace: dict = {"__name__": "__docs__"}
-        self.env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-                        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        self.env = dict(
+            os.environ,
+            PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        )
 
     def run(self, block: Block) -> None:
         if block.lang == "python":
@@ -183,7 +186,9 @@ class PageRun:
         old, old_path = Path.cwd(), os.environ.get("PYTHONPATH")
         os.chdir(self.work)
         sys.path.insert(0, str(self.work))
-        os.environ["PYTHONPATH"] = self.env["PYTHONPATH"]  # processes a block starts (Ray's workers) import this checkout
+        os.environ["PYTHONPATH"] = self.env[
+            "PYTHONPATH"
+        ]  # processes a block starts (Ray's workers) import this checkout
         try:
             exec(code, self.namespace)
         except Exception as exc:
@@ -209,8 +214,14 @@ class PageRun:
     def bash(self, block: Block, script: str) -> None:
         log = self.work.parent / "bash.log"
         with log.open("w") as out:
-            proc = subprocess.Popen(["bash", "-e", "-c", PORT.sub(self.port, script)], cwd=self.work, env=self.env,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                ["bash", "-e", "-c", PORT.sub(self.port, script)],
+                cwd=self.work,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 proc.wait(timeout=TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -220,8 +231,10 @@ class PageRun:
                     os.killpg(proc.pid, signal.SIGKILL)  # what the block left running (a server), by its group
                 proc.wait()
         if proc.returncode != 0:
-            raise AssertionError(f"the {block.lang} block at {block.where} exited {proc.returncode}:\n"
-                                 f"{block.code}\n--- output (end) ---\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"the {block.lang} block at {block.where} exited {proc.returncode}:\n"
+                f"{block.code}\n--- output (end) ---\n{log.read_text()[-3000:]}"
+            )
 
 
 def run_page(path: Path, tmp_path: Path, modes: set[str], text: str | None = None) -> int:
@@ -239,8 +252,9 @@ def run_page(path: Path, tmp_path: Path, modes: set[str], text: str | None = Non
 
 
 def with_blocks(mode: str | None) -> list:
-    return [pytest.param(p, id=page_name(p)) for p in pages()
-            if any(b.lang in RUN and b.mark == mode for b in blocks(p))]
+    return [
+        pytest.param(p, id=page_name(p)) for p in pages() if any(b.lang in RUN and b.mark == mode for b in blocks(p))
+    ]
 
 
 def test_every_block_is_run_or_marked_with_a_reason():
@@ -249,7 +263,9 @@ def test_every_block_is_run_or_marked_with_a_reason():
         name = page_name(path)
         assert not dangling_marks(path), f"{name}: a mark with no block right after it, line(s) {dangling_marks(path)}"
         for b in blocks(path):
-            assert b.lang in RUN | SHOWN, f"{b.where}: a fence in {b.lang or 'no language'!r}: use one of {sorted(RUN | SHOWN)}"
+            assert b.lang in RUN | SHOWN, (
+                f"{b.where}: a fence in {b.lang or 'no language'!r}: use one of {sorted(RUN | SHOWN)}"
+            )
             if b.mark == "not-run":
                 assert len(b.reason) > 10, f"{b.where}: a not-run block must say why"
             elif b.mark is not None:
@@ -270,8 +286,11 @@ def odin_ood_lines(path: Path, after: str) -> list[str]:
     lines = []
     for b in blocks(path, section):
         if b.lang == "bash":
-            lines += [ln.split("#")[0].strip() for ln in b.code.replace("\\\n", " ").splitlines()
-                      if ln.startswith("odin-ood ")]
+            lines += [
+                ln.split("#")[0].strip()
+                for ln in b.code.replace("\\\n", " ").splitlines()
+                if ln.startswith("odin-ood ")
+            ]
     return [" ".join(ln.split()) for ln in lines]
 
 
@@ -282,13 +301,17 @@ def test_the_slow_marked_walkthroughs_run_by_default_elsewhere():
     tour = odin_ood_lines(ROOT / "README.md", "## A tour")
     assert tour == odin_ood_lines(ROOT / "docs" / "getting-started.md", "## A tour")
     assert [c.split()[1] for c in tour] == ["fit", "score", "serve"]
-    first = [next(b.code for b in blocks(p, p.read_text().split("## A tour", 1)[1]) if b.lang == "bash").split("\nEOF\n")[0]
-             for p in (ROOT / "README.md", ROOT / "docs" / "getting-started.md")]
-    assert first[0] == first[1] and "demo_sample()" in first[0]   # the same image folders
+    first = [
+        next(b.code for b in blocks(p, p.read_text().split("## A tour", 1)[1]) if b.lang == "bash").split("\nEOF\n")[0]
+        for p in (ROOT / "README.md", ROOT / "docs" / "getting-started.md")
+    ]
+    assert first[0] == first[1] and "demo_sample()" in first[0]  # the same image folders
     own = ROOT / "docs" / "guides" / "own-model.md"
     assert [c.split()[1] for c in odin_ood_lines(own, "## Fit, score, serve")[:3]] == ["fit", "score", "serve"]
-    assert "PAGE = " in (ROOT / "tests" / "test_walkthrough.py").read_text() and "own-model.md" in (
-        ROOT / "tests" / "test_walkthrough.py").read_text()
+    assert (
+        "PAGE = " in (ROOT / "tests" / "test_walkthrough.py").read_text()
+        and "own-model.md" in (ROOT / "tests" / "test_walkthrough.py").read_text()
+    )
 
 
 def test_the_site_pages_are_all_found():
@@ -343,8 +366,8 @@ def test_a_failing_bash_block_fails_its_page(tmp_path, bad):
     with pytest.raises(AssertionError, match=r"the bash block at docs/a-page.md:16 exited [12]") as failed:
         run_page(page, tmp_path, set(), text=PAGE.format(bad=bad))
     output = str(failed.value).split("--- output (end) ---")[1]
-    assert output.strip().startswith("odin-ood ")          # the lines before it ran (odin-ood --version)
-    assert "never reached" not in output                  # bash -e: nothing after the failing line
+    assert output.strip().startswith("odin-ood ")  # the lines before it ran (odin-ood --version)
+    assert "never reached" not in output  # bash -e: nothing after the failing line
 
 
 def test_a_failing_python_block_fails_its_page_and_a_passing_page_passes(tmp_path):
@@ -352,9 +375,11 @@ def test_a_failing_python_block_fails_its_page_and_a_passing_page_passes(tmp_pat
     good = PAGE.format(bad="true")
     (tmp_path / "a").mkdir()
     assert run_page(page, tmp_path / "a", set(), text=good) == 3
-    bad = good.replace('assert x == 2', 'assert x == 3')
+    bad = good.replace("assert x == 2", "assert x == 3")
     (tmp_path / "b").mkdir()
-    with pytest.raises(AssertionError, match=r"python block at docs/a-page.md:12 failed: AssertionError\('one namespace"):
+    with pytest.raises(
+        AssertionError, match=r"python block at docs/a-page.md:12 failed: AssertionError\('one namespace"
+    ):
         run_page(page, tmp_path / "b", set(), text=bad)
 
 

@@ -40,7 +40,9 @@ class OpenVinoRuntime(GraphRuntime):
             return None
         listed = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if CAPABILITIES[precision] not in listed:
-            return f"OpenVINO's CPU plugin lists no {CAPABILITIES[precision]} capability on this CPU ({', '.join(listed)})"
+            return (
+                f"OpenVINO's CPU plugin lists no {CAPABILITIES[precision]} capability on this CPU ({', '.join(listed)})"
+            )
         return None
 
     def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:
@@ -76,8 +78,12 @@ class OpenVinoRuntime(GraphRuntime):
                 self.requests[0] = self._request(self.model)
             except RuntimeError as exc:
                 reason = str(exc).strip().splitlines()[-1][:200]
-                warnings.warn(f"OpenVINO cannot compile this graph for any batch size ({reason}): batches smaller "
-                              f"than {self.batch_size} are padded to it", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"OpenVINO cannot compile this graph for any batch size ({reason}): batches smaller "
+                    f"than {self.batch_size} are padded to it",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 self.requests[0] = None
         return self.requests[0]
 
