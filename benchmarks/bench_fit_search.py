@@ -38,8 +38,13 @@ from odin_ood.tuning.shared import ArrayBackend, shared_search
 
 def parser():
     p = common.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--pairs", nargs="+", required=True, metavar="SUITE:OOD:N[:N_OOD]",
-                   help="cached samples to replay (N ID images, N_OOD OOD images; default N_OOD = N)")
+    p.add_argument(
+        "--pairs",
+        nargs="+",
+        required=True,
+        metavar="SUITE:OOD:N[:N_OOD]",
+        help="cached samples to replay (N ID images, N_OOD OOD images; default N_OOD = N)",
+    )
     p.add_argument("--splits", type=int, default=20)
     p.add_argument("--cache", type=Path, default=grid_logits.DEFAULT_CACHE)
     p.add_argument("--data-root", default=str(common.DEFAULT_DATA_ROOT))
@@ -56,11 +61,13 @@ def exact_grid(logits: torch.Tensor) -> np.ndarray:
 
 def first_order_choice(z_in: dict, z_out: dict, rows_in: np.ndarray, rows_out: np.ndarray) -> tuple[int, int]:
     """The cell minimising tuning FPR under log S(x~; T) ~ log S(x; T) + e * gain(T)."""
+
     def approx(z, rows):
         logits0 = torch.as_tensor(z["logits"][0, 0, rows]).double()
         log_s = torch.stack([torch.log_softmax(logits0 / t, -1).amax(-1) for t in PAPER_TEMPERATURES]).numpy()
         gain = z["gain"][:, rows]
         return log_s[:, None, :] + np.asarray(PAPER_EPSILONS)[None, :, None] * gain[:, None, :]
+
     a_in, a_out = approx(z_in, rows_in), approx(z_out, rows_out)
     fpr = np.array([[fpr_at_tpr(a_in[i, j], a_out[i, j]) for j in range(21)] for i in range(10)])
     return np.unravel_index(int(np.argmin(fpr)), fpr.shape)
@@ -85,11 +92,21 @@ def replay(suite: str, ood: str, n: int, n_out: int, splits: int, cache: Path) -
             return fpr_at_tpr(g_in[cell][h_in], g_out[cell][h_out])
 
         low, high = bootstrap_ci(g_in[grid.index][h_in], g_out[grid.index][h_out], resamples=200, seed=seed)[
-            "fpr_at_95_tpr"]
-        rows.append({"split": seed, "grid_cell": _cell(grid.index), "shared_cell": _cell(shared.index),
-                     "grid_heldout_fpr": held(grid.index), "shared_heldout_fpr": held(shared.index),
-                     "grid_ci_low": low, "grid_ci_high": high, "first_order_heldout_fpr": held(fo),
-                     "shared_passes": shared.passes_per_image})
+            "fpr_at_95_tpr"
+        ]
+        rows.append(
+            {
+                "split": seed,
+                "grid_cell": _cell(grid.index),
+                "shared_cell": _cell(shared.index),
+                "grid_heldout_fpr": held(grid.index),
+                "shared_heldout_fpr": held(shared.index),
+                "grid_ci_low": low,
+                "grid_ci_high": high,
+                "first_order_heldout_fpr": held(fo),
+                "shared_passes": shared.passes_per_image,
+            }
+        )
     agree = np.concatenate([z_in["agree"], z_out["agree"]], axis=1).mean(axis=1)
     return rows, {f"T={t:g}": round(float(a), 4) for t, a in zip(PAPER_TEMPERATURES, agree, strict=True)}
 
@@ -115,7 +132,9 @@ def timed_fit(suite_name: str, ood: str, n: int, n_out: int, data_root: str, lim
         ds = loading.load_spec(spec, root, model)
         half = np.array_split(np.random.default_rng(0).permutation(len(z["rows"])), 2)[0][:limit]
         x = ds.images[torch.from_numpy(z["rows"][half])].float() / 255.0
-        sides.append((x - torch.tensor(model.input_mean).view(1, -1, 1, 1)) / torch.tensor(model.input_std).view(1, -1, 1, 1))
+        sides.append(
+            (x - torch.tensor(model.input_mean).view(1, -1, 1, 1)) / torch.tensor(model.input_std).view(1, -1, 1, 1)
+        )
     for search in ("grid", "shared"):
         det = Detector(model, search=search, normalise=False)  # the sides are normalised
         t0 = time.perf_counter()
@@ -145,33 +164,56 @@ def main(argv: list[str] | None = None) -> dict:
         g = np.array([r["grid_heldout_fpr"] for r in rows])
         s = np.array([r["shared_heldout_fpr"] for r in rows])
         inside = [r["shared_heldout_fpr"] <= max(r["grid_ci_high"], r["grid_heldout_fpr"] + 0.01) for r in rows]
-        summary_rows.append({
-            "suite": suite, "ood": ood, "id_images": f"{n - n // 2} tune + {n // 2} held-out",
-            "ood_images": f"{n_out - n_out // 2} tune + {n_out // 2} held-out",
-            "splits": args.splits, "grid_fpr95": round(100 * g.mean(), 2), "shared_fpr95": round(100 * s.mean(), 2),
-            "mean_diff_points": round(100 * (s - g).mean(), 2), "worst_diff_points": round(100 * (s - g).max(), 2),
-            "within_1pt_or_ci": f"{sum(inside)}/{len(rows)}",
-            "first_order_fpr95": round(100 * np.mean([r["first_order_heldout_fpr"] for r in rows]), 2),
-            "grid_passes": grid_passes(10, PAPER_EPSILONS),
-            "shared_passes": round(float(np.mean([r["shared_passes"] for r in rows])), 1),
-            "sign_agree_T1/T10/T100": "/".join(str(agree[k]) for k in ("T=1", "T=10", "T=100")),
-        })
+        summary_rows.append(
+            {
+                "suite": suite,
+                "ood": ood,
+                "id_images": f"{n - n // 2} tune + {n // 2} held-out",
+                "ood_images": f"{n_out - n_out // 2} tune + {n_out // 2} held-out",
+                "splits": args.splits,
+                "grid_fpr95": round(100 * g.mean(), 2),
+                "shared_fpr95": round(100 * s.mean(), 2),
+                "mean_diff_points": round(100 * (s - g).mean(), 2),
+                "worst_diff_points": round(100 * (s - g).max(), 2),
+                "within_1pt_or_ci": f"{sum(inside)}/{len(rows)}",
+                "first_order_fpr95": round(100 * np.mean([r["first_order_heldout_fpr"] for r in rows]), 2),
+                "grid_passes": grid_passes(10, PAPER_EPSILONS),
+                "shared_passes": round(float(np.mean([r["shared_passes"] for r in rows])), 1),
+                "sign_agree_T1/T10/T100": "/".join(str(agree[k]) for k in ("T=1", "T=10", "T=100")),
+            }
+        )
         print(summary_rows[-1], flush=True)
     ctx = common.context(torch.device("cpu"), splits=args.splits)
     ctx["load_avg_1min"] = round(os.getloadavg()[0], 2)
-    note = ("FPR@95 in %, mean over splits of the held-out FPR of each search's chosen cell; within_1pt_or_ci: "
-            "splits where the shared search's held-out FPR is at most 1 point above the grid's or inside the grid "
-            f"cell's 95% bootstrap interval. Load average {ctx['load_avg_1min']}.")
-    payload = {"benchmark": "bench_fit_search", "context": ctx, "summary": summary_rows, "detail": detail,
-               "timed": timings}
+    note = (
+        "FPR@95 in %, mean over splits of the held-out FPR of each search's chosen cell; within_1pt_or_ci: "
+        "splits where the shared search's held-out FPR is at most 1 point above the grid's or inside the grid "
+        f"cell's 95% bootstrap interval. Load average {ctx['load_avg_1min']}."
+    )
+    payload = {
+        "benchmark": "bench_fit_search",
+        "context": ctx,
+        "summary": summary_rows,
+        "detail": detail,
+        "timed": timings,
+    }
     common.write_json(args.out, "bench_fit_search", payload)
     if summary_rows:
-        common.append_results(args.results, "bench_fit_search: shared search vs the paper's grid, replayed on "
-                                            "cached grid logits", ctx, summary_rows, note)
+        common.append_results(
+            args.results,
+            "bench_fit_search: shared search vs the paper's grid, replayed on cached grid logits",
+            ctx,
+            summary_rows,
+            note,
+        )
     if timings:
-        common.append_results(args.results, "bench_fit_search --timed: Detector.fit wall time per search", ctx,
-                              [{"pair": k, **v} for k, v in timings.items()],
-                              f"1 thread, grid then shared on the same images; load average {ctx['load_avg_1min']}.")
+        common.append_results(
+            args.results,
+            "bench_fit_search --timed: Detector.fit wall time per search",
+            ctx,
+            [{"pair": k, **v} for k, v in timings.items()],
+            f"1 thread, grid then shared on the same images; load average {ctx['load_avg_1min']}.",
+        )
     return payload
 
 

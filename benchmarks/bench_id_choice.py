@@ -75,17 +75,31 @@ def main(argv: list[str] | None = None) -> dict:
         for k, o in id_out.items():
             msp = evaluate(msp_from_logits(o["logits"]), msp_from_logits(out["logits"]))
             odin = evaluate(o["scores"], out["scores"])
-            rows.append({"ood": spec.key, "n_out": int(out["scores"].size), "id": k, "id_accuracy": round(100 * acc[k], 1),
-                         **{f"msp_{m}": round(100 * msp[m], 2) for m in ("fpr_at_95_tpr", "auroc")},
-                         **{f"odin_{m}": round(100 * odin[m], 2) for m in ("fpr_at_95_tpr", "detection_error", "auroc")}})
+            rows.append(
+                {
+                    "ood": spec.key,
+                    "n_out": int(out["scores"].size),
+                    "id": k,
+                    "id_accuracy": round(100 * acc[k], 1),
+                    **{f"msp_{m}": round(100 * msp[m], 2) for m in ("fpr_at_95_tpr", "auroc")},
+                    **{f"odin_{m}": round(100 * odin[m], 2) for m in ("fpr_at_95_tpr", "detection_error", "auroc")},
+                }
+            )
             print(rows[-1], flush=True)
     ctx = common.context(device, batch_size=args.batch_size, dtype=args.precision, threads=torch.get_num_threads())
-    note = ("T = 1000, eps = 0.0014; the paired JPEG images differ "
-            f"from the lossless ones by {255 * diff:.2f}/255 per pixel "
-            "on average. OOD rows: the images the suite's every-image pass had finished (n_out).")
-    common.write_json(args.out, "bench_id_choice", {"benchmark": "bench_id_choice", "context": ctx, "rows": rows,
-                                                    "pixel_diff": diff, "accuracy": acc})
-    common.append_results(args.results, f"bench_id_choice: {args.suite}, lossless vs JPEG CIFAR-10 as ID", ctx, rows, note)
+    note = (
+        "T = 1000, eps = 0.0014; the paired JPEG images differ "
+        f"from the lossless ones by {255 * diff:.2f}/255 per pixel "
+        "on average. OOD rows: the images the suite's every-image pass had finished (n_out)."
+    )
+    common.write_json(
+        args.out,
+        "bench_id_choice",
+        {"benchmark": "bench_id_choice", "context": ctx, "rows": rows, "pixel_diff": diff, "accuracy": acc},
+    )
+    common.append_results(
+        args.results, f"bench_id_choice: {args.suite}, lossless vs JPEG CIFAR-10 as ID", ctx, rows, note
+    )
     return {"rows": rows}
 
 

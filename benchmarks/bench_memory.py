@@ -78,46 +78,102 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["ODIN_OOD_CACHE"] = str(tmp / "cache")  # graphs exported here, not in the user's cache
-        weights = save_safetensors(timm.create_model(args.model.split(":", 1)[1], pretrained=False),
-                                   tmp / "w.safetensors")
+        weights = save_safetensors(
+            timm.create_model(args.model.split(":", 1)[1], pretrained=False), tmp / "w.safetensors"
+        )
         images = extract(args.data_root / TINY, args.score_images, tmp / "score")
         odin = [sys.executable, "-m", "odin_ood"]
         for size in args.sizes:
-            model = ["--model", args.model, "--weights", str(weights), "--input-size", f"3,{size},{size}", "--resize", "squash",
-                     "--threads", "1", "--max-memory", args.max_memory]
+            model = [
+                "--model",
+                args.model,
+                "--weights",
+                str(weights),
+                "--input-size",
+                f"3,{size},{size}",
+                "--resize",
+                "squash",
+                "--threads",
+                "1",
+                "--max-memory",
+                args.max_memory,
+            ]
             det = tmp / f"det{size}"
-            load = f"from odin_ood import models; models.load({args.model!r}, weights={str(weights)!r}, " \
-                   f"input_shape=(3, {size}, {size}))"
+            load = (
+                f"from odin_ood import models; models.load({args.model!r}, weights={str(weights)!r}, "
+                f"input_shape=(3, {size}, {size}))"
+            )
             _, floor = peak_rss([sys.executable, "-c", f"import torch; torch.set_num_threads(1); {load}"])
-            _, fit = peak_rss([*odin, "fit", *model, "--id", str(args.data_root / TINY), "--ood",
-                               str(args.data_root / CIFAR), "--limit", str(args.fit_images), "--out", str(det),
-                               "--workers", "1", "--quiet", *GRID])
+            _, fit = peak_rss(
+                [
+                    *odin,
+                    "fit",
+                    *model,
+                    "--id",
+                    str(args.data_root / TINY),
+                    "--ood",
+                    str(args.data_root / CIFAR),
+                    "--limit",
+                    str(args.fit_images),
+                    "--out",
+                    str(det),
+                    "--workers",
+                    "1",
+                    "--quiet",
+                    *GRID,
+                ]
+            )
             batch = int(__import__("json").loads((det / "detector.json").read_text())["batch_size"])
             shape = (3, size, size)
             for runtime in args.runtimes:
+
                 def score_argv(inputs: Path, out: str, model=model, det=det, runtime=runtime) -> list[str]:
-                    return [*odin, "score", *model, "--detector", str(det), str(inputs), "--output", str(tmp / out),
-                            "--workers", "1", "--quiet", "--runtime", runtime]
+                    return [
+                        *odin,
+                        "score",
+                        *model,
+                        "--detector",
+                        str(det),
+                        str(inputs),
+                        "--output",
+                        str(tmp / out),
+                        "--workers",
+                        "1",
+                        "--quiet",
+                        "--runtime",
+                        runtime,
+                    ]
 
                 if runtime != "torch":  # export once, outside the measured run
                     peak_rss(score_argv(images / sorted(os.listdir(images))[0], f"warm{size}-{runtime}.csv"))
                 _, score = peak_rss(score_argv(images, f"s{size}-{runtime}.csv"))
-                rows.append({"model": args.model, "input": f"{size}x{size}", "max_memory": args.max_memory,
-                             "runtime": runtime, "batch": batch,
-                             "chunk": memory.chunk_for(shape, memory.parse_bytes(args.max_memory), batch),
-                             "load_mib": round(floor), f"fit_{args.fit_images}x2_mib": round(fit),
-                             f"score_{args.score_images}_mib": round(score)})
+                rows.append(
+                    {
+                        "model": args.model,
+                        "input": f"{size}x{size}",
+                        "max_memory": args.max_memory,
+                        "runtime": runtime,
+                        "batch": batch,
+                        "chunk": memory.chunk_for(shape, memory.parse_bytes(args.max_memory), batch),
+                        "load_mib": round(floor),
+                        f"fit_{args.fit_images}x2_mib": round(fit),
+                        f"score_{args.score_images}_mib": round(score),
+                    }
+                )
                 print(rows[-1], flush=True)
     ctx = common.context(torch.device("cpu"), load_average=os.getloadavg()[0])
     common.write_json(args.out, "bench_memory", {"context": ctx, "rows": rows})
     common.append_results(
-        args.results, f"bench_memory: peak RSS of fit and score, {args.model}, --max-memory {args.max_memory}",
-        ctx, rows,
+        args.results,
+        f"bench_memory: peak RSS of fit and score, {args.model}, --max-memory {args.max_memory}",
+        ctx,
+        rows,
         note=f"Peak RSS (ru_maxrss of each child process), 1 thread, 1 decoding worker, load average "
-             f"{ctx['load_average']:.1f} at the end. fit: {args.fit_images} Tiny ImageNet test JPEGs (ID) and "
-             f"{args.fit_images} CIFAR-10 test JPEGs (OOD), squashed to the input size (--resize squash), 2x2 grid; score: "
-             f"{args.score_images} Tiny ImageNet JPEGs. batch = what half the budget allows from the model's "
-             "measured autograd working set, chunk = images held decoded. load = torch + the model, no image.")
+        f"{ctx['load_average']:.1f} at the end. fit: {args.fit_images} Tiny ImageNet test JPEGs (ID) and "
+        f"{args.fit_images} CIFAR-10 test JPEGs (OOD), squashed to the input size (--resize squash), 2x2 grid; score: "
+        f"{args.score_images} Tiny ImageNet JPEGs. batch = what half the budget allows from the model's "
+        "measured autograd working set, chunk = images held decoded. load = torch + the model, no image.",
+    )
 
 
 if __name__ == "__main__":

@@ -55,12 +55,21 @@ def main(argv: list[str] | None = None) -> dict:
     a, b = rows[-2], rows[-1]
     slope = math.log(b["seconds"] / a["seconds"]) / math.log(b["n"] / a["n"])
     ctx = common.context(torch.device("cpu"), dtype="float64", tiny=args.tiny)
-    payload = {"benchmark": "bench_metrics", "context": ctx, "rows": rows, "loglog_slope_last_two": slope,
-               "seconds_at_1e6": next((r["seconds"] for r in rows if r["n"] == 10**6), None)}
+    payload = {
+        "benchmark": "bench_metrics",
+        "context": ctx,
+        "rows": rows,
+        "loglog_slope_last_two": slope,
+        "seconds_at_1e6": next((r["seconds"] for r in rows if r["n"] == 10**6), None),
+    }
     common.write_json(args.out, "bench_metrics", payload)
-    common.append_results(args.results, "bench_metrics: evaluate on n scores" + (" (tiny)" if args.tiny else ""),
-                          ctx, rows, f"log-log slope between the two largest sizes: {slope:.3f} "
-                          "(1.0 = linear; n log n gives slightly above 1).")
+    common.append_results(
+        args.results,
+        "bench_metrics: evaluate on n scores" + (" (tiny)" if args.tiny else ""),
+        ctx,
+        rows,
+        f"log-log slope between the two largest sizes: {slope:.3f} (1.0 = linear; n log n gives slightly above 1).",
+    )
     return payload
 
 

@@ -60,8 +60,9 @@ def graph_runtime(name: str) -> Callable[[nn.Module, float, float, int], Scorer]
         spec = Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
         mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (spec.mean, spec.std))
         probe = torch.rand(2 * batch_size, *model.input_shape, generator=torch.Generator().manual_seed(0))
-        det = Detector(model, temperatures=(temperature,), epsilons=(epsilon,), batch_size=batch_size,
-                       normalise=False).fit((probe[:batch_size] - mean) / std, (probe[batch_size:] - mean) / std)
+        det = Detector(
+            model, temperatures=(temperature,), epsilons=(epsilon,), batch_size=batch_size, normalise=False
+        ).fit((probe[:batch_size] - mean) / std, (probe[batch_size:] - mean) / std)
         runtime = load_runtime(name, det, spec, threads=torch.get_num_threads())
         return lambda x: fixed_batch_outputs(runtime, x * std + mean)["score"]
 
@@ -70,9 +71,13 @@ def graph_runtime(name: str) -> Callable[[nn.Module, float, float, int], Scorer]
 
 # --runtime NAME -> factory(model, temperature, epsilon, batch_size) returning an ODIN scorer (x -> scores)
 RUNTIMES: dict[str, Callable[[nn.Module, float, float, int], Scorer]] = {
-    name: graph_runtime(name) for name in ("onnxruntime", "openvino")}
-def odin_ood_methods(model: nn.Module, temperature: float, epsilon: float, variants: list[str],
-                     batch_size: int = 64) -> dict[str, Scorer]:
+    name: graph_runtime(name) for name in ("onnxruntime", "openvino")
+}
+
+
+def odin_ood_methods(
+    model: nn.Module, temperature: float, epsilon: float, variants: list[str], batch_size: int = 64
+) -> dict[str, Scorer]:
     """odin-ood's scorers, ``odin:<variant>`` and ``msp:<variant>``."""
     std = model.input_std
     methods: dict[str, Scorer] = {}
@@ -90,12 +95,17 @@ def odin_ood_methods(model: nn.Module, temperature: float, epsilon: float, varia
     return methods
 
 
-def peer_methods(model: nn.Module, temperature: float, epsilon: float, peers: list[str]) -> tuple[dict[str, Scorer], list[str]]:
+def peer_methods(
+    model: nn.Module, temperature: float, epsilon: float, peers: list[str]
+) -> tuple[dict[str, Scorer], list[str]]:
     """The peers' ODIN and MSP scorers that import here (negated: higher = more in-distribution),
     and a note per peer that does not."""
     methods: dict[str, Scorer] = {}
     notes = []
-    for peer, module, build in (("pytorch-ood", "pytorch_ood", pytorch_ood_methods), ("oodeel", "oodeel", oodeel_methods)):
+    for peer, module, build in (
+        ("pytorch-ood", "pytorch_ood", pytorch_ood_methods),
+        ("oodeel", "oodeel", oodeel_methods),
+    ):
         if peer not in peers:
             continue
         if importlib.util.find_spec(module) is None:
@@ -110,7 +120,10 @@ def pytorch_ood_methods(model: nn.Module, temperature: float, epsilon: float) ->
 
     odin = ODIN(model, eps=epsilon, temperature=temperature, norm_std=list(model.input_std))
     msp = MaxSoftmax(model)
-    return {"odin:pytorch-ood": lambda x: -odin.predict(x), "msp:pytorch-ood": lambda x: _no_grad(lambda: -msp.predict(x))}
+    return {
+        "odin:pytorch-ood": lambda x: -odin.predict(x),
+        "msp:pytorch-ood": lambda x: _no_grad(lambda: -msp.predict(x)),
+    }
 
 
 def oodeel_methods(model: nn.Module, temperature: float, epsilon: float) -> dict[str, Scorer]:
@@ -120,8 +133,10 @@ def oodeel_methods(model: nn.Module, temperature: float, epsilon: float) -> dict
     odin.fit(copy.deepcopy(model))  # oodeel hooks the module it is given: copies keep those hooks
     msp = MLS(output_activation="softmax")  # off the other methods' forwards
     msp.fit(copy.deepcopy(model))
-    return {"odin:oodeel": lambda x: -torch.as_tensor(odin.score(x)[0], dtype=torch.float32),
-            "msp:oodeel": lambda x: -torch.as_tensor(msp.score(x)[0], dtype=torch.float32)}
+    return {
+        "odin:oodeel": lambda x: -torch.as_tensor(odin.score(x)[0], dtype=torch.float32),
+        "msp:oodeel": lambda x: -torch.as_tensor(msp.score(x)[0], dtype=torch.float32),
+    }
 
 
 def _no_grad(fn: Callable[[], Tensor]) -> Tensor:
@@ -129,8 +144,9 @@ def _no_grad(fn: Callable[[], Tensor]) -> Tensor:
         return fn()
 
 
-def max_diffs(outputs: dict[str, Tensor], model: nn.Module, x: Tensor, temperature: float,
-              epsilon: float) -> dict[str, float]:
+def max_diffs(
+    outputs: dict[str, Tensor], model: nn.Module, x: Tensor, temperature: float, epsilon: float
+) -> dict[str, float]:
     """max |score - odin-ood eager's| per method (oodeel's ODIN: against odin-ood with the step in
     the model's input units, ``input_std=None``, its convention)."""
     refs = {m: outputs[f"{m.split(':')[0]}:eager"] for m in outputs}
@@ -146,8 +162,9 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
         raise SystemExit(f"the CIFAR-10 lossless images are not under {root}: pass --data-root")
     rows = []
     for batch_size in args.batch_sizes:
-        batches = [images[:WARM_UP]] + [images[torch.arange(k * batch_size, (k + 1) * batch_size) % len(images)]
-                                        for k in range(args.batches)]
+        batches = [images[:WARM_UP]] + [
+            images[torch.arange(k * batch_size, (k + 1) * batch_size) % len(images)] for k in range(args.batches)
+        ]
         methods = odin_ood_methods(model, args.temperature, args.epsilon, args.variants, batch_size)
         peers, notes = peer_methods(model, args.temperature, args.epsilon, args.peers)
         methods.update(peers)
@@ -162,15 +179,24 @@ def bench_model(name: str, args, root: Path) -> list[dict]:
             for m, d in max_diffs(outputs, model, x, args.temperature, args.epsilon).items():
                 diffs[m] = max(diffs[m], d)
         n = batch_size * args.batches
-        baseline = {kind: n / seconds[f"{kind}:pytorch-ood"] if f"{kind}:pytorch-ood" in seconds else None
-                    for kind in ("odin", "msp")}
+        baseline = {
+            kind: n / seconds[f"{kind}:pytorch-ood"] if f"{kind}:pytorch-ood" in seconds else None
+            for kind in ("odin", "msp")
+        }
         for m in methods:
             kind, who = m.split(":")
             rate = n / seconds[m]
-            rows.append({"model": name, "batch_size": batch_size, "score": kind, "method": who,
-                         "images_per_s": rate,
-                         "over_pytorch_ood": rate / baseline[kind] if baseline[kind] else None,
-                         "max_abs_diff": diffs[m]})
+            rows.append(
+                {
+                    "model": name,
+                    "batch_size": batch_size,
+                    "score": kind,
+                    "method": who,
+                    "images_per_s": rate,
+                    "over_pytorch_ood": rate / baseline[kind] if baseline[kind] else None,
+                    "max_abs_diff": diffs[m],
+                }
+            )
         for note in notes:
             print(note, file=sys.stderr)
     return rows
@@ -191,8 +217,13 @@ def parser():
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
     p.add_argument("--variants", nargs="+", default=["eager", "folded"], help="odin-ood variants: eager, folded")
-    p.add_argument("--runtime", action="append", default=[], metavar="NAME",
-                   help=f"also time the ODIN runtime NAME (registered: {sorted(RUNTIMES) or 'none yet'})")
+    p.add_argument(
+        "--runtime",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"also time the ODIN runtime NAME (registered: {sorted(RUNTIMES) or 'none yet'})",
+    )
     p.add_argument("--peers", nargs="*", default=["pytorch-ood", "oodeel"])
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT)
     return p
@@ -202,22 +233,35 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     unknown = [r for r in args.runtime if r not in RUNTIMES]
     if unknown or not set(args.variants) <= {"eager", "folded"} or "eager" not in args.variants:
-        raise SystemExit(f"unknown runtime/variant {unknown or args.variants}: variants are eager, folded; "
-                         f"runtimes {sorted(RUNTIMES) or 'none registered in this checkout'}")
+        raise SystemExit(
+            f"unknown runtime/variant {unknown or args.variants}: variants are eager, folded; "
+            f"runtimes {sorted(RUNTIMES) or 'none registered in this checkout'}"
+        )
     args.variants += args.runtime
     if args.tiny:
         args.batch_sizes, args.batches, args.models = [4], 1, ["resnet20"]
     device = common.setup(args)
     rows = [r for m in args.models for r in bench_model(m, args, args.data_root)]
-    ctx = common.context(device, load_average=" ".join(f"{a:.2f}" for a in os.getloadavg()), tiny=args.tiny,
-                         peers=_versions())
-    payload = {"benchmark": "bench_peers", "context": ctx, "temperature": args.temperature, "epsilon": args.epsilon,
-               "rows": rows}
+    ctx = common.context(
+        device, load_average=" ".join(f"{a:.2f}" for a in os.getloadavg()), tiny=args.tiny, peers=_versions()
+    )
+    payload = {
+        "benchmark": "bench_peers",
+        "context": ctx,
+        "temperature": args.temperature,
+        "epsilon": args.epsilon,
+        "rows": rows,
+    }
     common.write_json(args.out, "bench_peers", payload)
-    common.append_results(args.results, "bench_peers: odin-ood vs pytorch-ood and oodeel" + (" (tiny)" if args.tiny else ""),
-                          ctx, rows, f"T = {args.temperature:g}, epsilon = {args.epsilon:g}, real CIFAR-10 images; load "
-                          f"average {ctx['load_average']}; peers {ctx['peers']}. max_abs_diff: against odin-ood eager "
-                          "(oodeel's ODIN: against odin-ood with the step in normalised units, its convention).")
+    common.append_results(
+        args.results,
+        "bench_peers: odin-ood vs pytorch-ood and oodeel" + (" (tiny)" if args.tiny else ""),
+        ctx,
+        rows,
+        f"T = {args.temperature:g}, epsilon = {args.epsilon:g}, real CIFAR-10 images; load "
+        f"average {ctx['load_average']}; peers {ctx['peers']}. max_abs_diff: against odin-ood eager "
+        "(oodeel's ODIN: against odin-ood with the step in normalised units, its convention).",
+    )
     return payload
 
 

@@ -46,9 +46,14 @@ def parser():
     p = common.suite_parser(__doc__.splitlines()[0], "cifar10-densenet", batch_size=64)
     p.add_argument("--gate", action="store_true", help="the reduced-precision gate on every runtime (see above)")
     p.add_argument("--networks", nargs="+", default=list(gate.NETWORKS), choices=list(gate.NETWORKS))
-    p.add_argument("--paths", nargs="+", default=None, metavar="RUNTIME:PRECISION",
-                   help="scoring paths, the first the reference (default: torch:fp32 torch:bf16 onnxruntime:fp32 "
-                        "openvino:fp32 openvino:bf16, plus the fp16 ones the device has)")
+    p.add_argument(
+        "--paths",
+        nargs="+",
+        default=None,
+        metavar="RUNTIME:PRECISION",
+        help="scoring paths, the first the reference (default: torch:fp32 torch:bf16 onnxruntime:fp32 "
+        "openvino:fp32 openvino:bf16, plus the fp16 ones the device has)",
+    )
     p.add_argument("--images", type=int, default=1000, help="--gate: held-out images per side (at most what is left)")
     p.add_argument("--tune-images", type=int, default=400, help="--gate: ID images that set each path's threshold")
     p.add_argument("--repeats", type=int, default=3, help="--gate: rounds of the timed passes")
@@ -56,9 +61,13 @@ def parser():
     p.add_argument("--chunks", type=int, default=2, help=f"OOD chunks of {CELL_CHUNK} images per set")
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
-    p.add_argument("--msp-sets", nargs="*", default=[],
-                   help="OOD sets whose MSP is also compared on EVERY image: fp32 logits (one forward, cached) vs "
-                        "the bf16 logits of the suite's finished every-image pass")
+    p.add_argument(
+        "--msp-sets",
+        nargs="*",
+        default=[],
+        help="OOD sets whose MSP is also compared on EVERY image: fp32 logits (one forward, cached) vs "
+        "the bf16 logits of the suite's finished every-image pass",
+    )
     return p
 
 
@@ -79,9 +88,17 @@ def msp_rows(scorers, id_ds, sets, cell) -> list[dict]:
             continue
         f = evaluate(msp_from_logits(z_in), msp_from_logits(fp32_logits(scorers["fp32"], ds)))
         b = evaluate(msp_from_logits(b_in), msp_from_logits(b_out["logits"]))
-        rows.append({"set": key, "n_in": len(id_ds), "n_out": len(ds), "msp_fpr95_fp32": round(100 * f["fpr_at_95_tpr"], 2),
-                     "msp_fpr95_bf16": round(100 * b["fpr_at_95_tpr"], 2), "msp_auroc_fp32": round(100 * f["auroc"], 2),
-                     "msp_auroc_bf16": round(100 * b["auroc"], 2)})
+        rows.append(
+            {
+                "set": key,
+                "n_in": len(id_ds),
+                "n_out": len(ds),
+                "msp_fpr95_fp32": round(100 * f["fpr_at_95_tpr"], 2),
+                "msp_fpr95_bf16": round(100 * b["fpr_at_95_tpr"], 2),
+                "msp_auroc_fp32": round(100 * f["auroc"], 2),
+                "msp_auroc_bf16": round(100 * b["auroc"], 2),
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -101,8 +118,10 @@ def main(argv: list[str] | None = None) -> dict:
         return gate.run(args, device)
     suite, root, model = common.suite_model(args, device)
     cell = (args.temperature, args.epsilon)
-    scorers = {p: Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=p)
-               for p in ("fp32", "bf16")}
+    scorers = {
+        p: Scorer(model, (1.0,), (0.0,), ScoreCache(), args.batch_size, progress=False, precision=p)
+        for p in ("fp32", "bf16")
+    }
     id_spec = suite.id_candidates[-1]
     id_ds = loading.load_spec(id_spec, root, model)
     specs = {s.key: s for s in suite.ood}
@@ -111,10 +130,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.msp_sets:
         rows = msp_rows(scorers, id_ds, [(k, loading.load_spec(specs[k], root, model)) for k in args.msp_sets], cell)
         ctx = common.context(device, batch_size=args.batch_size, dtype="fp32 vs bf16", threads=torch.get_num_threads())
-        common.write_json(args.out, f"bench_precision_msp_{args.suite}", {"benchmark": "bench_precision", "context": ctx,
-                                                                          "rows": rows})
-        common.append_results(args.results, f"bench_precision: {args.suite}, MSP on every image, fp32 vs bf16 logits",
-                              ctx, rows, f"ID = {id_spec.label}; bf16 logits from the every-image pass at T=1000, eps=0.0014.")
+        common.write_json(
+            args.out,
+            f"bench_precision_msp_{args.suite}",
+            {"benchmark": "bench_precision", "context": ctx, "rows": rows},
+        )
+        common.append_results(
+            args.results,
+            f"bench_precision: {args.suite}, MSP on every image, fp32 vs bf16 logits",
+            ctx,
+            rows,
+            f"ID = {id_spec.label}; bf16 logits from the every-image pass at T=1000, eps=0.0014.",
+        )
         return {"rows": rows}
     rows = []
     for key in args.sets:
@@ -124,8 +151,11 @@ def main(argv: list[str] | None = None) -> dict:
         for p in ("fp32", "bf16"):
             msp = evaluate(msp_from_logits(ids[p]["logits"]), msp_from_logits(outs[p]["logits"]))
             odin = evaluate(ids[p]["scores"], outs[p]["scores"])
-            row |= {f"msp_fpr95_{p}": round(100 * msp["fpr_at_95_tpr"], 2), f"odin_fpr95_{p}": round(100 * odin["fpr_at_95_tpr"], 2),
-                    f"odin_auroc_{p}": round(100 * odin["auroc"], 2)}
+            row |= {
+                f"msp_fpr95_{p}": round(100 * msp["fpr_at_95_tpr"], 2),
+                f"odin_fpr95_{p}": round(100 * odin["fpr_at_95_tpr"], 2),
+                f"odin_auroc_{p}": round(100 * odin["auroc"], 2),
+            }
         both = [np.concatenate([ids[p]["scores"], outs[p]["scores"]]) for p in ("fp32", "bf16")]
         logits = [np.concatenate([ids[p]["logits"], outs[p]["logits"]]) for p in ("fp32", "bf16")]
         row["max_abs_score_diff"] = float(np.abs(both[0] - both[1]).max())
@@ -134,10 +164,16 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         print(row, flush=True)
     ctx = common.context(device, batch_size=args.batch_size, dtype="fp32 vs bf16", threads=torch.get_num_threads())
-    common.write_json(args.out, f"bench_precision_{args.suite}", {"benchmark": "bench_precision", "context": ctx, "rows": rows})
-    common.append_results(args.results, f"bench_precision: {args.suite}, ODIN T={args.temperature:g} eps={args.epsilon:g}, "
-                          "bf16 autocast vs fp32", ctx, rows,
-                          f"ID = {id_spec.label}, all images; OOD = the first {args.chunks} chunks of {CELL_CHUNK} images.")
+    common.write_json(
+        args.out, f"bench_precision_{args.suite}", {"benchmark": "bench_precision", "context": ctx, "rows": rows}
+    )
+    common.append_results(
+        args.results,
+        f"bench_precision: {args.suite}, ODIN T={args.temperature:g} eps={args.epsilon:g}, bf16 autocast vs fp32",
+        ctx,
+        rows,
+        f"ID = {id_spec.label}, all images; OOD = the first {args.chunks} chunks of {CELL_CHUNK} images.",
+    )
     return {"rows": rows}
 
 

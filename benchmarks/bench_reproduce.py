@@ -63,9 +63,11 @@ def run_block(model, sets, args, device, dtype: str) -> dict:
             if cell not in id_odin:
                 id_odin[cell] = odin(x_id[k:], *cell)
             out[name] = {
-                "temperature": cell[0], "epsilon": cell[1],
-                "msp": evaluate(id_msp, map_batches(lambda b: msp_scores(model, b, normalise=False), x[k:],
-                                                    args.batch_size)),
+                "temperature": cell[0],
+                "epsilon": cell[1],
+                "msp": evaluate(
+                    id_msp, map_batches(lambda b: msp_scores(model, b, normalise=False), x[k:], args.batch_size)
+                ),
                 "odin": evaluate(id_odin[cell], odin(x[k:], *cell)),
             }
         return out
@@ -79,8 +81,12 @@ def parser():
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--model", default="densenet-bc-100")
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (without: untrained, timing only)")
-    p.add_argument("--data-root", type=common.optional_path, default=common.DEFAULT_DATA_ROOT,
-                   help="real data folder ('' = synthetic data)")
+    p.add_argument(
+        "--data-root",
+        type=common.optional_path,
+        default=common.DEFAULT_DATA_ROOT,
+        help="real data folder ('' = synthetic data)",
+    )
     p.add_argument("--n", type=int, default=10000, help="images per set")
     p.add_argument("--n-tune", type=int, default=1000, help="held-out images per set for tuning")
     p.add_argument("--batch-size", type=int, default=256)
@@ -101,29 +107,59 @@ def main(argv: list[str] | None = None) -> dict:
     (sets, source), load_s = common.timed(lambda: load_sets(model, args.n, args.data_root), device)
     sets = {name: x.to(device) for name, x in sets.items()}
     if not args.tiny:  # warm-up (cuDNN autotuning) outside the timed block
-        run_block(model, {n: x[: 2 * args.batch_size] for n, x in sets.items()},
-                  argparse_like(args, n_tune=args.batch_size), device, args.dtypes[0])
+        run_block(
+            model,
+            {n: x[: 2 * args.batch_size] for n, x in sets.items()},
+            argparse_like(args, n_tune=args.batch_size),
+            device,
+            args.dtypes[0],
+        )
     runs = [run_block(model, sets, args, device, d) for d in args.dtypes]
     if len(runs) > 1:
         for run in runs[1:]:
             for name, r in run["sets"].items():
                 r["fpr_points_vs_" + runs[0]["dtype"]] = 100 * (
-                    r["odin"]["fpr_at_95_tpr"] - runs[0]["sets"][name]["odin"]["fpr_at_95_tpr"])
+                    r["odin"]["fpr_at_95_tpr"] - runs[0]["sets"][name]["odin"]["fpr_at_95_tpr"]
+                )
     ctx = common.context(device, batch_size=args.batch_size, dtype=",".join(args.dtypes), tiny=args.tiny)
-    payload = {"benchmark": "bench_reproduce", "context": ctx, "model": args.model,
-               "weights": str(args.weights) if args.weights else "untrained (timing only)", "data": source,
-               "n_per_set": args.n, "n_tune": args.n_tune,
-               "grid": [len(args.temperatures), len(args.epsilons)], "cells_per_forward": args.cells_per_forward, "load_seconds": load_s, "runs": runs}
+    payload = {
+        "benchmark": "bench_reproduce",
+        "context": ctx,
+        "model": args.model,
+        "weights": str(args.weights) if args.weights else "untrained (timing only)",
+        "data": source,
+        "n_per_set": args.n,
+        "n_tune": args.n_tune,
+        "grid": [len(args.temperatures), len(args.epsilons)],
+        "cells_per_forward": args.cells_per_forward,
+        "load_seconds": load_s,
+        "runs": runs,
+    }
     common.write_json(args.out, "bench_reproduce", payload)
-    rows = [{"dtype": r["dtype"], "ood": name, "seconds_whole_block": r["seconds"], "T": s["temperature"],
-             "eps": s["epsilon"], "msp_fpr95": s["msp"]["fpr_at_95_tpr"], "odin_fpr95": s["odin"]["fpr_at_95_tpr"],
-             "odin_auroc": s["odin"]["auroc"], "fpr_points_vs_fp32": s.get("fpr_points_vs_fp32")}
-            for r in runs for name, s in r["sets"].items()]
-    common.append_results(args.results, f"bench_reproduce: Table-2 block, {args.model}, 4 OOD sets x {args.n}"
-                          + (" (tiny)" if args.tiny else ""), ctx, rows,
-                          f"Data: {source}; weights: {payload['weights']}; grid {len(args.temperatures)}x{len(args.epsilons)} "
-                          f"tuned on {args.n_tune} per set, "
-                          f"data loading {load_s:.1f} s (not in the block time).")
+    rows = [
+        {
+            "dtype": r["dtype"],
+            "ood": name,
+            "seconds_whole_block": r["seconds"],
+            "T": s["temperature"],
+            "eps": s["epsilon"],
+            "msp_fpr95": s["msp"]["fpr_at_95_tpr"],
+            "odin_fpr95": s["odin"]["fpr_at_95_tpr"],
+            "odin_auroc": s["odin"]["auroc"],
+            "fpr_points_vs_fp32": s.get("fpr_points_vs_fp32"),
+        }
+        for r in runs
+        for name, s in r["sets"].items()
+    ]
+    common.append_results(
+        args.results,
+        f"bench_reproduce: Table-2 block, {args.model}, 4 OOD sets x {args.n}" + (" (tiny)" if args.tiny else ""),
+        ctx,
+        rows,
+        f"Data: {source}; weights: {payload['weights']}; grid {len(args.temperatures)}x{len(args.epsilons)} "
+        f"tuned on {args.n_tune} per set, "
+        f"data loading {load_s:.1f} s (not in the block time).",
+    )
     return payload
 
 

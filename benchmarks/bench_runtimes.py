@@ -41,8 +41,10 @@ from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.runtimes.eager import EagerRuntime
 
 WEIGHTS = {"resnet20": "resnet20-cifar10.th", "densenet-bc-100": "densenet-bc-100-cifar10.pth.tar"}
-PROVIDERS = {"onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-             "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+PROVIDERS = {
+    "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 
 
 def make_runtime(name: str, det: Detector, spec: Preprocessing, threads: int | None):
@@ -66,8 +68,10 @@ def make_runtime(name: str, det: Detector, spec: Preprocessing, threads: int | N
 
         chosen = type(name, (OnnxRuntime,), {"providers": PROVIDERS[name], "name": name})(det, spec, threads=threads)
         if chosen.session.get_providers()[0] != PROVIDERS[name][0]:  # ONNX Runtime falls back to the CPU silently
-            raise ValueError(f"{PROVIDERS[name][0]} is not available (onnxruntime-gpu, TensorRT): ONNX Runtime runs "
-                             f"{chosen.session.get_providers()}")
+            raise ValueError(
+                f"{PROVIDERS[name][0]} is not available (onnxruntime-gpu, TensorRT): ONNX Runtime runs "
+                f"{chosen.session.get_providers()}"
+            )
         return chosen
     return load_runtime(name, det, spec, threads=threads)
 
@@ -78,8 +82,14 @@ def openvino_settings(runtime) -> str | None:
     if not requests:
         return None
     compiled = next(iter(requests.values())).get_compiled_model()
-    keys = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_CPU_PINNING",
-            "CPU_DENORMALS_OPTIMIZATION", "INFERENCE_PRECISION_HINT")
+    keys = (
+        "PERFORMANCE_HINT",
+        "NUM_STREAMS",
+        "INFERENCE_NUM_THREADS",
+        "ENABLE_CPU_PINNING",
+        "CPU_DENORMALS_OPTIMIZATION",
+        "INFERENCE_PRECISION_HINT",
+    )
     return " ".join(f"{k}={compiled.get_property(k)}" for k in keys).replace("PerformanceMode.", "")
 
 
@@ -105,7 +115,9 @@ def bench_network(name: str, args, device: torch.device) -> list[dict]:
                 if r == args.runtimes[0]:
                     raise
                 runtimes.pop(r, None)
-                rows.append({"network": name, "batch": batch_size, "runtime": r, "error": str(exc).splitlines()[0][:120]})
+                rows.append(
+                    {"network": name, "batch": batch_size, "runtime": r, "error": str(exc).splitlines()[0][:120]}
+                )
                 print(rows[-1], file=sys.stderr, flush=True)
                 continue
             export_s[r] = time.perf_counter() - start
@@ -120,17 +132,25 @@ def bench_network(name: str, args, device: torch.device) -> list[dict]:
         ref = outputs[args.runtimes[0]]
         for r in runtimes:
             out = outputs[r]
-            rows.append({
-                "network": name, "batch": batch_size, "runtime": r,
-                "images_per_s": len(x) / statistics.median(seconds[r]),
-                "speedup_vs_first": statistics.median(seconds[args.runtimes[0]]) / statistics.median(seconds[r]),
-                "cpu_images_per_s": len(x) / statistics.median(cpu[r]),
-                "cpu_speedup_vs_first": statistics.median(cpu[args.runtimes[0]]) / statistics.median(cpu[r]),
-                "max_abs_score_diff": (out["score"].double() - ref["score"].double()).abs().max().item(),
-                "decisions_agree": (out["is_out_of_distribution"] == ref["is_out_of_distribution"]).double().mean().item(),
-                "classes_agree": (out["predicted_class"] == ref["predicted_class"]).double().mean().item(),
-                "setup_s": export_s[r], "settings": openvino_settings(runtimes[r]),
-            })
+            rows.append(
+                {
+                    "network": name,
+                    "batch": batch_size,
+                    "runtime": r,
+                    "images_per_s": len(x) / statistics.median(seconds[r]),
+                    "speedup_vs_first": statistics.median(seconds[args.runtimes[0]]) / statistics.median(seconds[r]),
+                    "cpu_images_per_s": len(x) / statistics.median(cpu[r]),
+                    "cpu_speedup_vs_first": statistics.median(cpu[args.runtimes[0]]) / statistics.median(cpu[r]),
+                    "max_abs_score_diff": (out["score"].double() - ref["score"].double()).abs().max().item(),
+                    "decisions_agree": (out["is_out_of_distribution"] == ref["is_out_of_distribution"])
+                    .double()
+                    .mean()
+                    .item(),
+                    "classes_agree": (out["predicted_class"] == ref["predicted_class"]).double().mean().item(),
+                    "setup_s": export_s[r],
+                    "settings": openvino_settings(runtimes[r]),
+                }
+            )
             print(rows[-1], file=sys.stderr, flush=True)
     return rows
 
@@ -138,8 +158,12 @@ def bench_network(name: str, args, device: torch.device) -> list[dict]:
 def main() -> None:
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--networks", nargs="+", default=list(WEIGHTS), choices=list(WEIGHTS))
-    p.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime", "openvino"],
-                   help="first one is the reference for score differences and speed-ups")
+    p.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=["torch", "onnxruntime", "openvino"],
+        help="first one is the reference for score differences and speed-ups",
+    )
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--images", type=int, default=512, help="images scored per pass (half ID, half OOD)")
     p.add_argument("--repeats", type=int, default=3)
@@ -151,16 +175,27 @@ def main() -> None:
     device = common.setup(args)
     load_before = common.load_average()
     rows = [row for name in args.networks for row in bench_network(name, args, device)]
-    ctx = common.context(device, load_average=f"{load_before} before, {common.load_average()} after",
-                         images=args.images, repeats=args.repeats)
+    ctx = common.context(
+        device,
+        load_average=f"{load_before} before, {common.load_average()} after",
+        images=args.images,
+        repeats=args.repeats,
+    )
     common.write_json(args.out, "bench_runtimes", {"context": ctx, "rows": rows})
-    common.append_results(args.results, "Scoring runtimes: ODIN images/s, eager torch vs the exported graph", ctx, rows,
-                          note=(f"Same {args.images} real images (half CIFAR-10 lossless, half TinyImageNet crop) per "
-                                f"pass, runtimes interleaved, median of {args.repeats} passes; T = 1000, eps = 0.0014; "
-                                f"load average {ctx['load_average']}. setup_s: building the runtime and its "
-                                "warm-up pass (export when not cached, session start, compilation). Differences and "
-                                "agreement are against the first runtime. cpu_images_per_s: per CPU second of the "
-                                "process (at one thread: the pass alone, whatever the load)."))
+    common.append_results(
+        args.results,
+        "Scoring runtimes: ODIN images/s, eager torch vs the exported graph",
+        ctx,
+        rows,
+        note=(
+            f"Same {args.images} real images (half CIFAR-10 lossless, half TinyImageNet crop) per "
+            f"pass, runtimes interleaved, median of {args.repeats} passes; T = 1000, eps = 0.0014; "
+            f"load average {ctx['load_average']}. setup_s: building the runtime and its "
+            "warm-up pass (export when not cached, session start, compilation). Differences and "
+            "agreement are against the first runtime. cpu_images_per_s: per CPU second of the "
+            "process (at one thread: the pass alone, whatever the load)."
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -57,13 +57,14 @@ def shards(data_root: Path, n: int, folder: Path) -> Path:
     classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     with zipfile.ZipFile(data_root / "cifar10" / "cifar10-jpeg-test.zip") as z:
         names = sorted((m for m in z.namelist() if m.endswith(".jpg")), key=lambda m: (Path(m).stem, m))[:n]
-        members = [(f"{Path(m).parent.name}-{Path(m).stem}", z.read(m), classes.index(Path(m).parent.name))
-                   for m in names]
+        members = [
+            (f"{Path(m).parent.name}-{Path(m).stem}", z.read(m), classes.index(Path(m).parent.name)) for m in names
+        ]
     folder.mkdir(parents=True)
     per = -(-len(members) // 4)
     for s in range(4):
         with tarfile.open(folder / f"cifar-{s:03d}.tar", "w") as tar:
-            for key, blob, label in members[s * per:(s + 1) * per]:
+            for key, blob, label in members[s * per : (s + 1) * per]:
                 for name, data in ((f"{key}.png", blob), (f"{key}.cls", str(label).encode())):
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
@@ -91,8 +92,23 @@ def command(engine: str, workers: int, threads: int, args: list[str]) -> list[st
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(workers), "--nnodes", "1",
-            "--master-addr", "127.0.0.1", "--master-port", str(port), *score, "--distributed", "--backend", "gloo"]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(workers),
+        "--nnodes",
+        "1",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        *score,
+        "--distributed",
+        "--backend",
+        "gloo",
+    ]
 
 
 def timed_run(cmd: list[str], output: Path, cwd: Path) -> float:
@@ -112,11 +128,20 @@ def main(argv: list[str] | None = None) -> dict:
         root = Path(tmp)
         data = shards(data_root, min(args.images, 10000), root / "shards")
         det = detector(data_root, root / "det")
-        base = [str(data), "--detector", str(det), "--model", "resnet20", "--weights",
-                str(data_root / "models" / "resnet20-cifar10.th"), "--chunk", str(args.chunk)]
+        base = [
+            str(data),
+            "--detector",
+            str(det),
+            "--model",
+            "resnet20",
+            "--weights",
+            str(data_root / "models" / "resnet20-cifar10.th"),
+            "--chunk",
+            str(args.chunk),
+        ]
         n = len(Shards(str(data), 1 << 25))
         for r in range(args.repeats):  # configurations interleaved, in a rotated order each round
-            for config in CONFIGS[r % len(CONFIGS):] + CONFIGS[:r % len(CONFIGS)]:
+            for config in CONFIGS[r % len(CONFIGS) :] + CONFIGS[: r % len(CONFIGS)]:
                 tiny = timed_run(command(*config, [*base, "--limit", str(args.tiny_images)]), root / "tiny.csv", root)
                 whole = timed_run(command(*config, base), root / "out.csv", root)
                 runs[label(config)].append((tiny, whole))
@@ -132,8 +157,16 @@ def main(argv: list[str] | None = None) -> dict:
         tiny = statistics.median(t for t, _ in runs[label((engine, workers, threads))])
         spans = [w - t for t, w in runs[label((engine, workers, threads))]]
         rate = statistics.median((n - args.tiny_images) / s for s in spans) if min(spans) > 0 else None  # None: too few
-        rows.append({"engine": engine, "workers": workers, "threads_per_worker": threads, "images": n,
-                     "startup_s": round(tiny, 2), "images_per_s": None if rate is None else round(rate, 2)})
+        rows.append(
+            {
+                "engine": engine,
+                "workers": workers,
+                "threads_per_worker": threads,
+                "images": n,
+                "startup_s": round(tiny, 2),
+                "images_per_s": None if rate is None else round(rate, 2),
+            }
+        )
     single = rows[0]["images_per_s"]
     for r in rows:
         one = next(o for o in rows if o["engine"] == r["engine"] and o["workers"] == 1 and o["threads_per_worker"] == 1)
@@ -145,15 +178,21 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"context": ctx, "rows": rows, "runs": runs, "rows_identical": identical}
     common.write_json(args.out, "bench_scale", payload)
     common.append_results(
-        args.results, "bench_scale: images/s with 1 and 2 workers, torchrun and Ray Data", ctx, rows,
-        note=(f"`python benchmarks/bench_scale.py --images {args.images} --repeats {args.repeats}`: ResNet-20, ODIN "
-              f"T = 1000, eps = 0.0014, batch 64, --chunk {args.chunk}, {n} real CIFAR-10 JPEG test images in 4 "
-              f"WebDataset shards, one torch thread per worker; {load}. Medians of {args.repeats} interleaved rounds. "
-              f"images_per_s excludes start-up: (images - {args.tiny_images}) / (wall time - startup_s), startup_s "
-              f"being the wall time of the same command on {args.tiny_images} images (processes, rendezvous or "
-              "cluster, model load, listing). x_1_worker: over the same engine with 1 worker; x_single: over one "
-              "process on 1 thread; extra_startup_s: start-up over the same engine's 1-worker start-up (the cost "
-              f"of a worker). Every output file is the same, byte for byte: {identical}."))
+        args.results,
+        "bench_scale: images/s with 1 and 2 workers, torchrun and Ray Data",
+        ctx,
+        rows,
+        note=(
+            f"`python benchmarks/bench_scale.py --images {args.images} --repeats {args.repeats}`: ResNet-20, ODIN "
+            f"T = 1000, eps = 0.0014, batch 64, --chunk {args.chunk}, {n} real CIFAR-10 JPEG test images in 4 "
+            f"WebDataset shards, one torch thread per worker; {load}. Medians of {args.repeats} interleaved rounds. "
+            f"images_per_s excludes start-up: (images - {args.tiny_images}) / (wall time - startup_s), startup_s "
+            f"being the wall time of the same command on {args.tiny_images} images (processes, rendezvous or "
+            "cluster, model load, listing). x_1_worker: over the same engine with 1 worker; x_single: over one "
+            "process on 1 thread; extra_startup_s: start-up over the same engine's 1-worker start-up (the cost "
+            f"of a worker). Every output file is the same, byte for byte: {identical}."
+        ),
+    )
     for r in rows:
         print(r)
     return payload

@@ -25,8 +25,9 @@ import common
 from odin_ood import msp_scores, odin_scores
 
 
-def odin_with_weight_gradients(model: nn.Module, x: Tensor, input_std: Tensor, temperature: float,
-                               epsilon: float) -> Tensor:
+def odin_with_weight_gradients(
+    model: nn.Module, x: Tensor, input_std: Tensor, temperature: float, epsilon: float
+) -> Tensor:
     """ODIN as common libraries compute it: parameters require grad, ``loss.backward()`` fills
     every weight's ``.grad`` as well as the input's. Same scores, more work."""
     for p in model.parameters():
@@ -51,11 +52,14 @@ def bench_model(name: str, args, device: torch.device, dtype: str) -> dict:
     ]
     methods = {
         "msp": lambda x: msp_scores(runner, x, normalise=False),
-        "odin": lambda x: odin_scores(runner, x, args.temperature, args.epsilon, input_std=model.input_std,
-                                      normalise=False),
+        "odin": lambda x: odin_scores(
+            runner, x, args.temperature, args.epsilon, input_std=model.input_std, normalise=False
+        ),
     }
     if args.baseline:
-        methods["odin_weight_grads"] = lambda x: odin_with_weight_gradients(runner, x, std, args.temperature, args.epsilon)
+        methods["odin_weight_grads"] = lambda x: odin_with_weight_gradients(
+            runner, x, std, args.temperature, args.epsilon
+        )
     seconds = dict.fromkeys(methods, 0.0)
     peak = dict.fromkeys(methods, 0.0)
     with common.precision(device, dtype):
@@ -67,8 +71,15 @@ def bench_model(name: str, args, device: torch.device, dtype: str) -> dict:
                     seconds[m] += s
                     peak[m] = None if mem["peak_mib"] is None else max(peak[m] or 0.0, mem["peak_mib"])
     n = args.batch_size * args.batches
-    row = {"model": name, "dtype": dtype, "epsilon": args.epsilon, "batch_size": args.batch_size, "images": n,
-           "channels_last": bool(args.channels_last and common.has_conv(model)), "compile": bool(args.compile)}
+    row = {
+        "model": name,
+        "dtype": dtype,
+        "epsilon": args.epsilon,
+        "batch_size": args.batch_size,
+        "images": n,
+        "channels_last": bool(args.channels_last and common.has_conv(model)),
+        "compile": bool(args.compile),
+    }
     for m in methods:
         row[f"{m}_images_per_s"] = n / seconds[m]
         row[f"{m}_peak_mib"] = peak[m]
@@ -106,13 +117,23 @@ def main(argv: list[str] | None = None) -> dict:
     device = common.setup(args)
     rows = [bench_model(m, args, device, d) for m in args.models for d in args.dtypes]
     ctx = common.context(device, batch_size=args.batch_size, dtype=",".join(args.dtypes), tiny=args.tiny)
-    payload = {"benchmark": "bench_scoring", "context": ctx, "temperature": args.temperature, "epsilon": args.epsilon,
-               "rows": rows}
+    payload = {
+        "benchmark": "bench_scoring",
+        "context": ctx,
+        "temperature": args.temperature,
+        "epsilon": args.epsilon,
+        "rows": rows,
+    }
     common.write_json(args.out, "bench_scoring", payload)
     shown = [{k: v for k, v in r.items() if k != "images"} for r in rows]
-    common.append_results(args.results, "bench_scoring: MSP vs ODIN throughput" + (" (tiny)" if args.tiny else ""),
-                          ctx, shown, f"T = {args.temperature:g}, epsilon = {args.epsilon:g}; odin_over_msp floor: "
-                          f"{floor(args.epsilon):.2f} ({'one forward, as MSP' if args.epsilon == 0 else '3 passes'}).")
+    common.append_results(
+        args.results,
+        "bench_scoring: MSP vs ODIN throughput" + (" (tiny)" if args.tiny else ""),
+        ctx,
+        shown,
+        f"T = {args.temperature:g}, epsilon = {args.epsilon:g}; odin_over_msp floor: "
+        f"{floor(args.epsilon):.2f} ({'one forward, as MSP' if args.epsilon == 0 else '3 passes'}).",
+    )
     return payload
 
 

@@ -72,32 +72,59 @@ def main(argv: list[str] | None = None) -> dict:
         shape = (len(temps), len(eps))
         full = search(score, g_in.shape[-1], g_out.shape[-1], shape, "grid")
         for seed in args.seeds:
-            h = search(score, g_in.shape[-1], g_out.shape[-1], shape, "halving", eta=args.eta,
-                       min_images=args.min_images, seed=seed)
-            row = {"set": spec.key, "seed": seed, "grid_cell": _cell(full.index, temps, eps),
-                   "halving_cell": _cell(h.index, temps, eps), "same_cell": h.index == full.index,
-                   "tuning_fpr_grid": float(full.fpr[full.index]), "tuning_fpr_halving": float(full.fpr[h.index]),
-                   "cost_fraction": round(h.cost_fraction, 4), "rounds": len(h.rounds), "eval_fpr_gap": 0.0}
+            h = search(
+                score,
+                g_in.shape[-1],
+                g_out.shape[-1],
+                shape,
+                "halving",
+                eta=args.eta,
+                min_images=args.min_images,
+                seed=seed,
+            )
+            row = {
+                "set": spec.key,
+                "seed": seed,
+                "grid_cell": _cell(full.index, temps, eps),
+                "halving_cell": _cell(h.index, temps, eps),
+                "same_cell": h.index == full.index,
+                "tuning_fpr_grid": float(full.fpr[full.index]),
+                "tuning_fpr_halving": float(full.fpr[h.index]),
+                "cost_fraction": round(h.cost_fraction, 4),
+                "rounds": len(h.rounds),
+                "eval_fpr_gap": 0.0,
+            }
             if h.index != full.index:
-                row["eval_fpr_gap"] = _eval_fpr(scorer, id_ds, id_split, ds, split, temps, eps, h.index) - \
-                    _eval_fpr(scorer, id_ds, id_split, ds, split, temps, eps, full.index)
+                row["eval_fpr_gap"] = _eval_fpr(scorer, id_ds, id_split, ds, split, temps, eps, h.index) - _eval_fpr(
+                    scorer, id_ds, id_split, ds, split, temps, eps, full.index
+                )
             rows.append(row)
         if args.timed_set == spec.key:
             timings = _timed(scorer, id_tune, tune_ds, temps, eps, args)
-    ctx = common.context(device, batch_size=args.batch_size, dtype=args.precision, tiny=args.tiny,
-                         threads=torch.get_num_threads())
+    ctx = common.context(
+        device, batch_size=args.batch_size, dtype=args.precision, tiny=args.tiny, threads=torch.get_num_threads()
+    )
     agree = sum(r["same_cell"] for r in rows)
-    summary = (f"Suite {args.suite}: halving (eta {args.eta:g}, min {args.min_images} images) chose the full grid's cell "
-               f"in {agree}/{len(rows)} (set, seed) runs; mean cost {np.mean([r['cost_fraction'] for r in rows]):.3f} of "
-               f"the grid's cell-image evaluations; largest tuning-FPR gap "
-               f"{max(r['tuning_fpr_halving'] - r['tuning_fpr_grid'] for r in rows):.4f}, largest eval-FPR gap "
-               f"{max(r['eval_fpr_gap'] for r in rows):.4f}. Grids scored in {time.perf_counter() - started:.0f} s "
-               f"(cached scores reused)." + (f" Timed on the model ({args.timed_set}): {timings}." if timings else ""))
-    payload = {"benchmark": "bench_search", "context": ctx, "suite": args.suite, "rows": rows, "timed": timings,
-               "summary": summary}
+    summary = (
+        f"Suite {args.suite}: halving (eta {args.eta:g}, min {args.min_images} images) chose the full grid's cell "
+        f"in {agree}/{len(rows)} (set, seed) runs; mean cost {np.mean([r['cost_fraction'] for r in rows]):.3f} of "
+        f"the grid's cell-image evaluations; largest tuning-FPR gap "
+        f"{max(r['tuning_fpr_halving'] - r['tuning_fpr_grid'] for r in rows):.4f}, largest eval-FPR gap "
+        f"{max(r['eval_fpr_gap'] for r in rows):.4f}. Grids scored in {time.perf_counter() - started:.0f} s "
+        f"(cached scores reused)." + (f" Timed on the model ({args.timed_set}): {timings}." if timings else "")
+    )
+    payload = {
+        "benchmark": "bench_search",
+        "context": ctx,
+        "suite": args.suite,
+        "rows": rows,
+        "timed": timings,
+        "summary": summary,
+    }
     common.write_json(args.out, f"bench_search_{args.suite}", payload)
-    common.append_results(args.results, f"bench_search: {args.suite}, halving vs full 10x21 grid on the tuning splits",
-                          ctx, rows, summary)
+    common.append_results(
+        args.results, f"bench_search: {args.suite}, halving vs full 10x21 grid on the tuning splits", ctx, rows, summary
+    )
     print(summary)
     return payload
 
@@ -115,8 +142,17 @@ def _timed(scorer, id_tune, tune_ds, temps, eps, args) -> dict:
     x_in, x_out = id_tune.images, tune_ds.images
     out = {}
     for method in ("grid", "halving"):
-        fn = model_scorer(scorer.model, x_in, x_out, temps, eps, scorer.model.input_std, args.batch_size,
-                          prepare=scorer.inputs, context=scorer.autocast)
+        fn = model_scorer(
+            scorer.model,
+            x_in,
+            x_out,
+            temps,
+            eps,
+            scorer.model.input_std,
+            args.batch_size,
+            prepare=scorer.inputs,
+            context=scorer.autocast,
+        )
         t0 = time.perf_counter()
         search(fn, len(x_in), len(x_out), (len(temps), len(eps)), method, eta=args.eta, min_images=args.min_images)
         out[f"{method}_s"] = round(time.perf_counter() - t0, 1)

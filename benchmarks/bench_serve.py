@@ -38,8 +38,12 @@ from odin_ood.commands.row_files import read_rows
 from odin_ood.runtimes import SCORE_TOLERANCE
 from serving_support import encode, env, start_server, stop_server
 
-VARIANTS = {"torch": ["--runtime", "torch"], "torch-no-padding": ["--runtime", "torch", "--no-padding"],
-            "onnxruntime": ["--runtime", "onnxruntime"], "openvino": ["--runtime", "openvino"]}
+VARIANTS = {
+    "torch": ["--runtime", "torch"],
+    "torch-no-padding": ["--runtime", "torch", "--no-padding"],
+    "onnxruntime": ["--runtime", "onnxruntime"],
+    "openvino": ["--runtime", "openvino"],
+}
 
 
 def parser():
@@ -60,7 +64,12 @@ def parser():
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.tiny:
-        args.runtimes, args.duration, args.rounds, args.clients = [r for r in args.runtimes if r != "torch-no-padding"], 2.0, 2, 4
+        args.runtimes, args.duration, args.rounds, args.clients = (
+            [r for r in args.runtimes if r != "torch-no-padding"],
+            2.0,
+            2,
+            4,
+        )
     device = common.setup(args)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,9 +80,25 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             for name in args.runtimes:
                 servers[name] = start_server(
-                    ["--detector", str(tmp / "det"), "--model", args.model, "--max-batch", str(args.max_batch),
-                     "--max-wait-ms", str(args.max_wait_ms), "--max-images", str(args.images), "--no-auth",
-                     "--device", args.device, *VARIANTS[name]], extra_env={"ODIN_OOD_CACHE": str(tmp / "cache")}, threads=args.server_threads)
+                    [
+                        "--detector",
+                        str(tmp / "det"),
+                        "--model",
+                        args.model,
+                        "--max-batch",
+                        str(args.max_batch),
+                        "--max-wait-ms",
+                        str(args.max_wait_ms),
+                        "--max-images",
+                        str(args.images),
+                        "--no-auth",
+                        "--device",
+                        args.device,
+                        *VARIANTS[name],
+                    ],
+                    extra_env={"ODIN_OOD_CACHE": str(tmp / "cache")},
+                    threads=args.server_threads,
+                )
             tallies = {name: Tally() for name in servers}
             for _ in range(args.rounds):
                 for name, (_, url) in servers.items():
@@ -87,24 +112,37 @@ def main(argv: list[str] | None = None) -> dict:
     first = rows[0]["requests_per_s"]
     for row in rows:
         row["x_first"] = round(row["requests_per_s"] / first, 3)
-    ctx = common.context(device, model=args.model, clients=args.clients, images_per_request=args.images,
-                         max_batch=args.max_batch, duration_s=args.duration, rounds=args.rounds,
-                         server_threads=args.server_threads,
-                         load_average=f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
-                                      f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after")
+    ctx = common.context(
+        device,
+        model=args.model,
+        clients=args.clients,
+        images_per_request=args.images,
+        max_batch=args.max_batch,
+        duration_s=args.duration,
+        rounds=args.rounds,
+        server_threads=args.server_threads,
+        load_average=f"{' '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} after",
+    )
     common.write_json(args.out, "bench_serve", {"context": ctx, "rows": rows})
     common.append_results(
-        args.results, f"bench_serve: the gate under load on each runtime ({args.model})", ctx, rows,
-        note=(f"`python benchmarks/bench_serve.py --model {args.model} "
-              f"--clients {args.clients} --duration {args.duration:g} "
-              f"--rounds {args.rounds} --max-batch {args.max_batch}`: "
-              f"ODIN T = 1000, eps = 0.0014; {args.clients} clients, "
-              f"{args.images} PNG per request, one server per runtime (--threads {args.server_threads}), the runtimes "
-              f"taking turns over {args.rounds} rounds; load average {ctx['load_average']}. decisions_equal: share of "
-              "answers whose decision equals `odin-ood score --runtime torch`'s row of the same image; "
-              f"decisions_off_band: those differing where that row's score is more than {SCORE_TOLERANCE:g} from the "
-              "threshold (must be 0); max_score_diff: against the row's score. x_first: requests/s over the first "
-              "runtime's."))
+        args.results,
+        f"bench_serve: the gate under load on each runtime ({args.model})",
+        ctx,
+        rows,
+        note=(
+            f"`python benchmarks/bench_serve.py --model {args.model} "
+            f"--clients {args.clients} --duration {args.duration:g} "
+            f"--rounds {args.rounds} --max-batch {args.max_batch}`: "
+            f"ODIN T = 1000, eps = 0.0014; {args.clients} clients, "
+            f"{args.images} PNG per request, one server per runtime (--threads {args.server_threads}), the runtimes "
+            f"taking turns over {args.rounds} rounds; load average {ctx['load_average']}. decisions_equal: share of "
+            "answers whose decision equals `odin-ood score --runtime torch`'s row of the same image; "
+            f"decisions_off_band: those differing where that row's score is more than {SCORE_TOLERANCE:g} from the "
+            "threshold (must be 0); max_score_diff: against the row's score. x_first: requests/s over the first "
+            "runtime's."
+        ),
+    )
     return {"context": ctx, "rows": rows}
 
 
@@ -126,10 +164,31 @@ def prepare(args, tmp: Path) -> list[bytes]:
 
 def reference_rows(args, tmp: Path) -> list[dict]:
     """``odin-ood score`` of the pool with the torch runtime, in image order."""
-    subprocess.run([sys.executable, "-m", "odin_ood", "score", str(tmp / "pool"), "--output", str(tmp / "ref.csv"),
-                    "--detector", str(tmp / "det"), "--model", args.model, "--runtime", "torch", "--quiet",
-                    "--device", args.device,
-                    "--threads", str(args.server_threads)], env=env(), check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "odin_ood",
+            "score",
+            str(tmp / "pool"),
+            "--output",
+            str(tmp / "ref.csv"),
+            "--detector",
+            str(tmp / "det"),
+            "--model",
+            args.model,
+            "--runtime",
+            "torch",
+            "--quiet",
+            "--device",
+            args.device,
+            "--threads",
+            str(args.server_threads),
+        ],
+        env=env(),
+        check=True,
+        timeout=600,
+    )
     return list(read_rows(tmp / "ref.csv"))
 
 
@@ -150,18 +209,29 @@ class Tally:
     def row(self, name: str, reference: list[dict]) -> dict:
         n, lat, got = len(self.statuses), np.array(self.latencies) * 1000, self.answers
         equal = sum(p["is_out_of_distribution"] == reference[i]["is_out_of_distribution"] for i, p in got)
-        off_band = sum(p["is_out_of_distribution"] != reference[i]["is_out_of_distribution"]
-                       and abs(reference[i]["score"] - p["threshold"]) > SCORE_TOLERANCE for i, p in got)
-        return {"runtime": name, "requests": n, "errors": sum(s != 200 for s in self.statuses),
-                "requests_per_s": round(n / self.seconds, 1), "images_per_s": round(len(got) / self.seconds, 1),
-                "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
-                "mean_images_per_batch": round(self.images / max(1, self.batches), 1),
-                "decisions_equal": round(equal / max(1, len(got)), 6), "decisions_off_band": off_band,
-                "max_score_diff": float(max((abs(p["score"] - reference[i]["score"]) for i, p in got), default=0.0))}
+        off_band = sum(
+            p["is_out_of_distribution"] != reference[i]["is_out_of_distribution"]
+            and abs(reference[i]["score"] - p["threshold"]) > SCORE_TOLERANCE
+            for i, p in got
+        )
+        return {
+            "runtime": name,
+            "requests": n,
+            "errors": sum(s != 200 for s in self.statuses),
+            "requests_per_s": round(n / self.seconds, 1),
+            "images_per_s": round(len(got) / self.seconds, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 1),
+            "p99_ms": round(float(np.percentile(lat, 99)), 1),
+            "mean_images_per_batch": round(self.images / max(1, self.batches), 1),
+            "decisions_equal": round(equal / max(1, len(got)), 6),
+            "decisions_off_band": off_band,
+            "max_score_diff": float(max((abs(p["score"] - reference[i]["score"]) for i, p in got), default=0.0)),
+        }
 
 
 def load(url: str, blobs: list[bytes], args, seconds: float) -> dict:
     """``args.clients`` clients posting ``args.images`` PNGs per request to ``url`` for ``seconds``."""
+
     def client(k: int) -> tuple[list[float], list[int], list]:
         latencies, statuses, answers = [], [], []
         j = k
@@ -184,9 +254,14 @@ def load(url: str, blobs: list[bytes], args, seconds: float) -> dict:
         parts = list(pool.map(client, range(args.clients)))
     elapsed = time.perf_counter() - start
     after = httpx.get(url + "/healthz").json()
-    return {"seconds": elapsed, "latencies": [x for p in parts for x in p[0]], "statuses": [s for p in parts for s in p[1]],
-            "answers": [a for p in parts for a in p[2]], "batches": after["batches"] - health["batches"],
-            "images": after["images"] - health["images"]}
+    return {
+        "seconds": elapsed,
+        "latencies": [x for p in parts for x in p[0]],
+        "statuses": [s for p in parts for s in p[1]],
+        "answers": [a for p in parts for a in p[2]],
+        "batches": after["batches"] - health["batches"],
+        "images": after["images"] - health["images"],
+    }
 
 
 if __name__ == "__main__":

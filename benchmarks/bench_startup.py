@@ -60,8 +60,10 @@ def fixtures(data_root: Path, root: Path, batch_size: int) -> dict[str, Path]:
         (paths["cifar"] / "one.png").write_bytes(z.read(name))
     paths["mnist"].mkdir()
     Image.fromarray(np.asarray(data.load("mnist", root=data_root).images[0, 0])).save(paths["mnist"] / "one.png")
-    for key, model in (("resnet20", models.load(data_root / "models" / "resnet20-cifar10.th")),
-                       ("lenet", models.load("mnist-lenet"))):
+    for key, model in (
+        ("resnet20", models.load(data_root / "models" / "resnet20-cifar10.th")),
+        ("lenet", models.load("mnist-lenet")),
+    ):
         det = Detector(model, batch_size=batch_size)
         det._set_fitted(1000.0, 0.0014, 0.1, 0.95)
         det.save(root / f"det-{key}")
@@ -72,21 +74,47 @@ def fixtures(data_root: Path, root: Path, batch_size: int) -> dict[str, Path]:
 def commands(data_root: Path, paths: dict[str, Path], root: Path) -> dict[str, list[str]]:
     python = [sys.executable]
     odin = [*python, "-m", "odin_ood"]
-    resnet = ["score", str(paths["cifar"]), "--detector", str(paths["det-resnet20"]),
-              "--model", str(data_root / "models" / "resnet20-cifar10.th"), "--threads", "1", "--quiet"]
+    resnet = [
+        "score",
+        str(paths["cifar"]),
+        "--detector",
+        str(paths["det-resnet20"]),
+        "--model",
+        str(data_root / "models" / "resnet20-cifar10.th"),
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     out = {
         "import torch": [*python, "-c", "import torch"],
         "--help": [*odin, "--help"],
         "score (torch)": [*odin, *resnet, "--output", str(root / "torch.csv")],
         "score --batch-size 1 (torch)": [*odin, *resnet, "--batch-size", "1", "--output", str(root / "b1.csv")],
-        "score mnist-lenet (torch)": [*odin, "score", str(paths["mnist"]), "--detector", str(paths["det-lenet"]),
-                                      "--model", "mnist-lenet", "--threads", "1", "--quiet",
-                                      "--output", str(root / "lenet.csv")],
+        "score mnist-lenet (torch)": [
+            *odin,
+            "score",
+            str(paths["mnist"]),
+            "--detector",
+            str(paths["det-lenet"]),
+            "--model",
+            "mnist-lenet",
+            "--threads",
+            "1",
+            "--quiet",
+            "--output",
+            str(root / "lenet.csv"),
+        ],
     }
     for runtime in ("onnxruntime", "openvino"):
         if _installed(runtime):
-            out[f"score ({runtime}, warm cache)"] = [*odin, *resnet, "--runtime", runtime,
-                                                     "--output", str(root / f"{runtime}.csv")]
+            out[f"score ({runtime}, warm cache)"] = [
+                *odin,
+                *resnet,
+                "--runtime",
+                runtime,
+                "--output",
+                str(root / f"{runtime}.csv"),
+            ]
     return out
 
 
@@ -105,31 +133,42 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         root = Path(tmp)
         cmds = commands(data_root, fixtures(data_root, root, args.batch_size), root)
-        env = dict(os.environ, PYTHONPATH=str(common.ROOT / "src"), OMP_NUM_THREADS="1",
-                   ODIN_OOD_CACHE=str(root / "cache"))
+        env = dict(
+            os.environ, PYTHONPATH=str(common.ROOT / "src"), OMP_NUM_THREADS="1", ODIN_OOD_CACHE=str(root / "cache")
+        )
         for cmd in cmds.values():  # warm-up: bytecode caches, the page cache, the exported graphs
             timed(cmd, env, root)
         names = list(cmds)
         runs: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.repeats):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 runs[name].append(timed(cmds[name], env, root))
             loads.append(os.getloadavg())
     floor = statistics.median(runs["import torch"])
-    rows = [{"command": name, "median_s": round(statistics.median(t), 3), "min_s": round(min(t), 3),
-             "max_s": round(max(t), 3), "x_import_torch": round(statistics.median(t) / floor, 2)}
-            for name, t in runs.items()]
+    rows = [
+        {
+            "command": name,
+            "median_s": round(statistics.median(t), 3),
+            "min_s": round(min(t), 3),
+            "max_s": round(max(t), 3),
+            "x_import_torch": round(statistics.median(t) / floor, 2),
+        }
+        for name, t in runs.items()
+    ]
     load = common.load_summary(loads, "rounds")
     ctx = common.context(device, load=load, batch_size=args.batch_size)
-    note = (f"`python benchmarks/bench_startup.py --repeats {args.repeats}`: each command a fresh process, 1 thread, "
-            f"medians of {args.repeats} interleaved rounds after a warm-up round (graphs exported then: warm cache); "
-            f"{load}. score: one real CIFAR-10 test image, the ResNet-20 checkpoint file (architecture recognised from "
-            f"its keys), ODIN T = 1000, eps = 0.0014, the detector's batch of {args.batch_size} (the one image "
-            "zero-padded to it: one ODIN pass over a whole batch); --batch-size 1: the same without padding. "
-            "x_import_torch: median over the median of `python -c \"import torch\"` in the same run (target of "
-            "issue 29: <= 1.5 for a one-image score).")
-    common.append_results(args.results, "bench_startup: one-image `odin-ood score` against `import torch`", ctx, rows,
-                          note=note)
+    note = (
+        f"`python benchmarks/bench_startup.py --repeats {args.repeats}`: each command a fresh process, 1 thread, "
+        f"medians of {args.repeats} interleaved rounds after a warm-up round (graphs exported then: warm cache); "
+        f"{load}. score: one real CIFAR-10 test image, the ResNet-20 checkpoint file (architecture recognised from "
+        f"its keys), ODIN T = 1000, eps = 0.0014, the detector's batch of {args.batch_size} (the one image "
+        "zero-padded to it: one ODIN pass over a whole batch); --batch-size 1: the same without padding. "
+        'x_import_torch: median over the median of `python -c "import torch"` in the same run (target of '
+        "issue 29: <= 1.5 for a one-image score)."
+    )
+    common.append_results(
+        args.results, "bench_startup: one-image `odin-ood score` against `import torch`", ctx, rows, note=note
+    )
     payload = {"context": ctx, "rows": rows, "runs": runs, "note": note}
     common.write_json(args.out, "bench_startup", payload)
     for r in rows:

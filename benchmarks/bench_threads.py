@@ -65,9 +65,14 @@ def measure(threads: int, policy: str | None, args) -> float:
     if policy:
         env["OMP_WAIT_POLICY"] = policy
     weights = str(Path(args.data_root) / "models" / "resnet20-cifar10.th")
-    code = WORKER.format(bench=str(Path(__file__).resolve().parent), threads=threads, weights=weights,
-                         batch=args.batch_size if not args.tiny else 8, root=args.data_root,
-                         batches=args.batches if not args.tiny else 1)
+    code = WORKER.format(
+        bench=str(Path(__file__).resolve().parent),
+        threads=threads,
+        weights=weights,
+        batch=args.batch_size if not args.tiny else 8,
+        root=args.data_root,
+        batches=args.batches if not args.tiny else 1,
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -78,7 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     loads: dict[str, list[float]] = {"idle": [], "loaded": []}
     for _ in range(args.repeats if not args.tiny else 1):
         for condition in ("idle", "loaded"):
-            spinners = [mp.Process(target=_spin, daemon=True) for _ in range(args.load_threads * (condition == "loaded"))]
+            spinners = [
+                mp.Process(target=_spin, daemon=True) for _ in range(args.load_threads * (condition == "loaded"))
+            ]
             for s in spinners:
                 s.start()
             time.sleep(1.0 if spinners else 0.0)
@@ -93,20 +100,31 @@ def main(argv: list[str] | None = None) -> dict:
         base = statistics.median(rates[(condition, 1, None)])
         for threads, policy in CONFIGS:
             r = statistics.median(rates[(condition, threads, policy)])
-            rows.append({"machine": f"{condition} (+{args.load_threads} spinning)" if condition == "loaded" else
-                         "no added load", "threads": threads, "OMP_WAIT_POLICY": policy or "unset (active)",
-                         "images_per_s": round(r, 1), "vs_1_thread_unset": round(r / base, 2),
-                         "load_avg_1min": round(statistics.median(loads[condition]), 2)})
+            rows.append(
+                {
+                    "machine": f"{condition} (+{args.load_threads} spinning)"
+                    if condition == "loaded"
+                    else "no added load",
+                    "threads": threads,
+                    "OMP_WAIT_POLICY": policy or "unset (active)",
+                    "images_per_s": round(r, 1),
+                    "vs_1_thread_unset": round(r / base, 2),
+                    "load_avg_1min": round(statistics.median(loads[condition]), 2),
+                }
+            )
     import torch
 
     ctx = common.context(torch.device("cpu"), batch_size=args.batch_size, repeats=args.repeats)
     ctx["threads"] = "1 and 2 (per row)"
-    summary = ("Each figure is the median over repeats of one fresh process's median batch rate; configurations "
-               "interleaved; 'loaded' adds a process spinning on every core it is given.")
+    summary = (
+        "Each figure is the median over repeats of one fresh process's median batch rate; configurations "
+        "interleaved; 'loaded' adds a process spinning on every core it is given."
+    )
     payload = {"benchmark": "bench_threads", "context": ctx, "rows": rows, "summary": summary}
     common.write_json(args.out, "bench_threads", payload)
-    common.append_results(args.results, "bench_threads: ODIN on ResNet-20 by threads and OMP_WAIT_POLICY", ctx,
-                          rows, summary)
+    common.append_results(
+        args.results, "bench_threads: ODIN on ResNet-20 by threads and OMP_WAIT_POLICY", ctx, rows, summary
+    )
     for r in rows:
         print(r)
     return payload

@@ -37,17 +37,28 @@ from odin_ood.tuning import grid_scores, tune_from_scores
 
 
 def naive_grid(model, x, temps, eps, input_std, batch_size) -> torch.Tensor:
-    return torch.stack([
-        torch.stack([map_batches(lambda b, t=t, e=e: odin_scores(model, b, t, e, input_std, normalise=False), x, batch_size)
-                     for e in eps])
-        for t in temps
-    ])
+    return torch.stack(
+        [
+            torch.stack(
+                [
+                    map_batches(
+                        lambda b, t=t, e=e: odin_scores(model, b, t, e, input_std, normalise=False), x, batch_size
+                    )
+                    for e in eps
+                ]
+            )
+            for t in temps
+        ]
+    )
 
 
 def passes(temps, eps) -> dict[str, int]:
     """Passes over each image (forward or input-only backward) of each method."""
     perturbed = sum(e > 0 for e in eps) * len(temps)
-    return {"passes_naive": 3 * perturbed + (len(temps) * len(eps) - perturbed), "passes_shared": 1 + len(temps) + perturbed}
+    return {
+        "passes_naive": 3 * perturbed + (len(temps) * len(eps) - perturbed),
+        "passes_shared": 1 + len(temps) + perturbed,
+    }
 
 
 def floor_ratio(temps, eps, backward_cost: float) -> float:
@@ -63,6 +74,7 @@ def backward_cost(model, x, input_std, device, rounds: int = 5, min_block_s: flo
     input-only backward on batch ``x``. Each is timed as a block of repetitions lasting at least
     ``min_block_s`` (small models take milliseconds), the two blocks back to back in each of
     ``rounds`` rounds; medians, and ``backward_over_forward`` = b = median of (both / forward - 1)."""
+
     def forward():
         with torch.no_grad():
             model(x)
@@ -78,16 +90,23 @@ def backward_cost(model, x, input_std, device, rounds: int = 5, min_block_s: flo
     with scoring_mode(model):
         k = max(1, int(min_block_s / max(block(forward, 1), 1e-6)))
         times = [(block(forward, k), block(forward_backward, k)) for _ in range(rounds)]
-    return {"forward_s": statistics.median(f for f, _ in times), "forward_backward_s": statistics.median(b for _, b in times),
-            "backward_over_forward": statistics.median(b / f - 1.0 for f, b in times)}
+    return {
+        "forward_s": statistics.median(f for f, _ in times),
+        "forward_backward_s": statistics.median(b for _, b in times),
+        "backward_over_forward": statistics.median(b / f - 1.0 for f, b in times),
+    }
 
 
 def parser():
     p = common.base_parser(__doc__.splitlines()[0])
     p.add_argument("--model", default="densenet-bc-100")
     p.add_argument("--weights", type=Path, default=None)
-    p.add_argument("--data-root", type=common.optional_path, default=common.DEFAULT_DATA_ROOT,
-                   help="real data folder ('' = synthetic data)")
+    p.add_argument(
+        "--data-root",
+        type=common.optional_path,
+        default=common.DEFAULT_DATA_ROOT,
+        help="real data folder ('' = synthetic data)",
+    )
     p.add_argument("--n", type=int, default=500, help="ID images, and as many OOD images")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--temperatures", type=float, nargs="+", default=list(PAPER_TEMPERATURES))
@@ -111,45 +130,69 @@ def main(argv: list[str] | None = None) -> dict:
         grid_scores(model, x_in[: args.batch_size], temps[:1], eps[:2], std, args.batch_size)  # warm-up
         cost = backward_cost(model, x_in[: args.batch_size], std, device)
         (naive_in, naive_out), naive_s = common.timed(
-            lambda: [naive_grid(model, x, temps, eps, std, args.batch_size) for x in (x_in, x_out)], device)
+            lambda: [naive_grid(model, x, temps, eps, std, args.batch_size) for x in (x_in, x_out)], device
+        )
         naive = tune_from_scores(naive_in, naive_out, temps, eps)
         rows = []
         for k in args.cells_per_forward:
             with common.peak_memory(device) as mem:
-                (s_in, s_out), shared_s = common.timed(lambda k=k: [
-                    grid_scores(model, x, temps, eps, std, args.batch_size, cells_per_forward=k) for x in (x_in, x_out)
-                ], device)
+                (s_in, s_out), shared_s = common.timed(
+                    lambda k=k: [
+                        grid_scores(model, x, temps, eps, std, args.batch_size, cells_per_forward=k)
+                        for x in (x_in, x_out)
+                    ],
+                    device,
+                )
             shared = tune_from_scores(s_in, s_out, temps, eps)
             diff = max((s_in - naive_in).abs().max().item(), (s_out - naive_out).abs().max().item())
-            rows.append({
-                "cells_per_forward": k,
-                "naive_s": naive_s,
-                "shared_s": shared_s,
-                "shared_over_naive": shared_s / naive_s,
-                "identical_scores": bool(torch.equal(s_in, naive_in) and torch.equal(s_out, naive_out)),
-                "max_abs_diff": diff,
-                "same_optimum": (shared.temperature, shared.epsilon) == (naive.temperature, naive.epsilon),
-                "same_metrics": bool(np.array_equal(shared.metrics["fpr_at_95_tpr"], naive.metrics["fpr_at_95_tpr"])),
-                "optimum": f"T={shared.temperature:g} eps={shared.epsilon:g}",
-                "peak_mib": mem["peak_mib"],
-            })
+            rows.append(
+                {
+                    "cells_per_forward": k,
+                    "naive_s": naive_s,
+                    "shared_s": shared_s,
+                    "shared_over_naive": shared_s / naive_s,
+                    "identical_scores": bool(torch.equal(s_in, naive_in) and torch.equal(s_out, naive_out)),
+                    "max_abs_diff": diff,
+                    "same_optimum": (shared.temperature, shared.epsilon) == (naive.temperature, naive.epsilon),
+                    "same_metrics": bool(
+                        np.array_equal(shared.metrics["fpr_at_95_tpr"], naive.metrics["fpr_at_95_tpr"])
+                    ),
+                    "optimum": f"T={shared.temperature:g} eps={shared.epsilon:g}",
+                    "peak_mib": mem["peak_mib"],
+                }
+            )
     ctx = common.context(device, batch_size=args.batch_size, dtype=args.dtype, tiny=args.tiny)
     payload = {
-        "benchmark": "bench_tuning", "context": ctx, "model": args.model, "n_in": len(x_in), "n_out": len(x_out),
-        "data": source, "grid": [len(temps), len(eps)], **passes(temps, eps), **cost,
+        "benchmark": "bench_tuning",
+        "context": ctx,
+        "model": args.model,
+        "n_in": len(x_in),
+        "n_out": len(x_out),
+        "data": source,
+        "grid": [len(temps), len(eps)],
+        **passes(temps, eps),
+        **cost,
         "floor_at_measured_b": floor_ratio(temps, eps, cost["backward_over_forward"]),
-        "floor_b1": floor_ratio(temps, eps, 1.0), "floor_b2": floor_ratio(temps, eps, 2.0),
-        "naive_optimum": f"T={naive.temperature:g} eps={naive.epsilon:g}", "rows": rows,
+        "floor_b1": floor_ratio(temps, eps, 1.0),
+        "floor_b2": floor_ratio(temps, eps, 2.0),
+        "naive_optimum": f"T={naive.temperature:g} eps={naive.epsilon:g}",
+        "rows": rows,
     }
     common.write_json(args.out, "bench_tuning", payload)
     title = f"bench_tuning: {args.model}, {len(temps)}x{len(eps)} grid, {args.n}+{args.n} images" + (
-        " (tiny)" if args.tiny else "")
-    common.append_results(args.results, title, ctx, rows,
-                          f"Data: {source}. Passes per image: naive {payload['passes_naive']}, "
-                          f"shared {payload['passes_shared']}. Input-only backward = "
-                          f"{cost['backward_over_forward']:.2f} forwards (batch {args.batch_size}): floor of "
-                          f"shared/naive {payload['floor_at_measured_b']:.3f} (b = 1: {payload['floor_b1']:.3f}, "
-                          f"b = 2: {payload['floor_b2']:.3f}).")
+        " (tiny)" if args.tiny else ""
+    )
+    common.append_results(
+        args.results,
+        title,
+        ctx,
+        rows,
+        f"Data: {source}. Passes per image: naive {payload['passes_naive']}, "
+        f"shared {payload['passes_shared']}. Input-only backward = "
+        f"{cost['backward_over_forward']:.2f} forwards (batch {args.batch_size}): floor of "
+        f"shared/naive {payload['floor_at_measured_b']:.3f} (b = 1: {payload['floor_b1']:.3f}, "
+        f"b = 2: {payload['floor_b2']:.3f}).",
+    )
     return payload
 
 

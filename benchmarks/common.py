@@ -44,7 +44,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="folder for the JSON file")
-    p.add_argument("--results", type=optional_path, default=DEFAULT_RESULTS, help="markdown file to append to ('' = none)")
+    p.add_argument(
+        "--results", type=optional_path, default=DEFAULT_RESULTS, help="markdown file to append to ('' = none)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds on a CPU)")
     return p
@@ -103,8 +105,9 @@ def device_name(device: torch.device) -> str:
 def context(device: torch.device, **extra: Any) -> dict[str, Any]:
     """Where and how a figure was measured."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {
@@ -145,8 +148,10 @@ def timed_command(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float
 
 def load_summary(loads: list[tuple[float, float, float]], between: str) -> str:
     """The 1-minute load averages of ``os.getloadavg()`` taken before, between ``between`` and after."""
-    return (f"load average (1 min) {loads[0][0]:.2f} before, {loads[-1][0]:.2f} after, "
-            f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between {between}")
+    return (
+        f"load average (1 min) {loads[0][0]:.2f} before, {loads[-1][0]:.2f} after, "
+        f"{min(v[0] for v in loads):.2f}-{max(v[0] for v in loads):.2f} between {between}"
+    )
 
 
 def timed_cpu(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, float]:
@@ -273,7 +278,9 @@ def write_json(out: Path, name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def append_results(results: Path | None, title: str, ctx: dict[str, Any], rows: list[dict[str, Any]], note: str = "") -> None:
+def append_results(
+    results: Path | None, title: str, ctx: dict[str, Any], rows: list[dict[str, Any]], note: str = ""
+) -> None:
     """Append a section ``title`` with its context line and a markdown table of ``rows``."""
     if results is None:
         return

@@ -60,8 +60,12 @@ def batch_logits(model, x, std) -> dict[str, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = model(x)
-            grads = [torch.autograd.grad(F.cross_entropy(logits / t, logits.argmax(1), reduction="sum"), x,
-                                         retain_graph=k < len(temps) - 1)[0] for k, t in enumerate(temps)]
+            grads = [
+                torch.autograd.grad(
+                    F.cross_entropy(logits / t, logits.argmax(1), reduction="sum"), x, retain_graph=k < len(temps) - 1
+                )[0]
+                for k, t in enumerate(temps)
+            ]
         x, logits = x.detach(), logits.detach()
         out = torch.empty(len(temps), len(eps), len(x), logits.shape[1])
         signs = [torch.where(g >= 0, 1.0, -1.0) for g in grads]
@@ -82,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     mean = torch.tensor(model.input_mean).view(1, -1, 1, 1)
     std = torch.tensor(model.input_std).view(1, -1, 1, 1)
     id_spec = next(s for s in suite.id_candidates if common.suite_data_loads(s, root, model))
-    specs = [(id_spec, suite.id_tune)] * (not args.ood_only) + [(next(s for s in suite.ood if s.key == k), suite.ood_tune) for k in args.sets]
+    specs = [(id_spec, suite.id_tune)] * (not args.ood_only) + [
+        (next(s for s in suite.ood if s.key == k), suite.ood_tune) for k in args.sets
+    ]
     for spec, n_tune in specs:
         path = cache_path(args.cache, suite.name, spec.key, args.n)
         if path.exists():
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         x = common.to_device(x, model, device, channels_last=True)
         t0, parts = time.perf_counter(), []
         for start in range(0, len(x), args.batch_size):
-            parts.append(batch_logits(model, x[start:start + args.batch_size], std))
+            parts.append(batch_logits(model, x[start : start + args.batch_size], std))
             done = start + len(parts[-1]["agree"][0])
             print(f"{spec.key}: {done}/{len(x)} images, {time.perf_counter() - t0:.0f} s", flush=True)
         arrays = {k: torch.cat([p[k] for p in parts], dim=-2 if k == "logits" else -1).numpy() for k in parts[0]}

@@ -35,22 +35,56 @@ def plan(args: argparse.Namespace) -> list[tuple[str, object, list[str]]]:
     if args.tiny:
         tiny = [*common_argv, "--tiny"]
         return [
-            ("scoring", bench_scoring, [*tiny, "--models", "mnist-mlp", "resnet20", "--dtypes", "fp32", "bf16", "--channels-last", "--baseline"]),
+            (
+                "scoring",
+                bench_scoring,
+                [
+                    *tiny,
+                    "--models",
+                    "mnist-mlp",
+                    "resnet20",
+                    "--dtypes",
+                    "fp32",
+                    "bf16",
+                    "--channels-last",
+                    "--baseline",
+                ],
+            ),
             ("tuning", bench_tuning, [*tiny, "--model", "mnist-mlp", *data]),
             ("metrics", bench_metrics, tiny),
-            ("reproduce", bench_reproduce, [*tiny, "--model", "mnist-mlp", "--data-root", "", "--dtypes", "fp32", "bf16"]),
+            (
+                "reproduce",
+                bench_reproduce,
+                [*tiny, "--model", "mnist-mlp", "--data-root", "", "--dtypes", "fp32", "bf16"],
+            ),
         ]
     return [
-        ("scoring", bench_scoring, common_argv + weights + ["--batch-size", "256", "--batches", "20", "--dtypes",
-                                                            "fp32", "bf16", "--channels-last", "--baseline"]),
-        ("scoring_eps0", bench_scoring, common_argv + weights + ["--batch-size", "256", "--batches", "20",
-                                                                 "--epsilon", "0"]),
-        ("scoring_compile", bench_scoring, common_argv + weights + ["--models", "densenet-bc-100", "--batch-size",
-                                                                    "256", "--batches", "20", "--compile"]),
+        (
+            "scoring",
+            bench_scoring,
+            common_argv
+            + weights
+            + ["--batch-size", "256", "--batches", "20", "--dtypes", "fp32", "bf16", "--channels-last", "--baseline"],
+        ),
+        (
+            "scoring_eps0",
+            bench_scoring,
+            common_argv + weights + ["--batch-size", "256", "--batches", "20", "--epsilon", "0"],
+        ),
+        (
+            "scoring_compile",
+            bench_scoring,
+            common_argv
+            + weights
+            + ["--models", "densenet-bc-100", "--batch-size", "256", "--batches", "20", "--compile"],
+        ),
         ("tuning", bench_tuning, common_argv + weights + data + ["--n", "500", "--batch-size", "256"]),
         ("metrics", bench_metrics, ["--device", "cpu", *common_argv[2:]]),
-        ("reproduce", bench_reproduce, common_argv + weights + data + ["--dtypes", "fp32", "bf16",
-                                                                       "--cells-per-forward", "8"]),
+        (
+            "reproduce",
+            bench_reproduce,
+            common_argv + weights + data + ["--dtypes", "fp32", "bf16", "--cells-per-forward", "8"],
+        ),
     ]
 
 
@@ -58,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--weights", type=Path, default=None, help="DenseNet-BC-100 CIFAR-10 checkpoint")
-    p.add_argument("--data-root", type=common.optional_path, default=common.DEFAULT_DATA_ROOT,
-                   help="real data folder ('' = synthetic data)")
+    p.add_argument(
+        "--data-root",
+        type=common.optional_path,
+        default=common.DEFAULT_DATA_ROOT,
+        help="real data folder ('' = synthetic data)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--results", type=common.optional_path, default=common.DEFAULT_RESULTS, help="'' = none")
     p.add_argument("--threads", type=int, default=None)

@@ -69,24 +69,33 @@ def faults(fig: Figure) -> list[str]:
         for axis_name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
             labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
             lo, hi = sorted(ax.get_xlim() if axis_name == "x" else ax.get_ylim())
-            shown = [t for t in labels if lo - 1e-9 * (hi - lo) <= (t.get_position()[0 if axis_name == "x" else 1])
-                     <= hi + 1e-9 * (hi - lo)]
+            shown = [
+                t
+                for t in labels
+                if lo - 1e-9 * (hi - lo) <= (t.get_position()[0 if axis_name == "x" else 1]) <= hi + 1e-9 * (hi - lo)
+            ]
             if len(shown) > MAX_LABELS and not isinstance(axis.get_major_locator(), FixedLocator):
                 found.append(f"{name}: {len(shown)} {axis_name} tick labels ({[t.get_text() for t in shown]})")
             for i in range(len(shown)):
                 for j in range(i + 1, len(shown)):
                     if _overlap(shown[i], shown[j], renderer):
-                        found.append(f"{name}: {axis_name} tick labels {shown[i].get_text()!r} and "
-                                     f"{shown[j].get_text()!r} overlap")
+                        found.append(
+                            f"{name}: {axis_name} tick labels {shown[i].get_text()!r} and "
+                            f"{shown[j].get_text()!r} overlap"
+                        )
         for line in ax.get_lines():
             if _is_reference(ax, line) and line.get_label() not in legend_labels:
                 found.append(f"{name}: a reference line ({line.get_label()!r}) has no legend entry")
-        data = [line for line in ax.get_lines()
-                if not _is_reference(ax, line) and line.get_linestyle() not in ("None", "")]
+        data = [
+            line for line in ax.get_lines() if not _is_reference(ax, line) and line.get_linestyle() not in ("None", "")
+        ]
         for i, under in enumerate(data):
-            for over in data[i + 1:]:
-                if (over.get_linestyle() == "-" and over.get_linewidth() >= under.get_linewidth()
-                        and over.get_zorder() >= under.get_zorder()):
+            for over in data[i + 1 :]:
+                if (
+                    over.get_linestyle() == "-"
+                    and over.get_linewidth() >= under.get_linewidth()
+                    and over.get_zorder() >= under.get_zorder()
+                ):
                     found.append(f"{name}: solid curve {over.get_label()!r} can hide {under.get_label()!r}")
         for bars in ax.containers:
             if _opaque_histogram(bars):
@@ -105,16 +114,20 @@ def _opaque_histogram(container) -> bool:
     if not isinstance(container, BarContainer) or len(container.patches) < 2:
         return False
     bars = container.patches
-    touching = all(abs(a.get_x() + a.get_width() - b.get_x()) <= 1e-9 * max(1.0, abs(b.get_x()))
-                   for a, b in itertools.pairwise(bars))
+    touching = all(
+        abs(a.get_x() + a.get_width() - b.get_x()) <= 1e-9 * max(1.0, abs(b.get_x()))
+        for a, b in itertools.pairwise(bars)
+    )
     return touching and any(p.get_fill() and p.get_facecolor()[3] >= 1 for p in bars)
 
 
 CHROMIUM = "/usr/bin/chromium"
-_MEASURE = ("<script>const b = document.body.getBoundingClientRect(), pad = parseFloat(getComputedStyle(document.body)"
-            ".paddingRight); document.body.setAttribute('data-measured', JSON.stringify({page: "
-            "document.documentElement.scrollWidth, body: Math.floor(b.right - pad), tables: "
-            "[...document.querySelectorAll('table')].map(e => Math.ceil(e.getBoundingClientRect().right))}))</script>")
+_MEASURE = (
+    "<script>const b = document.body.getBoundingClientRect(), pad = parseFloat(getComputedStyle(document.body)"
+    ".paddingRight); document.body.setAttribute('data-measured', JSON.stringify({page: "
+    "document.documentElement.scrollWidth, body: Math.floor(b.right - pad), tables: "
+    "[...document.querySelectorAll('table')].map(e => Math.ceil(e.getBoundingClientRect().right))}))</script>"
+)
 
 
 def rendered_widths(page: Path, tmp_path: Path, window: int = 1400) -> dict:
@@ -125,8 +138,24 @@ def rendered_widths(page: Path, tmp_path: Path, window: int = 1400) -> dict:
         pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
     copy = tmp_path / f"measured-{page.name}"
     copy.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                          f"--window-size={window},1000", "--dump-dom", copy.as_uri()],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--window-size={window},1000",
+            "--dump-dom",
+            copy.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     return json.loads(html.unescape(re.search(r'data-measured="([^"]*)"', dom).group(1)))

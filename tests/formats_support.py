@@ -20,10 +20,13 @@ def real_images(shared_data: Path, root: Path, digits: int = 30, letters: int = 
     """(key, PNG bytes, label) of ``digits`` MNIST test digits then ``letters`` notMNIST letters
     (labels 0-9 = A-J), and an MNIST detector (batch size 16) fitted under ``root/det``."""
     _, mnist, notmnist = fit_mnist_detector(shared_data, root / "det", batch_size=16)
-    items = [(f"{i:03d}", encode(mnist.images[3000 + i, 0].numpy()), int(mnist.labels[3000 + i]))
-             for i in range(digits)]
-    items += [(f"{digits + i:03d}", encode(notmnist.images[900 + i, 0].numpy()), int(notmnist.labels[900 + i]))
-              for i in range(letters)]
+    items = [
+        (f"{i:03d}", encode(mnist.images[3000 + i, 0].numpy()), int(mnist.labels[3000 + i])) for i in range(digits)
+    ]
+    items += [
+        (f"{digits + i:03d}", encode(notmnist.images[900 + i, 0].numpy()), int(notmnist.labels[900 + i]))
+        for i in range(letters)
+    ]
     return items, root / "det"
 
 
@@ -50,7 +53,7 @@ def write_shards(folder: Path, items: Items, per_shard: int = 14) -> list[Path]:
     for s in range(0, len(items), per_shard):
         paths.append(folder / f"data-{s // per_shard:03d}.tar")
         with tarfile.open(paths[-1], "w", format=tarfile.GNU_FORMAT) as tar:
-            for n, (key, blob, label) in enumerate(items[s:s + per_shard]):
+            for n, (key, blob, label) in enumerate(items[s : s + per_shard]):
                 if n % 3 == 2:
                     add_member(tar, f"{key}.json", json.dumps({"label": label, "caption": "x"}).encode())
                     add_member(tar, f"{key}.png", blob)

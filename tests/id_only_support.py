@@ -27,5 +27,10 @@ def lenet_and_digits() -> tuple[nn.Module, torch.Tensor]:
 def float64_id_only_choice(model: nn.Module, x: torch.Tensor, epsilons: tuple[float, ...]) -> tuple[float, np.ndarray]:
     """Per epsilon, float64 ODIN scores at T = 1000 one call at a time, their mean; the argmax."""
     model64, x64 = copy.deepcopy(model).double(), x.double()
-    means = np.array([odin_scores(model64, x64, 1000.0, e, input_std=model.input_std, normalise=False).mean().item() for e in epsilons])
+    means = np.array(
+        [
+            odin_scores(model64, x64, 1000.0, e, input_std=model.input_std, normalise=False).mean().item()
+            for e in epsilons
+        ]
+    )
     return epsilons[int(np.argmax(means))], means

@@ -16,7 +16,7 @@ class OddRowsMLP(MLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = super().forward(x)
         odd = (torch.arange(x.shape[0], device=x.device) % 2).to(logits.dtype)[:, None]
-        return logits * (1 + odd * 2.0 ** -10)
+        return logits * (1 + odd * 2.0**-10)
 
 
 def make() -> OddRowsMLP:

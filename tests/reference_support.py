@@ -48,8 +48,9 @@ def _perturbed(model: nn.Module, xi: torch.Tensor, loss_to_raise, epsilon: float
     return xi.detach() - epsilon * sign / std
 
 
-def reference_odin_float64(model: nn.Module, x: torch.Tensor, temperature: float, epsilon: float,
-                           std: float = 1.0) -> torch.Tensor:
+def reference_odin_float64(
+    model: nn.Module, x: torch.Tensor, temperature: float, epsilon: float, std: float = 1.0
+) -> torch.Tensor:
     m = float64_copy(model)
     out = []
     for xi in x.double():
@@ -59,8 +60,9 @@ def reference_odin_float64(model: nn.Module, x: torch.Tensor, temperature: float
     return torch.tensor(out, dtype=torch.float64)
 
 
-def reference_energy_odin_float64(model: nn.Module, x: torch.Tensor, temperature: float, epsilon: float,
-                                  std: float = 1.0) -> torch.Tensor:
+def reference_energy_odin_float64(
+    model: nn.Module, x: torch.Tensor, temperature: float, epsilon: float, std: float = 1.0
+) -> torch.Tensor:
     m = float64_copy(model)
     out = []
     for xi in x.double():
@@ -75,8 +77,9 @@ def reference_energy_float64(model: nn.Module, x: torch.Tensor, temperature: flo
         return _energy(float64_copy(model)(x.double()), temperature)
 
 
-def reference_scores_float64(family: str, model: nn.Module, x: torch.Tensor, temperature: float,
-                             epsilon: float) -> torch.Tensor:
+def reference_scores_float64(
+    family: str, model: nn.Module, x: torch.Tensor, temperature: float, epsilon: float
+) -> torch.Tensor:
     """The named family's score of every row of ``x`` at (T, epsilon), in float64."""
     if family == "odin":
         return reference_odin_float64(model, x, temperature, epsilon)

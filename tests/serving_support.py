@@ -79,6 +79,7 @@ def png_header(width: int, height: int, bit_depth: int = 8, color_type: int = 0,
     """A PNG declaring ``width`` x ``height`` in its IHDR chunk (valid CRCs), with one IDAT chunk of
     ``pixels`` (default: a few zlib-compressed zero bytes, far fewer than the size needs): PIL
     opens it and learns the size from the header; decoding it would fail or allocate the whole image."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -113,17 +114,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: list[str], extra_env: dict[str, str] | None = None, timeout: float = 300.0,
-                 log_level: str = "warning", cwd: Path | None = None, threads: int = 1):
+def start_server(
+    args: list[str],
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 300.0,
+    log_level: str = "warning",
+    cwd: Path | None = None,
+    threads: int = 1,
+):
     """``python -m odin_ood serve ARGS --threads THREADS`` (in ``cwd``) on a free loopback port;
     (process, base URL) once /healthz answers. The server's output goes to the file
     ``proc.log_path`` (see :func:`server_log`)."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="odin-ood-serve-", suffix=".log", delete=False)  # noqa: SIM115 -- closed once Popen holds it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "odin_ood", "serve", *args, "--host", "127.0.0.1", "--port", str(port),
-         "--threads", str(threads), "--log-level", log_level],
-        env={**env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+        [
+            sys.executable,
+            "-m",
+            "odin_ood",
+            "serve",
+            *args,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            "--log-level",
+            log_level,
+        ],
+        env={**env(), **(extra_env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
     log.close()
     proc.log_path = Path(log.name)

@@ -36,8 +36,12 @@ def real_images(shared_data: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(shared_data / TINY) as z:
         blobs = {f"tiny-{k}.jpg": z.read(f"tiny-imagenet-200/test/images/test_{k}.JPEG") for k in range(8)}
     with zipfile.ZipFile(shared_data / CIFAR) as z:
-        blobs.update({f"cifar-{n.split('/')[-2]}-{n.split('/')[-1]}": z.read(n)
-                      for n in sorted(n for n in z.namelist() if n.endswith(".jpg"))[:4]})
+        blobs.update(
+            {
+                f"cifar-{n.split('/')[-2]}-{n.split('/')[-1]}": z.read(n)
+                for n in sorted(n for n in z.namelist() if n.endswith(".jpg"))[:4]
+            }
+        )
     picture = Image.open(io.BytesIO(blobs["tiny-3.jpg"])).convert("RGB")
     for w, h in NON_SQUARE:
         for fmt in ("JPEG", "PNG"):
@@ -62,24 +66,69 @@ def odin_ood_pixels(folder: Path, spec: Preprocessing) -> torch.Tensor:
     return torch.stack([image_pixels(inputs.load(i, spec), spec) for i in range(len(inputs))])
 
 
-def cli_chain(model_args: list[str], shared_data: Path, images: Path, root: Path, grid: list[str],
-              limit: int = 8, export: bool = True) -> dict:
+def cli_chain(
+    model_args: list[str],
+    shared_data: Path,
+    images: Path,
+    root: Path,
+    grid: list[str],
+    limit: int = 8,
+    export: bool = True,
+) -> dict:
     """``odin-ood fit`` (``limit`` CIFAR-10 JPEGs as ID, Tiny ImageNet as OOD), ``score`` of the
     pictures in ``images``, ``serve`` answering them over HTTP and ``export`` of the gate:
     {"det": folder, "rows": score's rows, "served": the answers, "exported": the ONNX file or None}."""
     det = root / "det"
-    assert main(["fit", *model_args, "--id", str(shared_data / CIFAR), "--ood", str(shared_data / TINY),
-                 "--limit", str(limit), "--out", str(det), "--quiet", "--workers", "1", *grid]) == 0
-    assert main(["score", *model_args, "--detector", str(det), str(images), "--output", str(root / "s.jsonl"),
-                 "--quiet", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                *model_args,
+                "--id",
+                str(shared_data / CIFAR),
+                "--ood",
+                str(shared_data / TINY),
+                "--limit",
+                str(limit),
+                "--out",
+                str(det),
+                "--quiet",
+                "--workers",
+                "1",
+                *grid,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "score",
+                *model_args,
+                "--detector",
+                str(det),
+                str(images),
+                "--output",
+                str(root / "s.jsonl"),
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = list(read_rows(root / "s.jsonl"))
     batch = json.loads((det / "detector.json").read_text())["batch_size"]  # serve's default ignores activations
-    proc, url = start_server([*model_args, "--detector", str(det), "--no-auth", "--max-batch", str(batch)],
-                             timeout=300.0)
+    proc, url = start_server(
+        [*model_args, "--detector", str(det), "--no-auth", "--max-batch", str(batch)], timeout=300.0
+    )
     try:
         files = sorted(images.iterdir())
-        r = httpx.post(url + "/v1/predict", files=[("images", (p.name, p.read_bytes(), "application/octet-stream"))
-                                                   for p in files], timeout=300.0)
+        r = httpx.post(
+            url + "/v1/predict",
+            files=[("images", (p.name, p.read_bytes(), "application/octet-stream")) for p in files],
+            timeout=300.0,
+        )
     finally:
         stop_server(proc)
     assert r.status_code == 200, r.text
@@ -90,8 +139,15 @@ def cli_chain(model_args: list[str], shared_data: Path, images: Path, root: Path
     return {"det": det, "rows": rows, "served": r.json()["predictions"], "exported": exported}
 
 
-def check_chain(chain: dict, reference: torch.nn.Module, pixels: torch.Tensor, class_names, *,
-                tolerance: float = 0.0, run_exported: bool = True) -> None:
+def check_chain(
+    chain: dict,
+    reference: torch.nn.Module,
+    pixels: torch.Tensor,
+    class_names,
+    *,
+    tolerance: float = 0.0,
+    run_exported: bool = True,
+) -> None:
     """The chain's rows equal ODIN computed by the detector on ``reference`` (the original network)
     for ``pixels`` (exactly, or within ``tolerance`` for a converted graph, whose weights the
     detector's fingerprint does not name), the served answers equal the rows, and ONNX Runtime
@@ -112,7 +168,10 @@ def check_chain(chain: dict, reference: torch.nn.Module, pixels: torch.Tensor, c
         assert row["class_name"] == (class_names[row["predicted_class"]] if class_names else None)
     for row, answer in zip(rows, chain["served"], strict=True):
         assert (answer["predicted_class"], answer["class_name"], answer["score"]) == (
-            row["predicted_class"], row["class_name"], row["score"])
+            row["predicted_class"],
+            row["class_name"],
+            row["score"],
+        )
     if chain["exported"] is not None and run_exported:
         check_exported(chain["exported"], pixels.numpy(), rows)
     elif chain["exported"] is not None:
@@ -136,7 +195,9 @@ def check_exported(path: Path, pixels: np.ndarray, rows: list[dict]) -> None:
         padded, b = pixels, 8
     scores, classes = [], []
     for i in range(0, len(padded), b):
-        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": padded[i:i + b]}), strict=True))
+        got = dict(
+            zip([o.name for o in session.get_outputs()], session.run(None, {"pixels": padded[i : i + b]}), strict=True)
+        )
         scores += got["score"].tolist()
         classes += got["predicted_class"].tolist()
     assert classes[:n] == [r["predicted_class"] for r in rows]

@@ -14,9 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--tiny", "--device", "cpu", "--threads", "2",
-         "--out", str(out), "--results", str(out / "RESULTS.md")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run_all.py"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+            "--results",
+            str(out / "RESULTS.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
@@ -38,7 +51,9 @@ def test_run_all_records_every_benchmark(tiny_run):
 def test_scoring_json_has_both_methods_and_a_consistent_ratio(tiny_run):
     d = load(tiny_run, "scoring", "bench_scoring")
     assert {"device", "torch", "dtype", "batch_size"} <= set(d["context"])
-    assert {(r["model"], r["dtype"]) for r in d["rows"]} == {(m, t) for m in ("mnist-mlp", "resnet20") for t in ("fp32", "bf16")}
+    assert {(r["model"], r["dtype"]) for r in d["rows"]} == {
+        (m, t) for m in ("mnist-mlp", "resnet20") for t in ("fp32", "bf16")
+    }
     for r in d["rows"]:
         assert r["odin_over_msp"] == pytest.approx(r["odin_images_per_s"] / r["msp_images_per_s"])
         assert "odin_weight_grads_images_per_s" in r
@@ -70,15 +85,30 @@ def test_reproduce_json_has_four_ood_sets_per_precision(tiny_run):
             assert 0 <= s["odin"]["fpr_at_95_tpr"] <= 1 and s["temperature"] in (1.0, 1000.0)
     bf16 = d["runs"][1]["sets"]["gaussian"]
     assert bf16["fpr_points_vs_fp32"] == pytest.approx(
-        100 * (bf16["odin"]["fpr_at_95_tpr"] - d["runs"][0]["sets"]["gaussian"]["odin"]["fpr_at_95_tpr"]))
+        100 * (bf16["odin"]["fpr_at_95_tpr"] - d["runs"][0]["sets"]["gaussian"]["odin"]["fpr_at_95_tpr"])
+    )
 
 
 def test_scoring_at_epsilon_zero_records_the_one_forward_floor(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_scoring
 
-    d = bench_scoring.main(["--tiny", "--device", "cpu", "--models", "mnist-mlp", "--epsilon", "0", "--baseline",
-                            "--out", str(tmp_path), "--results", str(tmp_path / "R.md")])
+    d = bench_scoring.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--models",
+            "mnist-mlp",
+            "--epsilon",
+            "0",
+            "--baseline",
+            "--out",
+            str(tmp_path),
+            "--results",
+            str(tmp_path / "R.md"),
+        ]
+    )
     (row,) = d["rows"]
     assert d["epsilon"] == 0.0 and row["epsilon"] == 0.0
     assert row["floor_fraction"] == pytest.approx(row["odin_over_msp"])  # the floor is 1.0 at epsilon = 0
@@ -99,7 +129,8 @@ def test_tuning_floor_by_pass_count_on_the_papers_grid(tiny_run):
     # b is a ratio of measured times (it can even come out negative on a busy machine): only the
     # arithmetic that turns it into the recorded floor is a fact to assert.
     assert d["floor_at_measured_b"] == pytest.approx(
-        bench_tuning.floor_ratio([1.0, 1000.0], [0.0, 0.001, 0.002], d["backward_over_forward"]))
+        bench_tuning.floor_ratio([1.0, 1000.0], [0.0, 0.001, 0.002], d["backward_over_forward"])
+    )
 
 
 def test_peers_benchmark_without_peers_times_both_variants_at_equal_scores(tmp_path, shared_data):
@@ -110,12 +141,28 @@ def test_peers_benchmark_without_peers_times_both_variants_at_equal_scores(tmp_p
 
     threads = torch.get_num_threads()
     try:  # the benchmark sets one thread
-        d = bench_peers.main(["--tiny", "--peers", "--data-root", str(shared_data), "--out", str(tmp_path),
-                              "--results", str(tmp_path / "R.md")])
+        d = bench_peers.main(
+            [
+                "--tiny",
+                "--peers",
+                "--data-root",
+                str(shared_data),
+                "--out",
+                str(tmp_path),
+                "--results",
+                str(tmp_path / "R.md"),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
-    assert {(r["score"], r["method"]) for r in d["rows"]} == {(s, v) for s in ("odin", "msp") for v in ("eager", "folded")}
+    assert {(r["score"], r["method"]) for r in d["rows"]} == {
+        (s, v) for s in ("odin", "msp") for v in ("eager", "folded")
+    }
     assert all(r["max_abs_diff"] <= 1e-5 and r["images_per_s"] > 0 and r["over_pytorch_ood"] is None for r in d["rows"])
-    assert d["context"]["threads"] == 1 and "load_average" in d["context"] and "### bench_peers" in (tmp_path / "R.md").read_text()
+    assert (
+        d["context"]["threads"] == 1
+        and "load_average" in d["context"]
+        and "### bench_peers" in (tmp_path / "R.md").read_text()
+    )
     with pytest.raises(SystemExit, match="runtimes"):
         bench_peers.main(["--tiny", "--runtime", "no-such-runtime", "--out", str(tmp_path)])

@@ -22,9 +22,25 @@ from odin_ood.commands.row_files import read_rows
 from serving_support import env, library_outputs
 
 # what scoring on the torch runtime never needs
-NOT_FOR_TORCH_SCORING = ("torch._dynamo", "torch._inductor", "torch.onnx", "onnx", "onnxruntime", "openvino",
-                         "matplotlib", "fastapi", "uvicorn", "sklearn", "pandas", "scipy", "sympy", "pyarrow",
-                         "odin_ood.export", "odin_ood.report", "odin_ood.experiments")
+NOT_FOR_TORCH_SCORING = (
+    "torch._dynamo",
+    "torch._inductor",
+    "torch.onnx",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "matplotlib",
+    "fastapi",
+    "uvicorn",
+    "sklearn",
+    "pandas",
+    "scipy",
+    "sympy",
+    "pyarrow",
+    "odin_ood.export",
+    "odin_ood.report",
+    "odin_ood.experiments",
+)
 
 # runs ``python -m odin_ood ARGS`` and writes the names in sys.modules to the file given first
 _RECORDING = """
@@ -38,8 +54,13 @@ runpy.run_module("odin_ood", run_name="__main__")
 def run_recording(tmp_path: Path, *args: str, **extra_env: str) -> tuple[subprocess.CompletedProcess, set[str]]:
     record = tmp_path / "modules.json"
     record.unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, "-c", _RECORDING, str(record), *args], env={**env(), **extra_env},
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RECORDING, str(record), *args],
+        env={**env(), **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc, set(json.loads(record.read_text()))
 
 
@@ -66,16 +87,22 @@ def cases(shared_data, tmp_path_factory):
     (root / "mnist").mkdir()
     Image.fromarray(digit).save(root / "mnist" / "one.png")
     out = {}
-    for key, model_arg, folder, mode in (("resnet20", str(shared_data / "models" / "resnet20-cifar10.th"), "cifar", "RGB"),
-                                         ("mnist-lenet", "mnist-lenet", "mnist", "L")):
+    for key, model_arg, folder, mode in (
+        ("resnet20", str(shared_data / "models" / "resnet20-cifar10.th"), "cifar", "RGB"),
+        ("mnist-lenet", "mnist-lenet", "mnist", "L"),
+    ):
         model = models.load(model_arg)
         det = Detector(model, batch_size=4)
         det._set_fitted(1000.0, 0.0014, 0.1, 0.95)
         det.save(root / f"det-{key}")
         x = pixels(root / folder / "one.png", mode)
         z = (x - torch.tensor(model.input_mean)[:, None, None]) / torch.tensor(model.input_std)[:, None, None]
-        out[key] = {"model": model_arg, "det": root / f"det-{key}", "input": root / folder,
-                    "expected": {k: v[0] for k, v in library_outputs(det, z).items()}}
+        out[key] = {
+            "model": model_arg,
+            "det": root / f"det-{key}",
+            "input": root / folder,
+            "expected": {k: v[0] for k, v in library_outputs(det, z).items()},
+        }
     return out
 
 
@@ -83,8 +110,20 @@ def cases(shared_data, tmp_path_factory):
 def test_one_image_score_on_torch_loads_no_compiler_exporter_plots_or_server(cases, key, tmp_path):
     case = cases[key]
     output = tmp_path / "scores.csv"
-    proc, loaded = run_recording(tmp_path, "score", str(case["input"]), "--output", str(output), "--detector",
-                                 str(case["det"]), "--model", case["model"], "--threads", "1", "--quiet")
+    proc, loaded = run_recording(
+        tmp_path,
+        "score",
+        str(case["input"]),
+        "--output",
+        str(output),
+        "--detector",
+        str(case["det"]),
+        "--model",
+        case["model"],
+        "--threads",
+        "1",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "torch" in loaded and "odin_ood.commands.score" in loaded  # the recording saw the run
     assert sorted(m for m in NOT_FOR_TORCH_SCORING if m in loaded) == []
@@ -98,8 +137,18 @@ def test_a_warm_exported_graph_scores_without_the_compiler(cases, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     case = cases["mnist-lenet"]
-    args = [str(case["input"]), "--detector", str(case["det"]), "--model", case["model"], "--threads", "1",
-            "--quiet", "--runtime", "onnxruntime"]
+    args = [
+        str(case["input"]),
+        "--detector",
+        str(case["det"]),
+        "--model",
+        case["model"],
+        "--threads",
+        "1",
+        "--quiet",
+        "--runtime",
+        "onnxruntime",
+    ]
     cache = {"ODIN_OOD_CACHE": str(tmp_path / "cache")}
     cold, loaded_cold = run_recording(tmp_path, "score", *args, "--output", str(tmp_path / "cold.csv"), **cache)
     assert cold.returncode == 0, cold.stderr
@@ -117,6 +166,14 @@ def test_help_loads_only_what_it_shows(tmp_path):
     assert "torch" not in loaded and not any(m.startswith("odin_ood.commands.") for m in loaded)
     proc, loaded = run_recording(tmp_path, "score", "--help")
     assert proc.returncode == 0 and "--detector" in proc.stdout
-    others = {"odin_ood.commands.fit", "odin_ood.commands.serve", "odin_ood.commands.export", "odin_ood.commands.train",
-              "odin_ood.commands.reproduce", "odin_ood.demo", "odin_ood.experiments", "odin_ood.report"}
+    others = {
+        "odin_ood.commands.fit",
+        "odin_ood.commands.serve",
+        "odin_ood.commands.export",
+        "odin_ood.commands.train",
+        "odin_ood.commands.reproduce",
+        "odin_ood.demo",
+        "odin_ood.experiments",
+        "odin_ood.report",
+    }
     assert sorted(others & loaded) == []

@@ -33,11 +33,22 @@ def test_version(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"odin-ood {__version__}"
 
 
-@pytest.mark.parametrize("argv,flag,python", [
-    (["score", "--model", "densenet-bc-100", "--detector", "d", "--output", "o.csv", "x"], "--weights FILE", "weights="),
-    (["score", "--model", "torchvision:resnet18", "--detector", "d", "--output", "o.csv", "x"], "--weights FILE",
-     "weights="),
-], ids=["zoo without weights", "torchvision without weights"])
+@pytest.mark.parametrize(
+    "argv,flag,python",
+    [
+        (
+            ["score", "--model", "densenet-bc-100", "--detector", "d", "--output", "o.csv", "x"],
+            "--weights FILE",
+            "weights=",
+        ),
+        (
+            ["score", "--model", "torchvision:resnet18", "--detector", "d", "--output", "o.csv", "x"],
+            "--weights FILE",
+            "weights=",
+        ),
+    ],
+    ids=["zoo without weights", "torchvision without weights"],
+)
 def test_model_errors_name_the_flags(capsys, argv, flag, python):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -49,8 +60,21 @@ def test_a_missing_data_root_names_the_flag(capsys, monkeypatch, tmp_path):
     det = Detector(models.load("mnist-lenet"))
     det._set_fitted(1000.0, 0.0, 0.2, 0.95)
     det.save(tmp_path)
-    assert main(["score", "--model", "mnist-lenet", "--detector", str(tmp_path), "--output",
-                 str(tmp_path / "o.csv"), "mnist"]) == 2
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                "mnist-lenet",
+                "--detector",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "o.csv"),
+                "mnist",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "pass --data-root DIR" in err and "root=" not in err, err
 
@@ -64,8 +88,10 @@ def test_a_fingerprint_mismatch_quotes_both_fingerprints_whole(capsys, tmp_path)
     det = Detector(models.load("mnist-lenet"))
     det._set_fitted(1000.0, 0.0, 0.2, 0.95)
     det.save(tmp_path)
-    assert main(["score", "--model", "mnist-mlp", "--detector", str(tmp_path), "--output",
-                 str(tmp_path / "o.csv"), "x"]) == 2
+    assert (
+        main(["score", "--model", "mnist-mlp", "--detector", str(tmp_path), "--output", str(tmp_path / "o.csv"), "x"])
+        == 2
+    )
     err = capsys.readouterr().err
     fitted = json.loads((tmp_path / "detector.json").read_text())["model_fingerprint"]
     assert f"weights {fitted!r}, but" in err and err.replace("model's", "").count("'") == 4, err
@@ -82,8 +108,10 @@ def test_a_fingerprint_mismatch_names_the_model_the_detector_was_fitted_with(cap
     det.save(tmp_path)
     saved = json.loads((tmp_path / "detector.json").read_text())
     assert (saved["model"], saved["weights"]) == ("mnist-lenet", "lenet.safetensors")
-    assert main(["score", "--model", "mnist-mlp", "--detector", str(tmp_path), "--output",
-                 str(tmp_path / "o.csv"), "x"]) == 2
+    assert (
+        main(["score", "--model", "mnist-mlp", "--detector", str(tmp_path), "--output", str(tmp_path / "o.csv"), "x"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "was fitted for --model mnist-lenet --weights lenet.safetensors with weights 'sha256:" in err, err
     with pytest.raises(ValueError, match=r"fitted for the model 'mnist-lenet' \(weights='lenet.safetensors'\) with"):

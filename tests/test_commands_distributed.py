@@ -28,8 +28,19 @@ def setup(shared_data, tmp_path_factory):
         for i in range(14):
             z.writestr(f"{i:02d}.png", encode(notmnist.images[i, 0].numpy()))
         z.writestr("99.png", b"broken")
-    args = [str(folder), str(root / "letters.zip"), "--detector", str(root / "det"), "--model", "mnist-mlp",
-            "--threads", "1", "--chunk", "4", "--quiet"]
+    args = [
+        str(folder),
+        str(root / "letters.zip"),
+        "--detector",
+        str(root / "det"),
+        "--model",
+        "mnist-mlp",
+        "--threads",
+        "1",
+        "--chunk",
+        "4",
+        "--quiet",
+    ]
     return root, args
 
 
@@ -37,10 +48,23 @@ TESTS = Path(__file__).resolve().parent
 
 
 def torchrun(script: list[str], cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--nnodes", "1",
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *script]
-    return subprocess.run(cmd, env=dict(env(), PYTHONPATH=f"{SRC}:{TESTS}"), cwd=cwd, capture_output=True,
-                          text=True, timeout=240)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--nnodes",
+        "1",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        *script,
+    ]
+    return subprocess.run(
+        cmd, env=dict(env(), PYTHONPATH=f"{SRC}:{TESTS}"), cwd=cwd, capture_output=True, text=True, timeout=240
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", pytest.param("parquet", marks=pytest.mark.slow)])
@@ -51,8 +75,9 @@ def test_two_gloo_ranks_write_exactly_the_single_process_output(setup, tmp_path,
     single = tmp_path / f"single.{fmt}"
     assert main(["score", *args, "--output", str(single)]) == 0
     out = tmp_path / f"dist.{fmt}"
-    proc = torchrun(["-m", "odin_ood", "score", "--distributed", "--backend", "gloo", *args, "--output", str(out)],
-                    tmp_path)
+    proc = torchrun(
+        ["-m", "odin_ood", "score", "--distributed", "--backend", "gloo", *args, "--output", str(out)], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes() == single.read_bytes() if fmt == "csv" else _table(out).equals(_table(single))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([single.name, out.name])  # shards cleaned up
@@ -90,7 +115,9 @@ def test_a_failing_rank_stops_the_job_without_an_output_file(setup, tmp_path):
     assert not out.exists() and not (tmp_path / "out.csv.partial").exists()
 
 
-def test_resuming_shards_with_a_refitted_detector_is_refused_by_every_rank_touching_nothing(setup, shared_data, tmp_path):
+def test_resuming_shards_with_a_refitted_detector_is_refused_by_every_rank_touching_nothing(
+    setup, shared_data, tmp_path
+):
     """Rank 1 fails, rank 0's shard is finished; resumed with a re-fitted detector (T = 1000,
     epsilon = 0: other scores, another threshold) no rank scores and no byte changes; resumed
     with the detector that wrote the shard, the output is the single-process one."""
@@ -98,8 +125,10 @@ def test_resuming_shards_with_a_refitted_detector_is_refused_by_every_rank_touch
 
     _root, args = setup
     refit = Detector(models.load("mnist-mlp"), temperatures=(1000.0,), epsilons=(0.0,), batch_size=16)
-    refit.fit(data.load("mnist", root=shared_data).images[:200].float() / 255,
-              data.load("notmnist", root=shared_data).images[:200].float() / 255)
+    refit.fit(
+        data.load("mnist", root=shared_data).images[:200].float() / 255,
+        data.load("notmnist", root=shared_data).images[:200].float() / 255,
+    )
     refit.save(tmp_path / "refit")
     script = tmp_path / "failing.py"
     script.write_text(FAILING)
@@ -108,8 +137,21 @@ def test_resuming_shards_with_a_refitted_detector_is_refused_by_every_rank_touch
     assert torchrun([str(script), "score", "--distributed", *args, "--output", str(out)], tmp_path).returncode != 0
     before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
     assert "out.csv.rank0-of-2.jsonl" in before  # rank 0 finished its shard
-    proc = torchrun(["-m", "odin_ood", "score", "--distributed", *args, "--detector", str(tmp_path / "refit"),
-                     "--output", str(out), "--resume"], tmp_path)
+    proc = torchrun(
+        [
+            "-m",
+            "odin_ood",
+            "score",
+            "--distributed",
+            *args,
+            "--detector",
+            str(tmp_path / "refit"),
+            "--output",
+            str(out),
+            "--resume",
+        ],
+        tmp_path,
+    )
     assert proc.returncode != 0
     assert "rank 0/2 failed: ValueError: --resume:" in proc.stderr and "another detector" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # rank 1 did not score either
@@ -153,12 +195,29 @@ raise SystemExit(main(sys.argv[1:]))
 
 def two_nodes(script: list[str], cwd, fail_rank: str = "none") -> list[subprocess.CompletedProcess]:
     """Two torchrun agents, one process each, joined as two nodes by a c10d rendezvous on 127.0.0.1."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "odin-ood-two-nodes",
-           "--max-restarts", "0", *script]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "--rdzv-id",
+        "odin-ood-two-nodes",
+        "--max-restarts",
+        "0",
+        *script,
+    ]
     run_env = dict(env(), PYTHONPATH=f"{SRC}:{TESTS}", ODIN_OOD_TEST_FAIL_RANK=fail_rank)
-    agents = [subprocess.Popen(cmd, env=run_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(2)]
+    agents = [
+        subprocess.Popen(cmd, env=run_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     done = []
     for agent in agents:
         out, err = agent.communicate(timeout=300)

@@ -39,8 +39,24 @@ def datasets(shared_data):
 @pytest.fixture(scope="module")
 def mnist_run(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit") / "det"
-    assert fit(out, "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--data-root", shared_data,
-               "--limit", 600, "--holdout", 0.5) == 0
+    assert (
+        fit(
+            out,
+            "--model",
+            "mnist-mlp",
+            "--id",
+            "mnist",
+            "--ood",
+            "notmnist",
+            "--data-root",
+            shared_data,
+            "--limit",
+            600,
+            "--holdout",
+            0.5,
+        )
+        == 0
+    )
     return out, json.loads((out / "fit.json").read_text())
 
 
@@ -53,7 +69,11 @@ def test_cli_fit_reproduces_python_detector_fit_exactly(mnist_run, datasets):
     model = models.load("mnist-mlp")
     det = Detector(model, input_std=model.input_std).fit(x_id, x_ood)
     saved = json.loads((out / "detector.json").read_text())
-    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (
+        det.temperature_,
+        det.epsilon_,
+        det.threshold_,
+    )
     assert saved["model_fingerprint"] == det.model_fingerprint_ and saved["input_shape"] == [1, 28, 28]
     assert saved["model"] == "mnist-mlp" and "weights" not in saved  # how the model was loaded, named on a mismatch
     for m in METRICS:
@@ -83,7 +103,9 @@ def test_held_out_metrics_are_those_of_the_unseen_images(mnist_run, datasets):
     assert held["ood_flagged"] == pytest.approx(np.mean(s_out <= det.threshold_))
     # no image (by content) both tunes and evaluates
     for images, side in ((mnist.images, "id"), (notmnist.images, "ood")):
-        tuned = {hashlib.sha256(x.numpy().tobytes()).digest() for x in pixels(images, record["tuning"][side]["sources"])}
+        tuned = {
+            hashlib.sha256(x.numpy().tobytes()).digest() for x in pixels(images, record["tuning"][side]["sources"])
+        }
         kept = {hashlib.sha256(x.numpy().tobytes()).digest() for x in pixels(images, held[side]["sources"])}
         assert len(tuned) == 300 and len(kept) == 300 and not tuned & kept
 
@@ -96,11 +118,15 @@ def test_fit_report_files_show_the_grid_the_choice_and_the_metrics(mnist_run):
     grid = np.array(record["grid"]["fpr_at_95_tpr"], dtype=float)  # null: a cell the shared search did not score
     i, j = np.unravel_index(np.nanargmin(grid), grid.shape)  # first minimum in grid order, as tuning picks
     assert [int(i), int(j)] == record["grid"]["chosen"]
-    assert record["temperature"] == record["grid"]["temperatures"][i] and record["epsilon"] == record["grid"]["epsilons"][j]
+    assert (
+        record["temperature"] == record["grid"]["temperatures"][i]
+        and record["epsilon"] == record["grid"]["epsilons"][j]
+    )
     cells = re.findall(r"<td( class=chosen)?>([\d.]*)</td>", page.split("Tuning grid")[1])
     assert len(cells) == grid.size and [k for k, (c, _) in enumerate(cells) if c] == [i * grid.shape[1] + j]
-    assert [float(v) if v else None for _, v in cells] == [None if np.isnan(v) else round(100 * v, 1)
-                                                           for v in grid.flatten()]
+    assert [float(v) if v else None for _, v in cells] == [
+        None if np.isnan(v) else round(100 * v, 1) for v in grid.flatten()
+    ]
     for method in ("odin", "msp"):
         for m in METRICS:
             value = re.search(rf'data-key="{method}\|{m}">([\d.]+)<', page).group(1)
@@ -123,8 +149,10 @@ def test_fit_report_picture_reads_well_and_its_page_fits_1400_px(mnist_run, data
     mnist, notmnist = datasets
     det = Detector.load(out, models.load("mnist-mlp"))
     held = record["heldout"]
-    scores = {"id": det.score(pixels(mnist.images, held["id"]["sources"])).numpy(),
-              "ood": det.score(pixels(notmnist.images, held["ood"]["sources"])).numpy()}
+    scores = {
+        "id": det.score(pixels(mnist.images, held["id"]["sources"])).numpy(),
+        "ood": det.score(pixels(notmnist.images, held["ood"]["sources"])).numpy(),
+    }
     fig = finish(fit_figure(record, scores))
     assert faults(fig) == []
     heatmap = fig.axes[0]
@@ -144,8 +172,24 @@ def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_
     folder = write_pngs(tmp_path / "digits", digits)
     out = tmp_path / "det"
     flags = [] if ood_free is None else ["--ood-free", ood_free]
-    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet",
-               "--temperatures", "1,10,1000", "--epsilons", "0,0.001,0.002", *flags) == 0
+    assert (
+        fit(
+            out,
+            "--model",
+            "mnist-mlp",
+            "--id",
+            folder,
+            "--holdout",
+            0,
+            "--quiet",
+            "--temperatures",
+            "1,10,1000",
+            "--epsilons",
+            "0,0.001,0.002",
+            *flags,
+        )
+        == 0
+    )
     record = json.loads((out / "fit.json").read_text())
     expected = "ID images only" if ood_free == "id-only" else "noise"
     assert expected in record["tuning"]["ood"]["what"] and record["heldout"] is None
@@ -153,17 +197,31 @@ def test_fit_without_ood_inputs_tunes_like_detector_fit(datasets, tmp_path, ood_
     order = [int(s.rsplit("/", 1)[1][:3]) for s in record["tuning"]["id"]["sources"]]
     x = torch.from_numpy(digits[order]).float().div(255)[:, None]
     model = models.load("mnist-mlp")
-    det = Detector(model, input_std=model.input_std, input_mean=model.input_mean, temperatures=(1, 10, 1000),
-                   epsilons=(0, 0.001, 0.002), **({} if ood_free is None else {"ood_free": ood_free})).fit(x)
+    det = Detector(
+        model,
+        input_std=model.input_std,
+        input_mean=model.input_mean,
+        temperatures=(1, 10, 1000),
+        epsilons=(0, 0.001, 0.002),
+        **({} if ood_free is None else {"ood_free": ood_free}),
+    ).fit(x)
     saved = json.loads((out / "detector.json").read_text())
-    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (
+        det.temperature_,
+        det.epsilon_,
+        det.threshold_,
+    )
     assert record["tuning"]["ood"]["count"] == det.tuning_.scores_out.shape[-1]
     if ood_free is None:  # Detector.fit's noise: 1000 images of each kind
-        noise = ("1000 Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 1000 Uniform (U[0, 1)) noise images of "
-                 "1x28x28, seeds 0 and 1")
+        noise = (
+            "1000 Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 1000 Uniform (U[0, 1)) noise images of "
+            "1x28x28, seeds 0 and 1"
+        )
         assert record["tuning"]["ood"]["what"] == noise and det.tuning_.scores_out.shape[-1] == 2000
         assert f"no --ood given: tuned against {noise}" in capsys.readouterr().out
-    assert (out / "fit_report.png").stat().st_size > 0 and "None (<code>--holdout 0</code>)" in (out / "fit_report.html").read_text()
+    assert (out / "fit_report.png").stat().st_size > 0 and "None (<code>--holdout 0</code>)" in (
+        out / "fit_report.html"
+    ).read_text()
 
 
 def test_duplicate_images_are_dropped_so_no_picture_sits_in_both_splits(datasets, tmp_path):
@@ -175,8 +233,25 @@ def test_duplicate_images_are_dropped_so_no_picture_sits_in_both_splits(datasets
         Image.fromarray(digits[k]).save(folder / f"copy_{k}.bmp")
     letters = write_pngs(tmp_path / "letters", notmnist.images[:20, 0].numpy())
     out = tmp_path / "det"
-    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--ood", letters, "--holdout", 0.5, "--quiet",
-               "--temperatures", "1,1000", "--epsilons", "0,0.002") == 0
+    assert (
+        fit(
+            out,
+            "--model",
+            "mnist-mlp",
+            "--id",
+            folder,
+            "--ood",
+            letters,
+            "--holdout",
+            0.5,
+            "--quiet",
+            "--temperatures",
+            "1,1000",
+            "--epsilons",
+            "0,0.002",
+        )
+        == 0
+    )
     record = json.loads((out / "fit.json").read_text())
     assert record["duplicates"] == {"id": 10, "ood": 0}
 
@@ -186,8 +261,6 @@ def test_duplicate_images_are_dropped_so_no_picture_sits_in_both_splits(datasets
     tuned, held = record["tuning"]["id"]["sources"], record["heldout"]["id"]["sources"]
     assert len(tuned) + len(held) == 30
     assert len(contents(tuned)) == len(tuned) and not contents(tuned) & contents(held)
-
-
 
 
 def test_detector_file_round_trips_input_shape_and_older_files_still_load(mnist_run, tmp_path):
@@ -206,8 +279,25 @@ def test_fit_with_another_score_matches_detector_fit_with_that_score(datasets, t
     id_folder = write_pngs(tmp_path / "digits", mnist.images[6000:6080, 0].numpy())
     ood_folder = write_pngs(tmp_path / "letters", notmnist.images[6000:6080, 0].numpy())
     out = tmp_path / "det"
-    assert fit(out, "--model", "mnist-mlp", "--id", id_folder, "--ood", ood_folder, "--holdout", 0, "--quiet",
-               "--score", "energy-odin", "--epsilons", "0,0.001,0.002") == 0
+    assert (
+        fit(
+            out,
+            "--model",
+            "mnist-mlp",
+            "--id",
+            id_folder,
+            "--ood",
+            ood_folder,
+            "--holdout",
+            0,
+            "--quiet",
+            "--score",
+            "energy-odin",
+            "--epsilons",
+            "0,0.001,0.002",
+        )
+        == 0
+    )
     record = json.loads((out / "fit.json").read_text())
     saved = json.loads((out / "detector.json").read_text())
     assert saved["score"] == record["score"] == "energy-odin"
@@ -215,8 +305,14 @@ def test_fit_with_another_score_matches_detector_fit_with_that_score(datasets, t
     x_id = torch.from_numpy(mnist.images[6000:6080, 0].numpy()[order["id"]]).float().div(255)[:, None]
     x_ood = torch.from_numpy(notmnist.images[6000:6080, 0].numpy()[order["ood"]]).float().div(255)[:, None]
     model = models.load("mnist-mlp")
-    det = Detector(model, input_std=model.input_std, epsilons=(0, 0.001, 0.002), score_family="energy-odin").fit(x_id, x_ood)
-    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    det = Detector(model, input_std=model.input_std, epsilons=(0, 0.001, 0.002), score_family="energy-odin").fit(
+        x_id, x_ood
+    )
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (
+        det.temperature_,
+        det.epsilon_,
+        det.threshold_,
+    )
     assert saved["temperature"] == 1.0 and "Energy + perturbation" in (out / "fit_report.html").read_text()
 
 
@@ -226,8 +322,23 @@ def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(da
     folder = write_pngs(tmp_path / "digits", digits)
     eps = (0.3, 0.16, 0.08, 0.02, 0.004, 0.0)  # this MLP's mean score rises with epsilon: high to low
     out = tmp_path / "det"
-    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--holdout", 0.5, "--quiet", "--ood-free", "id-only",
-               "--epsilons", ",".join(map(str, eps))) == 0
+    assert (
+        fit(
+            out,
+            "--model",
+            "mnist-mlp",
+            "--id",
+            folder,
+            "--holdout",
+            0.5,
+            "--quiet",
+            "--ood-free",
+            "id-only",
+            "--epsilons",
+            ",".join(map(str, eps)),
+        )
+        == 0
+    )
     record = json.loads((out / "fit.json").read_text())
     assert record["tuning_source"] == "id-only" and record["objective"] == "mean_id_score"
     assert record["tuning"]["ood"]["count"] == 0 and "Generalized-ODIN" in record["tuning"]["ood"]["what"]
@@ -247,7 +358,8 @@ def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(da
     held = record["heldout"]
     assert held["id"]["count"] == 40 and held["ood"]["what"] == (
         "40 fresh Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + 40 Uniform (U[0, 1)) noise images of 1x28x28, "
-        "seeds 1000 and 1001")
+        "seeds 1000 and 1001"
+    )
     page = (out / "fit_report.html").read_text()
     assert "ID images alone" in page and "lowest FPR" not in page and "Tuning grid: mean ID score" in page
     cells = re.findall(r"<td( class=chosen)?>([-\d.e]+)</td>", page.split("Tuning grid")[1])
@@ -256,6 +368,21 @@ def test_fit_id_only_chooses_the_highest_mean_id_score_and_its_report_says_so(da
     with Image.open(out / "fit_report.png") as im:
         assert im.format == "PNG" and im.size == (1260, 450)
     # without a held-out split there are no OOD scores to draw: the report still renders
-    assert fit(tmp_path / "all", "--model", "mnist-mlp", "--id", folder, "--holdout", 0, "--quiet", "--ood-free",
-               "id-only", "--epsilons", "0,0.002") == 0
+    assert (
+        fit(
+            tmp_path / "all",
+            "--model",
+            "mnist-mlp",
+            "--id",
+            folder,
+            "--holdout",
+            0,
+            "--quiet",
+            "--ood-free",
+            "id-only",
+            "--epsilons",
+            "0,0.002",
+        )
+        == 0
+    )
     assert "None (<code>--holdout 0</code>)" in (tmp_path / "all" / "fit_report.html").read_text()

@@ -49,14 +49,20 @@ def test_limit_caps_the_noise_side_too(digits, tmp_path):
     det = Detector(model, temperatures=(1, 1000), epsilons=(0, 0.002))
     det.fit(x, noise_ood_set(x, 15, model.input_mean, model.input_std))
     saved = json.loads((out / "detector.json").read_text())
-    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (det.temperature_, det.epsilon_, det.threshold_)
+    assert (saved["temperature"], saved["epsilon"], saved["threshold"]) == (
+        det.temperature_,
+        det.epsilon_,
+        det.threshold_,
+    )
 
 
 def test_parts_are_labelled_id_and_ood(digits, shared_data, tmp_path):
     folder, _ = digits
     out = tmp_path / "det"
-    assert fit(out, "--model", "mnist-mlp", "--id", folder, "--ood", "notmnist", "--data-root", shared_data,
-               "--limit", 40) == 0
+    assert (
+        fit(out, "--model", "mnist-mlp", "--id", folder, "--ood", "notmnist", "--data-root", shared_data, "--limit", 40)
+        == 0
+    )
     record = json.loads((out / "fit.json").read_text())
     for part in (record["tuning"], record["heldout"]):
         assert (part["id"]["what"], part["ood"]["what"]) == ("the ID inputs", "the OOD inputs")
@@ -119,17 +125,20 @@ def test_an_existing_detector_is_not_overwritten(digits, tmp_path, capsys):
     assert fit(tmp_path / "det", *args, "--seed", 1, "--overwrite") == 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--holdout", "1"], "--holdout must lie in [0, 1)"),
-    (["--limit", "0"], "--limit must be >= 1"),
-    (["--tpr", "1.5"], "tpr must lie strictly between 0 and 1"),
-    (["--epsilons", "-1"], "epsilons must be a finite number in [0, 1]"),
-    (["--model", "mnist-mlp", "--input-size", "3,32,32"], "does not take inputs of size 3x32x32"),
-    (["--model", "wrn-28-10"], "no weights shipped"),
-    (["--model", "densenet-bc-100", "--weights", "missing.pth"], "does not exist"),
-    (["--model", "no-such-net"], "neither a known model name"),
-    (["--ood", "letters/", "--ood-free", "id-only"], "pass --ood or --ood-free, not both"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--holdout", "1"], "--holdout must lie in [0, 1)"),
+        (["--limit", "0"], "--limit must be >= 1"),
+        (["--tpr", "1.5"], "tpr must lie strictly between 0 and 1"),
+        (["--epsilons", "-1"], "epsilons must be a finite number in [0, 1]"),
+        (["--model", "mnist-mlp", "--input-size", "3,32,32"], "does not take inputs of size 3x32x32"),
+        (["--model", "wrn-28-10"], "no weights shipped"),
+        (["--model", "densenet-bc-100", "--weights", "missing.pth"], "does not exist"),
+        (["--model", "no-such-net"], "neither a known model name"),
+        (["--ood", "letters/", "--ood-free", "id-only"], "pass --ood or --ood-free, not both"),
+    ],
+)
 def test_bad_fit_arguments_end_in_one_line(digits, tmp_path, capsys, args, message):
     folder = write_pngs(tmp_path / "d", digits[1][:10])
     model = [] if "--model" in args else ["--model", "mnist-mlp"]
@@ -139,8 +148,9 @@ def test_bad_fit_arguments_end_in_one_line(digits, tmp_path, capsys, args, messa
 
 
 def test_a_model_that_does_not_say_its_input_size_asks_for_it(digits, tmp_path, capsys):
-    program = torch.export.export(models.load("mnist-mlp"), (torch.zeros(2, 1, 28, 28),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    program = torch.export.export(
+        models.load("mnist-mlp"), (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+    )
     torch.export.save(program, str(tmp_path / "m.pt2"))
     folder = write_pngs(tmp_path / "d", digits[1][:10])
     assert fit(tmp_path / "det", "--model", tmp_path / "m.pt2", "--id", folder, "--quiet") == 2

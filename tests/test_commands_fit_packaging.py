@@ -17,8 +17,10 @@ from odin_ood.commands.row_files import read_rows
 from serving_support import encode, start_server, stop_server
 from test_models_sources import export_program, export_torchscript
 
-pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
-              pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning"),
+]
 
 FACTORY = "from odin_ood import models\n\n\ndef build():\n    return models.load('mnist-mlp')\n"
 
@@ -29,8 +31,24 @@ def fit_and_score(root, name, model_args, fit_args, inputs, score_args=()):
     det = root / f"det-{name}"
     assert main(["fit", "--out", str(det), *model_args, *fit_args, "--threads", "1", "--quiet"]) == 0
     out = root / f"scores-{name}.csv"
-    assert main(["score", *map(str, inputs), "--output", str(out), "--detector", str(det), *_model_only(model_args),
-                 *score_args, "--threads", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                *map(str, inputs),
+                "--output",
+                str(out),
+                "--detector",
+                str(det),
+                *_model_only(model_args),
+                *score_args,
+                "--threads",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return json.loads((det / "detector.json").read_text()), list(read_rows(out))
 
 
@@ -39,7 +57,7 @@ def _model_only(args):
     kept, i = [], 0
     while i < len(args):
         if args[i] in ("--model", "--weights"):
-            kept += args[i:i + 2]
+            kept += args[i : i + 2]
         i += 2
     return kept
 
@@ -74,12 +92,24 @@ def mnist(shared_data, tmp_path_factory):
         "export": ["--model", str(pt2), "--input-size", "1,28,28"],
         "factory": ["--model", "user_factory:build"],
     }
-    fit_args = ["--id", str(root / "digits"), "--ood", str(root / "letters"), "--temperatures", "1,10,1000",
-                "--epsilons", "0,0.001,0.002", "--batch-size", "16"]
+    fit_args = [
+        "--id",
+        str(root / "digits"),
+        "--ood",
+        str(root / "letters"),
+        "--temperatures",
+        "1,10,1000",
+        "--epsilons",
+        "0,0.001,0.002",
+        "--batch-size",
+        "16",
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # the factory's module is in the current folder
-        results = {name: fit_and_score(root, name, args, fit_args, [root / "digits", root / "letters"])
-                   for name, args in sources.items()}
+        results = {
+            name: fit_and_score(root, name, args, fit_args, [root / "digits", root / "letters"])
+            for name, args in sources.items()
+        }
     return root, sources, results
 
 
@@ -93,11 +123,14 @@ def test_mnist_fit_and_score_equal_the_eager_model_whatever_the_packaging(mnist,
 @pytest.mark.parametrize("name", ["torchscript", "export"])
 def test_mnist_serve_answers_like_the_eager_model(mnist, name):
     root, sources, results = mnist
-    proc, url = start_server(["--detector", str(root / f"det-{name}"), *_model_only(sources[name]), "--max-batch", "16",
-                               "--no-auth"])
+    proc, url = start_server(
+        ["--detector", str(root / f"det-{name}"), *_model_only(sources[name]), "--max-batch", "16", "--no-auth"]
+    )
     try:
-        files = [("images", (f"{k}.png", (root / folder / f"{k:02d}.png").read_bytes()))
-                 for folder, k in (("digits", 0), ("digits", 7), ("letters", 3))]
+        files = [
+            ("images", (f"{k}.png", (root / folder / f"{k:02d}.png").read_bytes()))
+            for folder, k in (("digits", 0), ("digits", 7), ("letters", 3))
+        ]
         r = httpx.post(url + "/v1/predict", files=files, timeout=30.0)
     finally:
         stop_server(proc)
@@ -124,17 +157,39 @@ def densenet(shared_data, tmp_path_factory):
             (root / "tiny" / f"test_{k}.JPEG").write_bytes(z.read(f"tiny-imagenet-200/test/images/test_{k}.JPEG"))
     weights = shared_data / "models" / "densenet-bc-100-cifar10.pth.tar"
     eager = models.load("densenet-bc-100", weights=weights)
-    flags = ["--input-size", "3,32,32", "--input-mean", ",".join(map(str, eager.input_mean)),
-             "--input-std", ",".join(map(str, eager.input_std))]
+    flags = [
+        "--input-size",
+        "3,32,32",
+        "--input-mean",
+        ",".join(map(str, eager.input_mean)),
+        "--input-std",
+        ",".join(map(str, eager.input_std)),
+    ]
     sources = {
         "checkpoint": ["--model", "densenet-bc-100", "--weights", str(weights)],
         "torchscript": ["--model", str(export_torchscript(eager, root / "densenet.ts")), *flags],
         "export": ["--model", str(export_program(eager, root / "densenet.pt2", eager.input_shape)), *flags],
     }
-    fit_args = ["--id", str(root / "cifar"), "--ood", str(root / "tiny"), "--temperatures", "1000",
-                "--epsilons", "0,0.0014", "--resize", "squash", "--interpolation", "bilinear-antialias", "--batch-size", "4"]
-    results = {name: fit_and_score(root, name, args, fit_args, [root / "cifar", root / "tiny"], [])
-               for name, args in sources.items()}
+    fit_args = [
+        "--id",
+        str(root / "cifar"),
+        "--ood",
+        str(root / "tiny"),
+        "--temperatures",
+        "1000",
+        "--epsilons",
+        "0,0.0014",
+        "--resize",
+        "squash",
+        "--interpolation",
+        "bilinear-antialias",
+        "--batch-size",
+        "4",
+    ]
+    results = {
+        name: fit_and_score(root, name, args, fit_args, [root / "cifar", root / "tiny"], [])
+        for name, args in sources.items()
+    }
     return root, sources, results
 
 
@@ -148,11 +203,14 @@ def test_densenet_fit_and_score_equal_the_eager_model_whatever_the_packaging(den
 
 def test_densenet_pt2_served_answers_like_the_checkpoint(densenet):
     root, sources, results = densenet
-    proc, url = start_server(["--detector", str(root / "det-export"), *_model_only(sources["export"]),
-                              "--max-batch", "4", "--no-auth"])
+    proc, url = start_server(
+        ["--detector", str(root / "det-export"), *_model_only(sources["export"]), "--max-batch", "4", "--no-auth"]
+    )
     try:
-        files = [("images", ("a.png", (root / "cifar" / "2.png").read_bytes())),
-                 ("images", ("b.jpg", (root / "tiny" / "test_1.JPEG").read_bytes()))]
+        files = [
+            ("images", ("a.png", (root / "cifar" / "2.png").read_bytes())),
+            ("images", ("b.jpg", (root / "tiny" / "test_1.JPEG").read_bytes())),
+        ]
         r = httpx.post(url + "/v1/predict", files=files, timeout=300.0)
     finally:
         stop_server(proc)

@@ -45,8 +45,24 @@ def _importable(monkeypatch):
 
 
 def run_score(setup, output, *extra):
-    return main(["score", str(setup["folder"]), "--output", str(output), "--detector", str(setup["root"] / "det"),
-                 "--model", "position_support:make", "--threads", "1", "--quiet", "--workers", "1", *extra])
+    return main(
+        [
+            "score",
+            str(setup["folder"]),
+            "--output",
+            str(output),
+            "--detector",
+            str(setup["root"] / "det"),
+            "--model",
+            "position_support:make",
+            "--threads",
+            "1",
+            "--quiet",
+            "--workers",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def check(setup, path) -> None:
@@ -84,7 +100,7 @@ def test_resume_after_a_torn_line_with_another_chunk_is_byte_identical(setup, tm
     monkeypatch.setattr(writers.RowWriter, "write", real_write)
     partial = out.with_name(out.name + ".partial")
     text = partial.read_bytes()
-    partial.write_bytes(text[:text.rindex(b"\n", 0, len(text) - 1) + 9])  # row 7 torn: 7 whole rows remain
+    partial.write_bytes(text[: text.rindex(b"\n", 0, len(text) - 1) + 9])  # row 7 torn: 7 whole rows remain
     assert run_score(setup, out, "--chunk", "5", "--resume") == 0
     assert out.read_bytes() == whole.read_bytes()
 
@@ -98,9 +114,13 @@ def test_ranks_take_whole_aligned_batches_covering_every_input_once(world):
             shards = [list(Shard(n, b, r, world)) for r in range(world)]
             assert sorted(i for s in shards for i in s) == list(range(n))
             for r, s in enumerate(shards):
-                batches = [s[k:k + b] for k in range(0, len(s), b)]
-                assert all(batch == list(range(batch[0], batch[0] + len(batch))) and batch[0] % b == 0
-                           and (batch[0] // b) % world == r for batch in batches)
+                batches = [s[k : k + b] for k in range(0, len(s), b)]
+                assert all(
+                    batch == list(range(batch[0], batch[0] + len(batch)))
+                    and batch[0] % b == 0
+                    and (batch[0] // b) % world == r
+                    for batch in batches
+                )
 
 
 def test_a_graph_runtime_s_rows_do_not_depend_on_the_chunk_and_keep_the_tolerance(setup, tmp_path):

@@ -35,8 +35,23 @@ def setup(shared_data, tmp_path_factory):
 
 
 def score(setup, inputs, output, *extra, detector=None, model=("--model", "mnist-mlp")):
-    return main(["score", *map(str, inputs), "--output", str(output), "--detector", str(detector or setup["root"] / "det"),
-                 *model, "--threads", "1", "--quiet", "--workers", "2", *extra])
+    return main(
+        [
+            "score",
+            *map(str, inputs),
+            "--output",
+            str(output),
+            "--detector",
+            str(detector or setup["root"] / "det"),
+            *model,
+            "--threads",
+            "1",
+            "--quiet",
+            "--workers",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def library(setup, blobs: list[bytes]) -> dict[str, list]:
@@ -57,12 +72,12 @@ def test_damaged_zip_members_become_error_rows_and_the_run_goes_on(setup, tmp_pa
     def patch(name: str, local: int, central: int, value: int) -> None:  # little-endian 16-bit fields
         c = data.index(name.encode(), data.index(b"PK\x01\x02")) - 46
         for offset in (infos[name].header_offset + local, c + central):
-            data[offset:offset + 2] = value.to_bytes(2, "little")
+            data[offset : offset + 2] = value.to_bytes(2, "little")
 
     patch("b_encrypted.png", 6, 8, 0x1)  # general purpose flag bit 0: encrypted
     patch("c_method99.png", 8, 10, 99)  # compression method 99 (AES): not supported
     start = infos["d_bad_deflate.png"].header_offset + 30 + len("d_bad_deflate.png")
-    data[start + 10:start + 40] = b"\xff" * 30  # corrupt deflate data
+    data[start + 10 : start + 40] = b"\xff" * 30  # corrupt deflate data
     archive = tmp_path / "damaged.zip"
     archive.write_bytes(bytes(data))
 
@@ -133,15 +148,20 @@ def test_images_over_the_byte_cap_are_error_rows_read_no_further(setup, tmp_path
     rows = list(read_rows(tmp_path / "cap.csv"))
     assert rows[0]["score"] == library(setup, [small])["score"][0]
     assert "over the limit of 2000 bytes per image" in rows[1]["error"] and rows[1]["is_out_of_distribution"]
-    assert score(setup, [tmp_path / "bomb.zip"], tmp_path / "bomb.csv") == 1  # default cap: 32 MiB; nothing scored: exit 1
+    assert (
+        score(setup, [tmp_path / "bomb.zip"], tmp_path / "bomb.csv") == 1
+    )  # default cap: 32 MiB; nothing scored: exit 1
     (row,) = read_rows(tmp_path / "bomb.csv")
     assert f"it is {64 << 20} bytes" in row["error"] and "over the limit of 33554432 bytes" in row["error"]
 
 
 def name_bytes(source: str) -> bytes:
     """Undo the lossless escape of a row's source: ``\\\\`` -> backslash, ``\\xNN`` -> byte NN."""
-    return re.sub(rb"\\(\\|x[0-9a-f]{2})", lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1)[1:], 16)]),
-                  source.encode("utf-8"))
+    return re.sub(
+        rb"\\(\\|x[0-9a-f]{2})",
+        lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1)[1:], 16)]),
+        source.encode("utf-8"),
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -193,7 +213,7 @@ def test_symlinks_leaving_the_folder_get_a_row_unless_followed(setup, tmp_path):
     (folder / "broken.png").symlink_to(tmp_path / "nowhere.png")
 
     assert score(setup, [folder], tmp_path / "s.jsonl") == 0
-    rows = {r["source"][len(str(folder)) + 1:]: r for r in read_rows(tmp_path / "s.jsonl")}
+    rows = {r["source"][len(str(folder)) + 1 :]: r for r in read_rows(tmp_path / "s.jsonl")}
     assert sorted(rows) == ["broken.png", "dir_out", "link_in.png", "link_out.png", "real.png"]
     assert rows["broken.png"]["error"].endswith("a broken symbolic link")
     for name in ("dir_out", "link_out.png"):
@@ -203,7 +223,7 @@ def test_symlinks_leaving_the_folder_get_a_row_unless_followed(setup, tmp_path):
     assert rows["real.png"]["score"] == rows["link_in.png"]["score"] == real
 
     assert score(setup, [folder], tmp_path / "f.jsonl", "--follow-symlinks") == 0
-    rows = {r["source"][len(str(folder)) + 1:]: r for r in read_rows(tmp_path / "f.jsonl")}
+    rows = {r["source"][len(str(folder)) + 1 :]: r for r in read_rows(tmp_path / "f.jsonl")}
     assert sorted(rows) == ["broken.png", "dir_out/x.png", "link_in.png", "link_out.png", "real.png"]
     want = library(setup, [blobs[2], blobs[1]])["score"]
     assert [rows["dir_out/x.png"]["score"], rows["link_out.png"]["score"]] == want
@@ -217,8 +237,16 @@ def test_nan_scores_are_out_of_distribution_with_the_reason(setup, tmp_path, cap
         (folder / f"{k}.png").write_bytes(encode(setup["digits"][k]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no raw RuntimeWarning counting the padded rows too
-        assert score(setup, [folder], tmp_path / "n.csv", detector=tmp_path / "det",
-                     model=("--model", "mnist-mlp", "--weights", str(weights))) == 0
+        assert (
+            score(
+                setup,
+                [folder],
+                tmp_path / "n.csv",
+                detector=tmp_path / "det",
+                model=("--model", "mnist-mlp", "--weights", str(weights)),
+            )
+            == 0
+        )
     assert "3 of 3 images have a score that is not finite" in capsys.readouterr().err
     rows = list(read_rows(tmp_path / "n.csv"))
     assert len(rows) == 3
@@ -241,15 +269,27 @@ UNTRUSTED = [
     ("epsilon 1e6", lambda d: json.dumps({**d, "epsilon": 1e6}), "epsilon must be"),
     ("mean 10**400", lambda d: _with_preprocessing(d, mean=[10**400]), "mean must be 1 or 1 finite numbers"),
     ("std 10**400", lambda d: _with_preprocessing(d, std=[10**400]), "std must be 1 or 1 finite numbers"),
-    ("resize_size 65536", lambda d: _with_preprocessing(d, resize="resize-shorter-then-center-crop", resize_size=65536),
-     "PIL's pixel limit"),
-    ("resize_size 5000", lambda d: _with_preprocessing(d, resize="resize-shorter-then-center-crop", resize_size=5000),
-     "resize_size 5000 is over the limit of 4096 pixels a side (--max-side)"),
+    (
+        "resize_size 65536",
+        lambda d: _with_preprocessing(d, resize="resize-shorter-then-center-crop", resize_size=65536),
+        "PIL's pixel limit",
+    ),
+    (
+        "resize_size 5000",
+        lambda d: _with_preprocessing(d, resize="resize-shorter-then-center-crop", resize_size=5000),
+        "resize_size 5000 is over the limit of 4096 pixels a side (--max-side)",
+    ),
     ("input_shape 65536x65536", lambda d: json.dumps({**d, "input_shape": [1, 65536, 65536]}), "PIL's pixel limit"),
-    ("input_shape 5000x100", lambda d: _with_preprocessing(d, input_shape=[1, 5000, 100]),
-     "input_shape 1x5000x100 is over the limit of 4096 pixels a side (--max-side)"),
-    ("input_shape 4000x4000", lambda d: _with_preprocessing(d, input_shape=[1, 4000, 4000]),
-     "one input of 1x4000x4000 needs at least"),
+    (
+        "input_shape 5000x100",
+        lambda d: _with_preprocessing(d, input_shape=[1, 5000, 100]),
+        "input_shape 1x5000x100 is over the limit of 4096 pixels a side (--max-side)",
+    ),
+    (
+        "input_shape 4000x4000",
+        lambda d: _with_preprocessing(d, input_shape=[1, 4000, 4000]),
+        "one input of 1x4000x4000 needs at least",
+    ),
 ]
 
 
@@ -269,7 +309,7 @@ def test_untrusted_detector_files_end_in_one_error_line(setup, tmp_path, capsys,
 
 def test_corrupt_safetensors_model_ends_in_one_error_line(setup, tmp_path, capsys):
     bad = tmp_path / "model.safetensors"
-    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": " + os.urandom(64))
+    bad.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": ' + os.urandom(64))
     assert score(setup, ["mnist"], tmp_path / "x.csv", model=("--model", str(bad))) == 2
     err = capsys.readouterr().err
     assert err.startswith("odin-ood score: error: ") and err.count("\n") == 1 and "not a readable safetensors" in err
@@ -279,4 +319,6 @@ def test_a_byte_cap_too_large_to_read_with_is_one_error_line(setup, tmp_path, ca
     (tmp_path / "a.png").write_bytes(encode(setup["digits"][0]))
     assert score(setup, [tmp_path], tmp_path / "x.csv", "--max-image-bytes", "9" * 30) == 2
     err = capsys.readouterr().err
-    assert err.startswith("odin-ood score: error: --max-image-bytes must lie in [1, 1073741824]") and err.count("\n") == 1
+    assert (
+        err.startswith("odin-ood score: error: --max-image-bytes must lie in [1, 1073741824]") and err.count("\n") == 1
+    )

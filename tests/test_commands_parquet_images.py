@@ -27,8 +27,22 @@ def setup(shared_data, tmp_path_factory):
 
 
 def score(det, inputs, output, *extra) -> int:
-    return main(["score", *map(str, inputs), "--output", str(output), "--detector", str(det),
-                 "--model", "position_support:make", "--threads", "1", "--quiet", *extra])
+    return main(
+        [
+            "score",
+            *map(str, inputs),
+            "--output",
+            str(output),
+            "--detector",
+            str(det),
+            "--model",
+            "position_support:make",
+            "--threads",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def scores_only(rows):
@@ -60,10 +74,14 @@ def test_parquet_scores_like_the_same_images_in_a_folder_with_labels(setup, tmp_
 def test_bad_rows_are_error_rows_and_an_oversized_row_group_is_not_read(setup, tmp_path):
     (_, good, y0), (_, other, y1) = setup["items"][0], setup["items"][1]
     kind = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    images = [{"bytes": good, "path": "a.png"}, None, {"bytes": None, "path": "/etc/passwd"},
-              {"bytes": b"broken", "path": None}, {"bytes": other * 40, "path": None}]
-    small = pa.table({"image": pa.array(images, kind),
-                      "label": pa.array([y0, None, 2, 3, 4], pa.int64())})
+    images = [
+        {"bytes": good, "path": "a.png"},
+        None,
+        {"bytes": None, "path": "/etc/passwd"},
+        {"bytes": b"broken", "path": None},
+        {"bytes": other * 40, "path": None},
+    ]
+    small = pa.table({"image": pa.array(images, kind), "label": pa.array([y0, None, 2, 3, 4], pa.int64())})
     big = pa.table({"image": pa.array([{"bytes": other, "path": None}] * 200, kind), "label": pa.array([y1] * 200)})
     path = tmp_path / "mixed.parquet"
     with pq.ParquetWriter(path, small.schema, use_dictionary=False) as w:
@@ -76,8 +94,13 @@ def test_bad_rows_are_error_rows_and_an_oversized_row_group_is_not_read(setup, t
     assert len(rows) == 206 and [r["label"] for r in rows[:5]] == [y0, None, 2, 3, 4]
     assert [r["error"] == "" for r in rows] == [True] + [False] * 204 + [True]
     assert rows[0]["score"] == rows[-1]["score"] == setup["reference"][0]["score"]
-    reasons = ["no image (null)", "holds only a path (/etc/passwd), no image bytes", "not an image",
-               "over the limit of 10000 bytes per image", "its row group (1) states"]
+    reasons = [
+        "no image (null)",
+        "holds only a path (/etc/passwd), no image bytes",
+        "not an image",
+        "over the limit of 10000 bytes per image",
+        "its row group (1) states",
+    ]
     for row, reason in zip(rows[1:6], reasons, strict=True):
         assert reason in row["error"] and row["predicted_class"] == -1 and row["is_out_of_distribution"]
     assert all("over a quarter of --max-memory" in r["error"] for r in rows[5:205])
@@ -95,12 +118,15 @@ def test_a_dictionary_encoded_column_is_read_as_the_footer_states_it(setup, tmp_
     assert len(parquet) == 300
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "no column 'picture' (--image-column); its columns are image, label"),
-    ("ints", "column 'image' is int64: expected encoded image bytes"),
-    ("labels", "--label-column label holds string, not integers"),
-    ("garbage", "not a readable Parquet file"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no column 'picture' (--image-column); its columns are image, label"),
+        ("ints", "column 'image' is int64: expected encoded image bytes"),
+        ("labels", "--label-column label holds string, not integers"),
+        ("garbage", "not a readable Parquet file"),
+    ],
+)
 def test_wrong_columns_or_files_are_refused_in_one_line(setup, tmp_path, capsys, case, message):
     path = tmp_path / "f.parquet"
     if case == "garbage":

@@ -34,8 +34,24 @@ def setup(shared_data, tmp_path_factory):
 
 def run_score(setup, output, *extra, inputs=None):
     inputs = inputs or [str(setup["folder"]), str(setup["zip"])]
-    return main(["score", *inputs, "--output", str(output), "--detector", str(setup["root"] / "det"),
-                 "--model", "mnist-mlp", "--threads", "1", "--quiet", "--workers", "2", *extra])
+    return main(
+        [
+            "score",
+            *inputs,
+            "--output",
+            str(output),
+            "--detector",
+            str(setup["root"] / "det"),
+            "--model",
+            "mnist-mlp",
+            "--threads",
+            "1",
+            "--quiet",
+            "--workers",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def expected_rows(setup) -> list[dict]:
@@ -48,10 +64,22 @@ def expected_rows(setup) -> list[dict]:
         blobs += [z.read(n) for n in names]
         sources += [f"{setup['zip']}!{n}" for n in names]
     out = library_outputs(setup["det"], torch.stack([decoded(b) for b in blobs]))
-    rows = [{"index": i, "source": s, **{k: v[i] for k, v in out.items()}, "class_name": None, "error": ""}
-            for i, s in enumerate(sources)]
-    rows.append({"index": len(rows), "source": f"{setup['zip']}!letters/zz_broken.png", "predicted_class": -1,
-                 "class_name": None, "confidence": None, "score": None, "is_out_of_distribution": True, "error": None})
+    rows = [
+        {"index": i, "source": s, **{k: v[i] for k, v in out.items()}, "class_name": None, "error": ""}
+        for i, s in enumerate(sources)
+    ]
+    rows.append(
+        {
+            "index": len(rows),
+            "source": f"{setup['zip']}!letters/zz_broken.png",
+            "predicted_class": -1,
+            "class_name": None,
+            "confidence": None,
+            "score": None,
+            "is_out_of_distribution": True,
+            "error": None,
+        }
+    )
     return rows
 
 

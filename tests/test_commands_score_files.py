@@ -35,8 +35,24 @@ def folder_of(setup, tmp_path, n=3):
 
 
 def score(setup, inputs_, output, *extra):
-    return main(["score", *map(str, inputs_), "--output", str(output), "--detector", str(setup["root"] / "det"),
-                 "--model", "mnist-mlp", "--threads", "1", "--quiet", "--workers", "1", *extra])
+    return main(
+        [
+            "score",
+            *map(str, inputs_),
+            "--output",
+            str(output),
+            "--detector",
+            str(setup["root"] / "det"),
+            "--model",
+            "mnist-mlp",
+            "--threads",
+            "1",
+            "--quiet",
+            "--workers",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def swap_after_listing(monkeypatch, swap):
@@ -229,15 +245,30 @@ def test_sigkill_mid_write_then_resume_gives_the_uninterrupted_output(setup, tmp
     folder.mkdir()
     for i in range(20):
         (folder / f"{i:02d}.png").write_bytes(setup["blobs"][i % 4][:-1] if i == 5 else setup["blobs"][i % 4])
-    args = [str(folder), "--detector", str(setup["root"] / "det"), "--model", "position_support:make",
-            "--threads", "1", "--quiet", "--workers", "1"]
+    args = [
+        str(folder),
+        "--detector",
+        str(setup["root"] / "det"),
+        "--model",
+        "position_support:make",
+        "--threads",
+        "1",
+        "--quiet",
+        "--workers",
+        "1",
+    ]
     whole = tmp_path / f"whole.{fmt}"
     assert main(["score", *args, "--chunk", "8", "--output", str(whole)]) == 0
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     out = tmp_path / f"cut.{fmt}"
-    proc = subprocess.run([sys.executable, str(script), "score", *args, "--chunk", "8", "--output", str(out)],
-                          env=dict(env(), PYTHONPATH=f"{SRC}:{tests}"), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(script), "score", *args, "--chunk", "8", "--output", str(out)],
+        env=dict(env(), PYTHONPATH=f"{SRC}:{tests}"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not out.exists()
     assert main(["score", *args, "--chunk", "3", "--output", str(out), "--resume"]) == 0
@@ -261,8 +292,10 @@ def test_overwrite_replaces_a_finished_output_only_when_the_new_one_is_whole(set
     before = out.read_bytes()
     capsys.readouterr()
     assert score(setup, [four], out) == 2
-    assert capsys.readouterr().err == (f"odin-ood score: error: {out} exists: choose another --output, "
-                                       "or pass --overwrite\n")
+    assert capsys.readouterr().err == (
+        f"odin-ood score: error: {out} exists: choose another --output, or pass --overwrite\n"
+    )
+
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 

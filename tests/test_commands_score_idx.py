@@ -33,8 +33,24 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def score(setup, inputs, output, *extra, model="mnist-mlp"):
-    return main(["score", *map(str, inputs), "--output", str(output), "--detector", str(setup["root"] / "det"),
-                 "--model", model, "--threads", "1", "--quiet", "--workers", "1", *extra])
+    return main(
+        [
+            "score",
+            *map(str, inputs),
+            "--output",
+            str(output),
+            "--detector",
+            str(setup["root"] / "det"),
+            "--model",
+            model,
+            "--threads",
+            "1",
+            "--quiet",
+            "--workers",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def test_single_files_and_idx_files_score_like_the_library(setup, tmp_path):
@@ -48,8 +64,12 @@ def test_single_files_and_idx_files_score_like_the_library(setup, tmp_path):
     packed.write_bytes(gzip.compress(idx_bytes(digits[6:, :, :, None])))  # (N, H, W, 1) too
     assert score(setup, [files[0], raw, *files[1:], packed], tmp_path / "s.jsonl") == 0
     rows = list(read_rows(tmp_path / "s.jsonl"))
-    sources = ([str(files[0])] + [f"{raw}!{i}" for i in range(6)] + [str(f) for f in files[1:]]
-               + [f"{packed}!{i}" for i in range(6)])
+    sources = (
+        [str(files[0])]
+        + [f"{raw}!{i}" for i in range(6)]
+        + [str(f) for f in files[1:]]
+        + [f"{packed}!{i}" for i in range(6)]
+    )
     assert [r["source"] for r in rows] == sources and [r["index"] for r in rows] == list(range(len(sources)))
     pixels = [letters[0], *digits[:6], *letters[1:], *digits[6:]]
     want = library_outputs(setup["det"], torch.stack([decoded(encode(a)) for a in pixels]))
@@ -60,12 +80,40 @@ def test_single_files_and_idx_files_score_like_the_library(setup, tmp_path):
 
 def test_fit_takes_idx_files_like_the_same_images_as_a_dataset(setup, shared_data, tmp_path):
     """fit on the real MNIST test IDX file given as a path equals fit on the dataset name."""
-    common = ["--model", "mnist-mlp", "--temperatures", "1,1000", "--epsilons", "0,0.0014", "--limit", "120",
-              "--threads", "1", "--quiet", "--workers", "1", "--data-root", str(shared_data)]
+    common = [
+        "--model",
+        "mnist-mlp",
+        "--temperatures",
+        "1,1000",
+        "--epsilons",
+        "0,0.0014",
+        "--limit",
+        "120",
+        "--threads",
+        "1",
+        "--quiet",
+        "--workers",
+        "1",
+        "--data-root",
+        str(shared_data),
+    ]
     ood = str(shared_data / "notmnist" / "t10k-images-idx3-ubyte.gz")
     assert main(["fit", "--id", "mnist", "--ood", ood, "--out", str(tmp_path / "a"), *common]) == 0
-    assert main(["fit", "--id", str(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz"), "--ood", "notmnist",
-                 "--out", str(tmp_path / "b"), *common]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--id",
+                str(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz"),
+                "--ood",
+                "notmnist",
+                "--out",
+                str(tmp_path / "b"),
+                *common,
+            ]
+        )
+        == 0
+    )
     a, b = (json.loads((tmp_path / d / "fit.json").read_text()) for d in "ab")
     assert a["grid"] == b["grid"] and a["threshold"] == b["threshold"] and a["heldout"]["odin"] == b["heldout"]["odin"]
 
@@ -87,8 +135,12 @@ def test_class_names_of_the_model_are_in_the_rows(setup, tmp_path):
 LABELS = bytes([0, 0, 0x08, 1]) + struct.pack(">I", 3) + bytes([1, 2, 3])
 BAD_FILES = [
     ("labels", "labels-idx1-ubyte", LABELS, "not images: expected unsigned bytes (N, H, W)"),
-    ("truncated", "x-idx3-ubyte", bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 5, 28, 28) + bytes(100),
-     "truncated or corrupt"),
+    (
+        "truncated",
+        "x-idx3-ubyte",
+        bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 5, 28, 28) + bytes(100),
+        "truncated or corrupt",
+    ),
     ("text", "notes.txt", b"hello", "not a folder, a .zip archive, an image file"),
 ]
 

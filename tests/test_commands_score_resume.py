@@ -44,8 +44,24 @@ def _importable(monkeypatch):
 
 
 def run_score(root, out, *extra, detector="det"):
-    args = ["score", str(root / "imgs"), "--output", str(out), "--detector", str(root / detector),
-            "--model", "mnist-mlp", "--threads", "1", "--quiet", "--workers", "1", "--chunk", "8", *extra]
+    args = [
+        "score",
+        str(root / "imgs"),
+        "--output",
+        str(out),
+        "--detector",
+        str(root / detector),
+        "--model",
+        "mnist-mlp",
+        "--threads",
+        "1",
+        "--quiet",
+        "--workers",
+        "1",
+        "--chunk",
+        "8",
+        *extra,
+    ]
     return main(args)
 
 
@@ -56,7 +72,7 @@ def interrupted(root, out, monkeypatch):
 
     def torn(self, text):
         if self.done:
-            real_append(self, text[:len(text) // 2])
+            real_append(self, text[: len(text) // 2])
             raise KeyboardInterrupt
         real_append(self, text)
 
@@ -131,7 +147,7 @@ def test_resume_with_the_same_weights_under_other_code_is_refused(setup, tmp_pat
 def test_resume_of_a_partial_output_that_records_no_identity_is_refused(setup, tmp_path, monkeypatch, capsys):
     out = tmp_path / "s.csv"
     interrupted(setup, out, monkeypatch)
-    record, = [p for p in tmp_path.iterdir() if p.name not in ("s.csv.partial",)]
+    (record,) = [p for p in tmp_path.iterdir() if p.name not in ("s.csv.partial",)]
     record.unlink()  # as written by an odin-ood without the record
     before = snapshot(tmp_path)
     capsys.readouterr()

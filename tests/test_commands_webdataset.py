@@ -34,8 +34,22 @@ def setup(shared_data, tmp_path_factory):
 
 
 def score(det, inputs, output, *extra) -> int:
-    return main(["score", *map(str, inputs), "--output", str(output), "--detector", str(det),
-                 "--model", "position_support:make", "--threads", "1", "--quiet", *extra])
+    return main(
+        [
+            "score",
+            *map(str, inputs),
+            "--output",
+            str(output),
+            "--detector",
+            str(det),
+            "--model",
+            "position_support:make",
+            "--threads",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def without_source(rows):
@@ -45,8 +59,11 @@ def without_source(rows):
 @pytest.mark.parametrize("how", ["folder", "pattern", "files"])
 def test_shards_score_like_the_same_images_in_a_folder_with_their_labels(setup, tmp_path, how):
     shards = setup["shards"]
-    inputs = {"folder": [shards[0].parent], "pattern": [str(shards[0].parent / "data-{000..002}.tar")],
-              "files": shards}[how]
+    inputs = {
+        "folder": [shards[0].parent],
+        "pattern": [str(shards[0].parent / "data-{000..002}.tar")],
+        "files": shards,
+    }[how]
     out = tmp_path / "shards.csv"
     assert score(setup["det"], inputs, out) == 0
     rows = list(read_rows(out))
@@ -119,17 +136,28 @@ def test_every_bad_member_sample_or_shard_is_an_error_row_and_the_rest_score(set
     rows = {r["source"].removeprefix(f"{tmp_path}/").removeprefix("hostile/"): r for r in read_rows(out)}
     errors = {s: r["error"] for s, r in rows.items() if r["error"]}
     assert {s: r["label"] for s, r in rows.items() if not r["error"]} == {
-        "a.tar!k0.png": label, "a.tar!../../escape.png": None, "a.tar!/abs/k6.jpg": None, "d.tar!k0.png": label,
-        "more/e.tar!h0.png": None, "one.png": None}
+        "a.tar!k0.png": label,
+        "a.tar!../../escape.png": None,
+        "a.tar!/abs/k6.jpg": None,
+        "d.tar!k0.png": label,
+        "more/e.tar!h0.png": None,
+        "one.png": None,
+    }
     assert rows["a.tar!k0.png"]["score"] == setup["reference"][0]["score"]
     assert not (tmp_path / "escape.png").exists() and not Path("/abs").exists()
     want = {
-        "a.tar!k1.png": "not an image", "a.tar!k2": "a sample without an image member (it has .cls)",
-        "a.tar!k3.png": "label member k3.cls is not a decimal integer", "a.tar!k4.png": "not a regular file member",
-        "a.tar!k5.png": "label member k5.json is not JSON", "a.tar!k7.png": "its label True is not an integer",
-        "b.tar": "a gzip-compressed tar", "c.tar": "not a readable tar file",
-        "d.tar": "damaged at byte 2048: not a tar header", "more/e.tar!h1.png": "over the limit of 100000 bytes",
-        "more/e.tar": "damaged at byte 1536: unexpected end of data", "more/f.tar": "no such shard",
+        "a.tar!k1.png": "not an image",
+        "a.tar!k2": "a sample without an image member (it has .cls)",
+        "a.tar!k3.png": "label member k3.cls is not a decimal integer",
+        "a.tar!k4.png": "not a regular file member",
+        "a.tar!k5.png": "label member k5.json is not JSON",
+        "a.tar!k7.png": "its label True is not an integer",
+        "b.tar": "a gzip-compressed tar",
+        "c.tar": "not a readable tar file",
+        "d.tar": "damaged at byte 2048: not a tar header",
+        "more/e.tar!h1.png": "over the limit of 100000 bytes",
+        "more/e.tar": "damaged at byte 1536: unexpected end of data",
+        "more/f.tar": "no such shard",
     }
     assert set(errors) == set(want)
     for source, reason in want.items():
@@ -146,10 +174,10 @@ def test_a_header_stating_a_huge_block_is_damage_not_an_allocation(setup, tmp_pa
         add_member(tar, "x" * 200 + ".png", good)  # a long name: written with a pax header
     data = bytearray(buf.getvalue())
     pax = data.index(b"././@PaxHeader")
-    data[pax + 124:pax + 136] = b"77777777777\0"  # the pax block now states 8 GiB
-    data[pax + 148:pax + 156] = b" " * 8
-    data[pax + 148:pax + 156] = b"%06o\0 " % sum(data[pax:pax + 512])  # a valid checksum again
-    header = tarfile.TarInfo.frombuf(bytes(data[pax:pax + 512]), "utf-8", "surrogateescape")
+    data[pax + 124 : pax + 136] = b"77777777777\0"  # the pax block now states 8 GiB
+    data[pax + 148 : pax + 156] = b" " * 8
+    data[pax + 148 : pax + 156] = b"%06o\0 " % sum(data[pax : pax + 512])  # a valid checksum again
+    header = tarfile.TarInfo.frombuf(bytes(data[pax : pax + 512]), "utf-8", "surrogateescape")
     assert header.size == 0o77777777777
     shard = tmp_path / "pax.tar"
     shard.write_bytes(bytes(data))
@@ -161,6 +189,7 @@ def test_a_header_stating_a_huge_block_is_damage_not_an_allocation(setup, tmp_pa
 def test_each_image_member_is_read_once_by_offset_and_listing_reads_headers_only(setup, tmp_path, monkeypatch):
     reads, listed = [], []
     real_pread, real_read = os.pread, webdataset._Clamped.read
+
     def pread(fd: int, n: int, at: int) -> bytes:
         reads.append((os.fstat(fd).st_ino, at))
         return real_pread(fd, n, at)

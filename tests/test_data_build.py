@@ -18,7 +18,7 @@ def test_random_crops_come_from_their_image_and_are_seeded():
     patches, corners = random_crops(images, 32, per_image=3, seed=7)
     assert patches.shape == (15, 32, 32, 3)
     for k, (patch, (r, c)) in enumerate(zip(patches, corners, strict=True)):
-        np.testing.assert_array_equal(patch, images[k // 3][r:r + 32, c:c + 32])
+        np.testing.assert_array_equal(patch, images[k // 3][r : r + 32, c : c + 32])
         assert _found_in(patch, images[k // 3])
     again, _ = random_crops(images, 32, per_image=3, seed=7)
     other, _ = random_crops(images, 32, per_image=3, seed=8)
@@ -42,7 +42,7 @@ def test_nearest_picks_pixels_and_methods_are_distinguishable():
     outs = {m: resize_images(x, 32, m) for m in RESIZE_METHODS if m != "area"}
     names = list(outs)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             if {a, b} != {"bilinear-antialias", "bilinear-antialias-torch"}:  # torch's uint8 kernel is
                 assert not np.array_equal(outs[a], outs[b]), (a, b)  # PIL's, ported: equal at a factor of 2
     with pytest.raises(ValueError, match="method must be one of"):

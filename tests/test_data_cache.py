@@ -10,9 +10,15 @@ from odin_ood.data.dataset import ImageDataset
 
 def _ds(seed=0):
     x = np.random.default_rng(seed).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
-    return ImageDataset(x, [0, 1, 2, 3, -1], name="toy", mean=(0.5,) * 3, std=(0.25,) * 3,
-                        manifest={"seed": seed, "sources": [{"path": "p", "sha256": "ab"}]},
-                        classes=("a", "b", "c", "d"))
+    return ImageDataset(
+        x,
+        [0, 1, 2, 3, -1],
+        name="toy",
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        manifest={"seed": seed, "sources": [{"path": "p", "sha256": "ab"}]},
+        classes=("a", "b", "c", "d"),
+    )
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -29,6 +35,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(f, **arrays):
         f.write(b"partial")
         raise KeyboardInterrupt
+
     monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(KeyboardInterrupt):
         save_dataset(_ds(), tmp_path / "e.npz")

@@ -45,6 +45,7 @@ def test_cifar100_pickles_fine_and_coarse(tmp_path, label):
 class _Evil:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch PWNED",))
 
 

@@ -13,10 +13,13 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.mark.parametrize("split,counts,first", [
-    ("train", MNIST_TRAIN_COUNTS, [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]),
-    ("test", MNIST_TEST_COUNTS, [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]),
-])
+@pytest.mark.parametrize(
+    "split,counts,first",
+    [
+        ("train", MNIST_TRAIN_COUNTS, [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]),
+        ("test", MNIST_TEST_COUNTS, [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]),
+    ],
+)
 def test_mnist_counts_shapes_and_official_labels(shared_data, split, counts, first):
     ds = load("mnist", root=shared_data, split=split)
     assert ds.images.shape == (sum(counts), 1, 28, 28) and ds.images.dtype == torch.uint8

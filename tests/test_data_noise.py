@@ -67,7 +67,11 @@ def test_noise_set_is_rebuilt_from_its_manifest_alone_byte_for_byte(name, shape)
     # the recorded draw, followed by hand with torch itself, gives the same bytes
     g = torch.Generator().manual_seed(manifest["seed"])
     n, shp = manifest["count"], tuple(manifest["shape"])
-    v = torch.randn(n, *shp, generator=g).add_(0.5).clamp_(0, 1) if name == "gaussian" else torch.rand(n, *shp, generator=g)
+    v = (
+        torch.randn(n, *shp, generator=g).add_(0.5).clamp_(0, 1)
+        if name == "gaussian"
+        else torch.rand(n, *shp, generator=g)
+    )
     assert np.rint(v.numpy() * 255.0).astype(np.uint8).tobytes() == images.tobytes()
 
 

@@ -24,7 +24,7 @@ def _glyph(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     for _ in range(3):
         r, c = rng.integers(10, 90, 2)
-        img[r:r + 6, c:c + 40] = 0
+        img[r : r + 6, c : c + 40] = 0
     return img
 
 
@@ -33,9 +33,15 @@ def two_zips(tmp_path):
     """Greek is in both zips with the same two images (as the shared small1/small2 zips); Korean
     (not a safe alphabet) and Latin only in one each; one Latin image repeats a Greek one."""
     g0, g1, k0, l0 = _glyph(0), _glyph(1), _glyph(2), _glyph(3)
-    layout = {"small1": {"Greek/character01/a.png": g0, "Greek/character02/b.png": g1, "Korean/character01/c.png": k0},
-              "small2": {"Greek/character01/a.png": g0, "Greek/character02/b.png": g1,
-                         "Latin/character01/d.png": l0, "Latin/character02/e.png": g1}}
+    layout = {
+        "small1": {"Greek/character01/a.png": g0, "Greek/character02/b.png": g1, "Korean/character01/c.png": k0},
+        "small2": {
+            "Greek/character01/a.png": g0,
+            "Greek/character02/b.png": g1,
+            "Latin/character01/d.png": l0,
+            "Latin/character02/e.png": g1,
+        },
+    }
     (tmp_path / "omniglot").mkdir()
     for stem, members in layout.items():
         with zipfile.ZipFile(tmp_path / "omniglot" / f"images_background_{stem}.zip", "w") as z:
@@ -84,12 +90,40 @@ def test_omniglot_polarity_is_explicit_and_recorded(two_zips):
 
 
 def test_safe_alphabets_are_hendrycks_and_gimpels_indices():
-    background = sorted([
-        "Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Arcadian", "Armenian", "Asomtavruli_(Georgian)", "Balinese",
-        "Bengali", "Blackfoot_(Canadian_Aboriginal_Syllabics)", "Braille", "Burmese_(Myanmar)", "Cyrillic",
-        "Early_Aramaic", "Futurama", "Grantha", "Greek", "Gujarati", "Hebrew", "Inuktitut_(Canadian_Aboriginal_Syllabics)",
-        "Japanese_(hiragana)", "Japanese_(katakana)", "Korean", "Latin", "Malay_(Jawi_-_Arabic)", "Mkhedruli_(Georgian)",
-        "N_Ko", "Ojibwe_(Canadian_Aboriginal_Syllabics)", "Sanskrit", "Syriac_(Estrangelo)", "Tagalog", "Tifinagh"])
+    background = sorted(
+        [
+            "Alphabet_of_the_Magi",
+            "Anglo-Saxon_Futhorc",
+            "Arcadian",
+            "Armenian",
+            "Asomtavruli_(Georgian)",
+            "Balinese",
+            "Bengali",
+            "Blackfoot_(Canadian_Aboriginal_Syllabics)",
+            "Braille",
+            "Burmese_(Myanmar)",
+            "Cyrillic",
+            "Early_Aramaic",
+            "Futurama",
+            "Grantha",
+            "Greek",
+            "Gujarati",
+            "Hebrew",
+            "Inuktitut_(Canadian_Aboriginal_Syllabics)",
+            "Japanese_(hiragana)",
+            "Japanese_(katakana)",
+            "Korean",
+            "Latin",
+            "Malay_(Jawi_-_Arabic)",
+            "Mkhedruli_(Georgian)",
+            "N_Ko",
+            "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+            "Sanskrit",
+            "Syriac_(Estrangelo)",
+            "Tagalog",
+            "Tifinagh",
+        ]
+    )
     assert tuple(background[i] for i in (0, 2, 5, 6, 8, 12, 13, 14, 15, 16, 17, 18, 19, 21, 26)) == SAFE_ALPHABETS
 
 

@@ -7,8 +7,13 @@ from fixtures.formats import encode_image, write_zip
 from odin_ood.data import CIFAR_STD, load
 from odin_ood.data.published import PUBLISHED_FOLDERS
 
-NAMES = {"tinyimagenet-crop": ".jpg", "tinyimagenet-resize": ".jpg", "lsun-crop": ".jpg",
-         "lsun-resize": ".jpg", "isun": ".jpeg"}
+NAMES = {
+    "tinyimagenet-crop": ".jpg",
+    "tinyimagenet-resize": ".jpg",
+    "lsun-crop": ".jpg",
+    "lsun-resize": ".jpg",
+    "isun": ".jpeg",
+}
 
 
 def _colour(i):

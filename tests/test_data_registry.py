@@ -3,9 +3,25 @@ import pytest
 from odin_ood.cli import main
 from odin_ood.data import describe, load, names
 
-PAPER_SETS = ["mnist", "notmnist", "omniglot", "cifar10", "cifar10-jpeg", "cifar10-lossless-1000",
-              "cifar100", "cifar80", "cifar20", "tinyimagenet-crop", "tinyimagenet-resize",
-              "lsun-crop", "lsun-resize", "isun", "gaussian", "uniform", "cifar10bw"]
+PAPER_SETS = [
+    "mnist",
+    "notmnist",
+    "omniglot",
+    "cifar10",
+    "cifar10-jpeg",
+    "cifar10-lossless-1000",
+    "cifar100",
+    "cifar80",
+    "cifar20",
+    "tinyimagenet-crop",
+    "tinyimagenet-resize",
+    "lsun-crop",
+    "lsun-resize",
+    "isun",
+    "gaussian",
+    "uniform",
+    "cifar10bw",
+]
 
 
 def test_every_paper_set_is_registered():

@@ -15,11 +15,13 @@ def test_train_and_val_labels_follow_wnids(tmp_path):
     for w in wnids:
         for k in range(3):
             files[f"tiny-imagenet-200/train/{w}/images/{w}_{k}.JPEG"] = encode_image(
-                np.full((64, 64, 3), 10 * k, np.uint8), "JPEG")
+                np.full((64, 64, 3), 10 * k, np.uint8), "JPEG"
+            )
     ann = []
     for k, w in enumerate(["n01", "n02", "n01"]):
         files[f"tiny-imagenet-200/val/images/val_{k}.JPEG"] = encode_image(
-            np.zeros((64, 64), np.uint8), "JPEG")  # greyscale -> RGB
+            np.zeros((64, 64), np.uint8), "JPEG"
+        )  # greyscale -> RGB
         ann.append(f"val_{k}.JPEG\t{w}\t0\t0\t63\t63")
     files["tiny-imagenet-200/val/val_annotations.txt"] = "\n".join(ann).encode()
     (tmp_path / "tiny-imagenet").mkdir()

@@ -35,12 +35,17 @@ def test_demo_detector_is_calibrated_and_beats_msp_on_unseen_sets(demo):
     rows = {row["ood"]: row for row in result["rows"]}
     assert result["tuning_set"] == "notMNIST" and result["model"].startswith("mnist-lenet")
     assert set(rows) == {"Omniglot", "Omniglot (inverted)", "Gaussian", "Uniform"}  # none seen in tuning
-    better = [name for name, r in rows.items()
-              if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"] and r["odin"]["auroc"] > r["msp"]["auroc"]]
+    better = [
+        name
+        for name, r in rows.items()
+        if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"] and r["odin"]["auroc"] > r["msp"]["auroc"]
+    ]
     assert len(better) >= 3 and better == result["odin_better_on"]
     loaded = Detector.load(out / "detector.json", load_model("mnist-lenet"))
     assert (loaded.temperature_, loaded.epsilon_, loaded.threshold_) == (
-        result["temperature"], result["epsilon"], result["threshold"],
+        result["temperature"],
+        result["epsilon"],
+        result["threshold"],
     )
 
 
@@ -58,12 +63,18 @@ def test_demo_auroc_matches_sklearn_on_the_demo_scores(demo):
     mean, std = torch.tensor(model.input_mean).view(1, -1, 1, 1), torch.tensor(model.input_std).view(1, -1, 1, 1)
     digits, ood = demo_sets(500, 0)
     perm = torch.from_numpy(np.random.default_rng(0).permutation(len(digits)))
-    id_eval = (digits[perm[len(perm) // 2:]] - mean) / std
+    id_eval = (digits[perm[len(perm) // 2 :]] - mean) / std
     for row in result["rows"]:
         x_out = (ood[row["ood"]] - mean) / std
-        for method, score in (("msp", lambda x: torch.softmax(model(x), 1).amax(1).detach()),
-                              ("odin", lambda x: odin_scores(model, x, result["temperature"], result["epsilon"],
-                                                             input_std=model.input_std, normalise=False))):
+        for method, score in (
+            ("msp", lambda x: torch.softmax(model(x), 1).amax(1).detach()),
+            (
+                "odin",
+                lambda x: odin_scores(
+                    model, x, result["temperature"], result["epsilon"], input_std=model.input_std, normalise=False
+                ),
+            ),
+        ):
             s_in, s_out = score(id_eval).numpy(), score(x_out).numpy()
             labels = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
             assert row[method]["auroc"] == pytest.approx(roc_auc_score(labels, np.r_[s_in, s_out]), abs=1e-9)
@@ -79,7 +90,9 @@ def test_demo_command_line_with_another_seed(tmp_path, capsys):
     # another split and other noise: ODIN is never worse, and strictly better where MSP leaves room
     # (with seed 1 MSP already has 0.0% FPR on both noise sets, so FPR cannot drop there)
     for row in result["rows"]:
-        assert row["odin"]["fpr_at_95_tpr"] <= row["msp"]["fpr_at_95_tpr"] and row["odin"]["auroc"] >= row["msp"]["auroc"]
+        assert (
+            row["odin"]["fpr_at_95_tpr"] <= row["msp"]["fpr_at_95_tpr"] and row["odin"]["auroc"] >= row["msp"]["auroc"]
+        )
     assert {"Omniglot", "Omniglot (inverted)"} <= set(result["odin_better_on"])
 
 
@@ -99,14 +112,24 @@ def test_demo_picture_reads_well_and_its_page_fits_1400_px(demo, tmp_path):
     detector = Detector.load(out / "detector.json", load_model(MODEL))
     digits, ood = demo_sets(500, 0)
     perm = torch.from_numpy(np.random.default_rng(0).permutation(len(digits)))
-    sets = {"MNIST": digits[perm[len(perm) // 2:]], **{r["ood"]: ood[r["ood"]] for r in result["rows"]}}
+    sets = {"MNIST": digits[perm[len(perm) // 2 :]], **{r["ood"]: ood[r["ood"]] for r in result["rows"]}}
     outputs = {name: detector.outputs(x) for name, x in sets.items()}
-    fig = finish(scores_figure({k: o["confidence"] for k, o in outputs.items()},
-                               {k: o["score"] for k, o in outputs.items()}, detector.threshold_))
+    fig = finish(
+        scores_figure(
+            {k: o["confidence"] for k, o in outputs.items()},
+            {k: o["score"] for k, o in outputs.items()},
+            detector.threshold_,
+        )
+    )
     assert faults(fig) == []
     odin_axes = fig.axes[1]
     assert [t.get_text() for t in odin_axes.get_legend().get_texts()][:5] == [
-        "MNIST (ID)", "Omniglot", "Omniglot (inverted)", "Gaussian", "Uniform"]
+        "MNIST (ID)",
+        "Omniglot",
+        "Omniglot (inverted)",
+        "Gaussian",
+        "Uniform",
+    ]
     assert all(not p.get_fill() for p in odin_axes.patches if not (p.get_label() or "_").startswith("_"))  # outlines
     plt.close(fig)
     width = rendered_widths(out / "summary.html", tmp_path)

@@ -134,10 +134,19 @@ def test_detector_takes_the_models_own_statistics_when_none_are_given(tmp_path):
     x, x_out = torch.randn(40, 3, 4, 4), 3 * torch.rand(40, 3, 4, 4)
     # x is the model's input (not pixels): normalise=False says so
     implicit = Detector(model, temperatures=(1.0, 10.0), epsilons=(0.0, 0.01), normalise=False).fit(x, x_out)
-    explicit = Detector(model, input_std=model.input_std, input_mean=model.input_mean,
-                        temperatures=(1.0, 10.0), epsilons=(0.0, 0.01), normalise=False).fit(x, x_out)
+    explicit = Detector(
+        model,
+        input_std=model.input_std,
+        input_mean=model.input_mean,
+        temperatures=(1.0, 10.0),
+        epsilons=(0.0, 0.01),
+        normalise=False,
+    ).fit(x, x_out)
     assert (implicit.temperature_, implicit.epsilon_, implicit.threshold_) == (
-        explicit.temperature_, explicit.epsilon_, explicit.threshold_)
+        explicit.temperature_,
+        explicit.epsilon_,
+        explicit.threshold_,
+    )
     want = odin_scores(model, x, 10.0, 0.01, input_std=model.input_std, normalise=False)
     implicit._set_fitted(10.0, 0.01, 0.5, 0.95)
     assert torch.equal(implicit.score(x), want)

@@ -28,16 +28,48 @@ def valid(mlp) -> dict:
 
 NAN, INF = float("nan"), float("inf")
 BAD_FIELDS = [
-    ("temperature", 1e-300), ("temperature", 1e300), ("temperature", NAN), ("temperature", -1.0), ("temperature", 0),
-    ("temperature", "1000"), ("temperature", True), ("temperature", 10**400),
-    ("epsilon", 1e6), ("epsilon", -0.001), ("epsilon", INF), ("epsilon", None), ("epsilon", [0.001]),
-    ("threshold", NAN), ("threshold", 2.0), ("threshold", -0.5), ("threshold", "high"),
-    ("tpr", NAN), ("tpr", 1.0), ("tpr", "0.95"),
-    ("clamp", [NAN, NAN]), ("clamp", [None, None]), ("clamp", [0.0, None]), ("clamp", [1.0, 0.0]), ("clamp", [0.0]), ("clamp", [[0.0, 0.0], [1.0, 1.0]]), ("clamp", "x"),
-    ("input_std", "abc"), ("input_std", [0.0]), ("input_std", [-1.0]), ("input_std", [0.3, 0.3]), ("input_std", [INF]),
-    ("input_mean", [NAN]), ("input_mean", [[0.1]]), ("input_mean", {"a": 1}),
-    ("batch_size", 10**12), ("batch_size", 0), ("batch_size", 1.5), ("batch_size", "16"), ("batch_size", True),
-    ("objective", "nope"), ("objective", 5),
+    ("temperature", 1e-300),
+    ("temperature", 1e300),
+    ("temperature", NAN),
+    ("temperature", -1.0),
+    ("temperature", 0),
+    ("temperature", "1000"),
+    ("temperature", True),
+    ("temperature", 10**400),
+    ("epsilon", 1e6),
+    ("epsilon", -0.001),
+    ("epsilon", INF),
+    ("epsilon", None),
+    ("epsilon", [0.001]),
+    ("threshold", NAN),
+    ("threshold", 2.0),
+    ("threshold", -0.5),
+    ("threshold", "high"),
+    ("tpr", NAN),
+    ("tpr", 1.0),
+    ("tpr", "0.95"),
+    ("clamp", [NAN, NAN]),
+    ("clamp", [None, None]),
+    ("clamp", [0.0, None]),
+    ("clamp", [1.0, 0.0]),
+    ("clamp", [0.0]),
+    ("clamp", [[0.0, 0.0], [1.0, 1.0]]),
+    ("clamp", "x"),
+    ("input_std", "abc"),
+    ("input_std", [0.0]),
+    ("input_std", [-1.0]),
+    ("input_std", [0.3, 0.3]),
+    ("input_std", [INF]),
+    ("input_mean", [NAN]),
+    ("input_mean", [[0.1]]),
+    ("input_mean", {"a": 1}),
+    ("batch_size", 10**12),
+    ("batch_size", 0),
+    ("batch_size", 1.5),
+    ("batch_size", "16"),
+    ("batch_size", True),
+    ("objective", "nope"),
+    ("objective", 5),
 ]
 
 
@@ -68,7 +100,11 @@ def test_a_valid_file_loads_with_the_papers_values(mlp, valid, tmp_path):
     p.write_text(json.dumps({**valid, "temperature": 1000, "clamp": [0.0, [1.0]], "batch_size": 65536}))
     det = Detector.load(p, mlp)
     assert (det.temperature_, det.epsilon_, det.batch_size) == (1000.0, 0.0014, 65536)
-    assert det.input_std == pytest.approx([0.3081]) and det.clamp[0] == 0.0 and torch.equal(det.clamp[1], torch.ones(1, 1, 1))
+    assert (
+        det.input_std == pytest.approx([0.3081])
+        and det.clamp[0] == 0.0
+        and torch.equal(det.clamp[1], torch.ones(1, 1, 1))
+    )
 
 
 class TinyRGB(nn.Module):
@@ -116,7 +152,9 @@ TOO_LARGE_FOR_A_FLOAT = [
 ]
 
 
-@pytest.mark.parametrize("field,value,message", TOO_LARGE_FOR_A_FLOAT, ids=[f"{f}={v!r}"[:40] for f, v, _ in TOO_LARGE_FOR_A_FLOAT])
+@pytest.mark.parametrize(
+    "field,value,message", TOO_LARGE_FOR_A_FLOAT, ids=[f"{f}={v!r}"[:40] for f, v, _ in TOO_LARGE_FOR_A_FLOAT]
+)
 def test_numbers_too_large_for_a_float_are_refused_naming_the_field(mlp, valid, tmp_path, field, value, message):
     d = json.loads(json.dumps(valid))
     d["preprocessing"][field.split(".")[1]] = value
@@ -138,8 +176,15 @@ SIZES_NO_IMAGE_HAS = [  # PIL refuses to decode more than Image.MAX_IMAGE_PIXELS
 @pytest.mark.parametrize("where,edit,message", SIZES_NO_IMAGE_HAS, ids=[str(e[1])[:50] for e in SIZES_NO_IMAGE_HAS])
 def test_sizes_larger_than_any_decodable_image_are_refused_at_load(mlp, valid, tmp_path, where, edit, message):
     d = json.loads(json.dumps(valid))
-    d["preprocessing"] = {"input_shape": [1, 28, 28], "mode": "L", "resize": "none", "resize_size": None,
-                          "interpolation": "bilinear-antialias", "mean": [0.1307], "std": [0.3081]}
+    d["preprocessing"] = {
+        "input_shape": [1, 28, 28],
+        "mode": "L",
+        "resize": "none",
+        "resize_size": None,
+        "interpolation": "bilinear-antialias",
+        "mean": [0.1307],
+        "std": [0.3081],
+    }
     (d if where == "input_shape" else d["preprocessing"]).update(edit)
     p = tmp_path / "d.json"
     p.write_text(json.dumps(d))

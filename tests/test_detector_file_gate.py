@@ -30,8 +30,13 @@ def fitted_file(model, score: str, temperature: float, epsilon: float, threshold
     return det.to_dict()
 
 
-VALID = {"odin": (1000.0, 0.0014, 0.101), "energy-odin": (1.0, 0.002, 5.0), "energy": (1.0, 0.0, 5.0),
-         "maxlogit": (1.0, 0.0, 3.0), "msp": (1.0, 0.0, 0.9)}
+VALID = {
+    "odin": (1000.0, 0.0014, 0.101),
+    "energy-odin": (1.0, 0.002, 5.0),
+    "energy": (1.0, 0.0, 5.0),
+    "maxlogit": (1.0, 0.0, 3.0),
+    "msp": (1.0, 0.0, 0.9),
+}
 TAMPERED = [
     ("energy", {"epsilon": 0.002}, "epsilon must be 0"),
     ("maxlogit", {"epsilon": 0.0014}, "epsilon must be 0"),
@@ -111,12 +116,33 @@ def test_fit_refuses_odin_temperatures_below_one(lenet):
         Detector(lenet, temperatures=(0.5, 1000.0)).fit(torch.zeros(4, 1, 28, 28), torch.ones(4, 1, 28, 28))
 
 
-@pytest.mark.parametrize("score,edit", [("energy", {"epsilon": 0.002}), ("odin", {"threshold": 0.0}),
-                                        ("odin", {"temperature": 0.001})], ids=["energy+eps", "threshold0", "T0.001"])
+@pytest.mark.parametrize(
+    "score,edit",
+    [("energy", {"epsilon": 0.002}), ("odin", {"threshold": 0.0}), ("odin", {"temperature": 0.001})],
+    ids=["energy+eps", "threshold0", "T0.001"],
+)
 def test_serve_on_a_tampered_file_stops_at_start_with_one_line(lenet, tmp_path, score, edit):
     (tmp_path / "detector.json").write_text(json.dumps({**fitted_file(lenet, score, *VALID[score]), **edit}))
-    run = subprocess.run([sys.executable, "-m", "odin_ood", "serve", "--detector", str(tmp_path), "--model",
-                          "mnist-lenet", "--no-auth", "--port", str(free_port()), "--threads", "1"],
-                         env=env(), capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "odin_ood",
+            "serve",
+            "--detector",
+            str(tmp_path),
+            "--model",
+            "mnist-lenet",
+            "--no-auth",
+            "--port",
+            str(free_port()),
+            "--threads",
+            "1",
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert "Traceback" not in run.stderr and "corrupt odin-ood detector file" in run.stderr

@@ -46,9 +46,34 @@ def fitted(shared_data, tmp_path_factory):
     _write(root / "id", mnist[:40])
     _write(root / "ood", letters[:40])
     score = _write(root / "score", mnist[100:104]) + _write(root / "score-jpeg", letters[100:104], "JPEG")
-    code = main(["fit", "--model", "mnist-mlp", "--id", str(root / "id"), "--ood", str(root / "ood"), "--out",
-                 str(root / "det"), "--temperatures", "1000", "--epsilons", "0,0.0014", "--holdout", "0",
-                 "--resize", "squash", "--interpolation", "bilinear", "--batch-size", "8", "--quiet", "--workers", "1"])
+    code = main(
+        [
+            "fit",
+            "--model",
+            "mnist-mlp",
+            "--id",
+            str(root / "id"),
+            "--ood",
+            str(root / "ood"),
+            "--out",
+            str(root / "det"),
+            "--temperatures",
+            "1000",
+            "--epsilons",
+            "0,0.0014",
+            "--holdout",
+            "0",
+            "--resize",
+            "squash",
+            "--interpolation",
+            "bilinear",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0
     return root, score
 
@@ -56,8 +81,15 @@ def fitted(shared_data, tmp_path_factory):
 def test_the_detector_file_records_the_preprocessing_and_loads_it(fitted):
     root, _ = fitted
     saved = json.loads((root / "det" / "detector.json").read_text())
-    assert saved["preprocessing"] == {"input_shape": [1, 28, 28], "mode": "L", "resize": "squash",
-                                      "resize_size": [28, 28], "interpolation": "bilinear", "mean": [0.0], "std": [1.0]}
+    assert saved["preprocessing"] == {
+        "input_shape": [1, 28, 28],
+        "mode": "L",
+        "resize": "squash",
+        "resize_size": [28, 28],
+        "interpolation": "bilinear",
+        "mean": [0.0],
+        "std": [1.0],
+    }
     det = Detector.load(root / "det", models.load("mnist-mlp"))
     assert det.preprocessing == SQUASH and det.preprocessing_ == SQUASH
     assert Detector.from_dict(det.to_dict(), det.model).preprocessing == SQUASH
@@ -75,15 +107,37 @@ def test_api_score_command_and_serve_give_bit_identical_outputs_with_no_flag(fit
     want = library_outputs(det, x)
 
     out = tmp_path / "scores.jsonl"
-    assert main(["score", str(root / "score"), str(root / "score-jpeg"), "--output", str(out), "--detector",
-                 str(root / "det"), "--model", "mnist-mlp", "--quiet", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(root / "score"),
+                str(root / "score-jpeg"),
+                "--output",
+                str(out),
+                "--detector",
+                str(root / "det"),
+                "--model",
+                "mnist-mlp",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["score"] for r in rows] == want["score"] and [r["error"] for r in rows] == [""] * len(files)
 
-    proc, url = start_server(["--detector", str(root / "det"), "--model", "mnist-mlp", "--max-batch", "8",
-                              "--no-auth"], timeout=180.0)
+    proc, url = start_server(
+        ["--detector", str(root / "det"), "--model", "mnist-mlp", "--max-batch", "8", "--no-auth"], timeout=180.0
+    )
     try:
-        r = httpx.post(url + "/v1/predict", files=[("images", (f.name, b)) for f, b in zip(files, blobs, strict=True)], timeout=120.0)
+        r = httpx.post(
+            url + "/v1/predict",
+            files=[("images", (f.name, b)) for f, b in zip(files, blobs, strict=True)],
+            timeout=120.0,
+        )
         described = httpx.get(url + "/v1/detector", timeout=30.0).json()
     finally:
         stop_server(proc)
@@ -95,13 +149,29 @@ def test_api_score_command_and_serve_give_bit_identical_outputs_with_no_flag(fit
 def test_a_flag_that_contradicts_the_file_is_one_error_naming_field_and_values(fitted, capsys):
     root, _ = fitted
     det = Detector.load(root / "det", models.load("mnist-mlp"))
-    with pytest.raises(ValueError, match=r"--input-mean 0.5 but the detector records mean 0.0; "
-                                         r"--resize none but the detector records resize squash\. Drop the flag"):
+    with pytest.raises(
+        ValueError,
+        match=r"--input-mean 0.5 but the detector records mean 0.0; "
+        r"--resize none but the detector records resize squash\. Drop the flag",
+    ):
         preprocessing_for(det, ModelOptions("mnist-mlp", resize="none", input_mean=(0.5,)))
     agreeing = ModelOptions("mnist-mlp", resize="squash", interpolation="bilinear", resize_size=(28,), max_side=99)
     assert preprocessing_for(det, agreeing) == SQUASH and preprocessing_for(det, agreeing).max_side == 99
-    code = main(["score", str(root / "score"), "--output", str(root / "x.csv"), "--detector", str(root / "det"),
-                 "--model", "mnist-mlp", "--interpolation", "box", "--quiet"])
+    code = main(
+        [
+            "score",
+            str(root / "score"),
+            "--output",
+            str(root / "x.csv"),
+            "--detector",
+            str(root / "det"),
+            "--model",
+            "mnist-mlp",
+            "--interpolation",
+            "box",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
     assert "--interpolation box but the detector records interpolation bilinear" in err
@@ -110,7 +180,10 @@ def test_a_flag_that_contradicts_the_file_is_one_error_naming_field_and_values(f
 def test_the_old_resize_flag_says_where_the_filter_went(capsys):
     with pytest.raises(SystemExit):
         main(["score", "x/", "--output", "s.csv", "--detector", "d/", "--model", "mnist-mlp", "--resize", "bilinear"])
-    assert "--resize squash --interpolation bilinear-antialias for what --resize bilinear did before" in capsys.readouterr().err
+    assert (
+        "--resize squash --interpolation bilinear-antialias for what --resize bilinear did before"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_file_written_before_the_preprocessing_was_recorded_loads_as_before(fitted, tmp_path):

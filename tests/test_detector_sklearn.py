@@ -13,8 +13,17 @@ from odin_ood.detector import NotFittedError
 from odin_ood.preprocess import Preprocessing
 
 GRID = dict(temperatures=(1.0, 1000.0), epsilons=(0.0, 0.002))
-FITTED = ("temperature_", "epsilon_", "threshold_", "tpr_", "model_fingerprint_", "preprocessing_", "mean_", "std_",
-          "tuning_")
+FITTED = (
+    "temperature_",
+    "epsilon_",
+    "threshold_",
+    "tpr_",
+    "model_fingerprint_",
+    "preprocessing_",
+    "mean_",
+    "std_",
+    "tuning_",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +46,26 @@ def test_get_params_gives_every_constructor_argument_unchanged(lenet):
     params = det.get_params()
     assert params["input_std"] is std and params["temperatures"] is temps and params["model"] is lenet
     assert params["score_family"] == "energy-odin" and params["normalise"] is False and params["preprocessing"] is None
-    assert sorted(params) == sorted(["model", "input_std", "input_mean", "temperatures", "epsilons", "objective",
-                                     "batch_size", "clamp", "input_shape", "score_family", "ood_free",
-                                     "preprocessing", "optimize", "normalise", "search", "precision"])
+    assert sorted(params) == sorted(
+        [
+            "model",
+            "input_std",
+            "input_mean",
+            "temperatures",
+            "epsilons",
+            "objective",
+            "batch_size",
+            "clamp",
+            "input_shape",
+            "score_family",
+            "ood_free",
+            "preprocessing",
+            "optimize",
+            "normalise",
+            "search",
+            "precision",
+        ]
+    )
     assert det.set_params(batch_size=7, search="grid") is det and (det.batch_size, det.search) == (7, "grid")
     with pytest.raises(ValueError, match="invalid parameter 'score' for Detector"):
         det.set_params(score="odin")
@@ -66,23 +92,26 @@ def test_clone_gives_an_unfitted_copy_that_refits_to_the_same_detector(lenet, pi
     assert twin.model_fingerprint_ == det.model_fingerprint_
 
 
-@pytest.mark.parametrize("argument, value, message", [
-    ("model", "mnist-lenet", "model must be a torch.nn.Module"),
-    ("input_std", [0.0], "input_std must be finite and > 0"),
-    ("input_mean", [0.1, 0.2], "input_mean has 2 values; the model takes 1 channels"),
-    ("temperatures", (), "temperatures must hold at least one value"),
-    ("epsilons", (0.0, -1.0), "epsilons must be a finite number in"),
-    ("objective", "accuracy", "objective must be one of"),
-    ("batch_size", 0, "batch_size must lie in"),
-    ("clamp", (1.0, 0.0), "clamp low .* exceeds high"),
-    ("input_shape", (1, 0, 28), "input_shape sizes must be integers"),
-    ("score_family", "mahalanobis", "score must be one of"),
-    ("ood_free", "oracle", "ood_free must be one of"),
-    ("preprocessing", {"input_shape": [1, 28, 28]}, "preprocessing must be an odin_ood.preprocess.Preprocessing"),
-    ("optimize", "yes", "optimize must be True or False"),
-    ("normalise", "pixels", "normalise must be 'auto', True or False"),
-    ("search", "halving", r"search must be one of \('shared', 'grid'\)"),
-])
+@pytest.mark.parametrize(
+    "argument, value, message",
+    [
+        ("model", "mnist-lenet", "model must be a torch.nn.Module"),
+        ("input_std", [0.0], "input_std must be finite and > 0"),
+        ("input_mean", [0.1, 0.2], "input_mean has 2 values; the model takes 1 channels"),
+        ("temperatures", (), "temperatures must hold at least one value"),
+        ("epsilons", (0.0, -1.0), "epsilons must be a finite number in"),
+        ("objective", "accuracy", "objective must be one of"),
+        ("batch_size", 0, "batch_size must lie in"),
+        ("clamp", (1.0, 0.0), "clamp low .* exceeds high"),
+        ("input_shape", (1, 0, 28), "input_shape sizes must be integers"),
+        ("score_family", "mahalanobis", "score must be one of"),
+        ("ood_free", "oracle", "ood_free must be one of"),
+        ("preprocessing", {"input_shape": [1, 28, 28]}, "preprocessing must be an odin_ood.preprocess.Preprocessing"),
+        ("optimize", "yes", "optimize must be True or False"),
+        ("normalise", "pixels", "normalise must be 'auto', True or False"),
+        ("search", "halving", r"search must be one of \('shared', 'grid'\)"),
+    ],
+)
 def test_every_argument_is_stored_unchanged_and_checked_in_fit_naming_it(lenet, argument, value, message):
     det = Detector(**{"model": lenet, argument: value})
     assert getattr(det, argument) is value

@@ -43,13 +43,17 @@ def test_mmd2_equals_the_unbiased_u_statistic_by_loops(samples):
 
     m = len(v)
     pairs = [(i, j) for i in range(m) for j in range(m) if i != j]
-    expected = (sum(k(v[i], v[j]) for i, j in pairs) + sum(k(w[i], w[j]) for i, j in pairs)
-                - 2 * sum(k(v[i], w[j]) for i, j in pairs)) / len(pairs)
+    expected = (
+        sum(k(v[i], v[j]) for i, j in pairs)
+        + sum(k(w[i], w[j]) for i, j in pairs)
+        - 2 * sum(k(v[i], w[j]) for i, j in pairs)
+    ) / len(pairs)
     assert mmd2(v, w) == pytest.approx(expected, rel=1e-10)
     # The paper's form: means over unordered pairs (normalised by C(m, 2)) give the same value.
     unordered = list(itertools.combinations(range(m), 2))
-    paper = (sum(k(v[i], v[j]) for i, j in unordered) + sum(k(w[i], w[j]) for i, j in unordered)) / len(unordered) \
-        - sum(k(v[i], w[j]) + k(v[j], w[i]) for i, j in unordered) / len(unordered)
+    paper = (sum(k(v[i], v[j]) for i, j in unordered) + sum(k(w[i], w[j]) for i, j in unordered)) / len(
+        unordered
+    ) - sum(k(v[i], w[j]) + k(v[j], w[i]) for i, j in unordered) / len(unordered)
     assert mmd2(v, w) == pytest.approx(paper, rel=1e-10)
 
 
@@ -61,9 +65,11 @@ def test_energy_distance_equals_appendix_g_by_loops(samples):
         return np.sqrt(np.sum((a - b) ** 2))
 
     unordered = list(itertools.combinations(range(m), 2))
-    expected = (2 / m**2 * sum(d(v[i], w[j]) for i in range(m) for j in range(m))
-                - sum(d(v[i], v[j]) for i, j in unordered) / len(unordered)
-                - sum(d(w[i], w[j]) for i, j in unordered) / len(unordered))
+    expected = (
+        2 / m**2 * sum(d(v[i], w[j]) for i in range(m) for j in range(m))
+        - sum(d(v[i], v[j]) for i, j in unordered) / len(unordered)
+        - sum(d(w[i], w[j]) for i, j in unordered) / len(unordered)
+    )
     assert energy_distance(v, w) == pytest.approx(expected, rel=1e-10)
 
 

@@ -20,9 +20,19 @@ LIMIT = 240
 @pytest.fixture(scope="module")
 def tiny_run(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist-tiny")
-    config = RunConfig(suite="mnist-mlp", out=str(out), data_root=str(shared_data), quick=True, limit=LIMIT,
-                       cache_dir=str(out / "cache"), resamples=20, repeats=2, analysis_n=40, distance_m=40,
-                       progress=False)
+    config = RunConfig(
+        suite="mnist-mlp",
+        out=str(out),
+        data_root=str(shared_data),
+        quick=True,
+        limit=LIMIT,
+        cache_dir=str(out / "cache"),
+        resamples=20,
+        repeats=2,
+        analysis_n=40,
+        distance_m=40,
+        progress=False,
+    )
     results = run_suite(config)
     html = write_report(results, out).read_text(encoding="utf-8")
     return out, results, html
@@ -35,8 +45,14 @@ def _rows(results, method):
 def test_main_table_holds_finite_metrics_in_range_for_every_set(tiny_run):
     _, results, _ = tiny_run
     assert not results["skipped"]
-    assert {r["ood"] for r in results["main_table"]["rows"]} == {"omniglot", "omniglot-inverted", "notmnist", "cifar10bw",
-                                                                  "gaussian", "uniform"}
+    assert {r["ood"] for r in results["main_table"]["rows"]} == {
+        "omniglot",
+        "omniglot-inverted",
+        "notmnist",
+        "cifar10bw",
+        "gaussian",
+        "uniform",
+    }
     for r in results["main_table"]["rows"]:
         for m in METRICS:
             v, (lo, hi) = r["metrics"][m], r["ci95"][m]
@@ -64,7 +80,8 @@ def test_html_tables_show_the_json_numbers(tiny_run):
     for r in results["main_table"]["rows"]:
         for m in METRICS:
             assert float(parser.cells[f"{r['ood']}|{r['method']}|{m}"].strip()) == pytest.approx(
-                round(100 * r["metrics"][m], 1), abs=1e-9)
+                round(100 * r["metrics"][m], 1), abs=1e-9
+            )
             paper = parser.cells[f"{r['ood']}|{r['method']}|{m}|paper"].strip()
             assert (paper == "\u2013") if r["paper"] is None else float(paper) == r["paper"]["values"][m]
             checked += 1
@@ -73,7 +90,9 @@ def test_html_tables_show_the_json_numbers(tiny_run):
     assert stored == json.loads(json.dumps(results["main_table"]["rows"]))
     with open(out / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
-    assert [(c["ood"], c["method"]) for c in csv_rows] == [(r["ood"], r["method"]) for r in results["main_table"]["rows"]]
+    assert [(c["ood"], c["method"]) for c in csv_rows] == [
+        (r["ood"], r["method"]) for r in results["main_table"]["rows"]
+    ]
     assert float(csv_rows[0]["auroc"]) == pytest.approx(results["main_table"]["rows"][0]["metrics"]["auroc"])
 
 
@@ -102,9 +121,21 @@ def test_paper_parameter_column_uses_mnist_parameters(tiny_run):
 
 def test_second_run_reads_every_score_from_the_cache(tiny_run, shared_data):
     out, results, _ = tiny_run
-    again = run_suite(RunConfig(suite="mnist-mlp", out=str(out / "again"), data_root=str(shared_data), quick=True,
-                                limit=LIMIT, cache_dir=str(out / "cache"), resamples=20, repeats=2, analysis_n=40,
-                                distance_m=40, progress=False))
+    again = run_suite(
+        RunConfig(
+            suite="mnist-mlp",
+            out=str(out / "again"),
+            data_root=str(shared_data),
+            quick=True,
+            limit=LIMIT,
+            cache_dir=str(out / "cache"),
+            resamples=20,
+            repeats=2,
+            analysis_n=40,
+            distance_m=40,
+            progress=False,
+        )
+    )
     assert again["provenance"]["cache"]["misses"] == 0 and again["provenance"]["cache"]["hits"] > 0
     assert again["main_table"]["rows"] == results["main_table"]["rows"]
 
@@ -114,9 +145,21 @@ def test_sets_whose_files_are_missing_are_listed_as_skipped_with_the_reason(shar
     root.mkdir()
     for folder in ("mnist", "notmnist"):
         (root / folder).symlink_to(shared_data / folder)
-    results = run_suite(RunConfig(suite="mnist-mlp", out=str(tmp_path / "out"), data_root=str(root), quick=True, limit=60,
-                                  cache_dir=str(tmp_path / "cache"), resamples=5, repeats=1, analysis_n=10,
-                                  distance_m=10, progress=False))
+    results = run_suite(
+        RunConfig(
+            suite="mnist-mlp",
+            out=str(tmp_path / "out"),
+            data_root=str(root),
+            quick=True,
+            limit=60,
+            cache_dir=str(tmp_path / "cache"),
+            resamples=5,
+            repeats=1,
+            analysis_n=10,
+            distance_m=10,
+            progress=False,
+        )
+    )
     skipped = {s["key"]: s["reason"] for s in results["skipped"]}
     assert set(skipped) == {"omniglot", "omniglot-inverted", "cifar10bw"}
     assert all("FileNotFoundError" in r for r in skipped.values())
@@ -137,11 +180,15 @@ def test_score_family_rows_are_in_the_main_table_without_paper_numbers(tiny_run)
         rows = _rows(results, method)
         assert set(rows) == set(_rows(results, "msp")) >= {"omniglot", "notmnist", "cifar10bw", "gaussian", "uniform"}
         assert all(r["paper"] is None and r["temperature"] == 1.0 for r in rows.values())
-    assert all(r["epsilon"] in results["provenance"]["grid"]["epsilons"] for r in _rows(results, "energy-odin").values())
+    assert all(
+        r["epsilon"] in results["provenance"]["grid"]["epsilons"] for r in _rows(results, "energy-odin").values()
+    )
     # energy-odin's grid holds eps = 0, which is the plain energy score: tuned on the tuning split it can lose to
     # it on the evaluation split, but never by more than sampling noise allows on every set at once
-    assert any(_rows(results, "energy-odin")[k]["metrics"]["auroc"] >= _rows(results, "energy")[k]["metrics"]["auroc"]
-               for k in ("notmnist", "gaussian", "uniform"))
+    assert any(
+        _rows(results, "energy-odin")[k]["metrics"]["auroc"] >= _rows(results, "energy")[k]["metrics"]["auroc"]
+        for k in ("notmnist", "gaussian", "uniform")
+    )
 
 
 def test_tuning_sources_never_tune_on_evaluated_images_and_the_oracle_bounds_them(tiny_run):
@@ -158,8 +205,9 @@ def test_tuning_sources_never_tune_on_evaluated_images_and_the_oracle_bounds_the
         assert all(r["overlap"] == 0 for k, r in rows.items() if k != "oracle")
         oracle = rows["oracle"]["metrics"]["fpr_at_95_tpr"]
         assert all(oracle <= r["metrics"]["fpr_at_95_tpr"] for r in rows.values())  # paper's (1000, 0) is on the grid
-        assert rows["same-set"]["metrics"] == {m: _rows(results, "odin-tuned")[key]["metrics"][m]
-                                               for m in ("fpr_at_95_tpr", "auroc")}
+        assert rows["same-set"]["metrics"] == {
+            m: _rows(results, "odin-tuned")[key]["metrics"][m] for m in ("fpr_at_95_tpr", "auroc")
+        }
         for r in entry["rows"]:
             cell = parser.cells[f"{key}|source:{r['source']}|fpr_at_95_tpr"].strip()
             assert float(cell) == pytest.approx(round(100 * r["metrics"]["fpr_at_95_tpr"], 1), abs=1e-9)

@@ -75,15 +75,23 @@ class TinyConv(torch.nn.Module):
 
 def _set(n, seed, name):
     g = torch.Generator().manual_seed(seed)
-    return ImageDataset(torch.randint(0, 256, (n, 3, 6, 6), generator=g, dtype=torch.uint8), name=name,
-                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), manifest={"name": name})
+    return ImageDataset(
+        torch.randint(0, 256, (n, 3, 6, 6), generator=g, dtype=torch.uint8),
+        name=name,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        manifest={"name": name},
+    )
 
 
 def test_every_image_rows_equal_direct_scores_and_partial_runs_are_labelled(tmp_path):
     model = TinyConv().eval()
     scorer = Scorer(model, (1.0,), (0.0,), ScoreCache(tmp_path), batch_size=64, progress=False)
     id_ds, ood_a, ood_b = _set(40, 0, "id"), _set(CELL_CHUNK + 30, 1, "a"), _set(CELL_CHUNK + 30, 2, "b")
-    specs = [(DataSpec("a", "A", "x", {}, "tinyimagenet-crop"), ood_a), (DataSpec("b", "B", "x", {}, "gaussian"), ood_b)]
+    specs = [
+        (DataSpec("a", "A", "x", {}, "tinyimagenet-crop"), ood_a),
+        (DataSpec("b", "B", "x", {}, "gaussian"), ood_b),
+    ]
     row = "Dense-BC CIFAR-10"  # T = 1000, eps = 0.0014 for both sets
     calls = {"n": 0}
     real = scorer._cell_compute
@@ -96,13 +104,17 @@ def test_every_image_rows_equal_direct_scores_and_partial_runs_are_labelled(tmp_
             if calls["n"] == 4:  # ID, a[0], b[0] finished; dies on a[1]
                 raise Killed
             return fn(a, b)
+
         return compute
 
     scorer._cell_compute = dying
     with pytest.raises(Killed):
         every_image_pass(scorer, id_ds, specs, row, progress=False)
     partial = every_image_rows(scorer, id_ds, specs, row)
-    assert [(r["ood"], r["n_out"], r["complete"]) for r in partial] == [("a", CELL_CHUNK, False), ("b", CELL_CHUNK, False)]
+    assert [(r["ood"], r["n_out"], r["complete"]) for r in partial] == [
+        ("a", CELL_CHUNK, False),
+        ("b", CELL_CHUNK, False),
+    ]
     scorer._cell_compute = real
     every_image_pass(scorer, id_ds, specs, row, progress=False)
     rows = every_image_rows(scorer, id_ds, specs, row)
@@ -134,6 +146,7 @@ def test_begin_moves_stale_results_aside(tmp_path):
 
 def test_progress_rate_ignores_cached_images(capsys):
     import io
+
     buf = io.StringIO()
     p = Progress("stage", 100, every=0.0, stream=buf)
     p.advance("x", 50, cached=True)
@@ -144,6 +157,7 @@ def test_progress_rate_ignores_cached_images(capsys):
 
 def test_a_time_limit_stops_before_the_next_chunk(tmp_path):
     from odin_ood.experiments.progress import OutOfTime
+
     scorer = Scorer(TinyConv().eval(), (1.0,), (0.0,), ScoreCache(tmp_path), batch_size=64, progress=False)
     ds = _set(CELL_CHUNK + 5, 3, "x")
     scorer.cell_chunk(ds, 1000.0, 0.0014, 0)
@@ -161,15 +175,30 @@ def test_cpu_path_suite_tunes_on_the_splits_and_stops_cleanly(shared_data, tmp_p
     from odin_ood.report import write_report
 
     def config(search, **kw):
-        return RunConfig(suite="mnist-mlp", out=str(tmp_path / search), data_root=str(shared_data), limit=160,
-                         cache_dir=str(tmp_path / "cache"), resamples=10, repeats=2, analysis_n=10, distance_m=10,
-                         progress=False, temperatures=(1.0, 10.0, 1000.0), epsilons=(0.0, 0.002, 0.004),
-                         eval_grid=False, search=search, **kw)
+        return RunConfig(
+            suite="mnist-mlp",
+            out=str(tmp_path / search),
+            data_root=str(shared_data),
+            limit=160,
+            cache_dir=str(tmp_path / "cache"),
+            resamples=10,
+            repeats=2,
+            analysis_n=10,
+            distance_m=10,
+            progress=False,
+            temperatures=(1.0, 10.0, 1000.0),
+            epsilons=(0.0, 0.002, 0.004),
+            eval_grid=False,
+            search=search,
+            **kw,
+        )
 
     grid = run_suite(config("grid"))
     halving = run_suite(config("halving"))
     assert grid["complete"] and halving["complete"] and halving["search"] == "halving"
-    assert {k: v["temperature"] for k, v in grid["tuning"].items()} == {k: v["temperature"] for k, v in halving["tuning"].items()}
+    assert {k: v["temperature"] for k, v in grid["tuning"].items()} == {
+        k: v["temperature"] for k, v in halving["tuning"].items()
+    }
     assert all(v["search"] == "grid" and v["cost_fraction_of_grid"] == 1.0 for v in grid["tuning"].values())
     html = write_report(halving, tmp_path / "halving").read_text()
     assert "<b>halving</b>" in html and "Figures 3, 4, 7-9" in html and "--eval-grid" in html
@@ -180,11 +209,20 @@ def test_cpu_path_suite_tunes_on_the_splits_and_stops_cleanly(shared_data, tmp_p
     sources = {r["source"]: r for r in grid["tuning_sources"]["sets"]["omniglot"]["rows"]}
     assert {"noise", "id-only-t1000", "paper", "same-set", "oracle"} <= set(sources)
     tuned = grid["tuning"]["omniglot"]
-    assert (sources["same-set"]["temperature"], sources["same-set"]["epsilon"]) == (tuned["temperature"], tuned["epsilon"])
-    assert sources["same-set"]["metrics"]["fpr_at_95_tpr"] == rows[("omniglot", "odin-tuned")]["metrics"]["fpr_at_95_tpr"]
-    assert grid["tuning_sources"]["evaluated"]["limit"] == 2000 and "tuning source" in write_report(grid, tmp_path / "grid").read_text()
-    stopped = run_suite(RunConfig(**{**config("grid").__dict__, "out": str(tmp_path / "stopped"), "limit": 150,
-                                     "time_limit": 0.0}))  # other images: nothing cached
+    assert (sources["same-set"]["temperature"], sources["same-set"]["epsilon"]) == (
+        tuned["temperature"],
+        tuned["epsilon"],
+    )
+    assert (
+        sources["same-set"]["metrics"]["fpr_at_95_tpr"] == rows[("omniglot", "odin-tuned")]["metrics"]["fpr_at_95_tpr"]
+    )
+    assert (
+        grid["tuning_sources"]["evaluated"]["limit"] == 2000
+        and "tuning source" in write_report(grid, tmp_path / "grid").read_text()
+    )
+    stopped = run_suite(
+        RunConfig(**{**config("grid").__dict__, "out": str(tmp_path / "stopped"), "limit": 150, "time_limit": 0.0})
+    )  # other images: nothing cached
     assert not stopped["complete"] and "time limit" in stopped["stopped"]
     assert (tmp_path / "stopped" / "RUNNING.json").exists()
     assert "INCOMPLETE RUN" in write_report(stopped, tmp_path / "stopped").read_text()
@@ -205,6 +243,7 @@ def test_progress_counts_a_pass_found_whole_in_the_cache(tmp_path):
     """A finished pass read back whole advances the stage's progress as cached images (it used
     to advance nothing, so the stage never reached its total and the ETA counted it as to do)."""
     import io
+
     scorer = Scorer(TinyConv().eval(), (1.0,), (0.0,), ScoreCache(tmp_path), batch_size=64, progress=False)
     ds = _set(CELL_CHUNK + 5, 3, "x")
     scorer.cell_outputs(ds, 1000.0, 0.0014)  # computed and joined into one entry

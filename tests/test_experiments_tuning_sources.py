@@ -40,18 +40,29 @@ def _scored(key, n, seed, loader, shift, n_tune=None):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 1, 2, 2), dtype=np.uint8)
     grid = rng.normal(shift, 1.0, (len(T), len(E), n)).astype(np.float32)
-    split = (Split(np.arange(n), np.arange(0), -1) if n_tune is None else split_indices(n, n_tune, seed))
+    split = Split(np.arange(n), np.arange(0), -1) if n_tune is None else split_indices(n, n_tune, seed)
     ds = ImageDataset(images, name=key, mean=(0.5,), std=(0.25,))
-    return Scored(key=key, label=key, data=ds, grid=grid, logits=np.zeros((n, 2), np.float32), split=split,
-                  paper_key=loader, manifest={"loader": loader})
+    return Scored(
+        key=key,
+        label=key,
+        data=ds,
+        grid=grid,
+        logits=np.zeros((n, 2), np.float32),
+        split=split,
+        paper_key=loader,
+        manifest={"loader": loader},
+    )
 
 
 @pytest.fixture()
 def exp(tmp_path):
     scorer = Scorer(Tiny(), T, E, ScoreCache(tmp_path), progress=False)
     ids = _scored("id", 300, 1, "mnist", 1.0, 100)
-    oods = [_scored("a", 200, 2, "omniglot", 0.0, 80), _scored("b", 200, 3, "notmnist", 0.2, 80),
-            _scored("gaussian", 200, 4, "gaussian", -0.5, 80)]
+    oods = [
+        _scored("a", 200, 2, "omniglot", 0.0, 80),
+        _scored("b", 200, 3, "notmnist", 0.2, 80),
+        _scored("gaussian", 200, 4, "gaussian", -0.5, 80),
+    ]
     noise = _scored("tuning-noise", 120, 5, "gaussian", -0.3)
     return Experiment(scorer=scorer, id_set=ids, oods=oods, paper_row="MNIST", paper_matches=True), noise
 
@@ -84,8 +95,9 @@ def test_the_evaluated_set_is_never_a_source_except_for_same_set_and_oracle(exp)
     for target in e.oods:
         found = choices(e, noise, target)
         assert f"loo:{target.key}" not in found
-        assert {k[4:] for k in found if k.startswith("loo:")} == {o.key for o in e.oods if o.key != target.key
-                                                                  and o.manifest["loader"] != "gaussian"}
+        assert {k[4:] for k in found if k.startswith("loo:")} == {
+            o.key for o in e.oods if o.key != target.key and o.manifest["loader"] != "gaussian"
+        }
         assert "ORACLE" in found["oracle"][1]
 
 
@@ -128,37 +140,52 @@ def test_compare_summary_and_verdict_use_the_real_ood_sets(exp):
     b = {r["source"]: r["metrics"]["fpr_at_95_tpr"] for r in out["sets"]["b"]["rows"]}
     assert out["summary"]["noise"]["sets"] == 2
     assert out["summary"]["noise"]["mean_fpr_at_95_tpr"] == pytest.approx((a["noise"] + b["noise"]) / 2)
-    assert out["summary"]["loo (mean over sources)"]["mean_fpr_at_95_tpr"] == pytest.approx((a["loo:b"] + b["loo:a"]) / 2)
+    assert out["summary"]["loo (mean over sources)"]["mean_fpr_at_95_tpr"] == pytest.approx(
+        (a["loo:b"] + b["loo:a"]) / 2
+    )
     best = min(("noise", "id-only-t1000", "id-only-t1", "paper"), key=lambda k: out["summary"][k]["mean_fpr_at_95_tpr"])
     assert out["verdict"].startswith(f"best OOD-free tuning here: {best} ")
 
 
 def test_verdict_without_real_ood_sets():
-    assert verdict(summarise({})) .startswith("no real")
+    assert verdict(summarise({})).startswith("no real")
 
 
 def _model_scored(scorer, key, images, loader, n_tune, full):
     ds = ImageDataset(images, name=key, mean=(0.5,), std=(0.25,))
     arrays = scorer.grid(ds) if full else {"grid": None, "logits": scorer.grid(ds)["logits"]}
     split = split_indices(len(ds), n_tune, len(images))
-    return Scored(key=key, label=key, data=ds, grid=arrays["grid"], logits=arrays["logits"], split=split,
-                  paper_key=loader, manifest={"loader": loader})
+    return Scored(
+        key=key,
+        label=key,
+        data=ds,
+        grid=arrays["grid"],
+        logits=arrays["logits"],
+        split=split,
+        paper_key=loader,
+        manifest={"loader": loader},
+    )
 
 
 def _model_experiment(tmp_path, full, limit=None):
     import torch
+
     torch.manual_seed(0)
     scorer = Scorer(Tiny(), T, E, ScoreCache(tmp_path / ("full" if full else "cpu")), batch_size=16, progress=False)
     rng = np.random.default_rng(0)
-    sets = {"id": (rng.integers(100, 256, (90, 1, 2, 2)), "mnist", 40),
-            "a": (rng.integers(0, 256, (70, 1, 2, 2)), "omniglot", 30),
-            "b": (rng.integers(0, 160, (70, 1, 2, 2)), "notmnist", 30)}
+    sets = {
+        "id": (rng.integers(100, 256, (90, 1, 2, 2)), "mnist", 40),
+        "a": (rng.integers(0, 256, (70, 1, 2, 2)), "omniglot", 30),
+        "b": (rng.integers(0, 160, (70, 1, 2, 2)), "notmnist", 30),
+    }
     scored = {k: _model_scored(scorer, k, v[0].astype(np.uint8), v[1], v[2], full) for k, v in sets.items()}
-    noise = _model_scored(scorer, "tuning-noise", rng.integers(0, 256, (50, 1, 2, 2)).astype(np.uint8), "gaussian",
-                          1, full)
+    noise = _model_scored(
+        scorer, "tuning-noise", rng.integers(0, 256, (50, 1, 2, 2)).astype(np.uint8), "gaussian", 1, full
+    )
     noise = Scored(**{**noise.__dict__, "split": Split(np.arange(50), np.arange(0), -1)})
-    e = Experiment(scorer=scorer, id_set=scored["id"], oods=[scored["a"], scored["b"]], paper_row="MNIST",
-                   paper_matches=True)
+    e = Experiment(
+        scorer=scorer, id_set=scored["id"], oods=[scored["a"], scored["b"]], paper_row="MNIST", paper_matches=True
+    )
     return e, noise
 
 
@@ -221,8 +248,7 @@ def test_energy_odin_rows_match_between_the_cpu_and_full_grid_paths(tmp_path):
         np.testing.assert_allclose(fb[0], fa[0], atol=1e-5)
         np.testing.assert_allclose(fb[1], fa[1], atol=1e-5)
         x = cpu.scorer.inputs(b.data.images[torch.from_numpy(b.split.eval)])
-        ref = energy_odin_scores(cpu.scorer.model.double(), x.double(), 1.0, fb[3], input_std=(0.25,),
-                                 normalise=False)
+        ref = energy_odin_scores(cpu.scorer.model.double(), x.double(), 1.0, fb[3], input_std=(0.25,), normalise=False)
         cpu.scorer.model.float()
         np.testing.assert_allclose(fb[1], ref.numpy(), atol=1e-4)
 

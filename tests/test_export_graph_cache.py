@@ -26,10 +26,14 @@ from serving_support import encode
 pytest.importorskip("onnxscript")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BATCH = 16
-GRAPH_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(
-    importlib.util.find_spec(name) is None, reason=f"{name} is not installed")) for name in ("onnxruntime", "openvino")]
+GRAPH_RUNTIMES = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} is not installed")
+    )
+    for name in ("onnxruntime", "openvino")
+]
 
-POOLED = '''
+POOLED = """
 import torch.nn.functional as F
 
 from odin_ood import models
@@ -50,7 +54,7 @@ def make():
     for name in ("input_shape", "input_mean", "input_std"):
         setattr(model, name, getattr(base, name))
     return model.eval()
-'''
+"""
 
 
 def spec_of(model) -> Preprocessing:
@@ -66,7 +70,9 @@ def setup(shared_data, tmp_path_factory):
     model = models.load("mnist-lenet")
     spec = spec_of(model)
     fit_in, fit_out = (normalise(d.images[:200].float() / 255, spec) for d in (digits, letters))
-    odin = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
+    odin = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=BATCH, normalise=False).fit(
+        fit_in, fit_out
+    )
     msp = Detector(model, score_family="msp", batch_size=BATCH, normalise=False).fit(fit_in, fit_out)
     odin.save(root / "det")
     images = np.concatenate([digits.images[7000:7024, 0].numpy(), letters.images[7000:7024, 0].numpy()])
@@ -88,8 +94,28 @@ def assert_agree(got: list[dict], want: list[dict]) -> None:
 
 
 def score(setup, out, model, runtime):
-    assert main(["score", str(setup["folder"]), "--output", str(out), "--detector", str(setup["root"] / "det"),
-                 "--model", model, "--runtime", runtime, "--threads", "1", "--quiet", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(setup["folder"]),
+                "--output",
+                str(out),
+                "--detector",
+                str(setup["root"] / "det"),
+                "--model",
+                model,
+                "--runtime",
+                runtime,
+                "--threads",
+                "1",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     return list(read_rows(out))
 
 
@@ -109,8 +135,10 @@ def test_a_factory_model_whose_code_changed_gets_a_new_graph_not_the_cached_one(
     assert_agree(rows["max_pool2d", "onnxruntime"], rows["max_pool2d", "torch"])
     assert_agree(rows["avg_pool2d", "onnxruntime"], rows["avg_pool2d", "torch"])
     # the change matters: average pooling changes decisions (the old graph would have kept them)
-    changed = sum(a["is_out_of_distribution"] != m["is_out_of_distribution"] or a["predicted_class"] != m["predicted_class"]
-                  for a, m in zip(rows["avg_pool2d", "torch"], rows["max_pool2d", "torch"], strict=True))
+    changed = sum(
+        a["is_out_of_distribution"] != m["is_out_of_distribution"] or a["predicted_class"] != m["predicted_class"]
+        for a, m in zip(rows["avg_pool2d", "torch"], rows["max_pool2d", "torch"], strict=True)
+    )
     assert changed >= 3
     assert len(list((tmp_path / "cache" / "export").glob("*.onnx"))) == 2  # one graph per computation
 
@@ -169,7 +197,7 @@ def test_a_truncated_cache_file_is_re_exported_without_a_traceback(setup, tmp_pa
     graph_outputs(setup, odin, name, tmp_path)
     path = cache_path(setup, odin, tmp_path)
     whole = path.read_bytes()
-    path.write_bytes(whole[:len(whole) // 2])
+    path.write_bytes(whole[: len(whole) // 2])
     got = graph_outputs(setup, odin, name, tmp_path)
     assert_gate_equal(got, fixed_batch_outputs(EagerRuntime(odin, setup["spec"]), setup["x"]))
     assert len(path.read_bytes()) == len(whole)
@@ -196,8 +224,26 @@ def test_a_graph_that_disagrees_after_a_fresh_export_is_refused_in_one_line(setu
     monkeypatch.setattr(graph, "export_onnx", counted)
     monkeypatch.setenv("ODIN_OOD_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "s.csv"
-    assert main(["score", str(setup["folder"]), "--output", str(out), "--detector", str(setup["root"] / "det"),
-                 "--model", "mnist-lenet", "--runtime", "onnxruntime", "--threads", "1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "score",
+                str(setup["folder"]),
+                "--output",
+                str(out),
+                "--detector",
+                str(setup["root"] / "det"),
+                "--model",
+                "mnist-lenet",
+                "--runtime",
+                "onnxruntime",
+                "--threads",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "disagrees with eager scoring" in err[0] and "--runtime torch" in err[0], err
     assert len(exports) == 2  # the first export, then one fresh export: never a loop

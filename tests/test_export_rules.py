@@ -49,16 +49,27 @@ def with_model(det: Detector, model) -> Detector:
 
 WHERE = r"\(at \S*export_support\.py:\d+: `{}`\)"
 CASES = {
-    "branching": (branching, r"data-dependent control flow \(a Python value read from a tensor: `if` on a tensor, "
-                  r"\.item\(\), int\(\), bool\(\)\) " + WHERE.format(re.escape("if x.mean() > 5.0:  # data-dependent "
-                                                                              "control flow")), True),
-    "bright_pixel_count": (bright_pixel_count, r"aten\.nonzero\.default, whose output's shape depends on the pixel "
-                           r"values", True),
+    "branching": (
+        branching,
+        r"data-dependent control flow \(a Python value read from a tensor: `if` on a tensor, "
+        r"\.item\(\), int\(\), bool\(\)\) "
+        + WHERE.format(re.escape("if x.mean() > 5.0:  # data-dependent control flow")),
+        True,
+    ),
+    "bright_pixel_count": (
+        bright_pixel_count,
+        r"aten\.nonzero\.default, whose output's shape depends on the pixel "
+        r"values",
+        True,
+    ),
     "inverse_erf": (inverse_erf, r"torch\.onnx cannot export the gate: .*prims\.erf_inv", True),
     "tuple_output": (tuple_output, r"the model returns a tuple, not one \(batch, classes\) tensor of logits", False),
-    "in_place_input": (in_place_input, r"the model fails in eager scoring too: RuntimeError: a leaf Variable that "
-                       r"requires grad is being used in an in-place operation " + WHERE.format(re.escape("x.clamp_(min=-1.0)")),
-                       False),
+    "in_place_input": (
+        in_place_input,
+        r"the model fails in eager scoring too: RuntimeError: a leaf Variable that "
+        r"requires grad is being used in an in-place operation " + WHERE.format(re.escape("x.clamp_(min=-1.0)")),
+        False,
+    ),
 }
 
 
@@ -89,9 +100,18 @@ def test_a_data_dependent_shape_would_have_changed_scores_silently(fitted):
     assert (plain - counted).abs().max().item() > 1e-4
 
 
-@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", [
-    (2, 2, 0, 1, False), (2, 2, 0, 1, True), (3, 2, 1, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False),
-    ((2, 3), (1, 2), (1, 0), 1, True), (1, 1, 0, 1, False)])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,ceil_mode",
+    [
+        (2, 2, 0, 1, False),
+        (2, 2, 0, 1, True),
+        (3, 2, 1, 1, False),
+        (3, 2, 1, 1, True),
+        (3, 1, 1, 2, False),
+        ((2, 3), (1, 2), (1, 0), 1, True),
+        (1, 1, 0, 1, False),
+    ],
+)
 def test_the_max_pool_rule_gives_torch_s_values_and_indices_with_ties(kernel, stride, padding, dilation, ceil_mode):
     """The rule against torch's own CPU kernel on odd sizes, with many ties (values in {0, 1, 2}:
     the first maximum of a window in row-major order is the one whose gradient counts) and a NaN
@@ -100,8 +120,13 @@ def test_the_max_pool_rule_gives_torch_s_values_and_indices_with_ties(kernel, st
 
     x = torch.randint(0, 3, (2, 3, 9, 7), generator=torch.Generator().manual_seed(0)).float()
     x[1, 2, 4, 4] = float("nan")
-    args = [list(kernel) if isinstance(kernel, tuple) else [kernel], list(stride) if isinstance(stride, tuple) else [stride],
-            list(padding) if isinstance(padding, tuple) else [padding], [dilation], ceil_mode]
+    args = [
+        list(kernel) if isinstance(kernel, tuple) else [kernel],
+        list(stride) if isinstance(stride, tuple) else [stride],
+        list(padding) if isinstance(padding, tuple) else [padding],
+        [dilation],
+        ceil_mode,
+    ]
     want_values, want_indices = torch.ops.aten.max_pool2d_with_indices(x, *args)
     values, indices = max_pool2d_with_indices(x, *args)
     assert torch.equal(values.isnan(), want_values.isnan()) and values.isnan().any()
@@ -134,8 +159,9 @@ def expanded_weights(path) -> list[tuple[int, ...]]:
 
     model = onnx.load(str(path))
     weights = {w.name: tuple(w.dims) for w in model.graph.initializer}
-    return [weights[n.input[0]] for n in model.graph.node
-            if n.op_type == "Expand" and len(weights.get(n.input[0], ())) == 2]
+    return [
+        weights[n.input[0]] for n in model.graph.node if n.op_type == "Expand" and len(weights.get(n.input[0], ())) == 2
+    ]
 
 
 def test_an_expanded_weight_is_read_by_broadcasting_not_written_out(fitted, tmp_path, monkeypatch):

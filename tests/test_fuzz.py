@@ -23,8 +23,13 @@ from odin_ood.detector import MAX_BATCH_SIZE
 from serving_support import png_header, server_log, start_server, stop_server
 
 KEY = "fuzz-key"
-FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
@@ -39,10 +44,19 @@ png_blobs = st.builds(
     color_type=st.sampled_from([0, 2, 3, 4, 6]) | st.integers(0, 255),
     pixels=st.none() | st.binary(max_size=600) | st.binary(max_size=3000).map(zlib.compress),
 )
-near_images = st.lists(st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2, 2),
-                                         min_size=27, max_size=29), min_size=27, max_size=29), min_size=1, max_size=2)
+near_images = st.lists(
+    st.lists(
+        st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2, 2), min_size=27, max_size=29),
+        min_size=27,
+        max_size=29,
+    ),
+    min_size=1,
+    max_size=2,
+)
 image_items = st.one_of(
-    st.fixed_dictionaries({"base64": (png_blobs | st.binary(max_size=300)).map(lambda b: base64.b64encode(b).decode())}),
+    st.fixed_dictionaries(
+        {"base64": (png_blobs | st.binary(max_size=300)).map(lambda b: base64.b64encode(b).decode())}
+    ),
     st.fixed_dictionaries({"base64": st.text(max_size=40)}),
     st.fixed_dictionaries({"array": json_values | near_images}),
     json_values,
@@ -60,9 +74,24 @@ def gate(tmp_path_factory):
     det._set_fitted(1000.0, 0.0014, 0.1, 0.95)
     det.save(folder / "det")
     proc, url = start_server(
-        ["--detector", str(folder / "det"), "--model", "mnist-mlp", "--max-batch", "8", "--max-images", "4",
-         "--max-body-bytes", "200000", "--max-json-bytes", "100000", "--max-side", "256"],
-        extra_env={"ODIN_OOD_API_KEY": KEY}, log_level="info",
+        [
+            "--detector",
+            str(folder / "det"),
+            "--model",
+            "mnist-mlp",
+            "--max-batch",
+            "8",
+            "--max-images",
+            "4",
+            "--max-body-bytes",
+            "200000",
+            "--max-json-bytes",
+            "100000",
+            "--max-side",
+            "256",
+        ],
+        extra_env={"ODIN_OOD_API_KEY": KEY},
+        log_level="info",
     )
     client = httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30.0)
     yield {"proc": proc, "client": client}
@@ -97,8 +126,12 @@ def test_predict_survives_random_json(gate, body):
 
 
 @FUZZ
-@given(body=st.binary(max_size=3000), ctype=st.sampled_from(
-    ["application/json", "multipart/form-data; boundary=x", "multipart/form-data", "image/png", ""]))
+@given(
+    body=st.binary(max_size=3000),
+    ctype=st.sampled_from(
+        ["application/json", "multipart/form-data; boundary=x", "multipart/form-data", "image/png", ""]
+    ),
+)
 def test_predict_survives_random_bytes_under_any_content_type(gate, body, ctype):
     check(gate["client"].post("/v1/predict", content=body, headers={"content-type": ctype}))
 
@@ -117,8 +150,22 @@ def mlp():
     return model, det.to_dict()
 
 
-FIELDS = ["format", "format_version", "temperature", "epsilon", "threshold", "tpr", "objective", "input_std",
-          "input_mean", "clamp", "batch_size", "model_fingerprint", "input_shape", "preprocessing"]
+FIELDS = [
+    "format",
+    "format_version",
+    "temperature",
+    "epsilon",
+    "threshold",
+    "tpr",
+    "objective",
+    "input_std",
+    "input_mean",
+    "clamp",
+    "batch_size",
+    "model_fingerprint",
+    "input_shape",
+    "preprocessing",
+]
 PREPROCESSING_FIELDS = ["input_shape", "mode", "resize", "resize_size", "interpolation", "mean", "std"]
 
 
@@ -136,8 +183,10 @@ def load_or_refuse(model, path) -> None:
 
 
 @FUZZ
-@given(edits=st.dictionaries(st.sampled_from(FIELDS), json_values, min_size=1, max_size=4),
-       drop=st.lists(st.sampled_from(FIELDS), max_size=2))
+@given(
+    edits=st.dictionaries(st.sampled_from(FIELDS), json_values, min_size=1, max_size=4),
+    drop=st.lists(st.sampled_from(FIELDS), max_size=2),
+)
 def test_detector_load_survives_random_fields(mlp, tmp_path_factory, edits, drop):
     model, valid = mlp
     d = {k: v for k, v in {**valid, **edits}.items() if k not in drop}
@@ -159,10 +208,14 @@ def test_detector_load_survives_random_files(mlp, tmp_path_factory, blob):
 
 
 @FUZZ
-@given(edits=st.dictionaries(st.sampled_from(PREPROCESSING_FIELDS),
-                             json_values | st.lists(st.sampled_from([10**400, -(2**1024), 2**63]) | st.floats(),
-                                                    min_size=1, max_size=4),
-                             min_size=1, max_size=3))
+@given(
+    edits=st.dictionaries(
+        st.sampled_from(PREPROCESSING_FIELDS),
+        json_values | st.lists(st.sampled_from([10**400, -(2**1024), 2**63]) | st.floats(), min_size=1, max_size=4),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_detector_load_survives_random_preprocessing_fields(mlp, tmp_path_factory, edits):
     model, valid = mlp
     d = {**valid, "preprocessing": {**valid["preprocessing"], **edits}}

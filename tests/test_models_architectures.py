@@ -97,7 +97,7 @@ def test_mlp_initialisation_has_unit_rows_scaled_per_layer():
     model = models.build("mnist-mlp")
     for layer, scale in zip((model.fc1, model.fc2, model.fc3, model.fc4), (1.425, 0.85, 0.85, 1.425), strict=True):
         norms = layer.weight.norm(dim=1)
-        assert torch.allclose(norms, torch.full_like(norms, scale ** -0.5), atol=1e-6)
+        assert torch.allclose(norms, torch.full_like(norms, scale**-0.5), atol=1e-6)
         assert layer.bias.abs().sum() == 0
 
 

@@ -146,12 +146,17 @@ def densenet_under_encoder(ckpt_dir, tmp_path_factory):
 
 
 def test_checkpoint_under_other_key_names_is_refused_with_the_flags_to_pass(densenet_under_encoder):
-    with pytest.raises(ValueError, match=r"unexpected keys: encoder\.conv1\.weight.*strip_prefixes=\('encoder\.',\)"
-                                         r".*--strip-prefix encoder\..*--rename-key OLD=NEW"):
+    with pytest.raises(
+        ValueError,
+        match=r"unexpected keys: encoder\.conv1\.weight.*strip_prefixes=\('encoder\.',\)"
+        r".*--strip-prefix encoder\..*--rename-key OLD=NEW",
+    ):
         models.load("densenet-bc-100", weights=densenet_under_encoder)
     with pytest.raises(ValueError, match="cannot tell the architecture"):
         models.load(densenet_under_encoder)
-    with pytest.raises(ValueError, match=re.escape("missing keys: fc.weight")):  # stripping alone leaves the head unnamed
+    with pytest.raises(
+        ValueError, match=re.escape("missing keys: fc.weight")
+    ):  # stripping alone leaves the head unnamed
         models.load("densenet-bc-100", weights=densenet_under_encoder, strip_prefixes=("encoder.",))
 
 
@@ -160,24 +165,32 @@ def test_key_mapping_loads_the_checkpoint_with_identical_logits(densenet10, dens
     named = models.load("densenet-bc-100", weights=densenet_under_encoder, **mapping)
     recognised = models.load(densenet_under_encoder, **mapping)  # the architecture is recognised after mapping
     x = (lossless_1000.tensors()[0][:8] - torch.tensor(named.input_mean).view(1, 3, 1, 1)) / torch.tensor(
-        named.input_std).view(1, 3, 1, 1)
+        named.input_std
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         want = densenet10(x)
         assert torch.equal(named(x), want) and torch.equal(recognised(x), want)
 
 
-@pytest.mark.parametrize("mapping,match", [
-    (dict(strip_prefixes=("decoder.",)), "strip prefix 'decoder.' matches no checkpoint key"),
-    (dict(strip_prefixes=("encoder.",), rename_keys={"head": "fc"}), "rename 'head' -> 'fc': no checkpoint key"),
-    (dict(strip_prefixes=("encoder.",), rename_keys={"output_layer": "conv1"}), "two checkpoint keys to 'conv1.weight'"),
-])
+@pytest.mark.parametrize(
+    "mapping,match",
+    [
+        (dict(strip_prefixes=("decoder.",)), "strip prefix 'decoder.' matches no checkpoint key"),
+        (dict(strip_prefixes=("encoder.",), rename_keys={"head": "fc"}), "rename 'head' -> 'fc': no checkpoint key"),
+        (
+            dict(strip_prefixes=("encoder.",), rename_keys={"output_layer": "conv1"}),
+            "two checkpoint keys to 'conv1.weight'",
+        ),
+    ],
+)
 def test_key_mapping_that_does_nothing_or_collides_is_an_error(densenet_under_encoder, mapping, match):
     with pytest.raises(ValueError, match=match):
         models.load("densenet-bc-100", weights=densenet_under_encoder, **mapping)
 
 
-def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(densenet10, densenet_under_encoder,
-                                                                          lossless_1000, tmp_path):
+def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(
+    densenet10, densenet_under_encoder, lossless_1000, tmp_path
+):
     from odin_ood import Detector
     from odin_ood.cli import build_parser
     from odin_ood.commands.loading import load_detector
@@ -188,12 +201,31 @@ def test_score_command_flags_map_keys_and_the_detector_fingerprint_matches(dense
         return load_detector(ModelOptions.from_args(args), args.detector)
 
     x = (lossless_1000.tensors()[0][:16] - torch.tensor(densenet10.input_mean).view(1, 3, 1, 1)) / torch.tensor(
-        densenet10.input_std).view(1, 3, 1, 1)
-    det = Detector(densenet10, input_std=densenet10.input_std, temperatures=(1000.0,), epsilons=(0.0,), batch_size=16,
-                   normalise=False)  # x is normalised (the noise is any OOD input)
+        densenet10.input_std
+    ).view(1, 3, 1, 1)
+    det = Detector(
+        densenet10,
+        input_std=densenet10.input_std,
+        temperatures=(1000.0,),
+        epsilons=(0.0,),
+        batch_size=16,
+        normalise=False,
+    )  # x is normalised (the noise is any OOD input)
     det.fit(x, torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))).save(tmp_path / "det")
-    argv = ["score", "in/", "--output", "s.csv", "--detector", str(tmp_path / "det"), "--model", "densenet-bc-100",
-            "--weights", str(densenet_under_encoder), "--device", "cpu"]
+    argv = [
+        "score",
+        "in/",
+        "--output",
+        "s.csv",
+        "--detector",
+        str(tmp_path / "det"),
+        "--model",
+        "densenet-bc-100",
+        "--weights",
+        str(densenet_under_encoder),
+        "--device",
+        "cpu",
+    ]
     with pytest.raises(ValueError, match="--strip-prefix encoder"):
         load(argv)
     loaded, _ = load([*argv, "--strip-prefix", "encoder.", "--rename-key", "output_layer=fc"])
@@ -223,7 +255,21 @@ def test_head_classes_reads_a_fine_tuned_heads_size_and_nothing_else():
 def test_reproduce_num_classes_that_contradicts_the_checkpoint_is_one_line(capsys, tmp_path, shared_data):
     from odin_ood.cli import main
 
-    assert main(["reproduce", "mnist-lenet", "--num-classes", "5", "--quick", "--out", str(tmp_path / "r"),
-                 "--data-root", str(shared_data)]) == 2
+    assert (
+        main(
+            [
+                "reproduce",
+                "mnist-lenet",
+                "--num-classes",
+                "5",
+                "--quick",
+                "--out",
+                str(tmp_path / "r"),
+                "--data-root",
+                str(shared_data),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has a 10-class classifier: pass --num-classes 10" in err, err

@@ -34,9 +34,16 @@ def batch_norms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.parametrize("name, folded, total", [
-    ("resnet20", 19, 19), ("densenet-bc-100", 48, 99), ("wrn-40-4", 19, 37), ("mnist-lenet", 0, 0), ("mnist-mlp", 0, 0),
-])
+@pytest.mark.parametrize(
+    "name, folded, total",
+    [
+        ("resnet20", 19, 19),
+        ("densenet-bc-100", 48, 99),
+        ("wrn-40-4", 19, 37),
+        ("mnist-lenet", 0, 0),
+        ("mnist-mlp", 0, 0),
+    ],
+)
 def test_foldable_batch_norms_per_zoo_architecture(name, folded, total):
     model = models.build(name).eval()
     assert (len(foldable_pairs(model)), batch_norms(model)) == (folded, total)
@@ -45,8 +52,10 @@ def test_foldable_batch_norms_per_zoo_architecture(name, folded, total):
 
 @pytest.mark.parametrize("name", ["resnet20", "densenet-bc-40", "wrn-16-2"])
 def test_folded_network_in_float64_is_the_same_function_and_input_gradient(name):
-    builders = {"densenet-bc-40": lambda: models.densenet.DenseNetBC(40, 12, 10),
-                "wrn-16-2": lambda: models.wide_resnet.WideResNet(16, 2, 10)}
+    builders = {
+        "densenet-bc-40": lambda: models.densenet.DenseNetBC(40, 12, 10),
+        "wrn-16-2": lambda: models.wide_resnet.WideResNet(16, 2, 10),
+    }
     model = with_batch_statistics(builders.get(name, lambda: models.build(name))()).double()
     folded = fold_batch_norm(model)
     assert batch_norms(folded) < batch_norms(model)
@@ -102,11 +111,14 @@ class Untraceable(nn.Module):
         return self.body(x) if x.sum() > 0 else -self.body(x)
 
 
-@pytest.mark.parametrize("module, pairs", [
-    (ConvFeedsTwo(), [("conv2", "bn2")]),  # through an eval dropout; conv's second consumer keeps bn
-    (Untraceable(), [("body.0", "body.1")]),  # the traceable child is searched
-    (nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3)), []),  # BN before the convolution
-])
+@pytest.mark.parametrize(
+    "module, pairs",
+    [
+        (ConvFeedsTwo(), [("conv2", "bn2")]),  # through an eval dropout; conv's second consumer keeps bn
+        (Untraceable(), [("body.0", "body.1")]),  # the traceable child is searched
+        (nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3)), []),  # BN before the convolution
+    ],
+)
 def test_only_a_batch_norm_reading_a_convolution_alone_is_folded(module, pairs):
     module = with_batch_statistics(module).double()
     assert foldable_pairs(module) == pairs
@@ -119,7 +131,9 @@ def test_scoring_copy_is_channels_last_only_for_conv_nets():
     assert scoring_copy(mlp) == (mlp, False)
     lenet = models.load("mnist-lenet")
     copied, channels_last = scoring_copy(lenet)
-    assert channels_last and copied is not lenet and copied.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (
+        channels_last and copied is not lenet and copied.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    )
     assert lenet.conv1.weight.is_contiguous()
 
 

@@ -25,22 +25,40 @@ pytestmark = [pytest.mark.libraries, pytest.mark.usefixtures("torch_one_thread")
 
 from odin_ood.models.huggingface import Logits, processor_preprocessing  # noqa: E402 -- imports transformers: after the importorskip
 
-LABELS = {i: name for i, name in enumerate(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                           "ship", "truck"])}
+LABELS = {
+    i: name
+    for i, name in enumerate(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+}
 # name -> (the processor saved with the model, its resize); the ConvNeXt at 288 crops 288 of int(288 / 0.95) = 303
 PROCESSORS = {
     "vit": (lambda: transformers.ViTImageProcessor(), "squash"),
-    "convnext-384": (lambda: transformers.ConvNextImageProcessor(crop_pct=0.875, size={"shortest_edge": 384}),
-                     "squash"),
-    "convnext-224": (lambda: transformers.ConvNextImageProcessor(crop_pct=0.875, size={"shortest_edge": 224}),
-                     "resize-shorter-then-center-crop-floor"),
-    "convnext-288": (lambda: transformers.ConvNextImageProcessor(crop_pct=0.95, size={"shortest_edge": 288}),
-                     "resize-shorter-then-center-crop-floor"),
-    "deit": (lambda: transformers.DeiTImageProcessor(size={"height": 256, "width": 256},
-                                                     crop_size={"height": 224, "width": 224}), "squash"),
-    "bit": (lambda: transformers.BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
-                                                   image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]),
-            "resize-shorter-then-center-crop-floor"),
+    "convnext-384": (
+        lambda: transformers.ConvNextImageProcessor(crop_pct=0.875, size={"shortest_edge": 384}),
+        "squash",
+    ),
+    "convnext-224": (
+        lambda: transformers.ConvNextImageProcessor(crop_pct=0.875, size={"shortest_edge": 224}),
+        "resize-shorter-then-center-crop-floor",
+    ),
+    "convnext-288": (
+        lambda: transformers.ConvNextImageProcessor(crop_pct=0.95, size={"shortest_edge": 288}),
+        "resize-shorter-then-center-crop-floor",
+    ),
+    "deit": (
+        lambda: transformers.DeiTImageProcessor(
+            size={"height": 256, "width": 256}, crop_size={"height": 224, "width": 224}
+        ),
+        "squash",
+    ),
+    "bit": (
+        lambda: transformers.BitImageProcessor(
+            size={"shortest_edge": 256},
+            crop_size={"height": 224, "width": 224},
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+        ),
+        "resize-shorter-then-center-crop-floor",
+    ),
 }
 
 
@@ -49,8 +67,15 @@ def tiny_network(kind: str, image_size: int = 224) -> torch.nn.Module:
     torch.manual_seed(0)
     common = {"num_labels": 10, "id2label": LABELS, "label2id": {v: k for k, v in LABELS.items()}}
     if kind == "vit":
-        config = transformers.ViTConfig(image_size=image_size, patch_size=16, hidden_size=32, num_hidden_layers=2,
-                                        num_attention_heads=2, intermediate_size=64, **common)
+        config = transformers.ViTConfig(
+            image_size=image_size,
+            patch_size=16,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        )
         return transformers.ViTForImageClassification(config).eval()
     config = transformers.ConvNextConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], **common)
     return transformers.ConvNextForImageClassification(config).eval()
@@ -112,8 +137,9 @@ def test_torch_filters_equal_torchvisions_resize_of_uint8_tensors(blobs, method,
         for size in ((224, 224), (97, 61), (image.width + 3, image.height)):
             ours = torch.from_numpy(np.asarray(resample(image, size, method))).permute(2, 0, 1)
             tensor = torch.from_numpy(np.asarray(image)).permute(2, 0, 1).contiguous()
-            want = tvF.resize(tensor, [size[1], size[0]], interpolation=getattr(tvF.InterpolationMode, mode),
-                              antialias=True)
+            want = tvF.resize(
+                tensor, [size[1], size[0]], interpolation=getattr(tvF.InterpolationMode, mode), antialias=True
+            )
             assert torch.equal(ours, want), (label, size)
 
 
@@ -161,19 +187,32 @@ def test_loaded_model_gives_the_transformers_logits_and_id2label(folders, name):
     assert isinstance(model, Logits)
 
 
-@pytest.mark.parametrize("processor, field", [
-    (lambda: transformers.ViTImageProcessor(size={"shortest_edge": 224}), "without do_center_crop"),
-    (lambda: transformers.ViTImageProcessor(resample=0), "resample 0"),
-    (lambda: transformers.ViTImageProcessor(do_resize=False), "do_resize"),
-    (lambda: transformers.ViTImageProcessor(size={"shortest_edge": 224, "longest_edge": 300}), "size {"),
-    (lambda: transformers.BitImageProcessor(size={"shortest_edge": 200}, crop_size={"height": 224, "width": 224}),
-     "crop_size {'height': 224, 'width': 224} is larger than the resized shorter side 200"),
-    (lambda: transformers.DeiTImageProcessor(size={"height": 256, "width": 256}, crop_size={"height": 221, "width": 221}),
-     "crop_size height 221"),
-    (lambda: transformers.LevitImageProcessor(), "LevitImageProcessor transforms images its own way (resize)"),
-    (lambda: transformers.ConvNextImageProcessor(do_center_crop=True, crop_size={"height": 200, "width": 200}),
-     "do_center_crop=True crops a second time"),
-])
+@pytest.mark.parametrize(
+    "processor, field",
+    [
+        (lambda: transformers.ViTImageProcessor(size={"shortest_edge": 224}), "without do_center_crop"),
+        (lambda: transformers.ViTImageProcessor(resample=0), "resample 0"),
+        (lambda: transformers.ViTImageProcessor(do_resize=False), "do_resize"),
+        (lambda: transformers.ViTImageProcessor(size={"shortest_edge": 224, "longest_edge": 300}), "size {"),
+        (
+            lambda: transformers.BitImageProcessor(
+                size={"shortest_edge": 200}, crop_size={"height": 224, "width": 224}
+            ),
+            "crop_size {'height': 224, 'width': 224} is larger than the resized shorter side 200",
+        ),
+        (
+            lambda: transformers.DeiTImageProcessor(
+                size={"height": 256, "width": 256}, crop_size={"height": 221, "width": 221}
+            ),
+            "crop_size height 221",
+        ),
+        (lambda: transformers.LevitImageProcessor(), "LevitImageProcessor transforms images its own way (resize)"),
+        (
+            lambda: transformers.ConvNextImageProcessor(do_center_crop=True, crop_size={"height": 200, "width": 200}),
+            "do_center_crop=True crops a second time",
+        ),
+    ],
+)
 def test_a_processor_odin_ood_cannot_follow_is_one_error_naming_the_field(processor, field):
     with pytest.raises(ValueError, match=r"^the image processor: ") as info:
         processor_preprocessing(processor())
@@ -184,11 +223,27 @@ def test_an_unfollowed_folder_or_a_missing_one_is_one_line_at_the_command_line(c
     save_folder(tmp_path / "levit", "vit", transformers.LevitImageProcessor())
     (tmp_path / "empty").mkdir()
     capsys.readouterr()  # save_pretrained's progress bar
-    for folder, message in ((tmp_path / "levit", "LevitImageProcessor transforms images its own way"),
-                            (tmp_path / "empty", "the folder has no config.json"),
-                            (tmp_path / "absent", "is not a folder")):
-        assert main(["fit", "--model", f"hf:{folder}", "--id", "mnist", "--out", str(tmp_path / "d"),
-                     "--data-root", str(shared_data)]) == 2
+    for folder, message in (
+        (tmp_path / "levit", "LevitImageProcessor transforms images its own way"),
+        (tmp_path / "empty", "the folder has no config.json"),
+        (tmp_path / "absent", "is not a folder"),
+    ):
+        assert (
+            main(
+                [
+                    "fit",
+                    "--model",
+                    f"hf:{folder}",
+                    "--id",
+                    "mnist",
+                    "--out",
+                    str(tmp_path / "d"),
+                    "--data-root",
+                    str(shared_data),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert err.startswith("odin-ood fit: error: ") and err.count("\n") == 1 and message in err, err
 
@@ -196,7 +251,8 @@ def test_an_unfollowed_folder_or_a_missing_one_is_one_line_at_the_command_line(c
 def test_rescale_and_normalise_become_the_mean_and_std_of_unit_pixels():
     """(255 r p - m) / s with r = 1 (no rescale, a model trained on 0..255 inputs): mean m / 255,
     std s / 255; no normalisation and r = 1/255: no mean and std at all."""
-    spec = processor_preprocessing(transformers.ViTImageProcessor(do_rescale=False, image_mean=[127.5] * 3,
-                                                                  image_std=[63.75] * 3))
+    spec = processor_preprocessing(
+        transformers.ViTImageProcessor(do_rescale=False, image_mean=[127.5] * 3, image_std=[63.75] * 3)
+    )
     assert spec.mean == pytest.approx((0.5,) * 3, abs=1e-15) and spec.std == pytest.approx((0.25,) * 3, abs=1e-15)
     assert processor_preprocessing(transformers.ViTImageProcessor(do_normalize=False)).mean is None

@@ -78,12 +78,53 @@ def fitted(request, shared_data, images, tmp_path_factory):
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, weights)
     torch.set_num_threads(2)
     model_args = ["--model", spec, "--weights", str(weights), "--threads", "2"]
-    assert main(["fit", *model_args, "--id", str(shared_data / CIFAR), "--ood", str(shared_data / TINY),
-                 "--limit", "24", "--out", str(root / "det"), "--quiet", "--workers", "2", *GRID]) == 0
-    assert main(["score", *model_args, "--detector", str(root / "det"), str(images), "--output",
-                 str(root / "s.jsonl"), "--quiet", "--workers", "2"]) == 0
-    return {"spec": spec, "classes": classes, "ref": ref, "weights": weights, "root": root,
-            "model_args": model_args, "rows": list(read_rows(root / "s.jsonl"))}
+    assert (
+        main(
+            [
+                "fit",
+                *model_args,
+                "--id",
+                str(shared_data / CIFAR),
+                "--ood",
+                str(shared_data / TINY),
+                "--limit",
+                "24",
+                "--out",
+                str(root / "det"),
+                "--quiet",
+                "--workers",
+                "2",
+                *GRID,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "score",
+                *model_args,
+                "--detector",
+                str(root / "det"),
+                str(images),
+                "--output",
+                str(root / "s.jsonl"),
+                "--quiet",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
+    return {
+        "spec": spec,
+        "classes": classes,
+        "ref": ref,
+        "weights": weights,
+        "root": root,
+        "model_args": model_args,
+        "rows": list(read_rows(root / "s.jsonl")),
+    }
 
 
 def model_inputs(fitted, images) -> torch.Tensor:
@@ -111,25 +152,43 @@ def test_score_rows_equal_odin_on_the_library_model(fitted, images):
     for k, row in enumerate(rows):
         assert row["error"] == ""
         assert (row["predicted_class"], row["score"], row["confidence"]) == (
-            want["predicted_class"][k], want["score"][k], want["confidence"][k])
+            want["predicted_class"][k],
+            want["score"][k],
+            want["confidence"][k],
+        )
         assert row["class_name"] == (names[row["predicted_class"]] if names else None)
 
 
 def test_served_answers_equal_the_rows(fitted, images):
     detector_json = json.loads((fitted["root"] / "det" / "detector.json").read_text())
-    proc, url = start_server([*fitted["model_args"][:-2], "--detector", str(fitted["root"] / "det"), "--no-auth",
-                              "--max-batch", str(detector_json["batch_size"])], timeout=180.0)
+    proc, url = start_server(
+        [
+            *fitted["model_args"][:-2],
+            "--detector",
+            str(fitted["root"] / "det"),
+            "--no-auth",
+            "--max-batch",
+            str(detector_json["batch_size"]),
+        ],
+        timeout=180.0,
+    )
     try:
         files = sorted(images.iterdir())
-        r = httpx.post(url + "/v1/predict", files=[("images", (p.name, p.read_bytes(), "image/jpeg")) for p in files],
-                       timeout=120.0)
+        r = httpx.post(
+            url + "/v1/predict",
+            files=[("images", (p.name, p.read_bytes(), "image/jpeg")) for p in files],
+            timeout=120.0,
+        )
     finally:
         stop_server(proc)
     assert r.status_code == 200, r.text
     got = r.json()["predictions"]
     for row, answer in zip(fitted["rows"], got, strict=True):
         assert (answer["predicted_class"], answer["class_name"], answer["score"]) == (
-            row["predicted_class"], row["class_name"], row["score"])
+            row["predicted_class"],
+            row["class_name"],
+            row["score"],
+        )
 
 
 def test_torchvision_vit_gives_the_library_models_logits(tmp_path, images):
@@ -151,19 +210,51 @@ def one_error_line(capsys, argv: list[str], command: str) -> str:
 
 def test_unknown_architecture_is_one_line(capsys, tmp_path, shared_data):
     (tmp_path / "w.pth").write_bytes(b"")
-    for spec, message in (("timm:resnet_nonexistent", "timm has no model 'resnet_nonexistent'"),
-                          ("torchvision:resnet_nonexistent", "torchvision has no model 'resnet_nonexistent'")):
-        err = one_error_line(capsys, ["fit", "--model", spec, "--weights", str(tmp_path / "w.pth"), "--id", "mnist",
-                                      "--out", str(tmp_path / "d"), "--data-root", str(shared_data)], "fit")
+    for spec, message in (
+        ("timm:resnet_nonexistent", "timm has no model 'resnet_nonexistent'"),
+        ("torchvision:resnet_nonexistent", "torchvision has no model 'resnet_nonexistent'"),
+    ):
+        err = one_error_line(
+            capsys,
+            [
+                "fit",
+                "--model",
+                spec,
+                "--weights",
+                str(tmp_path / "w.pth"),
+                "--id",
+                "mnist",
+                "--out",
+                str(tmp_path / "d"),
+                "--data-root",
+                str(shared_data),
+            ],
+            "fit",
+        )
         assert message in err
 
 
 def test_weights_of_another_head_size_say_what_to_pass(capsys, tmp_path):
     ref = reference("timm:resnet18", 10)
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "w.safetensors")
-    err = one_error_line(capsys, ["score", "--model", "timm:resnet18", "--weights", str(tmp_path / "w.safetensors"),
-                                  "--num-classes", "5", "--detector", str(tmp_path / "det"), "mnist",
-                                  "--output", str(tmp_path / "s.csv")], "score")
+    err = one_error_line(
+        capsys,
+        [
+            "score",
+            "--model",
+            "timm:resnet18",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+            "--num-classes",
+            "5",
+            "--detector",
+            str(tmp_path / "det"),
+            "mnist",
+            "--output",
+            str(tmp_path / "s.csv"),
+        ],
+        "score",
+    )
     assert "holds a 10-class head but num_classes=5 was asked: pass --num-classes 10" in err
 
 
@@ -171,15 +262,29 @@ def test_images_the_transform_cannot_take_are_rows_or_one_line(capsys, tmp_path,
     bad = tmp_path / "bad"
     bad.mkdir()
     blob = (images / "tiny0.jpg").read_bytes()
-    (bad / "truncated.jpg").write_bytes(blob[:len(blob) // 2])
+    (bad / "truncated.jpg").write_bytes(blob[: len(blob) // 2])
     (bad / "text.png").write_bytes(b"not an image at all")
-    assert main(["score", *fitted["model_args"], "--detector", str(fitted["root"] / "det"), str(bad),
-                 "--output", str(tmp_path / "s.csv"), "--quiet"]) == 1  # rows written, none scored: status 1
+    assert (
+        main(
+            [
+                "score",
+                *fitted["model_args"],
+                "--detector",
+                str(fitted["root"] / "det"),
+                str(bad),
+                "--output",
+                str(tmp_path / "s.csv"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )  # rows written, none scored: status 1
     said = capsys.readouterr().err
     assert said.count("\n") == 1 and "none of the 2 images could be scored" in said, said
     rows = list(read_rows(tmp_path / "s.csv"))
     assert [r["predicted_class"] for r in rows] == [-1, -1] and all(r["is_out_of_distribution"] for r in rows)
     assert "text.png: not an image" in rows[0]["error"] and "truncated.jpg: cannot decode" in rows[1]["error"]
-    err = one_error_line(capsys, ["fit", *fitted["model_args"], "--id", str(bad), "--out", str(tmp_path / "d"),
-                                  "--quiet"], "fit")
+    err = one_error_line(
+        capsys, ["fit", *fitted["model_args"], "--id", str(bad), "--out", str(tmp_path / "d"), "--quiet"], "fit"
+    )
     assert "not an image" in err or "cannot decode" in err

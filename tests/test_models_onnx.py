@@ -32,8 +32,15 @@ PAPER = (1000.0, 0.0014)  # the paper's CIFAR-10 parameters (T, epsilon)
 def export(model: nn.Module, shape: tuple[int, ...], path, **metadata) -> str:
     """``model`` exported with torch.onnx at opset 17 (onnx2torch's newest) with a dynamic batch,
     ``metadata`` added as JSON ``metadata_props``."""
-    torch.onnx.export(model, (torch.zeros(2, *shape),), str(path), dynamo=False, opset_version=17,
-                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, *shape),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch"}},
+    )
     if metadata:
         proto = onnx.load(str(path))
         onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in metadata.items()})
@@ -56,11 +63,20 @@ def resnet20(shared_data) -> nn.Module:
 def test_a_zoo_cnn_with_metadata_scores_within_1e4_of_the_original(shared_data, cifar_and_tiny, tmp_path):
     original = resnet20(shared_data)
     names = [f"class {k}" for k in range(10)]
-    path = export(original, (3, 32, 32), tmp_path / "r20.onnx", input_mean=list(original.input_mean),
-                  input_std=list(original.input_std), class_names=names)
+    path = export(
+        original,
+        (3, 32, 32),
+        tmp_path / "r20.onnx",
+        input_mean=list(original.input_mean),
+        input_std=list(original.input_std),
+        class_names=names,
+    )
     converted = models.load(path)
     assert (converted.input_shape, converted.input_mean, converted.input_std) == (
-        (3, 32, 32), original.input_mean, original.input_std)
+        (3, 32, 32),
+        original.input_mean,
+        original.input_std,
+    )
     assert converted.class_names == tuple(names) and converted.num_classes == 10
     x = normalise(cifar_and_tiny, Preprocessing((3, 32, 32), mean=original.input_mean, std=original.input_std))
     for temperature, epsilon in (PAPER, (1.0, 0.0)):
@@ -76,8 +92,10 @@ def test_a_library_network_with_the_size_on_the_command_line_scores_within_1e4(l
     if library == "torchvision":
         original, shape = pytest.importorskip("torchvision").models.resnet18(num_classes=10).eval(), (3, 64, 64)
     else:
-        original, shape = pytest.importorskip("timm").create_model("vit_tiny_patch16_224", num_classes=10).eval(), (
-            3, 224, 224)
+        original, shape = (
+            pytest.importorskip("timm").create_model("vit_tiny_patch16_224", num_classes=10).eval(),
+            (3, 224, 224),
+        )
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     path = export(original, shape, tmp_path / "net.onnx")
     converted = models.load(f"onnx:{path}", input_mean=mean, input_std=std)
@@ -88,7 +106,7 @@ def test_a_library_network_with_the_size_on_the_command_line_scores_within_1e4(l
     assert (odin_scores(converted, x, *PAPER, input_std=std, normalise=False) - want).abs().max().item() <= 1e-4
 
 
-KERAS = textwrap.dedent('''
+KERAS = textwrap.dedent("""
     import sys, numpy as np, tensorflow as tf, keras, tf2onnx
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, activation="relu"),
@@ -104,7 +122,7 @@ KERAS = textwrap.dedent('''
         loss = -tf.reduce_sum(tf.reduce_max(tf.nn.log_softmax(net(x) / T), axis=1))
     x_tilde = x - eps * tf.sign(tape.gradient(loss, x))
     np.save(sys.argv[3], tf.reduce_max(tf.nn.softmax(net(x_tilde) / T), axis=1).numpy())
-''')
+""")
 
 
 def test_a_keras_network_through_tf2onnx_scores_within_1e4_of_odin_in_tensorflow(cifar_and_tiny, tmp_path):
@@ -114,8 +132,20 @@ def test_a_keras_network_through_tf2onnx_scores_within_1e4_of_odin_in_tensorflow
             pytest.skip(f"{package} is not installed (requirements-libraries.txt installs it)")
     pixels = cifar_and_tiny.numpy()
     np.save(tmp_path / "x.npy", pixels)
-    done = subprocess.run([sys.executable, "-c", KERAS, str(tmp_path / "k.onnx"), str(tmp_path / "x.npy"),
-                           str(tmp_path / "s.npy"), *map(str, PAPER)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KERAS,
+            str(tmp_path / "k.onnx"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "s.npy"),
+            *map(str, PAPER),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     converted = models.load(tmp_path / "k.onnx")
     assert converted.input_shape == (3, 32, 32) and converted.input_std is None  # Keras saw [0, 1] pixels
@@ -137,18 +167,37 @@ def test_an_operator_onnx2torch_cannot_convert_is_one_line_naming_it(capsys, tmp
     path = tmp_path / "small.onnx"
     torch.onnx.export(Small().eval(), (torch.zeros(2, 3, 32, 32),), str(path), dynamo=True, verbose=False)
     capsys.readouterr()
-    assert main(["fit", "--model", str(path), "--id", "mnist", "--out", str(tmp_path / "d"),
-                 "--data-root", str(shared_data)]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                "--model",
+                str(path),
+                "--id",
+                "mnist",
+                "--out",
+                str(tmp_path / "d"),
+                "--data-root",
+                str(shared_data),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("odin-ood fit: error: ") and err.count("\n") == 1, err
     assert "onnx2torch 1.5.15 cannot convert operator(s) ReduceMean (opset" in err and "opset 17 or lower" in err
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(b"not a protobuf at all"), "not an ONNX model onnx can read"),
-    (lambda p: onnx.save(_with_props(onnx.load(str(p)), input_std='"wide"'), str(p)),
-     "metadata input_std must be a JSON list of numbers"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(b"not a protobuf at all"), "not an ONNX model onnx can read"),
+        (
+            lambda p: onnx.save(_with_props(onnx.load(str(p)), input_std='"wide"'), str(p)),
+            "metadata input_std must be a JSON list of numbers",
+        ),
+    ],
+)
 def test_a_broken_file_or_bad_metadata_is_one_error(damage, message, tmp_path):
     path = tmp_path / "m.onnx"
     export(Small().eval(), (3, 32, 32), path)

@@ -29,7 +29,9 @@ def test_shipped_models_reach_their_stated_accuracy_on_the_full_mnist_test_set(n
     assert measured >= floor and info["test_set"].startswith("MNIST t10k, 10,000")
 
 
-@pytest.mark.parametrize("name,mean,std,kb", [("mnist-mlp", (0.0,), (1.0,), 700), ("mnist-lenet", (0.1307,), (0.3081,), 60)])
+@pytest.mark.parametrize(
+    "name,mean,std,kb", [("mnist-mlp", (0.0,), (1.0,), 700), ("mnist-lenet", (0.1307,), (0.3081,), 60)]
+)
 def test_shipped_model_attributes_and_size(name, mean, std, kb):
     model = models.load(name)
     assert (model.arch, model.num_classes, model.input_shape) == (name, 10, (1, 28, 28))

@@ -16,8 +16,10 @@ from safetensors.torch import save_file
 from odin_ood import data, models, odin_scores
 from odin_ood.detector.fingerprint import fingerprint
 
-pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
-              pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning"),
+]
 
 MNIST_INPUT = {"input_shape": (1, 28, 28), "input_mean": (0.0,), "input_std": (1.0,)}
 
@@ -65,7 +67,12 @@ def test_packaged_mnist_model_gives_the_eager_odin_scores(mnist_packages, mnist_
     eager, paths = mnist_packages
     spec = form.format(ts=paths["torchscript"], pt2=paths["export"])
     model = models.load(spec, **MNIST_INPUT)
-    assert (model.input_shape, model.input_mean, model.input_std, model.num_classes) == ((1, 28, 28), (0.0,), (1.0,), 10)
+    assert (model.input_shape, model.input_mean, model.input_std, model.num_classes) == (
+        (1, 28, 28),
+        (0.0,),
+        (1.0,),
+        10,
+    )
     assert not model.training
     for t, e in [(1.0, 0.0), (1000.0, 0.0014), (10.0, 0.004)]:
         want = odin_scores(eager, mnist_batch, t, e, input_std=eager.input_std)
@@ -85,24 +92,29 @@ def densenet_packages(shared_data, tmp_path_factory):
     eager = models.load("densenet-bc-100", weights=shared_data / "models" / "densenet-bc-100-cifar10.pth.tar")
     x = data.load("cifar10-lossless-1000", root=shared_data).images[:4].float() / 255
     x = (x - torch.tensor(eager.input_mean).view(1, 3, 1, 1)) / torch.tensor(eager.input_std).view(1, 3, 1, 1)
-    return eager, x, {
-        "torchscript": export_torchscript(eager, folder / "densenet.ts"),
-        "export": export_program(eager, folder / "densenet.pt2", eager.input_shape),
-    }
+    return (
+        eager,
+        x,
+        {
+            "torchscript": export_torchscript(eager, folder / "densenet.ts"),
+            "export": export_program(eager, folder / "densenet.pt2", eager.input_shape),
+        },
+    )
 
 
 @pytest.mark.parametrize("packaging", ["torchscript", "export"])
 def test_packaged_densenet_bc_100_gives_the_eager_odin_scores(densenet_packages, packaging):
     eager, x, paths = densenet_packages
-    model = models.load(paths[packaging], input_shape=eager.input_shape, input_mean=eager.input_mean,
-                        input_std=eager.input_std)
+    model = models.load(
+        paths[packaging], input_shape=eager.input_shape, input_mean=eager.input_mean, input_std=eager.input_std
+    )
     assert model.num_classes == 10
     want = odin_scores(eager, x, 1000.0, 0.0014, input_std=eager.input_std, normalise=False)
     got = odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std, normalise=False)
     assert torch.allclose(got, want, atol=1e-6, rtol=0), (got - want).abs().max()
 
 
-USER_MODULE = '''
+USER_MODULE = """
 import torch
 from torch import nn
 
@@ -130,7 +142,7 @@ def not_a_model():
 
 def broken():
     raise RuntimeError("no GPU found")
-'''
+"""
 
 
 @pytest.fixture
@@ -171,16 +183,21 @@ def test_module_factory_with_weights_gives_the_trained_network(user_module, shar
     assert model.input_shape == (1, 28, 28) and model.input_std == (0.3081,) and model.num_classes == 10
     assert fingerprint(model) == fingerprint(trained)
     x = (mnist_batch - 0.1307) / 0.3081
-    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std, normalise=False),
-                       odin_scores(trained, x, 1000.0, 0.0014, input_std=trained.input_std, normalise=False))
+    assert torch.equal(
+        odin_scores(model, x, 1000.0, 0.0014, input_std=model.input_std, normalise=False),
+        odin_scores(trained, x, 1000.0, 0.0014, input_std=trained.input_std, normalise=False),
+    )
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("no_such_module:build", "cannot import 'no_such_module'"),
-    ("user_models:missing", "has no callable 'missing'"),
-    ("user_models:not_a_model", "returned a str, not a torch.nn.Module"),
-    ("user_models:broken", "the factory raised RuntimeError: no GPU found"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("no_such_module:build", "cannot import 'no_such_module'"),
+        ("user_models:missing", "has no callable 'missing'"),
+        ("user_models:not_a_model", "returned a str, not a torch.nn.Module"),
+        ("user_models:broken", "the factory raised RuntimeError: no GPU found"),
+    ],
+)
 def test_bad_factory_specs_fail_in_one_line(user_module, spec, message):
     with pytest.raises(ValueError, match=message) as info:
         models.load(spec)
@@ -194,8 +211,10 @@ def test_factory_weights_that_do_not_fit_are_refused(user_module):
 
 
 def test_wrong_input_size_is_a_one_line_error_at_load(mnist_packages):
-    for spec, kwargs in [("mnist-mlp", {"input_shape": (3, 32, 32)}),
-                         (str(mnist_packages[1]["torchscript"]), {"input_shape": (1, 32, 32)})]:
+    for spec, kwargs in [
+        ("mnist-mlp", {"input_shape": (3, 32, 32)}),
+        (str(mnist_packages[1]["torchscript"]), {"input_shape": (1, 32, 32)}),
+    ]:
         with pytest.raises(ValueError, match=r"does not take inputs of size .*32x32") as info:
             models.load(spec, **kwargs)
         assert "\n" not in str(info.value)
@@ -246,8 +265,11 @@ def test_library_specs_need_local_weights(library):
 
 @pytest.mark.skipif(importable("torchvision"), reason="torchvision imports here")
 def test_torchvision_that_does_not_import_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=r"torchvision:NAME needs torchvision, which (is not installed: pip install "
-                                         r"'odin-ood\[torchvision\]'|is installed but does not import here)"):
+    with pytest.raises(
+        ValueError,
+        match=r"torchvision:NAME needs torchvision, which (is not installed: pip install "
+        r"'odin-ood\[torchvision\]'|is installed but does not import here)",
+    ):
         models.load("torchvision:resnet18", weights=tmp_path / "w.pth")
 
 
@@ -262,8 +284,10 @@ def test_torchvision_architecture_with_local_weights_and_its_metadata(tmp_path):
     assert model.input_shape == (3, 224, 224)
     assert model.input_mean == pytest.approx((0.485, 0.456, 0.406)) and model.num_classes == 10
     x = torch.rand(2, 3, 224, 224)
-    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False),
-                       odin_scores(reference, x, 1000.0, 0.0014, model.input_std, normalise=False))
+    assert torch.equal(
+        odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False),
+        odin_scores(reference, x, 1000.0, 0.0014, model.input_std, normalise=False),
+    )
 
 
 @pytest.mark.libraries
@@ -277,8 +301,10 @@ def test_timm_architecture_with_local_weights_and_its_metadata(tmp_path):
     config = timm.data.resolve_model_data_config(reference)
     assert model.input_shape == tuple(config["input_size"]) and model.input_std == pytest.approx(config["std"])
     x = torch.rand(2, *model.input_shape)
-    assert torch.equal(odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False),
-                       odin_scores(reference, x, 1000.0, 0.0014, model.input_std, normalise=False))
+    assert torch.equal(
+        odin_scores(model, x, 1000.0, 0.0014, model.input_std, normalise=False),
+        odin_scores(reference, x, 1000.0, 0.0014, model.input_std, normalise=False),
+    )
 
 
 def test_library_spec_for_an_unknown_library_is_not_taken_for_a_factory():

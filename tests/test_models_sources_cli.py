@@ -45,10 +45,13 @@ def pixels_of(det, images) -> torch.Tensor:
     return odin_ood_pixels(images, Preprocessing.from_dict(recorded))
 
 
-@pytest.mark.parametrize("name, processor", [
-    ("vit", lambda: transformers.ViTImageProcessor()),
-    ("convnext", lambda: transformers.ConvNextImageProcessor(crop_pct=0.875, size={"shortest_edge": 224})),
-])
+@pytest.mark.parametrize(
+    "name, processor",
+    [
+        ("vit", lambda: transformers.ViTImageProcessor()),
+        ("convnext", lambda: transformers.ConvNextImageProcessor(crop_pct=0.875, size={"shortest_edge": 224})),
+    ],
+)
 def test_a_transformers_folder_fits_scores_serves_and_exports(name, processor, shared_data, images, tmp_path):
     network = save_folder(tmp_path / name, name, processor())
     args = ["--model", f"hf:{tmp_path / name}", "--threads", "1"]
@@ -66,8 +69,14 @@ def test_an_onnx_graph_fits_scores_serves_and_exports(shared_data, images, tmp_p
     torch.manual_seed(0)
     original = torchvision.models.resnet18(num_classes=10).eval()
     names = [f"kind {k}" for k in range(10)]
-    path = export(original, (3, 128, 128), tmp_path / "r18.onnx", input_mean=[0.485, 0.456, 0.406],
-                  input_std=[0.229, 0.224, 0.225], class_names=names)
+    path = export(
+        original,
+        (3, 128, 128),
+        tmp_path / "r18.onnx",
+        input_mean=[0.485, 0.456, 0.406],
+        input_std=[0.229, 0.224, 0.225],
+        class_names=names,
+    )
     args = ["--model", str(path), "--threads", "1", "--resize", "resize-shorter-then-center-crop"]
     chain = cli_chain(args, shared_data, images, tmp_path, PAPER_GRID)
     check_chain(chain, original, pixels_of(chain["det"], images), tuple(names), tolerance=1e-4)
@@ -79,8 +88,20 @@ def test_an_onnx_graph_with_slice_and_pad_fits_scores_serves_and_exports(shared_
     the gate exports. Its statistics on the command line, pictures squashed to 32x32."""
     original = models.load("resnet20", weights=shared_data / "models" / "resnet20-cifar10.th")
     path = export(original, (3, 32, 32), tmp_path / "r20.onnx")
-    args = ["--model", f"onnx:{path}", "--threads", "1", "--input-mean", ",".join(map(str, original.input_mean)),
-            "--input-std", ",".join(map(str, original.input_std)), "--resize", "squash", "--interpolation", "box"]
+    args = [
+        "--model",
+        f"onnx:{path}",
+        "--threads",
+        "1",
+        "--input-mean",
+        ",".join(map(str, original.input_mean)),
+        "--input-std",
+        ",".join(map(str, original.input_std)),
+        "--resize",
+        "squash",
+        "--interpolation",
+        "box",
+    ]
     chain = cli_chain(args, shared_data, images, tmp_path, PAPER_GRID, limit=32)
     check_chain(chain, original, pixels_of(chain["det"], images), None, tolerance=1e-4)
 
@@ -101,12 +122,32 @@ def test_an_onnx_graph_with_sizes_from_the_input_scores_but_export_is_one_line(s
     torch.manual_seed(0)
     path = export(Flattening().eval(), (3, 32, 32), tmp_path / "flat.onnx")
     args = ["--model", str(path), "--threads", "1", "--resize", "squash"]
-    assert main(["fit", *args, "--id", str(shared_data / CIFAR), "--ood", str(shared_data / TINY), "--limit", "8",
-                 "--out", str(tmp_path / "det"), "--quiet", *PAPER_GRID]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                *args,
+                "--id",
+                str(shared_data / CIFAR),
+                "--ood",
+                str(shared_data / TINY),
+                "--limit",
+                "8",
+                "--out",
+                str(tmp_path / "det"),
+                "--quiet",
+                *PAPER_GRID,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["export", "--detector", str(tmp_path / "det"), *args, "--out", str(tmp_path / "g.onnx")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("odin-ood export: error: the model's forward has data-dependent control flow") and err.count("\n") == 1
+    assert (
+        err.startswith("odin-ood export: error: the model's forward has data-dependent control flow")
+        and err.count("\n") == 1
+    )
 
 
 def swag_weights(tmp_path) -> tuple[torch.nn.Module, str]:
@@ -129,8 +170,11 @@ def test_weights_enums_build_the_network_as_torchvisions_builder_does(spec, tmp_
     name, enum = spec.split(":")
     weights = torchvision.models.get_model_weights(name)[enum]
     torch.manual_seed(0)
-    state = torchvision.models.get_model(name, weights=None, aux_logits=True, init_weights=True).state_dict() if (
-        name != "maxvit_t") else torchvision.models.get_model(name).state_dict()
+    state = (
+        torchvision.models.get_model(name, weights=None, aux_logits=True, init_weights=True).state_dict()
+        if (name != "maxvit_t")
+        else torchvision.models.get_model(name).state_dict()
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(type(weights), "get_state_dict", lambda self, *a, **k: state)
         built = torchvision.models.get_model(name, weights=weights).eval()
@@ -163,5 +207,10 @@ def test_swag_vit_fits_scores_serves_and_exports(shared_data, images, tmp_path):
     args = ["--model", SWAG, "--weights", path, "--threads", "2"]
     small = write_images({p.name: p.read_bytes() for p in sorted(images.iterdir())[:4]}, tmp_path / "four")
     chain = cli_chain(args, shared_data, small, tmp_path, ["--temperatures", "10", "--epsilons", "0,0.002"], limit=4)
-    check_chain(chain, built, pixels_of(chain["det"], small),
-                tuple(torchvision.models.ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1.meta["categories"]), run_exported=False)
+    check_chain(
+        chain,
+        built,
+        pixels_of(chain["det"], small),
+        tuple(torchvision.models.ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1.meta["categories"]),
+        run_exported=False,
+    )

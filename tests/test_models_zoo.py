@@ -38,8 +38,10 @@ def built(monkeypatch) -> Counter:
     return counts
 
 
-@pytest.mark.parametrize("file, arch, classes", [("resnet20-cifar10.th", "resnet20", 10),
-                                                 ("densenet-bc-100-cifar100.pth.tar", "densenet-bc-100", 100)])
+@pytest.mark.parametrize(
+    "file, arch, classes",
+    [("resnet20-cifar10.th", "resnet20", 10), ("densenet-bc-100-cifar100.pth.tar", "densenet-bc-100", 100)],
+)
 def test_loading_a_checkpoint_by_its_keys_builds_one_network(shared_data, built, file, arch, classes):
     path = shared_data / "models" / file
     model = models.load(path)

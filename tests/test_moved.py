@@ -45,16 +45,19 @@ def test_the_old_names_of_the_search_modules_come_from_one_definition():
 def test_odin_ood_fingerprint_stays_the_function_after_the_old_submodule_is_imported():
     """``odin_ood.fingerprint`` is a public function whose old module had the same name: importing
     the old module binds it on the package, and it still fingerprints."""
-    code = ("import warnings, torch; warnings.simplefilter('ignore', DeprecationWarning)\n"
-            "import odin_ood; f = odin_ood.fingerprint\n"
-            "import odin_ood.fingerprint\n"
-            "from odin_ood.detector.fingerprint import fingerprint\n"
-            "m = torch.nn.Linear(2, 2)\n"
-            "assert odin_ood.fingerprint(m) == f(m) == fingerprint(m), 'differs'\n"
-            "from odin_ood.fingerprint import computation\n"
-            "print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)},
-                         timeout=300)
+    code = (
+        "import warnings, torch; warnings.simplefilter('ignore', DeprecationWarning)\n"
+        "import odin_ood; f = odin_ood.fingerprint\n"
+        "import odin_ood.fingerprint\n"
+        "from odin_ood.detector.fingerprint import fingerprint\n"
+        "m = torch.nn.Linear(2, 2)\n"
+        "assert odin_ood.fingerprint(m) == f(m) == fingerprint(m), 'differs'\n"
+        "from odin_ood.fingerprint import computation\n"
+        "print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, timeout=300
+    )
     assert out.stdout.strip() == "ok", out.stderr
 
 
@@ -73,8 +76,9 @@ def test_the_public_names_and_kept_package_paths_import_without_a_warning():
             "odin_ood.scores": ["odin_grid_scores", "perturb", "scoring_mode"],
             "odin_ood.tuning": ["PAPER_EPSILONS", "TuningResult", "tune_from_scores"],
         }
-        found = {module: [getattr(importlib.import_module(module), name) for name in names]
-                 for module, names in kept.items()}
+        found = {
+            module: [getattr(importlib.import_module(module), name) for name in names] for module, names in kept.items()
+        }
     assert found["odin_ood"][2] is odin_ood.odin_scores and found["odin_ood.detector"][0] is found["odin_ood"][0]
 
 

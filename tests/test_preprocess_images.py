@@ -53,14 +53,16 @@ def test_other_sizes_are_refused_unless_resize_is_asked_and_then_match_pil():
 def test_size_limit_is_checked_from_the_header_before_decoding():
     blob = png(np.zeros((3000, 10), np.uint8))
     with pytest.raises(InputError, match="10x3000") as err:
-        decode(blob[:blob.index(b"IDAT") + 4], Preprocessing((1, 4, 5), max_side=2048))  # no pixel data at all
+        decode(blob[: blob.index(b"IDAT") + 4], Preprocessing((1, 4, 5), max_side=2048))  # no pixel data at all
     assert err.value.status == 413
 
 
 def test_float_arrays_are_checked_then_normalised():
     a = np.random.default_rng(4).random((3, 4, 5)).astype(np.float32)
-    assert np.allclose(array_tensor(a.tolist(), CIFAR).numpy(),
-                       (a - np.array(CIFAR.mean, np.float32)[:, None, None]) / np.array(CIFAR.std, np.float32)[:, None, None])
+    assert np.allclose(
+        array_tensor(a.tolist(), CIFAR).numpy(),
+        (a - np.array(CIFAR.mean, np.float32)[:, None, None]) / np.array(CIFAR.std, np.float32)[:, None, None],
+    )
     for bad, match in [(a[:2], "shape"), (np.where(a > 0.5, np.nan, a), "NaN"), (a + 1, r"\[0, 1\]"), ("x", "numbers")]:
         with pytest.raises(InputError, match=match):
             array_tensor(bad.tolist() if isinstance(bad, np.ndarray) else bad, CIFAR)
@@ -83,7 +85,7 @@ def test_fixed_batches_make_results_independent_of_batch_company(digits_model, d
     det.fit(digits["x_held"][:200], torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
     x = digits["x_held"][200:237]
     runtime = EagerRuntime(det, Preprocessing((1, 8, 8)))  # the digits model takes raw pixels: no normalisation
-    alone = [fixed_batch_outputs(runtime, x[i:i + 1])["score"] for i in range(len(x))]
+    alone = [fixed_batch_outputs(runtime, x[i : i + 1])["score"] for i in range(len(x))]
     together = fixed_batch_outputs(runtime, x)["score"]
     assert torch.equal(torch.cat(alone), together)
 
@@ -97,8 +99,9 @@ def _saved(image: Image.Image, fmt: str) -> bytes:
 @pytest.mark.parametrize("resize", ["none", "squash"])
 def test_sixteen_bit_and_float_images_equal_their_eight_bit_copy(resize):
     a = np.random.default_rng(5).integers(0, 256, (6, 7), dtype=np.uint8)
-    spec = Preprocessing((3, 6, 7) if resize == "none" else (3, 4, 5), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25),
-                     resize=resize)
+    spec = Preprocessing(
+        (3, 6, 7) if resize == "none" else (3, 4, 5), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.25), resize=resize
+    )
     eight = image_tensor(decode(png(a), spec), spec)
     sixteen = _saved(Image.fromarray(a.astype(np.uint16) * 257), "PNG")
     as_float = _saved(Image.fromarray(a.astype(np.float32) / np.float32(255.0)), "TIFF")
@@ -153,15 +156,19 @@ def test_wrong_size_is_refused_from_the_header_before_decoding(monkeypatch):
 def test_an_image_resizing_to_more_pixels_than_the_largest_image_read_is_413_before_resampling(monkeypatch):
     """resize-shorter-then-center-crop keeps the aspect ratio: a 100x2 picture resized to a shorter
     side of 28 would become 1400x28, more pixels than the 100x100 largest image --max-side 100 reads."""
-    spec = Preprocessing((1, 28, 28), resize="resize-shorter-then-center-crop", resize_size=28, max_side=100,
-                         min_side=1)
+    spec = Preprocessing(
+        (1, 28, 28), resize="resize-shorter-then-center-crop", resize_size=28, max_side=100, min_side=1
+    )
     assert image_tensor(np.zeros((50, 100), np.uint8), spec).shape == (1, 28, 28)  # 56x28: fine
 
     def no_resampling(*args, **kwargs):
         raise AssertionError("resampled")
 
     monkeypatch.setattr("odin_ood.preprocess.images.resample", no_resampling)
-    with pytest.raises(InputError, match=r"thin: image is 100x2, which resizes to 1400x28 before the crop: more than "
-                                         r"the 10000 pixels") as e:
+    with pytest.raises(
+        InputError,
+        match=r"thin: image is 100x2, which resizes to 1400x28 before the crop: more than "
+        r"the 10000 pixels",
+    ) as e:
         image_tensor(np.zeros((2, 100), np.uint8), spec, "thin")
     assert e.value.status == 413

@@ -70,7 +70,9 @@ def test_a_named_torchvision_weights_enum_gives_its_own_transform(images):
     assert p.resize_size == 256 and torchvision_preprocessing(tv, "resnet50")[0].resize_size == 232  # V2
     t = tv.models.ResNet50_Weights.IMAGENET1K_V1.transforms()
     assert all(torch.equal(odin_ood_input(b, p), library_input(b, t)) for b in images.values())
-    with pytest.raises(ValueError, match="torchvision:resnet50 has no weights 'V9'; its ResNet50_Weights has IMAGENET1K_V1"):
+    with pytest.raises(
+        ValueError, match="torchvision:resnet50 has no weights 'V9'; its ResNet50_Weights has IMAGENET1K_V1"
+    ):
         torchvision_preprocessing(tv, "resnet50", "V9")
 
 
@@ -87,15 +89,23 @@ def test_torchvision_tensor_path_is_within_one_grey_level_for_bilinear(images):
         assert grey_levels <= 1 + 1e-3, label
 
 
-@pytest.mark.parametrize("name, overlay", [("resnet18", None), ("vit_tiny_patch16_224", None),
-                                           ("resnet18", {"crop_mode": "squash"}),
-                                           ("resnet18", {"interpolation": "bilinear", "crop_pct": 0.875})])
+@pytest.mark.parametrize(
+    "name, overlay",
+    [
+        ("resnet18", None),
+        ("vit_tiny_patch16_224", None),
+        ("resnet18", {"crop_mode": "squash"}),
+        ("resnet18", {"interpolation": "bilinear", "crop_pct": 0.875}),
+    ],
+)
 def test_timm_data_config_transform_equals_odin_ood_inputs(images, name, overlay):
     model = timm.create_model(name, pretrained=False, **({"pretrained_cfg_overlay": overlay} if overlay else {}))
     config = timm.data.resolve_data_config({}, model=model)
     p, _ = timm_preprocessing(timm, model, name)
-    assert (p.resize, p.input_shape) == ("squash" if overlay and "crop_mode" in overlay
-                                         else "resize-shorter-then-center-crop", tuple(config["input_size"]))
+    assert (p.resize, p.input_shape) == (
+        "squash" if overlay and "crop_mode" in overlay else "resize-shorter-then-center-crop",
+        tuple(config["input_size"]),
+    )
     t = timm.data.create_transform(**config)
     for label, blob in images.items():
         assert torch.equal(odin_ood_input(blob, p), library_input(blob, t)), label

@@ -40,14 +40,23 @@ def test_odin_scores_on_pixels_give_the_normalised_numbers(lenet, pixels):
     _, _, x_in, x_out = pixels
     got = evaluate(odin_scores(lenet, x_in, 1000, 0.0014), odin_scores(lenet, x_out, 1000, 0.0014))
     assert got["fpr_at_95_tpr"] < 0.15 and got["auroc"] > 0.97, got
-    raw = evaluate(odin_scores(lenet, x_in, 1000, 0.0014, normalise=False),
-                   odin_scores(lenet, x_out, 1000, 0.0014, normalise=False))
+    raw = evaluate(
+        odin_scores(lenet, x_in, 1000, 0.0014, normalise=False),
+        odin_scores(lenet, x_out, 1000, 0.0014, normalise=False),
+    )
     assert raw["fpr_at_95_tpr"] > 0.9 and raw["auroc"] < 0.5, raw  # the trap the default now avoids
 
 
-@pytest.mark.parametrize("fn,kwargs", [(odin_scores, dict(temperature=1000, epsilon=0.0014)), (msp_scores, {}),
-                                       (energy_scores, {}), (maxlogit_scores, {}),
-                                       (energy_odin_scores, dict(epsilon=0.002))])
+@pytest.mark.parametrize(
+    "fn,kwargs",
+    [
+        (odin_scores, dict(temperature=1000, epsilon=0.0014)),
+        (msp_scores, {}),
+        (energy_scores, {}),
+        (maxlogit_scores, {}),
+        (energy_odin_scores, dict(epsilon=0.002)),
+    ],
+)
 def test_default_path_equals_normalising_by_hand_bitwise(lenet, pixels, fn, kwargs):
     x = pixels[2][:64]
     std = {"input_std": lenet.input_std} if "epsilon" in kwargs else {}
@@ -57,10 +66,15 @@ def test_default_path_equals_normalising_by_hand_bitwise(lenet, pixels, fn, kwar
 
 def test_inputs_normalised_by_hand_are_refused_under_auto_and_taken_with_normalise_false(lenet, pixels):
     z = by_hand(lenet, pixels[2][:64])
-    assert torch.equal(odin_scores(lenet, z, 1000, 0.0014, lenet.input_std, normalise=False),
-                       odin_scores(lenet, pixels[2][:64], 1000, 0.0014))
-    with pytest.raises(ValueError, match=r"x holds values in \[-0.424213, 2.82149\].*'auto' reads it as pixels"
-                                         r".*pass normalise=False"):
+    assert torch.equal(
+        odin_scores(lenet, z, 1000, 0.0014, lenet.input_std, normalise=False),
+        odin_scores(lenet, pixels[2][:64], 1000, 0.0014),
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"x holds values in \[-0.424213, 2.82149\].*'auto' reads it as pixels"
+        r".*pass normalise=False",
+    ):
         odin_scores(lenet, z, 1000, 0.0014, lenet.input_std)
     with pytest.raises(ValueError, match=r"normalise=True takes pixels in \[0, 1\].*normalise=False"):
         odin_scores(lenet, z, 1000, 0.0014, normalise=True)
@@ -80,14 +94,16 @@ def test_detector_default_path_fits_and_predicts_on_pixels(lenet, pixels):
     mnist, notmnist, x_in, x_out = pixels
     det = Detector(lenet, temperatures=(1.0, 1000.0), epsilons=(0.0, 0.0014)).fit(x_in[:500], x_out[:500])
     by = Detector(lenet, temperatures=(1.0, 1000.0), epsilons=(0.0, 0.0014), normalise=False).fit(
-        by_hand(lenet, x_in[:500]), by_hand(lenet, x_out[:500]))
+        by_hand(lenet, x_in[:500]), by_hand(lenet, x_out[:500])
+    )
     assert (det.temperature_, det.epsilon_, det.threshold_) == (by.temperature_, by.epsilon_, by.threshold_)
     kept_in = 1 - det.predict(x_in[500:]).float().mean().item()
     caught_out = det.predict(x_out[500:]).float().mean().item()
     assert kept_in > 0.9 and caught_out > 0.85, (kept_in, caught_out)
     # a Dataset of pixels (data.load's ImageDataset) is read the same way, batch by batch
     via_dataset = Detector(lenet, temperatures=(1.0, 1000.0), epsilons=(0.0, 0.0014)).fit(
-        Subset(mnist, range(500)), Subset(notmnist, range(500)))
+        Subset(mnist, range(500)), Subset(notmnist, range(500))
+    )
     assert via_dataset.threshold_ == det.threshold_
     assert torch.equal(via_dataset.score(Subset(mnist, range(500, 600))), det.score(x_in[500:600]))
 
@@ -100,8 +116,15 @@ def test_detector_default_noise_tuning_on_pixels_uses_one_space(lenet, pixels):
     assert det.threshold_ == by.threshold_
 
 
-@pytest.mark.parametrize("name,stats,alone", [("mnist", LENET, 0), ("notmnist", LENET, 8), ("omniglot", LENET, 0),
-                                               ("cifar10-lossless-1000", (IMAGENET_MEAN, IMAGENET_STD), 0)])
+@pytest.mark.parametrize(
+    "name,stats,alone",
+    [
+        ("mnist", LENET, 0),
+        ("notmnist", LENET, 8),
+        ("omniglot", LENET, 0),
+        ("cifar10-lossless-1000", (IMAGENET_MEAN, IMAGENET_STD), 0),
+    ],
+)
 def test_no_batch_of_real_normalised_images_passes_for_pixels(lenet, shared_data, name, stats, alone):
     """What "auto" refuses: inputs normalised by hand (with the LeNet's statistics; ResNet-20's for
     CIFAR-10) lie outside [-0.5, 1.5] (the pixels it takes, overshoot included) in every batch of

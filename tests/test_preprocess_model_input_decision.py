@@ -43,7 +43,8 @@ def resnet_case(shared_data):
     tiny = bicubic(data.load("tinyimagenet", root=shared_data).images[:112].float() / 255, 32)
     model = models.load("resnet20", weights=shared_data / "models" / "resnet20-cifar10.th")
     det = Detector(model, temperatures=(1000.0,), epsilons=(0.0014,), batch_size=16).fit(
-        cifar[:40], tiny[:40].clamp(0, 1))
+        cifar[:40], tiny[:40].clamp(0, 1)
+    )
     return det, torch.cat([cifar[500:532], tiny[80:112]])
 
 
@@ -73,8 +74,9 @@ def test_one_pixel_at_1_plus_1ulp_changes_no_other_images_decision(lenet_case):
         assert torch.equal(got[key], det.outputs(bumped.clamp(0, 1))[key]), key  # the one pixel read as 1.0
     refused_digits = int(want["is_out_of_distribution"][:200].sum())
     assert refused_digits < 20 and int(got["is_out_of_distribution"][:200].sum()) == refused_digits
-    assert torch.equal(odin_scores(det.model, bumped, 1000, 0.0014)[others],
-                       odin_scores(det.model, x, 1000, 0.0014)[others])
+    assert torch.equal(
+        odin_scores(det.model, bumped, 1000, 0.0014)[others], odin_scores(det.model, x, 1000, 0.0014)[others]
+    )
 
 
 def test_a_bicubic_resized_batch_decides_as_the_same_images_clamped(lenet_case, resnet_case):
@@ -129,7 +131,9 @@ def test_an_images_decision_does_not_depend_on_the_other_images_or_their_order(c
     assert_same_per_image({k: v[inverse] for k, v in det.outputs(loader).items()}, want, det.threshold_)
     # the functions too: one image per call gives what the whole call gives
     whole = odin_scores(det.model, x, det.temperature_, det.epsilon_)
-    one_by_one = torch.cat([odin_scores(det.model, x[i:i + 1], det.temperature_, det.epsilon_) for i in range(len(x))])
+    one_by_one = torch.cat(
+        [odin_scores(det.model, x[i : i + 1], det.temperature_, det.epsilon_) for i in range(len(x))]
+    )
     assert (whole.double() - one_by_one.double()).abs().max().item() <= 1e-6
 
 
@@ -137,8 +141,12 @@ def test_a_model_without_statistics_decides_the_same_whatever_the_batch(digits_m
     x = digits["x_held"][:48] * 1.3 - 0.1  # DigitsNet declares nothing: any range is its own input, never clamped
     det = Detector(digits_model, temperatures=(1000.0,), epsilons=(0.002,)).fit(digits["x_held"][100:200])
     want = det.outputs(x)
-    assert torch.equal(want["score"], Detector(digits_model, temperatures=(1000.0,), epsilons=(0.002,), normalise=False)
-                       .fit(digits["x_held"][100:200]).outputs(x)["score"])
+    assert torch.equal(
+        want["score"],
+        Detector(digits_model, temperatures=(1000.0,), epsilons=(0.002,), normalise=False)
+        .fit(digits["x_held"][100:200])
+        .outputs(x)["score"],
+    )
     assert_same_per_image(_split_calls(det.outputs, x, [1, 20, 27]), want, det.threshold_)
 
 
@@ -147,8 +155,11 @@ def test_data_that_is_not_pixels_is_refused_under_auto_naming_normalise(lenet_ca
     z = by_hand(det.model, x[:64])  # already normalised: values in [-0.42, 2.82]
     calls = (lambda: det.predict(z), lambda: odin_scores(det.model, z, 1000, 0.0014), lambda: msp_scores(det.model, z))
     for call in calls:
-        with pytest.raises(ValueError, match=r"x holds values in \[-0.424.*, 2.82.*\], not pixels in \[0, 1\].*"
-                                             r"normalise=False"):
+        with pytest.raises(
+            ValueError,
+            match=r"x holds values in \[-0.424.*, 2.82.*\], not pixels in \[0, 1\].*"
+            r"normalise=False",
+        ):
             call()
     assert torch.equal(det.outputs_for_model_input(z)["score"], det.outputs(x[:64])["score"])
     with pytest.raises(ValueError, match=r"x holds values in \[0, 255\]"):

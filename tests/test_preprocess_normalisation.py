@@ -63,7 +63,9 @@ def test_serving_path_feeds_resnet20_its_own_statistics(resnet20, cifar, shared_
     inputs = Inputs(["cifar10-lossless-1000"], data_root=str(shared_data))  # as `odin-ood score ... DATASET`
     pixels = torch.stack([image_pixels(inputs.load(i, spec), spec) for i in range(len(inputs))])
     assert torch.allclose(normalise(pixels, spec).double(), want, atol=1e-6)
-    assert torch.equal(normalise(pixels[:9], spec), torch.stack([image_tensor(inputs.load(i, spec), spec) for i in range(9)]))
+    assert torch.equal(
+        normalise(pixels[:9], spec), torch.stack([image_tensor(inputs.load(i, spec), spec) for i in range(9)])
+    )
     predicted = fixed_batch_outputs(EagerRuntime(det, spec), pixels)["predicted_class"]
     assert (predicted == cifar.labels).double().mean().item() == pytest.approx(0.915, abs=1e-9)
     # a detector fitted with the dataset's statistics would normalise with CIFAR's: refused

@@ -19,14 +19,29 @@ from odin_ood.preprocess.resampling import INTERPOLATIONS
 
 
 def test_to_dict_from_dict_round_trip_through_json_for_every_resize():
-    for p in (Preprocessing((1, 28, 28), mean=(0.1307,), std=(0.3081,)),
-              Preprocessing((3, 224, 224), "resize-shorter-then-center-crop", "bicubic", 235, (0.485, 0.456, 0.406),
-                            (0.229, 0.224, 0.225)),
-              Preprocessing((3, 32, 40), "squash", "bilinear")):
+    for p in (
+        Preprocessing((1, 28, 28), mean=(0.1307,), std=(0.3081,)),
+        Preprocessing(
+            (3, 224, 224),
+            "resize-shorter-then-center-crop",
+            "bicubic",
+            235,
+            (0.485, 0.456, 0.406),
+            (0.229, 0.224, 0.225),
+        ),
+        Preprocessing((3, 32, 40), "squash", "bilinear"),
+    ):
         d = json.loads(json.dumps(p.to_dict()))
         assert Preprocessing.from_dict(d) == p
         assert d["mode"] == ("L" if p.input_shape[0] == 1 else "RGB") and set(d) == {
-            "input_shape", "mode", "resize", "resize_size", "interpolation", "mean", "std"}
+            "input_shape",
+            "mode",
+            "resize",
+            "resize_size",
+            "interpolation",
+            "mean",
+            "std",
+        }
 
 
 def test_defaults_are_resolved_so_the_file_says_everything():
@@ -35,21 +50,24 @@ def test_defaults_are_resolved_so_the_file_says_everything():
     assert Preprocessing((3, 224, 224)).resize_size is None and Preprocessing((1, 8, 8), std=0.5).std == (0.5,)
 
 
-@pytest.mark.parametrize("d, message", [
-    ({"input_shape": [2, 8, 8]}, "C in \\(1, 3\\)"),
-    ({"input_shape": [3, 8, 8], "resize": "bilinear"}, "resize must be one of none, squash"),
-    ({"input_shape": [3, 8, 8], "resize": "squash", "interpolation": "cubic"}, "interpolation must be one of"),
-    ({"input_shape": [3, 8, 8], "resize_size": 9}, "needs resize squash"),
-    ({"input_shape": [3, 8, 8], "resize": "squash", "resize_size": [4, 8]}, "at least the input's"),
-    ({"input_shape": [3, 8, 8], "resize": "resize-shorter-then-center-crop", "resize_size": [9, 9]}, "an integer"),
-    ({"input_shape": [3, 8, 8], "std": [0.2, 0.0, 0.2]}, "std must be > 0"),
-    ({"input_shape": [3, 8, 8], "mean": [0.5, 0.5]}, "1 or 3 finite numbers"),
-    ({"input_shape": [3, 8, 8], "mean": 0.5}, "mean must be a list"),
-    ({"input_shape": [3, 8, 8], "mode": "L"}, "mode 'L' does not match 3 channel"),
-    ({"input_shape": [3, 8, 8], "crop": "center"}, "unknown field\\(s\\) 'crop'"),
-    ({"resize": "none"}, "no input_shape"),
-    ([3, 8, 8], "must be an object"),
-])
+@pytest.mark.parametrize(
+    "d, message",
+    [
+        ({"input_shape": [2, 8, 8]}, "C in \\(1, 3\\)"),
+        ({"input_shape": [3, 8, 8], "resize": "bilinear"}, "resize must be one of none, squash"),
+        ({"input_shape": [3, 8, 8], "resize": "squash", "interpolation": "cubic"}, "interpolation must be one of"),
+        ({"input_shape": [3, 8, 8], "resize_size": 9}, "needs resize squash"),
+        ({"input_shape": [3, 8, 8], "resize": "squash", "resize_size": [4, 8]}, "at least the input's"),
+        ({"input_shape": [3, 8, 8], "resize": "resize-shorter-then-center-crop", "resize_size": [9, 9]}, "an integer"),
+        ({"input_shape": [3, 8, 8], "std": [0.2, 0.0, 0.2]}, "std must be > 0"),
+        ({"input_shape": [3, 8, 8], "mean": [0.5, 0.5]}, "1 or 3 finite numbers"),
+        ({"input_shape": [3, 8, 8], "mean": 0.5}, "mean must be a list"),
+        ({"input_shape": [3, 8, 8], "mode": "L"}, "mode 'L' does not match 3 channel"),
+        ({"input_shape": [3, 8, 8], "crop": "center"}, "unknown field\\(s\\) 'crop'"),
+        ({"resize": "none"}, "no input_shape"),
+        ([3, 8, 8], "must be an object"),
+    ],
+)
 def test_bad_preprocessing_is_one_error_naming_the_field(d, message):
     with pytest.raises(ValueError, match=message) as err:
         Preprocessing.from_dict(d, source="detector.json preprocessing")
@@ -73,7 +91,7 @@ def test_resize_shorter_then_center_crop_is_pil_resize_of_the_short_side_and_a_r
     new = (27, int(27 * h / w)) if w <= h else (int(27 * w / h), 27)
     big = Image.open(io.BytesIO(blob)).convert("RGB").resize(new, Image.Resampling.BICUBIC)
     left, top = round((new[0] - 24) / 2.0), round((new[1] - 24) / 2.0)
-    want = np.asarray(big, np.float32)[top:top + 24, left:left + 24].transpose(2, 0, 1) / np.float32(255)
+    want = np.asarray(big, np.float32)[top : top + 24, left : left + 24].transpose(2, 0, 1) / np.float32(255)
     assert torch.equal(image_tensor(decode(blob, p), p), torch.from_numpy(want))
 
 
@@ -100,7 +118,9 @@ def test_for_input_shape_scales_the_resize_size_like_timms_crop_pct():
     assert Preprocessing((3, 8, 8), "squash").for_input_shape((3, 16, 12)).resize_size == (16, 12)
 
 
-@pytest.mark.parametrize("shape, smallest", [((1, 28, 28), 14), ((3, 32, 32), 16), ((3, 224, 224), 16), ((3, 384, 200), 16)])
+@pytest.mark.parametrize(
+    "shape, smallest", [((1, 28, 28), 14), ((3, 32, 32), 16), ((3, 224, 224), 16), ((3, 384, 200), 16)]
+)
 def test_default_min_side_is_half_the_model_side_capped_at_16(shape, smallest):
     # a 1x1 picture is never upscaled into an input, but CIFAR/Tiny ImageNet pictures reach a 224-px network
     spec = Preprocessing(input_shape=shape, resize="squash", interpolation="bilinear")

@@ -13,9 +13,23 @@ def _pytest_with_root_config(tmp_path: Path, body: str) -> subprocess.CompletedP
     test = tmp_path / "test_marked.py"
     test.write_text(body)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"),
-         "--rootdir", str(tmp_path), str(test)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(tmp_path),
+            str(test),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
 
 
@@ -51,9 +65,27 @@ def _no_skips_run(tmp_path: Path, mark: str) -> subprocess.CompletedProcess[str]
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
     (tmp_path / "test_marked.py").write_text(SKIPPED_AT_COLLECTION.format(mark=mark))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"),
-         "--rootdir", str(tmp_path), "-m", "libraries", "-rs", str(tmp_path / "test_marked.py")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "ODIN_OOD_NO_SKIPS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            "--rootdir",
+            str(tmp_path),
+            "-m",
+            "libraries",
+            "-rs",
+            str(tmp_path / "test_marked.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "ODIN_OOD_NO_SKIPS": "1"},
     )
 
 

@@ -20,8 +20,24 @@ PARTS = ("mnist-lenet", "mnist-mlp")
 @pytest.fixture(scope="module")
 def composite(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist-both")
-    code = main(["reproduce", "mnist", "--data-root", str(shared_data), "--out", str(out), "--quick", "--limit", "120",
-                 "--cache-dir", str(out / "cache"), "--no-progress", "--threads", "1"])
+    code = main(
+        [
+            "reproduce",
+            "mnist",
+            "--data-root",
+            str(shared_data),
+            "--out",
+            str(out),
+            "--quick",
+            "--limit",
+            "120",
+            "--cache-dir",
+            str(out / "cache"),
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     return out
 
@@ -55,21 +71,46 @@ def _results(suite: str, model: str, fpr: dict[str, tuple[float, float]], paper:
         for method, v in (("msp", msp), ("odin-tuned", odin), ("odin-paper", odin)):
             metrics = {m: 0.5 for m in METRICS} | {"fpr_at_95_tpr": v}
             ref = paper.get(key)
-            rows.append({"ood": key, "label": key, "method": method, "temperature": 1000.0, "epsilon": 0.0,
-                         "metrics": metrics, "ci95": {m: [v, v] for m in METRICS},
-                         "paper": None if ref is None else {"source": "Table 3", "values": {
-                             m: 100 * (ref[0] if method == "msp" else ref[1]) for m in METRICS}}})
-    provenance = {"model": {"name": model, "id_eval_accuracy": 0.99}, "date_utc": "2026-01-01",
-                  "grid": {"temperatures": [1.0, 1000.0], "epsilons": [0.0]}, "datasets": {"id": {"split": {"eval": 9000}}}}
+            rows.append(
+                {
+                    "ood": key,
+                    "label": key,
+                    "method": method,
+                    "temperature": 1000.0,
+                    "epsilon": 0.0,
+                    "metrics": metrics,
+                    "ci95": {m: [v, v] for m in METRICS},
+                    "paper": None
+                    if ref is None
+                    else {
+                        "source": "Table 3",
+                        "values": {m: 100 * (ref[0] if method == "msp" else ref[1]) for m in METRICS},
+                    },
+                }
+            )
+    provenance = {
+        "model": {"name": model, "id_eval_accuracy": 0.99},
+        "date_utc": "2026-01-01",
+        "grid": {"temperatures": [1.0, 1000.0], "epsilons": [0.0]},
+        "datasets": {"id": {"split": {"eval": 9000}}},
+    }
     return {"suite": suite, "quick": False, "main_table": {"rows": rows}, "provenance": provenance}
 
 
 def test_findings_count_cells_within_five_points_and_odin_no_worse_than_msp():
     paper = {"omniglot": (0.002, 0.0), "notmnist": (0.103, 0.087)}
-    lenet = _results("mnist-lenet", "mnist-lenet",
-                     {"omniglot": (0.008, 0.0), "omniglot-inverted": (0.15, 0.10), "notmnist": (0.132, 0.070)}, paper)
-    mlp = _results("mnist-mlp", "mnist-mlp",
-                   {"omniglot": (0.585, 0.60), "omniglot-inverted": (0.19, 0.13), "notmnist": (0.471, 0.455)}, paper)
+    lenet = _results(
+        "mnist-lenet",
+        "mnist-lenet",
+        {"omniglot": (0.008, 0.0), "omniglot-inverted": (0.15, 0.10), "notmnist": (0.132, 0.070)},
+        paper,
+    )
+    mlp = _results(
+        "mnist-mlp",
+        "mnist-mlp",
+        {"omniglot": (0.585, 0.60), "omniglot-inverted": (0.19, 0.13), "notmnist": (0.471, 0.455)},
+        paper,
+    )
     c = compare({"mnist-lenet": lenet, "mnist-mlp": mlp})
     lenet_line, lenet_polarity, mlp_line = c["findings"][0], c["findings"][1], c["findings"][2]
     # |0.8-0.2|, |0-0|, |13.2-10.3|, |7.0-8.7| are all <= 5 points; inverted Omniglot is not a Table 3 cell

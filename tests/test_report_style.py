@@ -38,14 +38,17 @@ def labels(values, scale="linear"):
         plt.close(fig)
 
 
-@pytest.mark.parametrize("values,expected", [
-    ([0.1, 0.105, 0.11, 0.115, 0.12], ["0.100", "0.105", "0.110", "0.115", "0.120"]),
-    ([0.1, 0.1025, 0.105], ["0.1000", "0.1025", "0.1050"]),
-    ([0.0, 0.25, 0.5, 0.75, 1.0], ["0", "0.25", "0.50", "0.75", "1.00"]),
-    ([0, 1000, 2000], ["0", "1000", "2000"]),
-    ([-0.0004, 0.0, 0.0004], ["-0.0004", "0", "0.0004"]),
-    ([0.1 + 0.2, 0.6], ["0.3", "0.6"]),  # float noise (0.30000000000000004) is not a digit
-])
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        ([0.1, 0.105, 0.11, 0.115, 0.12], ["0.100", "0.105", "0.110", "0.115", "0.120"]),
+        ([0.1, 0.1025, 0.105], ["0.1000", "0.1025", "0.1050"]),
+        ([0.0, 0.25, 0.5, 0.75, 1.0], ["0", "0.25", "0.50", "0.75", "1.00"]),
+        ([0, 1000, 2000], ["0", "1000", "2000"]),
+        ([-0.0004, 0.0, 0.0004], ["-0.0004", "0", "0.0004"]),
+        ([0.1 + 0.2, 0.6], ["0.3", "0.6"]),  # float noise (0.30000000000000004) is not a digit
+    ],
+)
 def test_tick_labels_have_the_digits_their_neighbours_need(values, expected):
     assert labels(values) == expected
 
@@ -67,8 +70,9 @@ def old_style_histograms():
     roc.plot([0, 0.1, 1], [0, 0.9, 1], label="ODIN")
     roc.axhline(0.95, color="grey")
     roc.legend()
-    ax.set_title("tuning split: FPR (%) at 95% TPR; chosen T=5, eps=0 (red); shared search, 16 passes/image "
-                 "(blank: not scored)")
+    ax.set_title(
+        "tuning split: FPR (%) at 95% TPR; chosen T=5, eps=0 (red); shared search, 16 passes/image (blank: not scored)"
+    )
     fig.tight_layout()
     return fig
 
@@ -84,16 +88,21 @@ def test_the_checks_find_each_fault_of_the_old_pictures():
 def test_the_shared_helpers_draw_the_same_data_without_a_fault():
     rng = np.random.default_rng(0)
     fig, (ax, roc) = figure(1, 2, figsize=(9, 3.5))
-    step_histograms(ax, {"MNIST": 0.1 + 0.02 * rng.random(500), "Omniglot": 0.1 + 0.002 * rng.random(500)},
-                    {"MNIST": "tab:red", "Omniglot": "tab:blue"})
+    step_histograms(
+        ax,
+        {"MNIST": 0.1 + 0.02 * rng.random(500), "Omniglot": 0.1 + 0.002 * rng.random(500)},
+        {"MNIST": "tab:red", "Omniglot": "tab:blue"},
+    )
     ax.legend()
     styles = line_styles(["ODIN", "MSP"])
     roc.plot([0, 0.1, 1], [0, 0.9, 1], **styles["ODIN"], label="ODIN")
     roc.plot([0, 0.1, 1], [0, 0.9, 1], **styles["MSP"], label="MSP")  # the same curve: dashed over solid
     reference_line(roc, 0.95, "95% TPR")
     roc.legend()
-    wrapped_title(ax, "tuning split: FPR (%) at 95% TPR; chosen T=5, eps=0 (red); shared search, 16 passes/image "
-                      "(blank: not scored)")
+    wrapped_title(
+        ax,
+        "tuning split: FPR (%) at 95% TPR; chosen T=5, eps=0 (red); shared search, 16 passes/image (blank: not scored)",
+    )
     assert faults(finish(fig)) == []
     plt.close(fig)
 

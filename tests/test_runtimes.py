@@ -24,9 +24,15 @@ from odin_ood.runtimes.eager import EagerRuntime
 from runtime_support import assert_within_tolerance
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-GRAPH_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(
-    __import__("importlib").util.find_spec(package) is None, reason=f"{package} is not installed"))
-    for name, package in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"))]
+GRAPH_RUNTIMES = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            __import__("importlib").util.find_spec(package) is None, reason=f"{package} is not installed"
+        ),
+    )
+    for name, package in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"))
+]
 
 
 def pixels(ds, rows: slice) -> torch.Tensor:
@@ -52,8 +58,14 @@ def lenet_detector(mnist, batch_size: int) -> Detector:
     """The shipped LeNet with ODIN at T = 1000, epsilon = 0.0014 (the backward path), fitted on
     the first 200 MNIST and 200 notMNIST test images."""
     digits, letters = mnist
-    return fitted(models.load("mnist-lenet"), pixels(digits, slice(0, 200)), pixels(letters, slice(0, 200)),
-                  batch_size, temperatures=(1000.0,), epsilons=(0.0014,))
+    return fitted(
+        models.load("mnist-lenet"),
+        pixels(digits, slice(0, 200)),
+        pixels(letters, slice(0, 200)),
+        batch_size,
+        temperatures=(1000.0,),
+        epsilons=(0.0014,),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +106,7 @@ def test_every_runtime_keeps_the_stated_tolerance_on_all_20000_mnist_and_notmnis
     check_lenet_gate(lenet_detector(mnist, 100), x, ["onnxruntime", "openvino"], tmp_path)
 
 
-def test_a_threshold_at_an_image_score_flips_that_decision_between_runtimes_within_the_tolerance(lenet_odin,
-                                                                                                    tmp_path):
+def test_a_threshold_at_an_image_score_flips_that_decision_between_runtimes_within_the_tolerance(lenet_odin, tmp_path):
     """Why decisions are equal only away from the threshold (issue 28: OpenVINO flipped one of
     20,000 images, 6e-8 from it): put the threshold exactly at the lower of the eager and the ONNX
     Runtime score of the image where they differ most; the higher one passes it, the other does
@@ -119,8 +130,14 @@ def test_a_threshold_at_an_image_score_flips_that_decision_between_runtimes_with
 def test_every_score_family_exports_with_the_eager_gate(mnist, score, tmp_path):
     pytest.importorskip("onnxruntime")
     digits, letters = mnist
-    det = fitted(models.load("mnist-lenet"), pixels(digits, slice(0, 150)), pixels(letters, slice(0, 150)), 50,
-                 score_family=score, epsilons=(0.0014,))
+    det = fitted(
+        models.load("mnist-lenet"),
+        pixels(digits, slice(0, 150)),
+        pixels(letters, slice(0, 150)),
+        50,
+        score_family=score,
+        epsilons=(0.0014,),
+    )
     x = torch.cat([pixels(digits, slice(6000, 6100)), pixels(letters, slice(6000, 6100))])
     spec = spec_of(det.model)
     got = fixed_batch_outputs(load_runtime("onnxruntime", det, spec, threads=1, cache_dir=tmp_path), x)
@@ -137,8 +154,9 @@ def cifar_odin(request, shared_data, tmp_path_factory):
     model = models.load(request.param, weights=shared_data / "models" / CIFAR_NETWORKS[request.param])
     cifar = data.load("cifar10-lossless-1000", root=shared_data)
     crop = data.load("tinyimagenet-crop", root=shared_data)
-    det = fitted(model, pixels(cifar, slice(0, 200)), pixels(crop, slice(0, 200)), 64,
-                 temperatures=(1000.0,), epsilons=(0.0014,))
+    det = fitted(
+        model, pixels(cifar, slice(0, 200)), pixels(crop, slice(0, 200)), 64, temperatures=(1000.0,), epsilons=(0.0014,)
+    )
     x = torch.cat([pixels(cifar, slice(200, 500)), pixels(crop, slice(200, 500))])
     return det, x, tmp_path_factory.mktemp("export-cache")
 
@@ -170,8 +188,10 @@ def test_operator_without_export_rule_is_one_error_naming_it(tmp_path):
     from odin_ood.export import UnsupportedOperator
 
     det = Detector(PooledNet(), temperatures=(1000.0,), epsilons=(0.001,), batch_size=4)
-    det.fit(torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)),
-            torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1)))
+    det.fit(
+        torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)),
+        torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1)),
+    )
     with pytest.raises(UnsupportedOperator, match=r"uses aten\.fractional_max_pool2d\.default, .*--runtime torch"):
         load_runtime("onnxruntime", det, spec_of(det.model), cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.onnx"))  # nothing half-written is left

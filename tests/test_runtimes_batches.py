@@ -24,8 +24,12 @@ from runtime_support import assert_within_tolerance
 pytest.importorskip("onnxscript")
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 BATCH = 16
-GRAPH_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(
-    importlib.util.find_spec(name) is None, reason=f"{name} is not installed")) for name in ("onnxruntime", "openvino")]
+GRAPH_RUNTIMES = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} is not installed")
+    )
+    for name in ("onnxruntime", "openvino")
+]
 
 
 def spec_of(model) -> Preprocessing:
@@ -69,8 +73,11 @@ def test_a_model_that_fixes_its_batch_size_gets_a_graph_of_that_size_with_a_warn
     spec = spec_of(det.model)
     fixed = Detector.from_dict(det.to_dict(), fixed_batch())  # the same weights: the file loads
     fixed.normalise = False
-    with pytest.warns(UserWarning, match=rf"takes batches of exactly {BATCH} images: .*fixes the batch size \(the "
-                                         r"graph's 'pixels' has batch size 2\)"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"takes batches of exactly {BATCH} images: .*fixes the batch size \(the "
+        r"graph's 'pixels' has batch size 2\)",
+    ):
         runtime = load_runtime("onnxruntime", fixed, spec, threads=1, cache_dir=tmp_path)
     assert runtime.fixed_batch
     assert [p.name.split("-")[2] for p in tmp_path.glob("*.onnx")] == [f"b{BATCH}"]
@@ -99,8 +106,10 @@ def test_a_graph_wrong_only_at_small_batches_fails_the_probe(lenet, tmp_path, mo
         return out
 
     monkeypatch.setattr(OnnxRuntime, "_run", wrong_when_small)
-    with pytest.warns(UserWarning, match="disagrees with eager scoring"), \
-            pytest.raises(ValueError, match=r"in a batch of 3: image 0: score .* beyond 1e-05"):
+    with (
+        pytest.warns(UserWarning, match="disagrees with eager scoring"),
+        pytest.raises(ValueError, match=r"in a batch of 3: image 0: score .* beyond 1e-05"),
+    ):
         load_runtime("onnxruntime", det, spec_of(det.model), threads=1, cache_dir=tmp_path)
 
 
@@ -114,8 +123,22 @@ def test_the_export_command_writes_the_graph_of_any_batch(lenet, tmp_path, monke
     det.save(tmp_path / "det")
     monkeypatch.setenv("ODIN_OOD_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "gate.onnx"
-    assert main(["export", "--detector", str(tmp_path / "det"), "--model", "mnist-lenet", "--out", str(out),
-                 "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--detector",
+                str(tmp_path / "det"),
+                "--model",
+                "mnist-lenet",
+                "--out",
+                str(out),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "(any batch, input [1, 28, 28]" in capsys.readouterr().err
     spec = spec_of(det.model)
     for n in (1, 7):
@@ -123,7 +146,9 @@ def test_the_export_command_writes_the_graph_of_any_batch(lenet, tmp_path, monke
         if name == "onnxruntime":
             import onnxruntime as ort
 
-            score = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["score"], {"pixels": pixels})[0]
+            score = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+                ["score"], {"pixels": pixels}
+            )[0]
         else:
             import openvino as ov
 

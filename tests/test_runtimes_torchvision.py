@@ -47,8 +47,15 @@ def test_exported_gate_of_a_torchvision_cnn_and_a_timm_vit_equals_eager(build, i
     pytest.importorskip("onnxscript")
     model = build().eval()
     cifar, crop = images
-    det = Detector(model, input_std=SPEC.std, input_mean=SPEC.mean, temperatures=(10.0,), epsilons=(0.0014,),
-                   batch_size=16, normalise=False)
+    det = Detector(
+        model,
+        input_std=SPEC.std,
+        input_mean=SPEC.mean,
+        temperatures=(10.0,),
+        epsilons=(0.0014,),
+        batch_size=16,
+        normalise=False,
+    )
     det.fit(normalise(cifar[:64], SPEC), normalise(crop[:64], SPEC))
     x = torch.cat([cifar[500:540], crop[500:540]])
     want = fixed_batch_outputs(EagerRuntime(det, SPEC), x)

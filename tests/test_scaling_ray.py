@@ -44,16 +44,34 @@ def setup(shared_data, tmp_path_factory):
 def cluster(tmp_path_factory):
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("kill") / "killed"
-    env = {"PYTHONPATH": f"{SRC}:{TESTS}", "ODIN_OOD_TEST_KILL_ONCE": str(marker),
-           "ODIN_OOD_TEST_DRIVER_PID": str(os.getpid()), "OMP_NUM_THREADS": "1"}
+    env = {
+        "PYTHONPATH": f"{SRC}:{TESTS}",
+        "ODIN_OOD_TEST_KILL_ONCE": str(marker),
+        "ODIN_OOD_TEST_DRIVER_PID": str(os.getpid()),
+        "OMP_NUM_THREADS": "1",
+    }
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
     yield {"ray": ray, "marker": marker}
     ray.shutdown()
 
 
 def score(det, inputs, output, *extra, model="position_support:make") -> int:
-    return main(["score", *map(str, inputs), "--output", str(output), "--detector", str(det), "--model", model,
-                 "--threads", "1", "--quiet", *extra])
+    return main(
+        [
+            "score",
+            *map(str, inputs),
+            "--output",
+            str(output),
+            "--detector",
+            str(det),
+            "--model",
+            model,
+            "--threads",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.ray
@@ -96,8 +114,21 @@ def test_rays_own_writers_hold_the_same_rows(setup, cluster, tmp_path, writer):
 def test_a_worker_killed_while_scoring_is_restarted_and_loses_no_row(setup, cluster, tmp_path):
     assert not cluster["marker"].exists()
     out = tmp_path / "killed.csv"
-    assert score(setup["det"], setup["inputs"], out, "--engine", "ray", "--ray-workers", "2", "--chunk", "16",
-                 model="killer_support:make") == 0
+    assert (
+        score(
+            setup["det"],
+            setup["inputs"],
+            out,
+            "--engine",
+            "ray",
+            "--ray-workers",
+            "2",
+            "--chunk",
+            "16",
+            model="killer_support:make",
+        )
+        == 0
+    )
     assert cluster["marker"].exists() and int(cluster["marker"].read_text()) != os.getpid()  # a worker was killed
     assert out.read_bytes() == setup["reference"].read_bytes()
 
@@ -122,8 +153,13 @@ def test_ray_scorer_in_map_batches_gives_the_single_process_rows(setup, cluster,
     items = [{"index": i, "image": b, "note": f"n{i}"} for i, b in enumerate(blobs)]
     items.append({"index": len(items), "image": b"broken", "note": "bad"})
     ds = ray.data.from_items(items, override_num_blocks=7)  # blocks of 5-6 rows: Ray's batches cut the model's of 16
-    scored = ds.map_batches(RayScorer, batch_size=5, compute=ActorPoolStrategy(size=2), num_cpus=1,
-                            fn_constructor_kwargs={"detector": str(setup["det"]), "model": "position_support:make"})
+    scored = ds.map_batches(
+        RayScorer,
+        batch_size=5,
+        compute=ActorPoolStrategy(size=2),
+        num_cpus=1,
+        fn_constructor_kwargs={"detector": str(setup["det"]), "model": "position_support:make"},
+    )
     got = scored.take_all()
     assert {r["note"] for r in got} == {f"n{i}" for i in range(len(blobs))} | {"bad"} and "image" not in got[0]
     want = batches_of(list(read_rows(setup["reference"])))
@@ -137,17 +173,48 @@ def test_ray_scorer_in_map_batches_gives_the_single_process_rows(setup, cluster,
 def test_engine_ray_starts_a_local_cluster_when_none_runs(setup, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "alone.jsonl"
-    cmd = [sys.executable, "-m", "odin_ood", "score", *map(str, setup["inputs"]), "--output", str(out), "--detector",
-           str(setup["det"]), "--model", "position_support:make", "--threads", "1", "--quiet", "--engine", "ray"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "odin_ood",
+        "score",
+        *map(str, setup["inputs"]),
+        "--output",
+        str(out),
+        "--detector",
+        str(setup["det"]),
+        "--model",
+        "position_support:make",
+        "--threads",
+        "1",
+        "--quiet",
+        "--engine",
+        "ray",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run(cmd, env=dict(env, PYTHONPATH=f"{SRC}:{TESTS}", OMP_NUM_THREADS="1"), capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        cmd,
+        env=dict(env, PYTHONPATH=f"{SRC}:{TESTS}", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(read_rows(out)) == list(read_rows(setup["reference"]))
 
 
 def test_ray_flags_without_the_ray_engine_and_a_missing_ray_are_one_line(tmp_path, capsys, monkeypatch):
-    base = ["score", str(tmp_path), "--detector", str(tmp_path), "--model", "mnist-mlp", "--output", str(tmp_path / "o.csv")]
+    base = [
+        "score",
+        str(tmp_path),
+        "--detector",
+        str(tmp_path),
+        "--model",
+        "mnist-mlp",
+        "--output",
+        str(tmp_path / "o.csv"),
+    ]
     assert main([*base, "--ray-workers", "2", "--ray-writer", "csv"]) == 2
     assert "--ray-workers, --ray-writer need --engine ray" in capsys.readouterr().err
     assert main([*base, "--engine", "ray", "--distributed"]) == 2

@@ -1,7 +1,6 @@
 """Energy, MaxLogit and energy with ODIN's perturbation (successors.py) against independent
 per-sample float64 computations, plus the conventions shared with odin_scores."""
 
-
 import pytest
 import torch
 from torch import nn

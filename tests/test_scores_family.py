@@ -35,8 +35,13 @@ TEMPERATURES = (1.0, 1000.0)
 EPSILONS = (0.0, 0.002, 0.004)
 # (T, epsilon) at which each family scores in the checks that do not fit: ODIN at the paper's
 # CIFAR setting, energy-odin at Liu et al.'s T = 1 with a step, the parameter-free ones at (1, 0)
-PARAMETERS = {"odin": (1000.0, 0.0014), "energy-odin": (1.0, 0.0014), "energy": (1.0, 0.0), "maxlogit": (1.0, 0.0),
-              "msp": (1.0, 0.0)}
+PARAMETERS = {
+    "odin": (1000.0, 0.0014),
+    "energy-odin": (1.0, 0.0014),
+    "energy": (1.0, 0.0),
+    "maxlogit": (1.0, 0.0),
+    "msp": (1.0, 0.0),
+}
 
 
 @dataclasses.dataclass
@@ -51,8 +56,9 @@ class Context:
     def detector(self, family: str) -> Detector:
         """The family's detector fitted on the digits against the noise (once per module)."""
         if family not in self.fitted:
-            self.fitted[family] = Detector(self.model, score_family=family, temperatures=TEMPERATURES,
-                                           epsilons=EPSILONS).fit(self.fit_id, self.noise)
+            self.fitted[family] = Detector(
+                self.model, score_family=family, temperatures=TEMPERATURES, epsilons=EPSILONS
+            ).fit(self.fit_id, self.noise)
         return self.fitted[family]
 
 
@@ -102,7 +108,11 @@ def check_save_and_load_give_bitwise_the_same_scores(family: str, ctx: Context) 
     assert json.loads(path.read_text())["score"] == family
     loaded = Detector.load(path, ctx.model)
     assert (loaded.score_family, loaded.temperature_, loaded.epsilon_, loaded.threshold_) == (
-        family, det.temperature_, det.epsilon_, det.threshold_)
+        family,
+        det.temperature_,
+        det.epsilon_,
+        det.threshold_,
+    )
     x = torch.cat([ctx.unseen, ctx.noise])
     assert torch.equal(loaded.score_samples(x), det.score_samples(x))
     assert torch.equal(loaded.predict(x), det.predict(x))
@@ -160,8 +170,9 @@ class NanOnMarked(nn.Module):
 
 
 def check_a_nan_score_fails_closed(family: str, ctx: Context) -> None:
-    det = Detector(NanOnMarked(ctx.model), score_family=family, temperatures=TEMPERATURES,
-                   epsilons=EPSILONS).fit(ctx.fit_id, ctx.noise)
+    det = Detector(NanOnMarked(ctx.model), score_family=family, temperatures=TEMPERATURES, epsilons=EPSILONS).fit(
+        ctx.fit_id, ctx.noise
+    )
     x = ctx.unseen[:20].clone()
     x[::2, 0, 0, 0] = -1.0
     with pytest.warns(RuntimeWarning, match="not finite"):
@@ -191,8 +202,9 @@ CHECKS: tuple[Callable[[str, Context], None], ...] = (
 
 def parametrize_with_checks(families: tuple[str, ...]) -> pytest.MarkDecorator:
     """Every (family, check) pair, named ``family-check`` (scikit-learn's parametrize_with_checks)."""
-    return pytest.mark.parametrize("family,check", [pytest.param(f, c, id=f"{f}-{c.__name__}")
-                                                    for f in families for c in CHECKS])
+    return pytest.mark.parametrize(
+        "family,check", [pytest.param(f, c, id=f"{f}-{c.__name__}") for f in families for c in CHECKS]
+    )
 
 
 @parametrize_with_checks(SCORES)

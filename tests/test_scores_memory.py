@@ -12,8 +12,17 @@ from odin_ood.cli import main
 from odin_ood.scores import memory
 
 
-@pytest.mark.parametrize("text,value", [("1GiB", 1 << 30), ("512MiB", 512 << 20), ("2G", 2 * 10**9),
-                                        ("1500000", 1500000), ("1.5 KiB", 1536), ("4gb", 4 * 10**9)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("1GiB", 1 << 30),
+        ("512MiB", 512 << 20),
+        ("2G", 2 * 10**9),
+        ("1500000", 1500000),
+        ("1.5 KiB", 1536),
+        ("4gb", 4 * 10**9),
+    ],
+)
 def test_sizes_parse_as_written(text, value):
     assert memory.parse_bytes(text) == value
 
@@ -55,8 +64,24 @@ def test_working_set_grows_with_the_pixels_and_sets_the_batch():
 
 
 def test_fit_refuses_inputs_over_the_budget_before_reading(shared_data, tmp_path, capsys):
-    code = main(["fit", "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--out", str(tmp_path / "d"),
-                 "--data-root", str(shared_data), "--max-memory", "10MiB", "--quiet"])
+    code = main(
+        [
+            "fit",
+            "--model",
+            "mnist-mlp",
+            "--id",
+            "mnist",
+            "--ood",
+            "notmnist",
+            "--out",
+            str(tmp_path / "d"),
+            "--data-root",
+            str(shared_data),
+            "--max-memory",
+            "10MiB",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     # 20,000 images x 2 copies x 3,136 bytes = 119.6 MiB; half of 10 MiB holds 5,242,880 / (2 x 6,272) = 417 a side
@@ -70,8 +95,20 @@ def test_a_size_of_400_digits_is_refused_in_one_line(tmp_path, capsys):
         memory.parse_bytes("9" * 400)
     assert memory.parse_bytes("1024TiB") == 1 << 50
     with pytest.raises(SystemExit) as e:
-        main(["score", "mnist", "--output", str(tmp_path / "s.csv"), "--detector", "d", "--model", "mnist-mlp",
-              "--max-memory", "9" * 400 + "GiB"])
+        main(
+            [
+                "score",
+                "mnist",
+                "--output",
+                str(tmp_path / "s.csv"),
+                "--detector",
+                "d",
+                "--model",
+                "mnist-mlp",
+                "--max-memory",
+                "9" * 400 + "GiB",
+            ]
+        )
     err = capsys.readouterr().err
     assert e.value.code == 2 and "argument --max-memory: a memory size must be at most 1 PiB" in err, err
     assert "Traceback" not in err
@@ -85,14 +122,41 @@ def _one_line_error(argv, capsys) -> str:
 
 
 def test_sizes_a_flag_states_are_bounded_before_the_model_runs_on_them(shared_data, tmp_path, capsys):
-    fit = ["fit", "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--out", str(tmp_path / "d"),
-           "--data-root", str(shared_data), "--limit", "20", "--quiet"]
+    fit = [
+        "fit",
+        "--model",
+        "mnist-mlp",
+        "--id",
+        "mnist",
+        "--ood",
+        "notmnist",
+        "--out",
+        str(tmp_path / "d"),
+        "--data-root",
+        str(shared_data),
+        "--limit",
+        "20",
+        "--quiet",
+    ]
     err = _one_line_error([*fit, "--resize", "squash", "--resize-size", "65536"], capsys)
     assert "resize_size" in err and "PIL's pixel limit" in err
     err = _one_line_error([*fit, "--resize", "squash", "--resize-size", "5000"], capsys)
     assert "resize_size 5000x5000 is over the limit of 4096 pixels a side (--max-side)" in err
-    err = _one_line_error(["score", "mnist", "--output", str(tmp_path / "s.csv"), "--detector", "d", "--model",
-                           "mnist-mlp", "--input-size", f"1,{10**400},28"], capsys)
+    err = _one_line_error(
+        [
+            "score",
+            "mnist",
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--detector",
+            "d",
+            "--model",
+            "mnist-mlp",
+            "--input-size",
+            f"1,{10**400},28",
+        ],
+        capsys,
+    )
     assert "--input-size" in err
     assert not (tmp_path / "d").exists() and not (tmp_path / "s.csv").exists()
 
@@ -111,15 +175,34 @@ def test_a_detector_files_batch_size_is_clamped_to_the_budget_with_a_note(shared
     budget = 64 << 20
     fits = budget // 2 // memory.working_bytes(det.model, (1, 28, 28))
     assert 1 < fits < 65536
-    code = main(["score", "mnist", "--output", str(tmp_path / "s.jsonl"), "--detector", str(path), "--model", "mnist-mlp",
-                 "--data-root", str(shared_data), "--max-memory", "64MiB", "--threads", "1", "--quiet"])
+    code = main(
+        [
+            "score",
+            "mnist",
+            "--output",
+            str(tmp_path / "s.jsonl"),
+            "--detector",
+            str(path),
+            "--model",
+            "mnist-mlp",
+            "--data-root",
+            str(shared_data),
+            "--max-memory",
+            "64MiB",
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert f"batch_size 65536 does not fit in half of --max-memory (32.0 MiB): scoring in batches of {fits}" in err
     rows = list(read_rows(tmp_path / "s.jsonl"))
     det.batch_size = fits
     want = library_outputs(det, mnist.images[:300].float() / 255)
-    assert [(r["predicted_class"], r["score"]) for r in rows[:300]] == list(zip(want["predicted_class"], want["score"], strict=True))
+    assert [(r["predicted_class"], r["score"]) for r in rows[:300]] == list(
+        zip(want["predicted_class"], want["score"], strict=True)
+    )
 
 
 class _NoGradient(nn.Module):

@@ -100,8 +100,13 @@ def tabular():
     model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
     torch.manual_seed(0)
     train(model, (x[:2000] - mean) / std, torch.tensor(y[:2000]), steps=400, lr=3e-3, batch=128)
-    return {"model": model, "x_in": (x[2000:] - mean) / std, "y_in": torch.tensor(y[2000:]),
-            "x_out": (ood - mean) / std, "std": std}
+    return {
+        "model": model,
+        "x_in": (x[2000:] - mean) / std,
+        "y_in": torch.tensor(y[2000:]),
+        "x_out": (ood - mean) / std,
+        "std": std,
+    }
 
 
 def test_mlp_on_tabular_data_learns_the_classes(tabular):
@@ -136,8 +141,10 @@ def test_odin_tuned_on_feature_vectors_beats_msp_on_unseen_outliers(tabular):
     model, std = tabular["model"], tabular["std"]
     x_in, x_out = tabular["x_in"], tabular["x_out"]
     result = tune(model, x_in[:500], x_out[:500], input_std=std)
-    odin = evaluate(odin_scores(model, x_in[500:], result.temperature, result.epsilon, input_std=std),
-                    odin_scores(model, x_out[500:], result.temperature, result.epsilon, input_std=std))
+    odin = evaluate(
+        odin_scores(model, x_in[500:], result.temperature, result.epsilon, input_std=std),
+        odin_scores(model, x_out[500:], result.temperature, result.epsilon, input_std=std),
+    )
     msp = evaluate(msp_scores(model, x_in[500:]), msp_scores(model, x_out[500:]))
     assert odin["fpr_at_95_tpr"] < msp["fpr_at_95_tpr"] - 0.05
     assert odin["auroc"] > msp["auroc"]

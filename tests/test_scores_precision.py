@@ -23,9 +23,12 @@ from odin_ood.runtimes import SCORE_TOLERANCE, load_runtime
 from odin_ood.runtimes.batches import fixed_batch_outputs
 from odin_ood.scores.precision import eager_support
 
-pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
-              pytest.mark.skipif(eager_support("bf16", torch.device("cpu")) is not None,
-                                 reason="this CPU has no bf16 arithmetic")]
+pytestmark = [
+    pytest.mark.usefixtures("torch_one_thread"),
+    pytest.mark.skipif(
+        eager_support("bf16", torch.device("cpu")) is not None, reason="this CPU has no bf16 arithmetic"
+    ),
+]
 N = 200
 
 
@@ -40,8 +43,9 @@ def images(shared_data):
 
 
 def lenet_detector(precision: str) -> Detector:
-    return Detector(models.load("mnist-lenet"), temperatures=(1000.0,), epsilons=(0.0014,), batch_size=N,
-                    precision=precision)
+    return Detector(
+        models.load("mnist-lenet"), temperatures=(1000.0,), epsilons=(0.0014,), batch_size=N, precision=precision
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +80,25 @@ def test_scoring_at_another_precision_or_runtime_than_fitted_is_refused_in_one_l
     fp32.precision = "bf16"
     with pytest.raises(ValueError, match=r"fitted at fp32 .*, not bf16"):
         fp32.score(images[0])
-    with pytest.raises(ValueError, match=r"^the detector's bf16 threshold was fitted on the torch runtime, whose bf16 "
-                                         r"scores differ from openvino's: score with --runtime torch"):
+    with pytest.raises(
+        ValueError,
+        match=r"^the detector's bf16 threshold was fitted on the torch runtime, whose bf16 "
+        r"scores differ from openvino's: score with --runtime torch",
+    ):
         load_runtime("openvino", fitted["bf16"], spec_of(det.model))
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("precision", "int8", r"precision must be one of fp32, bf16, fp16, got 'int8'"),
-    ("runtime", "openvino", r"runtime must be the name of the runtime a fp32 threshold was fitted on \(fp32: none\)"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("precision", "int8", r"precision must be one of fp32, bf16, fp16, got 'int8'"),
+        (
+            "runtime",
+            "openvino",
+            r"runtime must be the name of the runtime a fp32 threshold was fitted on \(fp32: none\)",
+        ),
+    ],
+)
 def test_a_detector_file_with_an_unknown_precision_or_a_runtime_at_fp32_is_refused(fitted, field, value, message):
     d = {**fitted["fp32"].to_dict(), field: value}
     with pytest.raises(ValueError, match=message):
@@ -96,9 +110,36 @@ def test_fit_on_openvino_at_bf16_sets_the_threshold_from_openvino_bf16_scores(sh
     monkeypatch.setenv("ODIN_OOD_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "det"
     common = ["--model", "mnist-lenet", "--threads", "1", "--data-root", str(shared_data)]
-    assert main(["fit", "--out", str(out), "--id", "mnist", "--ood", "notmnist", "--limit", "120", "--holdout", "0",
-                 "--temperatures", "1000", "--epsilons", "0.0014", "--precision", "bf16", "--runtime", "openvino",
-                 "--quiet", "--workers", "1", *common]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--out",
+                str(out),
+                "--id",
+                "mnist",
+                "--ood",
+                "notmnist",
+                "--limit",
+                "120",
+                "--holdout",
+                "0",
+                "--temperatures",
+                "1000",
+                "--epsilons",
+                "0.0014",
+                "--precision",
+                "bf16",
+                "--runtime",
+                "openvino",
+                "--quiet",
+                "--workers",
+                "1",
+                *common,
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "fit.json").read_text())
     assert (record["precision"], record["runtime"]) == ("bf16", "openvino")
     digits = data.load("mnist", root=shared_data).images
@@ -108,12 +149,50 @@ def test_fit_on_openvino_at_bf16_sets_the_threshold_from_openvino_bf16_scores(sh
     scores = fixed_batch_outputs(load_runtime("openvino", det, spec_of(det.model), threads=1), tuning)["score"]
     assert det.threshold_ == threshold_below(scores, 0.95)  # OpenVINO's bf16 scores set it, not torch's
     rows = tmp_path / "rows.csv"
-    assert main(["score", "mnist", "--limit", "5", "--output", str(rows), "--detector", str(out), "--precision", "bf16",
-                 "--runtime", "openvino", "--quiet", "--workers", "1", *common]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "mnist",
+                "--limit",
+                "5",
+                "--output",
+                str(rows),
+                "--detector",
+                str(out),
+                "--precision",
+                "bf16",
+                "--runtime",
+                "openvino",
+                "--quiet",
+                "--workers",
+                "1",
+                *common,
+            ]
+        )
+        == 0
+    )
     got = list(read_rows(rows))
     assert [r["precision"] for r in got] == ["bf16"] * 5
-    assert main(["score", "mnist", "--limit", "5", "--output", str(tmp_path / "fp32.csv"), "--detector", str(out),
-                 "--runtime", "openvino", "--quiet", *common]) == 2  # fp32 is the default: refused, not guessed
+    assert (
+        main(
+            [
+                "score",
+                "mnist",
+                "--limit",
+                "5",
+                "--output",
+                str(tmp_path / "fp32.csv"),
+                "--detector",
+                str(out),
+                "--runtime",
+                "openvino",
+                "--quiet",
+                *common,
+            ]
+        )
+        == 2
+    )  # fp32 is the default: refused, not guessed
     assert not (tmp_path / "fp32.csv").exists()
     want = fixed_batch_outputs(load_runtime("openvino", det, spec_of(det.model), threads=1), digits[:5].float() / 255)
     assert [r["score"] for r in got] == want["score"].tolist()  # the same graph, batch and precision: the same bits
@@ -121,13 +200,36 @@ def test_fit_on_openvino_at_bf16_sets_the_threshold_from_openvino_bf16_scores(sh
 
 def test_fit_refuses_a_runtime_without_the_precision_and_a_runtime_at_fp32(shared_data, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    base = ["fit", "--id", "mnist", "--ood", "notmnist", "--limit", "40", "--holdout", "0", "--temperatures", "1000",
-            "--epsilons", "0.0014", "--model", "mnist-lenet", "--threads", "1", "--data-root", str(shared_data),
-            "--quiet", "--workers", "1"]
+    base = [
+        "fit",
+        "--id",
+        "mnist",
+        "--ood",
+        "notmnist",
+        "--limit",
+        "40",
+        "--holdout",
+        "0",
+        "--temperatures",
+        "1000",
+        "--epsilons",
+        "0.0014",
+        "--model",
+        "mnist-lenet",
+        "--threads",
+        "1",
+        "--data-root",
+        str(shared_data),
+        "--quiet",
+        "--workers",
+        "1",
+    ]
     assert main([*base, "--out", str(tmp_path / "a"), "--precision", "bf16", "--runtime", "onnxruntime"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["odin-ood fit: error: --runtime onnxruntime --precision bf16: onnxruntime has no bf16 path on the "
-                   "CPU (use --runtime torch or openvino where the device has it, or fp32)"]
+    assert err == [
+        "odin-ood fit: error: --runtime onnxruntime --precision bf16: onnxruntime has no bf16 path on the "
+        "CPU (use --runtime torch or openvino where the device has it, or fp32)"
+    ]
     assert main([*base, "--out", str(tmp_path / "b"), "--runtime", "openvino"]) == 2
     assert "--runtime in fit chooses the runtime a reduced-precision threshold is fitted on" in capsys.readouterr().err
     assert not (tmp_path / "a" / "detector.json").exists() and not (tmp_path / "b").exists()

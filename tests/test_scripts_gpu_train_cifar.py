@@ -21,8 +21,10 @@ def _small_jpeg_root(shared_data: Path, root: Path, per_class: int) -> Path:
     each class (bytes copied, not re-encoded)."""
     (root / "cifar10").mkdir(parents=True)
     for split in ("train", "test"):
-        with zipfile.ZipFile(shared_data / "cifar10" / f"cifar10-jpeg-{split}.zip") as src, \
-                zipfile.ZipFile(root / "cifar10" / f"cifar10-jpeg-{split}.zip", "w") as dst:
+        with (
+            zipfile.ZipFile(shared_data / "cifar10" / f"cifar10-jpeg-{split}.zip") as src,
+            zipfile.ZipFile(root / "cifar10" / f"cifar10-jpeg-{split}.zip", "w") as dst,
+        ):
             taken: dict[str, int] = {}
             for name in sorted(n for n in src.namelist() if n.endswith(".jpg")):
                 cls = name.split("/")[1]
@@ -45,8 +47,24 @@ def test_tiny_budget_run_records_its_accuracy(script, shared_data, tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmarks\n\n## Other section\n\nkept\n")
     out = tmp_path / "run"
-    argv = ["--model", "resnet20", "--root", str(root), "--minutes", "0.001", "--device", "cpu",
-            "--probe-steps", "1", "--out", str(out), "--results", str(results), "--batch-size", "16"]
+    argv = [
+        "--model",
+        "resnet20",
+        "--root",
+        str(root),
+        "--minutes",
+        "0.001",
+        "--device",
+        "cpu",
+        "--probe-steps",
+        "1",
+        "--out",
+        str(out),
+        "--results",
+        str(results),
+        "--batch-size",
+        "16",
+    ]
     row = script.main(argv)
     assert (row["epochs"], row["steps"], row["train images"], row["JPEG test images"]) == (1, 5, 80, 80)
     # the recorded accuracy is the saved model's, recomputed independently

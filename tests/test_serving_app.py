@@ -33,8 +33,24 @@ def gate(shared_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gate")
     det, mnist, notmnist = fit_mnist_detector(shared_data, folder / "det", batch_size=MAX_BATCH)
     proc, url = start_server(
-        ["--detector", str(folder / "det"), "--model", "mnist-mlp", "--max-batch", str(MAX_BATCH),
-         "--max-wait-ms", "5", "--max-images", "8", "--max-body-bytes", "400000", "--max-json-bytes", "250000", "--max-side", "256"],
+        [
+            "--detector",
+            str(folder / "det"),
+            "--model",
+            "mnist-mlp",
+            "--max-batch",
+            str(MAX_BATCH),
+            "--max-wait-ms",
+            "5",
+            "--max-images",
+            "8",
+            "--max-body-bytes",
+            "400000",
+            "--max-json-bytes",
+            "250000",
+            "--max-side",
+            "256",
+        ],
         extra_env={"ODIN_OOD_API_KEY": KEY},
     )
     client = httpx.Client(base_url=url, headers={"X-API-Key": KEY.encode()}, timeout=30.0)
@@ -47,10 +63,19 @@ def gate(shared_data, tmp_path_factory):
 
 def expected(det, blobs: list[bytes]) -> list[dict]:
     out = library_outputs(det, torch.stack([decoded(b) for b in blobs]))
-    return [{"predicted_class": out["predicted_class"][i], "class_name": None, "confidence": out["confidence"][i],
-             "score": out["score"][i], "threshold": det.threshold_,
-             "is_out_of_distribution": out["is_out_of_distribution"][i], "error": None, "precision": "fp32"}
-            for i in range(len(blobs))]
+    return [
+        {
+            "predicted_class": out["predicted_class"][i],
+            "class_name": None,
+            "confidence": out["confidence"][i],
+            "score": out["score"][i],
+            "threshold": det.threshold_,
+            "is_out_of_distribution": out["is_out_of_distribution"][i],
+            "error": None,
+            "precision": "fp32",
+        }
+        for i in range(len(blobs))
+    ]
 
 
 def test_multipart_png_and_jpeg_match_the_library(gate):
@@ -64,8 +89,9 @@ def test_json_base64_and_float_array_match_the_library(gate):
     digit = gate["images"][3]
     blob = encode(gate["images"][50])
     array = (digit.astype(np.float32) / 255.0)[None].tolist()
-    r = gate["client"].post("/v1/predict", json={"images": [{"base64": base64.b64encode(blob).decode()},
-                                                            {"array": array}]})
+    r = gate["client"].post(
+        "/v1/predict", json={"images": [{"base64": base64.b64encode(blob).decode()}, {"array": array}]}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == expected(gate["det"], [blob, encode(digit)])
 
@@ -79,7 +105,11 @@ def test_detector_endpoint_reports_the_fitted_parameters(gate):
     assert {"/v1/predict", "/v1/detector", "/healthz"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert schema["components"]["securitySchemes"]["APIKeyHeader"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the key the server was started with"}
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "the key the server was started with",
+    }
     assert {"APIKeyHeader": []} in schema["paths"]["/v1/predict"]["post"]["security"]
     for page in ("/docs", "/redoc"):  # FastAPI's pages load their scripts from a CDN: not served
         assert gate["client"].get(page).status_code == 404
@@ -109,24 +139,54 @@ _NOISE_PNG = encode(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np
 BAD_REQUESTS = [
     ("no key", dict(json={"images": []}, headers={"X-API-Key": "wrong"}), 401, "X-API-Key"),
     ("not an image", dict(files=[("images", ("x.png", b"not a png at all"))]), 422, "format PIL can decode"),
-    ("truncated png", dict(files=[("images", ("x.png", _NOISE_PNG[:len(_NOISE_PNG) // 2]))]), 422, "image 0"),
+    ("truncated png", dict(files=[("images", ("x.png", _NOISE_PNG[: len(_NOISE_PNG) // 2]))]), 422, "image 0"),
     ("wrong size", dict(files=[("images", ("x.png", encode(np.zeros((20, 28), np.uint8))))]), 422, "28x20"),
     ("too large", dict(files=[("images", ("x.png", encode(np.zeros((300, 28), np.uint8))))]), 413, "256 pixels"),
-    ("too many", dict(files=[("images", (f"{i}.png", encode(np.zeros((28, 28), np.uint8)))) for i in range(9)]),
-     413, "at most 8"),
-    ("body too big", dict(content=b"{" + b" " * 500000 + b"}", headers={"content-type": "application/json"}),
-     413, "exceeds the limit"),
-    ("json over its own limit", dict(content=b"{" + b" " * 300000 + b"}", headers={"content-type": "application/json"}),
-     413, "250000 bytes"),
-    ("json nested 100,000 deep", dict(content=b'{"images": ' + b"[" * 100000 + b"]" * 100000 + b"}",
-                                     headers={"content-type": "application/json"}), 400, "nested too deeply"),
-    ("10**400", dict(content=_json_array_with(b"1" + b"0" * 400), headers={"content-type": "application/json"}),
-     422, "infinite"),
-    ("5,001-digit integer", dict(content=_json_array_with(b"9" * 5001), headers={"content-type": "application/json"}),
-     422, "infinite"),
+    (
+        "too many",
+        dict(files=[("images", (f"{i}.png", encode(np.zeros((28, 28), np.uint8)))) for i in range(9)]),
+        413,
+        "at most 8",
+    ),
+    (
+        "body too big",
+        dict(content=b"{" + b" " * 500000 + b"}", headers={"content-type": "application/json"}),
+        413,
+        "exceeds the limit",
+    ),
+    (
+        "json over its own limit",
+        dict(content=b"{" + b" " * 300000 + b"}", headers={"content-type": "application/json"}),
+        413,
+        "250000 bytes",
+    ),
+    (
+        "json nested 100,000 deep",
+        dict(
+            content=b'{"images": ' + b"[" * 100000 + b"]" * 100000 + b"}", headers={"content-type": "application/json"}
+        ),
+        400,
+        "nested too deeply",
+    ),
+    (
+        "10**400",
+        dict(content=_json_array_with(b"1" + b"0" * 400), headers={"content-type": "application/json"}),
+        422,
+        "infinite",
+    ),
+    (
+        "5,001-digit integer",
+        dict(content=_json_array_with(b"9" * 5001), headers={"content-type": "application/json"}),
+        422,
+        "infinite",
+    ),
     ("pixel bomb over PIL's limit", dict(files=[("images", ("bomb.png", png_header(20000, 20000)))]), 413, "pixels"),
-    ("wrong size from the header", dict(files=[("images", ("x.png", png_header(200, 200)))]),
-     422, "200x200 but the model takes 28x28"),
+    (
+        "wrong size from the header",
+        dict(files=[("images", ("x.png", png_header(200, 200)))]),
+        422,
+        "200x200 but the model takes 28x28",
+    ),
     ("nan", dict(content=_nan_array(), headers={"content-type": "application/json"}), 422, "NaN"),
     ("wrong shape", dict(json={"images": [{"array": np.zeros((28, 28)).tolist()}]}), 422, "shape [28, 28]"),
     ("ragged", dict(json={"images": [{"array": [[0.1, 0.2], [0.3]]}]}), 422, "rectangular"),
@@ -148,9 +208,12 @@ def test_malformed_requests_get_a_json_4xx_naming_the_problem(gate, case, kwargs
 
 def test_sixteen_bit_png_scores_exactly_as_its_eight_bit_copy(gate):
     digit, letter = gate["images"][7], gate["images"][45]
-    r8 = gate["client"].post("/v1/predict", files=[("images", ("a.png", encode(digit))), ("images", ("b.png", encode(letter)))])
-    r16 = gate["client"].post("/v1/predict", files=[("images", ("a.png", encode16(digit))),
-                                                    ("images", ("b.png", encode16(letter)))])
+    r8 = gate["client"].post(
+        "/v1/predict", files=[("images", ("a.png", encode(digit))), ("images", ("b.png", encode(letter)))]
+    )
+    r16 = gate["client"].post(
+        "/v1/predict", files=[("images", ("a.png", encode16(digit))), ("images", ("b.png", encode16(letter)))]
+    )
     assert r8.status_code == r16.status_code == 200, r16.text
     assert r16.json() == r8.json()
     assert [p["is_out_of_distribution"] for p in r16.json()["predictions"]] == [False, True]

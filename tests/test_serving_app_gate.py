@@ -31,8 +31,9 @@ def gate(tmp_path_factory):
     det = Detector(lenet, preprocessing=squash)
     det._set_fitted(1000.0, 0.0, 0.101, 0.95)
     det.save(folder / "det")
-    proc, url = start_server(["--detector", str(folder / "det"), "--model", "mnist-lenet", "--no-auth",
-                              "--max-batch", "4"], log_level="info")
+    proc, url = start_server(
+        ["--detector", str(folder / "det"), "--model", "mnist-lenet", "--no-auth", "--max-batch", "4"], log_level="info"
+    )
     client = httpx.Client(base_url=url, timeout=30.0)
     yield {"proc": proc, "client": client, "port": int(url.rsplit(":", 1)[1])}
     client.close()
@@ -42,36 +43,59 @@ def gate(tmp_path_factory):
 ZEROS = json.dumps({"images": [{"array": [[[0] * 28] * 28]}]}).encode()
 
 
-@pytest.mark.parametrize("ctype,status", [
-    ("application/json", 200), ("APPLICATION/JSON", 200), ("Application/Json ; charset=UTF-8", 200),
-    ("application/json;charset=utf-8", 200), ("application/jsonfoo", 415), ("application/json-seq", 415),
-    ("text/application/json", 415), ("", 415), ("multipart/form-data-x; boundary=b", 415),
-])
+@pytest.mark.parametrize(
+    "ctype,status",
+    [
+        ("application/json", 200),
+        ("APPLICATION/JSON", 200),
+        ("Application/Json ; charset=UTF-8", 200),
+        ("application/json;charset=utf-8", 200),
+        ("application/jsonfoo", 415),
+        ("application/json-seq", 415),
+        ("text/application/json", 415),
+        ("", 415),
+        ("multipart/form-data-x; boundary=b", 415),
+    ],
+)
 def test_media_types_are_parsed_not_prefix_matched(gate, ctype, status):
     r = gate["client"].post("/v1/predict", content=ZEROS, headers={"content-type": ctype})
     assert r.status_code == status, r.text
 
 
 def test_multipart_media_type_is_case_insensitive(gate):
-    request = gate["client"].build_request("POST", "/v1/predict", files=[("images", ("a.png", encode(np.zeros((28, 28), np.uint8))))])
+    request = gate["client"].build_request(
+        "POST", "/v1/predict", files=[("images", ("a.png", encode(np.zeros((28, 28), np.uint8))))]
+    )
     ctype = request.headers["content-type"]
     request.headers["content-type"] = ctype.replace("multipart/form-data", "MULTIPART/Form-Data")
     assert gate["client"].send(request).status_code == 200
     assert media_type(' multipart/form-data ; boundary="x;y"') == "multipart/form-data"
 
 
-@pytest.mark.parametrize("value,kind", [('"0.5"', "a string"), ("true", "true or false"), ("false", "true or false"),
-                                        ("null", "null"), ('{"v": 0.5}', "an object")])
+@pytest.mark.parametrize(
+    "value,kind",
+    [
+        ('"0.5"', "a string"),
+        ("true", "true or false"),
+        ("false", "true or false"),
+        ("null", "null"),
+        ('{"v": 0.5}', "an object"),
+    ],
+)
 def test_json_pixels_must_be_json_numbers(gate, value, kind):
     body = ZEROS.replace(b"[[[0", b"[[[" + value.encode(), 1)
     r = gate["client"].post("/v1/predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422 and f"must be JSON numbers, got {kind}" in r.json()["error"]["message"], r.text
     ints = ZEROS.replace(b"[[[0", b"[[[1", 1)  # integers are numbers
-    assert gate["client"].post("/v1/predict", content=ints, headers={"content-type": "application/json"}).status_code == 200
+    assert (
+        gate["client"].post("/v1/predict", content=ints, headers={"content-type": "application/json"}).status_code
+        == 200
+    )
 
 
-@pytest.mark.parametrize("size,status", [((1, 1), 422), ((13, 28), 422), ((28, 5), 422), ((14, 14), 200),
-                                         ((56, 40), 200)])
+@pytest.mark.parametrize(
+    "size,status", [((1, 1), 422), ((13, 28), 422), ((28, 5), 422), ((14, 14), 200), ((56, 40), 200)]
+)
 def test_with_resize_an_image_far_smaller_than_the_input_is_refused(gate, size, status):
     png = encode(np.full(size[::-1], 128, np.uint8))
     r = gate["client"].post("/v1/predict", files=[("images", ("grey.png", png))])
@@ -81,7 +105,9 @@ def test_with_resize_an_image_far_smaller_than_the_input_is_refused(gate, size, 
 
 
 def test_min_side_is_a_flag_and_a_spec_field():
-    args = build_parser().parse_args(["score", "--model", "mnist-lenet", "--detector", "d", "--min-side", "1", "--output", "o.csv", "x"])
+    args = build_parser().parse_args(
+        ["score", "--model", "mnist-lenet", "--detector", "d", "--min-side", "1", "--output", "o.csv", "x"]
+    )
     assert ModelOptions.from_args(args).min_side == 1
     tiny = np.full((1, 1), 200, np.uint8)
     for resize in ("squash", "resize-shorter-then-center-crop"):

@@ -26,9 +26,27 @@ def nan_gate(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nan-gate")
     weights = nan_mnist_detector(folder)
     proc, url = start_server(
-        ["--detector", str(folder / "det"), "--model", "mnist-mlp", "--weights", str(weights), "--no-auth",
-         "--max-batch", "8", "--header-timeout", "1", "--body-timeout", "1", "--timeout-keep-alive", "1",
-         "--limit-concurrency", str(LIMIT), "--h11-max-incomplete-event-size", "4096"],
+        [
+            "--detector",
+            str(folder / "det"),
+            "--model",
+            "mnist-mlp",
+            "--weights",
+            str(weights),
+            "--no-auth",
+            "--max-batch",
+            "8",
+            "--header-timeout",
+            "1",
+            "--body-timeout",
+            "1",
+            "--timeout-keep-alive",
+            "1",
+            "--limit-concurrency",
+            str(LIMIT),
+            "--h11-max-incomplete-event-size",
+            "4096",
+        ],
         log_level="info",
     )
     yield {"proc": proc, "url": url, "port": int(url.rsplit(":", 1)[1]), "folder": folder}
@@ -70,7 +88,9 @@ def closed_by_server(s: socket.socket, within: float) -> bool:
 
 def test_nan_scores_answer_out_of_distribution_with_the_reason(nan_gate):
     digits = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)
-    r = httpx.post(nan_gate["url"] + "/v1/predict", files=[("images", (f"{i}.png", encode(d))) for i, d in enumerate(digits)])
+    r = httpx.post(
+        nan_gate["url"] + "/v1/predict", files=[("images", (f"{i}.png", encode(d))) for i, d in enumerate(digits)]
+    )
     assert r.status_code == 200, r.text
     for p in r.json()["predictions"]:
         assert p["is_out_of_distribution"] is True and p["score"] is None and p["confidence"] is None
@@ -78,8 +98,10 @@ def test_nan_scores_answer_out_of_distribution_with_the_reason(nan_gate):
 
 
 def test_a_client_that_goes_away_costs_one_info_line(nan_gate):
-    head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000\r\n\r\n{\"images\": [")
+    head = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"images": ['
+    )
     for _ in range(5):
         with connect(nan_gate) as s:
             s.sendall(head)
@@ -118,8 +140,10 @@ def test_idle_and_trickling_connections_are_closed_and_over_limit_ones_get_503(n
 
 def test_a_body_that_trickles_gets_408(nan_gate):
     with connect(nan_gate) as s:
-        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 100\r\n\r\n{\"images\"")
+        s.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"images"'
+        )
         answer = read_answer(s)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b"not received within 1 s" in answer
@@ -134,15 +158,24 @@ def test_a_request_head_growing_past_the_h11_limit_is_refused(nan_gate):
 
 def _serve_exit(args: list[str], key_env: dict[str, str]) -> tuple[int, str]:
     run_env = {k: v for k, v in env().items() if k != "ODIN_OOD_API_KEY"}
-    proc = subprocess.run([sys.executable, "-m", "odin_ood", "serve", "--port", str(free_port()), *args],
-                          env={**run_env, **key_env}, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "odin_ood", "serve", "--port", str(free_port()), *args],
+        env={**run_env, **key_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, proc.stderr
 
 
-@pytest.mark.parametrize("args,key_env,message", [
-    ([], {"ODIN_OOD_API_KEY": ""}, "ODIN_OOD_API_KEY is set but empty"),
-    ([], {}, "no API key: set ODIN_OOD_API_KEY"),
-], ids=["empty env key", "no key at all"])
+@pytest.mark.parametrize(
+    "args,key_env,message",
+    [
+        ([], {"ODIN_OOD_API_KEY": ""}, "ODIN_OOD_API_KEY is set but empty"),
+        ([], {}, "no API key: set ODIN_OOD_API_KEY"),
+    ],
+    ids=["empty env key", "no key at all"],
+)
 def test_a_missing_or_empty_key_stops_the_server_at_start(nan_gate, args, key_env, message):
     code, err = _serve_exit(["--detector", str(nan_gate["folder"] / "det"), "--model", "mnist-mlp", *args], key_env)
     assert code == 2 and message in err, err
@@ -168,27 +201,55 @@ BAD_FILES = [  # detector.json fields, what the one line says
 ]
 
 
-@pytest.mark.parametrize("edit,message", BAD_FILES, ids=["mean 10**400", "resize_size 65536", "input_shape 65536x65536"])
-def test_a_detector_file_stating_what_no_server_can_hold_stops_it_at_start_in_one_line(nan_gate, tmp_path, edit,
-                                                                                         message):
+@pytest.mark.parametrize(
+    "edit,message", BAD_FILES, ids=["mean 10**400", "resize_size 65536", "input_shape 65536x65536"]
+)
+def test_a_detector_file_stating_what_no_server_can_hold_stops_it_at_start_in_one_line(
+    nan_gate, tmp_path, edit, message
+):
     import json
 
     d = json.loads((nan_gate["folder"] / "det" / "detector.json").read_text())
     for key, value in edit.items():
         d[key] = {**d[key], **value} if isinstance(value, dict) else value
     (tmp_path / "detector.json").write_text(json.dumps(d))
-    code, err = _serve_exit(["--detector", str(tmp_path), "--model", "mnist-mlp", "--weights",
-                             str(nan_gate["folder"] / "nan.safetensors"), "--no-auth"], {})
+    code, err = _serve_exit(
+        [
+            "--detector",
+            str(tmp_path),
+            "--model",
+            "mnist-mlp",
+            "--weights",
+            str(nan_gate["folder"] / "nan.safetensors"),
+            "--no-auth",
+        ],
+        {},
+    )
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("flag,value,message", [
-    ("--port", "9" * 30, "--port must lie in [0, 65535]"),
-    ("--max-wait-ms", "1e400", "--max-wait-ms must be a finite number"),
-    ("--max-batch", "9" * 30, "--max-batch must lie in [1, 65536]"),
-    ("--header-timeout", "inf", "--header-timeout must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("--port", "9" * 30, "--port must lie in [0, 65535]"),
+        ("--max-wait-ms", "1e400", "--max-wait-ms must be a finite number"),
+        ("--max-batch", "9" * 30, "--max-batch must lie in [1, 65536]"),
+        ("--header-timeout", "inf", "--header-timeout must be a finite number"),
+    ],
+)
 def test_serve_flags_out_of_range_stop_it_at_start_in_one_line(nan_gate, flag, value, message):
-    code, err = _serve_exit(["--detector", str(nan_gate["folder"] / "det"), "--model", "mnist-mlp", "--weights",
-                             str(nan_gate["folder"] / "nan.safetensors"), "--no-auth", flag, value], {})
+    code, err = _serve_exit(
+        [
+            "--detector",
+            str(nan_gate["folder"] / "det"),
+            "--model",
+            "mnist-mlp",
+            "--weights",
+            str(nan_gate["folder"] / "nan.safetensors"),
+            "--no-auth",
+            flag,
+            value,
+        ],
+        {},
+    )
     assert code == 2 and message in err and err.count("\n") == 1, err

@@ -50,7 +50,9 @@ def test_mnist_recipes_are_their_sources_and_have_no_augmentation():
 def test_l2_penalty_is_tensorflow_l2_loss_on_the_named_weights_only():
     model = models.build("mnist-mlp")
     named = dict(model.named_parameters())
-    expected = 1e-5 * sum(float((named[k].detach().double() ** 2).sum()) / 2 for k in ("fc1.weight", "fc2.weight", "fc3.weight"))
+    expected = 1e-5 * sum(
+        float((named[k].detach().double() ** 2).sum()) / 2 for k in ("fc1.weight", "fc2.weight", "fc3.weight")
+    )
     assert float(training.recipe("mnist-mlp").penalty(named).detach()) == pytest.approx(expected, rel=1e-6)
     assert training.recipe("mnist-lenet").penalty(named) == 0.0
     bad = training.Recipe("bad", "adam", lr=1e-3, epochs=1, batch_size=8, l2_penalty=1.0, l2_parameters=("fc9.weight",))
@@ -58,8 +60,9 @@ def test_l2_penalty_is_tensorflow_l2_loss_on_the_named_weights_only():
         bad.penalty(named)
 
 
-@pytest.mark.parametrize("progress,expected", [(0.0, 0.1), (0.4999, 0.1), (0.5, 0.01), (0.7499, 0.01),
-                                               (0.75, 0.001), (1.0, 0.001)])
+@pytest.mark.parametrize(
+    "progress,expected", [(0.0, 0.1), (0.4999, 0.1), (0.5, 0.01), (0.7499, 0.01), (0.75, 0.001), (1.0, 0.001)]
+)
 def test_lr_divided_by_10_at_50_and_75_percent(progress, expected):
     assert training.recipe("densenet").lr_at(progress) == pytest.approx(expected)
 
@@ -83,8 +86,9 @@ def test_random_crop_is_a_window_of_the_zero_padded_image():
     for i in range(64):
         matches = (windows[i] == out[i][:, None, None]).flatten(3).all(-1).all(0)
         assert matches.any(), f"sample {i} is not a crop of its padded image"
-    shifts = {tuple((windows[i] == out[i][:, None, None]).flatten(3).all(-1).all(0).nonzero()[0].tolist())
-              for i in range(64)}
+    shifts = {
+        tuple((windows[i] == out[i][:, None, None]).flatten(3).all(-1).all(0).nonzero()[0].tolist()) for i in range(64)
+    }
     assert len(shifts) > 10  # offsets vary per sample
 
 
@@ -103,8 +107,9 @@ def test_short_mnist_run_lowers_loss_and_raises_accuracy(mnist_train, mnist_test
     model = models.build("mnist-mlp")
     test = mnist_test.subset(torch.arange(2000))
     before = training.accuracy(model, test, device="cpu")
-    result = training.train(model, mnist_train.subset(torch.arange(12800)), epochs=3, seed=0, device="cpu",
-                            progress=False)
+    result = training.train(
+        model, mnist_train.subset(torch.arange(12800)), epochs=3, seed=0, device="cpu", progress=False
+    )
     assert result.steps == 300
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
     assert before < 0.3 and training.accuracy(model, test, device="cpu") > 0.88
@@ -113,8 +118,9 @@ def test_short_mnist_run_lowers_loss_and_raises_accuracy(mnist_train, mnist_test
 def test_schedule_in_a_real_run(mnist_train):
     """4 epochs of 4 steps: lr at each epoch's last step is 0.1, 0.1, 0.01, 0.001 (SGD recipe)."""
     model = models.build("mnist-mlp")
-    result = training.train(model, mnist_train.subset(torch.arange(256)), epochs=4, recipe="densenet",
-                            device="cpu", progress=False)
+    result = training.train(
+        model, mnist_train.subset(torch.arange(256)), epochs=4, recipe="densenet", device="cpu", progress=False
+    )
     assert [h["lr"] for h in result.history] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
 
@@ -139,8 +145,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, mnist_train, recipe):
 
 def test_checkpoint_loads_as_a_model(tmp_path, mnist_train):
     model = models.build("mnist-mlp")
-    training.train(model, mnist_train.subset(torch.arange(256)), epochs=1, device="cpu", progress=False,
-                   checkpoint_dir=tmp_path)
+    training.train(
+        model, mnist_train.subset(torch.arange(256)), epochs=1, device="cpu", progress=False, checkpoint_dir=tmp_path
+    )
     loaded = models.load(tmp_path / "model.safetensors")
     assert loaded.arch == "mnist-mlp" and loaded.input_std == (1.0,)
     x = torch.rand(3, 1, 28, 28)
@@ -151,8 +158,9 @@ def test_resume_with_different_settings_is_refused(tmp_path, mnist_train):
     subset = mnist_train.subset(torch.arange(256))
     training.train(models.build("mnist-mlp"), subset, epochs=1, device="cpu", progress=False, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"cannot resume.*seed: checkpoint 0 vs requested 1"):
-        training.train(models.build("mnist-mlp"), subset, epochs=1, seed=1, device="cpu", progress=False,
-                       checkpoint_dir=tmp_path)
+        training.train(
+            models.build("mnist-mlp"), subset, epochs=1, seed=1, device="cpu", progress=False, checkpoint_dir=tmp_path
+        )
 
 
 def test_wrn_40_4_few_steps_fit_a_fixed_batch(shared_data):
@@ -173,8 +181,24 @@ def test_incompatible_data_is_rejected(mnist_test):
 
 
 def test_train_command_writes_a_loadable_checkpoint(tmp_path, shared_data, capsys):
-    code = cli.main(["train", "mnist-mlp", "--data", "mnist", "--root", str(shared_data), "--epochs", "1",
-                     "--train-limit", "1280", "--out", str(tmp_path), "--device", "cpu"])
+    code = cli.main(
+        [
+            "train",
+            "mnist-mlp",
+            "--data",
+            "mnist",
+            "--root",
+            str(shared_data),
+            "--epochs",
+            "1",
+            "--train-limit",
+            "1280",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 10 and summary["epochs"] == 1
@@ -185,8 +209,15 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path, shared_data, capsy
 
 
 def test_max_steps_inside_an_epoch_writes_no_checkpoint(tmp_path, mnist_train):
-    result = training.train(models.build("mnist-mlp"), mnist_train.subset(torch.arange(1280)), epochs=1,
-                            max_steps=3, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    result = training.train(
+        models.build("mnist-mlp"),
+        mnist_train.subset(torch.arange(1280)),
+        epochs=1,
+        max_steps=3,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
     assert result.steps == 3 and not (tmp_path / "state.json").exists()
 
 
@@ -201,8 +232,9 @@ def test_bf16_autocast_training_on_cuda(mnist_train):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     model = models.build("mnist-mlp")
-    result = training.train(model, mnist_train.subset(torch.arange(12800)), epochs=2, device="cuda", bf16=True,
-                            progress=False)
+    result = training.train(
+        model, mnist_train.subset(torch.arange(12800)), epochs=2, device="cuda", bf16=True, progress=False
+    )
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
@@ -210,7 +242,8 @@ def test_bf16_autocast_path_trains_on_cpu(mnist_train):
     """The autocast branch itself (bfloat16 matmuls on the CPU here; CUDA in the gpu test)."""
     torch.manual_seed(0)
     model = models.build("mnist-mlp")
-    result = training.train(model, mnist_train.subset(torch.arange(2560)), epochs=2, device="cpu", bf16=True,
-                            progress=False)
+    result = training.train(
+        model, mnist_train.subset(torch.arange(2560)), epochs=2, device="cpu", bf16=True, progress=False
+    )
     assert result.history[-1]["loss"] < 0.7 * result.history[0]["loss"]
     assert model.fc1.weight.dtype == torch.float32  # autocast leaves the master weights in float32

@@ -36,8 +36,13 @@ def test_energy_odin_tunes_epsilon_at_t1_against_the_given_ood_set(digits_model,
     fit, unseen, noise = halves
     det = Detector(digits_model, score_family="energy-odin", epsilons=EPS).fit(fit, noise)
     assert det.temperature_ == 1.0 and det.epsilon_ in EPS
-    fprs = [fpr_at_tpr(energy_odin_scores(digits_model, fit, 1.0, e).numpy(),
-                       energy_odin_scores(digits_model, noise, 1.0, e).numpy()) for e in EPS]
+    fprs = [
+        fpr_at_tpr(
+            energy_odin_scores(digits_model, fit, 1.0, e).numpy(),
+            energy_odin_scores(digits_model, noise, 1.0, e).numpy(),
+        )
+        for e in EPS
+    ]
     assert det.epsilon_ == EPS[int(np.argmin(fprs))]  # first minimum, as tune_from_scores
     assert torch.equal(det.score(unseen), energy_odin_scores(digits_model, unseen, 1.0, det.epsilon_))
 

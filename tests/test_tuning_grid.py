@@ -128,9 +128,14 @@ def test_cell_stacking_keeps_scores_within_float_rounding_and_the_same_optimum_o
 def test_id_only_criterion_hand_worked_ties_go_to_the_smallest_epsilon_not_the_first():
     # epsilons in decreasing order: np.argmax would return 0.001 (index 1), the rule says 0.0
     epsilons = (0.002, 0.001, 0.0)
-    scores = np.array([[0.125, 0.125, 0.125, 0.125],  # mean 0.125
-                       [0.75, 0.25, 0.5, 0.5],  # mean 0.5 (tie)
-                       [0.5, 0.5, 0.5, 0.5]], dtype=np.float32)  # mean 0.5 (tie)
+    scores = np.array(
+        [
+            [0.125, 0.125, 0.125, 0.125],  # mean 0.125
+            [0.75, 0.25, 0.5, 0.5],  # mean 0.5 (tie)
+            [0.5, 0.5, 0.5, 0.5],
+        ],
+        dtype=np.float32,
+    )  # mean 0.5 (tie)
     r = id_only_from_scores(scores, 1000.0, epsilons)  # (E, N) is read as (1, E, N)
     assert (r.temperature, r.epsilon, r.value, r.objective) == (1000.0, 0.0, 0.5, "mean_id_score")
     assert r.index == (0, 2) and r.temperatures == (1000.0,) and r.epsilons == epsilons

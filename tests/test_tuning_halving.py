@@ -92,12 +92,14 @@ def test_model_scorer_equals_per_cell_odin(digits_model, digits):
         want = np.stack([odin_scores(digits_model, x_in[rows], temps[i], eps[j]).numpy() for i, j in cells])
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     got = score("out", [(1, 1)], rows)
-    np.testing.assert_allclose(got[0], odin_scores(digits_model, x_out[torch.as_tensor(rows)], 10.0, 0.001).numpy(),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        got[0], odin_scores(digits_model, x_out[torch.as_tensor(rows)], 10.0, 0.001).numpy(), rtol=0, atol=1e-6
+    )
 
 
 def test_fpr_noise_hand_worked():
     from odin_ood.tuning.halving import fpr_noise
+
     assert fpr_noise(0.1, 100, 100) == pytest.approx(0.03 + np.sqrt(0.0475 / 100))
     assert fpr_noise(0.0, 400, 10, tpr=0.95) == pytest.approx(np.sqrt(0.0475 / 400))
 

@@ -48,8 +48,9 @@ class TableBackend:
 
     def survey(self, side, direction, eps):
         self.calls.append(("survey", side, direction, tuple(eps)))
-        return np.stack([[self._side(side, self.survey_fpr.get((i, j), 1.0)) for j in eps]
-                         for i in range(self.shape[0])])
+        return np.stack(
+            [[self._side(side, self.survey_fpr.get((i, j), 1.0)) for j in eps] for i in range(self.shape[0])]
+        )
 
     def exact(self, side, t, eps):
         self.calls.append(("exact", side, t, tuple(eps)))
@@ -57,7 +58,9 @@ class TableBackend:
 
 
 def test_survey_epsilons_on_the_paper_grid_are_every_second_step_and_zero():
-    assert [PAPER_EPSILONS[j] for j in survey_epsilons(PAPER_EPSILONS)] == [0.0] + [round(0.0004 * k, 4) for k in range(1, 11)]
+    assert [PAPER_EPSILONS[j] for j in survey_epsilons(PAPER_EPSILONS)] == [0.0] + [
+        round(0.0004 * k, 4) for k in range(1, 11)
+    ]
     assert survey_epsilons((0.0, 0.001)) == [0, 1] and survey_epsilons((0.0,)) == [0]
     assert grid_passes(10, PAPER_EPSILONS) == 211 and worst_case_passes(PAPER_EPSILONS) == 20
     assert planned_passes("shared", (1.0, 1000.0), (0.0, 0.0014)) == 5  # a 2 x 2 grid: the whole grid is cheaper
@@ -69,8 +72,11 @@ def test_pass_count_hand_worked_best_cell_off_the_direction_row():
     b = TableBackend({(2, 4): 0.0, (6, 8): 0.2}, {(2, 3): 0.1})
     r = shared_search(b, PAPER_TEMPERATURES, PAPER_EPSILONS)
     assert r.passes_per_image == 12 + 5 + 3 == 20
-    assert [c for c in b.calls if c[1] == "in"] == [("survey", "in", 9, tuple(survey_epsilons(PAPER_EPSILONS))),
-                                                   ("exact", "in", 2, (3, 4, 5)), ("exact", "in", 6, (8,))]
+    assert [c for c in b.calls if c[1] == "in"] == [
+        ("survey", "in", 9, tuple(survey_epsilons(PAPER_EPSILONS))),
+        ("exact", "in", 2, (3, 4, 5)),
+        ("exact", "in", 6, (8,)),
+    ]
     assert r.index == (2, 4) and sorted(r.verified) == [(2, 3), (2, 4), (2, 5), (6, 8)]
     assert r.metrics["fpr_at_95_tpr"][2, 3] == pytest.approx(0.1) and np.isnan(r.metrics["fpr_at_95_tpr"][3, 3])
 

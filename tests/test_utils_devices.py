@@ -27,8 +27,9 @@ print(seen.get("policy"), "torch" in sys.modules)
 
 
 def _probe(env: dict) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True
+    )
     return out.stdout.split()
 
 

@@ -47,41 +47,116 @@ def files(tmp_path_factory):
 
 
 def score(files, *args, inputs=("images",), output="o.csv"):
-    return ["score", *(str(files / i) for i in inputs), "--detector", str(files / "det"),
-            "--output", str(files / "out" / output), *args]
+    return [
+        "score",
+        *(str(files / i) for i in inputs),
+        "--detector",
+        str(files / "det"),
+        "--output",
+        str(files / "out" / output),
+        *args,
+    ]
 
 
 # (what the user runs, the modules missing, the extra the line must name)
 PATHS = {
-    "serve without uvicorn": (lambda f: ["serve", "--detector", str(f / "det"), "--model", "mnist-lenet", "--no-auth"],
-                              ("uvicorn",), "serve"),
-    "serve without fastapi": (lambda f: ["serve", "--detector", str(f / "det"), "--model", "mnist-lenet", "--no-auth"],
-                              ("fastapi",), "serve"),
-    "serve without python-multipart": (lambda f: ["serve", "--detector", str(f / "det"), "--model", "mnist-lenet",
-                                                  "--no-auth"], MULTIPART, "serve"),
-    "score --runtime onnxruntime": (lambda f: score(f, "--model", "mnist-lenet", "--runtime", "onnxruntime"),
-                                    ("onnxruntime",), "onnxruntime"),
+    "serve without uvicorn": (
+        lambda f: ["serve", "--detector", str(f / "det"), "--model", "mnist-lenet", "--no-auth"],
+        ("uvicorn",),
+        "serve",
+    ),
+    "serve without fastapi": (
+        lambda f: ["serve", "--detector", str(f / "det"), "--model", "mnist-lenet", "--no-auth"],
+        ("fastapi",),
+        "serve",
+    ),
+    "serve without python-multipart": (
+        lambda f: ["serve", "--detector", str(f / "det"), "--model", "mnist-lenet", "--no-auth"],
+        MULTIPART,
+        "serve",
+    ),
+    "score --runtime onnxruntime": (
+        lambda f: score(f, "--model", "mnist-lenet", "--runtime", "onnxruntime"),
+        ("onnxruntime",),
+        "onnxruntime",
+    ),
     "score --runtime onnxruntime without onnx": (
-        lambda f: score(f, "--model", "mnist-lenet", "--runtime", "onnxruntime"), ("onnx",), "onnxruntime"),
-    "score --runtime openvino": (lambda f: score(f, "--model", "mnist-lenet", "--runtime", "openvino"),
-                                 ("openvino",), "openvino"),
-    "export without onnx": (lambda f: ["export", "--detector", str(f / "det"), "--model", "mnist-lenet",
-                                       "--out", str(f / "out" / "g.onnx")], ("onnx",), "onnx"),
-    "export without onnxscript": (lambda f: ["export", "--detector", str(f / "det"), "--model", "mnist-lenet",
-                                             "--out", str(f / "out" / "g.onnx")], ("onnxscript",), "onnx"),
-    "torchvision model": (lambda f: score(f, "--model", "torchvision:resnet18", "--weights", str(f / "w.pth")),
-                          ("torchvision",), "torchvision"),
-    "timm model": (lambda f: ["fit", "--id", str(f / "images"), "--out", str(f / "out" / "fit"),
-                              "--model", "timm:resnet18", "--weights", str(f / "w.pth")], ("timm",), "timm"),
-    "hf model": (lambda f: ["fit", "--id", str(f / "images"), "--out", str(f / "out" / "fit"),
-                            "--model", f"hf:{f / 'hf'}"], ("transformers",), "hf"),
-    "onnx model without onnx2torch": (lambda f: score(f, "--model", f"onnx:{f / 'model.onnx'}"), ("onnx2torch",),
-                                      "onnx2torch"),
+        lambda f: score(f, "--model", "mnist-lenet", "--runtime", "onnxruntime"),
+        ("onnx",),
+        "onnxruntime",
+    ),
+    "score --runtime openvino": (
+        lambda f: score(f, "--model", "mnist-lenet", "--runtime", "openvino"),
+        ("openvino",),
+        "openvino",
+    ),
+    "export without onnx": (
+        lambda f: [
+            "export",
+            "--detector",
+            str(f / "det"),
+            "--model",
+            "mnist-lenet",
+            "--out",
+            str(f / "out" / "g.onnx"),
+        ],
+        ("onnx",),
+        "onnx",
+    ),
+    "export without onnxscript": (
+        lambda f: [
+            "export",
+            "--detector",
+            str(f / "det"),
+            "--model",
+            "mnist-lenet",
+            "--out",
+            str(f / "out" / "g.onnx"),
+        ],
+        ("onnxscript",),
+        "onnx",
+    ),
+    "torchvision model": (
+        lambda f: score(f, "--model", "torchvision:resnet18", "--weights", str(f / "w.pth")),
+        ("torchvision",),
+        "torchvision",
+    ),
+    "timm model": (
+        lambda f: [
+            "fit",
+            "--id",
+            str(f / "images"),
+            "--out",
+            str(f / "out" / "fit"),
+            "--model",
+            "timm:resnet18",
+            "--weights",
+            str(f / "w.pth"),
+        ],
+        ("timm",),
+        "timm",
+    ),
+    "hf model": (
+        lambda f: ["fit", "--id", str(f / "images"), "--out", str(f / "out" / "fit"), "--model", f"hf:{f / 'hf'}"],
+        ("transformers",),
+        "hf",
+    ),
+    "onnx model without onnx2torch": (
+        lambda f: score(f, "--model", f"onnx:{f / 'model.onnx'}"),
+        ("onnx2torch",),
+        "onnx2torch",
+    ),
     "score --engine ray": (lambda f: score(f, "--model", "mnist-lenet", "--engine", "ray"), ("ray",), "ray"),
-    "score --output *.parquet": (lambda f: score(f, "--model", "mnist-lenet", output="o.parquet"), ("pyarrow",),
-                                 "parquet"),
-    "score a Parquet input": (lambda f: score(f, "--model", "mnist-lenet", inputs=("in.parquet",)), ("pyarrow",),
-                              "parquet"),
+    "score --output *.parquet": (
+        lambda f: score(f, "--model", "mnist-lenet", output="o.parquet"),
+        ("pyarrow",),
+        "parquet",
+    ),
+    "score a Parquet input": (
+        lambda f: score(f, "--model", "mnist-lenet", inputs=("in.parquet",)),
+        ("pyarrow",),
+        "parquet",
+    ),
 }
 
 
@@ -109,8 +184,13 @@ def blocked_interpreter(tmp_path: Path, blocked: tuple[str, ...]) -> dict[str, s
 @pytest.mark.parametrize("path", ["serve without uvicorn", "export without onnx", "torchvision model"])
 def test_the_entry_point_prints_one_line_and_no_traceback(path, files, tmp_path):
     argv, blocked, extra = PATHS[path]
-    proc = subprocess.run([sys.executable, "-m", "odin_ood", *argv(files)], capture_output=True, text=True,
-                          env=blocked_interpreter(tmp_path, blocked), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "odin_ood", *argv(files)],
+        capture_output=True,
+        text=True,
+        env=blocked_interpreter(tmp_path, blocked),
+        timeout=300,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and f"pip install 'odin-ood[{extra}]'" in proc.stderr, proc.stderr
 
@@ -123,12 +203,14 @@ def test_any_other_missing_module_of_an_extra_is_one_line_too(monkeypatch, capsy
     def missing(name):
         def run(args):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
         return run
 
     monkeypatch.setattr(odin_ood.demo, "run", missing("pyarrow.lib"))
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
-    assert capsys.readouterr().err == ("odin-ood demo: error: odin-ood demo needs pyarrow, which is not installed: "
-                                       "pip install 'odin-ood[parquet]'\n")
+    assert capsys.readouterr().err == (
+        "odin-ood demo: error: odin-ood demo needs pyarrow, which is not installed: pip install 'odin-ood[parquet]'\n"
+    )
     monkeypatch.setattr(odin_ood.demo, "run", missing("no_such_module"))
     with pytest.raises(ModuleNotFoundError):
         main(["demo", "--out", str(tmp_path / "d")])
@@ -141,20 +223,23 @@ def test_the_extras_are_those_of_pyproject():
         return requirement.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
 
     assert {e: sorted(map(name, r)) for e, r in declared.items() if e != "dev"} == {
-        e: sorted(packages) for e, (packages, _) in extras.EXTRAS.items()}
+        e: sorted(packages) for e, (packages, _) in extras.EXTRAS.items()
+    }
 
 
 def test_help_and_doctor_say_which_extras_are_installed(tmp_path):
     """In an interpreter without uvicorn and torchvision: ``--help`` lists serve and torchvision as
     not installed, ``doctor`` says what each lacks and gives the versions of what is there."""
     env = {**blocked_interpreter(tmp_path, ("uvicorn", "torchvision")), "ODIN_OOD_DATA": str(tmp_path)}
-    helped = subprocess.run([sys.executable, "-m", "odin_ood", "--help"], capture_output=True, text=True, env=env,
-                            timeout=300, check=True).stdout
+    helped = subprocess.run(
+        [sys.executable, "-m", "odin_ood", "--help"], capture_output=True, text=True, env=env, timeout=300, check=True
+    ).stdout
     line = helped.strip().splitlines()[-1]
     have, lack = line.split("; not installed: ")
     assert "serve" in lack and "torchvision" in lack and "serve" not in have and "doctor" in helped
-    report = subprocess.run([sys.executable, "-m", "odin_ood", "doctor"], capture_output=True, text=True, env=env,
-                            timeout=300, check=True).stdout
+    report = subprocess.run(
+        [sys.executable, "-m", "odin_ood", "doctor"], capture_output=True, text=True, env=env, timeout=300, check=True
+    ).stdout
     rows = {r.split()[0]: r for r in report.splitlines() if r.startswith("  ")}
     assert set(rows) == set(extras.EXTRAS)
     assert "lacks uvicorn): pip install 'odin-ood[serve]'" in rows["serve"]

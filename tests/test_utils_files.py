@@ -35,7 +35,9 @@ def test_detector_save_refuses_a_link_at_the_file_and_writes_nothing_through_it(
     out = tmp_path / "det"
     out.mkdir()
     (out / "detector.json").symlink_to(victim)
-    with pytest.raises(ValueError, match=re.escape("detector.json is a symbolic link: odin-ood never writes through one")):
+    with pytest.raises(
+        ValueError, match=re.escape("detector.json is a symbolic link: odin-ood never writes through one")
+    ):
         fitted.save(out)
     assert victim.read_text() == "precious\n" and os.path.islink(out / "detector.json")
     assert sorted(p.name for p in out.iterdir()) == ["detector.json"]  # no temporary left behind
@@ -63,7 +65,28 @@ def test_fit_refuses_a_link_at_fit_json_and_writes_nothing_through_it(tmp_path, 
     out = tmp_path / "det"
     out.mkdir()
     (out / "fit.json").symlink_to(victim)
-    code = main(["fit", "--model", "mnist-mlp", "--id", "mnist", "--ood", "notmnist", "--data-root", str(shared_data),
-                 "--limit", "64", "--holdout", "0", "--temperatures", "1", "--epsilons", "0", "--out", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "fit",
+            "--model",
+            "mnist-mlp",
+            "--id",
+            "mnist",
+            "--ood",
+            "notmnist",
+            "--data-root",
+            str(shared_data),
+            "--limit",
+            "64",
+            "--holdout",
+            "0",
+            "--temperatures",
+            "1",
+            "--epsilons",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 2 and victim.read_text() == "precious\n" and os.path.islink(out / "fit.json")

@@ -53,8 +53,11 @@ def user_folder(shared_data, tmp_path_factory):
     export_program(net, root / "my_model.pt2", (1, 28, 28))
     digits = data.load("mnist", root=shared_data).images[:, 0].numpy()
     letters = data.load("notmnist", root=shared_data).images[:, 0].numpy()
-    for folder, images in (("my_val_images", digits[:100]), ("other_images", letters[:100]),
-                           ("new_images", [*digits[5000:5010], *letters[5000:5010]])):
+    for folder, images in (
+        ("my_val_images", digits[:100]),
+        ("other_images", letters[:100]),
+        ("new_images", [*digits[5000:5010], *letters[5000:5010]]),
+    ):
         (root / folder).mkdir()
         for k, image in enumerate(images):
             (root / folder / f"{k:02d}.png").write_bytes(encode(image))
@@ -62,15 +65,18 @@ def user_folder(shared_data, tmp_path_factory):
 
 
 def odin_ood(root: Path, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odin_ood", *args], cwd=root, env=env(), capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "odin_ood", *args], cwd=root, env=env(), capture_output=True, text=True, timeout=600
+    )
 
 
 def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     root, commands = user_folder, readme_commands()
     fitted = odin_ood(root, ["fit", *commands["fit"]])
     assert fitted.returncode == 0, fitted.stderr
-    assert {"detector.json", "fit.json", "fit_report.html", "fit_report.png"} <= {p.name for p in (root / "det").iterdir()}
+    assert {"detector.json", "fit.json", "fit_report.html", "fit_report.png"} <= {
+        p.name for p in (root / "det").iterdir()
+    }
     scored = odin_ood(root, ["score", *commands["score"]])
     assert scored.returncode == 0, scored.stderr
     rows = list(read_rows(root / "scores.csv"))
@@ -95,6 +101,8 @@ def test_fit_score_serve_walkthrough_end_to_end(user_folder):
     assert r.status_code == 200, r.text
     got = r.json()["predictions"]
     assert [g["predicted_class"] for g in got] == [rows[0]["predicted_class"], rows[15]["predicted_class"]]
-    assert [g["is_out_of_distribution"] for g in got] == [rows[0]["is_out_of_distribution"],
-                                                           rows[15]["is_out_of_distribution"]]
+    assert [g["is_out_of_distribution"] for g in got] == [
+        rows[0]["is_out_of_distribution"],
+        rows[15]["is_out_of_distribution"],
+    ]
     assert max(abs(g["score"] - rows[k]["score"]) for g, k in zip(got, (0, 15), strict=True)) <= 1e-6

@@ -53,8 +53,9 @@ class _Moved(types.ModuleType):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name: str, path: Sequence[str] | None,
-                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name not in MOVED:
             return None
         return importlib.machinery.ModuleSpec(name, self)
@@ -64,11 +65,16 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         homes = MOVED[module.__name__]
-        warnings.warn(f"{module.__name__} is deprecated and will be removed in the next release: import from "
-                      f"{' or '.join(homes)}", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{module.__name__} is deprecated and will be removed in the next release: import from "
+            f"{' or '.join(homes)}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         for home in reversed(homes):
-            module.__dict__.update({k: v for k, v in vars(importlib.import_module(home)).items()
-                                    if not k.startswith("__")})
+            module.__dict__.update(
+                {k: v for k, v in vars(importlib.import_module(home)).items() if not k.startswith("__")}
+            )
         module.__doc__ = f"Deprecated: moved to {', '.join(homes)}."
 
 

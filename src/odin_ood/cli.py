@@ -29,9 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("odin_ood.commands.fit", "fit an ODIN detector for any classifier on image folders, zips or datasets"),
     "score": ("odin_ood.commands.score", "score image folders, zips or datasets into CSV/JSONL/Parquet (resumable)"),
     "serve": ("odin_ood.commands.serve", "run the HTTP out-of-distribution gate (FastAPI on uvicorn)"),
-    "export": ("odin_ood.commands.export", "write a fitted detector as one ONNX graph (pixels -> class, score, decision)"),
+    "export": (
+        "odin_ood.commands.export",
+        "write a fitted detector as one ONNX graph (pixels -> class, score, decision)",
+    ),
     "reproduce": ("odin_ood.commands.reproduce", "run a suite of the paper's experiments into an HTML report"),
-    "doctor": ("odin_ood.commands.doctor", "say which optional extras, versions, device and data root this installation has"),
+    "doctor": (
+        "odin_ood.commands.doctor",
+        "say which optional extras, versions, device and data root this installation has",
+    ),
 }
 
 
@@ -44,8 +50,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``command``, only that subcommand gets its arguments, so a run
     imports the one command module it needs (the others stay listed, with their help lines)."""
     parser = _Parser(prog="odin-ood", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"odin-ood {__version__}",
-                        help="print the version and exit")
+    parser.add_argument(
+        "--version", action="version", version=f"odin-ood {__version__}", help="print the version and exit"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -43,8 +43,10 @@ MODEL = "mnist-lenet"
 TUNING_SET = "notMNIST"
 EPSILONS = PAPER_EPSILONS[::4]
 BATCH = 1000  # a small CNN on a CPU runs ~4x faster per image in batches of 1,000 than of 128
-HEADLINE = ("Tuned on typeset letters (notMNIST) only, ODIN tells MNIST digits from unseen handwritten "
-            "characters and noise better than the max-softmax baseline")
+HEADLINE = (
+    "Tuned on typeset letters (notMNIST) only, ODIN tells MNIST digits from unseen handwritten "
+    "characters and noise better than the max-softmax baseline"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,13 +84,14 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     inputs = {"MNIST": digits, **ood}  # pixels in [0, 1]: the detector normalises them (normalise=True below)
     rng = np.random.default_rng(seed)
     perm = torch.from_numpy(rng.permutation(len(digits)))
-    id_tune, id_eval = inputs["MNIST"][perm[: len(perm) // 2]], inputs["MNIST"][perm[len(perm) // 2:]]
+    id_tune, id_eval = inputs["MNIST"][perm[: len(perm) // 2]], inputs["MNIST"][perm[len(perm) // 2 :]]
     ood_tune = inputs[TUNING_SET][torch.from_numpy(rng.permutation(len(inputs[TUNING_SET])))[: len(perm) // 2]]
     steps.set_postfix_str("loaded model and sample")
     steps.update()
 
-    detector = Detector(model, temperatures=PAPER_TEMPERATURES,
-                        epsilons=EPSILONS, batch_size=BATCH, normalise=True).fit(id_tune, ood_tune, tpr=0.95)
+    detector = Detector(
+        model, temperatures=PAPER_TEMPERATURES, epsilons=EPSILONS, batch_size=BATCH, normalise=True
+    ).fit(id_tune, ood_tune, tpr=0.95)
     steps.set_postfix_str(f"tuned T={detector.temperature_:g}, eps={detector.epsilon_:g}")
     steps.update()
 
@@ -102,11 +105,21 @@ def run_demo(out: Path, seed: int = 0, progress: bool = True) -> dict:
     odin = {name: o["score"] for name, o in outputs.items()}
     steps.update()
 
-    rows: list[dict[str, Any]] = [{"ood": name, "n": len(x), "msp": evaluate(msp["MNIST"], msp[name]),
-             "odin": evaluate(odin["MNIST"], odin[name]),
-             "flagged_ood": float(outputs[name]["is_out_of_distribution"].float().mean())} for name, x in unseen.items()]
-    wins = [r["ood"] for r in rows if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"]
-            and r["odin"]["auroc"] > r["msp"]["auroc"]]
+    rows: list[dict[str, Any]] = [
+        {
+            "ood": name,
+            "n": len(x),
+            "msp": evaluate(msp["MNIST"], msp[name]),
+            "odin": evaluate(odin["MNIST"], odin[name]),
+            "flagged_ood": float(outputs[name]["is_out_of_distribution"].float().mean()),
+        }
+        for name, x in unseen.items()
+    ]
+    wins = [
+        r["ood"]
+        for r in rows
+        if r["odin"]["fpr_at_95_tpr"] < r["msp"]["fpr_at_95_tpr"] and r["odin"]["auroc"] > r["msp"]["auroc"]
+    ]
     out.mkdir(parents=True, exist_ok=True)
     detector.model_spec_ = MODEL
     detector.save(out / "detector.json")
@@ -149,9 +162,12 @@ def format_table(result: dict) -> str:
     for row in result["rows"]:
         cells = "".join(f"{100 * row['msp'][m]:>14.1f} / {100 * row['odin'][m]:<5.1f}" for m in METRICS)
         lines.append(f"{row['ood']:<20}{cells}")
-    lines += ["", f"{result['headline']} (lower FPR at 95% TPR and higher AUROC on "
-              f"{len(result['odin_better_on'])} of {len(result['rows'])} "
-              f"unseen sets: {', '.join(result['odin_better_on'])})."]
+    lines += [
+        "",
+        f"{result['headline']} (lower FPR at 95% TPR and higher AUROC on "
+        f"{len(result['odin_better_on'])} of {len(result['rows'])} "
+        f"unseen sets: {', '.join(result['odin_better_on'])}).",
+    ]
     return "\n".join(lines)
 
 
@@ -201,19 +217,19 @@ def summary_html(result: dict, png: bytes) -> str:
 <style>body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
 <h1>odin-ood demo</h1>
-<p><b>{html.escape(result['headline'])}.</b></p>
-<p>{html.escape(result['model'])}, test accuracy {100 * result['model_test_accuracy']:.2f}% on MNIST;
-{html.escape(result['split'])}.</p>
-<p>Tuned on {html.escape(result['tuning_set'])} only (paper's temperatures, every 4th of its epsilons; minimum FPR
-at 95% TPR): <b>T = {result['temperature']:g}</b>,
-<b>&epsilon; = {result['epsilon']:g}</b>; threshold &delta; = {result['threshold']:.6f}, which keeps
-{100 * result['id_kept']:.1f}% of unseen MNIST digits.</p>
+<p><b>{html.escape(result["headline"])}.</b></p>
+<p>{html.escape(result["model"])}, test accuracy {100 * result["model_test_accuracy"]:.2f}% on MNIST;
+{html.escape(result["split"])}.</p>
+<p>Tuned on {html.escape(result["tuning_set"])} only (paper's temperatures, every 4th of its epsilons; minimum FPR
+at 95% TPR): <b>T = {result["temperature"]:g}</b>,
+<b>&epsilon; = {result["epsilon"]:g}</b>; threshold &delta; = {result["threshold"]:.6f}, which keeps
+{100 * result["id_kept"]:.1f}% of unseen MNIST digits.</p>
 <table><tr><th>OOD set</th>{header}<th>flagged OOD (%)</th></tr>{body}</table>
 <p>All values in %. ID (MNIST) is the positive class; FPR at the first threshold with TPR &ge; 95%;
 detection error 0.5(1-TPR)+0.5FPR there; AUPR as average precision. None of the four sets
 above was seen in tuning. ODIN has lower FPR and higher AUROC than MSP on:
-{html.escape(', '.join(result['odin_better_on']) or 'none')}.</p>
+{html.escape(", ".join(result["odin_better_on"]) or "none")}.</p>
 <img alt="score histograms and ROC curves" src="data:image/png;base64,{image}">
-<p>odin-ood {html.escape(result['odin_ood_version'])}; model {html.escape(result['model_fingerprint'])}.</p>
+<p>odin-ood {html.escape(result["odin_ood_version"])}; model {html.escape(result["model_fingerprint"])}.</p>
 </body></html>
 """

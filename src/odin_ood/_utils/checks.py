@@ -35,7 +35,7 @@ def short(v: object, limit: int = 60) -> str:
     if len(text) <= limit:
         return text
     quote = text[-1] if isinstance(v, str) else ""
-    return text[:limit - 3 - len(quote)] + "..." + quote
+    return text[: limit - 3 - len(quote)] + "..." + quote
 
 
 def named(api: str, flag: str) -> str:
@@ -132,7 +132,9 @@ def check_grid(values: Sequence[float], check: Callable[[Any, str], float], name
 @overload
 def channel_view(values: None, x: Tensor, name: str = ..., positive: bool = ...) -> None: ...
 @overload
-def channel_view(values: Sequence[float] | Tensor | float, x: Tensor, name: str = ..., positive: bool = ...) -> Tensor: ...
+def channel_view(
+    values: Sequence[float] | Tensor | float, x: Tensor, name: str = ..., positive: bool = ...
+) -> Tensor: ...
 def channel_view(
     values: Sequence[float] | Tensor | float | None, x: Tensor, name: str = "input_std", positive: bool = True
 ) -> Tensor | None:
@@ -141,7 +143,9 @@ def channel_view(
         return None
     s = torch.as_tensor(values, dtype=x.dtype, device=x.device).flatten()
     if s.numel() not in (1, x.shape[1]):
-        raise ValueError(f"{name} has {s.numel()} values but the input has {x.shape[1]} channels (shape {tuple(x.shape)})")
+        raise ValueError(
+            f"{name} has {s.numel()} values but the input has {x.shape[1]} channels (shape {tuple(x.shape)})"
+        )
     if _TRACING.get():  # the values are the detector's, checked when it was fitted or loaded
         return s.view(1, -1, *([1] * (x.ndim - 2)))
     if not bool(torch.isfinite(s).all()) or (positive and bool((s <= 0).any())):
@@ -167,8 +171,9 @@ class NonFiniteScores(ValueError):
     """Scores ``name`` hold NaN or infinite values at ``positions`` (indices into the array)."""
 
     def __init__(self, name: str, positions: list[int]) -> None:
-        super().__init__(f"{name} contains NaN or infinite values (at {len(positions)} position(s), "
-                         f"first {positions[0]})")
+        super().__init__(
+            f"{name} contains NaN or infinite values (at {len(positions)} position(s), first {positions[0]})"
+        )
         self.name, self.positions = name, positions
 
 

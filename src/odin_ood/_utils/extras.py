@@ -28,14 +28,24 @@ class Package:
     modules: tuple[str, ...]
 
 
-PACKAGES = {p.name: p for p in (
-    Package("fastapi", ("fastapi",)), Package("uvicorn", ("uvicorn",)),
-    Package("python-multipart", ("python_multipart", "multipart")), Package("pyarrow", ("pyarrow",)),
-    Package("ray", ("ray",)), Package("torchvision", ("torchvision",)), Package("timm", ("timm",)),
-    Package("transformers", ("transformers",)), Package("onnx", ("onnx",)), Package("onnxscript", ("onnxscript",)),
-    Package("onnxruntime", ("onnxruntime",)), Package("openvino", ("openvino",)),
-    Package("onnx2torch", ("onnx2torch",)),
-)}
+PACKAGES = {
+    p.name: p
+    for p in (
+        Package("fastapi", ("fastapi",)),
+        Package("uvicorn", ("uvicorn",)),
+        Package("python-multipart", ("python_multipart", "multipart")),
+        Package("pyarrow", ("pyarrow",)),
+        Package("ray", ("ray",)),
+        Package("torchvision", ("torchvision",)),
+        Package("timm", ("timm",)),
+        Package("transformers", ("transformers",)),
+        Package("onnx", ("onnx",)),
+        Package("onnxscript", ("onnxscript",)),
+        Package("onnxruntime", ("onnxruntime",)),
+        Package("openvino", ("openvino",)),
+        Package("onnx2torch", ("onnx2torch",)),
+    )
+}
 
 # extra -> (its packages, what it is for); the same lists as pyproject.toml's optional-dependencies
 EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -76,8 +86,10 @@ def missing(extra: str) -> list[str]:
 
 def message(extra: str, what: str, packages: list[str], otherwise: str = "") -> str:
     names = ", ".join(packages)
-    return (f"{what} needs {names}, which {'is' if len(packages) == 1 else 'are'} not installed: "
-            f"pip install 'odin-ood[{extra}]'" + (f" ({otherwise})" if otherwise else ""))
+    return (
+        f"{what} needs {names}, which {'is' if len(packages) == 1 else 'are'} not installed: "
+        f"pip install 'odin-ood[{extra}]'" + (f" ({otherwise})" if otherwise else "")
+    )
 
 
 def require(extra: str, what: str, otherwise: str = "") -> None:
@@ -99,8 +111,11 @@ def import_optional(module: str, extra: str, what: str) -> Any:
         import torch
 
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        fix = (f"pip install 'odin-ood[{extra}]'" if isinstance(exc, ModuleNotFoundError)
-               else f"install a {module.partition('.')[0]} build that matches torch {torch.__version__}")
+        fix = (
+            f"pip install 'odin-ood[{extra}]'"
+            if isinstance(exc, ModuleNotFoundError)
+            else f"install a {module.partition('.')[0]} build that matches torch {torch.__version__}"
+        )
         raise ValueError(f"{what} needs {module}, which is installed but does not import here ({why}); {fix}") from None
 
 
@@ -139,5 +154,7 @@ def summary() -> str:
     lacking = status()
     have = [e for e, m in lacking.items() if not m]
     lack = [e for e, m in lacking.items() if m]
-    return (f"optional extras installed: {', '.join(have) or 'none'}; not installed: {', '.join(lack) or 'none'} "
-            "(pip install 'odin-ood[NAME]'; odin-ood doctor lists versions)")
+    return (
+        f"optional extras installed: {', '.join(have) or 'none'}; not installed: {', '.join(lack) or 'none'} "
+        "(pip install 'odin-ood[NAME]'; odin-ood doctor lists versions)"
+    )

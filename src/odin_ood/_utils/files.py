@@ -31,8 +31,9 @@ def not_ours(command: str | None, option: str) -> str:
     return f"not a file {who} wrote: not touched; choose another {option}, or move it away"
 
 
-def refuse_link(path: str | os.PathLike, folder: bool = False, command: str | None = None,
-                option: str = "path") -> None:
+def refuse_link(
+    path: str | os.PathLike, folder: bool = False, command: str | None = None, option: str = "path"
+) -> None:
     """Refuse (``ValueError``) a symbolic link, even a dangling one, or a path of the wrong kind (a
     folder where a file goes, or the other way round) at ``path``; nothing there is fine."""
     try:
@@ -40,8 +41,9 @@ def refuse_link(path: str | os.PathLike, folder: bool = False, command: str | No
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise ValueError(f"{path} is a symbolic link: odin-ood never writes through one; delete it or choose "
-                         f"another {option}")
+        raise ValueError(
+            f"{path} is a symbolic link: odin-ood never writes through one; delete it or choose another {option}"
+        )
     if not (stat.S_ISDIR(st.st_mode) if folder else stat.S_ISREG(st.st_mode)):
         raise ValueError(f"{path} is not a {'folder' if folder else 'regular file'}: {not_ours(command, option)}")
 
@@ -83,8 +85,7 @@ def replacing(target: str | os.PathLike, command: str | None = None, option: str
     os.replace(tmp, target)
 
 
-def write_file(target: str | os.PathLike, data: bytes | str, command: str | None = None,
-               option: str = "path") -> Path:
+def write_file(target: str | os.PathLike, data: bytes | str, command: str | None = None, option: str = "path") -> Path:
     """Write ``data`` (text as UTF-8) to ``target`` through :func:`replacing`; returns the path."""
     with replacing(target, command, option) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -25,13 +25,23 @@ class PassProgress:
     with tqdm's ``update``/``refresh``/``n``; by default a new tqdm on stderr, off when not
     ``enabled``)."""
 
-    def __init__(self, total: float | None, passes_per_image: float, desc: str, enabled: bool = True,
-                 bar: Any = None) -> None:
+    def __init__(
+        self, total: float | None, passes_per_image: float, desc: str, enabled: bool = True, bar: Any = None
+    ) -> None:
         self.passes_per_image = max(float(passes_per_image), 1.0)
-        self.bar = bar if bar is not None else tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
-                                                     disable=not enabled, leave=False,
-                                                     bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} "
-                                                                "[{elapsed}<{remaining}, {rate_fmt}]")
+        self.bar = (
+            bar
+            if bar is not None
+            else tqdm(
+                total=total,
+                desc=desc,
+                unit="img",
+                file=sys.stderr,
+                disable=not enabled,
+                leave=False,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]",
+            )
+        )
 
     def _add(self, rows: int) -> None:
         left = max(self.bar.total - self.bar.n, 0.0) if self.bar.total is not None else float("inf")
@@ -40,6 +50,7 @@ class PassProgress:
     @contextmanager
     def watching(self, model: nn.Module) -> Iterator[PassProgress]:
         """Advance at each forward of ``model`` and each backward through its outputs."""
+
         def forward_hook(module: nn.Module, args: tuple, output: Any) -> None:
             rows = len(args[0]) if args and isinstance(args[0], Tensor) else 0
             self._add(rows)

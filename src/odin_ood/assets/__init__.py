@@ -53,10 +53,16 @@ def demo_sample() -> dict[str, ImageDataset]:
     manifest = {"source": f"odin_ood/assets/{DEMO_SAMPLE}"}
     return {
         name: ImageDataset(
-            arrays[f"{name}_images"][:, None], arrays[f"{name}_labels"].astype(np.int64), name=f"{name}-demo",
-            mean=MNIST_MEAN, std=MNIST_STD,
-            manifest=dict(manifest, test_set_indices=arrays[f"{name}_indices"].tolist(),
-                          loader={"name": name, **DEMO_SAMPLE_SOURCES[name]}),
+            arrays[f"{name}_images"][:, None],
+            arrays[f"{name}_labels"].astype(np.int64),
+            name=f"{name}-demo",
+            mean=MNIST_MEAN,
+            std=MNIST_STD,
+            manifest=dict(
+                manifest,
+                test_set_indices=arrays[f"{name}_indices"].tolist(),
+                loader={"name": name, **DEMO_SAMPLE_SOURCES[name]},
+            ),
         )
         for name in DEMO_SAMPLE_SOURCES
     }

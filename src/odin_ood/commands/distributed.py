@@ -54,8 +54,10 @@ def run(options: ScoreOptions, output: Path, fmt: str, backend: str | None = Non
     ``timeout``: seconds ranks wait for each other. Exit status 1 when a rank failed."""
     env = environment()
     if env is None:
-        raise ValueError("--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
-                         "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`")
+        raise ValueError(
+            "--distributed needs torchrun's environment (RANK, WORLD_SIZE): "
+            "launch with `torchrun --nproc-per-node N -m odin_ood score --distributed ...`"
+        )
     rank, world, local_rank = env
     if not 0 < timeout <= MAX_TIMEOUT:  # timedelta holds no more (nor NaN or infinity)
         raise ValueError(f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout}")
@@ -69,16 +71,29 @@ def run(options: ScoreOptions, output: Path, fmt: str, backend: str | None = Non
     try:
         # two agreements: no rank scores unless every rank could open (and, resuming, prove) its shard
         shard = _reported(rank, world, _open_shard, options, output, rank, world, device)
-        if not (_agreed(shard is not _FAILED, device, backend)
-                and _agreed(_reported(rank, world, _score_shard, shard, options, rank, world) is not _FAILED,
-                            device, backend)):
+        if not (
+            _agreed(shard is not _FAILED, device, backend)
+            and _agreed(
+                _reported(rank, world, _score_shard, shard, options, rank, world) is not _FAILED, device, backend
+            )
+        ):
             if rank == 0:
-                print(f"odin-ood score: error: at least one of {world} ranks failed (messages above); "
-                      f"{output} was not written; finished shards are kept for --resume", file=sys.stderr)
+                print(
+                    f"odin-ood score: error: at least one of {world} ranks failed (messages above); "
+                    f"{output} was not written; finished shards are kept for --resume",
+                    file=sys.stderr,
+                )
             return 1
         if rank == 0:
-            merge(output, fmt, world, options.reading.columns, options.chunk, quiet=not options.progress,
-                  overwrite=options.overwrite)
+            merge(
+                output,
+                fmt,
+                world,
+                options.reading.columns,
+                options.chunk,
+                quiet=not options.progress,
+                overwrite=options.overwrite,
+            )
         return 0
     finally:
         dist.destroy_process_group()
@@ -116,12 +131,24 @@ def _open_shard(options: ScoreOptions, output: Path, rank: int, world: int, devi
 def _score_shard(shard: Run | None, options: ScoreOptions, rank: int, world: int) -> None:
     """Score the rows the shard lacks and publish it (nothing when the output is complete)."""
     if shard is not None:
-        score_run(shard, dataclasses.replace(options, progress=options.progress and rank == 0), rank, world,
-                  label=f"rank {rank}/{world}")
+        score_run(
+            shard,
+            dataclasses.replace(options, progress=options.progress and rank == 0),
+            rank,
+            world,
+            label=f"rank {rank}/{world}",
+        )
 
 
-def merge(output: Path, fmt: str, world: int, columns: tuple[str, ...], chunk: int | None = None,
-          quiet: bool = False, overwrite: bool = False) -> None:
+def merge(
+    output: Path,
+    fmt: str,
+    world: int,
+    columns: tuple[str, ...],
+    chunk: int | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> None:
     """Interleave the shards into ``output`` in input order (item i is the head of one shard),
     then delete them; ``overwrite``: a finished output of odin-ood's there is replaced."""
     if output.exists() and not overwrite:

@@ -25,8 +25,7 @@ CORE = ("torch", "numpy", "scikit-learn", "safetensors", "pillow", "tqdm", "matp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", default=None,
-                        help="the data root to report (default: $ODIN_OOD_DATA)")
+    parser.add_argument("--data-root", default=None, help="the data root to report (default: $ODIN_OOD_DATA)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,12 +45,15 @@ def report(data_root: str | None, environ: dict[str, str]) -> list[str]:
         data = f"data root ({where}): {root} ({state}; `odin-ood datasets --root {root}` checks each dataset)"
     else:
         data = f"data root: none (${DATA_ENV} is not set; dataset names such as mnist need --data-root DIR)"
-    lines = [f"odin-ood {__version__} on Python {platform.python_version()} ({sys.executable}), {platform.platform()}",
-             device_line(), data,
-             f"cache: {cache_folder(environ.get(CACHE_ENV) or None)} "
-             f"({'from $' + CACHE_ENV if environ.get(CACHE_ENV) else '$' + CACHE_ENV + ' unset: the default'})",
-             "core: " + ", ".join(f"{p} {extras.version(p) or 'MISSING'}" for p in CORE),
-             "optional extras (pip install 'odin-ood[NAME]'):"]
+    lines = [
+        f"odin-ood {__version__} on Python {platform.python_version()} ({sys.executable}), {platform.platform()}",
+        device_line(),
+        data,
+        f"cache: {cache_folder(environ.get(CACHE_ENV) or None)} "
+        f"({'from $' + CACHE_ENV if environ.get(CACHE_ENV) else '$' + CACHE_ENV + ' unset: the default'})",
+        "core: " + ", ".join(f"{p} {extras.version(p) or 'MISSING'}" for p in CORE),
+        "optional extras (pip install 'odin-ood[NAME]'):",
+    ]
     width = max(map(len, extras.EXTRAS))
     for extra, (packages, purpose) in extras.EXTRAS.items():
         lacking = extras.missing(extra)

@@ -29,7 +29,9 @@ from odin_ood.commands.options import ModelOptions, add_model_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
+    parser.add_argument(
+        "--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file"
+    )
     parser.add_argument("--out", required=True, help="the ONNX file to write (never through a symbolic link)")
     parser.add_argument("--overwrite", action="store_true", help="replace an ONNX file already at --out")
     add_model_arguments(parser)
@@ -49,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     replace_file(cached, out, "export", "--out")
     batch = "any batch" if cached.name.startswith("odin-gate-dynamic-") else f"batch {detector.batch_size}"
-    print(f"odin-ood export: {out} ({batch}, input {list(spec.input_shape)} pixels in [0, 1]; "
-          f"{time.perf_counter() - start:.1f} s, cached in {cached.parent})", file=sys.stderr)
+    print(
+        f"odin-ood export: {out} ({batch}, input {list(spec.input_shape)} pixels in [0, 1]; "
+        f"{time.perf_counter() - start:.1f} s, cached in {cached.parent})",
+        file=sys.stderr,
+    )
     return 0

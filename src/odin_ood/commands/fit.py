@@ -79,7 +79,7 @@ from odin_ood.tuning.shared import planned_passes
 
 WITHOUT_OOD = {
     "id-only": "none: ID images only, the epsilon with the highest mean ID score at a fixed T "
-               "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
+    "(Generalized-ODIN criterion, Hsu et al. 2020, section 3.3)",
 }
 
 FIT_RECORD = "fit.json"
@@ -113,45 +113,88 @@ class FitOptions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id", nargs="+", required=True, metavar="INPUT",
-                        help="in-distribution images (not used to train the model): folder, .zip, image or IDX file, dataset[:split]")
-    parser.add_argument("--ood", nargs="+", default=[], metavar="INPUT",
-                        help="out-of-distribution images to tune against (without them: noise, see --ood-free)")
+    parser.add_argument(
+        "--id",
+        nargs="+",
+        required=True,
+        metavar="INPUT",
+        help="in-distribution images (not used to train the model): folder, .zip, image or IDX file, dataset[:split]",
+    )
+    parser.add_argument(
+        "--ood",
+        nargs="+",
+        default=[],
+        metavar="INPUT",
+        help="out-of-distribution images to tune against (without them: noise, see --ood-free)",
+    )
     parser.add_argument("--out", required=True, help="output folder: detector.json, fit.json, fit_report.html/.png")
     add_model_arguments(parser)
     parser.add_argument("--data-root", default=None, help="data folder for dataset names (default: $ODIN_OOD_DATA)")
     parser.add_argument("--tpr", type=float, default=0.95, help="fraction of ID images the threshold keeps")
-    parser.add_argument("--temperatures", type=floats_arg, default=PAPER_TEMPERATURES, metavar="T,T,...",
-                        help="temperature grid (default: the paper's 1,2,5,...,1000)")
-    parser.add_argument("--epsilons", type=floats_arg, default=PAPER_EPSILONS, metavar="E,E,...",
-                        help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])")
-    parser.add_argument("--score", choices=SCORES, default="odin",
-                        help="the detector's score (default: ODIN; the others are its successors, see README)")
-    parser.add_argument("--ood-free", choices=OOD_FREE, default=None,
-                        help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): noise = "
-                             f"{NOISE_SIZE} Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {NOISE_SIZE} Uniform "
-                             "(U[0, 1)) images at the model's input size as the OOD side (--limit N: N in all, split by "
-                             "--holdout), the held-out metrics against fresh noise, as many of each as held-out ID "
-                             "images; id-only = the ID images alone, the epsilon "
-                             f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
-                             f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)")
-    parser.add_argument("--search", choices=TUNE_SEARCHES, default=DEFAULT_SEARCH,
-                        help="how the T x epsilon grid is searched (default shared: one backward shared across "
-                             "temperatures, the best cells verified exactly, <= 20 passes per image on the paper's "
-                             "grid; grid: the paper's, every cell on every image, 211 passes)")
-    parser.add_argument("--holdout", type=float, default=0.5,
-                        help="fraction of each side kept out of tuning to evaluate on (0: tune on all)")
+    parser.add_argument(
+        "--temperatures",
+        type=floats_arg,
+        default=PAPER_TEMPERATURES,
+        metavar="T,T,...",
+        help="temperature grid (default: the paper's 1,2,5,...,1000)",
+    )
+    parser.add_argument(
+        "--epsilons",
+        type=floats_arg,
+        default=PAPER_EPSILONS,
+        metavar="E,E,...",
+        help="epsilon grid in pixel units (default: the paper's 21 values in [0, 0.004])",
+    )
+    parser.add_argument(
+        "--score",
+        choices=SCORES,
+        default="odin",
+        help="the detector's score (default: ODIN; the others are its successors, see README)",
+    )
+    parser.add_argument(
+        "--ood-free",
+        choices=OOD_FREE,
+        default=None,
+        help=f"what tunes without --ood (an error with it; default {DEFAULT_OOD_FREE}): noise = "
+        f"{NOISE_SIZE} Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {NOISE_SIZE} Uniform "
+        "(U[0, 1)) images at the model's input size as the OOD side (--limit N: N in all, split by "
+        "--holdout), the held-out metrics against fresh noise, as many of each as held-out ID "
+        "images; id-only = the ID images alone, the epsilon "
+        f"with the highest mean ID score at a fixed T ({ID_ONLY_TEMPERATURE:g} for ODIN, "
+        f"{FIXED_TEMPERATURE:g} for energy-odin; Generalized-ODIN criterion; --temperatures unused)",
+    )
+    parser.add_argument(
+        "--search",
+        choices=TUNE_SEARCHES,
+        default=DEFAULT_SEARCH,
+        help="how the T x epsilon grid is searched (default shared: one backward shared across "
+        "temperatures, the best cells verified exactly, <= 20 passes per image on the paper's "
+        "grid; grid: the paper's, every cell on every image, 211 passes)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=0.5,
+        help="fraction of each side kept out of tuning to evaluate on (0: tune on all)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images per side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample order and the evaluation noise")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding threads")
     parser.add_argument("--overwrite", action="store_true", help="replace a detector.json already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_precision_argument(parser, "the grid is searched and the threshold set at it, so its TPR holds for scores "
-                                   "at that precision (score and serve must then pass it)")
-    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
-                        help="with --precision bf16 or fp16: the runtime whose scores at that precision set the "
-                             "threshold, the one score and serve must use (default torch; at fp32 every runtime "
-                             "agrees within the runtimes' tolerance)")
+    add_precision_argument(
+        parser,
+        "the grid is searched and the threshold set at it, so its TPR holds for scores "
+        "at that precision (score and serve must then pass it)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default="torch",
+        help="with --precision bf16 or fp16: the runtime whose scores at that precision set the "
+        "threshold, the one score and serve must use (default torch; at fp32 every runtime "
+        "agrees within the runtimes' tolerance)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,13 +206,26 @@ def run(args: argparse.Namespace) -> int:
     if args.ood and args.ood_free is not None:
         raise ValueError("--ood-free chooses what tunes without OOD inputs: pass --ood or --ood-free, not both")
     if args.runtime != "torch" and args.precision == "fp32":
-        raise ValueError("--runtime in fit chooses the runtime a reduced-precision threshold is fitted on; at fp32 every "
-                         "runtime scores within the tolerance of torch: pass --precision bf16 or fp16, or drop --runtime")
+        raise ValueError(
+            "--runtime in fit chooses the runtime a reduced-precision threshold is fitted on; at fp32 every "
+            "runtime scores within the tolerance of torch: pass --precision bf16 or fp16, or drop --runtime"
+        )
     options = FitOptions(
-        id_inputs=tuple(args.id), ood_inputs=tuple(args.ood), data_root=args.data_root, tpr=args.tpr,
-        temperatures=tuple(args.temperatures), epsilons=tuple(args.epsilons), holdout=args.holdout,
-        limit=args.limit, seed=args.seed, workers=args.workers, progress=not args.quiet, score=args.score,
-        ood_free=args.ood_free or DEFAULT_OOD_FREE, search=args.search, runtime=args.runtime,
+        id_inputs=tuple(args.id),
+        ood_inputs=tuple(args.ood),
+        data_root=args.data_root,
+        tpr=args.tpr,
+        temperatures=tuple(args.temperatures),
+        epsilons=tuple(args.epsilons),
+        holdout=args.holdout,
+        limit=args.limit,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+        score=args.score,
+        ood_free=args.ood_free or DEFAULT_OOD_FREE,
+        search=args.search,
+        runtime=args.runtime,
     )
     record = fit(ModelOptions.from_args(args), options, out)
     print(summary(record, out))
@@ -199,9 +255,18 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
 
     batch = model_options.batch_size or memory.batch_for(model, spec.input_shape, model_options.max_memory)
     meter = Meter(model, options.progress)
-    detector = Detector(model, temperatures=options.temperatures, epsilons=options.epsilons, batch_size=batch,
-                        score_family=options.score, ood_free=options.ood_free, preprocessing=spec, search=options.search,
-                        normalise=False, precision=model_options.precision)  # the preprocessing normalised the images
+    detector = Detector(
+        model,
+        temperatures=options.temperatures,
+        epsilons=options.epsilons,
+        batch_size=batch,
+        score_family=options.score,
+        ood_free=options.ood_free,
+        preprocessing=spec,
+        search=options.search,
+        normalise=False,
+        precision=model_options.precision,
+    )  # the preprocessing normalised the images
     if ood_tune is not None:
         ood_data = ood_tune.x
     elif options.ood_free == "noise" and options.limit is not None:  # --limit caps the noise too
@@ -209,8 +274,10 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     else:
         ood_data = None  # Detector.fit's own default
     n_out = len(ood_data) if ood_data is not None else (0 if options.ood_free == "id-only" else 2 * NOISE_SIZE)
-    with naming_non_finite(id_tune, ood_tune, "tuning"), \
-            meter.stage(f"tuning ({options.search} search)", len(id_tune) + n_out, _tuning_passes(options)):
+    with (
+        naming_non_finite(id_tune, ood_tune, "tuning"),
+        meter.stage(f"tuning ({options.search} search)", len(id_tune) + n_out, _tuning_passes(options)),
+    ):
         detector.fit(id_tune.x, ood_data, tpr=options.tpr)
     outputs: Callable[[Tensor], dict[str, Tensor]] = detector.outputs
     if options.runtime != "torch":
@@ -218,23 +285,44 @@ def fit(model_options: ModelOptions, options: FitOptions, out: Path) -> dict[str
     result = detector.tuning_
     i, j = result.index
     record: dict[str, Any] = {
-        "format": "odin-ood-fit", "odin_ood_version": __version__, "model": model_options.model,
-        "weights": model_options.weights, "model_fingerprint": detector.model_fingerprint_,
+        "format": "odin-ood-fit",
+        "odin_ood_version": __version__,
+        "model": model_options.model,
+        "weights": model_options.weights,
+        "model_fingerprint": detector.model_fingerprint_,
         "preprocessing": spec.to_dict(),
-        "temperature": detector.temperature_, "epsilon": detector.epsilon_, "threshold": detector.threshold_,
-        "tpr": detector.tpr_, "objective": result.objective, "score": detector.score_family,
-        "precision": detector.precision_, "runtime": detector.runtime_,
+        "temperature": detector.temperature_,
+        "epsilon": detector.epsilon_,
+        "threshold": detector.threshold_,
+        "tpr": detector.tpr_,
+        "objective": result.objective,
+        "score": detector.score_family,
+        "precision": detector.precision_,
+        "runtime": detector.runtime_,
         "tuning_source": "ood-inputs" if ood_tune is not None else options.ood_free,
-        "search": result.search, "passes_per_image": result.passes_per_image,
-        "grid": {"temperatures": list(result.temperatures), "epsilons": list(result.epsilons), "chosen": [i, j],
-                 **{m: _nan_to_none(v) for m, v in result.metrics.items()}},
-        "tuning": {"id": part(id_tune, what="the ID inputs"),
-                   "ood": part(ood_tune, count=result.scores_out.shape[-1],
-                                what="the OOD inputs" if ood_tune is not None else
-                                WITHOUT_OOD.get(options.ood_free) or
-                                noise_what(result.scores_out.shape[-1], spec.input_shape, 0))},
+        "search": result.search,
+        "passes_per_image": result.passes_per_image,
+        "grid": {
+            "temperatures": list(result.temperatures),
+            "epsilons": list(result.epsilons),
+            "chosen": [i, j],
+            **{m: _nan_to_none(v) for m, v in result.metrics.items()},
+        },
+        "tuning": {
+            "id": part(id_tune, what="the ID inputs"),
+            "ood": part(
+                ood_tune,
+                count=result.scores_out.shape[-1],
+                what="the OOD inputs"
+                if ood_tune is not None
+                else WITHOUT_OOD.get(options.ood_free) or noise_what(result.scores_out.shape[-1], spec.input_shape, 0),
+            ),
+        },
         "duplicates": {"id": id_images.duplicates, "ood": ood_images.duplicates if ood_images is not None else 0},
-        "holdout": options.holdout, "limit": options.limit, "seed": options.seed, "heldout": None,
+        "holdout": options.holdout,
+        "limit": options.limit,
+        "seed": options.seed,
+        "heldout": None,
     }
     scores = {"id": result.scores_in[i, j], "ood": result.scores_out[i, j]}
     if id_eval is not None:
@@ -255,10 +343,15 @@ def model_preprocessing(model: Any, options: ModelOptions) -> Preprocessing:
     evaluation transform, or the native size with no resizing) with the resize flags applied."""
     own = of_model(model)
     if own is None:
-        raise ValueError("the model does not say what input size it takes: pass --input-size C,H,W "
-                         "(and --input-mean/--input-std if it expects normalised inputs)")
-    given = {name: getattr(options, name) for name in ("resize", "interpolation", "resize_size")
-             if getattr(options, name) is not None}
+        raise ValueError(
+            "the model does not say what input size it takes: pass --input-size C,H,W "
+            "(and --input-mean/--input-std if it expects normalised inputs)"
+        )
+    given = {
+        name: getattr(options, name)
+        for name in ("resize", "interpolation", "resize_size")
+        if getattr(options, name) is not None
+    }
     return replace(apply_flags(own, given, max_side=options.max_side), min_side=options.min_side)
 
 
@@ -269,9 +362,11 @@ def _check_memory(shape: tuple[int, ...], sides: list[Inputs | None], limit: int
     need = memory.held_bytes(shape, n)
     if need > budget // 2:
         fits = budget // 2 // memory.held_bytes(shape, len([s for s in sides if s is not None]))
-        raise ValueError(f"fit holds its {n} images decoded: {memory.readable(need)} at {'x'.join(map(str, shape))}, "
-                         f"over half of --max-memory ({memory.readable(budget)}): pass --limit {max(1, fits)} or "
-                         f"--max-memory {math.ceil(2 * need / 2**30)}GiB")
+        raise ValueError(
+            f"fit holds its {n} images decoded: {memory.readable(need)} at {'x'.join(map(str, shape))}, "
+            f"over half of --max-memory ({memory.readable(budget)}): pass --limit {max(1, fits)} or "
+            f"--max-memory {math.ceil(2 * need / 2**30)}GiB"
+        )
 
 
 def _select(inputs: Inputs, spec: Preprocessing, options: FitOptions, label: str) -> Selection:
@@ -290,5 +385,3 @@ def _tuning_passes(options: FitOptions) -> int:
 def _nan_to_none(values: np.ndarray) -> list:
     """A grid as nested lists, cells the search did not score as None (JSON has no NaN)."""
     return [[None if np.isnan(v) else float(v) for v in row] for row in np.asarray(values, dtype=float)]
-
-

@@ -27,8 +27,10 @@ from odin_ood.tuning.grid import noise_ood_set
 def noise_what(count: int, shape: tuple[int, ...], seed: int, fresh: str = "") -> str:
     """What a noise OOD side of ``count`` images is (half Gaussian, half Uniform, drawn in pixels at
     the model's input size, then normalised like the images; paper section 4.2), for fit.json and the output."""
-    return (f"{count // 2} {fresh}Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {count // 2} Uniform "
-            f"(U[0, 1)) noise images of {'x'.join(map(str, shape))}, seeds {seed} and {seed + 1}")
+    return (
+        f"{count // 2} {fresh}Gaussian (each pixel N(0.5, 1) clipped to [0, 1]) + {count // 2} Uniform "
+        f"(U[0, 1)) noise images of {'x'.join(map(str, shape))}, seeds {seed} and {seed + 1}"
+    )
 
 
 def part(images: Selection | None, count: int | None = None, what: str = "the OOD inputs") -> dict[str, Any]:
@@ -51,14 +53,18 @@ def naming_non_finite(id_part: Selection, ood_part: Selection | None, split_name
         yield
     except NonFiniteScores as exc:
         side, part = ("ID", id_part) if exc.name == "scores_in" else ("OOD", ood_part)
-        names = [part.sources[k] for k in exc.positions[:3]] if part is not None else [f"noise image {exc.positions[0]}"]
+        names = (
+            [part.sources[k] for k in exc.positions[:3]] if part is not None else [f"noise image {exc.positions[0]}"]
+        )
         raise ValueError(
             f"the model's score is NaN or infinite on {len(exc.positions)} {split_name} {side} image(s), e.g. "
-            f"{', '.join(names)}: remove them from the inputs (or fix the model on them) and rerun") from None
+            f"{', '.join(names)}: remove them from the inputs (or fix the model on them) and rerun"
+        ) from None
 
 
-def threshold_on_runtime(detector: Detector, spec: Preprocessing, id_x: Tensor, runtime_name: str, tpr: float,
-                         threads: int | None) -> Callable[[Tensor], dict[str, Tensor]]:
+def threshold_on_runtime(
+    detector: Detector, spec: Preprocessing, id_x: Tensor, runtime_name: str, tpr: float, threads: int | None
+) -> Callable[[Tensor], dict[str, Tensor]]:
     """Set ``detector``'s threshold (keeping ``tpr``) from the runtime ``runtime_name``'s scores (at the detector's
     precision, T and epsilon) of the tuning ID images ``id_x`` (model inputs: the runtime takes
     their pixels, x * std + mean, within float rounding of the decoded ones) and record that
@@ -77,9 +83,15 @@ def threshold_on_runtime(detector: Detector, spec: Preprocessing, id_x: Tensor, 
     return lambda x: fixed_batch_outputs(runtime, pixels(x))
 
 
-def evaluate_heldout(detector: Detector, id_eval: Selection, ood_eval: Selection | None, spec: Preprocessing,
-                     noise: tuple[int | None, float, int], meter: Meter, score: Callable[[Tensor], dict[str, Tensor]]
-                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def evaluate_heldout(
+    detector: Detector,
+    id_eval: Selection,
+    ood_eval: Selection | None,
+    spec: Preprocessing,
+    noise: tuple[int | None, float, int],
+    meter: Meter,
+    score: Callable[[Tensor], dict[str, Tensor]],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Held-out metrics of ODIN (fitted, its scores from ``score``: the detector's outputs, or its
     runtime's) and MSP; without OOD inputs, fresh noise (a seed the tuning noise does not use) is
     the OOD side: ``noise`` = (fit's ``--limit``, ``--holdout``, ``--seed``) sizes and seeds it."""
@@ -89,8 +101,11 @@ def evaluate_heldout(detector: Detector, id_eval: Selection, ood_eval: Selection
     else:
         n = len(id_eval) if limit is None else noise_count(limit, holdout, "held-out")
         x_out = noise_ood_set(id_eval.x, n, spec.mean, spec.std, seed=seed + 1000)
-        ood = {"count": len(x_out), "what": noise_what(len(x_out), spec.input_shape, seed + 1000, "fresh "),
-               "sources": []}
+        ood = {
+            "count": len(x_out),
+            "what": noise_what(len(x_out), spec.input_shape, seed + 1000, "fresh "),
+            "sources": [],
+        }
     # one pass per side: the detector's outputs carry the MSP baseline too (the softmax of the
     # unperturbed logits that its score's first forward computes)
     outputs = {}
@@ -100,7 +115,8 @@ def evaluate_heldout(detector: Detector, id_eval: Selection, ood_eval: Selection
     odin = {k: o["score"].numpy() for k, o in outputs.items()}
     msp = {k: o["confidence"].numpy() for k, o in outputs.items()}
     held = {
-        "id": part(id_eval, what="the ID inputs"), "ood": ood,
+        "id": part(id_eval, what="the ID inputs"),
+        "ood": ood,
         "odin": evaluate(odin["id"], odin["ood"], tpr=detector.tpr_),
         "msp": evaluate(msp["id"], msp["ood"], tpr=detector.tpr_),
         "id_kept": float(np.mean(odin["id"] > detector.threshold_)),
@@ -128,20 +144,29 @@ class Meter:
 
 def summary(record: dict[str, Any], out: Path) -> str:
     source = record["tuning_source"]
-    tuned = ("tuned on the ID images alone (highest mean ID score)" if source == "id-only"
-             else f"tuned against {record['tuning']['ood']['count']} OOD images")
+    tuned = (
+        "tuned on the ID images alone (highest mean ID score)"
+        if source == "id-only"
+        else f"tuned against {record['tuning']['ood']['count']} OOD images"
+    )
     if source == "noise":  # no --ood: say what stood in for OOD data
         tuned = f"no --ood given: tuned against {record['tuning']['ood']['what']}"
-    lines = [f"odin-ood fit: T = {record['temperature']:g}, epsilon = {record['epsilon']:g}, "
-             f"threshold = {record['threshold']:.9g} (keeps {record['tpr']:.0%} of {record['tuning']['id']['count']} "
-             f"tuning ID images; {tuned})"]
+    lines = [
+        f"odin-ood fit: T = {record['temperature']:g}, epsilon = {record['epsilon']:g}, "
+        f"threshold = {record['threshold']:.9g} (keeps {record['tpr']:.0%} of {record['tuning']['id']['count']} "
+        f"tuning ID images; {tuned})"
+    ]
     held = record["heldout"]
     if held is not None:
         cells = ", ".join(f"{m} {100 * held['odin'][m]:.2f}% (MSP {100 * held['msp'][m]:.2f}%)" for m in METRICS)
-        versus = f"{held['ood']['count']} OOD" if held["ood"]["sources"] else \
-            f"{held['ood']['count']} fresh noise images, seeds {record['seed'] + 1000} and {record['seed'] + 1001}"
-        lines.append(f"held-out ({held['id']['count']} ID vs {versus}): {cells}; "
-                     f"ID kept {100 * held['id_kept']:.2f}%, OOD flagged {100 * held['ood_flagged']:.2f}%")
+        versus = (
+            f"{held['ood']['count']} OOD"
+            if held["ood"]["sources"]
+            else f"{held['ood']['count']} fresh noise images, seeds {record['seed'] + 1000} and {record['seed'] + 1001}"
+        )
+        lines.append(
+            f"held-out ({held['id']['count']} ID vs {versus}): {cells}; "
+            f"ID kept {100 * held['id_kept']:.2f}%, OOD flagged {100 * held['ood_flagged']:.2f}%"
+        )
     lines.append(f"wrote {out / FILENAME}, fit.json, fit_report.html and fit_report.png")
     return "\n".join(lines)
-

@@ -46,8 +46,15 @@ def digest(x: Tensor) -> str:
     return hashlib.sha256(x.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
 
 
-def select(inputs: Inputs, spec: Preprocessing, limit: int | None = None, seed: int = 0, workers: int = 4,
-           progress: bool = True, label: str = "images") -> Selection:
+def select(
+    inputs: Inputs,
+    spec: Preprocessing,
+    limit: int | None = None,
+    seed: int = 0,
+    workers: int = 4,
+    progress: bool = True,
+    label: str = "images",
+) -> Selection:
     """Up to ``limit`` distinct images of ``inputs`` (all when None) in a seeded random order.
     An image that cannot be decoded, or does not fit the model, stops with an error naming it."""
     if limit is not None and limit < 1:
@@ -59,12 +66,21 @@ def select(inputs: Inputs, spec: Preprocessing, limit: int | None = None, seed: 
     seen: dict[str, str] = {}
     duplicates = 0
     chunk = max(64, 4 * workers)
-    with ThreadPoolExecutor(max(1, workers)) as pool, tqdm(
-        total=want, desc=f"reading {label}", unit="img", disable=not progress, file=sys.stderr,
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max(1, workers)) as pool,
+        tqdm(
+            total=want,
+            desc=f"reading {label}",
+            unit="img",
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar,
+    ):
         for start in range(0, len(order), chunk):
-            ids = order[start:start + chunk]
-            for i, x in zip(ids, pool.map(lambda i: image_tensor(inputs.load(i, spec), spec, inputs.source(i)), ids), strict=True):
+            ids = order[start : start + chunk]
+            for i, x in zip(
+                ids, pool.map(lambda i: image_tensor(inputs.load(i, spec), spec, inputs.source(i)), ids), strict=True
+            ):
                 d = digest(x)
                 if d in seen:
                     duplicates += 1

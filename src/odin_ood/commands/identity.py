@@ -30,8 +30,13 @@ MAX_RECORD_BYTES = 1 << 16
 _NOT_OURS = "not odin-ood's identity record: not touched; choose another --output, or move it away"
 
 
-def score_identity(runtime: Runtime, spec: Preprocessing, max_image_bytes: int, follow_symlinks: bool,
-                   formats: dict[str, Any] | None = None) -> dict[str, Any]:
+def score_identity(
+    runtime: Runtime,
+    spec: Preprocessing,
+    max_image_bytes: int,
+    follow_symlinks: bool,
+    formats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """What makes a row what it is: the detector (sha256 of its JSON: score, T, epsilon,
     threshold, ...), the model's weights (:func:`~odin_ood.detector.fingerprint.fingerprint`) and
     computation (:func:`~odin_ood.detector.fingerprint.computation`), the runtime, batch size and device

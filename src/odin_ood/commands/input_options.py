@@ -34,13 +34,30 @@ class InputOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> InputOptions:
-        return cls(tuple(args.inputs), args.data_root, args.max_image_bytes, args.follow_symlinks,
-                   args.image_column, args.label_column, args.max_memory, args.limit, getattr(args, "precision", "fp32"))
+        return cls(
+            tuple(args.inputs),
+            args.data_root,
+            args.max_image_bytes,
+            args.follow_symlinks,
+            args.image_column,
+            args.label_column,
+            args.max_memory,
+            args.limit,
+            getattr(args, "precision", "fp32"),
+        )
 
     def open(self) -> Inputs:
         """The inputs, listed."""
-        return Inputs(self.arguments, self.data_root, self.max_image_bytes, self.follow_symlinks, self.max_memory,
-                      self.image_column, self.label_column, self.limit)
+        return Inputs(
+            self.arguments,
+            self.data_root,
+            self.max_image_bytes,
+            self.follow_symlinks,
+            self.max_memory,
+            self.image_column,
+            self.label_column,
+            self.limit,
+        )
 
     def formats_identity(self) -> dict[str, Any] | None:
         """What decides the rows of shards and Parquet files beyond folders' options, for the
@@ -48,8 +65,11 @@ class InputOptions:
         the Parquet columns and the row group budget. None without shards or Parquet inputs."""
         if not labelled(self.arguments):
             return None
-        return {"image_column": self.image_column, "label_column": self.label_column,
-                "parquet_row_group_bytes": max(1, self.max_memory // 4)}
+        return {
+            "image_column": self.image_column,
+            "label_column": self.label_column,
+            "parquet_row_group_bytes": max(1, self.max_memory // 4),
+        }
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -61,11 +81,21 @@ class InputOptions:
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the formats large image sets come in, and ``--limit``."""
-    parser.add_argument("--image-column", default="image",
-                        help="Parquet inputs: the column of encoded images, bytes or {bytes, path} structs "
-                             "(default: image)")
-    parser.add_argument("--label-column", default="label",
-                        help="Parquet inputs: the integer column carried into the rows as label, when present "
-                             "(default: label; '' for none)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="score the first N images only (in input order; later inputs are not even listed)")
+    parser.add_argument(
+        "--image-column",
+        default="image",
+        help="Parquet inputs: the column of encoded images, bytes or {bytes, path} structs (default: image)",
+    )
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        help="Parquet inputs: the integer column carried into the rows as label, when present "
+        "(default: label; '' for none)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score the first N images only (in input order; later inputs are not even listed)",
+    )

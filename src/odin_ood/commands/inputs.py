@@ -108,8 +108,10 @@ class _Idx:
             raise ValueError(f"input {exc}") from None
         shape = self.images.shape
         if self.images.dtype != np.uint8 or not (len(shape) == 3 or (len(shape) == 4 and shape[3] in (1, 3))):
-            raise ValueError(f"input {label}: an IDX file of {self.images.dtype} {shape}, not images: expected "
-                             "unsigned bytes (N, H, W) or (N, H, W, C) with C = 1 or 3 (a labels file?)")
+            raise ValueError(
+                f"input {label}: an IDX file of {self.images.dtype} {shape}, not images: expected "
+                "unsigned bytes (N, H, W) or (N, H, W, C) with C = 1 or 3 (a labels file?)"
+            )
         self.prefix = f"{label}!"
 
     def __len__(self) -> int:
@@ -180,13 +182,21 @@ class Inputs:
     datasets (see the module docstring); Parquet's ``image_column``/``label_column`` and row group
     budget (a quarter of ``max_memory``) are :class:`~odin_ood.commands.parquet_images.ParquetImages`'."""
 
-    def __init__(self, arguments: Sequence[str | os.PathLike], data_root: str | None = None,
-                 max_image_bytes: int = MAX_IMAGE_BYTES, follow_symlinks: bool = False,
-                 max_memory: int = DEFAULT_MAX_MEMORY, image_column: str = "image", label_column: str = "label",
-                 limit: int | None = None) -> None:
+    def __init__(
+        self,
+        arguments: Sequence[str | os.PathLike],
+        data_root: str | None = None,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        follow_symlinks: bool = False,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        image_column: str = "image",
+        label_column: str = "label",
+        limit: int | None = None,
+    ) -> None:
         if not arguments:
-            raise ValueError("no INPUT given: pass image folders, zips, image or IDX files, shards, Parquet files "
-                             "or dataset names")
+            raise ValueError(
+                "no INPUT given: pass image folders, zips, image or IDX files, shards, Parquet files or dataset names"
+            )
         if not 1 <= max_image_bytes <= LARGEST_IMAGE_BYTES:
             raise ValueError(f"--max-image-bytes must lie in [1, {LARGEST_IMAGE_BYTES}], got {short(max_image_bytes)}")
         if limit is not None and limit < 1:
@@ -196,8 +206,17 @@ class Inputs:
         for a in arguments:
             if limit is not None and self.starts[-1] >= limit:
                 break
-            self.parts.append(_part(str(a), data_root, max_image_bytes, follow_symlinks, max_memory,
-                                    (image_column, label_column), None if limit is None else limit - self.starts[-1]))
+            self.parts.append(
+                _part(
+                    str(a),
+                    data_root,
+                    max_image_bytes,
+                    follow_symlinks,
+                    max_memory,
+                    (image_column, label_column),
+                    None if limit is None else limit - self.starts[-1],
+                )
+            )
             self.starts.append(self.starts[-1] + len(self.parts[-1]))
         self.length = self.starts[-1] if limit is None else min(limit, self.starts[-1])
         self.labelled = labelled(arguments)
@@ -252,8 +271,15 @@ def labelled(arguments: Sequence[str | os.PathLike]) -> bool:
     return any(kind(str(a)) in ("shards", "parquet") for a in arguments)
 
 
-def _part(argument: str, data_root: str | None, max_bytes: int, follow_symlinks: bool, max_memory: int,
-          columns: tuple[str, str], limit: int | None) -> _Part:
+def _part(
+    argument: str,
+    data_root: str | None,
+    max_bytes: int,
+    follow_symlinks: bool,
+    max_memory: int,
+    columns: tuple[str, str],
+    limit: int | None,
+) -> _Part:
     from odin_ood.commands.parquet_images import ParquetImages
     from odin_ood.commands.webdataset import Shards
 
@@ -284,6 +310,10 @@ def _dataset(argument: str, path: Path, data_root: str | None) -> _Dataset:
     if name in data.names():
         return _Dataset(name, split or "test", data_root)
     if path.exists():
-        raise ValueError(f"input {printable(argument)}: not a folder, a .zip archive, an image file "
-                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or an IDX file")
-    raise ValueError(f"input {printable(argument)}: no such folder or zip, and not a dataset name ({', '.join(data.names())})")
+        raise ValueError(
+            f"input {printable(argument)}: not a folder, a .zip archive, an image file "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}) or an IDX file"
+        )
+    raise ValueError(
+        f"input {printable(argument)}: no such folder or zip, and not a dataset name ({', '.join(data.names())})"
+    )

@@ -27,8 +27,9 @@ def printable(name: str) -> str:
     return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def read_listed(path: Path, identity: tuple[int, int, bool], max_bytes: int, spec: Preprocessing,
-                 label: str) -> Image.Image:
+def read_listed(
+    path: Path, identity: tuple[int, int, bool], max_bytes: int, spec: Preprocessing, label: str
+) -> Image.Image:
     with os.fdopen(open_listed(path, identity, label), "rb") as f:
         try:
             blob = read_capped(f, os.fstat(f.fileno()).st_size, max_bytes, label)

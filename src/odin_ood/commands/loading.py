@@ -36,35 +36,56 @@ from odin_ood.runtimes import MEMORY_FACTORS, RUNTIMES, Runtime, load_runtime, r
 from odin_ood.scores import memory
 
 # ModelOptions field -> (its flag, the Preprocessing field it sets)
-FLAGS = {"input_shape": ("--input-size", "input_shape"), "input_mean": ("--input-mean", "mean"),
-         "input_std": ("--input-std", "std"), "resize": ("--resize", "resize"),
-         "interpolation": ("--interpolation", "interpolation"), "resize_size": ("--resize-size", "resize_size")}
+FLAGS = {
+    "input_shape": ("--input-size", "input_shape"),
+    "input_mean": ("--input-mean", "mean"),
+    "input_std": ("--input-std", "std"),
+    "resize": ("--resize", "resize"),
+    "interpolation": ("--interpolation", "interpolation"),
+    "resize_size": ("--resize-size", "resize_size"),
+}
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by ``score`` and ``serve``: which detector, :class:`ModelOptions` and
     the scoring runtime."""
-    parser.add_argument("--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file")
+    parser.add_argument(
+        "--detector", required=True, help="fitted detector: a folder holding detector.json, or a .json file"
+    )
     add_model_arguments(parser)
-    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default="torch",
-                        help="where the gate runs: torch (eager, the default whatever is installed: the others agree "
-                             "within 1e-5, see README), or the exported ONNX graph on onnxruntime or openvino (optional "
-                             "packages; exported once per detector and model computation, cached under "
-                             "$ODIN_OOD_CACHE/export)")
-    add_precision_argument(parser, "must be the one the detector was fitted at (a reduced precision moves scores "
-                                   "beyond the runtimes' tolerance, so its threshold holds only there)")
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default="torch",
+        help="where the gate runs: torch (eager, the default whatever is installed: the others agree "
+        "within 1e-5, see README), or the exported ONNX graph on onnxruntime or openvino (optional "
+        "packages; exported once per detector and model computation, cached under "
+        "$ODIN_OOD_CACHE/export)",
+    )
+    add_precision_argument(
+        parser,
+        "must be the one the detector was fitted at (a reduced precision moves scores "
+        "beyond the runtimes' tolerance, so its threshold holds only there)",
+    )
 
 
-def load_scorer(options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch",
-                device: torch.device | None = None) -> tuple[Runtime, Preprocessing]:
+def load_scorer(
+    options: ModelOptions, detector: str | os.PathLike, runtime: str = "torch", device: torch.device | None = None
+) -> tuple[Runtime, Preprocessing]:
     """:func:`load_detector`, then the detector on the runtime called ``runtime``
     (:func:`odin_ood.runtimes.load_runtime`, with ``options.threads``)."""
     fitted, preprocessing = load_detector(options, detector, device, runtime=runtime)
     return load_runtime(runtime, fitted, preprocessing, threads=options.threads), preprocessing
 
 
-def load_detector(options: ModelOptions, detector: str | os.PathLike, device: torch.device | None = None,
-                  optimize: bool = True, file_batch: bool = True, runtime: str = "torch") -> tuple[Detector, Preprocessing]:
+def load_detector(
+    options: ModelOptions,
+    detector: str | os.PathLike,
+    device: torch.device | None = None,
+    optimize: bool = True,
+    file_batch: bool = True,
+    runtime: str = "torch",
+) -> tuple[Detector, Preprocessing]:
     """The model (``options.load_model``), its detector (``Detector.load``, fingerprint checked
     on the weights as loaded, sizes bounded by ``options.max_memory``) with its preprocessing
     (:func:`preprocessing_for`, :func:`check_bounds`) set, and that preprocessing. ``optimize``:
@@ -112,10 +133,15 @@ def bounded_batch(detector: Detector, shape: tuple[int, ...], budget: int, runti
         fits = max(1, planned // memory.least_bytes(shape))
     if detector.batch_size <= fits:
         return detector.batch_size
-    factor = "" if planned == budget else f" with --runtime {runtime}'s {MEMORY_FACTORS[runtime]}x eager memory per image"
-    print(f"odin-ood: note: the detector's batch_size {detector.batch_size} does not fit in half of --max-memory "
-          f"({memory.readable(budget // 2)}){factor}: scoring in batches of {fits} (scores equal to those in batches of "
-          f"{detector.batch_size} up to float rounding; --batch-size or --max-memory sets it)", file=sys.stderr)
+    factor = (
+        "" if planned == budget else f" with --runtime {runtime}'s {MEMORY_FACTORS[runtime]}x eager memory per image"
+    )
+    print(
+        f"odin-ood: note: the detector's batch_size {detector.batch_size} does not fit in half of --max-memory "
+        f"({memory.readable(budget // 2)}){factor}: scoring in batches of {fits} (scores equal to those in batches of "
+        f"{detector.batch_size} up to float rounding; --batch-size or --max-memory sets it)",
+        file=sys.stderr,
+    )
     return fits
 
 
@@ -138,20 +164,22 @@ def apply_flags(base: Preprocessing, given: dict[str, Any], max_side: int = 4096
     ``--resize-size`` or ``--interpolation`` without resizing is refused (it would do nothing)."""
     resize = given.get("resize", base.resize)
     if resize == "none" and {"interpolation", "resize_size"} & set(given):
-        raise ValueError("--interpolation and --resize-size need resizing: add --resize squash or "
-                         "--resize resize-shorter-then-center-crop")
+        raise ValueError(
+            "--interpolation and --resize-size need resizing: add --resize squash or "
+            "--resize resize-shorter-then-center-crop"
+        )
     size = given.get("resize_size")
     size = (base.resize_size if resize == base.resize else None) if size is None else _resize_size(size, resize)
-    return Preprocessing(base.input_shape, resize, given.get("interpolation", base.interpolation), size,
-                         base.mean, base.std, max_side)
+    return Preprocessing(
+        base.input_shape, resize, given.get("interpolation", base.interpolation), size, base.mean, base.std, max_side
+    )
 
 
 def _resize_size(size: tuple[int, ...], resize: str) -> int | tuple[int, int]:
     """``--resize-size`` for ``resize``: one number (the shorter side), or H,W (or one number) for squash."""
     if resize.startswith("resize-shorter"):
         if len(size) != 1:
-            raise ValueError(f"--resize-size for {resize} is one number (the shorter side), "
-                             f"got {_shown(size)}")
+            raise ValueError(f"--resize-size for {resize} is one number (the shorter side), got {_shown(size)}")
         return size[0]
     if len(size) not in (1, 2):
         raise ValueError(f"--resize-size for squash is H,W or one number, got {_shown(size)}")
@@ -168,12 +196,16 @@ def legacy_preprocessing(detector: Detector) -> Preprocessing:
     shape = said.shape
     if detector.input_shape is not None:
         if shape is not None and tuple(shape) != tuple(detector.input_shape):
-            raise ValueError(f"the detector was fitted for inputs of size {tuple(detector.input_shape)} but the "
-                             f"model takes {tuple(shape)}")
+            raise ValueError(
+                f"the detector was fitted for inputs of size {tuple(detector.input_shape)} but the "
+                f"model takes {tuple(shape)}"
+            )
         shape = tuple(detector.input_shape)
     if shape is None:
-        raise ValueError("the model does not say what input size it takes and the detector does not record it: "
-                         "pass --input-size C,H,W")
+        raise ValueError(
+            "the model does not say what input size it takes and the detector does not record it: "
+            "pass --input-size C,H,W"
+        )
     mean = _model_statistic(said.mean, detector, "input_mean")
     std = _model_statistic(said.std, detector, "input_std")
     return Preprocessing(tuple(int(s) for s in shape), mean=mean, std=std)
@@ -194,8 +226,10 @@ def _check_flags(recorded: Preprocessing, given: dict[str, Any]) -> None:
         if not same:
             wrong.append(f"{flag} {_shown(value)} but the detector records {field} {_shown(have)}")
     if wrong:
-        raise ValueError(f"the detector's {FILENAME} records its preprocessing and applies it as fitted: "
-                         f"{'; '.join(wrong)}. Drop the flag(s), or refit with them")
+        raise ValueError(
+            f"the detector's {FILENAME} records its preprocessing and applies it as fitted: "
+            f"{'; '.join(wrong)}. Drop the flag(s), or refit with them"
+        )
 
 
 def _shown(v: Any) -> str:
@@ -207,6 +241,7 @@ def _model_statistic(own: tuple[float, ...] | None, detector: Detector, name: st
     if own is None:
         return stored
     if stored is not None and not close_values(stored, own):
-        raise ValueError(f"the detector was fitted with {name} {stored} but the model takes {own}: refit it "
-                         f"with {name}=model.{name}")
+        raise ValueError(
+            f"the detector was fitted with {name} {stored} but the model takes {own}: refit it with {name}=model.{name}"
+        )
     return own

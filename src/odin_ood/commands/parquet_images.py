@@ -41,8 +41,15 @@ _KEPT_GROUPS = 2
 class ParquetImages:
     """The rows of one Parquet file (see the module docstring), at most ``limit``."""
 
-    def __init__(self, path: Path, image_column: str, label_column: str, max_bytes: int, max_memory: int,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        image_column: str,
+        label_column: str,
+        max_bytes: int,
+        max_memory: int,
+        limit: int | None = None,
+    ) -> None:
         pq = extras.import_optional("pyarrow.parquet", "parquet", f"input {printable(str(path))}: reading Parquet")
         self.label_text = printable(str(path))
         self.max_bytes, self.column = max_bytes, image_column
@@ -53,8 +60,9 @@ class ParquetImages:
             schema = meta.schema.to_arrow_schema()
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for a file that is not Parquet
             self.file.close()
-            raise ValueError(f"input {self.label_text}: not a readable Parquet file "
-                             f"({type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"input {self.label_text}: not a readable Parquet file ({type(exc).__name__}: {exc})"
+            ) from None
         self.struct = _image_type(schema, image_column, self.label_text)
         leaves = [f"{image_column}.bytes", f"{image_column}.path"] if self.struct else [image_column]
         self.parquet = pq.ParquetFile(self.file, read_dictionary=leaves[:1])
@@ -62,8 +70,11 @@ class ParquetImages:
         self.starts, self.group_bytes = [0], []
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
-            stated = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
-                         if group.column(c).path_in_schema in leaves)
+            stated = sum(
+                group.column(c).total_uncompressed_size
+                for c in range(group.num_columns)
+                if group.column(c).path_in_schema in leaves
+            )
             self.group_bytes.append(stated + _OFFSET_BYTES * group.num_rows)
             self.starts.append(self.starts[-1] + group.num_rows)
         self.length = self.starts[-1] if limit is None else min(limit, self.starts[-1])
@@ -87,21 +98,29 @@ class ParquetImages:
         if self.struct and value is not None:
             path, value = value.get("path"), value.get("bytes")
             if value is None and path is not None:
-                raise InputError(f"{label}: holds only a path ({printable(path)}), no image bytes: paths written "
-                                 "inside a file are never opened")
+                raise InputError(
+                    f"{label}: holds only a path ({printable(path)}), no image bytes: paths written "
+                    "inside a file are never opened"
+                )
         if value is None:
             raise InputError(f"{label}: no image (null)")
         if len(value) > self.max_bytes:
-            raise InputError(f"{label}: over the limit of {self.max_bytes} bytes per image (--max-image-bytes): "
-                             f"it is {len(value)} bytes", 413)
+            raise InputError(
+                f"{label}: over the limit of {self.max_bytes} bytes per image (--max-image-bytes): "
+                f"it is {len(value)} bytes",
+                413,
+            )
         return decode(value, spec, label)
 
     def _group(self, g: int, label: str) -> Any:
         """Row group g's image column, read once while its rows are scored (under the lock)."""
         if self.group_bytes[g] > self.group_limit:
-            raise InputError(f"{label}: its row group ({g}) states {self.group_bytes[g]} bytes of images, over a "
-                             f"quarter of --max-memory ({self.group_limit} bytes): not read; rewrite the file with "
-                             "smaller row groups (pyarrow.parquet.write_table(..., row_group_size=N))", 413)
+            raise InputError(
+                f"{label}: its row group ({g}) states {self.group_bytes[g]} bytes of images, over a "
+                f"quarter of --max-memory ({self.group_limit} bytes): not read; rewrite the file with "
+                "smaller row groups (pyarrow.parquet.write_table(..., row_group_size=N))",
+                413,
+            )
         with self.lock:
             if g not in self.groups:
                 try:
@@ -120,17 +139,22 @@ class ParquetImages:
         if not column or column not in schema.names:
             return None
         if not pa.types.is_integer(schema.field(column).type):
-            raise ValueError(f"input {self.label_text}: --label-column {column} holds {schema.field(column).type}, "
-                             "not integers (pass --label-column '' to carry no labels)")
+            raise ValueError(
+                f"input {self.label_text}: --label-column {column} holds {schema.field(column).type}, "
+                "not integers (pass --label-column '' to carry no labels)"
+            )
         groups = range(bisect.bisect_left(self.starts, self.length))
         if 8 * self.starts[len(groups)] > max(1, max_memory // 4):
-            raise ValueError(f"input {self.label_text}: its {self.starts[len(groups)]} labels take over a quarter of "
-                             "--max-memory: raise it, or pass --label-column ''")
+            raise ValueError(
+                f"input {self.label_text}: its {self.starts[len(groups)]} labels take over a quarter of "
+                "--max-memory: raise it, or pass --label-column ''"
+            )
         try:
             return self.parquet.read_row_groups(list(groups), columns=[column]).column(0)
         except Exception as exc:  # a damaged page: pyarrow raises ArrowInvalid, OSError...
-            raise ValueError(f"input {self.label_text}: cannot read --label-column {column} "
-                             f"({type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"input {self.label_text}: cannot read --label-column {column} ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 def _image_type(schema: Any, column: str, label: str) -> bool:
@@ -138,13 +162,18 @@ def _image_type(schema: Any, column: str, label: str) -> bool:
     import pyarrow as pa
 
     if column not in schema.names:
-        raise ValueError(f"input {label}: no column {column!r} (--image-column); its columns are "
-                         f"{', '.join(schema.names)}")
+        raise ValueError(
+            f"input {label}: no column {column!r} (--image-column); its columns are {', '.join(schema.names)}"
+        )
     kind = schema.field(column).type
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return False
-    if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0 and \
-            (pa.types.is_binary(kind.field("bytes").type) or pa.types.is_large_binary(kind.field("bytes").type)):
+    if (
+        pa.types.is_struct(kind)
+        and kind.get_field_index("bytes") >= 0
+        and (pa.types.is_binary(kind.field("bytes").type) or pa.types.is_large_binary(kind.field("bytes").type))
+    ):
         return True
-    raise ValueError(f"input {label}: column {column!r} is {kind}: expected encoded image bytes (binary) or "
-                     "{bytes, path} structs")
+    raise ValueError(
+        f"input {label}: column {column!r} is {kind}: expected encoded image bytes (binary) or {{bytes, path}} structs"
+    )

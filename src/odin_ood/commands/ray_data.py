@@ -69,9 +69,17 @@ class RayScorer:
     ``is_out_of_distribution`` and ``error`` (a row that cannot be scored says why there and is
     out-of-distribution; it never stops the run)."""
 
-    def __init__(self, detector: str | os.PathLike, model: str | ModelOptions, weights: str | None = None,
-                 runtime: str = "torch", image_column: str = "image", index_column: str = "index",
-                 max_image_bytes: int = MAX_IMAGE_BYTES, decode_threads: int = 4) -> None:
+    def __init__(
+        self,
+        detector: str | os.PathLike,
+        model: str | ModelOptions,
+        weights: str | None = None,
+        runtime: str = "torch",
+        image_column: str = "image",
+        index_column: str = "index",
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        decode_threads: int = 4,
+    ) -> None:
         options = ModelOptions(model=model, weights=weights) if isinstance(model, str) else model
         self.runtime, self.spec = load_scorer(options, detector, runtime)
         self.image_column, self.index_column, self.max_image_bytes = image_column, index_column, max_image_bytes
@@ -131,29 +139,42 @@ class _Placed:
             value = value.get("bytes")
         if isinstance(value, (bytes, bytearray, memoryview)):
             if len(value) > self.max_bytes:
-                raise InputError(f"{label}: over the limit of {self.max_bytes} bytes per image: "
-                                 f"it is {len(value)} bytes", 413)
+                raise InputError(
+                    f"{label}: over the limit of {self.max_bytes} bytes per image: it is {len(value)} bytes", 413
+                )
             return decode(bytes(value), spec, label)
         if isinstance(value, np.ndarray):
             if value.ndim >= 2:
                 check_side((value.shape[1], value.shape[0]), spec, label)  # as for the same picture in a PNG
             return value
-        raise InputError(f"{label}: expected encoded image bytes, a {{bytes, path}} dict or a uint8 array, "
-                         f"got {type(value).__name__}")
+        raise InputError(
+            f"{label}: expected encoded image bytes, a {{bytes, path}} dict or a uint8 array, "
+            f"got {type(value).__name__}"
+        )
 
 
 class _Units(RayScorer):
     """``--engine ray``'s actor: the inputs listed once (paths relative to the driver's ``cwd``,
     as the driver names them), then whole units of them scored per call."""
 
-    def __init__(self, detector: str | os.PathLike, model: ModelOptions, runtime: str, reading: InputOptions,
-                 batch_size: int, decode_threads: int, cwd: str) -> None:
+    def __init__(
+        self,
+        detector: str | os.PathLike,
+        model: ModelOptions,
+        runtime: str,
+        reading: InputOptions,
+        batch_size: int,
+        decode_threads: int,
+        cwd: str,
+    ) -> None:
         if os.path.isdir(cwd):
             os.chdir(cwd)
         super().__init__(detector, model, runtime=runtime, decode_threads=decode_threads)
         if self.runtime.batch_size != batch_size:
-            raise RuntimeError(f"this worker's detector scores batches of {self.runtime.batch_size}, the driver's "
-                               f"{batch_size}: the same detector and options must load alike everywhere")
+            raise RuntimeError(
+                f"this worker's detector scores batches of {self.runtime.batch_size}, the driver's "
+                f"{batch_size}: the same detector and options must load alike everywhere"
+            )
         self.inputs, self.columns = reading.open(), reading.columns
 
     def __call__(self, units: dict[str, Any]) -> Any:
@@ -174,10 +195,19 @@ class RayOptions:
     writer: str | None = None
 
 
-def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: InputOptions, output: str | os.PathLike,
-                 ray_options: RayOptions = RayOptions(), runtime: str = "torch", chunk: int | None = None,
-                 resume: bool = False, decode_threads: int = 4, progress: bool = True,
-                 overwrite: bool = False) -> tuple[Tally, int]:
+def score_on_ray(
+    model: ModelOptions,
+    detector: str | os.PathLike,
+    reading: InputOptions,
+    output: str | os.PathLike,
+    ray_options: RayOptions = RayOptions(),
+    runtime: str = "torch",
+    chunk: int | None = None,
+    resume: bool = False,
+    decode_threads: int = 4,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> tuple[Tally, int]:
     """Score ``reading``'s inputs on Ray Data into ``output`` (see the module docstring); returns
     (what this run scored, the rows the output holds)."""
     import ray
@@ -191,19 +221,25 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
     if ray_options.writer is not None and ray_options.writer not in WRITERS:
         raise ValueError(f"--ray-writer must be one of {', '.join(WRITERS)}, got {ray_options.writer!r}")
     if ray_options.writer is not None and (resume or overwrite):
-        raise ValueError(f"{'--resume' if resume else '--overwrite'} needs odin-ood's writer: Ray's writers "
-                         "(--ray-writer) write a new folder at once")
+        raise ValueError(
+            f"{'--resume' if resume else '--overwrite'} needs odin-ood's writer: Ray's writers "
+            "(--ray-writer) write a new folder at once"
+        )
     if ray_options.writer is not None and os.path.lexists(output):
         raise ValueError(f"{output} exists: delete it, or choose another --output folder")
-    writer = None if ray_options.writer else RowWriter(output, output_format(output), resume, columns=reading.columns,
-                                                       overwrite=overwrite)
+    writer = (
+        None
+        if ray_options.writer
+        else RowWriter(output, output_format(output), resume, columns=reading.columns, overwrite=overwrite)
+    )
     gpus = 1 if model.device.startswith("cuda") or (model.device == "auto" and torch.cuda.is_available()) else 0
     driver, spec = load_scorer(model, detector, runtime, torch.device("cpu"))  # for its batch size and identity
     b = driver.batch_size
     inputs = reading.open()
     if writer is not None:  # the workers' identity: as one process would record it, on their device
-        identity = score_identity(driver, spec, reading.max_image_bytes, reading.follow_symlinks,
-                                  reading.formats_identity())
+        identity = score_identity(
+            driver, spec, reading.max_image_bytes, reading.follow_symlinks, reading.formats_identity()
+        )
         writer.claim({**identity, "device": "cuda" if gpus else "cpu"})
     shard = Shard(len(inputs), b)
     if writer is not None:
@@ -211,14 +247,21 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
     done = writer.done if writer is not None else 0
     step = b * max(1, -(-(chunk or memory.chunk_for(spec.input_shape, model.max_memory, b)) // b))
     first = done - done % b
-    units = [{"start": s, "stop": min(len(shard), s + step), "skip": max(0, done - s)}
-             for s in range(first, len(shard), step)]
+    units = [
+        {"start": s, "stop": min(len(shard), s + step), "skip": max(0, done - s)}
+        for s in range(first, len(shard), step)
+    ]
     started = not ray.is_initialized()
     if started:  # a local cluster's workers import what this process imports (e.g. a --model package.module:factory)
         local = ray_options.address is None and "RAY_ADDRESS" not in os.environ
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}} if local else None
-        ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=progress, runtime_env=env,
-                 logging_level=logging.INFO if progress else logging.WARNING)
+        ray.init(
+            address=ray_options.address,
+            include_dashboard=False,
+            log_to_driver=progress,
+            runtime_env=env,
+            logging_level=logging.INFO if progress else logging.WARNING,
+        )
     context = DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
     context.execution_options.preserve_order, context.enable_progress_bars = True, progress
@@ -245,23 +288,47 @@ def score_on_ray(model: ModelOptions, detector: str | os.PathLike, reading: Inpu
         writer.finish()
     if progress:
         seconds = time.perf_counter() - start
-        print(f"ray: {tally.rows} images in {seconds:.1f} s ({tally.rows / max(seconds, 1e-9):.1f} images/s)",
-              file=sys.stderr)
+        print(
+            f"ray: {tally.rows} images in {seconds:.1f} s ({tally.rows / max(seconds, 1e-9):.1f} images/s)",
+            file=sys.stderr,
+        )
     return tally, (writer.done if writer is not None else tally.rows)
 
 
-def _pipeline(ray: Any, model: ModelOptions, detector: str | os.PathLike, runtime: str, reading: InputOptions,
-              b: int, decode_threads: int, units: list[dict[str, int]], ray_options: RayOptions, gpus: int) -> Any:
+def _pipeline(
+    ray: Any,
+    model: ModelOptions,
+    detector: str | os.PathLike,
+    runtime: str,
+    reading: InputOptions,
+    b: int,
+    decode_threads: int,
+    units: list[dict[str, int]],
+    ray_options: RayOptions,
+    gpus: int,
+) -> Any:
     """The units as a Ray Dataset (one block each: workers take them as they become free), mapped
     by a pool of :class:`_Units` actors (one GPU each when ``gpus``, else one CPU)."""
     resources = ray.cluster_resources()
     workers = min(len(units), ray_options.workers or max(1, int(resources.get("GPU" if gpus else "CPU", 1))))
     dataset = ray.data.from_items(units, override_num_blocks=len(units))
     return dataset.map_batches(
-        _Units, fn_constructor_kwargs={"detector": detector, "model": model, "runtime": runtime, "reading": reading,
-                                       "batch_size": b, "decode_threads": decode_threads, "cwd": os.getcwd()},
-        batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=0 if gpus else 1, num_gpus=gpus,
-        batch_format="numpy")
+        _Units,
+        fn_constructor_kwargs={
+            "detector": detector,
+            "model": model,
+            "runtime": runtime,
+            "reading": reading,
+            "batch_size": b,
+            "decode_threads": decode_threads,
+            "cwd": os.getcwd(),
+        },
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=0 if gpus else 1,
+        num_gpus=gpus,
+        batch_format="numpy",
+    )
 
 
 def _tally_of(folder: Path, writer: str) -> Tally:
@@ -273,4 +340,3 @@ def _tally_of(folder: Path, writer: str) -> Tally:
     classes, errors = table.column(0).to_pylist(), table.column(1).to_pylist()
     tally.add([{"predicted_class": c, "error": e or ""} for c, e in zip(classes, errors, strict=True)])
     return tally
-

@@ -23,17 +23,32 @@ RAY_FLAGS = {"ray_address": "--ray-address", "ray_workers": "--ray-workers", "ra
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process (one shard per torchrun process with --distributed); ray: Ray "
-                             "Data actors, scheduled dynamically and retried when one dies "
-                             "(pip install 'odin-ood[ray]')")
-    parser.add_argument("--ray-address", default=None,
-                        help="a running Ray cluster (default: $RAY_ADDRESS, else a local cluster started for this run)")
-    parser.add_argument("--ray-workers", type=int, default=None,
-                        help="scoring actors (default: one per CPU of the cluster; one per GPU on CUDA)")
-    parser.add_argument("--ray-writer", choices=("parquet", "csv"), default=None,
-                        help="write with Ray Data's writer: --output is a new folder of Parquet or CSV files "
-                             "written by the workers (rows keep their index; not resumable)")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (one shard per torchrun process with --distributed); ray: Ray "
+        "Data actors, scheduled dynamically and retried when one dies "
+        "(pip install 'odin-ood[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="a running Ray cluster (default: $RAY_ADDRESS, else a local cluster started for this run)",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        help="scoring actors (default: one per CPU of the cluster; one per GPU on CUDA)",
+    )
+    parser.add_argument(
+        "--ray-writer",
+        choices=("parquet", "csv"),
+        default=None,
+        help="write with Ray Data's writer: --output is a new folder of Parquet or CSV files "
+        "written by the workers (rows keep their index; not resumable)",
+    )
 
 
 def check_engine_flags(args: argparse.Namespace) -> None:
@@ -50,7 +65,17 @@ def run(options: ScoreOptions, ray_options: RayOptions, output: Path) -> int:
     (:func:`odin_ood.commands.ray_data.score_on_ray`) and say what it wrote."""
     extras.import_optional("ray.data", "ray", "--engine ray")
 
-    tally, rows = score_on_ray(options.model, options.detector, options.reading, output, ray_options, options.runtime,
-                               options.chunk, options.resume, options.workers, options.progress,
-                               overwrite=options.overwrite)
+    tally, rows = score_on_ray(
+        options.model,
+        options.detector,
+        options.reading,
+        output,
+        ray_options,
+        options.runtime,
+        options.chunk,
+        options.resume,
+        options.workers,
+        options.progress,
+        overwrite=options.overwrite,
+    )
     return report(tally, rows, output, not options.progress)

@@ -40,7 +40,7 @@ def _check_head(path: Path, fmt: str, columns: tuple[str, ...]) -> None:
     ours = (",".join(columns) + "\n" if fmt == "csv" else '{"index": ').encode()
     with open(path, "rb") as f:
         head = f.read(len(ours))
-    if head != ours[:len(head)]:
+    if head != ours[: len(head)]:
         raise ValueError(f"{path}: its first line is not odin-ood's {fmt.upper()} header: {NOT_OURS}")
 
 
@@ -61,7 +61,9 @@ def read_rows(path: str | os.PathLike, fmt: str | None = None) -> Iterator[Row]:
 
 
 def jsonable(row: Row, columns: tuple[str, ...]) -> Row:
-    return {c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in ((c, row[c]) for c in columns)}
+    return {
+        c: (None if isinstance(v, float) and not math.isfinite(v) else v) for c, v in ((c, row[c]) for c in columns)
+    }
 
 
 def _typed_csv(r: dict[str, str]) -> Row:
@@ -86,8 +88,9 @@ def _unescape(s: str) -> str:
 _UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
 
 
-def count_lines(path: Path, fmt: str, columns: tuple[str, ...],
-                 finished: bool = False) -> tuple[int, Row | None, int | None]:
+def count_lines(
+    path: Path, fmt: str, columns: tuple[str, ...], finished: bool = False
+) -> tuple[int, Row | None, int | None]:
     """Complete lines of a CSV/JSONL file odin-ood wrote (header excluded), the last row, and
     where a partial file's torn last line starts (-1: not even a whole CSV header; None: not
     torn; a finished file has none: it is not ours). Changes nothing (:meth:`RowWriter.write`
@@ -166,8 +169,17 @@ def row_table(rows: list[Row], columns: tuple[str, ...] = COLUMNS) -> Any:
     """``rows`` as a pyarrow Table of ``columns`` with odin-ood's column types (non-finite floats null)."""
     import pyarrow as pa
 
-    types = {"index": pa.int64(), "source": pa.string(), "predicted_class": pa.int64(), "class_name": pa.string(),
-             "confidence": pa.float64(), "score": pa.float64(), "is_out_of_distribution": pa.bool_(),
-             "error": pa.string(), "label": pa.int64(), "precision": pa.string()}
+    types = {
+        "index": pa.int64(),
+        "source": pa.string(),
+        "predicted_class": pa.int64(),
+        "class_name": pa.string(),
+        "confidence": pa.float64(),
+        "score": pa.float64(),
+        "is_out_of_distribution": pa.bool_(),
+        "error": pa.string(),
+        "label": pa.int64(),
+        "precision": pa.string(),
+    }
     schema = pa.schema([(c, types[c]) for c in columns])
     return pa.Table.from_pylist([jsonable(r, columns) for r in rows], schema=schema)

@@ -112,10 +112,17 @@ class Images(Protocol):
     def load(self, i: int, spec: Preprocessing) -> Image.Image | np.ndarray: ...
 
 
-def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: Sequence[int],
-               pool: ThreadPoolExecutor | None = None, skip: int = 0) -> list[Row]:
+def score_rows(
+    runtime: Runtime,
+    spec: Preprocessing,
+    inputs: Images,
+    indices: Sequence[int],
+    pool: ThreadPoolExecutor | None = None,
+    skip: int = 0,
+) -> list[Row]:
     """Rows for ``inputs[indices[skip:]]``, ``indices`` being whole batches (see the module
     docstring): decoded in ``pool`` (threads), scored with every image at its batch position."""
+
     def prepare(i: int) -> Tensor | str:
         try:
             return image_pixels(inputs.load(i, spec), spec, inputs.source(i))
@@ -143,14 +150,26 @@ def score_rows(runtime: Runtime, spec: Preprocessing, inputs: Images, indices: S
             if not math.isfinite(row["score"]):
                 row.update(is_out_of_distribution=True, error=NOT_FINITE)
         else:
-            row.update(predicted_class=-1, class_name=None, confidence=None, score=None, is_out_of_distribution=True, error=p)
+            row.update(
+                predicted_class=-1, class_name=None, confidence=None, score=None, is_out_of_distribution=True, error=p
+            )
         rows.append(row)
     return rows
 
 
-def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: RowWriter, rank: int = 0,
-                 world: int = 1, chunk: int | None = None, workers: int = 4, progress: bool = True,
-                 label: str = "scoring", max_memory: int = memory.DEFAULT_MAX_MEMORY) -> Tally:
+def score_inputs(
+    runtime: Runtime,
+    spec: Preprocessing,
+    inputs: Inputs,
+    writer: RowWriter,
+    rank: int = 0,
+    world: int = 1,
+    chunk: int | None = None,
+    workers: int = 4,
+    progress: bool = True,
+    label: str = "scoring",
+    max_memory: int = memory.DEFAULT_MAX_MEMORY,
+) -> Tally:
     """Score the shard ``rank`` of ``world`` of ``inputs`` (default: all) into ``writer``, after
     the ``writer.done`` rows it already holds, ``chunk`` images at a time (None: as many as half of
     ``max_memory`` bytes holds decoded, :func:`odin_ood.scores.memory.chunk_for`); returns what this run
@@ -168,7 +187,7 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for s in range(done - done % b if done < len(shard) else done, len(shard), step):  # a finished shard: none
                 with meter.watching(detector.scoring_model()[0]):  # moves at every pass of every batch
-                    rows = score_rows(runtime, spec, inputs, shard[s:s + step], pool, skip=max(0, done - s))
+                    rows = score_rows(runtime, spec, inputs, shard[s : s + step], pool, skip=max(0, done - s))
                 writer.write(rows)
                 tally.add(rows)
                 meter.settle(done + tally.rows)
@@ -177,8 +196,11 @@ def score_inputs(runtime: Runtime, spec: Preprocessing, inputs: Inputs, writer: 
     seconds = time.perf_counter() - start
     if progress:
         rate = tally.rows / seconds if seconds > 0 else float("inf")
-        print(f"{label}: {tally.rows} images in {seconds:.1f} s ({rate:.1f} images/s); "
-              f"{writer.done} of {len(shard)} rows written", file=sys.stderr)
+        print(
+            f"{label}: {tally.rows} images in {seconds:.1f} s ({rate:.1f} images/s); "
+            f"{writer.done} of {len(shard)} rows written",
+            file=sys.stderr,
+        )
     return tally
 
 

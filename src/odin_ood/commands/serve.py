@@ -40,13 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    parser.add_argument("--max-batch", type=int, default=None,
-                        help="images per micro-batch, the fixed batch size (default: what half of --max-memory "
-                             "allows on the runtime, at most 64)")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="images per micro-batch, the fixed batch size (default: what half of --max-memory "
+        "allows on the runtime, at most 64)",
+    )
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
-    parser.add_argument("--no-padding", action="store_true",
-                        help="run micro-batches at their natural size on --runtime torch (faster when idle; scores "
-                             "may then differ from the library's in the last float bits); the graph runtimes always do")
+    parser.add_argument(
+        "--no-padding",
+        action="store_true",
+        help="run micro-batches at their natural size on --runtime torch (faster when idle; scores "
+        "may then differ from the library's in the last float bits); the graph runtimes always do",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="multipart body limit (16 MiB)")
     parser.add_argument("--max-json-bytes", type=int, default=4 * 1024 * 1024, help="JSON body limit (4 MiB)")
     parser.add_argument("--max-images", type=int, default=64, help="images per request")
@@ -55,12 +62,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request head")
     parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send a request body (else 408)")
     parser.add_argument("--timeout-keep-alive", type=int, default=5, help="seconds an idle keep-alive connection lives")
-    parser.add_argument("--limit-concurrency", type=int, default=256,
-                        help="connections or requests at once before new requests get 503")
-    parser.add_argument("--h11-max-incomplete-event-size", type=int, default=16 * 1024,
-                        help="largest request head in bytes (h11's limit)")
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"],
-                        help="uvicorn's and the gate's log level")
+    parser.add_argument(
+        "--limit-concurrency", type=int, default=256, help="connections or requests at once before new requests get 503"
+    )
+    parser.add_argument(
+        "--h11-max-incomplete-event-size",
+        type=int,
+        default=16 * 1024,
+        help="largest request head in bytes (h11's limit)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn's and the gate's log level",
+    )
 
 
 def resolve_api_key(given: str | None, environ: dict[str, str], no_auth: bool) -> str | None:
@@ -97,18 +113,35 @@ def run(args: argparse.Namespace) -> int:
     budget = runtime_budget(args.runtime, args.max_memory)  # a graph runtime takes more per image than eager
     max_batch = args.max_batch or min(SERVE_BATCH, memory.batch_for(detector.model, spec.input_shape, budget))
     app = create_app(
-        detector, spec, limits, api_key=key,
-        max_batch=max_batch, max_wait_ms=args.max_wait_ms, pad=not args.no_padding, model_name=str(args.model),
-        runtime=args.runtime, threads=args.threads,
+        detector,
+        spec,
+        limits,
+        api_key=key,
+        max_batch=max_batch,
+        max_wait_ms=args.max_wait_ms,
+        pad=not args.no_padding,
+        model_name=str(args.model),
+        runtime=args.runtime,
+        threads=args.threads,
     )
     _log_to_stderr(args.log_level)
-    print(f"odin-ood serve: {args.model} on http://{args.host}:{args.port} "
-          f"(API key {'required' if key else 'off (--no-auth)'})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                # uvicorn calls http= with the protocol's arguments: a partial works (its hint names a class)
-                http=functools.partial(TimedH11Protocol, header_timeout=args.header_timeout),  # type: ignore[arg-type]
-                timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
-                h11_max_incomplete_event_size=args.h11_max_incomplete_event_size)
+    print(
+        f"odin-ood serve: {args.model} on http://{args.host}:{args.port} "
+        f"(API key {'required' if key else 'off (--no-auth)'})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        # uvicorn calls http= with the protocol's arguments: a partial works (its hint names a class)
+        http=functools.partial(TimedH11Protocol, header_timeout=args.header_timeout),  # type: ignore[arg-type]
+        timeout_keep_alive=args.timeout_keep_alive,
+        limit_concurrency=args.limit_concurrency,
+        h11_max_incomplete_event_size=args.h11_max_incomplete_event_size,
+    )
     return 0
 
 

@@ -38,14 +38,30 @@ def run(args: argparse.Namespace) -> int:
         train_set = train_set.subset(torch.arange(min(args.train_limit, len(train_set))))
     torch.manual_seed(args.seed)
     model = models.build(args.model, args.num_classes)
-    result = train(model, train_set, epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size,
-                   seed=args.seed, device=args.device, bf16=args.bf16, checkpoint_dir=args.out,
-                   max_steps=args.max_steps)
-    summary = {"model": args.model, "data": args.data, "epochs": result.epochs, "steps": result.steps,
-               "seconds": round(result.seconds, 1), "checkpoint": args.out,
-               "final": result.history[-1] if result.history else None}
+    result = train(
+        model,
+        train_set,
+        epochs=args.epochs,
+        recipe=args.recipe,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        checkpoint_dir=args.out,
+        max_steps=args.max_steps,
+    )
+    summary = {
+        "model": args.model,
+        "data": args.data,
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "checkpoint": args.out,
+        "final": result.history[-1] if result.history else None,
+    }
     if not args.no_eval:
-        summary["test_accuracy"] = accuracy(model, data.load(args.data, root=args.root, split="test"),
-                                            device=args.device)
+        summary["test_accuracy"] = accuracy(
+            model, data.load(args.data, root=args.root, split="test"), device=args.device
+        )
     print(json.dumps(summary, indent=2))
     return 0

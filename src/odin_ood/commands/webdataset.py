@@ -120,8 +120,10 @@ def shard_paths(argument: str) -> list[Path]:
     names = expand_braces(argument)
     bad = next((n for n in names if not n.lower().endswith(".tar")), None)
     if bad is not None:
-        raise ValueError(f"input {printable(argument)}: a brace pattern must name .tar shards, e.g. "
-                         f"data-{{000..009}}.tar (it gives {printable(bad)})")
+        raise ValueError(
+            f"input {printable(argument)}: a brace pattern must name .tar shards, e.g. "
+            f"data-{{000..009}}.tar (it gives {printable(bad)})"
+        )
     return [Path(n) for n in names]
 
 
@@ -174,8 +176,9 @@ class Shards:
     def _full(self) -> bool:
         return self.limit is not None and len(self.members) >= self.limit
 
-    def _add(self, member: str | None, offset: int = 0, size: int = 0, label: int | None = None,
-             error: str = "") -> None:
+    def _add(
+        self, member: str | None, offset: int = 0, size: int = 0, label: int | None = None, error: str = ""
+    ) -> None:
         if self._full():
             return
         if error:
@@ -207,8 +210,10 @@ class Shards:
         with os.fdopen(fd, "rb") as f:
             kind = next((k for magic, k in _COMPRESSED.items() if f.read(6).startswith(magic)), None)
             if kind is not None:
-                return (f"a {kind}-compressed tar: shards are read by offset, so only plain tar files can be "
-                        "(decompress it, e.g. with gunzip)")
+                return (
+                    f"a {kind}-compressed tar: shards are read by offset, so only plain tar files can be "
+                    "(decompress it, e.g. with gunzip)"
+                )
             f.seek(0)
             size = os.fstat(fd).st_size
             for sample in _samples(_Clamped(f, size)):
@@ -232,8 +237,10 @@ class Shards:
             elif m.size > self.max_bytes:
                 error = f"over the limit of {self.max_bytes} bytes per image (--max-image-bytes): it is {m.size} bytes"
             elif m.offset_data + m.size > size:
-                error = (f"truncated: the member states {m.size} bytes but the shard ends "
-                         f"{size - m.offset_data} bytes after its header")
+                error = (
+                    f"truncated: the member states {m.size} bytes but the shard ends "
+                    f"{size - m.offset_data} bytes after its header"
+                )
             self._add(m.name, m.offset_data, m.size, label, error)
 
 

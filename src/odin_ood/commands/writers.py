@@ -67,8 +67,15 @@ class RowWriter:
     published (until then it stays as it was; with ``resume`` an interrupted replacement goes on);
     without it an existing output is refused."""
 
-    def __init__(self, path: str | os.PathLike, fmt: str | None = None, resume: bool = False,
-                 keep_record: bool = False, columns: tuple[str, ...] = COLUMNS, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fmt: str | None = None,
+        resume: bool = False,
+        keep_record: bool = False,
+        columns: tuple[str, ...] = COLUMNS,
+        overwrite: bool = False,
+    ) -> None:
         self.path, self.columns = Path(path), columns
         self.fmt = fmt or output_format(self.path)
         require_format(self.fmt)
@@ -114,13 +121,17 @@ class RowWriter:
         if recorded is None:
             if finished and not self.keep_record:
                 return  # a published output: --resume writes nothing to it
-            raise ValueError(f"{where} records no identity of the detector, model and runtime that wrote it ({self.record} "
-                             "is missing; written by an older odin-ood?): --resume cannot prove it continues the same "
-                             "scorer; not touched; delete it, or choose another --output")
+            raise ValueError(
+                f"{where} records no identity of the detector, model and runtime that wrote it ({self.record} "
+                "is missing; written by an older odin-ood?): --resume cannot prove it continues the same "
+                "scorer; not touched; delete it, or choose another --output"
+            )
         if recorded != identity:
-            raise ValueError(f"--resume: {where} was written with another {differences(recorded, identity)}: not "
-                             "continued, not touched; resume with what wrote it, or delete it (and "
-                             f"{self.record.name}) to score afresh")
+            raise ValueError(
+                f"--resume: {where} was written with another {differences(recorded, identity)}: not "
+                "continued, not touched; resume with what wrote it, or delete it (and "
+                f"{self.record.name}) to score afresh"
+            )
 
     def write(self, rows: list[Row]) -> None:
         """Append ``rows`` durably (flushed and fsync'ed before returning)."""
@@ -132,7 +143,9 @@ class RowWriter:
         if self.fmt == "parquet":
             self._write_part(rows)
         else:
-            self._append(_encode(rows, self.fmt, self.columns, header=self.done == 0 and not os.path.lexists(self.partial)))
+            self._append(
+                _encode(rows, self.fmt, self.columns, header=self.done == 0 and not os.path.lexists(self.partial))
+            )
         self.done += len(rows)
         self.last = rows[-1]
 
@@ -162,8 +175,10 @@ class RowWriter:
         try:
             fd = os.open(self.partial, flags, 0o666)
         except OSError as exc:
-            raise ValueError(f"{self.partial}: cannot write ({exc.strerror or exc}); it must be a regular file "
-                             "odin-ood created, not a symbolic link") from None
+            raise ValueError(
+                f"{self.partial}: cannot write ({exc.strerror or exc}); it must be a regular file "
+                "odin-ood created, not a symbolic link"
+            ) from None
         with os.fdopen(fd, "wb") as f:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

@@ -79,8 +79,19 @@ class Members:
             extra, comment = self.file.read(head[13]), self.file.read(head[14])
         x = zipfile.ZipInfo(name)
         x.extra, x.comment = extra, comment
-        (x.create_version, x.create_system, x.extract_version, x.reserved, x.flag_bits, x.compress_type, t, d,
-         x.CRC, x.compress_size, x.file_size) = head[1:12]
+        (
+            x.create_version,
+            x.create_system,
+            x.extract_version,
+            x.reserved,
+            x.flag_bits,
+            x.compress_type,
+            t,
+            d,
+            x.CRC,
+            x.compress_size,
+            x.file_size,
+        ) = head[1:12]
         x.volume, x.internal_attr, x.external_attr = head[15:18]
         x.date_time = ((d >> 9) + 1980, (d >> 5) & 0xF, d & 0x1F, t >> 11, (t >> 5) & 0x3F, (t & 0x1F) * 2)
         x.header_offset = head[18]
@@ -101,7 +112,7 @@ def _central_directory(f: IO[bytes]) -> tuple[int, int, int]:
     if at < 0 or len(tail) - at < _END.size:
         raise zipfile.BadZipFile("File is not a zip file")
     end = size - back + at
-    *_, cd_size, cd_offset, _ = _END.unpack(tail[at:at + _END.size])
+    *_, cd_size, cd_offset, _ = _END.unpack(tail[at : at + _END.size])
     location = end
     if end >= _LOCATOR64.size + _END64.size:
         f.seek(end - _LOCATOR64.size)
@@ -131,7 +142,7 @@ def _zip64_sizes(x: zipfile.ZipInfo) -> None:
         if length + 4 > len(extra):
             raise zipfile.BadZipFile(f"corrupt extra field {kind:04x} (size={length})")
         if kind == 0x0001:
-            data = extra[4:length + 4]
+            data = extra[4 : length + 4]
             try:
                 for field in ("file_size", "compress_size", "header_offset"):
                     if getattr(x, field) == 0xFFFFFFFF:
@@ -139,4 +150,4 @@ def _zip64_sizes(x: zipfile.ZipInfo) -> None:
                         data = data[8:]
             except struct.error:
                 raise zipfile.BadZipFile("corrupt zip64 extra field") from None
-        extra = extra[length + 4:]
+        extra = extra[length + 4 :]

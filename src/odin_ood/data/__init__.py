@@ -21,12 +21,12 @@ from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, 
 from odin_ood.data.registry import describe, load, names
 
 __all__ = [
-           "CIFAR_MEAN",
-           "CIFAR_STD",
-           "MNIST_MEAN",
-           "MNIST_STD",
-           "ImageDataset",
-           "describe",
-           "load",
-           "names",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "ImageDataset",
+    "describe",
+    "load",
+    "names",
 ]

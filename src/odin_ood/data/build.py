@@ -45,8 +45,9 @@ def _pil_resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.nda
     return out[..., None] if out.ndim == 2 else out
 
 
-def resize_images(images: np.ndarray | Sequence[np.ndarray], size: int | tuple[int, int] = 32,
-                  method: str = DEFAULT_RESIZE_METHOD) -> np.ndarray:
+def resize_images(
+    images: np.ndarray | Sequence[np.ndarray], size: int | tuple[int, int] = 32, method: str = DEFAULT_RESIZE_METHOD
+) -> np.ndarray:
     """Resize uint8 ``(H, W, C)`` images (an ``(N, H, W, C)`` array or a list of any sizes) to
     ``size``; returns ``(N, h, w, C)`` uint8."""
     check_method(method)
@@ -58,8 +59,9 @@ def resize_images(images: np.ndarray | Sequence[np.ndarray], size: int | tuple[i
     return np.concatenate([resample_uint8(np.asarray(im)[None], hw, method) for im in images])
 
 
-def random_crops(images: np.ndarray | Sequence[np.ndarray], size: int = 32, per_image: int = 1,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def random_crops(
+    images: np.ndarray | Sequence[np.ndarray], size: int = 32, per_image: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``per_image`` random ``size x size`` patches of each ``(H, W, C)`` image.
 
     Returns patches ``(N * per_image, size, size, C)`` (patches of image ``i`` at rows
@@ -76,7 +78,7 @@ def random_crops(images: np.ndarray | Sequence[np.ndarray], size: int = 32, per_
         rows = rng.integers(0, h - size + 1, per_image)
         cols = rng.integers(0, w - size + 1, per_image)
         for r, c in zip(rows, cols, strict=True):
-            patches.append(image[r:r + size, c:c + size])
+            patches.append(image[r : r + size, c : c + size])
             corners.append((r, c))
     return np.stack(patches), np.asarray(corners, dtype=np.int64)
 
@@ -90,23 +92,47 @@ def to_grey(images: np.ndarray) -> np.ndarray:
     return grey.astype(np.uint8)[..., None]
 
 
-def crop_dataset(images: np.ndarray | Sequence[np.ndarray], *, name: str, sources: list[dict],
-                 size: int = 32, per_image: int = 1, seed: int = 0) -> ImageDataset:
+def crop_dataset(
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    name: str,
+    sources: list[dict],
+    size: int = 32,
+    per_image: int = 1,
+    seed: int = 0,
+) -> ImageDataset:
     """An OOD set of random crops (see :func:`random_crops`), with its recipe in the manifest.
     Like all 32x32 RGB sets it reports CIFAR's channel statistics (information only: the model's
     ``input_mean``/``input_std`` normalise it)."""
     patches, _ = random_crops(images, size, per_image, seed)
-    manifest = {"sources": sources, "build": "crop", "size": size, "per_image": per_image,
-                "seed": seed, "generator": "numpy PCG64", "numpy": np.__version__}
-    return ImageDataset(patches.transpose(0, 3, 1, 2), name=name, mean=CIFAR_MEAN, std=CIFAR_STD,
-                        manifest=manifest)
+    manifest = {
+        "sources": sources,
+        "build": "crop",
+        "size": size,
+        "per_image": per_image,
+        "seed": seed,
+        "generator": "numpy PCG64",
+        "numpy": np.__version__,
+    }
+    return ImageDataset(patches.transpose(0, 3, 1, 2), name=name, mean=CIFAR_MEAN, std=CIFAR_STD, manifest=manifest)
 
 
-def resize_dataset(images: np.ndarray | Sequence[np.ndarray], *, name: str, sources: list[dict],
-                   size: int = 32, method: str = DEFAULT_RESIZE_METHOD) -> ImageDataset:
+def resize_dataset(
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    name: str,
+    sources: list[dict],
+    size: int = 32,
+    method: str = DEFAULT_RESIZE_METHOD,
+) -> ImageDataset:
     """An OOD set of whole images downsampled to ``size`` with ``method`` (recorded)."""
     small = resize_images(images, size, method)
-    manifest = {"sources": sources, "build": "resize", "size": size, "method": method,
-                "torch": torch.__version__, "pillow": Image.__version__}
-    return ImageDataset(small.transpose(0, 3, 1, 2), name=name, mean=CIFAR_MEAN, std=CIFAR_STD,
-                        manifest=manifest)
+    manifest = {
+        "sources": sources,
+        "build": "resize",
+        "size": size,
+        "method": method,
+        "torch": torch.__version__,
+        "pillow": Image.__version__,
+    }
+    return ImageDataset(small.transpose(0, 3, 1, 2), name=name, mean=CIFAR_MEAN, std=CIFAR_STD, manifest=manifest)

@@ -48,12 +48,17 @@ def cache_key(name: str, params: dict[str, Any]) -> str:
 
 def save_dataset(ds: ImageDataset, path: str | os.PathLike, compress: bool = False) -> None:
     """Write ``ds`` to ``path`` (.npz, zlib-compressed if ``compress``) atomically."""
-    meta = {"name": ds.name, "mean": ds.mean, "std": ds.std,
-            "classes": list(ds.classes) if ds.classes is not None else None,
-            "manifest": ds.manifest}
+    meta = {
+        "name": ds.name,
+        "mean": ds.mean,
+        "std": ds.std,
+        "classes": list(ds.classes) if ds.classes is not None else None,
+        "manifest": ds.manifest,
+    }
     with replacing(path) as f:
         (np.savez_compressed if compress else np.savez)(
-            f, images=ds.images.numpy(), labels=ds.labels.numpy(), meta=np.array(json.dumps(meta)))
+            f, images=ds.images.numpy(), labels=ds.labels.numpy(), meta=np.array(json.dumps(meta))
+        )
 
 
 def load_dataset(path: str | os.PathLike) -> ImageDataset:
@@ -63,8 +68,15 @@ def load_dataset(path: str | os.PathLike) -> ImageDataset:
             images, labels, meta = z["images"], z["labels"], json.loads(str(z["meta"]))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: unreadable dataset cache entry ({exc})") from exc
-    return ImageDataset(images, labels, name=meta["name"], mean=meta["mean"], std=meta["std"],
-                        manifest=meta["manifest"], classes=meta["classes"])
+    return ImageDataset(
+        images,
+        labels,
+        name=meta["name"],
+        mean=meta["mean"],
+        std=meta["std"],
+        manifest=meta["manifest"],
+        classes=meta["classes"],
+    )
 
 
 def cached(

@@ -36,8 +36,7 @@ from odin_ood.data.dataset import (
 )
 from odin_ood.data.folders import load_class_folders
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def _reconstruct() -> Any:
@@ -77,8 +76,7 @@ def read_cifar_pickle(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             obj = PlainDataUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-            AttributeError, KeyError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
         raise ValueError(f"{path}: not a plain-data CIFAR pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict, found {type(obj).__name__}")
@@ -92,8 +90,9 @@ def _batch_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(batch["data"])
     labels = np.asarray(batch[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise ValueError(f"{path}: expected uint8 data (N, 3072) and N labels; got "
-                         f"{data.dtype} {data.shape}, {labels.shape}")
+        raise ValueError(
+            f"{path}: expected uint8 data (N, 3072) and N labels; got {data.dtype} {data.shape}, {labels.shape}"
+        )
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -103,10 +102,8 @@ def _from_batches(files: list[Path], label_key: str, names: list[str], name: str
     labels = np.concatenate([p[1] for p in parts])
     if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
         raise ValueError(f"{files[0].parent}: labels outside 0..{len(names) - 1}")
-    manifest = {"sources": [source_record(f) for f in files], "format": "cifar-python-pickle",
-                "label": label_key}
-    return ImageDataset(images, labels, name=name, mean=CIFAR_MEAN, std=CIFAR_STD,
-                        manifest=manifest, classes=names)
+    manifest = {"sources": [source_record(f) for f in files], "format": "cifar-python-pickle", "label": label_key}
+    return ImageDataset(images, labels, name=name, mean=CIFAR_MEAN, std=CIFAR_STD, manifest=manifest, classes=names)
 
 
 def load_cifar10_pickles(folder: str | os.PathLike, split: str = "test") -> ImageDataset:
@@ -121,9 +118,7 @@ def load_cifar10_pickles(folder: str | os.PathLike, split: str = "test") -> Imag
     return _from_batches(files, "labels", names, "cifar10")
 
 
-def load_cifar100_pickles(
-    folder: str | os.PathLike, split: str = "test", label: str = "fine"
-) -> ImageDataset:
+def load_cifar100_pickles(folder: str | os.PathLike, split: str = "test", label: str = "fine") -> ImageDataset:
     """CIFAR-100 from ``folder`` = ``cifar-100-python``; ``label`` is "fine" (100) or "coarse" (20)."""
     folder = Path(folder)
     if split not in ("train", "test"):
@@ -135,8 +130,7 @@ def load_cifar100_pickles(
     if key not in meta:
         raise ValueError(f"{folder / 'meta'}: missing {key!r}")
     names = [_text(n) for n in meta[key]]
-    return _from_batches([find_file(folder, [split], "CIFAR-100 split")], f"{label}_labels",
-                         names, "cifar100")
+    return _from_batches([find_file(folder, [split], "CIFAR-100 split")], f"{label}_labels", names, "cifar100")
 
 
 def load_cifar10(root: str | os.PathLike | None = None, split: str = "test") -> ImageDataset:
@@ -144,8 +138,7 @@ def load_cifar10(root: str | os.PathLike | None = None, split: str = "test") -> 
     return load_cifar10_pickles(resolve_root(root) / "cifar10" / "cifar-10-batches-py", split)
 
 
-def load_cifar100(root: str | os.PathLike | None = None, split: str = "test",
-                  label: str = "fine") -> ImageDataset:
+def load_cifar100(root: str | os.PathLike | None = None, split: str = "test", label: str = "fine") -> ImageDataset:
     """CIFAR-100 from the official pickles in ``root/cifar100/cifar-100-python/``."""
     return load_cifar100_pickles(resolve_root(root) / "cifar100" / "cifar-100-python", split, label)
 
@@ -160,32 +153,38 @@ def _zip_or_folder(folder: Path, stem: str) -> Path:
     )
 
 
-def load_cifar10_jpeg(root: str | os.PathLike | None = None, split: str = "test",
-                      **kw: Any) -> ImageDataset:
+def load_cifar10_jpeg(root: str | os.PathLike | None = None, split: str = "test", **kw: Any) -> ImageDataset:
     """CIFAR-10 re-encoded as JPEG (quality ~75): ``root/cifar10/cifar10-jpeg-{train,test}.zip``
     (50,000 / 10,000 images, ordered by class then official order). A *different* input
     distribution from the lossless images; keyword arguments go to ``load_class_folders``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
     path = _zip_or_folder(resolve_root(root) / "cifar10", f"cifar10-jpeg-{split}")
-    return load_class_folders(path, split, name="cifar10-jpeg", mean=CIFAR_MEAN, std=CIFAR_STD,
-                              classes=CIFAR10_CLASSES, **kw)
+    return load_class_folders(
+        path, split, name="cifar10-jpeg", mean=CIFAR_MEAN, std=CIFAR_STD, classes=CIFAR10_CLASSES, **kw
+    )
 
 
-def load_cifar10_lossless_1000(root: str | os.PathLike | None = None, split: str = "test",
-                               **kw: Any) -> ImageDataset:
+def load_cifar10_lossless_1000(root: str | os.PathLike | None = None, split: str = "test", **kw: Any) -> ImageDataset:
     """The first 1,000 CIFAR-10 test images, lossless, in official order:
     ``root/cifar10/cifar10-test-lossless-first1000.zip``."""
     if split != "test":
         raise ValueError(f"cifar10-lossless-1000 has only split 'test'; got {split!r}")
     path = _zip_or_folder(resolve_root(root) / "cifar10", "cifar10-test-lossless-first1000")
-    return load_class_folders(path, split, name="cifar10-lossless-1000", mean=CIFAR_MEAN,
-                              std=CIFAR_STD, classes=CIFAR10_CLASSES, **kw)
+    return load_class_folders(
+        path, split, name="cifar10-lossless-1000", mean=CIFAR_MEAN, std=CIFAR_STD, classes=CIFAR10_CLASSES, **kw
+    )
 
 
-def load_cifar10bw(root: str | os.PathLike | None = None, split: str = "test", *,
-                   source: str = "cifar10-jpeg", size: int = 28, method: str = "box",
-                   **kw: Any) -> ImageDataset:
+def load_cifar10bw(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    source: str = "cifar10-jpeg",
+    size: int = 28,
+    method: str = "box",
+    **kw: Any,
+) -> ImageDataset:
     """CIFAR-10bw (Appendix A.1): CIFAR-10 ``split`` images converted to greyscale (ITU-R 601-2
     luma, as PIL's "L") and downsampled to ``size`` x ``size`` with ``method`` for MNIST models.
 
@@ -201,8 +200,11 @@ def load_cifar10bw(root: str | os.PathLike | None = None, split: str = "test", *
     check_method(method)
     colour = load(source, root=root, split=split, **kw)
     grey = resize_images(to_grey(colour.images.permute(0, 2, 3, 1).numpy()), size, method)
-    manifest = {"sources": colour.manifest.get("sources", []), "source_dataset": source,
-                "split": split, "convert": f"luma (PIL 'L'), resize {size}x{size} ({method})",
-                "method": method}
-    return ImageDataset(grey.transpose(0, 3, 1, 2), name="cifar10bw", mean=MNIST_MEAN,
-                        std=MNIST_STD, manifest=manifest)
+    manifest = {
+        "sources": colour.manifest.get("sources", []),
+        "source_dataset": source,
+        "split": split,
+        "convert": f"luma (PIL 'L'), resize {size}x{size} ({method})",
+        "method": method,
+    }
+    return ImageDataset(grey.transpose(0, 3, 1, 2), name="cifar10bw", mean=MNIST_MEAN, std=MNIST_STD, manifest=manifest)

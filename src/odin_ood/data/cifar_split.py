@@ -22,8 +22,9 @@ NUM_CLASSES = 100
 NUM_OUT = 20
 
 
-def split_classes(seed: int = 0, num_classes: int = NUM_CLASSES,
-                  num_out: int = NUM_OUT) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def split_classes(
+    seed: int = 0, num_classes: int = NUM_CLASSES, num_out: int = NUM_OUT
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(in-distribution classes, out-of-distribution classes), each sorted; disjoint, covering
     ``range(num_classes)``."""
     if not 0 < num_out < num_classes:
@@ -32,8 +33,9 @@ def split_classes(seed: int = 0, num_classes: int = NUM_CLASSES,
     return tuple(sorted(int(c) for c in perm[num_out:])), tuple(sorted(int(c) for c in perm[:num_out]))
 
 
-def select_classes(ds: ImageDataset, classes: tuple[int, ...], *, name: str,
-                   labelled: bool = True, record: dict | None = None) -> ImageDataset:
+def select_classes(
+    ds: ImageDataset, classes: tuple[int, ...], *, name: str, labelled: bool = True, record: dict | None = None
+) -> ImageDataset:
     """The images of ``ds`` whose label is in ``classes``; labels become positions in
     ``classes`` (or -1 when not ``labelled``)."""
     lookup = torch.full((max(int(ds.labels.max()), max(classes)) + 1,), -1, dtype=torch.int64)
@@ -42,8 +44,7 @@ def select_classes(ds: ImageDataset, classes: tuple[int, ...], *, name: str,
     labels = lookup[ds.labels[keep]] if labelled else torch.full((len(keep),), -1)
     names = tuple(ds.classes[c] for c in classes) if ds.classes is not None and labelled else None
     manifest = dict(ds.manifest, name=name, original_classes=list(classes), **(record or {}))
-    return ImageDataset(ds.images[keep], labels, name=name, mean=ds.mean, std=ds.std,
-                        manifest=manifest, classes=names)
+    return ImageDataset(ds.images[keep], labels, name=name, mean=ds.mean, std=ds.std, manifest=manifest, classes=names)
 
 
 def _load(which: str, root: Any, split: str, seed: int, labelled: bool) -> ImageDataset:
@@ -56,13 +57,13 @@ def _load(which: str, root: Any, split: str, seed: int, labelled: bool) -> Image
     return select_classes(full, classes, name=which, labelled=labelled, record=record)
 
 
-def load_cifar80(root: str | os.PathLike | None = None, split: str = "test", *,
-                 seed: int = 0) -> ImageDataset:
+def load_cifar80(root: str | os.PathLike | None = None, split: str = "test", *, seed: int = 0) -> ImageDataset:
     """CIFAR-80: the 80 in-distribution classes, labels remapped to 0..79."""
     return _load("cifar80", root, split, seed, True)
 
 
-def load_cifar20(root: str | os.PathLike | None = None, split: str = "test", *,
-                 seed: int = 0, labelled: bool = False) -> ImageDataset:
+def load_cifar20(
+    root: str | os.PathLike | None = None, split: str = "test", *, seed: int = 0, labelled: bool = False
+) -> ImageDataset:
     """CIFAR-20: the other 20 classes (the OOD set for CIFAR-80 models)."""
     return _load("cifar20", root, split, seed, labelled)

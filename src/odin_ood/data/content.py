@@ -10,8 +10,7 @@ import numpy as np
 
 def content_hashes(images: np.ndarray) -> list[str]:
     """The sha256 hex digest of each image's pixel bytes and shape (first axis = images)."""
-    return [hashlib.sha256(repr(im.shape).encode() + np.ascontiguousarray(im).tobytes()).hexdigest()
-            for im in images]
+    return [hashlib.sha256(repr(im.shape).encode() + np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
 
 
 def unique_by_content(images: np.ndarray) -> np.ndarray:

@@ -51,9 +51,7 @@ class ImageDataset(Dataset):
     ) -> None:
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(
-                f"images must be a uint8 tensor (N, C, H, W); got {images.dtype} {tuple(images.shape)}"
-            )
+            raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {images.dtype} {tuple(images.shape)}")
         n, c = images.shape[:2]
         if labels is None:
             labels = torch.full((n,), -1, dtype=torch.int64)
@@ -93,8 +91,13 @@ class ImageDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.int64)
         manifest = dict(self.manifest, parent=self.manifest.get("name", self.name))
         return ImageDataset(
-            self.images[idx], self.labels[idx], name=name or self.name, mean=self.mean,
-            std=self.std, manifest=manifest, classes=self.classes,
+            self.images[idx],
+            self.labels[idx],
+            name=name or self.name,
+            mean=self.mean,
+            std=self.std,
+            manifest=manifest,
+            classes=self.classes,
         )
 
     def __repr__(self) -> str:
@@ -122,9 +125,7 @@ def find_file(folder: Path, candidates: Sequence[str], what: str) -> Path:
     for name in candidates:
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(
-        f"{what}: expected one of {', '.join(str(folder / c) for c in candidates)}"
-    )
+    raise FileNotFoundError(f"{what}: expected one of {', '.join(str(folder / c) for c in candidates)}")
 
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}

@@ -68,10 +68,16 @@ def load_class_folders(
 
         def build() -> ImageDataset:
             images = decode_images(src, members, "RGB", workers=workers)
-            manifest = {"sources": [source], "split": split, "format": "class-folders",
-                        "members": len(members)}
-            return ImageDataset(images.transpose(0, 3, 1, 2), np.asarray(labels), name=name,
-                                mean=mean, std=std, manifest=manifest, classes=class_list)
+            manifest = {"sources": [source], "split": split, "format": "class-folders", "members": len(members)}
+            return ImageDataset(
+                images.transpose(0, 3, 1, 2),
+                np.asarray(labels),
+                name=name,
+                mean=mean,
+                std=std,
+                manifest=manifest,
+                classes=class_list,
+            )
 
         params = {"source": source, "split": split, "classes": class_list, "n": len(members)}
         return cached(name, params, build, cache_dir=cache_dir, use_cache=use_cache)

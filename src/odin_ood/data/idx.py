@@ -64,8 +64,9 @@ class IdxItems:
     at most ``max_bytes`` (None: no limit). ``shape`` and ``dtype`` are the header's; an item
     over ``max_item_bytes`` is refused from the header."""
 
-    def __init__(self, path: str | os.PathLike, max_item_bytes: int | None = None,
-                 max_bytes: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, max_item_bytes: int | None = None, max_bytes: int | None = None
+    ) -> None:
         self.path = Path(path)
         with _opened(self.path) as f:
             self.shape, self.dtype, offset = _header(f, self.path, max_item_bytes)
@@ -79,9 +80,11 @@ class IdxItems:
             if max_bytes is not None and total > max_bytes:
                 from odin_ood._utils.checks import readable
 
-                raise ValueError(f"{self.path}: the header declares {total} bytes of data {self.shape}, over "
-                                 f"--max-memory ({readable(max_bytes)}): a .gz IDX file is decompressed into a "
-                                 "temporary file that the budget bounds (gunzip it, or raise --max-memory)")
+                raise ValueError(
+                    f"{self.path}: the header declares {total} bytes of data {self.shape}, over "
+                    f"--max-memory ({readable(max_bytes)}): a .gz IDX file is decompressed into a "
+                    "temporary file that the budget bounds (gunzip it, or raise --max-memory)"
+                )
             self.file, self.offset = tempfile.TemporaryFile(), 0  # noqa: SIM115 -- the reader owns it
             try:
                 _copy_data(f, self.path, self.shape, self.dtype, offset, self.file.write)
@@ -97,8 +100,10 @@ class IdxItems:
         it was opened is a ``ValueError``."""
         raw = os.pread(self.file.fileno(), self.item_bytes, self.offset + i * self.item_bytes)
         if len(raw) != self.item_bytes:
-            raise ValueError(f"{self.path}: item {i} is cut short ({len(raw)} of {self.item_bytes} bytes): "
-                             "the file changed after it was opened")
+            raise ValueError(
+                f"{self.path}: item {i} is cut short ({len(raw)} of {self.item_bytes} bytes): "
+                "the file changed after it was opened"
+            )
         return np.frombuffer(raw, self.dtype).reshape(self.shape[1:]).astype(self.dtype.newbyteorder("="))
 
 
@@ -125,8 +130,10 @@ def _header(f: io.BufferedIOBase, path: Path, max_item_bytes: int | None) -> tup
     dtype = np.dtype(_IDX_TYPES[head[2]])
     item = math.prod(shape[1:]) * dtype.itemsize
     if max_item_bytes is not None and item > max_item_bytes:
-        raise ValueError(f"{path}: each item of this IDX file is {item} bytes, over the limit of "
-                         f"{max_item_bytes} (--max-image-bytes)")
+        raise ValueError(
+            f"{path}: each item of this IDX file is {item} bytes, over the limit of "
+            f"{max_item_bytes} (--max-image-bytes)"
+        )
     return shape, dtype, 4 + 4 * head[3]
 
 
@@ -136,15 +143,24 @@ def _check_stored(path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: i
     total, stored = math.prod(shape) * dtype.itemsize, path.stat().st_size
     declared = f"{path}: the header declares {total} bytes of data {shape}"
     if _compressed(path) and total > DEFLATE_MAX_RATIO * stored:
-        raise ValueError(f"{declared}, more than a gzip file of {stored} bytes can hold (deflate expands at most "
-                         f"{DEFLATE_MAX_RATIO}-fold): truncated or corrupt")
+        raise ValueError(
+            f"{declared}, more than a gzip file of {stored} bytes can hold (deflate expands at most "
+            f"{DEFLATE_MAX_RATIO}-fold): truncated or corrupt"
+        )
     if not _compressed(path) and total != stored - offset:
-        raise ValueError(f"{declared}, but the file holds {stored - offset} after its {offset}-byte header: "
-                         "truncated or corrupt")
+        raise ValueError(
+            f"{declared}, but the file holds {stored - offset} after its {offset}-byte header: truncated or corrupt"
+        )
 
 
-def _copy_data(f: io.BufferedIOBase, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int,
-               write: Callable[[bytes], object]) -> None:
+def _copy_data(
+    f: io.BufferedIOBase,
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    offset: int,
+    write: Callable[[bytes], object],
+) -> None:
     """Pass the data after the header to ``write`` one chunk at a time: exactly the bytes the
     header declares (checked against the file's size first), else a ``ValueError``."""
     _check_stored(path, shape, dtype, offset)
@@ -160,8 +176,10 @@ def _copy_data(f: io.BufferedIOBase, path: Path, shape: tuple[int, ...], dtype: 
     except (EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{path}: cannot read IDX file ({exc}); is it truncated?") from None
     if done != total or extra:
-        raise ValueError(f"{path}: IDX data is {'more than ' if extra else ''}{done} bytes, "
-                         f"header {shape} implies {total}; truncated or corrupt")
+        raise ValueError(
+            f"{path}: IDX data is {'more than ' if extra else ''}{done} bytes, "
+            f"header {shape} implies {total}; truncated or corrupt"
+        )
 
 
 def is_idx(path: str | os.PathLike) -> bool:
@@ -175,23 +193,25 @@ def is_idx(path: str | os.PathLike) -> bool:
     return len(head) == 4 and head[0] == 0 and head[1] == 0 and head[2] in _IDX_TYPES and head[3] >= 1
 
 
-def load_idx_images(
-    folder: Path, prefix: str, *, name: str, classes: tuple[str, ...] | None = None
-) -> ImageDataset:
+def load_idx_images(folder: Path, prefix: str, *, name: str, classes: tuple[str, ...] | None = None) -> ImageDataset:
     """``<prefix>-images-idx3-ubyte[.gz]`` + ``<prefix>-labels-idx1-ubyte[.gz]`` in ``folder``."""
-    img_path = find_file(folder, [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images-idx3-ubyte"],
-                         f"{name} images")
-    lbl_path = find_file(folder, [f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels-idx1-ubyte"],
-                         f"{name} labels")
+    img_path = find_file(folder, [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-images-idx3-ubyte"], f"{name} images")
+    lbl_path = find_file(folder, [f"{prefix}-labels-idx1-ubyte.gz", f"{prefix}-labels-idx1-ubyte"], f"{name} labels")
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
-            f"{img_path}, {lbl_path}: expected images (N, H, W) and labels (N,); "
-            f"got {images.shape} and {labels.shape}"
+            f"{img_path}, {lbl_path}: expected images (N, H, W) and labels (N,); got {images.shape} and {labels.shape}"
         )
     manifest = {"sources": [source_record(img_path), source_record(lbl_path)], "format": "idx"}
-    return ImageDataset(images[:, None], labels.astype(np.int64), name=name, mean=MNIST_MEAN,
-                        std=MNIST_STD, manifest=manifest, classes=classes)
+    return ImageDataset(
+        images[:, None],
+        labels.astype(np.int64),
+        name=name,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        manifest=manifest,
+        classes=classes,
+    )
 
 
 def _split_prefix(split: str) -> str:
@@ -204,12 +224,12 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "test") -> Im
     """MNIST from ``root/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``
     (60,000 train / 10,000 test, 28x28 grey, raw [0,1] pixels: mean 0, std 1)."""
     folder = resolve_root(root) / "mnist"
-    return load_idx_images(folder, _split_prefix(split), name="mnist",
-                           classes=tuple(str(d) for d in range(10)))
+    return load_idx_images(folder, _split_prefix(split), name="mnist", classes=tuple(str(d) for d in range(10)))
 
 
-def load_notmnist(root: str | os.PathLike | None = None, split: str = "test", *,
-                  deduplicate: bool = False) -> ImageDataset:
+def load_notmnist(
+    root: str | os.PathLike | None = None, split: str = "test", *, deduplicate: bool = False
+) -> ImageDataset:
     """notMNIST from ``root/notmnist/t10k-*-ubyte[.gz]`` (letters A-J as labels 0-9, 28x28 grey,
     white glyphs on black, values /255 in [0, 1] like MNIST's). notMNIST holds repeated glyphs
     (196 of the 10,000 here); ``deduplicate`` keeps the first image of each content, so that

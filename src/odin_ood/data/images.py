@@ -33,9 +33,7 @@ class ImageSource:
         self.path = Path(path)
         self._zip: zipfile.ZipFile | None = None
         if self.path.is_dir():
-            self.members = sorted(
-                p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()
-            )
+            self.members = sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
         elif self.path.is_file():
             try:
                 self._zip = zipfile.ZipFile(self.path)
@@ -56,8 +54,7 @@ class ImageSource:
 
     def images(self, under: str = "") -> list[str]:
         """Image files (by suffix) whose path starts with ``under``."""
-        return [m for m in self.members
-                if m.startswith(under) and PurePosixPath(m).suffix.lower() in IMAGE_SUFFIXES]
+        return [m for m in self.members if m.startswith(under) and PurePosixPath(m).suffix.lower() in IMAGE_SUFFIXES]
 
     def close(self) -> None:
         if self._zip is not None:
@@ -84,11 +81,18 @@ def _decode_chunk(labels: Sequence[str], blobs: Sequence[bytes], mode: str) -> l
 
 
 @overload
-def decode_images(source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ...,
-                  stack: Literal[True] = ...) -> np.ndarray: ...
+def decode_images(
+    source: ImageSource,
+    members: Sequence[str],
+    mode: str = ...,
+    *,
+    workers: int | None = ...,
+    stack: Literal[True] = ...,
+) -> np.ndarray: ...
 @overload
-def decode_images(source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ...,
-                  stack: Literal[False]) -> list[np.ndarray]: ...
+def decode_images(
+    source: ImageSource, members: Sequence[str], mode: str = ..., *, workers: int | None = ..., stack: Literal[False]
+) -> list[np.ndarray]: ...
 def decode_images(
     source: ImageSource,
     members: Sequence[str],
@@ -109,8 +113,12 @@ def decode_images(
     if workers > 1 and len(blobs) >= _PARALLEL_MIN:
         starts = range(0, len(blobs), _CHUNK)
         with ProcessPoolExecutor(workers) as pool:
-            parts = pool.map(_decode_chunk, [labels[s:s + _CHUNK] for s in starts],
-                             [blobs[s:s + _CHUNK] for s in starts], [mode] * len(starts))
+            parts = pool.map(
+                _decode_chunk,
+                [labels[s : s + _CHUNK] for s in starts],
+                [blobs[s : s + _CHUNK] for s in starts],
+                [mode] * len(starts),
+            )
             arrays = [a for part in parts for a in part]
     else:
         arrays = _decode_chunk(labels, blobs, mode)

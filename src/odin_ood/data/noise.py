@@ -29,8 +29,10 @@ from odin_ood.data.dataset import CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, 
 GENERATOR = "torch.Generator() on the CPU (Mersenne Twister mt19937), manual_seed(seed)"
 QUANTISATION = "numpy.rint(float32 values * 255.0).astype(uint8)"
 _RECIPES = {  # kind -> (distribution, the draw with g = GENERATOR)
-    "gaussian": ("N(0.5, 1) clipped to [0, 1]",
-                 "torch.randn(count, *shape, generator=g, dtype=float32).add_(0.5).clamp_(0.0, 1.0)"),
+    "gaussian": (
+        "N(0.5, 1) clipped to [0, 1]",
+        "torch.randn(count, *shape, generator=g, dtype=float32).add_(0.5).clamp_(0.0, 1.0)",
+    ),
     "uniform": ("U[0, 1]", "torch.rand(count, *shape, generator=g, dtype=float32)"),
 }
 
@@ -71,16 +73,25 @@ def noise_images(kind: str, count: int, shape: Sequence[int], seed: int) -> np.n
     return _to_uint8(generators[kind](count, tuple(shape), seed).numpy())
 
 
-def noise_dataset(kind: str, count: int = DEFAULT_COUNT, shape: Sequence[int] = DEFAULT_SHAPE,
-                  seed: int = 0) -> ImageDataset:
+def noise_dataset(
+    kind: str, count: int = DEFAULT_COUNT, shape: Sequence[int] = DEFAULT_SHAPE, seed: int = 0
+) -> ImageDataset:
     """A seeded noise set (unlabelled) with its full recipe in the manifest (see :func:`rebuild`)."""
     shape = tuple(int(s) for s in shape)
     images = noise_images(kind, count, shape, seed)
     distribution, draw = _RECIPES[kind]
-    manifest = {"kind": kind, "distribution": distribution, "seed": seed, "shape": shape,
-                "generator": GENERATOR, "draw": draw, "quantisation": QUANTISATION,
-                "torch": torch.__version__, "numpy": np.__version__,
-                "images_sha256": hashlib.sha256(images.tobytes()).hexdigest()}
+    manifest = {
+        "kind": kind,
+        "distribution": distribution,
+        "seed": seed,
+        "shape": shape,
+        "generator": GENERATOR,
+        "draw": draw,
+        "quantisation": QUANTISATION,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "images_sha256": hashlib.sha256(images.tobytes()).hexdigest(),
+    }
     mean, std = _conventions(shape[0])
     return ImageDataset(images, name=kind, mean=mean, std=std, manifest=manifest)
 
@@ -100,18 +111,26 @@ def rebuild(manifest: Mapping[str, Any]) -> np.ndarray:
     images = noise_images(kind, int(manifest["count"]), tuple(int(s) for s in manifest["shape"]), int(manifest["seed"]))
     want = manifest.get("images_sha256")
     if want is not None and hashlib.sha256(images.tobytes()).hexdigest() != want:
-        raise ValueError(f"rebuilt {kind} noise differs from the recorded sha256 {want} (made with torch "
-                         f"{manifest.get('torch')}, numpy {manifest.get('numpy')}; this is torch {torch.__version__})")
+        raise ValueError(
+            f"rebuilt {kind} noise differs from the recorded sha256 {want} (made with torch "
+            f"{manifest.get('torch')}, numpy {manifest.get('numpy')}; this is torch {torch.__version__})"
+        )
     return images
 
 
 def _registry_loader(kind: str) -> Callable[..., ImageDataset]:
-    def loader(root: str | os.PathLike | None = None, split: str = "test", *,
-               count: int = DEFAULT_COUNT, shape: Sequence[int] = DEFAULT_SHAPE,
-               seed: int = 0) -> ImageDataset:
+    def loader(
+        root: str | os.PathLike | None = None,
+        split: str = "test",
+        *,
+        count: int = DEFAULT_COUNT,
+        shape: Sequence[int] = DEFAULT_SHAPE,
+        seed: int = 0,
+    ) -> ImageDataset:
         if split != "test":
             raise ValueError(f"{kind} noise has only split 'test'; draw another set with seed=")
         return noise_dataset(kind, count, shape, seed)
+
     loader.__doc__ = f"{kind.capitalize()} noise set (no files needed; ``root`` is ignored)."
     return loader
 

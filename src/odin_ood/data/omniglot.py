@@ -44,9 +44,21 @@ DEFAULT_METHOD = "box"
 # Hendrycks & Gimpel's safe_list [0, 2, 5, 6, 8, 12, 13, 14, 15, 16, 17, 18, 19, 21, 26] over the 30
 # background alphabets in alphabetical order.
 SAFE_ALPHABETS = (
-    "Alphabet_of_the_Magi", "Arcadian", "Balinese", "Bengali", "Braille", "Futurama", "Grantha", "Greek",
-    "Gujarati", "Hebrew", "Inuktitut_(Canadian_Aboriginal_Syllabics)", "Japanese_(hiragana)",
-    "Japanese_(katakana)", "Latin", "Sanskrit",
+    "Alphabet_of_the_Magi",
+    "Arcadian",
+    "Balinese",
+    "Bengali",
+    "Braille",
+    "Futurama",
+    "Grantha",
+    "Greek",
+    "Gujarati",
+    "Hebrew",
+    "Inuktitut_(Canadian_Aboriginal_Syllabics)",
+    "Japanese_(hiragana)",
+    "Japanese_(katakana)",
+    "Latin",
+    "Sanskrit",
 )
 
 
@@ -71,14 +83,22 @@ def _selection(alphabets: str | Sequence[str]) -> tuple[str, set[str] | None]:
     if alphabets == "all":
         return alphabets, None
     if isinstance(alphabets, str) or not alphabets:
-        raise ValueError(f"alphabets must be 'hendrycks-gimpel', 'all' or a non-empty list of alphabet names; "
-                         f"got {alphabets!r}")
+        raise ValueError(
+            f"alphabets must be 'hendrycks-gimpel', 'all' or a non-empty list of alphabet names; got {alphabets!r}"
+        )
     return "explicit", set(alphabets)
 
 
-def load_omniglot(root: str | os.PathLike | None = None, split: str = "test", *,
-                  alphabets: str | Sequence[str] = "hendrycks-gimpel", invert: bool = False,
-                  size: int = 28, method: str = DEFAULT_METHOD, workers: int | None = None) -> ImageDataset:
+def load_omniglot(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    alphabets: str | Sequence[str] = "hendrycks-gimpel",
+    invert: bool = False,
+    size: int = 28,
+    method: str = DEFAULT_METHOD,
+    workers: int | None = None,
+) -> ImageDataset:
     """Omniglot images under ``root/omniglot`` of the chosen ``alphabets``, each distinct image
     once, as (N, 1, size, size) unlabelled images; black strokes on white unless ``invert``."""
     if split != "test":
@@ -93,27 +113,40 @@ def load_omniglot(root: str | os.PathLike | None = None, split: str = "test", *,
             members = src.images()
             bad = [m for m in members if len(Path(m).parts) != 4]
             if bad or not members:
-                raise ValueError(f"{path}: expected <set>/<alphabet>/<character>/<id>.png; "
-                                 f"found {bad[:1] or 'no images'}")
+                raise ValueError(
+                    f"{path}: expected <set>/<alphabet>/<character>/<id>.png; found {bad[:1] or 'no images'}"
+                )
             found |= {Path(m).parts[1] for m in members}
             chosen = [m for m in members if keep is None or Path(m).parts[1] in keep]
             if chosen:
                 parts.append(decode_images(src, chosen, "L", workers=workers))
-        records.append({"path": str(path), "images": len(members), "selected": len(chosen),
-                        **({"sha256": sha256_file(path)} if path.is_file() else {})})
+        records.append(
+            {
+                "path": str(path),
+                "images": len(members),
+                "selected": len(chosen),
+                **({"sha256": sha256_file(path)} if path.is_file() else {}),
+            }
+        )
     if selection == "explicit" and keep is not None and keep - found:
         raise ValueError(f"omniglot: alphabets {sorted(keep - found)} not found; available: {sorted(found)}")
     if not parts:
-        raise ValueError(f"omniglot: none of the selected alphabets ({selection}) is in the sources; "
-                         f"available: {sorted(found)}")
+        raise ValueError(
+            f"omniglot: none of the selected alphabets ({selection}) is in the sources; available: {sorted(found)}"
+        )
     decoded = np.concatenate(parts)
     unique = unique_by_content(decoded)
     pixels = 255 - decoded[unique] if invert else decoded[unique]
     small = resize_images(pixels, size, method)
     used = sorted(found if keep is None else found & keep)
-    manifest = {"sources": records, "alphabets": selection, "alphabets_used": used,
-                "duplicates_dropped": int(len(decoded) - len(unique)), "invert": invert,
-                "polarity": "white strokes on black" if invert else "black strokes on white (as stored)",
-                "convert": f"{'invert, ' if invert else ''}resize {size}x{size} ({method})", "method": method}
-    return ImageDataset(small.transpose(0, 3, 1, 2), name="omniglot", mean=MNIST_MEAN,
-                        std=MNIST_STD, manifest=manifest)
+    manifest = {
+        "sources": records,
+        "alphabets": selection,
+        "alphabets_used": used,
+        "duplicates_dropped": int(len(decoded) - len(unique)),
+        "invert": invert,
+        "polarity": "white strokes on black" if invert else "black strokes on white (as stored)",
+        "convert": f"{'invert, ' if invert else ''}resize {size}x{size} ({method})",
+        "method": method,
+    }
+    return ImageDataset(small.transpose(0, 3, 1, 2), name="omniglot", mean=MNIST_MEAN, std=MNIST_STD, manifest=manifest)

@@ -53,10 +53,15 @@ def _flat_images(src: ImageSource, what: str) -> list[str]:
     return members
 
 
-def load_published(name: str, root: str | os.PathLike | None = None, *,
-                   path: str | os.PathLike | None = None, workers: int | None = None,
-                   cache_dir: str | os.PathLike | None = None,
-                   use_cache: bool = True) -> ImageDataset:
+def load_published(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    path: str | os.PathLike | None = None,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+) -> ImageDataset:
     """One of the paper's published OOD folders (``PUBLISHED_FOLDERS``), unlabelled."""
     if name not in PUBLISHED_FOLDERS:
         raise KeyError(f"no published folder for {name!r}; known: {', '.join(PUBLISHED_FOLDERS)}")
@@ -73,11 +78,13 @@ def load_published(name: str, root: str | os.PathLike | None = None, *,
         def build() -> ImageDataset:
             images = decode_images(src, members, "RGB", workers=workers)
             manifest = {"sources": [source], "format": f"published {PUBLISHED_FOLDERS[name]}"}
-            return ImageDataset(images.transpose(0, 3, 1, 2), name=name, mean=CIFAR_MEAN,
-                                std=CIFAR_STD, manifest=manifest)
+            return ImageDataset(
+                images.transpose(0, 3, 1, 2), name=name, mean=CIFAR_MEAN, std=CIFAR_STD, manifest=manifest
+            )
 
-        return cached(f"{name}-published", {"source": source, "n": len(members)}, build,
-                      cache_dir=cache_dir, use_cache=use_cache)
+        return cached(
+            f"{name}-published", {"source": source, "n": len(members)}, build, cache_dir=cache_dir, use_cache=use_cache
+        )
 
 
 def _raw_lsun(source: str | os.PathLike, workers: int | None) -> tuple[list, list[dict]]:
@@ -87,21 +94,35 @@ def _raw_lsun(source: str | os.PathLike, workers: int | None) -> tuple[list, lis
         return images, [fingerprint(src, members)]
 
 
-def load_lsun_crop(root: str | os.PathLike | None = None, split: str = "test", *,
-                   source: str | os.PathLike | None = None, seed: int = 0, per_image: int = 1,
-                   size: int = 32, workers: int | None = None, **kw: Any) -> ImageDataset:
+def load_lsun_crop(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    source: str | os.PathLike | None = None,
+    seed: int = 0,
+    per_image: int = 1,
+    size: int = 32,
+    workers: int | None = None,
+    **kw: Any,
+) -> ImageDataset:
     """LSUN (crop): the published ``root/LSUN/test``, or built from raw LSUN images ``source``
     (random ``size`` x ``size`` patches, ``per_image`` each, seeded)."""
     if source is None:
         return load_published("lsun-crop", root, workers=workers, **kw)
     images, sources = _raw_lsun(source, workers)
-    return crop_dataset(images, name="lsun-crop", sources=sources, size=size,
-                        per_image=per_image, seed=seed)
+    return crop_dataset(images, name="lsun-crop", sources=sources, size=size, per_image=per_image, seed=seed)
 
 
-def load_lsun_resize(root: str | os.PathLike | None = None, split: str = "test", *,
-                     source: str | os.PathLike | None = None, method: str = DEFAULT_RESIZE_METHOD,
-                     size: int = 32, workers: int | None = None, **kw: Any) -> ImageDataset:
+def load_lsun_resize(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    source: str | os.PathLike | None = None,
+    method: str = DEFAULT_RESIZE_METHOD,
+    size: int = 32,
+    workers: int | None = None,
+    **kw: Any,
+) -> ImageDataset:
     """LSUN (resize): the published ``root/LSUN_resize/LSUN_resize``, or built from raw LSUN
     images ``source`` (each downsampled to ``size`` x ``size`` with ``method``)."""
     if source is None:

@@ -48,8 +48,7 @@ def find_tiny_imagenet(root: str | os.PathLike | None, split: str) -> Path:
         if c.exists():
             return c
     raise FileNotFoundError(
-        f"Tiny ImageNet {split}: expected one of {', '.join(map(str, candidates))} "
-        f"holding {_ROOT}/{split}/..."
+        f"Tiny ImageNet {split}: expected one of {', '.join(map(str, candidates))} holding {_ROOT}/{split}/..."
     )
 
 
@@ -78,8 +77,9 @@ def _members_and_labels(src: ImageSource, prefix: str, split: str) -> tuple[list
         members = sorted(members, key=lambda m: (index.get(PurePosixPath(m).parts[-3], -1), _number(m)))
         owners = [PurePosixPath(m).parts[-3] for m in members]
     else:
-        table = dict(line.split("\t")[:2] for line in
-                     _text(src, f"{base}val_annotations.txt").splitlines() if line.strip())
+        table = dict(
+            line.split("\t")[:2] for line in _text(src, f"{base}val_annotations.txt").splitlines() if line.strip()
+        )
         owners = [table.get(PurePosixPath(m).name, "?") for m in members]
     unknown = sorted({o for o in owners if o not in index})
     if unknown:
@@ -87,10 +87,15 @@ def _members_and_labels(src: ImageSource, prefix: str, split: str) -> tuple[list
     return members, [index[o] for o in owners], wnids
 
 
-def load_tiny_imagenet(root: str | os.PathLike | None = None, split: str = "test", *,
-                       path: str | os.PathLike | None = None, workers: int | None = None,
-                       cache_dir: str | os.PathLike | None = None,
-                       use_cache: bool = True) -> ImageDataset:
+def load_tiny_imagenet(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    path: str | os.PathLike | None = None,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+) -> ImageDataset:
     """Tiny ImageNet ``split`` as 64x64 RGB (test: 10,000 unlabelled images).
     ``path`` overrides the search under ``root`` (a folder or zip in the layout above)."""
     source_path = Path(path) if path is not None else find_tiny_imagenet(root, split)
@@ -102,15 +107,21 @@ def load_tiny_imagenet(root: str | os.PathLike | None = None, split: str = "test
         def build() -> ImageDataset:
             images = decode_images(src, members, "RGB", workers=workers)
             manifest = {"sources": [source], "split": split, "format": "tiny-imagenet-200"}
-            return ImageDataset(images.transpose(0, 3, 1, 2), np.asarray(labels), name="tinyimagenet",
-                                mean=CIFAR_MEAN, std=CIFAR_STD, manifest=manifest, classes=wnids)
+            return ImageDataset(
+                images.transpose(0, 3, 1, 2),
+                np.asarray(labels),
+                name="tinyimagenet",
+                mean=CIFAR_MEAN,
+                std=CIFAR_STD,
+                manifest=manifest,
+                classes=wnids,
+            )
 
         params = {"source": source, "split": split, "n": len(members)}
         return cached("tinyimagenet", params, build, cache_dir=cache_dir, use_cache=use_cache)
 
 
-def _built_from_test(name: str, root: Any, split: str, recipe: dict, make: Any,
-                     kw: dict) -> ImageDataset:
+def _built_from_test(name: str, root: Any, split: str, recipe: dict, make: Any, kw: dict) -> ImageDataset:
     """Build ``name`` from the decoded test images with ``make(images_nhwc, sources)``,
     cached under the recipe and the source's sha256."""
     if split != "test":
@@ -130,31 +141,58 @@ def _built_from_test(name: str, root: Any, split: str, recipe: dict, make: Any,
     return cached(name, {"sources": sources, **recipe}, build, use_cache=use, **cache_kw)
 
 
-def load_tinyimagenet_crop(root: str | os.PathLike | None = None, split: str = "test", *,
-                           seed: int = 0, per_image: int = 1, size: int = 32,
-                           published: bool = False, **kw: Any) -> ImageDataset:
+def load_tinyimagenet_crop(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    seed: int = 0,
+    per_image: int = 1,
+    size: int = 32,
+    published: bool = False,
+    **kw: Any,
+) -> ImageDataset:
     """TinyImageNet (crop): ``per_image`` random ``size`` x ``size`` patches per test image
     (default one each: 10,000), seeded. ``published=True`` loads the paper's own folder
     ``root/Imagenet/test`` instead."""
     if published:
         from odin_ood.data.published import load_published
+
         return load_published("tinyimagenet-crop", root, **kw)
     return _built_from_test(
-        "tinyimagenet-crop", root, split, {"seed": seed, "per_image": per_image, "size": size},
-        lambda images, sources: crop_dataset(images, name="tinyimagenet-crop", sources=sources,
-                                             size=size, per_image=per_image, seed=seed), kw)
+        "tinyimagenet-crop",
+        root,
+        split,
+        {"seed": seed, "per_image": per_image, "size": size},
+        lambda images, sources: crop_dataset(
+            images, name="tinyimagenet-crop", sources=sources, size=size, per_image=per_image, seed=seed
+        ),
+        kw,
+    )
 
 
-def load_tinyimagenet_resize(root: str | os.PathLike | None = None, split: str = "test", *,
-                             method: str = DEFAULT_RESIZE_METHOD, size: int = 32,
-                             published: bool = False, **kw: Any) -> ImageDataset:
+def load_tinyimagenet_resize(
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    method: str = DEFAULT_RESIZE_METHOD,
+    size: int = 32,
+    published: bool = False,
+    **kw: Any,
+) -> ImageDataset:
     """TinyImageNet (resize): each test image downsampled to ``size`` x ``size`` with ``method``
     (see ``build.py``). ``published=True`` loads ``root/Imagenet_resize/Imagenet_resize``."""
     if published:
         from odin_ood.data.published import load_published
+
         return load_published("tinyimagenet-resize", root, **kw)
     check_method(method)
     return _built_from_test(
-        "tinyimagenet-resize", root, split, {"method": method, "size": size},
-        lambda images, sources: resize_dataset(images, name="tinyimagenet-resize", sources=sources,
-                                               size=size, method=method), kw)
+        "tinyimagenet-resize",
+        root,
+        split,
+        {"method": method, "size": size},
+        lambda images, sources: resize_dataset(
+            images, name="tinyimagenet-resize", sources=sources, size=size, method=method
+        ),
+        kw,
+    )

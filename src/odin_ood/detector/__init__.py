@@ -19,6 +19,15 @@ from odin_ood.detector.file import FILENAME, FORMAT, FORMAT_VERSION, MAX_FILE_BY
 from odin_ood.detector.params import MAX_BATCH_SIZE, MAX_CHANNELS, check_batch_size
 
 __all__ = [
-    "FILENAME", "FORMAT", "FORMAT_VERSION", "MAX_BATCH_SIZE", "MAX_CHANNELS", "MAX_FILE_BYTES", "Detector",
-    "NotFittedError", "check_batch_size", "gate_outputs", "threshold_below",
+    "FILENAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_BATCH_SIZE",
+    "MAX_CHANNELS",
+    "MAX_FILE_BYTES",
+    "Detector",
+    "NotFittedError",
+    "check_batch_size",
+    "gate_outputs",
+    "threshold_below",
 ]

@@ -117,8 +117,11 @@ class Detector(Params):
         if "score" in deprecated:
             if score_family != "odin":
                 raise TypeError("pass score_family= alone (score= is its deprecated name)")
-            warnings.warn("Detector(score=...) is deprecated: use score_family=... (score is the scoring method)",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "Detector(score=...) is deprecated: use score_family=... (score is the scoring method)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             score_family = deprecated.pop("score")
         if deprecated:
             raise TypeError(f"Detector() got unexpected keyword argument(s) {', '.join(map(repr, deprecated))}")
@@ -159,13 +162,30 @@ class Detector(Params):
         ood_data = None if ood_data is None else self._model_data(ood_data, "ood_data")
         with autocast(precision, model_device(self.model, torch.device("cpu"))):
             result = tune_score(
-                self.scoring_model()[0], id_data, ood_data, self.score_family, self.temperatures, self.epsilons,
-                self.std_, self.objective, input_mean=self.mean_, tpr=tpr, batch_size=self.batch_size,
-                clamp=self.clamp, ood_free=self.ood_free, search=self.search,
+                self.scoring_model()[0],
+                id_data,
+                ood_data,
+                self.score_family,
+                self.temperatures,
+                self.epsilons,
+                self.std_,
+                self.objective,
+                input_mean=self.mean_,
+                tpr=tpr,
+                batch_size=self.batch_size,
+                clamp=self.clamp,
+                ood_free=self.ood_free,
+                search=self.search,
             )
         i, j = result.index
-        self._set_fitted(result.temperature, result.epsilon, threshold_below(result.scores_in[i, j], tpr), tpr,
-                         precision, None if precision == "fp32" else "torch")
+        self._set_fitted(
+            result.temperature,
+            result.epsilon,
+            threshold_below(result.scores_in[i, j], tpr),
+            tpr,
+            precision,
+            None if precision == "fp32" else "torch",
+        )
         self.tuning_ = result
         return self
 
@@ -185,8 +205,15 @@ class Detector(Params):
             base = Preprocessing(shape) if base is None else base.for_input_shape(shape)
         self.preprocessing_ = None if base is None else dataclasses.replace(base, mean=self.mean_, std=self.std_)
 
-    def _set_fitted(self, temperature: float, epsilon: float, threshold: float, tpr: float, precision: str = "fp32",
-                    runtime: str | None = None) -> None:
+    def _set_fitted(
+        self,
+        temperature: float,
+        epsilon: float,
+        threshold: float,
+        tpr: float,
+        precision: str = "fp32",
+        runtime: str | None = None,
+    ) -> None:
         """Record the fitted state: (T, epsilon), delta, the TPR, the precision and runtime that
         set delta, the weights' fingerprint and the resolved normalisation."""
         self._fit_normalisation()
@@ -227,8 +254,12 @@ class Detector(Params):
         logits, score = both[:-1].T, both[-1]
         broken = int((~torch.isfinite(score)).sum())
         if broken:
-            warnings.warn(f"{broken} of {len(score)} ODIN scores are not finite (NaN or infinite): those images are "
-                          "reported out-of-distribution (the gate fails closed)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{broken} of {len(score)} ODIN scores are not finite (NaN or infinite): those images are "
+                "reported out-of-distribution (the gate fails closed)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return gate_outputs(logits, score, self.threshold_)
 
     def scoring_model(self) -> tuple[nn.Module, bool]:
@@ -238,8 +269,9 @@ class Detector(Params):
         mode is scored as given (``scoring_mode`` switches it to eval for the pass)."""
         if not self.optimize or any(m.training for m in self.model.modules()):
             return self.model, False
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device)
-                    for t in (*self.model.parameters(), *self.model.buffers()))
+        key = tuple(
+            (t.data_ptr(), t._version, t.dtype, t.device) for t in (*self.model.parameters(), *self.model.buffers())
+        )
         if self._scoring is None or self._scoring[0] != key:
             self._scoring = (key, *scoring_copy(self.model))
         return self._scoring[1], self._scoring[2]
@@ -254,8 +286,9 @@ class Detector(Params):
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.precision, x.device):
-            logits, score = score_outputs(model, x, self.score_family, self.temperature_, self.epsilon_, self.std_,
-                                          self.clamp)
+            logits, score = score_outputs(
+                model, x, self.score_family, self.temperature_, self.epsilon_, self.std_, self.clamp
+            )
         return torch.cat([logits, score[:, None]], dim=1).T
 
     def score_samples(self, x: Data) -> Tensor:
@@ -307,8 +340,12 @@ def gate_outputs(logits: Tensor, score: Tensor, threshold: float) -> dict[str, T
     and ``confidence`` (argmax and max of softmax(f(x))), ``score``, ``is_out_of_distribution``
     = not (score > threshold), so that a NaN score is out-of-distribution."""
     confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
-    return {"predicted_class": predicted, "confidence": confidence, "score": score,
-            "is_out_of_distribution": ~(score > threshold)}
+    return {
+        "predicted_class": predicted,
+        "confidence": confidence,
+        "score": score,
+        "is_out_of_distribution": ~(score > threshold),
+    }
 
 
 def threshold_below(scores_in: np.ndarray | Tensor, tpr: float) -> float:

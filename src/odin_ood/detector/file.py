@@ -65,8 +65,11 @@ def to_dict(det: Any) -> dict[str, Any]:
         "batch_size": det.batch_size,
         "model_fingerprint": det.model_fingerprint_,
         **({} if det.precision_ == "fp32" else {"precision": det.precision_, "runtime": det.runtime_}),
-        **{key: value for key, value in (("model", det.model_spec_), ("weights", det.weights_spec_))
-           if value is not None},
+        **{
+            key: value
+            for key, value in (("model", det.model_spec_), ("weights", det.weights_spec_))
+            if value is not None
+        },
     }
 
 
@@ -104,14 +107,17 @@ def from_dict(cls: type, d: Any, model: nn.Module, source: str = "detector", max
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ValueError(f"{source} is not an odin-ood detector file (missing format={FORMAT!r})")
     if d.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{source} has format_version {_short(d.get('format_version'))}; "
-                         f"this library reads {FORMAT_VERSION}")
+        raise ValueError(
+            f"{source} has format_version {_short(d.get('format_version'))}; this library reads {FORMAT_VERSION}"
+        )
     c = channels(model)
     with _fields_of(source):
         det = cls(
-            model, input_std=_per_channel(d["input_std"], "input_std", c, positive=True),
+            model,
+            input_std=_per_channel(d["input_std"], "input_std", c, positive=True),
             input_mean=_per_channel(d["input_mean"], "input_mean", c),
-            objective=check_objective(d["objective"]), batch_size=check_batch_size(d["batch_size"]),
+            objective=check_objective(d["objective"]),
+            batch_size=check_batch_size(d["batch_size"]),
             clamp=_clamp(d["clamp"], c),
             input_shape=None if d.get("input_shape") is None else _input_shape(d["input_shape"]),
             score_family=check_score(d.get("score", "odin")),
@@ -153,8 +159,10 @@ def _fitted_with(model: str | None, weights: str | None) -> str:
     """How the file names the model it was fitted for (nothing for files before it was recorded)."""
     if model is None:
         return "a model"
-    return named(f"the model {model!r}" + (f" (weights={weights!r})" if weights else ""),
-                 f"--model {model}" + (f" --weights {weights}" if weights else ""))
+    return named(
+        f"the model {model!r}" + (f" (weights={weights!r})" if weights else ""),
+        f"--model {model}" + (f" --weights {weights}" if weights else ""),
+    )
 
 
 def channels(model: Any) -> int | None:
@@ -237,8 +245,10 @@ def _input_shape(v: Any) -> tuple[int, ...]:
     check_input_shape(v)
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and math.prod(v) > 3 * limit:
-        raise ValueError(f"input_shape {'x'.join(map(str, v))} holds {math.prod(v)} values, over 3 x PIL's pixel limit "
-                         f"of {limit} (Image.MAX_IMAGE_PIXELS): no image that large is decoded")
+        raise ValueError(
+            f"input_shape {'x'.join(map(str, v))} holds {math.prod(v)} values, over 3 x PIL's pixel limit "
+            f"of {limit} (Image.MAX_IMAGE_PIXELS): no image that large is decoded"
+        )
     return tuple(v)
 
 
@@ -250,8 +260,10 @@ def _precision(d: dict) -> tuple[str, str | None]:
     if precision == "fp32" and runtime is None:
         return precision, None
     if precision == "fp32" or not (isinstance(runtime, str) and runtime.isidentifier() and len(runtime) <= 40):
-        raise ValueError(f"runtime must be the name of the runtime a {precision} threshold was fitted on "
-                         f"(fp32: none), got {_short(runtime)}")
+        raise ValueError(
+            f"runtime must be the name of the runtime a {precision} threshold was fitted on "
+            f"(fp32: none), got {_short(runtime)}"
+        )
     return precision, runtime
 
 

@@ -73,8 +73,9 @@ def computation(model: nn.Module, input_shape: Sequence[int]) -> str:
             # call imports the compiler (torch._dynamo, about a second) on every scoring run
             return False
 
-        def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
-                               kwargs: dict[str, Any] | None = None) -> Any:
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+        ) -> Any:
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]

@@ -40,8 +40,11 @@ class Params:
     @classmethod
     def _param_names(cls) -> list[str]:
         signature = inspect.signature(cls.__init__)
-        return sorted(p.name for p in signature.parameters.values()
-                      if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        return sorted(
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        )
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's arguments, as given (``deep``: with those of nested estimators)."""
@@ -61,8 +64,9 @@ class Params:
         for key, value in params.items():
             name, delim, sub = key.partition("__")
             if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}: valid parameters are "
-                                 f"{self._param_names()}")
+                raise ValueError(
+                    f"invalid parameter {name!r} for {type(self).__name__}: valid parameters are {self._param_names()}"
+                )
             if delim:
                 nested[name][sub] = value
             else:
@@ -114,8 +118,10 @@ def check_params(det: Any, channels: int | None) -> None:
         raise TypeError(f"optimize must be True or False, got {short(det.optimize)}")
     if det.preprocessing is not None:
         if not isinstance(det.preprocessing, Preprocessing):
-            raise TypeError(f"preprocessing must be an odin_ood.preprocess.Preprocessing or None, got "
-                            f"{type(det.preprocessing).__name__}")
+            raise TypeError(
+                f"preprocessing must be an odin_ood.preprocess.Preprocessing or None, got "
+                f"{type(det.preprocessing).__name__}"
+            )
         check_agrees(det.preprocessing, det.input_std, det.input_mean, det.input_shape)
 
 
@@ -146,7 +152,12 @@ def check_clamp(v: Any, channels: int | None) -> None:
     low, high = (_channel_values(c, f"clamp[{k}]", channels) for k, c in enumerate(v))
     if 1 not in (len(low), len(high)) and len(low) != len(high):
         raise ValueError(f"clamp low has {len(low)} values and high {len(high)}: give 1 or C values each")
-    if any(a > b for a, b in zip(low * len(high) if len(low) == 1 else low, high * len(low) if len(high) == 1 else high, strict=True)):
+    if any(
+        a > b
+        for a, b in zip(
+            low * len(high) if len(low) == 1 else low, high * len(low) if len(high) == 1 else high, strict=True
+        )
+    ):
         raise ValueError(f"clamp low {list(low)} exceeds high {list(high)}")
 
 

@@ -64,7 +64,7 @@ def cached_gradient_norms(scorer: Scorer, scored: Scored, idx: np.ndarray, tempe
     key = scorer._key(sub, "gradnorm", temperature=float(temperature))
 
     def compute() -> dict[str, np.ndarray]:
-        parts = [gradient_norms(scorer, sub.images[s:s + CHUNK], temperature) for s in range(0, len(sub), CHUNK)]
+        parts = [gradient_norms(scorer, sub.images[s : s + CHUNK], temperature) for s in range(0, len(sub), CHUNK)]
         return {"norm": np.concatenate([p[0] for p in parts]), "score": np.concatenate([p[1] for p in parts])}
 
     return scorer.cache.get(key, compute)
@@ -85,7 +85,9 @@ def density(values: dict[str, np.ndarray], bins: int = 60, log: bool = False) ->
     return {"centres": ((edges[1:] + edges[:-1]) / 2).tolist(), "log10": log, "density": out}
 
 
-def conditional_mean(x: dict[str, np.ndarray], y: dict[str, np.ndarray], bins: int = 20, min_count: int = 5) -> dict[str, Any]:
+def conditional_mean(
+    x: dict[str, np.ndarray], y: dict[str, np.ndarray], bins: int = 20, min_count: int = 5
+) -> dict[str, Any]:
     """E[y | x] per dataset in bins of x with equal pooled counts (quantiles of all sets' x
     between the 1st and 99th percentile), so skewed x (MSP near 1) still gets resolution."""
     edges = np.unique(np.quantile(np.concatenate(list(x.values())), np.linspace(0.01, 0.99, bins + 1)))
@@ -121,10 +123,16 @@ def class_profiles(exp: Experiment) -> dict[str, Any]:
     natural = [o for o in exp.oods if o.paper_key not in ("gaussian", "uniform")] or exp.oods
     ood = natural[0]
     i_ood = int(ood.split.eval[0])
-    return {"classes": classes,
-            "id": {"set": ids.label, "index": int(i_id), "label": classes[int(ids.labels[i_id])] if ids.labels[i_id] >= 0 else None,
-                   "logits": ids.full_logits()[i_id].tolist()},
-            "ood": {"set": ood.label, "index": i_ood, "logits": ood.full_logits()[i_ood].tolist()}}
+    return {
+        "classes": classes,
+        "id": {
+            "set": ids.label,
+            "index": int(i_id),
+            "label": classes[int(ids.labels[i_id])] if ids.labels[i_id] >= 0 else None,
+            "logits": ids.full_logits()[i_id].tolist(),
+        },
+        "ood": {"set": ood.label, "index": i_ood, "logits": ood.full_logits()[i_ood].tolist()},
+    }
 
 
 def accuracy_vs_threshold(exp: Experiment) -> dict[str, Any]:
@@ -160,11 +168,16 @@ def section5(exp: Experiment, analysis_n: int = 2000) -> dict[str, Any]:
     u1, u2 = {}, {}
     for s in sets:
         u1[s.key], u2[s.key] = u1_u2(s.full_logits()[s.split.eval])
-    out: dict[str, Any] = {"id_key": exp.id_set.key, "labels": labels, "u1_density": density(u1),
-                           "u2_given_u1": conditional_mean(u1, u2),
-                           "u1_mean": {k: float(v.mean()) for k, v in u1.items()},
-                           "u2_mean": {k: float(v.mean()) for k, v in u2.items()},
-                           "analysis_n": analysis_n, "gradient": {}}
+    out: dict[str, Any] = {
+        "id_key": exp.id_set.key,
+        "labels": labels,
+        "u1_density": density(u1),
+        "u2_given_u1": conditional_mean(u1, u2),
+        "u1_mean": {k: float(v.mean()) for k, v in u1.items()},
+        "u2_mean": {k: float(v.mean()) for k, v in u2.items()},
+        "analysis_n": analysis_n,
+        "gradient": {},
+    }
     for T in GRAD_TEMPERATURES:
         g = {s.key: cached_gradient_norms(exp.scorer, s, _eval_subset(s, analysis_n), T) for s in sets}
         norms = {k: v["norm"] for k, v in g.items()}

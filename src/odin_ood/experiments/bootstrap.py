@@ -12,8 +12,9 @@ import numpy as np
 from odin_ood.metrics import METRICS, evaluate
 
 
-def bootstrap_ci(scores_in: np.ndarray, scores_out: np.ndarray, resamples: int = 200, seed: int = 0,
-                 level: float = 0.95) -> dict[str, tuple[float, float]]:
+def bootstrap_ci(
+    scores_in: np.ndarray, scores_out: np.ndarray, resamples: int = 200, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
     """{metric: (low, high)} percentile interval of each of the five metrics."""
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")

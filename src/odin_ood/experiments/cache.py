@@ -92,8 +92,9 @@ class ScoreCache:
         """The cached arrays for ``key``, or None; computes nothing."""
         return read_entry(entry_path(self.folder, key), key) if self.enabled else None
 
-    def chunk(self, key: dict[str, Any], start: int, stop: int,
-              compute: Callable[[int, int], dict[str, np.ndarray]] | None) -> tuple[dict[str, np.ndarray] | None, bool]:
+    def chunk(
+        self, key: dict[str, Any], start: int, stop: int, compute: Callable[[int, int], dict[str, np.ndarray]] | None
+    ) -> tuple[dict[str, np.ndarray] | None, bool]:
         """(arrays, cached) of rows ``start:stop`` of a chunked entry (key plus ``"rows"``): read
         from the cache, else computed and stored (``compute=None``: look only, (None, False) on a
         miss). Finished chunks survive a killed run, which resumes at the first missing one."""
@@ -109,9 +110,14 @@ class ScoreCache:
         write_entry(path, ckey, arrays)
         return arrays, False
 
-    def get_chunked(self, key: dict[str, Any], n: int, chunk: int,
-                    compute: Callable[[int, int], dict[str, np.ndarray]] | None,
-                    progress: Callable[[int, bool], None] | None = None) -> dict[str, np.ndarray] | None:
+    def get_chunked(
+        self,
+        key: dict[str, Any],
+        n: int,
+        chunk: int,
+        compute: Callable[[int, int], dict[str, np.ndarray]] | None,
+        progress: Callable[[int, bool], None] | None = None,
+    ) -> dict[str, np.ndarray] | None:
         """Like :meth:`get` for arrays whose first axis has ``n`` rows computed ``chunk`` rows at a
         time by ``compute(start, stop)``, each chunk stored as it finishes (:meth:`chunk`). When
         every chunk exists they are joined into the whole entry and the chunk entries removed.

@@ -41,14 +41,26 @@ class Tuned:
     cost_fraction: float
 
     def describe(self) -> dict:
-        return {"temperature": self.temperature, "epsilon": self.epsilon, "search": self.search,
-                "tuning_fpr_at_95_tpr": self.value, "cost_fraction_of_grid": round(self.cost_fraction, 4)}
+        return {
+            "temperature": self.temperature,
+            "epsilon": self.epsilon,
+            "search": self.search,
+            "tuning_fpr_at_95_tpr": self.value,
+            "cost_fraction_of_grid": round(self.cost_fraction, 4),
+        }
 
 
 def _tuned(result: SearchResult, temperatures: Sequence[float], epsilons: Sequence[float]) -> Tuned:
     i, j = result.index
-    return Tuned(float(temperatures[i]), float(epsilons[j]), (i, j), result.search, float(result.fpr[i, j]),
-                 result.fpr, result.cost_fraction)
+    return Tuned(
+        float(temperatures[i]),
+        float(epsilons[j]),
+        (i, j),
+        result.search,
+        float(result.fpr[i, j]),
+        result.fpr,
+        result.cost_fraction,
+    )
 
 
 class SharedRows:
@@ -83,9 +95,17 @@ def tune_set(exp: Experiment, ood: Scored) -> Tuned:
     if exp.id_set.grid is not None and ood.grid is not None:
         result = search(array_scorer(exp.id_set.tune(), ood.tune()), n_in, n_out, shape, exp.search, seed=exp.seed)
         return _tuned(result, s.temperatures, s.epsilons)
-    key = {"model": s.fingerprint, "method": "tuning-search", "search": exp.search, "seed": exp.seed,
-           "precision": s.precision, "temperatures": s.temperatures, "epsilons": s.epsilons,
-           "id_tune": _sha(exp.id_set, exp.id_set.split.tune), "ood_tune": _sha(ood, ood.split.tune)}
+    key = {
+        "model": s.fingerprint,
+        "method": "tuning-search",
+        "search": exp.search,
+        "seed": exp.seed,
+        "precision": s.precision,
+        "temperatures": s.temperatures,
+        "epsilons": s.epsilons,
+        "id_tune": _sha(exp.id_set, exp.id_set.split.tune),
+        "ood_tune": _sha(ood, ood.split.tune),
+    }
 
     def compute() -> dict[str, np.ndarray]:
         if s.deadline is not None and time.monotonic() > s.deadline:
@@ -97,8 +117,15 @@ def tune_set(exp: Experiment, ood: Scored) -> Tuned:
 
     found = s.cache.get(key, compute)
     i, j = (int(v) for v in found["index"])
-    return Tuned(s.temperatures[i], s.epsilons[j], (i, j), exp.search, float(found["fpr"][i, j]), found["fpr"],
-                 float(found["cost"]))
+    return Tuned(
+        s.temperatures[i],
+        s.epsilons[j],
+        (i, j),
+        exp.search,
+        float(found["fpr"][i, j]),
+        found["fpr"],
+        float(found["cost"]),
+    )
 
 
 def _tuning_grids(exp: Experiment, ood: Scored) -> tuple[np.ndarray, np.ndarray] | None:
@@ -112,6 +139,7 @@ def _tuning_grids(exp: Experiment, ood: Scored) -> tuple[np.ndarray, np.ndarray]
 
 def _sha(scored: Scored, rows: np.ndarray) -> str:
     import hashlib
+
     return hashlib.sha256(scored.data.images[rows].numpy().tobytes()).hexdigest()
 
 
@@ -121,8 +149,17 @@ def _model_rows(exp: Experiment, ood: Scored) -> ScoreFn:
     s = exp.scorer
     id_x = exp.id_set.data.images[exp.id_set.split.tune]
     ood_x = ood.data.images[ood.split.tune]
-    fn = model_scorer(s.model, id_x, ood_x, s.temperatures, s.epsilons, input_std=s.input_std,
-                      batch_size=s.batch_size, prepare=s.inputs, context=s.autocast)
+    fn = model_scorer(
+        s.model,
+        id_x,
+        ood_x,
+        s.temperatures,
+        s.epsilons,
+        input_std=s.input_std,
+        batch_size=s.batch_size,
+        prepare=s.inputs,
+        context=s.autocast,
+    )
     if exp.shared_id is None:
         exp.shared_id = SharedRows(fn)
     shared = exp.shared_id

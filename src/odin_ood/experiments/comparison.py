@@ -41,18 +41,39 @@ def compare(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for key, label in order:
         for metric in METRICS:
-            rows.append({"ood": key, "label": label, "metric": metric, "paper": _paper(cells, key, metric),
-                         "models": {name: {m: {"value": cs[(key, m)]["metrics"][metric],
-                                               "ci95": cs[(key, m)]["ci95"][metric],
-                                               "temperature": cs[(key, m)]["temperature"],
-                                               "epsilon": cs[(key, m)]["epsilon"]}
-                                           for m in METHODS if (key, m) in cs}
-                                    for name, cs in cells.items()}})
-    models = {name: {"model": res["provenance"]["model"]["name"], "suite": res["suite"],
-                     "id_eval_accuracy": res["provenance"]["model"]["id_eval_accuracy"],
-                     "date_utc": res["provenance"]["date_utc"], "quick": res["quick"],
-                     "grid": res["provenance"]["grid"], "n_id_eval": res["provenance"]["datasets"]["id"]["split"]["eval"]}
-              for name, res in parts.items()}
+            rows.append(
+                {
+                    "ood": key,
+                    "label": label,
+                    "metric": metric,
+                    "paper": _paper(cells, key, metric),
+                    "models": {
+                        name: {
+                            m: {
+                                "value": cs[(key, m)]["metrics"][metric],
+                                "ci95": cs[(key, m)]["ci95"][metric],
+                                "temperature": cs[(key, m)]["temperature"],
+                                "epsilon": cs[(key, m)]["epsilon"],
+                            }
+                            for m in METHODS
+                            if (key, m) in cs
+                        }
+                        for name, cs in cells.items()
+                    },
+                }
+            )
+    models = {
+        name: {
+            "model": res["provenance"]["model"]["name"],
+            "suite": res["suite"],
+            "id_eval_accuracy": res["provenance"]["model"]["id_eval_accuracy"],
+            "date_utc": res["provenance"]["date_utc"],
+            "quick": res["quick"],
+            "grid": res["provenance"]["grid"],
+            "n_id_eval": res["provenance"]["datasets"]["id"]["split"]["eval"],
+        }
+        for name, res in parts.items()
+    }
     return {"models": models, "rows": rows, "findings": findings(rows, models)}
 
 
@@ -62,8 +83,11 @@ def _paper(cells: dict[str, dict], key: str, metric: str) -> dict[str, Any] | No
     for cs in cells.values():
         msp, odin = cs.get((key, "msp")), cs.get((key, "odin-tuned"))
         if msp and odin and msp["paper"] and odin["paper"]:
-            return {"msp": msp["paper"]["values"][metric] / 100, "odin": odin["paper"]["values"][metric] / 100,
-                    "source": msp["paper"]["source"]}
+            return {
+                "msp": msp["paper"]["values"][metric] / 100,
+                "odin": odin["paper"]["values"][metric] / 100,
+                "source": msp["paper"]["source"],
+            }
     return None
 
 
@@ -89,21 +113,33 @@ def findings(rows: list[dict[str, Any]], models: dict[str, dict[str, Any]]) -> l
                         worst = (abs(ours - theirs), r["label"])
             better.append(odin["value"] <= m["msp"]["value"])
         acc_text = f"{100 * acc:.2f}%" if acc is not None else "n/a"
-        line = (f"{name} (ID accuracy {acc_text} on the evaluated MNIST test digits): {near} of {total} Table 3 "
-                f"FPR@95 cells (MSP and ODIN at T = 1000, eps = 0; non-inverted Omniglot) within "
-                f"{100 * TOLERANCE:.0f} points of the paper")
+        line = (
+            f"{name} (ID accuracy {acc_text} on the evaluated MNIST test digits): {near} of {total} Table 3 "
+            f"FPR@95 cells (MSP and ODIN at T = 1000, eps = 0; non-inverted Omniglot) within "
+            f"{100 * TOLERANCE:.0f} points of the paper"
+        )
         line += f", largest gap {100 * worst[0]:.1f} points ({worst[1]})" if total else ""
         line += f"; ODIN <= MSP on {sum(better)} of {len(better)} sets."
         out.append(line)
         pol = {r["ood"]: r["models"].get(name, {}).get("msp", {}).get("value") for r in fpr}
         if pol.get("omniglot") is not None and pol.get("omniglot-inverted") is not None:
-            out.append(f"{name}: Omniglot MSP FPR@95 {100 * pol['omniglot']:.1f}% as stored (black on white) vs "
-                       f"{100 * pol['omniglot-inverted']:.1f}% inverted (white on black, MNIST's polarity).")
+            out.append(
+                f"{name}: Omniglot MSP FPR@95 {100 * pol['omniglot']:.1f}% as stored (black on white) vs "
+                f"{100 * pol['omniglot-inverted']:.1f}% inverted (white on black, MNIST's polarity)."
+            )
         if info["model"] == "mnist-mlp":
-            auroc = {r["ood"]: r["models"][name]["msp"]["value"] for r in rows
-                     if r["metric"] == "auroc" and "msp" in r["models"].get(name, {})}
-            pairs = [f"{k} {100 * auroc[k]:.1f} vs {v:.2f}" for k, v in HENDRYCKS_GIMPEL_MSP_AUROC.items() if k in auroc]
+            auroc = {
+                r["ood"]: r["models"][name]["msp"]["value"]
+                for r in rows
+                if r["metric"] == "auroc" and "msp" in r["models"].get(name, {})
+            }
+            pairs = [
+                f"{k} {100 * auroc[k]:.1f} vs {v:.2f}" for k, v in HENDRYCKS_GIMPEL_MSP_AUROC.items() if k in auroc
+            ]
             if pairs:
-                out.append(f"{name}: baseline AUROC (%) ours vs Hendrycks & Gimpel's notebook for the same recipe: "
-                           + ", ".join(pairs) + ".")
+                out.append(
+                    f"{name}: baseline AUROC (%) ours vs Hendrycks & Gimpel's notebook for the same recipe: "
+                    + ", ".join(pairs)
+                    + "."
+                )
     return out

@@ -53,10 +53,21 @@ class RunConfig:
 
         suite = suites.get(self.suite)
         grid_t, grid_e = suites.grid(suite, q)
-        eval_grid = self.eval_grid if self.eval_grid is not None else (
-            q or self.device.startswith("cuda") or suite.full_grid_on_cpu)
-        return RunConfig(**{**asdict(self), "eval_grid": eval_grid,
-                            "limit": pick(self.limit, suite.quick_limit, None),
-                            "resamples": pick(self.resamples, 50, 200), "repeats": pick(self.repeats, 3, 10),
-                            "analysis_n": pick(self.analysis_n, 30, 2000 if eval_grid else 300), "distance_m": pick(self.distance_m, 100, 1000),
-                            "temperatures": tuple(self.temperatures or grid_t), "epsilons": tuple(self.epsilons or grid_e)})
+        eval_grid = (
+            self.eval_grid
+            if self.eval_grid is not None
+            else (q or self.device.startswith("cuda") or suite.full_grid_on_cpu)
+        )
+        return RunConfig(
+            **{
+                **asdict(self),
+                "eval_grid": eval_grid,
+                "limit": pick(self.limit, suite.quick_limit, None),
+                "resamples": pick(self.resamples, 50, 200),
+                "repeats": pick(self.repeats, 3, 10),
+                "analysis_n": pick(self.analysis_n, 30, 2000 if eval_grid else 300),
+                "distance_m": pick(self.distance_m, 100, 1000),
+                "temperatures": tuple(self.temperatures or grid_t),
+                "epsilons": tuple(self.epsilons or grid_e),
+            }
+        )

@@ -66,8 +66,11 @@ def energy_distance(v: np.ndarray, w: np.ndarray) -> float:
     if len(v) < 2 or len(w) < 2:
         raise ValueError(f"energy_distance needs at least 2 samples per set, got {len(v)} and {len(w)}")
     cross = float(np.sqrt(pairwise_sq_distances(v, w)).mean())
-    return 2.0 * cross - _off_diagonal_mean(np.sqrt(pairwise_sq_distances(v, v))) - \
-        _off_diagonal_mean(np.sqrt(pairwise_sq_distances(w, w)))
+    return (
+        2.0 * cross
+        - _off_diagonal_mean(np.sqrt(pairwise_sq_distances(v, v)))
+        - _off_diagonal_mean(np.sqrt(pairwise_sq_distances(w, w)))
+    )
 
 
 def _vectors(images: torch.Tensor, idx: np.ndarray) -> np.ndarray:
@@ -85,6 +88,14 @@ def distances(exp: Experiment, m: int = 1000) -> dict[str, Any]:
         v = _vectors(ids.data.images, np.sort(rng.choice(len(ids.data), k, replace=False)))
         w = _vectors(ood.data.images, np.sort(rng.choice(len(ood.data), k, replace=False)))
         s = median_heuristic(v, w)
-        rows.append({"ood": ood.key, "label": ood.label, "m": k, "two_sigma_sq": s, "mmd2": mmd2(v, w, s),
-                     "energy": energy_distance(v, w)})
+        rows.append(
+            {
+                "ood": ood.key,
+                "label": ood.label,
+                "m": k,
+                "two_sigma_sq": s,
+                "mmd2": mmd2(v, w, s),
+                "energy": energy_distance(v, w),
+            }
+        )
     return {"rows": rows, "space": "flattened pixels in [0, 1]", "bandwidth": "median of squared distances in V u W"}

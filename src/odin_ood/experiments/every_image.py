@@ -33,8 +33,13 @@ def logits_cell(paper_row: str | None, specs: Sequence[Any]) -> tuple[float, flo
     return next((p for s in specs if (p := paper.parameters(paper_row, s.paper_key)) is not None), (1.0, 0.0))
 
 
-def every_image_pass(scorer: Scorer, id_data: ImageDataset, oods: Sequence[tuple[Any, ImageDataset]],
-                     paper_row: str | None, progress: bool = True) -> None:
+def every_image_pass(
+    scorer: Scorer,
+    id_data: ImageDataset,
+    oods: Sequence[tuple[Any, ImageDataset]],
+    paper_row: str | None,
+    progress: bool = True,
+) -> None:
     """Score every image of the ID set, then of every OOD set, at the paper's parameters,
     round-robin over the OOD sets one chunk at a time: a run stopped early leaves every set
     with about the same number of finished images (rows report how many)."""
@@ -52,8 +57,9 @@ def every_image_pass(scorer: Scorer, id_data: ImageDataset, oods: Sequence[tuple
                 scorer.cell_chunk(ds, *cell, start, bar)
 
 
-def every_image_rows(scorer: Scorer, id_data: ImageDataset, oods: Sequence[tuple[Any, ImageDataset]],
-                     paper_row: str | None) -> list[dict[str, Any]]:
+def every_image_rows(
+    scorer: Scorer, id_data: ImageDataset, oods: Sequence[tuple[Any, ImageDataset]], paper_row: str | None
+) -> list[dict[str, Any]]:
     """One row per OOD set: MSP and ODIN at the paper's parameters (``paper_parameters`` False:
     another set's, for a set the paper gives none) on every image scored so far (``complete``
     False and ``n_out`` < ``n_out_total`` while the pass is unfinished: the finished chunks, a
@@ -68,13 +74,21 @@ def every_image_rows(scorer: Scorer, id_data: ImageDataset, oods: Sequence[tuple
         out = scorer.cell_finished(ds, *cell)
         if s_in is None or out is None:
             continue
-        rows.append({
-            "ood": spec.key, "label": spec.label, "temperature": cell[0], "epsilon": cell[1],
-            "paper_parameters": own is not None,
-            "n_in": len(id_data), "n_out": int(out["scores"].size), "n_out_total": len(ds),
-            "complete": int(out["scores"].size) == len(ds), "precision": scorer.precision,
-            "msp": evaluate(msp_from_logits(s_in["logits"]), msp_from_logits(out["logits"])),
-            "odin": evaluate(s_in["scores"], out["scores"]),
-            "paper": paper.table_row(paper_row, spec.paper_key),
-        })
+        rows.append(
+            {
+                "ood": spec.key,
+                "label": spec.label,
+                "temperature": cell[0],
+                "epsilon": cell[1],
+                "paper_parameters": own is not None,
+                "n_in": len(id_data),
+                "n_out": int(out["scores"].size),
+                "n_out_total": len(ds),
+                "complete": int(out["scores"].size) == len(ds),
+                "precision": scorer.precision,
+                "msp": evaluate(msp_from_logits(s_in["logits"]), msp_from_logits(out["logits"])),
+                "odin": evaluate(s_in["scores"], out["scores"]),
+                "paper": paper.table_row(paper_row, spec.paper_key),
+            }
+        )
     return rows

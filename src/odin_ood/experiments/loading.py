@@ -50,7 +50,7 @@ def load_model(suite: Suite, path: Path | None, device: str, num_classes: int | 
 
 
 def availability(name: str, data_root: str | None = None, weights: str | None = None) -> str:
-    """"ok ..." or the reason the suite cannot run (model or every ID set missing), for ``--list``."""
+    """ "ok ..." or the reason the suite cannot run (model or every ID set missing), for ``--list``."""
     suite = suites.get(name)
     try:
         root = resolve_root(data_root)

@@ -21,8 +21,12 @@ from odin_ood.metrics import evaluate, roc_points
 
 PAPER_METHODS = ("msp", "odin-tuned", "odin-paper")
 METHODS = PAPER_METHODS + successor_rows.METHODS
-METHOD_LABELS = {"msp": "Baseline (MSP)", "odin-tuned": "ODIN (tuned, sec. 4.4)", "odin-paper": "ODIN (paper's T, eps)",
-                 **successor_rows.METHOD_LABELS}
+METHOD_LABELS = {
+    "msp": "Baseline (MSP)",
+    "odin-tuned": "ODIN (tuned, sec. 4.4)",
+    "odin-paper": "ODIN (paper's T, eps)",
+    **successor_rows.METHOD_LABELS,
+}
 
 
 def method_scores(exp: Experiment, ood: Scored, method: str) -> tuple[np.ndarray, np.ndarray, float, float] | None:
@@ -65,16 +69,35 @@ def main_table(exp: Experiment, resamples: int = 200) -> dict[str, Any]:
             if found is None:
                 continue
             s_in, s_out, T, eps = found
-            rows.append({
-                "ood": ood.key, "label": ood.label, "method": method, "temperature": T, "epsilon": eps,
-                "search": tuned(exp, ood).search if method == "odin-tuned" else None,
-                "metrics": evaluate(s_in, s_out),
-                "ci95": bootstrap_ci(s_in, s_out, resamples, seed=exp.seed + 7919 * k + METHODS.index(method)),
-                "paper": None if ref is None or method not in PAPER_METHODS else
-                {"values": ref["msp" if method == "msp" else "odin"], "unit": "percent", "source": ref["source"]},
-                "n_in": int(s_in.size), "n_out": int(s_out.size),
-            })
+            rows.append(
+                {
+                    "ood": ood.key,
+                    "label": ood.label,
+                    "method": method,
+                    "temperature": T,
+                    "epsilon": eps,
+                    "search": tuned(exp, ood).search if method == "odin-tuned" else None,
+                    "metrics": evaluate(s_in, s_out),
+                    "ci95": bootstrap_ci(s_in, s_out, resamples, seed=exp.seed + 7919 * k + METHODS.index(method)),
+                    "paper": None
+                    if ref is None or method not in PAPER_METHODS
+                    else {
+                        "values": ref["msp" if method == "msp" else "odin"],
+                        "unit": "percent",
+                        "source": ref["source"],
+                    },
+                    "n_in": int(s_in.size),
+                    "n_out": int(s_out.size),
+                }
+            )
             if method in ("msp", "odin-tuned"):
                 roc[ood.key][method] = roc_curve(s_in, s_out)
-    return {"rows": rows, "roc": roc, "bootstrap": {"resamples": resamples, "level": 0.95,
-                                                     "method": "percentile, ID and OOD resampled independently"}}
+    return {
+        "rows": rows,
+        "roc": roc,
+        "bootstrap": {
+            "resamples": resamples,
+            "level": 0.95,
+            "method": "percentile, ID and OOD resampled independently",
+        },
+    }

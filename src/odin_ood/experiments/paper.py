@@ -120,23 +120,61 @@ def _parse_table(text: str) -> dict[str, dict[str, dict[str, float]]]:
         if len(pairs) != len(METRICS):
             raise ValueError(f"paper table row {key!r} has {len(pairs)} entries, expected {len(METRICS)}")
         split = [tuple(float(v) for v in p.split("/")) for p in pairs]
-        rows[key] = {"msp": dict(zip(METRICS, (b for b, _ in split), strict=True)), "odin": dict(zip(METRICS, (o for _, o in split), strict=True))}
+        rows[key] = {
+            "msp": dict(zip(METRICS, (b for b, _ in split), strict=True)),
+            "odin": dict(zip(METRICS, (o for _, o in split), strict=True)),
+        }
     return rows
 
 
 TABLES: dict[str, dict[str, dict[str, dict[str, float]]]] = {row: _parse_table(t) for row, t in _TABLE_TEXT.items()}
 
 # Appendix A.2: (T, epsilon) per (row, OOD key). "For MNIST, we set T = 1000 and epsilon = 0."
-_OODS = ("tinyimagenet-crop", "tinyimagenet-resize", "lsun-crop", "lsun-resize", "isun", "uniform", "gaussian", "cifar20")
+_OODS = (
+    "tinyimagenet-crop",
+    "tinyimagenet-resize",
+    "lsun-crop",
+    "lsun-resize",
+    "isun",
+    "uniform",
+    "gaussian",
+    "cifar20",
+)
 _EPS = {  # Tables 4, 6, 8: columns CIFAR-10, CIFAR-80, CIFAR-100
-    "Dense-BC": [(0.0014, 0.002, 0.002), (0.0014, 0.0022, 0.0022), (0, 0.0036, 0.0038), (0.0014, 0.002, 0.0018),
-                 (0.0014, 0.002, 0.002), (0.0014, 0.0028, 0.0024), (0.0014, 0.0026, 0.0028), (None, 0.0002, None)],
-    "WRN-28-10": [(0.0005, 0.0002, 0.0026), (0.0011, 0.0004, 0.0024), (0, 0.0002, 0.0038), (0.0006, 0.0002, 0.0026),
-                  (0.0008, 0.0002, 0.0026), (0.0014, 0.0002, 0.0032), (0.0014, 0.0002, 0.0032), (None, 5e-05, None)],
-    "WRN-40-4": [(0.0004, 0.0002, 0.0014), (0.0008, 0.0004, 0.0016), (0, 0.0002, 0.0038), (0.001, 0.0002, 0.0014),
-                 (0.0008, 0.0002, 0.0016), (0.0016, 0.0002, 0.0024), (0.0016, 0.0002, 0.0026), (None, 0.0002, None)],
+    "Dense-BC": [
+        (0.0014, 0.002, 0.002),
+        (0.0014, 0.0022, 0.0022),
+        (0, 0.0036, 0.0038),
+        (0.0014, 0.002, 0.0018),
+        (0.0014, 0.002, 0.002),
+        (0.0014, 0.0028, 0.0024),
+        (0.0014, 0.0026, 0.0028),
+        (None, 0.0002, None),
+    ],
+    "WRN-28-10": [
+        (0.0005, 0.0002, 0.0026),
+        (0.0011, 0.0004, 0.0024),
+        (0, 0.0002, 0.0038),
+        (0.0006, 0.0002, 0.0026),
+        (0.0008, 0.0002, 0.0026),
+        (0.0014, 0.0002, 0.0032),
+        (0.0014, 0.0002, 0.0032),
+        (None, 5e-05, None),
+    ],
+    "WRN-40-4": [
+        (0.0004, 0.0002, 0.0014),
+        (0.0008, 0.0004, 0.0016),
+        (0, 0.0002, 0.0038),
+        (0.001, 0.0002, 0.0014),
+        (0.0008, 0.0002, 0.0016),
+        (0.0016, 0.0002, 0.0024),
+        (0.0016, 0.0002, 0.0026),
+        (None, 0.0002, None),
+    ],
 }
-_T: dict[str, dict[str, tuple[str, ...]]] = {  # Tables 5, 7, 9: T is 1000 everywhere except noise (and CIFAR-20) where listed as 1
+_T: dict[
+    str, dict[str, tuple[str, ...]]
+] = {  # Tables 5, 7, 9: T is 1000 everywhere except noise (and CIFAR-20) where listed as 1
     "Dense-BC": {"CIFAR-80": ("uniform", "gaussian", "cifar20"), "CIFAR-100": ("uniform", "gaussian")},
     "WRN-28-10": {"CIFAR-80": ("uniform", "gaussian", "cifar20")},
     "WRN-40-4": {"CIFAR-80": ("uniform", "gaussian", "cifar20")},
@@ -150,7 +188,8 @@ def _parameters() -> dict[str, dict[str, tuple[float, float]]]:
             t_one = _T[arch].get(data, ())
             out[f"{arch} {data}"] = {
                 ood: (1.0 if ood in t_one else 1000.0, float(e))
-                for ood, eps in zip(_OODS, rows, strict=True) if (e := eps[col]) is not None
+                for ood, eps in zip(_OODS, rows, strict=True)
+                if (e := eps[col]) is not None
             }
     return out
 
@@ -200,10 +239,21 @@ CROSS: dict[str, dict[str, dict[str, tuple[float, float]]]] = {r: _parse_cross(t
 
 # Appendix G: (MMD, energy distance) between the ID set and each OOD set (flattened images).
 DISTANCES: dict[str, dict[str, tuple[float, float]]] = {
-    "CIFAR-100": {"tinyimagenet-crop": (0.41, 2.25), "lsun-crop": (0.43, 2.31), "tinyimagenet-resize": (0.088, 0.54),
-                  "lsun-resize": (0.12, 0.63), "isun": (0.11, 0.56)},
-    "CIFAR-80": {"tinyimagenet-crop": (0.4, 2.22), "lsun-crop": (0.43, 2.29), "tinyimagenet-resize": (0.095, 0.57),
-                 "lsun-resize": (0.120, 0.62), "isun": (0.116, 0.61), "cifar20": (0.057, 0.35)},
+    "CIFAR-100": {
+        "tinyimagenet-crop": (0.41, 2.25),
+        "lsun-crop": (0.43, 2.31),
+        "tinyimagenet-resize": (0.088, 0.54),
+        "lsun-resize": (0.12, 0.63),
+        "isun": (0.11, 0.56),
+    },
+    "CIFAR-80": {
+        "tinyimagenet-crop": (0.4, 2.22),
+        "lsun-crop": (0.43, 2.29),
+        "tinyimagenet-resize": (0.095, 0.57),
+        "lsun-resize": (0.120, 0.62),
+        "isun": (0.116, 0.61),
+        "cifar20": (0.057, 0.35),
+    },
 }
 
 

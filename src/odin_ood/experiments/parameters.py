@@ -26,12 +26,18 @@ def sweeps(exp: Experiment) -> dict[str, Any]:
     and the indices of the three slices of Figures 3, 4, 7-9."""
     s = exp.scorer
     i1, j0 = s.msp_index()
-    out: dict[str, Any] = {"temperatures": list(s.temperatures), "epsilons": list(s.epsilons),
-                           "t1_index": i1, "eps0_index": j0, "sets": {}}
+    out: dict[str, Any] = {
+        "temperatures": list(s.temperatures),
+        "epsilons": list(s.epsilons),
+        "t1_index": i1,
+        "eps0_index": j0,
+        "sets": {},
+    }
     for ood in exp.oods:
         grid = tune_from_scores(exp.id_set.eval(), ood.eval(), s.temperatures, s.epsilons).metrics
         out["sets"][ood.key] = {
-            "label": ood.label, "best_t_index": tuned(exp, ood).index[0],
+            "label": ood.label,
+            "best_t_index": tuned(exp, ood).index[0],
             **{m: grid[m].tolist() for m in SWEEP_METRICS},
         }
     return out
@@ -41,7 +47,9 @@ def threshold_curves(exp: Experiment, points: int = 200) -> dict[str, Any]:
     """Figure 13: TPR and FPR vs delta; delta at 95% TPR is set on the ID tuning split."""
     params = [paper.parameters(exp.paper_row, o.paper_key) for o in exp.oods]
     T, eps = next((p for p in params if p is not None), None) or (
-        tuned(exp, exp.oods[0]).temperature, tuned(exp, exp.oods[0]).epsilon)
+        tuned(exp, exp.oods[0]).temperature,
+        tuned(exp, exp.oods[0]).epsilon,
+    )
     id_all = exp.scores(exp.id_set, T, eps)
     s_in = id_all[exp.id_set.split.eval]
     outs = {o.key: exp.scores(o, T, eps)[o.split.eval] for o in exp.oods}
@@ -49,7 +57,10 @@ def threshold_curves(exp: Experiment, points: int = 200) -> dict[str, Any]:
     delta = np.unique(np.quantile(pooled, np.linspace(0.0, 1.0, points)))
     tpr, _ = tpr_fpr_at_thresholds(s_in, s_in[:1], delta)
     return {
-        "temperature": T, "epsilon": eps, "delta": delta.tolist(), "tpr": tpr.tolist(),
+        "temperature": T,
+        "epsilon": eps,
+        "delta": delta.tolist(),
+        "tpr": tpr.tolist(),
         "delta_at_95": threshold_at_tpr(id_all[exp.id_set.split.tune], 0.95),
         "fpr": {k: tpr_fpr_at_thresholds(s_in, v, delta)[1].tolist() for k, v in outs.items()},
         "labels": {o.key: o.label for o in exp.oods},

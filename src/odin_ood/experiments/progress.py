@@ -28,8 +28,9 @@ def eta_text(seconds: float) -> str:
 class Progress:
     """Progress over ``total`` images of a stage, updated per finished chunk."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True, every: float = 15.0,
-                 stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, enabled: bool = True, every: float = 15.0, stream: TextIO | None = None
+    ) -> None:
         self.label, self.total, self.enabled, self.every = label, int(total), enabled, every
         self.stream = stream if stream is not None else sys.stderr
         self.done = self.cached = self.computed = 0.0  # images: computed ones arrive in fractions
@@ -53,5 +54,9 @@ class Progress:
             self.last = now
             rate = self.rate()
             eta = eta_text((self.total - self.done) / rate) if rate else "?"
-            print(f"[{self.label}] {name} {self.done:.0f}/{self.total} img ({self.cached:.0f} cached) "
-                  f"{rate:.1f} img/s, ETA {eta}", file=self.stream, flush=True)
+            print(
+                f"[{self.label}] {name} {self.done:.0f}/{self.total} img ({self.cached:.0f} cached) "
+                f"{rate:.1f} img/s, ETA {eta}",
+                file=self.stream,
+                flush=True,
+            )

@@ -156,8 +156,9 @@ class Experiment:
             return scored.grid[ij[0], ij[1]]
         return self.scorer.cell(scored.data, temperature, epsilon)
 
-    def scores_at(self, scored: Scored, temperature: float, epsilon: float, rows: np.ndarray,
-                  score: str = "odin") -> np.ndarray:
+    def scores_at(
+        self, scored: Scored, temperature: float, epsilon: float, rows: np.ndarray, score: str = "odin"
+    ) -> np.ndarray:
         """``score`` of the images ``rows`` of ``scored`` at (T, epsilon): from the grid or a
         pass over the whole set when either is at hand, else one cached pass over those rows only
         (content-addressed, so all the rows in order share the whole set's entry)."""

@@ -33,8 +33,9 @@ from odin_ood.preprocess.model_input import declared_input
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -53,10 +54,21 @@ def begin(out: Path, cfg: RunConfig) -> None:
     for name in ("results.json", "results.csv", "report.html"):
         if (out / name).exists():
             os.replace(out / name, out / f"{name}.previous")
-    write_file(out / "RUNNING.json", json.dumps({"suite": cfg.suite, "quick": cfg.quick, "started_utc": _now(),
-                                                 "note": "incomplete: a run is under way or was stopped; "
-                                                         "rerun the same command to resume"}, indent=1) + "\n",
-               "reproduce", "--out")
+    write_file(
+        out / "RUNNING.json",
+        json.dumps(
+            {
+                "suite": cfg.suite,
+                "quick": cfg.quick,
+                "started_utc": _now(),
+                "note": "incomplete: a run is under way or was stopped; rerun the same command to resume",
+            },
+            indent=1,
+        )
+        + "\n",
+        "reproduce",
+        "--out",
+    )
 
 
 def _now() -> str:
@@ -70,37 +82,71 @@ def _listed(values: tuple[float, ...] | None) -> list[float] | None:
 def _dataset_entry(spec: DataSpec, ds: data.ImageDataset, scored: Scored | None) -> dict[str, Any]:
     if scored is not None:
         return {"key": spec.key, "label": spec.label, **scored.manifest}
-    return {"key": spec.key, "label": spec.label, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds),
-            "split": None, "dataset": ds.manifest}
+    return {
+        "key": spec.key,
+        "label": spec.label,
+        "loader": spec.loader,
+        "kwargs": spec.kwargs,
+        "n": len(ds),
+        "split": None,
+        "dataset": ds.manifest,
+    }
 
 
-def provenance(cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path | None, scorer: Scorer,
-               timings: dict[str, float], id_spec: DataSpec, id_ds: data.ImageDataset,
-               oods: list[tuple[DataSpec, data.ImageDataset]], exp: Experiment | None
-               ) -> dict[str, Any]:
+def provenance(
+    cfg: RunConfig,
+    suite: Suite,
+    model: torch.nn.Module,
+    path: Path | None,
+    scorer: Scorer,
+    timings: dict[str, float],
+    id_spec: DataSpec,
+    id_ds: data.ImageDataset,
+    oods: list[tuple[DataSpec, data.ImageDataset]],
+    exp: Experiment | None,
+) -> dict[str, Any]:
     acc = None
     if exp is not None and (exp.id_set.labels[exp.id_set.split.eval] >= 0).all():
         ids, ev = exp.id_set, exp.id_set.split.eval
         acc = float((ids.full_logits()[ev].argmax(1) == ids.labels[ev]).mean())
     scored = {s.key: s for s in ([exp.id_set, *exp.oods] if exp is not None else [])}
     return {
-        "library": {"odin_ood": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                    "python": sys.version.split()[0], "git_commit": _git_commit()},
-        "device": _device_name(cfg.device), "platform": platform.platform(),
+        "library": {
+            "odin_ood": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+            "git_commit": _git_commit(),
+        },
+        "device": _device_name(cfg.device),
+        "platform": platform.platform(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(["odin-ood", *sys.argv[1:]]) if sys.argv and "odin_ood" in sys.argv[0] else None,
         "config": asdict(cfg) | {"cache_dir": str(scorer.cache.folder)},
-        "model": {"name": getattr(model, "arch", suite.model), "weights": str(path) if path else "shipped with odin-ood",
-                  "weights_sha256": sha256_file(path) if path else None, "fingerprint": scorer.fingerprint,
-                  "input_mean": _listed(declared_input(model).mean), "input_std": _listed(scorer.input_std),
-                  "num_classes": getattr(model, "num_classes", None), "id_eval_accuracy": acc},
-        "grid": {"temperatures": list(scorer.temperatures), "epsilons": list(scorer.epsilons),
-                 "epsilon_units": "pixel units of [0, 1] images; the step is divided by the model's input_std"},
-        "paper_row": suite.paper_label, "paper_row_matches_model": suite.paper_row is not None,
+        "model": {
+            "name": getattr(model, "arch", suite.model),
+            "weights": str(path) if path else "shipped with odin-ood",
+            "weights_sha256": sha256_file(path) if path else None,
+            "fingerprint": scorer.fingerprint,
+            "input_mean": _listed(declared_input(model).mean),
+            "input_std": _listed(scorer.input_std),
+            "num_classes": getattr(model, "num_classes", None),
+            "id_eval_accuracy": acc,
+        },
+        "grid": {
+            "temperatures": list(scorer.temperatures),
+            "epsilons": list(scorer.epsilons),
+            "epsilon_units": "pixel units of [0, 1] images; the step is divided by the model's input_std",
+        },
+        "paper_row": suite.paper_label,
+        "paper_row_matches_model": suite.paper_row is not None,
         "search": {"method": cfg.search, "applies_to": "ODIN (tuned) rows: the cell chosen on the tuning splits"},
-        "precision": cfg.precision, "threads": torch.get_num_threads(),
-        "datasets": {"id": _dataset_entry(id_spec, id_ds, scored.get(id_spec.key)),
-                     "ood": [_dataset_entry(spec, ds, scored.get(spec.key)) for spec, ds in oods]},
+        "precision": cfg.precision,
+        "threads": torch.get_num_threads(),
+        "datasets": {
+            "id": _dataset_entry(id_spec, id_ds, scored.get(id_spec.key)),
+            "ood": [_dataset_entry(spec, ds, scored.get(spec.key)) for spec, ds in oods],
+        },
         "cache": {"hits": scorer.cache.hits, "misses": scorer.cache.misses, "enabled": scorer.cache.enabled},
         "timings_s": timings,
     }
@@ -136,4 +182,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (Path, os.PathLike)):
         return str(obj)
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
-

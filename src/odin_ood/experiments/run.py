@@ -39,8 +39,9 @@ from odin_ood.experiments.suites import DataSpec, Suite
 T = TypeVar("T")
 
 
-def _score(scorer: Scorer, spec: DataSpec, ds: data.ImageDataset, n_tune: int, seed: int,
-           logits_at: tuple[float, float] | None) -> Scored:
+def _score(
+    scorer: Scorer, spec: DataSpec, ds: data.ImageDataset, n_tune: int, seed: int, logits_at: tuple[float, float] | None
+) -> Scored:
     """The scored set: the grid on every image (``logits_at`` None), or only the logits of the
     every-image pass at ``logits_at`` (the CPU path; further cells are scored when needed)."""
     if logits_at is None:
@@ -49,10 +50,22 @@ def _score(scorer: Scorer, spec: DataSpec, ds: data.ImageDataset, n_tune: int, s
     else:
         grid, logits = None, scorer.cell_outputs(ds, *logits_at)["logits"]
     split = split_indices(len(ds), min(n_tune, len(ds) // 2), dataset_seed(seed, spec.key))
-    return Scored(key=spec.key, label=spec.label, data=ds, grid=grid, logits=logits,
-                  split=split, paper_key=spec.paper_key,
-                  manifest={"loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds), "split": split.describe(),
-                            "dataset": ds.manifest})
+    return Scored(
+        key=spec.key,
+        label=spec.label,
+        data=ds,
+        grid=grid,
+        logits=logits,
+        split=split,
+        paper_key=spec.paper_key,
+        manifest={
+            "loader": spec.loader,
+            "kwargs": spec.kwargs,
+            "n": len(ds),
+            "split": split.describe(),
+            "dataset": ds.manifest,
+        },
+    )
 
 
 def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
@@ -83,9 +96,12 @@ def _tune_and_evaluate(exp: Experiment, scored: list[Scored], cfg: RunConfig, ti
         t = _timed(timings, f"tune {o.key}", functools.partial(tuned, exp, o))
         if cfg.progress:
             eta = eta_text((time.perf_counter() - start) / k * (len(scored) - k))
-            print(f"[tuning, {cfg.search}] {k}/{len(scored)} {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
-                  f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost), ETA {eta}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[tuning, {cfg.search}] {k}/{len(scored)} {o.key}: T={t.temperature:g} eps={t.epsilon:g} "
+                f"(tuning FPR {100 * t.value:.1f}%, {100 * t.cost_fraction:.0f}% of the grid's cost), ETA {eta}",
+                file=sys.stderr,
+                flush=True,
+            )
     if cfg.stop_after != "tuning":
         _timed(timings, "tuned cells pass", lambda: _eval_cells(exp, cfg.progress))
         _timed(timings, "energy + perturbation pass", lambda: successor_rows.prepare(exp, cfg.progress))
@@ -116,8 +132,15 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     path = weights_path(suite, root, cfg.weights)
     model = load_model(suite, path, cfg.device, cfg.num_classes)
-    scorer = Scorer(model, _resolved(cfg.temperatures), _resolved(cfg.epsilons), ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
-                    cfg.batch_size, cfg.progress, precision=cfg.precision)
+    scorer = Scorer(
+        model,
+        _resolved(cfg.temperatures),
+        _resolved(cfg.epsilons),
+        ScoreCache(cfg.cache_dir and Path(cfg.cache_dir), cfg.use_cache),
+        cfg.batch_size,
+        cfg.progress,
+        precision=cfg.precision,
+    )
     scorer.msp_index()
     if cfg.time_limit is not None:
         scorer.deadline = time.monotonic() + cfg.time_limit
@@ -127,24 +150,37 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
     def load(spec: DataSpec, role: str) -> data.ImageDataset | None:
         """The (subsampled) set, or None (recorded in ``skipped``) when it cannot be loaded."""
         try:
-            return _timed(timings, f"load {spec.key}", lambda: subsample(
-                load_spec(spec, root, model), cfg.limit, dataset_seed(cfg.seed + 1, spec.key)))
+            return _timed(
+                timings,
+                f"load {spec.key}",
+                lambda: subsample(load_spec(spec, root, model), cfg.limit, dataset_seed(cfg.seed + 1, spec.key)),
+            )
         except (FileNotFoundError, ValueError, KeyError) as exc:
             skipped.append({"key": spec.key, "label": spec.label, "role": role, "reason": failure_reason(exc)})
             return None
 
-    id_spec, id_ds = next(((spec, ds) for spec in suite.id_candidates
-                           if (ds := load(spec, "in-distribution")) is not None), (None, None))
+    id_spec, id_ds = next(
+        ((spec, ds) for spec in suite.id_candidates if (ds := load(spec, "in-distribution")) is not None), (None, None)
+    )
     if id_spec is None or id_ds is None:
-        raise FileNotFoundError(f"suite {suite.name!r}: no in-distribution set could be loaded: "
-                                + "; ".join(f"{s['key']}: {s['reason']}" for s in skipped))
+        raise FileNotFoundError(
+            f"suite {suite.name!r}: no in-distribution set could be loaded: "
+            + "; ".join(f"{s['key']}: {s['reason']}" for s in skipped)
+        )
     oods = [(spec, ds) for spec in suite.ood if (ds := load(spec, "out-of-distribution")) is not None]
     if not oods:
         raise FileNotFoundError(f"suite {suite.name!r}: no OOD set could be loaded")
-    results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "quick": cfg.quick,
-                               "complete": False, "search": cfg.search}
+    results: dict[str, Any] = {
+        "suite": suite.name,
+        "description": suite.description,
+        "quick": cfg.quick,
+        "complete": False,
+        "search": cfg.search,
+    }
     try:
-        _timed(timings, "every-image pass", lambda: every_image_pass(scorer, id_ds, oods, suite.paper_label, cfg.progress))
+        _timed(
+            timings, "every-image pass", lambda: every_image_pass(scorer, id_ds, oods, suite.paper_label, cfg.progress)
+        )
     except OutOfTime as exc:
         results["stopped"] = str(exc)
     results["every_image"] = every_image_rows(scorer, id_ds, oods, suite.paper_label)
@@ -153,11 +189,22 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
         return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods)
 
     at = None if cfg.eval_grid else logits_cell(suite.paper_label, [spec for spec, _ in oods])
-    id_set = _timed(timings, f"score {id_spec.key}", lambda: _score(scorer, id_spec, id_ds, suite.id_tune, cfg.seed, at))
-    scored = [_timed(timings, f"score {spec.key}", functools.partial(_score, scorer, spec, ds, suite.ood_tune, cfg.seed, at))
-              for spec, ds in oods]
-    exp = Experiment(scorer=scorer, id_set=id_set, oods=scored, paper_row=suite.paper_label,
-                     paper_matches=suite.paper_row is not None, seed=cfg.seed, search=cfg.search)
+    id_set = _timed(
+        timings, f"score {id_spec.key}", lambda: _score(scorer, id_spec, id_ds, suite.id_tune, cfg.seed, at)
+    )
+    scored = [
+        _timed(timings, f"score {spec.key}", functools.partial(_score, scorer, spec, ds, suite.ood_tune, cfg.seed, at))
+        for spec, ds in oods
+    ]
+    exp = Experiment(
+        scorer=scorer,
+        id_set=id_set,
+        oods=scored,
+        paper_row=suite.paper_label,
+        paper_matches=suite.paper_row is not None,
+        seed=cfg.seed,
+        search=cfg.search,
+    )
     try:
         _tune_and_evaluate(exp, scored, cfg, timings)
     except OutOfTime as exc:
@@ -167,34 +214,58 @@ def run_suite(config: RunConfig) -> dict[str, Any]:
         return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
     results["main_table"] = _timed(timings, "main table", lambda: main_table.main_table(exp, _resolved(cfg.resamples)))
     full = exp.full_grid
-    results["sweeps"] = _timed(timings, "sweeps", lambda: parameters.sweeps(exp)) if full else {"skipped": FULL_GRID_ONLY}
+    results["sweeps"] = (
+        _timed(timings, "sweeps", lambda: parameters.sweeps(exp)) if full else {"skipped": FULL_GRID_ONLY}
+    )
     results["threshold"] = _timed(timings, "threshold", lambda: parameters.threshold_curves(exp))
-    results["cross_dataset"] = (_timed(timings, "cross-dataset", lambda: transfer.cross_dataset(exp)) if full
-                                else {"skipped": FULL_GRID_ONLY})
-    results["tuning_size"] = (_timed(timings, "tuning size", lambda: transfer.tuning_size_curve(exp, _resolved(cfg.repeats))) if full
-                              else {"skipped": FULL_GRID_ONLY})
+    results["cross_dataset"] = (
+        _timed(timings, "cross-dataset", lambda: transfer.cross_dataset(exp)) if full else {"skipped": FULL_GRID_ONLY}
+    )
+    results["tuning_size"] = (
+        _timed(timings, "tuning size", lambda: transfer.tuning_size_curve(exp, _resolved(cfg.repeats)))
+        if full
+        else {"skipped": FULL_GRID_ONLY}
+    )
     results["analysis"] = _timed(timings, "section 5", lambda: analysis.section5(exp, _resolved(cfg.analysis_n)))
     results["profiles"] = analysis.class_profiles(exp)
     results["accuracy"] = _timed(timings, "accuracy vs threshold", lambda: analysis.accuracy_vs_threshold(exp))
     results["distances"] = _timed(timings, "distances", lambda: distances.distances(exp, _resolved(cfg.distance_m)))
     # beyond the paper: which tuning source transfers (fresh noise draws tune only, never evaluated)
     noise = [(spec, ds) for spec in tuning_sources.NOISE_SPECS if (ds := load(spec, "tuning source")) is not None]
-    results["tuning_sources"] = _timed(timings, "tuning sources", lambda: tuning_sources.compare(
-        exp, tuning_sources.noise_set(scorer, noise, full), _resolved(cfg.resamples),
-        eval_limit=None if full else cfg.sources_limit, progress=cfg.progress, oracle=full or cfg.sources_oracle))
+    results["tuning_sources"] = _timed(
+        timings,
+        "tuning sources",
+        lambda: tuning_sources.compare(
+            exp,
+            tuning_sources.noise_set(scorer, noise, full),
+            _resolved(cfg.resamples),
+            eval_limit=None if full else cfg.sources_limit,
+            progress=cfg.progress,
+            oracle=full or cfg.sources_oracle,
+        ),
+    )
     results["complete"] = True
     return _finish(results, cfg, suite, model, path, scorer, timings, started, out, id_spec, id_ds, oods, exp)
 
 
-def _finish(results: dict[str, Any], cfg: RunConfig, suite: Suite, model: torch.nn.Module, path: Path | None,
-            scorer: Scorer, timings: dict[str, float], started: float, out: Path, id_spec: DataSpec,
-            id_ds: data.ImageDataset, oods: list[tuple[DataSpec, data.ImageDataset]],
-            exp: Experiment | None = None) -> dict[str, Any]:
+def _finish(
+    results: dict[str, Any],
+    cfg: RunConfig,
+    suite: Suite,
+    model: torch.nn.Module,
+    path: Path | None,
+    scorer: Scorer,
+    timings: dict[str, float],
+    started: float,
+    out: Path,
+    id_spec: DataSpec,
+    id_ds: data.ImageDataset,
+    oods: list[tuple[DataSpec, data.ImageDataset]],
+    exp: Experiment | None = None,
+) -> dict[str, Any]:
     timings["total"] = round(time.perf_counter() - started, 2)
     results["provenance"] = provenance(cfg, suite, model, path, scorer, timings, id_spec, id_ds, oods, exp)
     write_results(results, out)
     if results["complete"]:
         (out / "RUNNING.json").unlink(missing_ok=True)
     return results
-
-

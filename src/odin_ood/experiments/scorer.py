@@ -59,9 +59,17 @@ class Scorer:
     input_std``; epsilon is in pixel units (``input_std`` divides the step, as the paper's code).
     """
 
-    def __init__(self, model: nn.Module, temperatures: Sequence[float], epsilons: Sequence[float],
-                 cache: ScoreCache, batch_size: int = 128, progress: bool = True, precision: str = "fp32",
-                 channels_last: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        temperatures: Sequence[float],
+        epsilons: Sequence[float],
+        cache: ScoreCache,
+        batch_size: int = 128,
+        progress: bool = True,
+        precision: str = "fp32",
+        channels_last: bool = True,
+    ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
@@ -93,8 +101,13 @@ class Scorer:
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _key(self, ds: ImageDataset, method: str, **extra: Any) -> dict[str, Any]:
-        return {"model": self.fingerprint, "data": ds.manifest, "images_sha256": images_sha256(ds),
-                "method": method, **extra}
+        return {
+            "model": self.fingerprint,
+            "data": ds.manifest,
+            "images_sha256": images_sha256(ds),
+            "method": method,
+            **extra,
+        }
 
     def _chunks(self, ds: ImageDataset, what: str, passes_per_image: int) -> Iterator[int]:
         """Chunk starts of ``ds``, under a bar in images that advances at every pass of the model
@@ -109,19 +122,27 @@ class Scorer:
             meter.close()
 
     @overload
-    def grid(self, ds: ImageDataset, compute: Literal[True] = ...,
-             temperatures: Sequence[float] | None = ...) -> dict[str, np.ndarray]: ...
+    def grid(
+        self, ds: ImageDataset, compute: Literal[True] = ..., temperatures: Sequence[float] | None = ...
+    ) -> dict[str, np.ndarray]: ...
     @overload
-    def grid(self, ds: ImageDataset, compute: bool, temperatures: Sequence[float] | None = ...
-             ) -> dict[str, np.ndarray] | None: ...
-    def grid(self, ds: ImageDataset, compute: bool = True,
-             temperatures: Sequence[float] | None = None) -> dict[str, np.ndarray] | None:
+    def grid(
+        self, ds: ImageDataset, compute: bool, temperatures: Sequence[float] | None = ...
+    ) -> dict[str, np.ndarray] | None: ...
+    def grid(
+        self, ds: ImageDataset, compute: bool = True, temperatures: Sequence[float] | None = None
+    ) -> dict[str, np.ndarray] | None:
         """{"grid": (T, E, N) float32, "logits": (N, C) float32} for every image of ``ds``
         (``compute=False``: None unless cached); ``temperatures``: only these rows (default: all)."""
         temperatures = self.temperatures if temperatures is None else tuple(float(t) for t in temperatures)
         # fp32 grids keep the key they had before precisions existed, so earlier caches stay valid
-        key = self._key(ds, "odin-grid", temperatures=temperatures, epsilons=self.epsilons,
-                        **({} if self.precision == "fp32" else {"precision": self.precision}))
+        key = self._key(
+            ds,
+            "odin-grid",
+            temperatures=temperatures,
+            epsilons=self.epsilons,
+            **({} if self.precision == "fp32" else {"precision": self.precision}),
+        )
         if not compute:
             return self.cache.peek(key)
 
@@ -129,13 +150,23 @@ class Scorer:
             grids, logits = [], []
             # the grid's passes, and one forward more for the logits
             for s in self._chunks(ds, "grid", grid_passes(len(temperatures), self.epsilons) + 1):
-                x = self.inputs(ds.images[s:s + CHUNK])
+                x = self.inputs(ds.images[s : s + CHUNK])
                 with self.autocast():
-                    grids.append(grid_scores(self.model, x, temperatures, self.epsilons,
-                                             input_std=self.input_std, batch_size=self.batch_size).numpy())
+                    grids.append(
+                        grid_scores(
+                            self.model,
+                            x,
+                            temperatures,
+                            self.epsilons,
+                            input_std=self.input_std,
+                            batch_size=self.batch_size,
+                        ).numpy()
+                    )
                     logits.append(self.logits(x))
-            return {"grid": np.concatenate(grids, axis=-1).astype(np.float32),
-                    "logits": np.concatenate(logits).astype(np.float32)}
+            return {
+                "grid": np.concatenate(grids, axis=-1).astype(np.float32),
+                "logits": np.concatenate(logits).astype(np.float32),
+            }
 
         return self.cache.get(key, scored)
 
@@ -153,11 +184,24 @@ class Scorer:
         epsilon and precision (so identical image sets, e.g. box and bilinear 2x downsampling, share it)."""
         if score not in CELL_SCORES:
             raise ValueError(f"score must be one of {tuple(CELL_SCORES)}, got {score!r}")
-        return {"model": self.fingerprint, "images_sha256": images_sha256(ds), "n": len(ds), "method": f"{score}-outputs",
-                "temperature": float(temperature), "epsilon": float(epsilon), "precision": self.precision}
+        return {
+            "model": self.fingerprint,
+            "images_sha256": images_sha256(ds),
+            "n": len(ds),
+            "method": f"{score}-outputs",
+            "temperature": float(temperature),
+            "epsilon": float(epsilon),
+            "precision": self.precision,
+        }
 
-    def _cell_compute(self, ds: ImageDataset, temperature: float, epsilon: float, score: str = "odin",
-                      progress: Progress | None = None) -> Callable[[int, int], dict[str, np.ndarray]]:
+    def _cell_compute(
+        self,
+        ds: ImageDataset,
+        temperature: float,
+        epsilon: float,
+        score: str = "odin",
+        progress: Progress | None = None,
+    ) -> Callable[[int, int], dict[str, np.ndarray]]:
         """``compute(start, stop)`` for one cell; with ``progress``, it advances at every pass of
         every batch (forward or backward), not once per chunk."""
         device = next(self.model.parameters()).device
@@ -171,7 +215,7 @@ class Scorer:
             logits, scores = [], []
             with PassProgress(None, passes, "", bar=lines).watching(self.model):
                 for b in range(start, stop, self.batch_size):
-                    x = self.inputs(ds.images[b:min(b + self.batch_size, stop)]).to(device)
+                    x = self.inputs(ds.images[b : min(b + self.batch_size, stop)]).to(device)
                     with self.autocast():
                         z, s = outputs(self.model, x, temperature, epsilon, input_std=self.input_std)
                     logits.append(z.float().cpu())
@@ -182,33 +226,65 @@ class Scorer:
         return compute
 
     @overload
-    def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float, progress: Progress | None = ...,
-                     compute: Literal[True] = ..., score: str = ...) -> dict[str, np.ndarray]: ...
+    def cell_outputs(
+        self,
+        ds: ImageDataset,
+        temperature: float,
+        epsilon: float,
+        progress: Progress | None = ...,
+        compute: Literal[True] = ...,
+        score: str = ...,
+    ) -> dict[str, np.ndarray]: ...
     @overload
-    def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float, progress: Progress | None = ...,
-                     *, compute: bool, score: str = ...) -> dict[str, np.ndarray] | None: ...
-    def cell_outputs(self, ds: ImageDataset, temperature: float, epsilon: float,
-                     progress: Progress | None = None, compute: bool = True,
-                     score: str = "odin") -> dict[str, np.ndarray] | None:
+    def cell_outputs(
+        self,
+        ds: ImageDataset,
+        temperature: float,
+        epsilon: float,
+        progress: Progress | None = ...,
+        *,
+        compute: bool,
+        score: str = ...,
+    ) -> dict[str, np.ndarray] | None: ...
+    def cell_outputs(
+        self,
+        ds: ImageDataset,
+        temperature: float,
+        epsilon: float,
+        progress: Progress | None = None,
+        compute: bool = True,
+        score: str = "odin",
+    ) -> dict[str, np.ndarray] | None:
         """{"scores": (N,), "logits": (N, C)}: ``score`` (ODIN, or energy with ODIN's perturbation)
         of every image of ``ds`` at one (T, epsilon) and the unperturbed logits from the same pass
         (MSP = max softmax of the logits comes free). Cached per chunk of ``CELL_CHUNK`` images
         (:meth:`cell_key`), so a killed run resumes at its last finished chunk. ``compute=False``:
         None unless cached."""
         fn = self._cell_compute(ds, temperature, epsilon, score, progress) if compute else None
+
         def cached_chunk(rows: int, cached: bool) -> None:  # a computed chunk advanced pass by pass
             if cached and progress is not None:
                 progress.advance(ds.name, rows, True)
 
-        return self.cache.get_chunked(self.cell_key(ds, temperature, epsilon, score), len(ds), CELL_CHUNK, fn,
-                                      None if progress is None else cached_chunk)
+        return self.cache.get_chunked(
+            self.cell_key(ds, temperature, epsilon, score),
+            len(ds),
+            CELL_CHUNK,
+            fn,
+            None if progress is None else cached_chunk,
+        )
 
-    def cell_chunk(self, ds: ImageDataset, temperature: float, epsilon: float, start: int,
-                   progress: Progress | None = None) -> None:
+    def cell_chunk(
+        self, ds: ImageDataset, temperature: float, epsilon: float, start: int, progress: Progress | None = None
+    ) -> None:
         """Compute (or find cached) one chunk of :meth:`cell_outputs`, for round-robin passes."""
         stop = min(start + CELL_CHUNK, len(ds))
-        _, cached = self.cache.chunk(self.cell_key(ds, temperature, epsilon), start, stop,
-                                     self._cell_compute(ds, temperature, epsilon, progress=progress))
+        _, cached = self.cache.chunk(
+            self.cell_key(ds, temperature, epsilon),
+            start,
+            stop,
+            self._cell_compute(ds, temperature, epsilon, progress=progress),
+        )
         if progress is not None and cached:  # a computed chunk advanced pass by pass
             progress.advance(ds.name, stop - start, True)
 

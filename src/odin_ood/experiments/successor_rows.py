@@ -27,25 +27,36 @@ from odin_ood.scores.energy import energy_from_logits, energy_odin_grid_scores, 
 from odin_ood.tuning.searches import grid_passes
 
 METHODS = ("energy", "maxlogit", "energy-odin")
-METHOD_LABELS = {"energy": "Energy (Liu et al. 2020, T=1)", "maxlogit": "MaxLogit (Hendrycks et al. 2022)",
-                 "energy-odin": "Energy + ODIN perturbation (T=1, eps tuned)"}
+METHOD_LABELS = {
+    "energy": "Energy (Liu et al. 2020, T=1)",
+    "maxlogit": "MaxLogit (Hendrycks et al. 2022)",
+    "energy-odin": "Energy + ODIN perturbation (T=1, eps tuned)",
+}
 TEMPERATURE = 1.0
 
 
 def energy_odin_grid(scorer: Scorer, ds: ImageDataset) -> np.ndarray:
     """Energy scores at T = 1 after ODIN's perturbation, for every epsilon of the scorer's grid
     and every image of ``ds``: (len(epsilons), N) float32, cached."""
-    key = scorer._key(ds, "energy-odin-grid", temperature=TEMPERATURE, epsilons=scorer.epsilons,
-                      **({} if scorer.precision == "fp32" else {"precision": scorer.precision}))
+    key = scorer._key(
+        ds,
+        "energy-odin-grid",
+        temperature=TEMPERATURE,
+        epsilons=scorer.epsilons,
+        **({} if scorer.precision == "fp32" else {"precision": scorer.precision}),
+    )
 
     def compute() -> dict[str, np.ndarray]:
         def batch(x: torch.Tensor) -> torch.Tensor:
             with scorer.autocast():
-                return energy_odin_grid_scores(scorer.model, x, TEMPERATURE, scorer.epsilons,
-                                               scorer.input_std)[1].float()
+                return energy_odin_grid_scores(scorer.model, x, TEMPERATURE, scorer.epsilons, scorer.input_std)[
+                    1
+                ].float()
 
-        parts = [map_batches(batch, scorer.inputs(ds.images[s:s + CHUNK]), scorer.batch_size).numpy()
-                 for s in scorer._chunks(ds, "energy-odin", grid_passes(1, scorer.epsilons))]
+        parts = [
+            map_batches(batch, scorer.inputs(ds.images[s : s + CHUNK]), scorer.batch_size).numpy()
+            for s in scorer._chunks(ds, "energy-odin", grid_passes(1, scorer.epsilons))
+        ]
         return {"scores": np.concatenate(parts, axis=-1).astype(np.float32)}
 
     return scorer.cache.get(key, compute)["scores"]
@@ -93,7 +104,15 @@ def method_scores(exp: Experiment, ood: Scored, method: str) -> tuple[np.ndarray
     e = tuned_epsilon(exp, ood)
     if exp.full_grid:
         j = exp.scorer.epsilons.index(e)
-        return (energy_odin_grid(exp.scorer, ids.data)[j, ids.split.eval],
-                energy_odin_grid(exp.scorer, ood.data)[j, ood.split.eval], TEMPERATURE, e)
-    return (exp.scores_at(ids, TEMPERATURE, e, ids.split.eval, score="energy-odin"),
-            exp.scores_at(ood, TEMPERATURE, e, ood.split.eval, score="energy-odin"), TEMPERATURE, e)
+        return (
+            energy_odin_grid(exp.scorer, ids.data)[j, ids.split.eval],
+            energy_odin_grid(exp.scorer, ood.data)[j, ood.split.eval],
+            TEMPERATURE,
+            e,
+        )
+    return (
+        exp.scores_at(ids, TEMPERATURE, e, ids.split.eval, score="energy-odin"),
+        exp.scores_at(ood, TEMPERATURE, e, ood.split.eval, score="energy-odin"),
+        TEMPERATURE,
+        e,
+    )

@@ -79,18 +79,48 @@ def _noise() -> tuple[DataSpec, ...]:
 def _natural_cifar_ood() -> tuple[DataSpec, ...]:
     return (
         DataSpec("tinyimagenet-crop", "TinyImageNet (crop)", "tinyimagenet-crop", {"seed": 0}, "tinyimagenet-crop"),
-        DataSpec("tinyimagenet-resize", "TinyImageNet (resize, bilinear: paper-like)", "tinyimagenet-resize",
-                 {"method": "bilinear"}, "tinyimagenet-resize"),
-        DataSpec("tinyimagenet-resize-aa", "TinyImageNet (resize, antialiased)", "tinyimagenet-resize",
-                 {"method": "bilinear-antialias"}, "tinyimagenet-resize"),
-        DataSpec("tinyimagenet-resize-nearest", "TinyImageNet (resize, nearest)", "tinyimagenet-resize",
-                 {"method": "nearest"}, "tinyimagenet-resize"),
-        DataSpec("tinyimagenet-resize-box", "TinyImageNet (resize, box)", "tinyimagenet-resize",
-                 {"method": "box"}, "tinyimagenet-resize"),
-        DataSpec("tinyimagenet-crop-published", "TinyImageNet (crop), paper's folder", "tinyimagenet-crop",
-                 {"published": True}, "tinyimagenet-crop"),
-        DataSpec("tinyimagenet-resize-published", "TinyImageNet (resize), paper's folder", "tinyimagenet-resize",
-                 {"published": True}, "tinyimagenet-resize"),
+        DataSpec(
+            "tinyimagenet-resize",
+            "TinyImageNet (resize, bilinear: paper-like)",
+            "tinyimagenet-resize",
+            {"method": "bilinear"},
+            "tinyimagenet-resize",
+        ),
+        DataSpec(
+            "tinyimagenet-resize-aa",
+            "TinyImageNet (resize, antialiased)",
+            "tinyimagenet-resize",
+            {"method": "bilinear-antialias"},
+            "tinyimagenet-resize",
+        ),
+        DataSpec(
+            "tinyimagenet-resize-nearest",
+            "TinyImageNet (resize, nearest)",
+            "tinyimagenet-resize",
+            {"method": "nearest"},
+            "tinyimagenet-resize",
+        ),
+        DataSpec(
+            "tinyimagenet-resize-box",
+            "TinyImageNet (resize, box)",
+            "tinyimagenet-resize",
+            {"method": "box"},
+            "tinyimagenet-resize",
+        ),
+        DataSpec(
+            "tinyimagenet-crop-published",
+            "TinyImageNet (crop), paper's folder",
+            "tinyimagenet-crop",
+            {"published": True},
+            "tinyimagenet-crop",
+        ),
+        DataSpec(
+            "tinyimagenet-resize-published",
+            "TinyImageNet (resize), paper's folder",
+            "tinyimagenet-resize",
+            {"published": True},
+            "tinyimagenet-resize",
+        ),
         DataSpec("lsun-crop", "LSUN (crop), paper's folder", "lsun-crop", {}, "lsun-crop"),
         DataSpec("lsun-resize", "LSUN (resize), paper's folder", "lsun-resize", {}, "lsun-resize"),
         DataSpec("isun", "iSUN, paper's folder", "isun", {}, "isun"),
@@ -105,9 +135,7 @@ _CIFAR100_ID = (DataSpec("cifar100", "CIFAR-100 test", "cifar100", {}, None),)
 _CIFAR80_ID = (DataSpec("cifar80", "CIFAR-80 test (seeded 80/20 class split)", "cifar80", {}, None),)
 
 _C10_OOD = _natural_cifar_ood() + _noise() + (DataSpec("cifar100", "CIFAR-100 (Table 12)", "cifar100", {}, "cifar100"),)
-_C100_OOD = _natural_cifar_ood() + _noise() + (
-    DataSpec("cifar10", "CIFAR-10 (Table 12)", "cifar10", {}, "cifar10"),
-)
+_C100_OOD = _natural_cifar_ood() + _noise() + (DataSpec("cifar10", "CIFAR-10 (Table 12)", "cifar10", {}, "cifar10"),)
 _C80_OOD = (DataSpec("cifar20", "CIFAR-20", "cifar20", {}, "cifar20"), *_natural_cifar_ood(), *_noise())
 
 
@@ -117,10 +145,16 @@ def _mnist_ood() -> tuple[DataSpec, ...]:
     CIFAR-10bw resized bilinearly as their notebook (``tf.image.resize_images``)."""
     omniglot = {"alphabets": "hendrycks-gimpel", "method": "box"}
     return (
-        DataSpec("omniglot", "Omniglot (black on white, as stored)", "omniglot", omniglot | {"invert": False},
-                 "omniglot"),
-        DataSpec("omniglot-inverted", "Omniglot (inverted: white on black)", "omniglot",
-                 omniglot | {"invert": True}, "omniglot"),
+        DataSpec(
+            "omniglot", "Omniglot (black on white, as stored)", "omniglot", omniglot | {"invert": False}, "omniglot"
+        ),
+        DataSpec(
+            "omniglot-inverted",
+            "Omniglot (inverted: white on black)",
+            "omniglot",
+            omniglot | {"invert": True},
+            "omniglot",
+        ),
         DataSpec("notmnist", "notMNIST", "notmnist", {"deduplicate": True}, "notmnist"),
         DataSpec("cifar10bw", "CIFAR-10bw", "cifar10bw", {"method": "bilinear"}, "cifar10bw"),
         *_noise(),
@@ -128,60 +162,161 @@ def _mnist_ood() -> tuple[DataSpec, ...]:
 
 
 def _mnist_suite(name: str, model: str, row: str | None, reference: str | None, description: str) -> Suite:
-    return Suite(name=name, description=description, model=model, weights=None,
-                 id_candidates=(DataSpec("mnist", "MNIST test", "mnist", {}, None),), ood=_mnist_ood(),
-                 paper_row=row, reference_row=reference, id_tune=1000, quick_limit=300,
-                 quick_grid=(QUICK_TEMPERATURES, QUICK_EPSILONS), full_grid_on_cpu=True)
+    return Suite(
+        name=name,
+        description=description,
+        model=model,
+        weights=None,
+        id_candidates=(DataSpec("mnist", "MNIST test", "mnist", {}, None),),
+        ood=_mnist_ood(),
+        paper_row=row,
+        reference_row=reference,
+        id_tune=1000,
+        quick_limit=300,
+        quick_grid=(QUICK_TEMPERATURES, QUICK_EPSILONS),
+        full_grid_on_cpu=True,
+    )
 
 
-def _cifar_suite(name: str, model: str, weights: str | None, id_sets: tuple[DataSpec, ...],
-                 ood: tuple[DataSpec, ...], row: str | None, **kw: Any) -> Suite:
-    return Suite(name=name, description=kw.pop("description"), model=model, weights=weights, id_candidates=id_sets,
-                 ood=ood, paper_row=row, **kw)
+def _cifar_suite(
+    name: str,
+    model: str,
+    weights: str | None,
+    id_sets: tuple[DataSpec, ...],
+    ood: tuple[DataSpec, ...],
+    row: str | None,
+    **kw: Any,
+) -> Suite:
+    return Suite(
+        name=name,
+        description=kw.pop("description"),
+        model=model,
+        weights=weights,
+        id_candidates=id_sets,
+        ood=ood,
+        paper_row=row,
+        **kw,
+    )
 
 
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in [
-        _mnist_suite("mnist-lenet", "mnist-lenet", None, "MNIST",
-                     "The small CNN shipped with odin-ood (PyTorch's MNIST example; not the paper's network) vs "
-                     "Omniglot (both polarities), notMNIST, CIFAR-10bw and noise; the paper's MNIST MLP row "
-                     "(Table 3) for reference"),
-        _mnist_suite("mnist-mlp", "mnist-mlp", "MNIST", None,
-                     "The paper's MNIST classifier (Hendrycks & Gimpel's MLP, rebuilt from their published recipe "
-                     "and shipped with odin-ood) vs Omniglot (both polarities), notMNIST, CIFAR-10bw and noise "
-                     "(Table 3, MNIST rows)"),
-        _cifar_suite("cifar10-densenet", "densenet-bc-100", "models/densenet-bc-100-cifar10.pth.tar", _CIFAR10_ID,
-                     _C10_OOD, "Dense-BC CIFAR-10", id_tune=1000,
-                     description="DenseNet-BC-100 trained on CIFAR-10 (Table 2, Dense-BC CIFAR-10 rows; Table 12)"),
-        _cifar_suite("cifar10-resnet20", "resnet20", "models/resnet20-cifar10.th", _CIFAR10_ID, _C10_OOD, None,
-                     reference_row="Dense-BC CIFAR-10",
-                     description="ResNet-20 trained on CIFAR-10: ODIN across architectures (no ResNet-20 in the "
-                                 "paper; its Dense-BC CIFAR-10 numbers and parameters are shown for reference)"),
-        _cifar_suite("cifar10-jpeg", "densenet-bc-100", None,
-                     (DataSpec("cifar10-jpeg", "CIFAR-10 JPEG test (10,000)", "cifar10-jpeg", {}, None),), _C10_OOD,
-                     None, reference_row="Dense-BC CIFAR-10", requires_weights_argument=True,
-                     description="A model trained on JPEG CIFAR-10 with `odin-ood train` (pass --weights; the "
-                                 "architecture is read from the checkpoint); ID = the JPEG test set"),
-        _cifar_suite("cifar100-densenet", "densenet-bc-100", "models/densenet-bc-100-cifar100.pth.tar", _CIFAR100_ID,
-                     _C100_OOD, "Dense-BC CIFAR-100", num_classes=100,
-                     description="DenseNet-BC-100 trained on CIFAR-100 (Table 2; Table 12)"),
-        _cifar_suite("cifar10-wrn-28-10", "wrn-28-10", "models/wrn-28-10-cifar10.pth", _CIFAR10_ID, _C10_OOD[:-1],
-                     "WRN-28-10 CIFAR-10", description="Wide ResNet-28-10 trained on CIFAR-10 (Table 2)"),
-        _cifar_suite("cifar100-wrn-28-10", "wrn-28-10", "models/wrn-28-10-cifar100.pth", _CIFAR100_ID,
-                     _C100_OOD[:-1], "WRN-28-10 CIFAR-100", num_classes=100,
-                     description="Wide ResNet-28-10 trained on CIFAR-100 (Table 2)"),
-        _cifar_suite("cifar10-wrn-40-4", "wrn-40-4", "models/wrn-40-4-cifar10.pth", _CIFAR10_ID, _C10_OOD[:-1],
-                     "WRN-40-4 CIFAR-10", description="Wide ResNet-40-4 trained on CIFAR-10 (Table 3)"),
-        _cifar_suite("cifar100-wrn-40-4", "wrn-40-4", "models/wrn-40-4-cifar100.pth", _CIFAR100_ID, _C100_OOD[:-1],
-                     "WRN-40-4 CIFAR-100", num_classes=100,
-                     description="Wide ResNet-40-4 trained on CIFAR-100 (Table 3)"),
+        _mnist_suite(
+            "mnist-lenet",
+            "mnist-lenet",
+            None,
+            "MNIST",
+            "The small CNN shipped with odin-ood (PyTorch's MNIST example; not the paper's network) vs "
+            "Omniglot (both polarities), notMNIST, CIFAR-10bw and noise; the paper's MNIST MLP row "
+            "(Table 3) for reference",
+        ),
+        _mnist_suite(
+            "mnist-mlp",
+            "mnist-mlp",
+            "MNIST",
+            None,
+            "The paper's MNIST classifier (Hendrycks & Gimpel's MLP, rebuilt from their published recipe "
+            "and shipped with odin-ood) vs Omniglot (both polarities), notMNIST, CIFAR-10bw and noise "
+            "(Table 3, MNIST rows)",
+        ),
+        _cifar_suite(
+            "cifar10-densenet",
+            "densenet-bc-100",
+            "models/densenet-bc-100-cifar10.pth.tar",
+            _CIFAR10_ID,
+            _C10_OOD,
+            "Dense-BC CIFAR-10",
+            id_tune=1000,
+            description="DenseNet-BC-100 trained on CIFAR-10 (Table 2, Dense-BC CIFAR-10 rows; Table 12)",
+        ),
+        _cifar_suite(
+            "cifar10-resnet20",
+            "resnet20",
+            "models/resnet20-cifar10.th",
+            _CIFAR10_ID,
+            _C10_OOD,
+            None,
+            reference_row="Dense-BC CIFAR-10",
+            description="ResNet-20 trained on CIFAR-10: ODIN across architectures (no ResNet-20 in the "
+            "paper; its Dense-BC CIFAR-10 numbers and parameters are shown for reference)",
+        ),
+        _cifar_suite(
+            "cifar10-jpeg",
+            "densenet-bc-100",
+            None,
+            (DataSpec("cifar10-jpeg", "CIFAR-10 JPEG test (10,000)", "cifar10-jpeg", {}, None),),
+            _C10_OOD,
+            None,
+            reference_row="Dense-BC CIFAR-10",
+            requires_weights_argument=True,
+            description="A model trained on JPEG CIFAR-10 with `odin-ood train` (pass --weights; the "
+            "architecture is read from the checkpoint); ID = the JPEG test set",
+        ),
+        _cifar_suite(
+            "cifar100-densenet",
+            "densenet-bc-100",
+            "models/densenet-bc-100-cifar100.pth.tar",
+            _CIFAR100_ID,
+            _C100_OOD,
+            "Dense-BC CIFAR-100",
+            num_classes=100,
+            description="DenseNet-BC-100 trained on CIFAR-100 (Table 2; Table 12)",
+        ),
+        _cifar_suite(
+            "cifar10-wrn-28-10",
+            "wrn-28-10",
+            "models/wrn-28-10-cifar10.pth",
+            _CIFAR10_ID,
+            _C10_OOD[:-1],
+            "WRN-28-10 CIFAR-10",
+            description="Wide ResNet-28-10 trained on CIFAR-10 (Table 2)",
+        ),
+        _cifar_suite(
+            "cifar100-wrn-28-10",
+            "wrn-28-10",
+            "models/wrn-28-10-cifar100.pth",
+            _CIFAR100_ID,
+            _C100_OOD[:-1],
+            "WRN-28-10 CIFAR-100",
+            num_classes=100,
+            description="Wide ResNet-28-10 trained on CIFAR-100 (Table 2)",
+        ),
+        _cifar_suite(
+            "cifar10-wrn-40-4",
+            "wrn-40-4",
+            "models/wrn-40-4-cifar10.pth",
+            _CIFAR10_ID,
+            _C10_OOD[:-1],
+            "WRN-40-4 CIFAR-10",
+            description="Wide ResNet-40-4 trained on CIFAR-10 (Table 3)",
+        ),
+        _cifar_suite(
+            "cifar100-wrn-40-4",
+            "wrn-40-4",
+            "models/wrn-40-4-cifar100.pth",
+            _CIFAR100_ID,
+            _C100_OOD[:-1],
+            "WRN-40-4 CIFAR-100",
+            num_classes=100,
+            description="Wide ResNet-40-4 trained on CIFAR-100 (Table 3)",
+        ),
         *(
-            _cifar_suite(f"cifar80-{short}", arch, f"models/{arch}-cifar80.pth", _CIFAR80_ID, _C80_OOD,
-                         f"{row} CIFAR-80", num_classes=80,
-                         description=f"{row} trained on CIFAR-80, OOD includes CIFAR-20 (Table 3)")
-            for arch, short, row in (("densenet-bc-100", "densenet", "Dense-BC"), ("wrn-28-10", "wrn-28-10", "WRN-28-10"),
-                                     ("wrn-40-4", "wrn-40-4", "WRN-40-4"))
+            _cifar_suite(
+                f"cifar80-{short}",
+                arch,
+                f"models/{arch}-cifar80.pth",
+                _CIFAR80_ID,
+                _C80_OOD,
+                f"{row} CIFAR-80",
+                num_classes=80,
+                description=f"{row} trained on CIFAR-80, OOD includes CIFAR-20 (Table 3)",
+            )
+            for arch, short, row in (
+                ("densenet-bc-100", "densenet", "Dense-BC"),
+                ("wrn-28-10", "wrn-28-10", "WRN-28-10"),
+                ("wrn-40-4", "wrn-40-4", "WRN-40-4"),
+            )
         ),
     ]
 }
@@ -203,7 +338,8 @@ COMPOSITES: dict[str, Composite] = {
         "small CNN that is <b>not</b> the paper's network, shown because it reproduces Table 3. The paper does "
         "not say how its OOD sets were prepared: Omniglot is shown as stored (black strokes on white) and "
         "inverted (MNIST's polarity); which one matches Table 3 is evidence about the paper's preparation, not "
-        "a statement of the paper. The paper's MNIST parameters are T = 1000, &epsilon; = 0 (Appendix A.2)."),
+        "a statement of the paper. The paper's MNIST parameters are T = 1000, &epsilon; = 0 (Appendix A.2).",
+    ),
 }
 
 

@@ -38,11 +38,17 @@ def cross_dataset(exp: Experiment) -> dict[str, Any]:
     cross = paper.CROSS.get(exp.paper_row or "", {})
     paper_matrix = [[(cross.get(t.paper_key or "") or {}).get(u.paper_key or "") for u in exp.oods] for t in exp.oods]
     return {
-        "sets": keys, "labels": [o.label for o in exp.oods], "fpr": fpr, "msp_fpr": baseline,
+        "sets": keys,
+        "labels": [o.label for o in exp.oods],
+        "fpr": fpr,
+        "msp_fpr": baseline,
         "parameters": {k: [exp.tunings[k].temperature, exp.tunings[k].epsilon] for k in keys},
         "paper": paper_matrix if any(v is not None for r in paper_matrix for v in r) else None,
-        "paper_source": "Table 10" if exp.paper_row == "Dense-BC CIFAR-10" else
-                        "Table 11" if exp.paper_row == "WRN-28-10 CIFAR-10" else None,
+        "paper_source": "Table 10"
+        if exp.paper_row == "Dense-BC CIFAR-10"
+        else "Table 11"
+        if exp.paper_row == "WRN-28-10 CIFAR-10"
+        else None,
     }
 
 
@@ -73,6 +79,12 @@ def tuning_size_curve(exp: Experiment, repeats: int = 10) -> dict[str, Any]:
                 draws.append(fpr_at_tpr(id_eval[i, j], ood.full_grid()[i, j, test]))
             values.append(draws)
         v = np.asarray(values)
-        out["sets"][ood.key] = {"label": ood.label, "sizes": sizes, "test_size": int(test.size),
-                                "fpr": v.tolist(), "mean": v.mean(1).tolist(), "std": v.std(1).tolist()}
+        out["sets"][ood.key] = {
+            "label": ood.label,
+            "sizes": sizes,
+            "test_size": int(test.size),
+            "fpr": v.tolist(),
+            "mean": v.mean(1).tolist(),
+            "std": v.std(1).tolist(),
+        }
     return out

@@ -54,8 +54,10 @@ from odin_ood.experiments.suites import NOISE_LOADERS, DataSpec
 from odin_ood.metrics import evaluate
 from odin_ood.tuning.grid import id_only_from_scores
 
-NOISE_SPECS = (DataSpec("tuning-gaussian", "Gaussian (tuning draw, seed 0)", "gaussian", {"count": 1000, "seed": 0}),
-               DataSpec("tuning-uniform", "Uniform (tuning draw, seed 1)", "uniform", {"count": 1000, "seed": 1}))
+NOISE_SPECS = (
+    DataSpec("tuning-gaussian", "Gaussian (tuning draw, seed 0)", "gaussian", {"count": 1000, "seed": 0}),
+    DataSpec("tuning-uniform", "Uniform (tuning draw, seed 1)", "uniform", {"count": 1000, "seed": 1}),
+)
 OOD_FREE = ("noise", "id-only-t1000", "id-only-t1", "paper")
 REPORTED = ("fpr_at_95_tpr", "auroc")
 EVAL_LIMIT_CPU = 2000  # evaluated images per set without the full grid (the CPU path)
@@ -67,13 +69,28 @@ def noise_set(scorer: Scorer, draws: list[tuple[DataSpec, ImageDataset]], full_g
     evaluated); scored at every cell when the suite scores the full grid, else on demand."""
     images = torch.cat([ds.images for _, ds in draws])
     first = draws[0][1]
-    pooled = ImageDataset(images, name="tuning-noise", mean=first.mean, std=first.std,
-                          manifest={"pooled": [ds.manifest for _, ds in draws]})
+    pooled = ImageDataset(
+        images,
+        name="tuning-noise",
+        mean=first.mean,
+        std=first.std,
+        manifest={"pooled": [ds.manifest for _, ds in draws]},
+    )
     arrays = scorer.grid(pooled) if full_grid else None
-    return Scored(key="tuning-noise", label=" + ".join(spec.label for spec, _ in draws), data=pooled,
-                  grid=None if arrays is None else arrays["grid"], logits=None if arrays is None else arrays["logits"], split=Split(np.arange(len(pooled)), np.arange(0), -1),
-                  manifest={"sets": [{"key": spec.key, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds),
-                                      "dataset": ds.manifest} for spec, ds in draws]})
+    return Scored(
+        key="tuning-noise",
+        label=" + ".join(spec.label for spec, _ in draws),
+        data=pooled,
+        grid=None if arrays is None else arrays["grid"],
+        logits=None if arrays is None else arrays["logits"],
+        split=Split(np.arange(len(pooled)), np.arange(0), -1),
+        manifest={
+            "sets": [
+                {"key": spec.key, "loader": spec.loader, "kwargs": spec.kwargs, "n": len(ds), "dataset": ds.manifest}
+                for spec, ds in draws
+            ]
+        },
+    )
 
 
 def is_natural(s: Scored) -> bool:
@@ -101,7 +118,9 @@ def id_only_choice(exp: Experiment, temperature: float) -> Choice | None:
     if ids.grid is not None:
         scores = ids.tune()[rows[0]]
     else:
-        scores = s.grid(ids.data.subset(torch.from_numpy(ids.split.tune)), temperatures=[s.temperatures[rows[0]]])["grid"][0]
+        scores = s.grid(ids.data.subset(torch.from_numpy(ids.split.tune)), temperatures=[s.temperatures[rows[0]]])[
+            "grid"
+        ][0]
     chosen = id_only_from_scores(scores, s.temperatures[rows[0]], s.epsilons)
     return chosen.temperature, chosen.epsilon
 
@@ -111,7 +130,9 @@ def evaluated_rows(scored: Scored, limit: int | None, seed: int) -> np.ndarray:
     ev = scored.split.eval
     if limit is None or ev.size <= limit:
         return ev
-    return np.sort(np.random.default_rng(dataset_seed(seed, f"{scored.key}/tuning-sources")).choice(ev, limit, replace=False))
+    return np.sort(
+        np.random.default_rng(dataset_seed(seed, f"{scored.key}/tuning-sources")).choice(ev, limit, replace=False)
+    )
 
 
 class Evaluation:
@@ -123,8 +144,11 @@ class Evaluation:
         self.exp, self.limit = exp, limit
         self.id_rows = evaluated_rows(exp.id_set, limit, exp.seed)
         self.oracle_exp = dataclasses.replace(
-            exp, id_set=dataclasses.replace(exp.id_set, split=Split(self.id_rows, self.id_rows, -1)),
-            tunings={}, shared_id=None)
+            exp,
+            id_set=dataclasses.replace(exp.id_set, split=Split(self.id_rows, self.id_rows, -1)),
+            tunings={},
+            shared_id=None,
+        )
 
     def rows(self, target: Scored) -> np.ndarray:
         return evaluated_rows(target, self.limit, self.exp.seed)
@@ -151,8 +175,14 @@ def set_free_choices(exp: Experiment, noise: Scored) -> dict[str, tuple[Choice, 
     return out
 
 
-def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluation | None = None,
-            oracle: bool = True, free: dict[str, tuple[Choice, str]] | None = None) -> dict[str, tuple[Choice, str]]:
+def choices(
+    exp: Experiment,
+    noise: Scored,
+    target: Scored,
+    evaluation: Evaluation | None = None,
+    oracle: bool = True,
+    free: dict[str, tuple[Choice, str]] | None = None,
+) -> dict[str, tuple[Choice, str]]:
     """{source key: ((T, epsilon), what it was tuned on)} for one evaluated set (``oracle=False``:
     without the oracle, whose search on the evaluated images is the costliest source without
     the full grid; ``free``: :func:`set_free_choices`, when already computed for another set)."""
@@ -161,8 +191,10 @@ def choices(exp: Experiment, noise: Scored, target: Scored, evaluation: Evaluati
     out = dict(free if free is not None else set_free_choices(exp, noise))
     p = paper.parameters(exp.paper_row, target.paper_key)
     if p is not None:
-        out["paper"] = ((float(p[0]), float(p[1])), f"the paper's table ({exp.paper_row})"
-                        + ("" if exp.paper_matches else ", another network"))
+        out["paper"] = (
+            (float(p[0]), float(p[1])),
+            f"the paper's table ({exp.paper_row})" + ("" if exp.paper_matches else ", another network"),
+        )
     for a in exp.oods:
         if a.key != target.key and is_natural(a):
             out[f"loo:{a.key}"] = (_cell(s, *tuned(exp, a).index), f"ID tuning split + {a.label} tuning split")
@@ -187,19 +219,30 @@ def _tuning_images(exp: Experiment, noise: Scored, key: str, target: Scored) -> 
     return ids + [s.data.images.numpy()[s.split.tune] for s in sources.get(key, [])]
 
 
-def overlaps(exp: Experiment, noise: Scored, target: Scored, keys: list[str],
-             evaluation: Evaluation | None = None) -> dict[str, int]:
+def overlaps(
+    exp: Experiment, noise: Scored, target: Scored, keys: list[str], evaluation: Evaluation | None = None
+) -> dict[str, int]:
     """{source: how many of the images it tuned on occur, by content, among the evaluated images
     (ID and ``target``)}, for non-oracle sources."""
     evaluation = evaluation or Evaluation(exp, None)
     evaluated = _hashes(exp.id_set.data.images.numpy()[evaluation.id_rows]) | _hashes(
-        target.data.images.numpy()[evaluation.rows(target)])
-    return {key: sum(len(_hashes(images) & evaluated) for images in _tuning_images(exp, noise, key, target))
-            for key in keys if key != "oracle"}
+        target.data.images.numpy()[evaluation.rows(target)]
+    )
+    return {
+        key: sum(len(_hashes(images) & evaluated) for images in _tuning_images(exp, noise, key, target))
+        for key in keys
+        if key != "oracle"
+    }
 
 
-def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: int | None = None,
-            progress: bool = False, oracle: bool = True) -> dict[str, Any]:
+def compare(
+    exp: Experiment,
+    noise: Scored,
+    resamples: int = 200,
+    eval_limit: int | None = None,
+    progress: bool = False,
+    oracle: bool = True,
+) -> dict[str, Any]:
     """Per OOD set: each source's (T, epsilon) and its FPR at 95% TPR and AUROC (with 95%
     bootstrap intervals) on the evaluated images (the evaluation splits, or seeded subsamples of
     at most ``eval_limit`` images); a summary over the real OOD sets and a verdict. ``progress``
@@ -215,8 +258,12 @@ def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: in
             seed = exp.seed + zlib.crc32(repr(key).encode()) % 100_000
             ci = bootstrap_ci(s_in, s_out, resamples, seed=seed)
             m = evaluate(s_in, s_out)
-            cache[key] = {"metrics": {k: m[k] for k in REPORTED}, "ci95": {k: ci[k] for k in REPORTED},
-                          "n_in": int(s_in.size), "n_out": int(s_out.size)}
+            cache[key] = {
+                "metrics": {k: m[k] for k in REPORTED},
+                "ci95": {k: ci[k] for k in REPORTED},
+                "n_in": int(s_in.size),
+                "n_out": int(s_out.size),
+            }
         return cache[key]
 
     sets = {}
@@ -225,22 +272,48 @@ def compare(exp: Experiment, noise: Scored, resamples: int = 200, eval_limit: in
         started = time.perf_counter()
         found = choices(exp, noise, target, evaluation, oracle, free)
         shared = overlaps(exp, noise, target, list(found), evaluation)
-        sets[target.key] = {"label": target.label, "natural": is_natural(target), "rows": [
-            {"source": k, "temperature": c[0], "epsilon": c[1], "tuned_on": what, "overlap": shared.get(k),
-             **measure(target, c)} for k, (c, what) in found.items()]}
+        sets[target.key] = {
+            "label": target.label,
+            "natural": is_natural(target),
+            "rows": [
+                {
+                    "source": k,
+                    "temperature": c[0],
+                    "epsilon": c[1],
+                    "tuned_on": what,
+                    "overlap": shared.get(k),
+                    **measure(target, c),
+                }
+                for k, (c, what) in found.items()
+            ],
+        }
         if progress:
-            print(f"[tuning sources] {number}/{len(exp.oods)} {target.key}: {len(found)} sources "
-                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"[tuning sources] {number}/{len(exp.oods)} {target.key}: {len(found)} sources "
+                f"({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     summary = summarise(sets)
-    return {"sets": sets, "summary": summary, "verdict": verdict(summary),
-            "noise_tuning_sets": noise.manifest.get("sets", [{"key": noise.key}]), "search": exp.search,
-            "oracle": "computed" if oracle else "left out (--no-sources-oracle): its search on the evaluated images "
-                                                "was not affordable in this run",
-            "evaluated": {"limit": eval_limit, "seed": exp.seed,
-                          "note": "every image of each evaluation split" if eval_limit is None else
-                          f"a seeded subsample of at most {eval_limit} images of each evaluation split "
-                          "(the full grid was not scored on every image)"},
-            "bootstrap": {"resamples": resamples, "level": 0.95}}
+    return {
+        "sets": sets,
+        "summary": summary,
+        "verdict": verdict(summary),
+        "noise_tuning_sets": noise.manifest.get("sets", [{"key": noise.key}]),
+        "search": exp.search,
+        "oracle": "computed"
+        if oracle
+        else "left out (--no-sources-oracle): its search on the evaluated images was not affordable in this run",
+        "evaluated": {
+            "limit": eval_limit,
+            "seed": exp.seed,
+            "note": "every image of each evaluation split"
+            if eval_limit is None
+            else f"a seeded subsample of at most {eval_limit} images of each evaluation split "
+            "(the full grid was not scored on every image)",
+        },
+        "bootstrap": {"resamples": resamples, "level": 0.95},
+    }
 
 
 def _group(source: str) -> str:
@@ -259,9 +332,14 @@ def summarise(sets: dict[str, Any]) -> dict[str, dict[str, float]]:
             local.setdefault(_group(r["source"]), []).append([r["metrics"][m] for m in REPORTED])
         for g, values in local.items():
             per.setdefault(g, {"values": []})["values"].append(np.mean(values, axis=0).tolist())
-    return {g: {"mean_fpr_at_95_tpr": float(np.mean([v[0] for v in d["values"]])),
-                "mean_auroc": float(np.mean([v[1] for v in d["values"]])), "sets": len(d["values"])}
-            for g, d in per.items()}
+    return {
+        g: {
+            "mean_fpr_at_95_tpr": float(np.mean([v[0] for v in d["values"]])),
+            "mean_auroc": float(np.mean([v[1] for v in d["values"]])),
+            "sets": len(d["values"]),
+        }
+        for g, d in per.items()
+    }
 
 
 def verdict(summary: dict[str, dict[str, float]], pick: Callable[[str], bool] = lambda k: k in OOD_FREE) -> str:
@@ -275,10 +353,15 @@ def verdict(summary: dict[str, dict[str, float]], pick: Callable[[str], bool] = 
     def fmt(k: str) -> str:
         return f"{k} {100 * summary[k]['mean_fpr_at_95_tpr']:.1f}% / {100 * summary[k]['mean_auroc']:.1f}"
 
-    others = ", ".join(fmt(k) for k in (*OOD_FREE, "loo (mean over sources)", "same-set", "oracle", "msp")
-                       if k in summary and k != best)
+    others = ", ".join(
+        fmt(k)
+        for k in (*OOD_FREE, "loo (mean over sources)", "same-set", "oracle", "msp")
+        if k in summary and k != best
+    )
     n = summary[best]["sets"]
     tied = [k for k in free if k != best and free[k]["mean_fpr_at_95_tpr"] == free[best]["mean_fpr_at_95_tpr"]]
     tie = f", tied with {', '.join(tied)}" if tied else ""
-    return (f"best OOD-free tuning here: {fmt(best)} (mean FPR@95 / AUROC over {n} real OOD set{'s' * (n != 1)}{tie}); "
-            f"others: {others}")
+    return (
+        f"best OOD-free tuning here: {fmt(best)} (mean FPR@95 / AUROC over {n} real OOD set{'s' * (n != 1)}{tie}); "
+        f"others: {others}"
+    )

@@ -83,8 +83,9 @@ class Gate(nn.Module):
 
     def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         d = self.detector
-        logits, score = score_outputs(d.model, normalise(pixels, self.spec), d.score_family, d.temperature_,
-                                      d.epsilon_, d.std_, d.clamp)
+        logits, score = score_outputs(
+            d.model, normalise(pixels, self.spec), d.score_family, d.temperature_, d.epsilon_, d.std_, d.clamp
+        )
         out = gate_outputs(logits, score, d.threshold_)
         predicted_class, confidence, score, is_ood = (out[k] for k in OUTPUT_NAMES)
         return predicted_class, confidence, score, is_ood
@@ -102,8 +103,12 @@ def trace(detector: Detector, spec: Preprocessing, batch_size: int | None = None
     example = _example(detector, spec, batch_size)
     try:
         with tracing():
-            graph = make_fx(gate, decomposition_table=decompositions(), tracing_mode="symbolic" if symbolic else "real",
-                            _allow_non_fake_inputs=symbolic)(example)
+            graph = make_fx(
+                gate,
+                decomposition_table=decompositions(),
+                tracing_mode="symbolic" if symbolic else "real",
+                _allow_non_fake_inputs=symbolic,
+            )(example)
     except ExportError:
         raise
     except Exception as exc:
@@ -126,8 +131,9 @@ def _example(detector: Detector, spec: Preprocessing, batch_size: int | None) ->
     return torch.full((n, *spec.input_shape), 0.5, device=model_device(detector.model, torch.device("cpu")))
 
 
-def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int | None, path: str | os.PathLike,
-                key: str | None = None) -> Path:
+def export_onnx(
+    detector: Detector, spec: Preprocessing, batch_size: int | None, path: str | os.PathLike, key: str | None = None
+) -> Path:
     """Write the gate for batches of ``batch_size`` (None: any batch) to ``path`` as one ONNX file
     (weights inside), recording ``key`` (default :func:`export_key`) in its metadata; written to a
     new temporary file beside ``path`` (created exclusively, so never through a link), then renamed
@@ -140,10 +146,18 @@ def export_onnx(detector: Detector, spec: Preprocessing, batch_size: int | None,
     with warnings.catch_warnings(), quiet_registry():
         warnings.simplefilter("ignore")  # the exporter's notes on a module it sees as in training mode
         try:
-            program = torch.onnx.export(graph, (_example(on_cpu, spec, batch_size),), dynamo=True,
-                                        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                                        opset_version=OPSET, optimize=True, verbose=False, external_data=False,
-                                        dynamic_shapes=dynamic)
+            program = torch.onnx.export(
+                graph,
+                (_example(on_cpu, spec, batch_size),),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                opset_version=OPSET,
+                optimize=True,
+                verbose=False,
+                external_data=False,
+                dynamic_shapes=dynamic,
+            )
         except Exception as exc:
             raise export_failure(exc) from exc
     if program is None:  # only an export with dynamo=False returns None
@@ -162,8 +176,10 @@ def _check_dynamic(model: ModelProto) -> None:
     for value in (*model.graph.input, *model.graph.output):
         dim = value.type.tensor_type.shape.dim[0] if value.type.tensor_type.shape.dim else None
         if dim is None or not dim.dim_param:
-            raise ExportError(f"the model's code fixes the batch size (the graph's {value.name!r} has "
-                              f"{'no batch dimension' if dim is None else f'batch size {dim.dim_value}'}){RUN_EAGER}")
+            raise ExportError(
+                f"the model's code fixes the batch size (the graph's {value.name!r} has "
+                f"{'no batch dimension' if dim is None else f'batch size {dim.dim_value}'}){RUN_EAGER}"
+            )
 
 
 def export_key(detector: Detector, spec: Preprocessing, batch_size: int | None) -> str:
@@ -186,9 +202,17 @@ def _keys(detector: Detector, spec: Preprocessing, batch_sizes: list[int | None]
     """:func:`export_key` for each of ``batch_sizes`` (the model's computation traced once)."""
     from odin_ood.data.cache import cache_key
 
-    fields = {"detector": described(detector), "model": _computation(detector, spec), "shape": list(spec.input_shape),
-              "mean": spec.mean, "std": spec.std, "odin_ood": __version__, "torch": torch.__version__, "opset": OPSET,
-              "graph": GRAPH_VERSION}
+    fields = {
+        "detector": described(detector),
+        "model": _computation(detector, spec),
+        "shape": list(spec.input_shape),
+        "mean": spec.mean,
+        "std": spec.std,
+        "odin_ood": __version__,
+        "torch": torch.__version__,
+        "opset": OPSET,
+        "graph": GRAPH_VERSION,
+    }
     return [cache_key(f"odin-gate-{'dynamic' if b is None else f'b{b}'}", {**fields, "batch": b}) for b in batch_sizes]
 
 
@@ -202,8 +226,13 @@ def _computation(detector: Detector, spec: Preprocessing) -> str:
         raise trace_failure(exc, Gate(detector, spec), detector.model, example) from exc
 
 
-def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_dir: str | os.PathLike | None = None,
-                fresh: bool = False) -> Path:
+def cached_onnx(
+    detector: Detector,
+    spec: Preprocessing,
+    batch_size: int,
+    cache_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+) -> Path:
     """The gate's ONNX file from ``cache_dir`` (default ``$ODIN_OOD_CACHE/export``): the graph of
     a dynamic batch, or for a model whose code fixes the batch size the graph of batches of
     ``batch_size`` (see the module docstring), exported there first if it has neither for its
@@ -229,8 +258,11 @@ def cached_onnx(detector: Detector, spec: Preprocessing, batch_size: int, cache_
         return export_onnx(detector, spec, None, folder / f"{dynamic}.onnx", key=dynamic)
     except ExportError as exc:
         path = export_onnx(detector, spec, batch_size, folder / f"{fixed}.onnx", key=fixed)  # its error if any
-        warnings.warn(f"the gate's graph takes batches of exactly {batch_size} images: the model cannot be traced for "
-                      f"any batch size ({str(exc).removesuffix(RUN_EAGER)})", stacklevel=2)
+        warnings.warn(
+            f"the gate's graph takes batches of exactly {batch_size} images: the model cannot be traced for "
+            f"any batch size ({str(exc).removesuffix(RUN_EAGER)})",
+            stacklevel=2,
+        )
         return path
 
 
@@ -307,7 +339,11 @@ def unexpand_weights(model: ModelProto) -> None:
                     node.input[k] = expanded[name]
         elif node.op_type == "Transpose" and node.input[0] in expanded:
             perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
-            if len(perm) >= 2 and perm[:-2] == list(range(len(perm) - 2)) and perm[-2:] == [len(perm) - 1, len(perm) - 2]:
+            if (
+                len(perm) >= 2
+                and perm[:-2] == list(range(len(perm) - 2))
+                and perm[-2:] == [len(perm) - 1, len(perm) - 2]
+            ):
                 consumers = [c for c in graph.node if node.output[0] in c.input]
                 if all(c.op_type == "MatMul" for c in consumers):  # a 2-d transposed weight broadcasts there too
                     node.input[0] = expanded[node.input[0]]
@@ -315,7 +351,9 @@ def unexpand_weights(model: ModelProto) -> None:
                         if a.name == "perm":
                             a.ints[:] = [1, 0]
     used = {i for node in graph.node for i in node.input} | {o.name for o in graph.output}
-    for node in [n for n in graph.node if n.op_type == "Expand" and n.output[0] in expanded and n.output[0] not in used]:
+    for node in [
+        n for n in graph.node if n.op_type == "Expand" and n.output[0] in expanded and n.output[0] not in used
+    ]:
         graph.node.remove(node)
 
 
@@ -325,8 +363,13 @@ def _finish(model: ModelProto, detector: Detector, spec: Preprocessing, batch_si
     fold_weight_transposes(model)  # the weights an Expand reads become initializers
     unexpand_weights(model)
     fold_weight_transposes(model)  # and the Transposes of them it leaves
-    entries = {"odin_ood.detector": json.dumps(described(detector)), "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
-               "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
-               "odin_ood.batch_size": BATCH_DIM if batch_size is None else str(batch_size), "odin_ood.version": __version__, KEY_FIELD: key}
+    entries = {
+        "odin_ood.detector": json.dumps(described(detector)),
+        "odin_ood.input_shape": json.dumps(list(spec.input_shape)),
+        "odin_ood.input": "float32 pixels in [0, 1], (batch, C, H, W); normalised inside the graph",
+        "odin_ood.batch_size": BATCH_DIM if batch_size is None else str(batch_size),
+        "odin_ood.version": __version__,
+        KEY_FIELD: key,
+    }
     for name, value in entries.items():
         model.metadata_props.add(key=name, value=value)

@@ -49,9 +49,9 @@ def _fields(view: memoryview) -> Iterator[tuple[int, int | memoryview]]:
             value, i = _varint(view, i)
         elif wire == 2:
             size, i = _varint(view, i)
-            value, i = view[i:i + size], i + size
+            value, i = view[i : i + size], i + size
         elif wire in _FIXED_SIZES:
-            value, i = int.from_bytes(view[i:i + _FIXED_SIZES[wire]], "little"), i + _FIXED_SIZES[wire]
+            value, i = int.from_bytes(view[i : i + _FIXED_SIZES[wire]], "little"), i + _FIXED_SIZES[wire]
         else:
             raise ValueError(f"wire type {wire} of field {number}")
         if i > len(view):

@@ -60,52 +60,84 @@ class UnsupportedOperator(ExportError):
 
 def _input_grad_only(output_mask: Sequence[bool], op: str) -> None:
     if len(output_mask) > 1 and any(output_mask[1:]):
-        raise UnsupportedOperator(f"{op} was asked for a weight or bias gradient, which the export rule does not "
-                                  f"cover (scoring needs the input gradient only){RUN_EAGER}")
+        raise UnsupportedOperator(
+            f"{op} was asked for a weight or bias gradient, which the export rule does not "
+            f"cover (scoring needs the input gradient only){RUN_EAGER}"
+        )
 
 
-def convolution_backward(grad_output: Tensor, input: Tensor, weight: Tensor, bias_sizes: Sequence[int] | None,
-                         stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], transposed: bool,
-                         output_padding: Sequence[int], groups: int,
-                         output_mask: Sequence[bool]) -> tuple[Tensor | None, None, None]:
+def convolution_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    weight: Tensor,
+    bias_sizes: Sequence[int] | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    transposed: bool,
+    output_padding: Sequence[int],
+    groups: int,
+    output_mask: Sequence[bool],
+) -> tuple[Tensor | None, None, None]:
     """(dL/dx, None, None) of a (non-transposed) N-d convolution, as a transposed convolution."""
     _input_grad_only(output_mask, "aten.convolution_backward")
     if transposed:
-        raise UnsupportedOperator("the model's gradient uses aten.convolution_backward of a transposed convolution, "
-                                  "which no export rule covers: score it with --runtime torch")
+        raise UnsupportedOperator(
+            "the model's gradient uses aten.convolution_backward of a transposed convolution, "
+            "which no export rule covers: score it with --runtime torch"
+        )
     if not output_mask[0]:
         return None, None, None
     k = weight.shape[2:]
     # the forward covers (out - 1) * stride - 2 * padding + dilation * (k - 1) + 1 input positions
     restore = [
-        input.shape[2 + d] - ((grad_output.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (k[d] - 1) + 1)
+        input.shape[2 + d]
+        - ((grad_output.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (k[d] - 1) + 1)
         for d in range(len(k))
     ]
     grad_input = aten.convolution(grad_output, weight, None, stride, padding, dilation, True, restore, groups)
     return grad_input, None, None
 
 
-def avg_pool2d_backward(grad_output: Tensor, input: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
-                        padding: Sequence[int], ceil_mode: bool, count_include_pad: bool,
-                        divisor_override: int | None) -> Tensor:
+def avg_pool2d_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Tensor:
     """dL/dx of 2-d average pooling: a transposed convolution with the constant kernel 1/(kh*kw)."""
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(stride or (kh, kw))
     ph, pw = _pair(padding)
     if ceil_mode or divisor_override or (not count_include_pad and (ph or pw)):
-        raise UnsupportedOperator("the model's gradient uses aten.avg_pool2d_backward with ceil_mode, divisor_override "
-                                  "or count_include_pad=False and padding, which no export rule covers: score it "
-                                  "with --runtime torch")
+        raise UnsupportedOperator(
+            "the model's gradient uses aten.avg_pool2d_backward with ceil_mode, divisor_override "
+            "or count_include_pad=False and padding, which no export rule covers: score it "
+            "with --runtime torch"
+        )
     c = input.shape[1]
     kernel = grad_output.new_full((c, 1, kh, kw), 1.0 / (kh * kw))
-    restore = [input.shape[2] - ((grad_output.shape[2] - 1) * sh - 2 * ph + kh),
-               input.shape[3] - ((grad_output.shape[3] - 1) * sw - 2 * pw + kw)]
+    restore = [
+        input.shape[2] - ((grad_output.shape[2] - 1) * sh - 2 * ph + kh),
+        input.shape[3] - ((grad_output.shape[3] - 1) * sw - 2 * pw + kw),
+    ]
     return aten.convolution(grad_output, kernel, None, [sh, sw], [ph, pw], [1, 1], True, restore, c)
 
 
-def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_size: Sequence[int],
-                                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-                                     ceil_mode: bool, indices: Tensor) -> Tensor:
+def max_pool2d_with_indices_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    indices: Tensor,
+) -> Tensor:
     """dL/dx of 2-d max pooling: each output gradient added where its maximum was (indices are
     positions in the flattened H*W plane of each channel)."""
     n, c = input.shape[:2]
@@ -114,9 +146,14 @@ def max_pool2d_with_indices_backward(grad_output: Tensor, input: Tensor, kernel_
     return flat.reshape(input.shape)
 
 
-def max_pool2d_with_indices(x: Tensor, kernel_size: int | Sequence[int], stride: int | Sequence[int] = (),
-                            padding: int | Sequence[int] = (0,), dilation: int | Sequence[int] = (1,),
-                            ceil_mode: bool = False) -> tuple[Tensor, Tensor]:
+def max_pool2d_with_indices(
+    x: Tensor,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] = (),
+    padding: int | Sequence[int] = (0,),
+    dilation: int | Sequence[int] = (1,),
+    ceil_mode: bool = False,
+) -> tuple[Tensor, Tensor]:
     """(values, indices) of 2-d max pooling from the kh * kw strided slices of the input padded
     with -inf: values their elementwise maximum (NaN propagates), indices the position in the
     flattened H * W plane of the first slice, in row-major window order, that equals it (torch's
@@ -127,8 +164,11 @@ def max_pool2d_with_indices(x: Tensor, kernel_size: int | Sequence[int], stride:
     oh, ow = _pooled(h, kh, sh, ph, dh, ceil_mode), _pooled(w, kw, sw, pw, dw, ceil_mode)
     span_h, span_w = (oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1
     padded = aten.constant_pad_nd(x, [pw, max(0, span_w - w - pw), ph, max(0, span_h - h - ph)], float("-inf"))
-    windows = [padded[..., i * dh:i * dh + span_h - dh * (kh - 1):sh, j * dw:j * dw + span_w - dw * (kw - 1):sw]
-               for i in range(kh) for j in range(kw)]
+    windows = [
+        padded[..., i * dh : i * dh + span_h - dh * (kh - 1) : sh, j * dw : j * dw + span_w - dw * (kw - 1) : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
     values = windows[0]
     for window in windows[1:]:
         values = torch.maximum(values, window)
@@ -158,15 +198,27 @@ def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     return out
 
 
-def attention_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor, out: Tensor, logsumexp: Tensor,
-                       dropout_p: float, is_causal: bool, *, attn_mask: Tensor | None = None,
-                       scale: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def attention_backward(
+    grad_out: Tensor,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    out: Tensor,
+    logsumexp: Tensor,
+    dropout_p: float,
+    is_causal: bool,
+    *,
+    attn_mask: Tensor | None = None,
+    scale: float | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """(dL/dq, dL/dk, dL/dv) of softmax attention O = P V, P = softmax(q k^T * scale + mask),
     recomputing P: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dq = dS k * scale,
     dk = dS^T q * scale (CPU flash attention's backward, written in matrix products)."""
     if dropout_p:
-        raise UnsupportedOperator("the model's gradient uses attention with dropout, which no export rule covers: "
-                                  "put the model in eval mode, or score it with --runtime torch")
+        raise UnsupportedOperator(
+            "the model's gradient uses attention with dropout, which no export rule covers: "
+            "put the model in eval mode, or score it with --runtime torch"
+        )
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     logits = query @ key.transpose(-2, -1) * scale
     if is_causal:
@@ -208,11 +260,16 @@ def check_exportable(graph: torch.fx.GraphModule) -> None:
         registry = ONNXRegistry.from_torchlib()
     for node in graph.graph.nodes:
         # the exporter translates registered operators and decomposes those torch has a rule for
-        if (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
-                and not registry.is_registered(node.target) and node.target not in decomposition_table):
+        if (
+            node.op == "call_function"
+            and isinstance(node.target, torch._ops.OpOverload)
+            and not registry.is_registered(node.target)
+            and node.target not in decomposition_table
+        ):
             raise UnsupportedOperator(
                 f"the model's gradient or forward uses {node.target}, which has no ONNX translation and no "
-                f"odin-ood export rule{RUN_EAGER}")
+                f"odin-ood export rule{RUN_EAGER}"
+            )
 
 
 @contextmanager
@@ -239,10 +296,16 @@ def check_static_shapes(graph: torch.fx.GraphModule) -> None:
     example's; eager scoring computes it per batch."""
     for node in graph.graph.nodes:
         target = node.target
-        if (node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
-                and torch.Tag.dynamic_output_shape in target.tags and not _integer_indexing(node)):
-            raise UnsupportedOperator(f"the model uses {target}, whose output's shape depends on the pixel values "
-                                      f"(a traced graph would keep the example's shape for every image){RUN_EAGER}")
+        if (
+            node.op == "call_function"
+            and isinstance(target, torch._ops.OpOverload)
+            and torch.Tag.dynamic_output_shape in target.tags
+            and not _integer_indexing(node)
+        ):
+            raise UnsupportedOperator(
+                f"the model uses {target}, whose output's shape depends on the pixel values "
+                f"(a traced graph would keep the example's shape for every image){RUN_EAGER}"
+            )
 
 
 def _integer_indexing(node: torch.fx.Node) -> bool:
@@ -264,21 +327,27 @@ def trace_failure(exc: Exception, gate: nn.Module, model: nn.Module, example: Te
     from odin_ood.scores.passes import scoring_mode
 
     if "_local_scalar_dense" in str(exc):
-        return ExportError("the model's forward has data-dependent control flow (a Python value read from a tensor: "
-                           f"`if` on a tensor, .item(), int(), bool()){_where(exc)}, which a traced graph cannot "
-                           f"hold{RUN_EAGER}")
+        return ExportError(
+            "the model's forward has data-dependent control flow (a Python value read from a tensor: "
+            f"`if` on a tensor, .item(), int(), bool()){_where(exc)}, which a traced graph cannot "
+            f"hold{RUN_EAGER}"
+        )
     try:
         with scoring_mode(model), torch.no_grad():
             logits = model(example[:1].clone())
         if not (isinstance(logits, Tensor) and logits.ndim == 2):
-            return ExportError(f"the model returns {_kind(logits)}, not one (batch, classes) tensor of logits: "
-                               "make its forward return the logits")
+            return ExportError(
+                f"the model returns {_kind(logits)}, not one (batch, classes) tensor of logits: "
+                "make its forward return the logits"
+            )
         gate(example.clone())
     except Exception as eager:
-        return ExportError(f"the model fails in eager scoring too: {type(eager).__name__}: {_first_line(eager)}"
-                           f"{_where(eager)}")
-    return ExportError(f"the gate cannot be traced for export: {type(exc).__name__}: {_first_line(exc)}"
-                       f"{_where(exc)}{RUN_EAGER}")
+        return ExportError(
+            f"the model fails in eager scoring too: {type(eager).__name__}: {_first_line(eager)}{_where(eager)}"
+        )
+    return ExportError(
+        f"the gate cannot be traced for export: {type(exc).__name__}: {_first_line(exc)}{_where(exc)}{RUN_EAGER}"
+    )
 
 
 def export_failure(exc: Exception) -> ExportError:
@@ -296,8 +365,11 @@ _TORCH = os.path.dirname(torch.__file__) + os.sep
 def _where(exc: BaseException) -> str:
     """`` (at FILE:LINE: `source`)`` for the innermost frame of ``exc`` outside torch (the model's
     own line, typically), or nothing."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith(_TORCH) and not f.filename.startswith("<")]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(_TORCH) and not f.filename.startswith("<")
+    ]
     if not frames:
         return ""
     frame = frames[-1]

@@ -70,7 +70,11 @@ def _rate_aupr(tp: np.ndarray, fp: np.ndarray) -> float:
 
 
 def calmetric_evaluate(
-    scores_in: ArrayLike, scores_out: ArrayLike, start: float | None = None, end: float | None = None, steps: int = 100_000
+    scores_in: ArrayLike,
+    scores_out: ArrayLike,
+    start: float | None = None,
+    end: float | None = None,
+    steps: int = 100_000,
 ) -> dict[str, float]:
     """The five metrics as ``calMetric.py`` computes them (see the module docstring)."""
     x = np.sort(as_scores(scores_in, "scores_in"))

@@ -134,7 +134,10 @@ def _aupr_out(p: RocPoints) -> float:
 
 
 def evaluate(
-    scores_in: ArrayLike, scores_out: ArrayLike, tpr: float = 0.95, convention: str = "exact",
+    scores_in: ArrayLike,
+    scores_out: ArrayLike,
+    tpr: float = 0.95,
+    convention: str = "exact",
     **calmetric_options: Any,
 ) -> dict[str, float]:
     """All five metrics of the paper: ``fpr_at_95_tpr``, ``detection_error``, ``auroc``,
@@ -162,7 +165,9 @@ def evaluate(
     }
 
 
-def tpr_fpr_at_thresholds(scores_in: ArrayLike, scores_out: ArrayLike, thresholds: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def tpr_fpr_at_thresholds(
+    scores_in: ArrayLike, scores_out: ArrayLike, thresholds: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     """TPR and FPR when keeping ``score > threshold`` as ID (the detector g's rule), per threshold."""
     s_in, s_out = np.sort(as_scores(scores_in, "scores_in")), np.sort(as_scores(scores_out, "scores_out"))
     t = np.asarray(thresholds, dtype=np.float64)

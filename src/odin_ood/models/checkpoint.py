@@ -86,19 +86,21 @@ def map_keys(
         state = _renamed(state, functools.partial(_without_prefix, prefix))
     for old, new in (rename_keys or {}).items():
         if not old or not new or not any(k == old or k.startswith(old + ".") for k in state):
-            raise ValueError(f"rename {old!r} -> {new!r}: no checkpoint key is {old!r} or starts with "
-                             f"{old + '.'!r} (keys look like {_sample(state)})")
+            raise ValueError(
+                f"rename {old!r} -> {new!r}: no checkpoint key is {old!r} or starts with "
+                f"{old + '.'!r} (keys look like {_sample(state)})"
+            )
         state = _renamed(state, functools.partial(_with_module_renamed, old, new))
     return state
 
 
 def _without_prefix(prefix: str, key: str) -> str:
-    return key[len(prefix):] if key.startswith(prefix) else key
+    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 def _with_module_renamed(old: str, new: str, key: str) -> str:
     """``key`` with the key or module ``old`` renamed ``new``."""
-    return new + key[len(old):] if key == old or key.startswith(old + ".") else key
+    return new + key[len(old) :] if key == old or key.startswith(old + ".") else key
 
 
 def _renamed(state: dict[str, torch.Tensor], rename: Callable[[str], str]) -> dict[str, torch.Tensor]:
@@ -123,9 +125,11 @@ def _prefix_hint(expected: dict[str, torch.Tensor], unexpected: list[str]) -> st
     if not prefixes:
         return ""
     flags = " ".join(f"--strip-prefix {p}" for p in prefixes)
-    return (f"; the checkpoint stores weights under {prefixes}: pass strip_prefixes={tuple(prefixes)} "
-            f"({flags} on the command line), and rename_keys={{old: new}} (--rename-key OLD=NEW) for "
-            f"layers named differently")
+    return (
+        f"; the checkpoint stores weights under {prefixes}: pass strip_prefixes={tuple(prefixes)} "
+        f"({flags} on the command line), and rename_keys={{old: new}} (--rename-key OLD=NEW) for "
+        f"layers named differently"
+    )
 
 
 def mismatch_report(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
@@ -156,10 +160,12 @@ def head_classes(model: nn.Module, state: dict[str, torch.Tensor]) -> int | None
     side. None when ``state`` fits ``model`` or differs otherwise."""
     expected = model.state_dict()
     if any(k not in expected for k in state) or any(
-            k not in state and not k.endswith("num_batches_tracked") for k in expected):
+        k not in state and not k.endswith("num_batches_tracked") for k in expected
+    ):
         return None
-    pairs = [(tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    pairs = [
+        (tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items() if k in state and state[k].shape != v.shape
+    ]
     if not pairs or any(not a or not b or a[1:] != b[1:] for a, b in pairs):
         return None
     found, own = {a[0] for a, _ in pairs}, {b[0] for _, b in pairs}
@@ -179,8 +185,9 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = 
     return model
 
 
-def save_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None,
-                     dtype: torch.dtype | None = None) -> Path:
+def save_safetensors(
+    model: nn.Module, path: str | Path, metadata: dict[str, object] | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Write ``model``'s state dict as safetensors; ``metadata`` values are JSON-encoded.
     ``dtype`` (e.g. ``torch.float16``) converts floating-point tensors to save space."""
     state = {

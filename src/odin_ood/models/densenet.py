@@ -47,9 +47,7 @@ class DenseBlock(nn.Module):
 
     def __init__(self, num_layers: int, in_channels: int, growth: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.layer = nn.Sequential(
-            *(Bottleneck(in_channels + i * growth, growth, dropout) for i in range(num_layers))
-        )
+        self.layer = nn.Sequential(*(Bottleneck(in_channels + i * growth, growth, dropout) for i in range(num_layers)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
@@ -107,4 +105,3 @@ class DenseNetBC(nn.Module):
         out = self.trans2(self.block2(out))
         out = F.relu(self.bn1(self.block3(out)))
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
-

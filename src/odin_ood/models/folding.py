@@ -68,26 +68,37 @@ def foldable_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception:  # fx raises many kinds for untraceable code: search the children
-        return [pair for name, child in model.named_children()
-                for pair in foldable_pairs(child, f"{prefix}{name}.")]
+        return [pair for name, child in model.named_children() for pair in foldable_pairs(child, f"{prefix}{name}.")]
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if (called := _called_module(node)) is not None:
             calls[called] = calls.get(called, 0) + 1
-    read = {str(node.target).rsplit(".", 1)[0] for node in graph.nodes
-            if node.op == "get_attr" and "." in str(node.target)}
+    read = {
+        str(node.target).rsplit(".", 1)[0] for node in graph.nodes if node.op == "get_attr" and "." in str(node.target)
+    }
     pairs = []
     for node in graph.nodes:
         bn_name = _called_module(node)
         bn = modules.get(bn_name) if bn_name is not None else None
-        if (bn_name is None or not isinstance(bn, _BatchNorm) or type(bn) not in BATCH_NORMS or bn.training
-                or bn.running_mean is None or len(node.args) != 1 or node.kwargs):
+        if (
+            bn_name is None
+            or not isinstance(bn, _BatchNorm)
+            or type(bn) not in BATCH_NORMS
+            or bn.training
+            or bn.running_mean is None
+            or len(node.args) != 1
+            or node.kwargs
+        ):
             continue
         source = _through_identities(node.args[0], modules)
         conv_name = _called_module(source) if isinstance(source, fx.Node) and len(source.users) == 1 else None
         conv = modules.get(conv_name) if conv_name is not None else None
-        if conv_name is None or type(conv) not in CONVOLUTIONS or CONVOLUTIONS.index(type(conv)) != BATCH_NORMS.index(type(bn)):
+        if (
+            conv_name is None
+            or type(conv) not in CONVOLUTIONS
+            or CONVOLUTIONS.index(type(conv)) != BATCH_NORMS.index(type(bn))
+        ):
             continue
         if calls[conv_name] == 1 and calls[bn_name] == 1 and not {conv_name, bn_name} & read:
             pairs.append((prefix + conv_name, prefix + bn_name))
@@ -143,7 +154,8 @@ def scoring_copy(model: nn.Module) -> tuple[nn.Module, bool]:
     itself with False."""
     folded = fold_batch_norm(model)
     channels_last = any(isinstance(m, nn.Conv2d) for m in folded.modules()) and not isinstance(
-        folded, torch.jit.ScriptModule)
+        folded, torch.jit.ScriptModule
+    )
     if channels_last:
         folded = (folded if folded is not model else copy.deepcopy(model)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's overloads omit memory_format
     return folded, channels_last

@@ -50,8 +50,19 @@ from odin_ood.preprocess import Preprocessing
 PREFIX = "hf:"
 # the transforms of transformers' standard image processor; a class that redefines any of them
 # (other than ConvNeXt's resize, followed below) transforms images in a way of its own
-_STANDARD_STEPS = ("process_image", "convert_to_rgb", "resize", "center_crop", "rescale", "normalize",
-                   "rescale_and_normalize", "pad", "_preprocess", "_preprocess_image_like_inputs", "preprocess")
+_STANDARD_STEPS = (
+    "process_image",
+    "convert_to_rgb",
+    "resize",
+    "center_crop",
+    "rescale",
+    "normalize",
+    "rescale_and_normalize",
+    "pad",
+    "_preprocess",
+    "_preprocess_image_like_inputs",
+    "preprocess",
+)
 _CONVNEXT = ("ConvNextImageProcessor", "ConvNextImageProcessorPil")
 # PIL's resampling codes, which preprocessor_config.json's "resample" holds, in odin-ood's names
 _PIL_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear-antialias", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -75,18 +86,23 @@ def load_huggingface(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, An
     path = Path(folder)
     source = f"{PREFIX}{folder}"
     if not path.is_dir():
-        raise ValueError(f"{source}: {str(path)!r} is not a folder (save_pretrained writes config.json, the weights "
-                         "and preprocessor_config.json into one)")
+        raise ValueError(
+            f"{source}: {str(path)!r} is not a folder (save_pretrained writes config.json, the weights "
+            "and preprocessor_config.json into one)"
+        )
     for name in ("config.json", "preprocessor_config.json"):
         if not (path / name).is_file():
-            raise ValueError(f"{source}: the folder has no {name} (save the model and its image processor there "
-                             "with save_pretrained)")
+            raise ValueError(
+                f"{source}: the folder has no {name} (save the model and its image processor there "
+                "with save_pretrained)"
+            )
     transformers = extras.import_optional("transformers", "hf", "hf:PATH")
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # its "Loading weights" bar is not odin-ood's output
     try:
-        model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True,
-                                                                             dtype=torch.float32)
+        model = transformers.AutoModelForImageClassification.from_pretrained(
+            path, local_files_only=True, dtype=torch.float32
+        )
         processor = transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # transformers raises many types for folders it cannot read
         raise ValueError(f"{source}: transformers cannot load it ({type(exc).__name__}: {_first_line(exc)})") from None
@@ -94,9 +110,13 @@ def load_huggingface(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, An
         if bars:
             transformers.utils.logging.enable_progress_bar()
     preprocessing = processor_preprocessing(processor, source)
-    return Logits(model), {"preprocessing": preprocessing, "input_shape": preprocessing.input_shape,
-                           "input_mean": preprocessing.mean, "input_std": preprocessing.std,
-                           "class_names": class_names(model.config)}
+    return Logits(model), {
+        "preprocessing": preprocessing,
+        "input_shape": preprocessing.input_shape,
+        "input_mean": preprocessing.mean,
+        "input_std": preprocessing.std,
+        "class_names": class_names(model.config),
+    }
 
 
 def class_names(config: Any) -> tuple[str, ...] | None:
@@ -118,15 +138,22 @@ def processor_preprocessing(processor: Any, source: str = "the image processor")
     if standard is None or not isinstance(backend, str):
         raise ValueError(f"{where} has backend {backend!r}; odin-ood follows the torchvision and pil backends")
     allowed = ("resize", "_preprocess") if kind in _CONVNEXT else ()
-    own = [step for step in _STANDARD_STEPS
-           if step not in allowed and getattr(type(processor), step, None) is not getattr(standard, step, None)]
+    own = [
+        step
+        for step in _STANDARD_STEPS
+        if step not in allowed and getattr(type(processor), step, None) is not getattr(standard, step, None)
+    ]
     if own:
-        raise ValueError(f"{where} transforms images its own way ({', '.join(own)}): odin-ood follows only the "
-                         "standard resize, centre crop, rescale and normalise")
+        raise ValueError(
+            f"{where} transforms images its own way ({', '.join(own)}): odin-ood follows only the "
+            "standard resize, centre crop, rescale and normalise"
+        )
     if getattr(processor, "do_pad", None):
         raise ValueError(f"{where}: do_pad=True pads each batch to its largest image; odin-ood needs one input size")
     if not getattr(processor, "do_resize", None):
-        raise ValueError(f"{where}: do_resize is not set, so inputs keep each image's size; odin-ood needs one input size")
+        raise ValueError(
+            f"{where}: do_resize is not set, so inputs keep each image's size; odin-ood needs one input size"
+        )
     layout = getattr(processor, "data_format", None)
     if (getattr(layout, "value", layout) or "channels_first") != "channels_first":
         raise ValueError(f"{where}: data_format {layout!r} is not channels_first")
@@ -149,8 +176,10 @@ def _interpolation(resample: Any, backend: str, where: str) -> str:
     names = _TORCH_NAMES if backend == "torchvision" else _PIL_NAMES
     code = getattr(resample, "value", resample)
     if not isinstance(code, int) or code not in names:
-        raise ValueError(f"{where}: resample {resample!r} has no odin-ood equivalent on the {backend} backend "
-                         f"(odin-ood follows {', '.join(f'{k} ({v})' for k, v in names.items())})")
+        raise ValueError(
+            f"{where}: resample {resample!r} has no odin-ood equivalent on the {backend} backend "
+            f"(odin-ood follows {', '.join(f'{k} ({v})' for k, v in names.items())})"
+        )
     return names[code]
 
 
@@ -181,19 +210,26 @@ def _geometry(processor: Any, kind: str, where: str) -> tuple[tuple[int, int, in
         for side, full, cut in (("height", h, crop["height"]), ("width", w, crop["width"])):
             # odin-ood's squash crop rounds its offset to even; transformers' rounds down
             if cut > full or (full - cut) // 2 != round((full - cut) / 2.0):
-                raise ValueError(f"{where}: crop_size {side} {cut} from a resized {side} of {full}: odin-ood's squash "
-                                 "crops only a smaller size whose margin rounds the same down and to even")
+                raise ValueError(
+                    f"{where}: crop_size {side} {cut} from a resized {side} of {full}: odin-ood's squash "
+                    "crops only a smaller size whose margin rounds the same down and to even"
+                )
         return (3, crop["height"], crop["width"]), "squash", (h, w)
     if set(size) == {"shortest_edge"}:
         if crop is None:
-            raise ValueError(f"{where}: size {size} without do_center_crop gives inputs whose size depends on the "
-                             "image's aspect ratio; odin-ood needs one input size")
+            raise ValueError(
+                f"{where}: size {size} without do_center_crop gives inputs whose size depends on the "
+                "image's aspect ratio; odin-ood needs one input size"
+            )
         if max(crop.values()) > size["shortest_edge"]:
-            raise ValueError(f"{where}: crop_size {crop} is larger than the resized shorter side "
-                             f"{size['shortest_edge']} (transformers would pad with zeros)")
+            raise ValueError(
+                f"{where}: crop_size {crop} is larger than the resized shorter side "
+                f"{size['shortest_edge']} (transformers would pad with zeros)"
+            )
         return (3, crop["height"], crop["width"]), "resize-shorter-then-center-crop-floor", size["shortest_edge"]
-    raise ValueError(f"{where}: size {size} is not followed (odin-ood follows height and width, or shortest_edge "
-                     "with a centre crop)")
+    raise ValueError(
+        f"{where}: size {size} is not followed (odin-ood follows height and width, or shortest_edge with a centre crop)"
+    )
 
 
 def _statistics(processor: Any, where: str) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
@@ -222,4 +258,4 @@ def split_huggingface_spec(spec: str) -> Path | None:
         return None
     if spec == PREFIX:
         raise ValueError("model spec 'hf:' names no folder: write hf:PATH")
-    return Path(spec[len(PREFIX):])
+    return Path(spec[len(PREFIX) :])

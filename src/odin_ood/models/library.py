@@ -38,8 +38,9 @@ from odin_ood.preprocess import CROP_FRACTION, Preprocessing
 from odin_ood.preprocess.resampling import LIBRARY_NAMES
 
 LIBRARIES = ("torchvision", "timm")
-STANDARD_IMAGENET = Preprocessing((3, 224, 224), "resize-shorter-then-center-crop", "bilinear-antialias", 256,
-                                  IMAGENET_MEAN, IMAGENET_STD)
+STANDARD_IMAGENET = Preprocessing(
+    (3, 224, 224), "resize-shorter-then-center-crop", "bilinear-antialias", 256, IMAGENET_MEAN, IMAGENET_STD
+)
 
 
 def build_library_model(library: str, name: str, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -64,9 +65,13 @@ def build_library_model(library: str, name: str, num_classes: int | None = None)
             raise ValueError(f"timm has no model {name!r} (see timm.list_models())")
         model = timm.create_model(name, pretrained=False, **kwargs)
         preprocessing, categories = timm_preprocessing(timm, model, name)
-    return model, {"preprocessing": preprocessing, "input_shape": preprocessing.input_shape,
-                   "input_mean": preprocessing.mean, "input_std": preprocessing.std,
-                   "class_names": None if categories is None else tuple(categories)}
+    return model, {
+        "preprocessing": preprocessing,
+        "input_shape": preprocessing.input_shape,
+        "input_mean": preprocessing.mean,
+        "input_std": preprocessing.std,
+        "class_names": None if categories is None else tuple(categories),
+    }
 
 
 def torchvision_preprocessing(tv: Any, name: str, enum: str | None = None) -> tuple[Preprocessing, list[str] | None]:
@@ -83,12 +88,20 @@ def torchvision_preprocessing(tv: Any, name: str, enum: str | None = None) -> tu
     try:
         weights = weights_enum[enum] if enum is not None else weights_enum.DEFAULT
     except KeyError:
-        raise ValueError(f"torchvision:{name} has no weights {enum!r}; its {weights_enum.__name__} has "
-                         f"{', '.join(w.name for w in weights_enum)}") from None
+        raise ValueError(
+            f"torchvision:{name} has no weights {enum!r}; its {weights_enum.__name__} has "
+            f"{', '.join(w.name for w in weights_enum)}"
+        ) from None
     t = weights.transforms()
     crop, resize = _one(t.crop_size), _one(t.resize_size)
-    p = Preprocessing((3, crop, crop), "resize-shorter-then-center-crop", _interpolation(t.interpolation.value, name),
-                      resize, tuple(t.mean), tuple(t.std))
+    p = Preprocessing(
+        (3, crop, crop),
+        "resize-shorter-then-center-crop",
+        _interpolation(t.interpolation.value, name),
+        resize,
+        tuple(t.mean),
+        tuple(t.std),
+    )
     return p, list(weights.meta.get("categories") or []) or None
 
 
@@ -124,8 +137,14 @@ def timm_preprocessing(timm: Any, model: nn.Module, name: str) -> tuple[Preproce
         size: int | tuple[int, int] = (math.floor(shape[1] / crop_pct), math.floor(shape[2] / crop_pct))
         p = Preprocessing(shape, "squash", interpolation, size, tuple(config["mean"]), tuple(config["std"]))
     elif mode == "center" and shape[1] == shape[2]:
-        p = Preprocessing(shape, "resize-shorter-then-center-crop", interpolation, math.floor(shape[1] / crop_pct),
-                          tuple(config["mean"]), tuple(config["std"]))
+        p = Preprocessing(
+            shape,
+            "resize-shorter-then-center-crop",
+            interpolation,
+            math.floor(shape[1] / crop_pct),
+            tuple(config["mean"]),
+            tuple(config["std"]),
+        )
     else:  # border mode, or centre mode at a non-square size (timm's ResizeKeepRatio): not followed
         p = Preprocessing(shape, "none", mean=tuple(config["mean"]), std=tuple(config["std"]))
     return p, _timm_categories(timm, model)

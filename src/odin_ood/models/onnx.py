@@ -42,7 +42,7 @@ def split_onnx_spec(spec: str) -> Path | None:
     if spec.startswith(PREFIX):
         if spec == PREFIX:
             raise ValueError("model spec 'onnx:' names no file: write onnx:PATH")
-        return Path(spec[len(PREFIX):])
+        return Path(spec[len(PREFIX) :])
     return Path(spec) if Path(spec).suffix.lower() in SUFFIXES else None
 
 
@@ -56,15 +56,19 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     try:
         proto = onnx.load(os.fspath(path))
     except Exception as exc:  # protobuf's DecodeError, a missing external data file, ...
-        raise ValueError(f"{source}: not an ONNX model onnx can read ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ValueError(
+            f"{source}: not an ONNX model onnx can read ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     if len(_inputs(proto)) != 1:
         raise ValueError(f"{source}: the graph takes {len(_inputs(proto))} inputs; a classifier takes one image batch")
     shared_weights_as_initializers(proto)
     missing = unsupported_operators(proto)
     if missing:
-        raise ValueError(f"{source}: onnx2torch {version('onnx2torch')} cannot convert operator(s) {', '.join(missing)}: "
-                         "export with opset 17 or lower (torch.onnx.export(..., dynamo=False, opset_version=17), "
-                         "tf2onnx --opset 17)")
+        raise ValueError(
+            f"{source}: onnx2torch {version('onnx2torch')} cannot convert operator(s) {', '.join(missing)}: "
+            "export with opset 17 or lower (torch.onnx.export(..., dynamo=False, opset_version=17), "
+            "tf2onnx --opset 17)"
+        )
     # onnx2torch's Slice indexes with a list, which torch says it will stop accepting (it still does)
     warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
     try:
@@ -130,8 +134,12 @@ def fixed_sizes(graph: fx.GraphModule) -> fx.GraphModule:
             known[node] = getattr(args[0], node.target)(*args[1:], **kwargs)
     for node in list(graph.graph.nodes):
         sizes = node.args[1:]
-        if node.op != "call_module" or node in known or node.kwargs or not all(
-                n in known for n in sizes if isinstance(n, fx.Node)):
+        if (
+            node.op != "call_module"
+            or node in known
+            or node.kwargs
+            or not all(n in known for n in sizes if isinstance(n, fx.Node))
+        ):
             continue
         values = [known[n] if isinstance(n, fx.Node) else n for n in sizes]
         fixed = _fixed(graph.get_submodule(node.target), values)
@@ -152,9 +160,13 @@ def _fixed(module: nn.Module, values: list[Any]) -> nn.Module | None:
     if isinstance(module, onnx_slice.OnnxSlice):
         starts, ends, axes, steps = (values + [None] * 4)[:4]
         flip, pos, neg = onnx_slice._get_slices(starts, ends, axes, steps)
-        ints = [s if not isinstance(s, slice) else slice(*(None if v is None else int(v) for v in (s.start, s.stop, s.step)))
-                for s in (*pos, *neg)]
-        return _Sliced([int(d) for d in flip], ints[:len(pos)], ints[len(pos):])
+        ints = [
+            s
+            if not isinstance(s, slice)
+            else slice(*(None if v is None else int(v) for v in (s.start, s.stop, s.step)))
+            for s in (*pos, *neg)
+        ]
+        return _Sliced([int(d) for d in flip], ints[: len(pos)], ints[len(pos) :])
     if isinstance(module, reshape.OnnxReshape):
         return _Reshaped([int(v) for v in values[0].tolist()])
     if isinstance(module, pad.OnnxPadDynamic):
@@ -228,10 +240,15 @@ def _metadata(proto: Any, source: str) -> dict[str, Any]:
         except ValueError:
             value = None
         numbers = prop.key != "class_names"
-        if not isinstance(value, list) or not value or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) if numbers else isinstance(v, str) for v in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) if numbers else isinstance(v, str)
+                for v in value
+            )
+        ):
             what = "numbers" if numbers else "strings"
             raise ValueError(f"{source}: metadata {prop.key} must be a JSON list of {what}, got {prop.value[:60]!r}")
         out[prop.key] = tuple(value)
     return out
-

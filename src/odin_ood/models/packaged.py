@@ -78,7 +78,9 @@ def load_packaged(path: Path, packaging: str, map_location: str | torch.device =
         else:
             inner = torch.export.load(str(path)).module().to(map_location)
     except Exception as exc:  # torch raises many types for damaged archives
-        raise ValueError(f"cannot load {packaging} archive {str(path)!r}: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise ValueError(
+            f"cannot load {packaging} archive {str(path)!r}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     return Packaged(inner, packaging)
 
 

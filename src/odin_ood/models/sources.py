@@ -57,8 +57,17 @@ from odin_ood.preprocess.model_input import attach, declare
 
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _PACKAGING_PREFIXES = {"torchscript:": "torchscript", "export:": "export"}
-FORMS = ("a zoo name", "a checkpoint file", "torchvision:NAME", "timm:NAME", "hf:PATH", "onnx:PATH (or *.onnx)",
-         "torchscript:PATH (or *.ts)", "export:PATH (or *.pt2)", "package.module:factory")
+FORMS = (
+    "a zoo name",
+    "a checkpoint file",
+    "torchvision:NAME",
+    "timm:NAME",
+    "hf:PATH",
+    "onnx:PATH (or *.onnx)",
+    "torchscript:PATH (or *.ts)",
+    "export:PATH (or *.pt2)",
+    "package.module:factory",
+)
 PROBE_BATCH = 3
 
 
@@ -93,21 +102,27 @@ def load(
     converted = _converted(text)
     if library is not None:
         if weights is None:
-            raise ValueError(f"{text} needs {named('weights=FILE', '--weights FILE')}: odin-ood never downloads weights")
+            raise ValueError(
+                f"{text} needs {named('weights=FILE', '--weights FILE')}: odin-ood never downloads weights"
+            )
         model, metadata = build_library_model(*library, num_classes=num_classes)
         state = map_keys(read_state_dict(weights), **mapping)
         found = head_classes(model, state)
         if found is not None and num_classes is not None:
-            raise ValueError(f"{str(weights)!r} holds a {found}-class head but num_classes={num_classes} was asked: "
-                             f"pass --num-classes {found} (num_classes={found}), or weights of a {num_classes}-class head")
+            raise ValueError(
+                f"{str(weights)!r} holds a {found}-class head but num_classes={num_classes} was asked: "
+                f"pass --num-classes {found} (num_classes={found}), or weights of a {num_classes}-class head"
+            )
         if found is not None:  # a fine-tuned head: the checkpoint says how many classes
             model, metadata = build_library_model(*library, num_classes=found)
         load_strict(model, state, source=f"{str(weights)!r}")
         return describe(model, text, map_location, {**metadata, **_given(overrides)}, num_classes)
     if packaging is not None or converted is not None:
         if weights is not None or mapping["strip_prefixes"] or mapping["rename_keys"]:
-            raise ValueError(f"{text} carries its own weights: drop "
-                             f"{named('weights= and any key mapping', '--weights, --strip-prefix and --rename-key')}")
+            raise ValueError(
+                f"{text} carries its own weights: drop "
+                f"{named('weights= and any key mapping', '--weights, --strip-prefix and --rename-key')}"
+            )
         if converted is not None:
             model, metadata = converted()
         else:
@@ -117,8 +132,10 @@ def load(
     if Path(text).exists() or text in zoo.names():
         archive = packaging_of(Path(text)) if Path(text).is_file() else None
         if archive is not None:
-            raise ValueError(f"{text!r} is a {archive} archive, which runs code when loaded; if you trust it, "
-                             f"pass it as {archive}:{text}")
+            raise ValueError(
+                f"{text!r} is a {archive} archive, which runs code when loaded; if you trust it, "
+                f"pass it as {archive}:{text}"
+            )
         model = zoo.load(text, weights=weights, num_classes=num_classes, map_location=map_location, **mapping)
         if not _given(overrides):
             return model
@@ -128,14 +145,16 @@ def load(
         if weights is not None:
             load_strict(model, map_keys(read_state_dict(weights), **mapping), source=f"{str(weights)!r}")
         return describe(model, text, map_location, _given(overrides), num_classes)
-    raise ValueError(f"model {text!r} is neither a known model name ({', '.join(zoo.names())}) nor an existing "
-                     f"file, nor any of: {', '.join(FORMS[2:])}")
+    raise ValueError(
+        f"model {text!r} is neither a known model name ({', '.join(zoo.names())}) nor an existing "
+        f"file, nor any of: {', '.join(FORMS[2:])}"
+    )
 
 
 def _packaging(text: str) -> tuple[str | None, Path]:
     for prefix, packaging in _PACKAGING_PREFIXES.items():
         if text.startswith(prefix):
-            return packaging, Path(text[len(prefix):])
+            return packaging, Path(text[len(prefix) :])
     suffix = Path(text).suffix.lower()
     if suffix in TORCHSCRIPT_SUFFIXES:
         return "torchscript", Path(text)
@@ -167,8 +186,10 @@ def _from_factory(spec: str) -> nn.Module:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ValueError(f"model {spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); the module "
-                         "must be installed, on PYTHONPATH or under the current folder") from None
+        raise ValueError(
+            f"model {spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); the module "
+            "must be installed, on PYTHONPATH or under the current folder"
+        ) from None
     finally:
         if added:
             sys.path.remove(cwd)
@@ -184,8 +205,13 @@ def _from_factory(spec: str) -> nn.Module:
     return model
 
 
-def describe(model: nn.Module, source: str, map_location: str | torch.device = "cpu",
-             metadata: dict[str, Any] | None = None, num_classes: int | None = None) -> nn.Module:
+def describe(
+    model: nn.Module,
+    source: str,
+    map_location: str | torch.device = "cpu",
+    metadata: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+) -> nn.Module:
     """Set ``input_shape``/``input_mean``/``input_std`` from ``metadata`` (else keep the model's
     own, else None), attach the model's preprocessing (``metadata``'s geometry with those values:
     :func:`odin_ood.preprocess.attach`) and ``class_names`` when it has them, move to
@@ -225,8 +251,10 @@ def describe(model: nn.Module, source: str, map_location: str | torch.device = "
 def probe(model: nn.Module, shape: Sequence[int], source: str = "the model") -> int:
     """Run a batch of zeros of ``shape`` through ``model``; the number of classes, or a
     ``ValueError`` saying that the model does not take that input."""
-    device = next(itertools.chain((t.device for t in model.parameters()), (t.device for t in model.buffers())),
-                  torch.device("cpu"))
+    device = next(
+        itertools.chain((t.device for t in model.parameters()), (t.device for t in model.buffers())),
+        torch.device("cpu"),
+    )
     x = torch.zeros(PROBE_BATCH, *shape, device=device)
     size = "x".join(str(s) for s in shape)
     try:
@@ -234,11 +262,15 @@ def probe(model: nn.Module, shape: Sequence[int], source: str = "the model") -> 
             out = model(x)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise ValueError(f"{source} does not take inputs of size {size} in a batch of {PROBE_BATCH} (check "
-                         f"--input-size; export .pt2 programs with a dynamic batch dimension): "
-                         f"{type(exc).__name__}: {first}") from None
+        raise ValueError(
+            f"{source} does not take inputs of size {size} in a batch of {PROBE_BATCH} (check "
+            f"--input-size; export .pt2 programs with a dynamic batch dimension): "
+            f"{type(exc).__name__}: {first}"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != PROBE_BATCH or out.shape[1] < 2:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{source} maps {PROBE_BATCH} inputs of size {size} to {got}: expected class logits "
-                         f"of shape ({PROBE_BATCH}, classes >= 2)")
+        raise ValueError(
+            f"{source} maps {PROBE_BATCH} inputs of size {size} to {got}: expected class logits "
+            f"of shape ({PROBE_BATCH}, classes >= 2)"
+        )
     return int(out.shape[1])

@@ -31,9 +31,7 @@ class WideBasic(nn.Module):
         self.dropout = dropout
         self.equal_in_out = in_channels == out_channels and stride == 1
         self.convShortcut = (
-            None
-            if self.equal_in_out
-            else nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+            None if self.equal_in_out else nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -58,21 +58,59 @@ class ModelSpec:
 _SPECS: dict[str, ModelSpec] = {
     s.name: s
     for s in [
-        ModelSpec("densenet-bc-100", lambda c: DenseNetBC(100, 12, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10,
-                  "densenet", "fc", 497),
-        ModelSpec("wrn-28-10", lambda c: WideResNet(28, 10, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc",
-                  130),
-        ModelSpec("wrn-40-4", lambda c: WideResNet(40, 4, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc",
-                  190),
+        ModelSpec(
+            "densenet-bc-100",
+            lambda c: DenseNetBC(100, 12, c),
+            CIFAR_MEAN,
+            CIFAR_STD,
+            (3, 32, 32),
+            10,
+            "densenet",
+            "fc",
+            497,
+        ),
+        ModelSpec(
+            "wrn-28-10", lambda c: WideResNet(28, 10, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc", 130
+        ),
+        ModelSpec("wrn-40-4", lambda c: WideResNet(40, 4, c), CIFAR_MEAN, CIFAR_STD, (3, 32, 32), 10, "wrn", "fc", 190),
         *(
-            ModelSpec(f"resnet{d}", functools.partial(ResNetCifar, d), IMAGENET_MEAN, IMAGENET_STD, (3, 32, 32), 10,
-                      "resnet", "linear", tensors)
+            ModelSpec(
+                f"resnet{d}",
+                functools.partial(ResNetCifar, d),
+                IMAGENET_MEAN,
+                IMAGENET_STD,
+                (3, 32, 32),
+                10,
+                "resnet",
+                "linear",
+                tensors,
+            )
             for d, tensors in ((20, 97), (32, 157), (44, 217), (56, 277), (110, 547))
         ),
-        ModelSpec("mnist-mlp", lambda c: MLP(784, 256, c), (0.0,), (1.0,), (1, 28, 28), 10, "mnist-mlp",
-                  "fc4", 8, shipped_weights="mnist_mlp.safetensors"),
-        ModelSpec("mnist-lenet", LeNet, MNIST_LENET_MEAN, MNIST_LENET_STD, (1, 28, 28), 10, "mnist-lenet",
-                  "fc2", 8, shipped_weights="mnist_lenet.safetensors"),
+        ModelSpec(
+            "mnist-mlp",
+            lambda c: MLP(784, 256, c),
+            (0.0,),
+            (1.0,),
+            (1, 28, 28),
+            10,
+            "mnist-mlp",
+            "fc4",
+            8,
+            shipped_weights="mnist_mlp.safetensors",
+        ),
+        ModelSpec(
+            "mnist-lenet",
+            LeNet,
+            MNIST_LENET_MEAN,
+            MNIST_LENET_STD,
+            (1, 28, 28),
+            10,
+            "mnist-lenet",
+            "fc2",
+            8,
+            shipped_weights="mnist_lenet.safetensors",
+        ),
     ]
 }
 
@@ -96,8 +134,14 @@ def build(name: str, num_classes: int | None = None) -> nn.Module:
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     model = s.builder(num_classes)
-    declare(model, arch=s.name, input_mean=s.input_mean, input_std=s.input_std, input_shape=s.input_shape,
-            num_classes=num_classes)
+    declare(
+        model,
+        arch=s.name,
+        input_mean=s.input_mean,
+        input_std=s.input_std,
+        input_shape=s.input_shape,
+        num_classes=num_classes,
+    )
     attach(model)
     return model
 
@@ -157,8 +201,9 @@ def _resolve(name_or_path: str, weights: str | os.PathLike[str] | None) -> tuple
     if not path.exists():
         raise ValueError(f"{name_or_path!r} is neither a known model name ({names()}) nor an existing file")
     if weights is not None:
-        raise ValueError(f"pass either a checkpoint path or a model name with {named('weights=PATH', '--weights FILE')}, "
-                         "not both")
+        raise ValueError(
+            f"pass either a checkpoint path or a model name with {named('weights=PATH', '--weights FILE')}, not both"
+        )
     arch = read_metadata(path).get("arch")
     if arch is not None and arch not in _SPECS:
         raise ValueError(f"{name_or_path!r} declares unknown architecture {arch!r}; expected one of {names()}")
@@ -178,8 +223,11 @@ def _recognise(state: dict[str, torch.Tensor], source: str) -> tuple[str, nn.Mod
     ``num_batches_tracked`` aside), which an exact match must. For the zoo that is one network
     (two for an MNIST MLP's checkpoint: LeNet's classifier ``fc2`` is a hidden layer of the MLP)."""
     tensors = sum(not k.endswith("num_batches_tracked") for k in state)
-    matches = [(name, model) for name, s in _SPECS.items()
-               if s.tensors == tensors and (model := _candidate(name, state)) is not None]
+    matches = [
+        (name, model)
+        for name, s in _SPECS.items()
+        if s.tensors == tensors and (model := _candidate(name, state)) is not None
+    ]
     if len(matches) != 1:
         raise ValueError(
             f"cannot tell the architecture of {source} from its keys "

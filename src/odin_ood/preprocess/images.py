@@ -43,6 +43,7 @@ class InputError(ValueError):
         super().__init__(message)
         self.status = status
 
+
 def decode(blob: bytes, spec: Preprocessing, label: str = "image") -> Image.Image:
     """Open encoded bytes (PNG, JPEG, ...) with PIL, refusing from the header an image over
     ``spec.max_side`` or PIL's pixel limit (413) or, when ``spec.resize`` is none, of another
@@ -100,8 +101,11 @@ def image_pixels(image: Image.Image | np.ndarray, spec: Preprocessing, label: st
 def _wide_grey(image: Image.Image, spec: Preprocessing, label: str) -> Tensor:
     """A 16-bit or float grey image as (1, H, W) floats in [0, 1], scaled by the mode's range."""
     if image.mode == "I":
-        raise InputError(f"{label}: 32-bit integer images have no defined pixel range: "
-                         "save them as 8- or 16-bit, or as float in [0, 1]", 415)
+        raise InputError(
+            f"{label}: 32-bit integer images have no defined pixel range: "
+            "save them as 8- or 16-bit, or as float in [0, 1]",
+            415,
+        )
     a = np.asarray(image, dtype=np.float32)
     if image.mode != "F":
         a = a / np.float32(65535.0)
@@ -120,11 +124,14 @@ def _sized(image: Image.Image, spec: Preprocessing, label: str) -> Image.Image:
         return image
     check_min_side(image.size, spec, label)
     target = spec.resized_size(image.size)
-    largest = min(spec.max_side ** 2, Image.MAX_IMAGE_PIXELS or spec.max_side ** 2)
+    largest = min(spec.max_side**2, Image.MAX_IMAGE_PIXELS or spec.max_side**2)
     if target[0] * target[1] > largest:
-        raise InputError(f"{label}: image is {image.size[0]}x{image.size[1]}, which resizes to {target[0]}x{target[1]} "
-                         f"before the crop: more than the {largest} pixels of the largest image read "
-                         f"({named('max_side', '--max-side')} squared, PIL's pixel limit)", 413)
+        raise InputError(
+            f"{label}: image is {image.size[0]}x{image.size[1]}, which resizes to {target[0]}x{target[1]} "
+            f"before the crop: more than the {largest} pixels of the largest image read "
+            f"({named('max_side', '--max-side')} squared, PIL's pixel limit)",
+            413,
+        )
     if target != image.size:
         image = resample(image, target, spec.interpolation)
     # resize_size >= the input size (checked at construction): the crop always fits
@@ -146,11 +153,16 @@ def check_min_side(size: tuple[int, int], spec: Preprocessing, label: str) -> No
     224-pixel network still resize): upscaling a few pixels makes up an input the model never saw,
     which a softmax may well call in-distribution."""
     _, h, w = spec.input_shape
-    low_w, low_h = ((spec.min_side,) * 2 if spec.min_side is not None
-                    else (min(-(-w // 2), MIN_SIDE_CAP), min(-(-h // 2), MIN_SIDE_CAP)))
+    low_w, low_h = (
+        (spec.min_side,) * 2
+        if spec.min_side is not None
+        else (min(-(-w // 2), MIN_SIDE_CAP), min(-(-h // 2), MIN_SIDE_CAP))
+    )
     if size[0] < low_w or size[1] < low_h:
-        raise InputError(f"{label}: image is {size[0]}x{size[1]}, too small to resize to the model's {w}x{h} "
-                         f"(at least {low_w}x{low_h}; --min-side sets the smallest side accepted)")
+        raise InputError(
+            f"{label}: image is {size[0]}x{size[1]}, too small to resize to the model's {w}x{h} "
+            f"(at least {low_w}x{low_h}; --min-side sets the smallest side accepted)"
+        )
 
 
 def _check_size(size: tuple[int, int], spec: Preprocessing, label: str) -> None:
@@ -175,7 +187,9 @@ def array_pixels(values: Any, spec: Preprocessing, label: str = "array") -> Tens
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise InputError(f"{label}: not a rectangular array of numbers ({exc})") from None
     if a.shape != tuple(spec.input_shape):
-        raise InputError(f"{label}: array has shape {list(a.shape)}, the model takes {list(spec.input_shape)} (C, H, W)")
+        raise InputError(
+            f"{label}: array has shape {list(a.shape)}, the model takes {list(spec.input_shape)} (C, H, W)"
+        )
     if not np.isfinite(a).all():
         raise InputError(f"{label}: array contains NaN or infinite values")
     if a.min() < 0.0 or a.max() > 1.0:
@@ -190,5 +204,3 @@ def normalise(x: Tensor, spec: Preprocessing) -> Tensor:
     if spec.std is not None:
         x = x / torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return x
-
-

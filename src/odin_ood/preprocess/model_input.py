@@ -87,11 +87,15 @@ def declared_input(model: nn.Module) -> Declared:
         return Declared(None, shape, mean, std)
     for name, said, has in (("input_mean", mean, attached.mean), ("input_std", std, attached.std)):
         if said is not None and not close_values(said, has):
-            raise ValueError(f"the model's {name} {said} contradicts its preprocessing's {name[6:]} {has} (attached "
-                             f"at load): change model.preprocessing, not model.{name}")
+            raise ValueError(
+                f"the model's {name} {said} contradicts its preprocessing's {name[6:]} {has} (attached "
+                f"at load): change model.preprocessing, not model.{name}"
+            )
     if shape is not None and shape != attached.input_shape:
-        raise ValueError(f"the model's input_shape {shape} contradicts its preprocessing's {attached.input_shape} "
-                         "(attached at load): change model.preprocessing, not model.input_shape")
+        raise ValueError(
+            f"the model's input_shape {shape} contradicts its preprocessing's {attached.input_shape} "
+            "(attached at load): change model.preprocessing, not model.input_shape"
+        )
     return Declared(attached, attached.input_shape, attached.mean, attached.std)
 
 
@@ -128,8 +132,9 @@ def attach(model: nn.Module, library: Preprocessing | None = None) -> Preprocess
     return own
 
 
-def declared(model: nn.Module, mean: Sequence[float] | None = None,
-             std: Sequence[float] | None = None) -> tuple[Sequence[float], Sequence[float]] | None:
+def declared(
+    model: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> tuple[Sequence[float], Sequence[float]] | None:
     """(mean, std) that ``model`` takes its pixels through: ``mean``/``std`` if given, else what the
     model declares (:func:`declared_input`); None when either is unknown or they are the identity."""
     said = declared_input(model)
@@ -146,8 +151,10 @@ def reads_pixels(stats: tuple[Sequence[float], Sequence[float]] | None, normalis
     by ``normalise`` and ``stats`` alone, never by the data (module docstring)."""
     check_normalise(normalise)
     if normalise is True and stats is None:
-        raise ValueError("normalise=True, but the model declares no input_mean/input_std: pass input_mean= "
-                         "and input_std=, or normalise=False")
+        raise ValueError(
+            "normalise=True, but the model declares no input_mean/input_std: pass input_mean= "
+            "and input_std=, or normalise=False"
+        )
     return normalise is not False and stats is not None
 
 
@@ -159,15 +166,21 @@ def pixels(x: Tensor, normalise: str | bool, name: str = "x") -> Tensor:
         return x
     if low >= -PIXEL_TOLERANCE and high <= 1.0 + PIXEL_TOLERANCE:
         return x.clamp(0.0, 1.0)
-    said = ("normalise=True takes pixels in [0, 1]" if normalise is True else
-            "input_mean/input_std are declared, so normalise='auto' reads it as pixels")
-    raise ValueError(f"{name} holds values in [{low:g}, {high:g}], not pixels in [0, 1] (overshoot within "
-                     f"{PIXEL_TOLERANCE:g} is clamped): {said}; pass normalise=False if it is already the model's "
-                     "normalised input")
+    said = (
+        "normalise=True takes pixels in [0, 1]"
+        if normalise is True
+        else "input_mean/input_std are declared, so normalise='auto' reads it as pixels"
+    )
+    raise ValueError(
+        f"{name} holds values in [{low:g}, {high:g}], not pixels in [0, 1] (overshoot within "
+        f"{PIXEL_TOLERANCE:g} is clamped): {said}; pass normalise=False if it is already the model's "
+        "normalised input"
+    )
 
 
-def model_input(x: Tensor, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
-                name: str = "x") -> tuple[Tensor, bool]:
+def model_input(
+    x: Tensor, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool, name: str = "x"
+) -> tuple[Tensor, bool]:
     """(the model's input for ``x``, whether it was normalised) under ``normalise`` (module docstring)."""
     if not reads_pixels(stats, normalise) or stats is None:  # reads_pixels is False without stats
         return x, False
@@ -176,8 +189,9 @@ def model_input(x: Tensor, stats: tuple[Sequence[float], Sequence[float]] | None
     return (x - channel_view(mean, x, "input_mean", positive=False)) / channel_view(std, x), True
 
 
-def scoring_input(model: nn.Module, x: Tensor, normalise: str | bool,
-                  input_std: Sequence[float] | Tensor | None) -> tuple[Tensor, Sequence[float] | Tensor | None]:
+def scoring_input(
+    model: nn.Module, x: Tensor, normalise: str | bool, input_std: Sequence[float] | Tensor | None
+) -> tuple[Tensor, Sequence[float] | Tensor | None]:
     """(x as the model takes it, the std that divides the step) for one scoring call: normalised
     with the model's own statistics when ``normalise`` says so (then the step's std is
     ``input_std`` or, if None, the model's std)."""
@@ -186,8 +200,9 @@ def scoring_input(model: nn.Module, x: Tensor, normalise: str | bool,
     return x, (stats[1] if done and input_std is None and stats is not None else input_std)
 
 
-def model_data(data: Data, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
-               batch_size: int, name: str) -> Data:
+def model_data(
+    data: Data, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool, batch_size: int, name: str
+) -> Data:
     """``data`` as the model takes it, every image read the same way (:func:`reads_pixels`): a
     tensor checked whole before anything is scored; any other data batch by batch, a batch that is
     not pixels refused when it comes (named by its position, from 1)."""
@@ -201,8 +216,14 @@ def model_data(data: Data, stats: tuple[Sequence[float], Sequence[float]] | None
 class _Batches(IterableDataset):
     """The batches of ``data`` through :func:`model_input`, each read as pixels."""
 
-    def __init__(self, data: Data, stats: tuple[Sequence[float], Sequence[float]] | None, normalise: str | bool,
-                 batch_size: int, name: str) -> None:
+    def __init__(
+        self,
+        data: Data,
+        stats: tuple[Sequence[float], Sequence[float]] | None,
+        normalise: str | bool,
+        batch_size: int,
+        name: str,
+    ) -> None:
         self.data, self.stats, self.normalise, self.batch_size, self.name = data, stats, normalise, batch_size, name
 
     def __iter__(self) -> Iterator[Tensor]:

@@ -45,11 +45,26 @@ PIL_FILTERS = {
 }
 ANTIALIASED_TORCH_FILTERS = {"bilinear-antialias-torch": "bilinear", "bicubic-torch": "bicubic"}
 TORCH_FILTERS = ("bilinear", "area", *ANTIALIASED_TORCH_FILTERS)
-INTERPOLATIONS = ("nearest", "bilinear", "bilinear-antialias", "bicubic", "box", "hamming", "lanczos", "area",
-                  *ANTIALIASED_TORCH_FILTERS)
+INTERPOLATIONS = (
+    "nearest",
+    "bilinear",
+    "bilinear-antialias",
+    "bicubic",
+    "box",
+    "hamming",
+    "lanczos",
+    "area",
+    *ANTIALIASED_TORCH_FILTERS,
+)
 # torchvision's InterpolationMode values and timm's interpolation strings, in the names above
-LIBRARY_NAMES = {"nearest": "nearest", "bilinear": "bilinear-antialias", "bicubic": "bicubic", "box": "box",
-                 "hamming": "hamming", "lanczos": "lanczos"}
+LIBRARY_NAMES = {
+    "nearest": "nearest",
+    "bilinear": "bilinear-antialias",
+    "bicubic": "bicubic",
+    "box": "box",
+    "hamming": "hamming",
+    "lanczos": "lanczos",
+}
 
 
 def torch_resample(x: Tensor, size: tuple[int, int], method: str) -> Tensor:
@@ -70,7 +85,8 @@ def native_uint8(method: str) -> bool:
     if method == "bicubic-torch":
         return True
     return method == "bilinear-antialias-torch" and (
-        torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64"))
+        torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+    )
 
 
 def resample_uint8(batch: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:

@@ -43,9 +43,9 @@ RESIZES = {
     "none": "refuse images of another size than the input size",
     "squash": "resize the whole image to resize_size (aspect ratio not kept), then centre-crop to the input size",
     "resize-shorter-then-center-crop": "resize the shorter side to resize_size keeping the aspect ratio, then "
-                                       "centre-crop to the input size (torchvision's and timm's evaluation transform)",
+    "centre-crop to the input size (torchvision's and timm's evaluation transform)",
     "resize-shorter-then-center-crop-floor": "the same, but the crop's offsets are rounded down "
-                                             "(the centre crop of Hugging Face transformers' image processors)",
+    "(the centre crop of Hugging Face transformers' image processors)",
 }
 CROP_FRACTION = 0.875  # the usual ImageNet evaluation crop, 224 of 256 (timm's DEFAULT_CROP_PCT)
 MAX_SIZE = 65_536
@@ -75,15 +75,19 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         shape = tuple(self.input_shape)
-        if (len(shape) != 3 or not all(_is_int(s) and 1 <= s <= MAX_SIZE for s in shape) or shape[0] not in (1, 3)):
-            raise ValueError(f"input_shape must be (C, H, W) with C in (1, 3) and sizes in [1, {MAX_SIZE}], "
-                             f"got {_short(self.input_shape)}")
+        if len(shape) != 3 or not all(_is_int(s) and 1 <= s <= MAX_SIZE for s in shape) or shape[0] not in (1, 3):
+            raise ValueError(
+                f"input_shape must be (C, H, W) with C in (1, 3) and sizes in [1, {MAX_SIZE}], "
+                f"got {_short(self.input_shape)}"
+            )
         object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
         check_pixels(shape[1] * shape[2], f"input_shape {sizes(shape)}")
         if self.resize not in RESIZES:
             raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {_short(self.resize)}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {_short(self.interpolation)}")
+            raise ValueError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {_short(self.interpolation)}"
+            )
         object.__setattr__(self, "resize_size", self._checked_resize_size())
         for name in ("mean", "std"):
             object.__setattr__(self, name, _per_channel(getattr(self, name), name, shape[0], positive=name == "std"))
@@ -97,20 +101,25 @@ class Preprocessing:
         size: Any = self.resize_size  # as given: checked here
         if self.resize == "none":
             if size is not None:
-                raise ValueError(f"resize_size {_short(size)} needs resize squash or resize-shorter-then-center-crop, "
-                                 "not none")
+                raise ValueError(
+                    f"resize_size {_short(size)} needs resize squash or resize-shorter-then-center-crop, not none"
+                )
             return None
         if self.resize == "squash":
             size = (h, w) if size is None else ((size, size) if _is_int(size) else tuple(size))
             if len(size) != 2 or not all(_is_int(s) and 1 <= s <= MAX_SIZE for s in size) or size[0] < h or size[1] < w:
-                raise ValueError(f"resize_size for squash must be (h, w) of at least the input's ({h}, {w}), "
-                                 f"got {_short(self.resize_size)}")
+                raise ValueError(
+                    f"resize_size for squash must be (h, w) of at least the input's ({h}, {w}), "
+                    f"got {_short(self.resize_size)}"
+                )
             check_pixels(size[0] * size[1], f"resize_size {sizes(size)}")
             return int(size[0]), int(size[1])
         size = math.floor(max(h, w) / CROP_FRACTION) if size is None else size
         if not _is_int(size) or not max(h, w) <= size <= MAX_SIZE:
-            raise ValueError(f"resize_size for {self.resize} must be an integer in "
-                             f"[{max(h, w)}, {MAX_SIZE}] (the shorter side), got {_short(self.resize_size)}")
+            raise ValueError(
+                f"resize_size for {self.resize} must be an integer in "
+                f"[{max(h, w)}, {MAX_SIZE}] (the shorter side), got {_short(self.resize_size)}"
+            )
         check_pixels(size * size, f"resize_size {size} (the shorter side)")
         return int(size)
 
@@ -118,14 +127,18 @@ class Preprocessing:
         """Refuse (``ValueError``) an input or resize height or width over ``max_side``: no image
         read is larger, so none should be made larger (a detector file states these sizes)."""
         size = self.resize_size
-        stated: list[tuple[str, int | tuple[int, ...], int]] = [("input_shape", self.input_shape, max(self.input_shape[1:]))]
+        stated: list[tuple[str, int | tuple[int, ...], int]] = [
+            ("input_shape", self.input_shape, max(self.input_shape[1:]))
+        ]
         if size is not None:
             stated.append(("resize_size", size, max(size) if isinstance(size, tuple) else size))
         for what, value, side in stated:
             if side > self.max_side:
                 shown = sizes(value) if isinstance(value, tuple) else value
-                raise ValueError(f"{what} {shown} is over the limit of {self.max_side} pixels a side "
-                                 f"({named('max_side', '--max-side')})")
+                raise ValueError(
+                    f"{what} {shown} is over the limit of {self.max_side} pixels a side "
+                    f"({named('max_side', '--max-side')})"
+                )
 
     @property
     def mode(self) -> str:
@@ -144,8 +157,9 @@ class Preprocessing:
             size = (math.floor(size[0] * h / self.input_shape[1]), math.floor(size[1] * w / self.input_shape[2]))
         elif size is not None:
             size = max(math.floor(size * h / self.input_shape[1]), h, w)
-        return Preprocessing(shape, self.resize, self.interpolation, size, self.mean, self.std, self.max_side,
-                             self.min_side)
+        return Preprocessing(
+            shape, self.resize, self.interpolation, size, self.mean, self.std, self.max_side, self.min_side
+        )
 
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) an image of ``size`` (width, height) is resized to before the crop."""
@@ -162,10 +176,15 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form saved in ``detector.json`` (``max_side`` is not part of it)."""
         size = self.resize_size
-        return {"input_shape": list(self.input_shape), "mode": self.mode, "resize": self.resize,
-                "resize_size": list(size) if isinstance(size, tuple) else size, "interpolation": self.interpolation,
-                "mean": None if self.mean is None else list(self.mean),
-                "std": None if self.std is None else list(self.std)}
+        return {
+            "input_shape": list(self.input_shape),
+            "mode": self.mode,
+            "resize": self.resize,
+            "resize_size": list(size) if isinstance(size, tuple) else size,
+            "interpolation": self.interpolation,
+            "mean": None if self.mean is None else list(self.mean),
+            "std": None if self.std is None else list(self.std),
+        }
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "preprocessing") -> Preprocessing:
@@ -189,8 +208,9 @@ class Preprocessing:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: {exc}") from None
         if "mode" in d and d["mode"] != p.mode:
-            raise ValueError(f"{source}: mode {_short(d['mode'])} does not match {p.input_shape[0]} channel(s) "
-                             f"(expected {p.mode!r})")
+            raise ValueError(
+                f"{source}: mode {_short(d['mode'])} does not match {p.input_shape[0]} channel(s) (expected {p.mode!r})"
+            )
         return p
 
     def differences(self, other: Preprocessing) -> list[tuple[str, Any, Any]]:
@@ -202,6 +222,7 @@ class Preprocessing:
             if f.compare and not (close_values(a, b) if f.name in ("mean", "std") else a == b):
                 out.append((f.name, a, b))
         return out
+
 
 def floats(v: Any) -> tuple[float, ...] | None:
     """None, a number or a sequence/tensor of numbers as a tuple of Python floats (float64, no rounding)."""
@@ -246,8 +267,10 @@ def check_pixels(pixels: int, what: str) -> None:
     """Refuse a size of more pixels than PIL decodes (``Image.MAX_IMAGE_PIXELS``; None: no limit)."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and pixels > limit:
-        raise ValueError(f"{what} is {pixels} pixels, over PIL's pixel limit of {limit} (Image.MAX_IMAGE_PIXELS): "
-                         "no image that large is decoded")
+        raise ValueError(
+            f"{what} is {pixels} pixels, over PIL's pixel limit of {limit} (Image.MAX_IMAGE_PIXELS): "
+            "no image that large is decoded"
+        )
 
 
 def sizes(sizes: tuple[int, ...]) -> str:

@@ -20,7 +20,10 @@ from matplotlib.lines import Line2D
 from odin_ood._utils.files import write_file
 from odin_ood.report.style import ID_COLOUR, colours, every_kth, figure, line_styles, png_bytes, reference_line
 
-OUTSIDE: dict[str, Any] = {"loc": "outside right upper", "fontsize": 7}  # a figure legend beside the panels, over no data
+OUTSIDE: dict[str, Any] = {
+    "loc": "outside right upper",
+    "fontsize": 7,
+}  # a figure legend beside the panels, over no data
 
 
 def _axes(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)) -> tuple[Figure, np.ndarray]:
@@ -59,8 +62,7 @@ def sweeps(results: dict) -> Figure:
     for row, metric, name in ((0, "fpr_at_95_tpr", "FPR at 95% TPR"), (1, "auroc", "AUROC")):
         for key, d in s["sets"].items():
             g = np.array(d[metric])
-            kw = {**styles[key], "marker": "o", "ms": 3,
-                  "label": f"{d['label']} (tuned T={T[d['best_t_index']]:g})"}
+            kw = {**styles[key], "marker": "o", "ms": 3, "label": f"{d['label']} (tuned T={T[d['best_t_index']]:g})"}
             axes[row, 0].plot(T, g[:, s["eps0_index"]], **kw)
             axes[row, 1].plot(E, g[s["t1_index"], :], **kw)
             axes[row, 2].plot(E, g[d["best_t_index"], :], **kw)
@@ -95,8 +97,15 @@ def cross_dataset(results: dict) -> Figure:
     im = ax.imshow(m, cmap="viridis_r", vmin=0, vmax=max(1.0, m.max()))
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if m[i, j] > 0.6 * max(1.0, m.max()) else "black")
+            ax.text(
+                j,
+                i,
+                f"{m[i, j]:.1f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if m[i, j] > 0.6 * max(1.0, m.max()) else "black",
+            )
     ax.set_xticks(range(n), c["labels"], rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(n), c["labels"], fontsize=8)
     ax.set(xlabel="tuned on", ylabel="tested on", title="FPR at 95% TPR (%) across datasets")
@@ -112,8 +121,11 @@ def tuning_size(results: dict) -> Figure:
     for key, d in t["sets"].items():
         mean, std = np.array(d["mean"]) * 100, np.array(d["std"]) * 100
         ax.errorbar(d["sizes"], mean, yerr=std, **styles[key], marker="o", ms=3, capsize=2, label=d["label"])
-    ax.set(xlabel="tuning-set size (OOD images)", ylabel="FPR at 95% TPR (%)",
-           title=f"mean +/- 1 std over {t['repeats']} draws")
+    ax.set(
+        xlabel="tuning-set size (OOD images)",
+        ylabel="FPR at 95% TPR (%)",
+        title=f"mean +/- 1 std over {t['repeats']} draws",
+    )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
@@ -140,8 +152,10 @@ def accuracy(results: dict) -> Figure:
 
 
 def _series(ax: Axes, centres: Sequence[float], values: dict, labels: dict, id_key: str, log: bool = False) -> None:
-    styles = {id_key: {"color": ID_COLOUR, "ls": "-", "lw": 2.2},
-              **{k: {**style, "lw": 1.2} for k, style in line_styles([k for k in values if k != id_key]).items()}}
+    styles = {
+        id_key: {"color": ID_COLOUR, "ls": "-", "lw": 2.2},
+        **{k: {**style, "lw": 1.2} for k, style in line_styles([k for k in values if k != id_key]).items()},
+    }
     x = 10 ** np.array(centres) if log else np.array(centres)
     for key in styles:  # the ID set first: the thinner curves drawn over it leave it visible
         y = np.array([np.nan if e is None else e for e in values[key]], dtype=float)
@@ -164,7 +178,9 @@ def section5(results: dict) -> Figure:
         g = a["gradient"][T]
         if what == "density":
             _series(ax, g["density"]["centres"], g["density"]["density"], labels, id_key, log=True)
-            ax.set(xlabel="||grad_x log S(x; T)||_1", ylabel="density of log10 norm", title=f"(c) gradient norm, T = {T}")
+            ax.set(
+                xlabel="||grad_x log S(x; T)||_1", ylabel="density of log10 norm", title=f"(c) gradient norm, T = {T}"
+            )
         else:
             _series(ax, g["norm_given_score"]["centres"], g["norm_given_score"]["mean"], labels, id_key)
             ax.set(xlabel="softmax score S(x; T)", ylabel="E[norm | S]", title=f"E[gradient norm | S], T = {T}")
@@ -194,15 +210,26 @@ def distances(results: dict) -> Figure:
     tuned = {r["ood"]: r["metrics"] for r in results["main_table"]["rows"] if r["method"] == "odin-tuned"}
     fig, axes = figure(1, 2, figsize=(12, 4))
     tint = colours(r["ood"] for r in rows)
-    for ax, dist, name in ((axes[0], "mmd2", "MMD^2 (RBF, median heuristic)"), (axes[1], "energy", "energy distance D^2")):
+    for ax, dist, name in (
+        (axes[0], "mmd2", "MMD^2 (RBF, median heuristic)"),
+        (axes[1], "energy", "energy distance D^2"),
+    ):
         for r in rows:  # one colour per set, one marker per metric: no labels written over each other
             for metric, marker in (("fpr_at_95_tpr", "o"), ("detection_error", "s")):
-                ax.scatter([r[dist]], [100 * tuned[r["ood"]][metric]], marker=marker, color=tint[r["ood"]],
-                           alpha=0.8, label=r["label"] if metric == "fpr_at_95_tpr" else None)
+                ax.scatter(
+                    [r[dist]],
+                    [100 * tuned[r["ood"]][metric]],
+                    marker=marker,
+                    color=tint[r["ood"]],
+                    alpha=0.8,
+                    label=r["label"] if metric == "fpr_at_95_tpr" else None,
+                )
         ax.set(xlabel=name, ylabel="tuned ODIN (%)")
     handles, labels = axes[0].get_legend_handles_labels()
-    markers = [Line2D([], [], ls="", marker=m, color="k", label=lab)
-               for m, lab in (("o", "FPR at 95% TPR"), ("s", "detection error"))]
+    markers = [
+        Line2D([], [], ls="", marker=m, color="k", label=lab)
+        for m, lab in (("o", "FPR at 95% TPR"), ("s", "detection error"))
+    ]
     fig.legend([*markers, *handles], [h.get_label() for h in markers] + labels, **OUTSIDE)
     return fig
 
@@ -222,9 +249,17 @@ FIGURES: dict[str, tuple[str, Callable[[dict], Figure]]] = {
 
 # The results entry each figure draws from; a figure is left out when it is absent (a partial
 # run) or says {"skipped": reason} (e.g. the sweeps on the CPU path).
-FIGURE_DATA = {"fig01_roc": "main_table", "fig03_sweeps": "sweeps", "fig13_threshold": "threshold",
-               "fig14_cross_dataset": "cross_dataset", "fig15_tuning_size": "tuning_size", "fig16_accuracy": "accuracy",
-               "fig05_section5": "analysis", "fig05_profiles": "profiles", "fig02_distances": "distances"}
+FIGURE_DATA = {
+    "fig01_roc": "main_table",
+    "fig03_sweeps": "sweeps",
+    "fig13_threshold": "threshold",
+    "fig14_cross_dataset": "cross_dataset",
+    "fig15_tuning_size": "tuning_size",
+    "fig16_accuracy": "accuracy",
+    "fig05_section5": "analysis",
+    "fig05_profiles": "profiles",
+    "fig02_distances": "distances",
+}
 
 
 def figure_skipped(results: dict, name: str) -> str | None:

@@ -59,7 +59,8 @@ class SignificantFormatter(Formatter):
             gaps = [b - a for a, b in itertools.pairwise(finite) if b > a]
             gap = min(gaps) if gaps else max(abs(finite[0]), 1.0)
             self.powers = any(v != 0 and not 1e-3 <= abs(v) < 1e4 for v in finite) and (
-                self._log_scale() or max(map(abs, finite)) >= 1e6)
+                self._log_scale() or max(map(abs, finite)) >= 1e6
+            )
             self.decimals = next((d for d in range(16) if all(abs(round(v, d) - v) <= 1e-6 * gap for v in finite)), 15)
         return [self(v) for v in values]
 
@@ -71,7 +72,7 @@ class SignificantFormatter(Formatter):
             return ""
         if self.powers and x != 0:
             exponent = math.floor(math.log10(abs(x)) + 1e-9)
-            mantissa = x / 10 ** exponent
+            mantissa = x / 10**exponent
             power = f"10^{{{exponent}}}"
             return f"${power}$" if abs(mantissa - 1) < 1e-6 else f"${mantissa:.2g}\\times{power}$"
         decimals = self.decimals
@@ -139,13 +140,19 @@ def line_styles(keys: Iterable[str]) -> dict[str, dict[str, Any]]:
     visible in its gaps."""
     keys = list(keys)
     tint = colours(keys)
-    return {k: {"color": tint[k],
-                "ls": "-" if i == 0 else ((i - 1) // len(DASHES) * 2.0, DASHES[(i - 1) % len(DASHES)])}
-            for i, k in enumerate(keys)}
+    return {
+        k: {"color": tint[k], "ls": "-" if i == 0 else ((i - 1) // len(DASHES) * 2.0, DASHES[(i - 1) % len(DASHES)])}
+        for i, k in enumerate(keys)
+    }
 
 
-def step_histograms(ax: Axes, series: dict[str, np.ndarray], colour: dict[str, Any], bins: int = 60,
-                    labels: dict[str, str] | None = None) -> np.ndarray:
+def step_histograms(
+    ax: Axes,
+    series: dict[str, np.ndarray],
+    colour: dict[str, Any],
+    bins: int = 60,
+    labels: dict[str, str] | None = None,
+) -> np.ndarray:
     """Density histograms of every series on shared bins, each an outline (the first series, the
     reference set, also lightly filled), so a series under another stays visible; returns the bins."""
     arrays = {k: np.asarray(v, dtype=float).ravel() for k, v in series.items()}
@@ -157,8 +164,15 @@ def step_histograms(ax: Axes, series: dict[str, np.ndarray], colour: dict[str, A
         a = a[np.isfinite(a)]
         if n == 0:
             ax.hist(a, bins=edges.tolist(), density=True, color=colour[key], alpha=0.25, histtype="stepfilled")
-        ax.hist(a, bins=edges.tolist(), density=True, color=colour[key], histtype="step", lw=1.6 if n == 0 else 1.3,
-                label=name)
+        ax.hist(
+            a,
+            bins=edges.tolist(),
+            density=True,
+            color=colour[key],
+            histtype="step",
+            lw=1.6 if n == 0 else 1.3,
+            label=name,
+        )
     return edges
 
 

@@ -104,8 +104,13 @@ class Runtime(Protocol):
     def outputs(self, pixels: Tensor) -> dict[str, Tensor]: ...
 
 
-def load_runtime(name: str, detector: Detector, spec: Preprocessing, threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> Runtime:
+def load_runtime(
+    name: str,
+    detector: Detector,
+    spec: Preprocessing,
+    threads: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Runtime:
     """The runtime called ``name`` (a key of :data:`RUNTIMES`) for ``detector`` on inputs of
     ``spec``, in batches of ``detector.batch_size``; ``threads`` CPU threads (None: the
     runtime's default); exported graphs are cached in ``cache_dir`` (default
@@ -141,8 +146,13 @@ class GraphRuntime:
     exact = False
     fixed_batch = True
 
-    def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        spec: Preprocessing,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         from odin_ood.export import cached_onnx
 
         self.detector, self.batch_size = detector, detector.batch_size
@@ -151,8 +161,10 @@ class GraphRuntime:
         self.precision = detector.precision
         problem = self._precision_problem(self.precision)
         if problem is not None:
-            raise ValueError(f"--runtime {self.name} --precision {self.precision}: {problem} (use --runtime torch or "
-                             "openvino where the device has it, or fp32)")
+            raise ValueError(
+                f"--runtime {self.name} --precision {self.precision}: {problem} (use --runtime torch or "
+                "openvino where the device has it, or fp32)"
+            )
         self.path = cached_onnx(detector, spec, self.batch_size, cache_dir)
         problem = self._checked_open(threads, spec)
         if problem is not None:
@@ -160,8 +172,10 @@ class GraphRuntime:
             self.path = cached_onnx(detector, spec, self.batch_size, cache_dir, fresh=True)
             problem = self._checked_open(threads, spec)
             if problem is not None:
-                raise ValueError(f"--runtime {self.name}: the freshly exported graph {problem}: not scoring with it "
-                                 "(score with --runtime torch)")
+                raise ValueError(
+                    f"--runtime {self.name}: the freshly exported graph {problem}: not scoring with it "
+                    "(score with --runtime torch)"
+                )
 
     def _checked_open(self, threads: int | None, spec: Preprocessing) -> str | None:
         """Open :attr:`path` and run the probe batch (:mod:`odin_ood.runtimes.probe`): why the
@@ -200,5 +214,5 @@ class GraphRuntime:
         if self.fixed_batch and len(pixels) % b:
             raise ValueError(f"the {self.name} runtime takes batches of a multiple of {b} rows, got {len(pixels)}")
         x = pixels.detach().to("cpu", torch.float32).contiguous().numpy()
-        parts = [self._run(x[s:s + b]) for s in range(0, len(x), b)]
+        parts = [self._run(x[s : s + b]) for s in range(0, len(x), b)]
         return {k: torch.from_numpy(np.concatenate([p[i] for p in parts])) for i, k in enumerate(OUTPUT_NAMES)}

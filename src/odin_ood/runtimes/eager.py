@@ -23,8 +23,13 @@ class EagerRuntime:
     fixed_batch = False
     exact = True
 
-    def __init__(self, detector: Detector, spec: Preprocessing, threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        spec: Preprocessing,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         problem = eager_support(detector.precision, model_device(detector.model, torch.device("cpu")))
         if problem is not None:
             raise ValueError(f"--runtime torch --precision {detector.precision}: {problem}")

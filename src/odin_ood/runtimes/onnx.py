@@ -23,8 +23,11 @@ class OnnxRuntime(GraphRuntime):
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        providers = self.providers or (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.type == "cuda"
-                                       else ["CPUExecutionProvider"])
+        providers = self.providers or (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if self.device.type == "cuda"
+            else ["CPUExecutionProvider"]
+        )
         self.session = ort.InferenceSession(os.fspath(path), options, providers=providers)
         self.fixed_batch = isinstance(self.session.get_inputs()[0].shape[0], int)
 

@@ -37,7 +37,9 @@ class OpenVinoRuntime(GraphRuntime):
             return None
         listed = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if CAPABILITIES[precision] not in listed:
-            return f"OpenVINO's CPU plugin lists no {CAPABILITIES[precision]} capability on this CPU ({', '.join(listed)})"
+            return (
+                f"OpenVINO's CPU plugin lists no {CAPABILITIES[precision]} capability on this CPU ({', '.join(listed)})"
+            )
         return None
 
     def _open(self, path: os.PathLike, threads: int | None, precision: str) -> None:

@@ -44,7 +44,9 @@ def probe_pixels(spec: Preprocessing, batch_size: int) -> Tensor:
     return torch.cat([fixed, noise])[:batch_size]
 
 
-def disagreement(got: dict[str, Tensor], want: dict[str, Tensor], threshold: float, probabilities: Tensor) -> str | None:
+def disagreement(
+    got: dict[str, Tensor], want: dict[str, Tensor], threshold: float, probabilities: Tensor
+) -> str | None:
     """How the gate outputs ``got`` (a graph's) disagree with ``want`` (eager scoring's) beyond
     the rule of the module docstring, for the first image that does; None when they agree.
     ``probabilities``: eager softmax(f(x)), (N, classes)."""
@@ -57,8 +59,10 @@ def disagreement(got: dict[str, Tensor], want: dict[str, Tensor], threshold: flo
     decided = got["is_out_of_distribution"].cpu() == want["is_out_of_distribution"].cpu()
     near = (w - threshold).abs() <= tol
     for i in torch.nonzero(~decided & ~near).flatten().tolist():
-        return (f"image {i}: decision out-of-distribution={bool(got['is_out_of_distribution'][i])} against eager's "
-                f"{bool(want['is_out_of_distribution'][i])} (eager score {w[i].item():.6g}, threshold {threshold:.6g})")
+        return (
+            f"image {i}: decision out-of-distribution={bool(got['is_out_of_distribution'][i])} against eager's "
+            f"{bool(want['is_out_of_distribution'][i])} (eager score {w[i].item():.6g}, threshold {threshold:.6g})"
+        )
     gc, wc = got["predicted_class"].cpu().long(), want["predicted_class"].cpu().long()
     p = probabilities.double().cpu()
     k = p.shape[1]
@@ -90,6 +94,7 @@ def probe_disagreement(runtime: GraphRuntime, detector: Detector, spec: Preproce
     m = min(SMALL_BATCH, len(pixels) - 1)
     if problem is not None or runtime.fixed_batch or m < 1:
         return problem
-    small = disagreement(runtime.outputs(pixels[:m]), {name: t[:m] for name, t in want.items()}, detector.threshold_,
-                         probabilities[:m])
+    small = disagreement(
+        runtime.outputs(pixels[:m]), {name: t[:m] for name, t in want.items()}, detector.threshold_, probabilities[:m]
+    )
     return None if small is None else f"in a batch of {m}: {small}"

@@ -87,7 +87,8 @@ def energy_odin_grid_scores(
     x = prepare(model, x)
     std = channel_view(input_std, x)
     logits, (per_epsilon,) = perturbed_logits(
-        model, x, [lambda z, xg, keep: energy_direction(z, xg, temperature, std, keep)], epsilons, clamp)
+        model, x, [lambda z, xg, keep: energy_direction(z, xg, temperature, std, keep)], epsilons, clamp
+    )
     return logits, torch.stack([energy_from_logits(z, temperature) for z in per_epsilon])
 
 

@@ -58,8 +58,10 @@ def check_parameters(score: str, temperature: float, epsilon: float) -> tuple[fl
     t = check_temperature(temperature)
     e = check_epsilon(epsilon)
     if score == "odin" and t < ODIN_MIN_TEMPERATURE:
-        raise ValueError(f"ODIN's temperature must be >= {ODIN_MIN_TEMPERATURE:g} (temperature scaling softens the "
-                         f"softmax; T = {t!r} sharpens it until every input scores 1.0 and passes the gate)")
+        raise ValueError(
+            f"ODIN's temperature must be >= {ODIN_MIN_TEMPERATURE:g} (temperature scaling softens the "
+            f"softmax; T = {t!r} sharpens it until every input scores 1.0 and passes the gate)"
+        )
     if score != "odin" and t != FIXED_TEMPERATURE:
         raise ValueError(f"score {score!r} runs at T = 1, got temperature {t!r}")
     if score not in PERTURBED and e != 0.0:
@@ -85,8 +87,10 @@ def check_threshold(score: str, threshold: float, num_classes: int | None = None
     low = 1.0 / num_classes if num_classes else 0.0
     d = check_number(threshold, "threshold", -math.inf, 1.0)
     if d < low * (1.0 - SOFTMAX_ROUNDING):
-        raise ValueError(f"threshold {d!r} is below 1/K = {low:g} for the model's {num_classes} classes: no input "
-                         f"scores below 1/K with score {score!r}, so this gate would keep every input")
+        raise ValueError(
+            f"threshold {d!r} is below 1/K = {low:g} for the model's {num_classes} classes: no input "
+            f"scores below 1/K with score {score!r}, so this gate would keep every input"
+        )
     return d
 
 

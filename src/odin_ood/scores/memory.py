@@ -42,8 +42,17 @@ PROBE_IMAGES = 2
 MAX_BYTES = 1 << 50
 LEAST_ACTIVATIONS = 16  # the working set counts at least this many inputs' worth of activations
 COPIES = 3  # and an image's input, gradient and perturbed copy
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 1 << 10,
+    "mi": 1 << 20,
+    "gi": 1 << 30,
+    "ti": 1 << 40,
+}
 
 
 def parse_bytes(text: str) -> int:
@@ -115,9 +124,11 @@ def check_input(shape: Sequence[int], budget: int) -> None:
     ``budget`` bytes (:func:`least_bytes`), before anything of that size is allocated."""
     need = least_bytes(shape)
     if need > budget:
-        raise ValueError(f"one input of {'x'.join(map(str, shape))} needs at least {readable(need)} to score "
-                         f"({need // input_bytes(shape)} float32 copies of it: decoded, and autograd's working set), over "
-                         f"{named('max_memory', '--max-memory')} ({readable(budget)})")
+        raise ValueError(
+            f"one input of {'x'.join(map(str, shape))} needs at least {readable(need)} to score "
+            f"({need // input_bytes(shape)} float32 copies of it: decoded, and autograd's working set), over "
+            f"{named('max_memory', '--max-memory')} ({readable(budget)})"
+        )
 
 
 def chunk_for(shape: Sequence[int], budget: int = DEFAULT_MAX_MEMORY, batch: int = 1) -> int:

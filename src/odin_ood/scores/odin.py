@@ -166,5 +166,6 @@ def odin_shared_direction_scores(
     x = prepare(model, x)
     std = channel_view(input_std, x)
     _, (per_epsilon,) = perturbed_logits(
-        model, x, [lambda z, xg, keep: perturbation_direction(z, xg, t_d, std, keep)], epsilons, clamp)
+        model, x, [lambda z, xg, keep: perturbation_direction(z, xg, t_d, std, keep)], epsilons, clamp
+    )
     return torch.stack([torch.stack([softmax_score(z, t) for z in per_epsilon]) for t in temperatures])

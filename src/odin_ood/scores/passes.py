@@ -107,8 +107,11 @@ def perturbed_logits(
         x = x.requires_grad_(needs_direction)
         with torch.set_grad_enabled(needs_direction):
             logits = model(x)
-            d = [direction(logits, x, k < len(directions) - 1) for k, direction in enumerate(directions)
-                 if needs_direction]
+            d = [
+                direction(logits, x, k < len(directions) - 1)
+                for k, direction in enumerate(directions)
+                if needs_direction
+            ]
         x, logits = x.detach(), logits.detach()
         z: list[list[Tensor]] = [[logits] * len(epsilons) for _ in directions]
         cells = [(k, j) for k in range(len(directions)) for j, e in enumerate(epsilons) if e > 0.0]

@@ -49,7 +49,11 @@ def eager_support(precision: str, device: torch.device) -> str | None:
     if device.type == "mps":
         return None if precision == "fp16" else "MPS autocast is checked here for fp16 only"
     if device.type == "cpu":
-        ok = torch.ops.mkldnn._is_mkldnn_bf16_supported() if precision == "bf16" else torch.ops.mkldnn._is_mkldnn_fp16_supported()
+        ok = (
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            if precision == "bf16"
+            else torch.ops.mkldnn._is_mkldnn_fp16_supported()
+        )
         return None if ok else f"this CPU has no {precision} arithmetic (torch would emulate it, slower than fp32)"
     return f"{precision} is not checked on {device.type}"
 
@@ -68,11 +72,15 @@ def check_scoring(fitted_precision: str, fitted_runtime: str | None, precision: 
     from odin_ood._utils.checks import named
 
     if precision != fitted_precision:
-        raise ValueError(f"the detector was fitted at {fitted_precision} (its threshold keeps its TPR for "
-                         f"{fitted_precision} scores), not {precision}: score with "
-                         f"{named(f'precision={fitted_precision!r}', f'--precision {fitted_precision}')}, or refit it "
-                         f"at {precision}")
+        raise ValueError(
+            f"the detector was fitted at {fitted_precision} (its threshold keeps its TPR for "
+            f"{fitted_precision} scores), not {precision}: score with "
+            f"{named(f'precision={fitted_precision!r}', f'--precision {fitted_precision}')}, or refit it "
+            f"at {precision}"
+        )
     if fitted_runtime is not None and runtime != fitted_runtime:
-        raise ValueError(f"the detector's {precision} threshold was fitted on the {fitted_runtime} runtime, whose "
-                         f"{precision} scores differ from {runtime}'s: score with --runtime {fitted_runtime}, or refit "
-                         f"it with odin-ood fit --precision {precision} --runtime {runtime}")
+        raise ValueError(
+            f"the detector's {precision} threshold was fitted on the {fitted_runtime} runtime, whose "
+            f"{precision} scores differ from {runtime}'s: score with --runtime {fitted_runtime}, or refit "
+            f"it with odin-ood fit --precision {precision} --runtime {runtime}"
+        )

@@ -98,20 +98,49 @@ class PredictResponse(BaseModel):
 _REQUEST_BODY = {
     "required": True,
     "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-        "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-            "images": {"type": "array", "items": {"type": "object", "properties": {
-                "base64": {"type": "string", "description": "an encoded image (PNG, JPEG, ...)"},
-                "array": {"type": "array", "description": "floats in [0, 1] of the model's input shape (C, H, W)"},
-            }}}}}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["images"],
+                "properties": {
+                    "images": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "base64": {"type": "string", "description": "an encoded image (PNG, JPEG, ...)"},
+                                "array": {
+                                    "type": "array",
+                                    "description": "floats in [0, 1] of the model's input shape (C, H, W)",
+                                },
+                            },
+                        },
+                    }
+                },
+            }
+        },
     },
 }
 
 
-def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(), api_key: str | None = None,
-               max_batch: int = 64, max_wait_ms: float = 5.0, pad: bool = True, model_name: str = "",
-               runtime: str = "torch", threads: int | None = None) -> FastAPI:
+def create_app(
+    detector: Detector,
+    spec: Preprocessing,
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+    max_batch: int = 64,
+    max_wait_ms: float = 5.0,
+    pad: bool = True,
+    model_name: str = "",
+    runtime: str = "torch",
+    threads: int | None = None,
+) -> FastAPI:
     """The gate for ``detector`` on the scoring runtime called ``runtime`` (:mod:`odin_ood.runtimes`);
     ``max_batch`` also becomes ``detector.batch_size`` (the fixed batch size that ``pad`` fills on
     an exact runtime, ``torch``, so scores equal the library's in batches of that size; a graph
@@ -134,8 +163,14 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
         yield
         await batcher.stop()
 
-    app = FastAPI(title="odin-ood gate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="ODIN out-of-distribution detection in front of a classifier.")
+    app = FastAPI(
+        title="odin-ood gate",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="ODIN out-of-distribution detection in front of a classifier.",
+    )
     app.state.batcher = batcher
     header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key the server was started with")
 
@@ -152,12 +187,24 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
 
     @app.get("/v1/detector", dependencies=[Depends(check_key)])
     async def describe() -> dict[str, Any]:
-        return {**detector.to_dict(), "model": model_name, "input_shape": list(spec.input_shape), "resize": spec.resize,
-                "max_batch": max_batch, "runtime": runtime, "padding": pad or scorer.fixed_batch,
-                "max_wait_ms": max_wait_ms, "limits": vars(limits)}
+        return {
+            **detector.to_dict(),
+            "model": model_name,
+            "input_shape": list(spec.input_shape),
+            "resize": spec.resize,
+            "max_batch": max_batch,
+            "runtime": runtime,
+            "padding": pad or scorer.fixed_batch,
+            "max_wait_ms": max_wait_ms,
+            "limits": vars(limits),
+        }
 
-    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(check_key)],
-              openapi_extra={"requestBody": _REQUEST_BODY})
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        dependencies=[Depends(check_key)],
+        openapi_extra={"requestBody": _REQUEST_BODY},
+    )
     async def predict(request: Request) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "")
         media = media_type(ctype)
@@ -169,12 +216,18 @@ def create_app(detector: Detector, spec: Preprocessing, limits: Limits = Limits(
             body = await _read_limited(request, limits.max_json_bytes, limits.body_timeout)
             x = await run_in_threadpool(_json_images, body, spec, limits.max_images)
         else:
-            raise InputError(f"content type {ctype[:80] or 'none'!r} is not supported: send multipart/form-data "
-                             "or application/json", 415)
+            raise InputError(
+                f"content type {ctype[:80] or 'none'!r} is not supported: send multipart/form-data or application/json",
+                415,
+            )
         out = await batcher.submit(x)
         cols = {k: v.tolist() for k, v in out.items()}
-        return {"predictions": [_prediction({k: c[i] for k, c in cols.items()}, threshold, names, detector.precision)
-                                for i in range(len(x))]}
+        return {
+            "predictions": [
+                _prediction({k: c[i] for k, c in cols.items()}, threshold, names, detector.precision)
+                for i in range(len(x))
+            ]
+        }
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
@@ -204,16 +257,22 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip(" \t").lower()
 
 
-def _prediction(row: dict[str, Any], threshold: float, names: Sequence[str] | None = None,
-                precision: str = "fp32") -> dict[str, Any]:
+def _prediction(
+    row: dict[str, Any], threshold: float, names: Sequence[str] | None = None, precision: str = "fp32"
+) -> dict[str, Any]:
     """One image's answer (at ``precision``, :mod:`odin_ood.scores.precision`); a score that is not
     finite is reported out-of-distribution, with the reason."""
     finite = math.isfinite(row["score"])
-    return {"predicted_class": row["predicted_class"], "class_name": class_name(names, row["predicted_class"]),
-            "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
-            "score": row["score"] if finite else None, "threshold": threshold,
-            "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
-            "error": None if finite else NOT_FINITE, "precision": precision}
+    return {
+        "predicted_class": row["predicted_class"],
+        "class_name": class_name(names, row["predicted_class"]),
+        "confidence": row["confidence"] if math.isfinite(row["confidence"]) else None,
+        "score": row["score"] if finite else None,
+        "threshold": threshold,
+        "is_out_of_distribution": row["is_out_of_distribution"] or not finite,
+        "error": None if finite else NOT_FINITE,
+        "precision": precision,
+    }
 
 
 def _client(request: Request) -> str:
@@ -228,8 +287,11 @@ async def _read_limited(request: Request, limit: int, timeout: float) -> bytes:
         if not declared.isdigit() or len(declared) > 18:
             raise InputError(f"Content-Length {declared[:20]!r} is not a number of bytes", 400)
         if int(declared) > limit:
-            raise InputError(f"request body of {declared} bytes exceeds the limit of {limit} bytes for "
-                             f"{request.headers.get('content-type', 'this content type')}", 413)
+            raise InputError(
+                f"request body of {declared} bytes exceeds the limit of {limit} bytes for "
+                f"{request.headers.get('content-type', 'this content type')}",
+                413,
+            )
     try:
         return await asyncio.wait_for(_body(request, limit), timeout)
     except asyncio.TimeoutError:
@@ -250,8 +312,9 @@ async def _multipart(request: Request, body: bytes, max_images: int) -> list[tup
     async def once() -> AsyncGenerator[bytes, None]:
         yield body
 
-    parser = MultiPartParser(request.headers, once(), max_files=max_images, max_fields=max_images,
-                             max_part_size=len(body) + 1)
+    parser = MultiPartParser(
+        request.headers, once(), max_files=max_images, max_fields=max_images, max_part_size=len(body) + 1
+    )
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -284,7 +347,9 @@ def _numbers_only(values: Any, label: str) -> Any:
             continue
         if kinds - {float, list}:
             name = {str: "a string", bool: "true or false", type(None): "null", dict: "an object"}
-            raise InputError(f"{label}: array values must be JSON numbers, got {name[min(kinds - {float, list}, key=str)]}")
+            raise InputError(
+                f"{label}: array values must be JSON numbers, got {name[min(kinds - {float, list}, key=str)]}"
+            )
         stack.extend(a for a in v if isinstance(a, list))
     return values
 

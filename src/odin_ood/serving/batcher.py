@@ -99,5 +99,5 @@ class MicroBatcher:
         start = 0
         for x, f in batch:
             if not f.done():
-                f.set_result({k: v[start:start + len(x)] for k, v in out.items()})
+                f.set_result({k: v[start : start + len(x)] for k, v in out.items()})
             start += len(x)

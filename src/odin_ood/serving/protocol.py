@@ -79,10 +79,16 @@ class TimedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's 400 (with the reason for a head over the limit), then a lingering close."""
         reason = (self.limited.refusal or msg).encode("ascii", "replace")
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(reason)),
-                   (b"connection", b"close")]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-                      h11.Data(data=reason), h11.EndOfMessage()):
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(reason)),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=reason),
+            h11.EndOfMessage(),
+        ):
             self.transport.write(self.conn.send(event))
         self._draining = True
         if self.transport.can_write_eof():

@@ -52,11 +52,15 @@ def check_compatible(model: nn.Module, data: ImageDataset) -> None:
     """Raise ``ValueError`` when ``data``'s image shape or labels do not fit ``model``."""
     shape = declared_input(model).shape
     if shape is not None and tuple(data.shape) != tuple(shape):
-        raise ValueError(f"dataset {data.name!r} has images of shape {tuple(data.shape)}; the model expects {tuple(shape)}")
+        raise ValueError(
+            f"dataset {data.name!r} has images of shape {tuple(data.shape)}; the model expects {tuple(shape)}"
+        )
     classes = getattr(model, "num_classes", None)
     labels = data.labels
     if bool((labels < 0).any()):
-        raise ValueError(f"dataset {data.name!r} has unlabelled images (label -1): it cannot train or test a classifier")
+        raise ValueError(
+            f"dataset {data.name!r} has unlabelled images (label -1): it cannot train or test a classifier"
+        )
     if classes is not None and int(labels.max()) >= classes:
         raise ValueError(f"dataset {data.name!r} has labels up to {int(labels.max())}; the model has {classes} classes")
 
@@ -64,8 +68,9 @@ def check_compatible(model: nn.Module, data: ImageDataset) -> None:
 def make_optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
     """SGD (Nesterov) or Adam with the recipe's hyper-parameters."""
     if r.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov,
-                               weight_decay=r.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay
+        )
     if r.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
     raise ValueError(f"recipe {r.name!r}: unknown optimizer {r.optimizer!r}; expected 'sgd' or 'adam'")
@@ -147,18 +152,38 @@ def train(
             objective.backward()
             optimizer.step()
             step += 1
-            sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), torch.tensor(len(y), device=dev)])
+            sums += torch.stack(
+                [loss.detach() * len(y), (logits.argmax(1) == y).sum(), torch.tensor(len(y), device=dev)]
+            )
             if progress and (i % 20 == 0 or i == batches - 1):
                 bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}", acc=f"{sums[1] / sums[2]:.4f}")
         loss_sum, correct, count = sums.tolist()
-        history.append({"epoch": epoch + 1, "loss": loss_sum / count, "accuracy": correct / count,
-                        "lr": optimizer.param_groups[0]["lr"], "steps": step})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss_sum / count,
+                "accuracy": correct / count,
+                "lr": optimizer.param_groups[0]["lr"],
+                "steps": step,
+            }
+        )
         if batches < steps_per_epoch:  # stopped by max_steps inside the epoch: no checkpoint
             break
         if folder is not None:
-            save_checkpoint(folder, model, optimizer, {
-                "epoch": epoch + 1, "step": step, "seed": seed, "epochs": epochs, "batch_size": batch_size,
-                "recipe": r.name, "history": history})
+            save_checkpoint(
+                folder,
+                model,
+                optimizer,
+                {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "seed": seed,
+                    "epochs": epochs,
+                    "batch_size": batch_size,
+                    "recipe": r.name,
+                    "history": history,
+                },
+            )
     model.eval()
     return TrainResult(epochs=len(history), steps=step, seconds=time.perf_counter() - t0, history=history)
 

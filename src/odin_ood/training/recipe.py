@@ -67,13 +67,21 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "densenet": Recipe("densenet", "sgd", lr=0.1, epochs=300, batch_size=64, weight_decay=1e-4,
-                       crop_padding=4, flip=True),
+    "densenet": Recipe(
+        "densenet", "sgd", lr=0.1, epochs=300, batch_size=64, weight_decay=1e-4, crop_padding=4, flip=True
+    ),
     "wrn": Recipe("wrn", "sgd", lr=0.1, epochs=200, batch_size=128, weight_decay=5e-4, crop_padding=4, flip=True),
-    "resnet": Recipe("resnet", "sgd", lr=0.1, epochs=182, batch_size=128, weight_decay=1e-4, crop_padding=4,
-                     flip=True),
-    "mnist-mlp": Recipe("mnist-mlp", "adam", lr=1e-3, epochs=30, batch_size=128, milestones=(2 / 3,),
-                        l2_penalty=1e-5, l2_parameters=("fc1.weight", "fc2.weight", "fc3.weight")),
+    "resnet": Recipe("resnet", "sgd", lr=0.1, epochs=182, batch_size=128, weight_decay=1e-4, crop_padding=4, flip=True),
+    "mnist-mlp": Recipe(
+        "mnist-mlp",
+        "adam",
+        lr=1e-3,
+        epochs=30,
+        batch_size=128,
+        milestones=(2 / 3,),
+        l2_penalty=1e-5,
+        l2_parameters=("fc1.weight", "fc2.weight", "fc3.weight"),
+    ),
     "mnist-lenet": Recipe("mnist-lenet", "sgd", lr=0.01, epochs=20, batch_size=64, nesterov=False, milestones=()),
 }
 

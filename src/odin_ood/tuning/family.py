@@ -30,8 +30,13 @@ from odin_ood.tuning.grid import (
 from odin_ood.tuning.searches import check_search, grid_passes
 
 
-def _grid(model: nn.Module, score: str, epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None,
-          clamp: Clamp | None) -> Callable[[Tensor], Tensor]:
+def _grid(
+    model: nn.Module,
+    score: str,
+    epsilons: Sequence[float],
+    input_std: Sequence[float] | Tensor | None,
+    clamp: Clamp | None,
+) -> Callable[[Tensor], Tensor]:
     """Batch -> (1, len(epsilons), N) scores of a non-ODIN score at T = 1."""
 
     def fn(x: Tensor) -> Tensor:
@@ -70,8 +75,21 @@ def tune_score(
     check_search(search)
     if score == "odin":
         check_grid(temperatures, lambda t, _: check_parameters("odin", t, 0.0)[0], "temperatures")
-        return tune(model, id_data, ood_data, temperatures, epsilons, input_std, objective, input_mean=input_mean,
-                    tpr=tpr, batch_size=batch_size, clamp=clamp, ood_free=ood_free, search=search)
+        return tune(
+            model,
+            id_data,
+            ood_data,
+            temperatures,
+            epsilons,
+            input_std,
+            objective,
+            input_mean=input_mean,
+            tpr=tpr,
+            batch_size=batch_size,
+            clamp=clamp,
+            ood_free=ood_free,
+            search=search,
+        )
     if ood_data is None and ood_free == "noise":
         ood_data = noise_ood_set(id_data, input_mean=input_mean, input_std=input_std)
     eps = check_grid(epsilons, check_epsilon, "epsilons") if score == "energy-odin" else (0.0,)

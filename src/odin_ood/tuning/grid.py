@@ -146,9 +146,7 @@ def tune_from_scores(
     )
 
 
-def id_only_from_scores(
-    scores_in: np.ndarray | Tensor, temperature: float, epsilons: Sequence[float]
-) -> TuningResult:
+def id_only_from_scores(scores_in: np.ndarray | Tensor, temperature: float, epsilons: Sequence[float]) -> TuningResult:
     """The Generalized-ODIN criterion (Hsu et al., CVPR 2020, section 3.3) on precomputed scores
     of held-out ID data at ONE temperature, shape (1, E, N) or (E, N):
 
@@ -195,15 +193,19 @@ def tune_id_only(
     gradients off), then :func:`id_only_from_scores` (Hsu et al., 2020, section 3.3)."""
     temperature = check_temperature(temperature)
     epsilons = check_grid(epsilons, check_epsilon, "epsilons")
-    scores_in = grid_scores(model, id_data, (temperature,), epsilons, input_std, batch_size, clamp, "id_data",
-                            cells_per_forward)
+    scores_in = grid_scores(
+        model, id_data, (temperature,), epsilons, input_std, batch_size, clamp, "id_data", cells_per_forward
+    )
     result = id_only_from_scores(scores_in.numpy(), temperature, epsilons)
     return replace(result, passes_per_image=grid_passes(1, epsilons))
 
 
 def noise_ood_set(
-    like: Data, n: int = 1000, input_mean: Sequence[float] | Tensor | None = None,
-    input_std: Sequence[float] | Tensor | None = None, seed: int = 0
+    like: Data,
+    n: int = 1000,
+    input_mean: Sequence[float] | Tensor | None = None,
+    input_std: Sequence[float] | Tensor | None = None,
+    seed: int = 0,
 ) -> Tensor:
     """The paper's Gaussian + Uniform noise (n images each) in the shape and space of ``like``.
 
@@ -215,7 +217,9 @@ def noise_ood_set(
     if input_std is None and input_mean is None:
         return noise
     if input_std is None or input_mean is None:
-        raise ValueError("tuning against noise needs both input_mean and input_std when the model sees normalised inputs")
+        raise ValueError(
+            "tuning against noise needs both input_mean and input_std when the model sees normalised inputs"
+        )
     return (noise - channel_view(input_mean, noise, "input_mean", positive=False)) / channel_view(input_std, noise)
 
 
@@ -254,8 +258,16 @@ def tune(
     temperatures = check_grid(temperatures, check_temperature, "temperatures")
     epsilons = check_grid(epsilons, check_epsilon, "epsilons")
     if check_ood_free(ood_free) == "id-only" and ood_data is None:
-        return tune_id_only(model, id_data, ID_ONLY_TEMPERATURE, epsilons, input_std, batch_size=batch_size,
-                            clamp=clamp, cells_per_forward=cells_per_forward)
+        return tune_id_only(
+            model,
+            id_data,
+            ID_ONLY_TEMPERATURE,
+            epsilons,
+            input_std,
+            batch_size=batch_size,
+            clamp=clamp,
+            cells_per_forward=cells_per_forward,
+        )
     if ood_data is None:
         ood_data = noise_ood_set(id_data, noise_size, input_mean, input_std, noise_seed)
     if runs_shared(search, temperatures, epsilons):
@@ -263,13 +275,31 @@ def tune(
         found = shared_search(backend, temperatures, epsilons, objective, tpr)
         i, j = found.index
         return TuningResult(
-            temperature=float(temperatures[i]), epsilon=float(epsilons[j]), objective=objective,
-            value=float(found.metrics[objective][i, j]), temperatures=tuple(float(t) for t in temperatures),
-            epsilons=tuple(float(e) for e in epsilons), metrics=found.metrics, scores_in=found.scores_in,
-            scores_out=found.scores_out, search="shared", passes_per_image=found.passes_per_image)
+            temperature=float(temperatures[i]),
+            epsilon=float(epsilons[j]),
+            objective=objective,
+            value=float(found.metrics[objective][i, j]),
+            temperatures=tuple(float(t) for t in temperatures),
+            epsilons=tuple(float(e) for e in epsilons),
+            metrics=found.metrics,
+            scores_in=found.scores_in,
+            scores_out=found.scores_out,
+            search="shared",
+            passes_per_image=found.passes_per_image,
+        )
     scores_in, scores_out = (
-        grid_scores(model, data, temperatures, epsilons, input_std, batch_size, clamp=clamp,
-                    cells_per_forward=cells_per_forward, name=name)
-        for data, name in ((id_data, "id_data"), (ood_data, "ood_data")))
+        grid_scores(
+            model,
+            data,
+            temperatures,
+            epsilons,
+            input_std,
+            batch_size,
+            clamp=clamp,
+            cells_per_forward=cells_per_forward,
+            name=name,
+        )
+        for data, name in ((id_data, "id_data"), (ood_data, "ood_data"))
+    )
     result = tune_from_scores(scores_in.numpy(), scores_out.numpy(), temperatures, epsilons, objective, tpr)
     return replace(result, passes_per_image=grid_passes(len(temperatures), epsilons))

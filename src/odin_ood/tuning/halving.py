@@ -106,9 +106,19 @@ def fpr_noise(fpr: float, m_in: int, m_out: int, tpr: float = 0.95) -> float:
     return math.sqrt(fpr * (1 - fpr) / m_out) + math.sqrt(tpr * (1 - tpr) / m_in)
 
 
-def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method: str = "halving", *,
-           eta: float = 3.0, min_images: int = 100, margin: float = 2.0, tpr: float = 0.95,
-           seed: int = 0) -> SearchResult:
+def search(
+    score: ScoreFn,
+    n_in: int,
+    n_out: int,
+    shape: tuple[int, int],
+    method: str = "halving",
+    *,
+    eta: float = 3.0,
+    min_images: int = 100,
+    margin: float = 2.0,
+    tpr: float = 0.95,
+    seed: int = 0,
+) -> SearchResult:
     """Choose a cell of a ``shape`` = (len(T), len(eps)) grid with ``n_in`` ID and ``n_out`` OOD
     tuning images. ``method="grid"`` scores every cell on every image (the paper);
     ``"halving"`` runs successive halving (module docstring): each cut keeps the best
@@ -120,8 +130,9 @@ def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method
     rng = np.random.default_rng(seed)
     memo = _Memo(score, {"in": rng.permutation(n_in), "out": rng.permutation(n_out)})
     cells: list[Cell] = [(i, j) for i in range(shape[0]) for j in range(shape[1])]
-    fractions = [1.0] if method == "grid" else [s / max(n_in, n_out) for s in
-                                                 halving_sizes(max(n_in, n_out), eta, min_images)]
+    fractions = (
+        [1.0] if method == "grid" else [s / max(n_in, n_out) for s in halving_sizes(max(n_in, n_out), eta, min_images)]
+    )
     rounds = []
     for r, frac in enumerate(fractions):
         m_in, m_out = max(1, round(frac * n_in)), max(1, round(frac * n_out))
@@ -134,33 +145,51 @@ def search(score: ScoreFn, n_in: int, n_out: int, shape: tuple[int, int], method
     full = np.full(shape, np.nan)
     for c, f in zip(cells, fpr, strict=True):
         full[c] = f
-    return SearchResult(search=method, index=_best(cells, fpr), fpr=full, evaluations=memo.evaluations,
-                        grid_evaluations=shape[0] * shape[1] * (n_in + n_out), rounds=rounds)
+    return SearchResult(
+        search=method,
+        index=_best(cells, fpr),
+        fpr=full,
+        evaluations=memo.evaluations,
+        grid_evaluations=shape[0] * shape[1] * (n_in + n_out),
+        rounds=rounds,
+    )
 
 
 def array_scorer(grid_in: np.ndarray, grid_out: np.ndarray) -> ScoreFn:
     """A score function reading precomputed (T, E, N) grid scores (to measure a search for free)."""
+
     def score(side: str, cells: Sequence[Cell], rows: np.ndarray) -> np.ndarray:
         g = grid_in if side == "in" else grid_out
         return np.stack([g[i, j, rows] for i, j in cells])
+
     return score
 
 
-def model_scorer(model: nn.Module, data_in: Tensor, data_out: Tensor, temperatures: Sequence[float],
-                 epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None = None,
-                 batch_size: int = 128, prepare: Callable[[Tensor], Tensor] | None = None,
-                 context: Callable[[], AbstractContextManager[Any]] | None = None) -> ScoreFn:
+def model_scorer(
+    model: nn.Module,
+    data_in: Tensor,
+    data_out: Tensor,
+    temperatures: Sequence[float],
+    epsilons: Sequence[float],
+    input_std: Sequence[float] | Tensor | None = None,
+    batch_size: int = 128,
+    prepare: Callable[[Tensor], Tensor] | None = None,
+    context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> ScoreFn:
     """A score function running ODIN on the rows asked for. Cells sharing a temperature share
     one input-only backward; when the cells asked form a full rectangle of their temperatures
     and epsilons (the first round), one forward with an input graph serves them all.
     ``prepare`` maps a stored batch (e.g. uint8 images) to the model's input; ``context``
     returns a context manager (e.g. bf16 autocast) to score under."""
+
     def rect(x: Tensor, ts: list[int], es: list[int]) -> Tensor:
         def fn(b: Tensor) -> Tensor:
             b = prepare(b) if prepare is not None else b
             with context() if context is not None else torch.enable_grad():
-                return odin_grid_scores(model, b, [temperatures[i] for i in ts], [epsilons[j] for j in es],
-                                        input_std).float()
+                return odin_grid_scores(
+                    model, b, [temperatures[i] for i in ts], [epsilons[j] for j in es], input_std
+                ).float()
+
         return torch.cat([fn(b) for b in x.split(batch_size)], dim=-1)
 
     def score(side: str, cells: Sequence[Cell], rows: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ Cell = tuple[int, int]
 SEARCHES: dict[str, str] = {
     "grid": "the paper's (section 4.4): every cell on every tuning image (odin_ood.tuning.grid)",
     "shared": "one backward shared across temperatures, the best cells verified exactly: <= 20 passes per image "
-              "instead of 211 (odin_ood.tuning.shared)",
+    "instead of 211 (odin_ood.tuning.shared)",
     "halving": "successive halving: the cells that can win, on growing subsets of the tuning images "
-               "(odin_ood.tuning.halving; needs the images by index)",
+    "(odin_ood.tuning.halving; needs the images by index)",
 }
 """Every way the grid is searched, one meaning per name."""
 TUNE_SEARCHES: tuple[str, ...] = ("shared", "grid")  # tune, Detector.fit and odin-ood fit, on any data

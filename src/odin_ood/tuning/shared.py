@@ -61,8 +61,7 @@ def worst_case_passes(epsilons: Sequence[float]) -> int:
 def runs_shared(search: str, temperatures: Sequence[float], epsilons: Sequence[float]) -> bool:
     """Whether ``search`` runs the shared search on this grid: it was asked for, and its worst case
     costs fewer passes than the grid (on a small grid it would not: the grid runs instead)."""
-    return (check_search(search) == "shared"
-            and worst_case_passes(epsilons) < grid_passes(len(temperatures), epsilons))
+    return check_search(search) == "shared" and worst_case_passes(epsilons) < grid_passes(len(temperatures), epsilons)
 
 
 def planned_passes(search: str, temperatures: Sequence[float], epsilons: Sequence[float]) -> int:
@@ -109,8 +108,13 @@ def _neighbours(epsilons: Sequence[float], j: int) -> list[int]:
     return [order[m] for m in range(max(0, k - 1), min(len(order), k + 2)) if epsilons[order[m]] > 0]
 
 
-def shared_search(backend: Backend, temperatures: Sequence[float], epsilons: Sequence[float],
-                  objective: str = "fpr_at_95_tpr", tpr: float = 0.95) -> SharedResult:
+def shared_search(
+    backend: Backend,
+    temperatures: Sequence[float],
+    epsilons: Sequence[float],
+    objective: str = "fpr_at_95_tpr",
+    tpr: float = 0.95,
+) -> SharedResult:
     """Run the survey, verify and choose steps of the module docstring on ``backend``."""
     if objective not in METRICS:
         raise ValueError(f"objective must be one of {METRICS}, got {objective!r}")
@@ -143,8 +147,15 @@ def shared_search(backend: Backend, temperatures: Sequence[float], epsilons: Seq
         for m, v in evaluate(exact_in[c], exact_out[c], tpr=tpr).items():
             metrics[m][c] = v
     index = _ranked(metrics[objective], scored, objective)[0]
-    return SharedResult(index=index, metrics=metrics, scores_in=exact_in, scores_out=exact_out, surveyed=surveyed,
-                        verified=sorted(verify), passes_per_image=passes)
+    return SharedResult(
+        index=index,
+        metrics=metrics,
+        scores_in=exact_in,
+        scores_out=exact_out,
+        surveyed=surveyed,
+        verified=sorted(verify),
+        passes_per_image=passes,
+    )
 
 
 class ArrayBackend:
@@ -168,9 +179,17 @@ class ArrayBackend:
 class ModelBackend:
     """Scores of ``model`` on the ID (``"in"``) and OOD (``"out"``) tuning data, batch by batch."""
 
-    def __init__(self, model: nn.Module, data_in: Data, data_out: Data, temperatures: Sequence[float],
-                 epsilons: Sequence[float], input_std: Sequence[float] | Tensor | None = None,
-                 batch_size: int = 128, clamp: Clamp | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        data_in: Data,
+        data_out: Data,
+        temperatures: Sequence[float],
+        epsilons: Sequence[float],
+        input_std: Sequence[float] | Tensor | None = None,
+        batch_size: int = 128,
+        clamp: Clamp | None = None,
+    ) -> None:
         self.model, self.data = model, {"in": data_in, "out": data_out}
         self.temperatures, self.epsilons = tuple(temperatures), tuple(epsilons)
         self.input_std, self.batch_size, self.clamp = input_std, batch_size, clamp
@@ -180,10 +199,15 @@ class ModelBackend:
 
     def survey(self, side: str, direction: int, eps: list[int]) -> np.ndarray:
         e = [self.epsilons[j] for j in eps]
-        return self._map(lambda x: odin_shared_direction_scores(
-            self.model, x, self.temperatures, e, self.temperatures[direction], self.input_std, self.clamp), side)
+        return self._map(
+            lambda x: odin_shared_direction_scores(
+                self.model, x, self.temperatures, e, self.temperatures[direction], self.input_std, self.clamp
+            ),
+            side,
+        )
 
     def exact(self, side: str, t: int, eps: list[int]) -> np.ndarray:
         e = [self.epsilons[j] for j in eps]
-        return self._map(lambda x: odin_grid_scores(self.model, x, [self.temperatures[t]], e, self.input_std,
-                                                    self.clamp)[0], side)
+        return self._map(
+            lambda x: odin_grid_scores(self.model, x, [self.temperatures[t]], e, self.input_std, self.clamp)[0], side
+        )
