@@ -16,8 +16,8 @@ from odin_ood._utils.prefetch import map_ahead
 from odin_ood.cli import main
 from odin_ood.commands import rows
 from odin_ood.commands.inputs import Inputs
+from odin_ood.commands.row_files import read_rows
 from odin_ood.commands.rows import prefetch_depth
-from odin_ood.commands.writers import read_rows
 from serving_support import decoded, encode, fit_mnist_detector, library_outputs
 
 BATCH = 4
