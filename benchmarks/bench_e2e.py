@@ -22,7 +22,9 @@ clamps the detector's batch to what half of ``--max-memory`` holds, counting a g
 worst measured memory per image, 7x eager's for OpenVINO: at the 1 GiB default, ResNet-20 on
 OpenVINO would score in batches of 49 and DenseNet-BC-100 in batches of 4).
 
-Every measurement is taken once per round, the order rotated each round, ``--rounds`` rounds;
+Each kernel runs in a process of its own (:func:`run_kernel`: one untimed batch, then the N2
+images), as each command does, so that no path inherits another's allocations. Every
+measurement is taken once per round, the order rotated each round, ``--rounds`` rounds;
 the figures are medians over rounds, and each ratio is the median of the per-round ratios (both
 sides measured in the same round). Wall seconds and CPU seconds (the process's user + system,
 all threads) are both recorded: on this shared machine the wall clock includes waiting for a
@@ -38,6 +40,7 @@ except for scores within 1e-5 of it). Run in the venv where pytorch-ood imports:
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import statistics
@@ -76,6 +79,7 @@ def parser():
     p.add_argument("--temperature", type=float, default=1000.0)
     p.add_argument("--epsilon", type=float, default=0.0014)
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT)
+    p.add_argument("--kernel", default=None, help=argparse.SUPPRESS)  # run_kernel's process
     p.add_argument(
         "--work",
         type=Path,
@@ -126,28 +130,69 @@ def pixels_of(folder: Path, n: int, runtime_spec) -> torch.Tensor:
     return torch.stack([prepare(inputs, runtime_spec, i) for i in range(n)])
 
 
-def kernels(name: str, det: Path, weights: Path, model, pixels: torch.Tensor, args) -> dict[str, Callable]:
-    """Scorers of in-memory images: pytorch-ood's (on normalised tensors), each runtime's (on pixels)."""
+def kernel(which: str, name: str, det: Path, model, pixels: torch.Tensor, args) -> tuple[Callable, torch.Tensor]:
+    """(a scorer of in-memory images, its input): ``pytorch-ood``'s on normalised tensors, batch by
+    batch, or the runtime ``which`` as ``score`` loads it, on [0, 1] pixels."""
     from odin_ood.commands.loading import load_scorer
     from odin_ood.commands.options import ModelOptions
 
-    out: dict[str, Callable] = {}
-    if importlib.util.find_spec("pytorch_ood") is not None:
+    if which == "pytorch-ood":
         peer = bench_peers.pytorch_ood_methods(model, args.temperature, args.epsilon)["odin:pytorch-ood"]
-        x = common.normalise(pixels, model)
-        b = args.batch_size
-        out["pytorch-ood kernel"] = lambda: torch.cat([peer(x[s : s + b].clone()) for s in range(0, len(x), b)])
+        return partial(_peer_scores, peer, args.batch_size), common.normalise(pixels, model)
+    weights = args.data_root / "models" / bench_peers.CHECKPOINTS[name]
     options = ModelOptions(str(weights), threads=args.threads, batch_size=args.batch_size)
-    for runtime in args.runtimes:
-        scorer, _ = load_scorer(options, det, runtime)
-        out[f"{runtime} kernel"] = partial(_scores, scorer, pixels)
-    return out
+    return partial(_scores, load_scorer(options, det, which)[0]), pixels
+
+
+def _peer_scores(peer: Callable, batch_size: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([peer(x[s : s + batch_size].clone()) for s in range(0, len(x), batch_size)])
 
 
 def _scores(runtime, pixels: torch.Tensor) -> torch.Tensor:
     from odin_ood.runtimes.batches import fixed_batch_outputs
 
     return fixed_batch_outputs(runtime, pixels)["score"]
+
+
+def run_kernel(args) -> None:
+    """``--kernel WHICH``, in a process of its own: time the kernel on the N2 images in memory
+    (after one untimed batch), save its scores beside the work files, print wall and CPU seconds."""
+    import json
+
+    import numpy as np
+
+    name, n2 = args.models[0], args.sizes[1]
+    model = bench_peers.models_load(name, args.data_root)
+    pixels = pixels_of(images_folder(args.data_root, args.work), n2, _spec(model))
+    fn, x = kernel(args.kernel, name, args.work / f"det-{name}-b{args.batch_size}", model, pixels, args)
+    fn(x[: args.batch_size])
+    scores, wall, cpu = common.timed_cpu(partial(fn, x), torch.device("cpu"))
+    np.save(_kernel_scores(args, name, args.kernel), scores.numpy())
+    print(json.dumps({"wall": wall, "cpu": cpu}))
+
+
+def _kernel_scores(args, name: str, which: str) -> Path:
+    return args.work / f"{name}-{which}-kernel-scores.npy"
+
+
+def _timed_kernel(cmd: list[str], scores: Path, env: dict[str, str], cwd: Path) -> tuple[torch.Tensor, float, float]:
+    """(the kernel's scores, wall seconds, CPU seconds) measured by ``cmd`` (:func:`run_kernel`)."""
+    import json
+    import subprocess
+
+    import numpy as np
+
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    timing = json.loads(proc.stdout.strip().splitlines()[-1])
+    return torch.from_numpy(np.load(scores, allow_pickle=False)), timing["wall"], timing["cpu"]
+
+
+def _spec(model):
+    from odin_ood.preprocess import Preprocessing
+
+    return Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
 
 
 def _run_command(cmd: list[str], out: Path, env: dict[str, str], cwd: Path) -> tuple[Path, float, float]:
@@ -187,19 +232,43 @@ def command(
 def bench_model(name: str, args, folder: Path, env: dict[str, str], loads: list) -> tuple[list[dict], dict]:
     from odin_ood import Detector
     from odin_ood.commands.writers import read_rows
-    from odin_ood.preprocess import Preprocessing
 
     n1, n2 = args.sizes
     weights = args.data_root / "models" / bench_peers.CHECKPOINTS[name]
     model = bench_peers.models_load(name, args.data_root)
-    spec = Preprocessing(tuple(model.input_shape), mean=tuple(model.input_mean), std=tuple(model.input_std))
-    pixels = pixels_of(folder, n2, spec)
-    det = detector_folder(name, model, pixels, args)
-    scorers = kernels(name, det, weights, model, pixels, args)
+    det = detector_folder(name, model, pixels_of(folder, 2 * args.batch_size, _spec(model)), args)
     variants = {"score": None, **({"score --prefetch 0": 0} if args.sequential else {})}
+    which = [*(["pytorch-ood"] if importlib.util.find_spec("pytorch_ood") is not None else []), *args.runtimes]
+    shared = [
+        "--models",
+        name,
+        "--sizes",
+        str(n1),
+        str(n2),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--temperature",
+        repr(args.temperature),
+        "--epsilon",
+        repr(args.epsilon),
+        "--data-root",
+        str(args.data_root),
+        "--work",
+        str(args.work),
+    ]
     jobs: dict[str, Callable[[], tuple[object, float, float]]] = {
-        k: partial(common.timed_cpu, fn, torch.device("cpu")) for k, fn in scorers.items()
+        f"{k} kernel": partial(
+            _timed_kernel,
+            [sys.executable, __file__, "--kernel", k, *shared],
+            _kernel_scores(args, name, k),
+            env,
+            args.work,
+        )
+        for k in which
     }
+    scorers = [f"{k} kernel" for k in which]
     for runtime in args.runtimes:
         for label, prefetch in variants.items():
             for n in (n1, n2):
@@ -320,6 +389,9 @@ def main(argv: list[str] | None = None) -> dict:
     if any(n % args.batch_size for n in args.sizes) or args.sizes[0] >= args.sizes[1]:
         raise SystemExit(f"--sizes must be N1 < N2, whole batches of {args.batch_size}")
     device = common.setup(args)
+    if args.kernel is not None:
+        run_kernel(args)
+        return {}
     args.work.mkdir(parents=True, exist_ok=True)
     folder = images_folder(args.data_root, args.work)
     env = dict(
@@ -328,7 +400,6 @@ def main(argv: list[str] | None = None) -> dict:
         OMP_NUM_THREADS=str(args.threads),
         ODIN_OOD_CACHE=str(args.work / "cache"),
     )
-    os.environ["ODIN_OOD_CACHE"] = env["ODIN_OOD_CACHE"]  # the kernels' graphs: the commands' cache
     loads = [os.getloadavg()]
     rows, raw = [], {}
     for name in args.models:
@@ -342,11 +413,12 @@ def main(argv: list[str] | None = None) -> dict:
     note = (
         f"`benchmarks/bench_e2e.py --sizes {args.sizes[0]} {args.sizes[1]} --rounds {args.rounds}`: ODIN T = "
         f"{args.temperature:g}, eps = {args.epsilon:g}, {args.threads} thread(s) for the model's arithmetic "
-        f"(the command's decoding threads beside it), "
-        f"score --batch-size {args.batch_size}, the lossless CIFAR-10 PNG files; "
+        f"(the command's decoding threads beside it), score --batch-size {args.batch_size}, "
+        "the lossless CIFAR-10 PNG files; "
         f"{load}; "
         f"{ctx['peers']}. score: marginal rate (N2 - N1) / (t(N2) - t(N1)) of two fresh processes; kernel: the "
-        "same runtime on pixels in memory; medians over interleaved rounds, ratios the median of per-round "
+        "same runtime on the N2 images' pixels in memory, in a process of its own; medians over interleaved "
+        "rounds, ratios the median of per-round "
         "ratios (*_rounds: their least and largest). cpu_*: per CPU second (user + system, all threads). "
         "gflop_per_cpu_s: cpu_images_per_s times ODIN's FLOPs per image (3 forwards: "
         + ", ".join(f"{m} {raw[m]['odin_gflop_per_image']:.3f} GFLOP" for m in raw)
