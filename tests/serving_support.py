@@ -22,6 +22,16 @@ from PIL import Image
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+def score_cli(root: Path, inputs: list, output: Path, *extra: str, workers: int = 2) -> int:
+    """``odin-ood score`` of ``inputs`` with the MNIST MLP detector of :func:`fit_mnist_detector`
+    (saved under ``root / "det"``), one model thread, quiet, ``workers`` decoding threads."""
+    from odin_ood.cli import main
+
+    detector = ["--detector", str(root / "det"), "--model", "mnist-mlp"]
+    quiet = ["--threads", "1", "--quiet", "--workers", str(workers)]
+    return main(["score", *map(str, inputs), "--output", str(output), *detector, *quiet, *extra])
+
+
 def fit_mnist_detector(shared_data: Path, folder: Path, batch_size: int = 16):
     """The shipped MNIST MLP and an ODIN detector fitted on 300 real MNIST test digits against 300
     notMNIST letters, saved under ``folder``; returns (detector, mnist, notmnist)."""

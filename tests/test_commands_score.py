@@ -9,10 +9,9 @@ import zipfile
 import pytest
 import torch
 
-from odin_ood.cli import main
 from odin_ood.commands import writers
 from odin_ood.commands.row_files import read_rows
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs, score_cli
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +32,7 @@ def setup(shared_data, tmp_path_factory):
 
 
 def run_score(setup, output, *extra, inputs=None):
-    inputs = inputs or [str(setup["folder"]), str(setup["zip"])]
-    return main(
-        [
-            "score",
-            *inputs,
-            "--output",
-            str(output),
-            "--detector",
-            str(setup["root"] / "det"),
-            "--model",
-            "mnist-mlp",
-            "--threads",
-            "1",
-            "--quiet",
-            "--workers",
-            "2",
-            *extra,
-        ]
-    )
+    return score_cli(setup["root"], inputs or [setup["folder"], setup["zip"]], output, *extra, workers=2)
 
 
 def expected_rows(setup) -> list[dict]:

@@ -15,7 +15,7 @@ import pytest
 from odin_ood.cli import main
 from odin_ood.commands import inputs, rows, writers
 from odin_ood.commands.row_files import read_rows
-from serving_support import encode, fit_mnist_detector
+from serving_support import encode, fit_mnist_detector, score_cli
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +35,7 @@ def folder_of(setup, tmp_path, n=3):
 
 
 def score(setup, inputs_, output, *extra):
-    return main(
-        [
-            "score",
-            *map(str, inputs_),
-            "--output",
-            str(output),
-            "--detector",
-            str(setup["root"] / "det"),
-            "--model",
-            "mnist-mlp",
-            "--threads",
-            "1",
-            "--quiet",
-            "--workers",
-            "1",
-            *extra,
-        ]
-    )
+    return score_cli(setup["root"], inputs_, output, *extra, workers=1)
 
 
 def swap_after_listing(monkeypatch, swap):

@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from odin_ood._utils.prefetch import map_ahead
-from odin_ood.cli import main
 from odin_ood.commands import rows
 from odin_ood.commands.inputs import Inputs
 from odin_ood.commands.row_files import read_rows
 from odin_ood.commands.rows import prefetch_depth
-from serving_support import decoded, encode, fit_mnist_detector, library_outputs
+from serving_support import decoded, encode, fit_mnist_detector, library_outputs, score_cli
 
 BATCH = 4
 IMAGES = 30  # 7 whole batches and a padded one, with the two bad files among them
@@ -38,24 +37,7 @@ def setup(shared_data, tmp_path_factory):
 
 
 def score(setup, output, *extra):
-    return main(
-        [
-            "score",
-            str(setup["folder"]),
-            "--output",
-            str(output),
-            "--detector",
-            str(setup["root"] / "det"),
-            "--model",
-            "mnist-mlp",
-            "--threads",
-            "1",
-            "--quiet",
-            "--workers",
-            "2",
-            *extra,
-        ]
-    )
+    return score_cli(setup["root"], [setup["folder"]], output, *extra, workers=2)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
